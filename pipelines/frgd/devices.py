@@ -1,0 +1,49 @@
+"""Device selection: ``auto`` picks CUDA, then MPS, then CPU."""
+
+from __future__ import annotations
+
+import torch
+
+from .errors import InputError
+
+DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
+
+
+def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
+    """Turn ``auto|cpu|cuda|cuda:N|mps`` into a usable :class:`torch.device` or raise :class:`InputError`."""
+    if isinstance(spec, torch.device):
+        return spec
+    spec = (spec or "auto").lower()
+    if spec == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if spec.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise InputError(f"device {spec!r} requested but CUDA is not available; use --device cpu")
+        return torch.device(spec)
+    if spec == "mps":
+        if not (getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()):
+            raise InputError("device 'mps' requested but MPS is not available; use --device cpu")
+        return torch.device("mps")
+    if spec == "cpu":
+        return torch.device("cpu")
+    raise InputError(f"unknown device {spec!r}; choose one of {', '.join(DEVICE_CHOICES)}")
+
+
+def describe_device(device: torch.device) -> str:
+    """Human-readable device name for status bars and benchmark JSON."""
+    if device.type == "cuda":
+        return f"CUDA: {torch.cuda.get_device_name(device)}"
+    if device.type == "mps":
+        return "Apple MPS"
+    return f"CPU ({torch.get_num_threads()} threads)"
+
+
+def is_oom(err: BaseException) -> bool:
+    """True for a GPU out-of-memory error (CUDA or MPS)."""
+    if isinstance(err, torch.cuda.OutOfMemoryError):
+        return True
+    return isinstance(err, RuntimeError) and "out of memory" in str(err).lower()

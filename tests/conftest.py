@@ -1,0 +1,39 @@
+"""Shared test fixtures.
+
+Tests that read research data from ``../shared`` use :func:`shared_path`, which skips cleanly when it is absent
+(a user's fresh clone has no ``../shared``; CI here has it). Set ``FRGD_SHARED`` to point elsewhere.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("FRGD_SHARED", REPO.parent / "shared")).resolve()
+
+
+def shared_path(*parts: str) -> Path:
+    """Path under ``../shared``; skips the calling test when it does not exist."""
+    p = SHARED.joinpath(*parts)
+    if not p.exists():
+        pytest.skip(f"shared data not available: {p}")
+    return p
+
+
+@pytest.fixture
+def shared() -> Path:
+    """The ``../shared`` folder (skips when absent)."""
+    return shared_path()
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """Keep every test's weights cache and settings out of the user's folders."""
+    base = tmp_path_factory.getbasetemp()
+    monkeypatch.setenv("FRGD_CACHE_DIR", str(base / "cache"))
+    monkeypatch.setenv("FRGD_CONFIG_DIR", str(base / "config"))
