@@ -39,7 +39,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def emit(args: argparse.Namespace, data: Any, text: str | None = None) -> None:
-    """Write ``data`` as JSON when ``--json`` was given (or ``text`` is None), else ``text``; to ``--output-json`` too."""
+    """Print ``data`` as JSON with ``--json`` (or when ``text`` is None), else ``text``; ``--json-out`` writes a file."""
     path = getattr(args, "json_out", None)
     if path:
         from pathlib import Path

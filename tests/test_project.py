@@ -1,0 +1,102 @@
+"""Project-level contracts: import direction, README/CI set-up commands, CLI behaviour, shipped resources."""
+
+from __future__ import annotations
+
+import ast
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from frgd.cli.main import command_modules, main
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(a.name.split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_pipelines_never_import_qt_or_editor():
+    offenders = []
+    for py in (REPO / "pipelines").rglob("*.py"):
+        bad = _imports(py) & {"PySide6", "PyQt5", "PyQt6", "frgd_studio"}
+        if bad:
+            offenders.append(f"{py.relative_to(REPO)}: {sorted(bad)}")
+    assert not offenders, "pipelines/ must not import Qt or the editor:\n" + "\n".join(offenders)
+
+
+def test_pipelines_import_without_qt_loaded():
+    code = (
+        "import sys, importlib, pkgutil, frgd\n"
+        "for m in pkgutil.walk_packages(frgd.__path__, 'frgd.'):\n"
+        "    importlib.import_module(m.name)\n"
+        "bad = [m for m in sys.modules if m.startswith(('PySide6', 'frgd_studio'))]\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
+
+
+def _readme_block(tag: str) -> str:
+    text = (REPO / "README.md").read_text()
+    m = re.search(rf"<!-- {tag} -->\s*```\n(.*?)\n```\s*<!-- /{tag} -->", text, re.S)
+    assert m, f"README.md has no {tag} block"
+    return m.group(1).strip()
+
+
+def test_readme_has_exactly_two_setup_commands_and_ci_runs_the_test_one():
+    run_cmd, test_cmd = _readme_block("run-command"), _readme_block("test-command")
+    assert "\n" not in run_cmd and "\n" not in test_cmd
+    assert "frgd-studio --demo" in run_cmd
+    assert "pytest" in test_cmd
+    ci = (REPO / ".ci" / "run").read_text()
+    assert "test-command" in ci  # .ci/run extracts and runs exactly the README's test command
+
+
+def test_cli_help_everywhere(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    for group in ("eval", "bench", "weights", "faces"):
+        assert group in out
+    assert command_modules(), "no cmd_* modules found"
+
+
+def test_cli_unknown_command_is_one_line_error(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["no-such-command"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "error" in err[0]
+
+
+def test_every_subcommand_has_help(capsys):
+    """Walk the parser tree: every (sub)command answers --help with exit 0."""
+    import argparse
+
+    from frgd.cli.main import build_parser
+
+    def walk(parser: argparse.ArgumentParser, prefix: list[str]):
+        yield prefix
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    yield from walk(sub, prefix + [name])
+
+    paths = list(walk(build_parser(), []))
+    assert len(paths) > 5
+    for path in paths:
+        with pytest.raises(SystemExit) as e:
+            main([*path, "--help"])
+        assert e.value.code == 0, path
+        assert "usage:" in capsys.readouterr().out, path
