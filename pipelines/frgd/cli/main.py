@@ -39,7 +39,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def emit(args: argparse.Namespace, data: Any, text: str | None = None) -> None:
-    """Print ``data`` as JSON with ``--json`` (or when ``text`` is None), else ``text``; ``--json-out`` writes a file."""
+    """Print ``data`` as JSON with ``--json`` (or when ``text`` is None), else ``text``; ``--json-out`` saves it."""
     path = getattr(args, "json_out", None)
     if path:
         from pathlib import Path
