@@ -1,0 +1,202 @@
+"""Undoable document changes. Every user-visible change of a :class:`~frgd_studio.document.Document` is one of these
+``QUndoCommand`` objects pushed on the window's ``QUndoStack``.
+
+Commands store the state before and after, so ``undo``/``redo`` restore it exactly. A mask or patch stroke is applied
+live while the user drags (for feedback) and pushed once on release as ONE command holding the stroke's before/after
+(the stroke's dabs are merged); its first ``redo`` is therefore a no-op.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PySide6.QtGui import QUndoCommand
+
+from .document import Document, Face, Reference, Sample
+
+
+def _name(path: str) -> str:
+    return path.replace("\\", "/").rsplit("/", 1)[-1]
+
+
+class _Cmd(QUndoCommand):
+    def __init__(self, doc: Document, text: str) -> None:
+        super().__init__(text)
+        self.doc = doc
+
+
+class SetFacesCommand(_Cmd):
+    """Replace the list of detected faces (face detection result)."""
+
+    def __init__(self, doc: Document, faces: list[Face]) -> None:
+        super().__init__(doc, f"Detect faces ({len(faces)})")
+        self.before = (list(doc.faces), doc.selected)
+        self.after = list(faces)
+
+    def redo(self) -> None:
+        self.doc.set_faces(self.after)
+
+    def undo(self) -> None:
+        faces, sel = self.before
+        self.doc.set_faces(faces)
+        if sel != self.doc.selected:
+            self.doc.select(sel)
+
+
+class SelectFaceCommand(_Cmd):
+    def __init__(self, doc: Document, index: int) -> None:
+        super().__init__(doc, f"Select face {index + 1}")
+        self.before = doc.selected
+        self.after = index
+
+    def redo(self) -> None:
+        self.doc.select(self.after)
+
+    def undo(self) -> None:
+        self.doc.select(self.before)
+
+
+class MaskCommand(_Cmd):
+    """Set a face's mask from ``before`` to ``after`` (a whole stroke, clear or invert)."""
+
+    def __init__(
+        self, doc: Document, index: int, before: np.ndarray, after: np.ndarray, text: str, applied: bool = False
+    ) -> None:
+        super().__init__(doc, text)
+        self.index = index
+        self.before = before.copy()
+        self.after = after.copy()
+        self._skip = applied
+
+    def redo(self) -> None:
+        if self._skip:
+            self._skip = False
+            return
+        self.doc.set_mask(self.index, self.after)
+
+    def undo(self) -> None:
+        self.doc.set_mask(self.index, self.before)
+
+
+def clear_mask(doc: Document, index: int) -> MaskCommand:
+    m = doc.faces[index].mask
+    return MaskCommand(doc, index, m, np.zeros_like(m), "Clear mask")
+
+
+def invert_mask(doc: Document, index: int) -> MaskCommand:
+    m = doc.faces[index].mask
+    return MaskCommand(doc, index, m, 1.0 - m, "Invert mask")
+
+
+class ReferencesCommand(_Cmd):
+    """Replace a face's reference list (add / remove / rescore)."""
+
+    def __init__(self, doc: Document, index: int, refs: list[Reference], text: str) -> None:
+        super().__init__(doc, text)
+        self.index = index
+        self.before = list(doc.faces[index].references)
+        self.after = list(refs)
+
+    def redo(self) -> None:
+        self.doc.set_references(self.index, self.after)
+
+    def undo(self) -> None:
+        self.doc.set_references(self.index, self.before)
+
+
+def add_reference(doc: Document, index: int, ref: Reference) -> ReferencesCommand:
+    return ReferencesCommand(doc, index, doc.faces[index].references + [ref], f"Add reference {_name(ref.path)}")
+
+
+def remove_reference(doc: Document, index: int, k: int) -> ReferencesCommand:
+    refs = list(doc.faces[index].references)
+    ref = refs.pop(k)
+    return ReferencesCommand(doc, index, refs, f"Remove reference {_name(ref.path)}")
+
+
+class AddSamplesCommand(_Cmd):
+    """Append FRGD samples to a face's gallery."""
+
+    def __init__(self, doc: Document, index: int, samples: list[Sample]) -> None:
+        super().__init__(doc, f"Resample face {index + 1} ({len(samples)} samples)")
+        self.index = index
+        self.before = list(doc.faces[index].samples)
+        self.after = self.before + list(samples)
+
+    def redo(self) -> None:
+        self.doc.set_samples(self.index, self.after)
+
+    def undo(self) -> None:
+        self.doc.set_samples(self.index, self.before)
+
+
+class AppliedCommand(_Cmd):
+    """Set a face's result image (apply a sample, revert, or a patch stroke)."""
+
+    def __init__(
+        self,
+        doc: Document,
+        index: int,
+        after: tuple[np.ndarray | None, int | None, bool],
+        text: str,
+        before: tuple[np.ndarray | None, int | None, bool] | None = None,
+        applied: bool = False,
+    ) -> None:
+        super().__init__(doc, text)
+        f = doc.faces[index]
+        self.index = index
+        self.before = before if before is not None else (f.applied, f.applied_seed, f.applied_identity)
+        self.after = after
+        self._skip = applied
+
+    def redo(self) -> None:
+        if self._skip:
+            self._skip = False
+            return
+        self.doc.set_applied(self.index, *self.after)
+
+    def undo(self) -> None:
+        self.doc.set_applied(self.index, *self.before)
+
+
+def apply_sample(doc: Document, index: int, k: int) -> AppliedCommand:
+    s = doc.faces[index].samples[k]
+    identity = bool(s.parameters.get("used_reference")) and s.identity_strength > 0
+    return AppliedCommand(doc, index, (s.image, s.seed, identity), f"Apply sample {k + 1} (seed {s.seed})")
+
+
+def revert_face(doc: Document, index: int) -> AppliedCommand:
+    return AppliedCommand(doc, index, (None, None, False), f"Revert face {index + 1}")
+
+
+class PaneResultCommand(_Cmd):
+    """Store (or remove) a whole-photo result of a pane (GFPGAN, SR), optionally used as the background."""
+
+    def __init__(self, doc: Document, name: str, image: np.ndarray | None, params: dict | None = None) -> None:
+        super().__init__(doc, f"{name} result")
+        self.name = name
+        self.before = (doc.pane_results.get(name), doc.pane_params.get(name), doc.background)
+        self.after = (image, params)
+
+    def redo(self) -> None:
+        self.doc.set_pane_result(self.name, *self.after)
+
+    def undo(self) -> None:
+        image, params, background = self.before
+        self.doc.set_pane_result(self.name, image, params)
+        if background != self.doc.background and (background is None or background in self.doc.pane_results):
+            self.doc.set_background(background)
+
+
+class BackgroundCommand(_Cmd):
+    """Choose which image the faces are pasted onto (``None`` = the original photo)."""
+
+    def __init__(self, doc: Document, name: str | None) -> None:
+        super().__init__(doc, f"Paste faces onto {name or 'original'}")
+        self.before = doc.background
+        self.after = name
+
+    def redo(self) -> None:
+        self.doc.set_background(self.after)
+
+    def undo(self) -> None:
+        self.doc.set_background(self.before)

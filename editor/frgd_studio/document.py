@@ -1,0 +1,275 @@
+"""Document model of the editor: the photo, its faces and everything the user made for each face.
+
+The document holds data only (numpy arrays, dataclasses) and emits Qt signals when it changes; widgets observe it
+and :mod:`frgd_studio.commands` changes it (every user-visible change goes through a ``QUndoCommand``).
+Nothing here runs torch: heavy work happens in :mod:`frgd_studio.jobs` and its results are handed to the document.
+
+Spaces: the photo is ``(H, W, 3)`` uint8 RGB. Each face has an aligned crop of ``CROP_SIZE`` x ``CROP_SIZE`` with a
+2x3 ``affine`` (photo -> crop) and its ``inverse`` (crop -> photo). Masks live in crop space, ``(128, 128)`` float32
+in ``[0, 1]`` where 1 = "let FRGD change this"; they are painted in photo space and mapped through ``affine``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import QObject, Signal
+
+logger = logging.getLogger(__name__)
+
+CROP_SIZE = 128
+"""Side of the aligned face crop used by FRGD (and of the per-face masks)."""
+
+
+@dataclass
+class Reference:
+    """A reference photo of the person whose identity FRGD should restore.
+
+    ``crop`` is the aligned ``(128, 128, 3)`` uint8 face found in the reference photo; ``score`` is the identity
+    similarity between the reference and the input face (``None`` until measured).
+    """
+
+    path: str
+    sha256: str
+    crop: np.ndarray
+    score: float | None = None
+
+
+@dataclass
+class Sample:
+    """One FRGD alternative for a face (a gallery entry)."""
+
+    image: np.ndarray  # (128, 128, 3) uint8
+    seed: int
+    identity_strength: float
+    steps: int
+    identity_score: float | None = None
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+    def label(self) -> str:
+        score = "–" if self.identity_score is None else f"{self.identity_score:.2f}"
+        return f"seed {self.seed} · id {self.identity_strength:.2f} · sim {score}"
+
+
+@dataclass
+class Face:
+    """One detected face and the user's work on it."""
+
+    box: np.ndarray  # (4,) x0, y0, x1, y1 in photo pixels
+    score: float
+    landmarks: np.ndarray  # (5, 2) photo pixels
+    affine: np.ndarray  # (2, 3) photo -> crop
+    inverse: np.ndarray  # (2, 3) crop -> photo
+    crop: np.ndarray  # (128, 128, 3) uint8 aligned input face
+    crop_obj: Any = None  # the frgd.faces.FaceCrop (for paste_back), when available
+    mask: np.ndarray = field(default_factory=lambda: np.zeros((CROP_SIZE, CROP_SIZE), np.float32))
+    references: list[Reference] = field(default_factory=list)
+    samples: list[Sample] = field(default_factory=list)
+    applied: np.ndarray | None = None  # (128, 128, 3) uint8 current result for this face, None = unchanged
+    applied_seed: int | None = None
+    applied_identity: bool = False  # True when the result came from a sample guided by a reference (strength > 0)
+
+    def result(self) -> np.ndarray:
+        """The face as it currently looks in the result, ``(128, 128, 3)`` uint8."""
+        return self.crop if self.applied is None else self.applied
+
+    def polygon(self) -> np.ndarray:
+        """Corners of the aligned crop in photo pixels, ``(4, 2)``."""
+        s = float(CROP_SIZE)
+        corners = np.array([[0, 0, 1], [s, 0, 1], [s, s, 1], [0, s, 1]], np.float64)
+        return corners @ np.asarray(self.inverse, np.float64).T
+
+    def crop_scale(self) -> float:
+        """Crop pixels per photo pixel (isotropic scale of ``affine``)."""
+        a = np.asarray(self.affine, np.float64)[:, :2]
+        return float(np.sqrt(abs(np.linalg.det(a))))
+
+    def to_crop(self, x: float, y: float) -> tuple[float, float]:
+        """Map a photo point to crop coordinates."""
+        a = np.asarray(self.affine, np.float64)
+        return float(a[0, 0] * x + a[0, 1] * y + a[0, 2]), float(a[1, 0] * x + a[1, 1] * y + a[1, 2])
+
+    def contains(self, x: float, y: float) -> bool:
+        """True when the photo point lies inside the aligned crop."""
+        u, v = self.to_crop(x, y)
+        return 0 <= u < CROP_SIZE and 0 <= v < CROP_SIZE
+
+
+class Document(QObject):
+    """The open photo and all per-face state. Signals carry the face index where it applies."""
+
+    photoChanged = Signal()
+    facesChanged = Signal()
+    selectionChanged = Signal(int)
+    maskChanged = Signal(int)
+    referencesChanged = Signal(int)
+    samplesChanged = Signal(int)
+    appliedChanged = Signal(int)
+    paneResultsChanged = Signal()
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.photo: np.ndarray | None = None
+        self.alpha: np.ndarray | None = None
+        self.photo_path: str | None = None
+        self.photo_sha256: str | None = None
+        self.faces: list[Face] = []
+        self.selected: int = -1
+        self.pane_results: dict[str, np.ndarray] = {}
+        self.pane_params: dict[str, dict[str, Any]] = {}
+        self.background: str | None = None  # name of a pane result used as the canvas the faces are pasted onto
+        self._composite_cache: np.ndarray | None = None
+
+    # ----- photo and faces -------------------------------------------------------------------------------------
+    def set_photo(
+        self, photo: np.ndarray, path: str | None = None, sha256: str | None = None, alpha: np.ndarray | None = None
+    ) -> None:
+        """Replace the photo; clears faces and pane results. ``photo``: ``(H, W, 3)`` uint8 RGB."""
+        if photo.ndim != 3 or photo.shape[2] != 3:
+            raise ValueError(f"photo must be (H, W, 3), got {photo.shape}")
+        if photo.dtype != np.uint8:
+            photo = to_uint8(photo)
+        self.photo = np.ascontiguousarray(photo)
+        self.alpha = alpha
+        self.photo_path = path
+        self.photo_sha256 = sha256
+        self.faces = []
+        self.selected = -1
+        self.pane_results = {}
+        self.pane_params = {}
+        self.background = None
+        self.invalidate()
+        self.photoChanged.emit()
+        self.facesChanged.emit()
+        self.selectionChanged.emit(-1)
+        self.paneResultsChanged.emit()
+
+    def set_faces(self, faces: list[Face]) -> None:
+        self.faces = list(faces)
+        self.selected = 0 if faces else -1
+        self.invalidate()
+        self.facesChanged.emit()
+        self.selectionChanged.emit(self.selected)
+
+    def select(self, index: int) -> None:
+        if index == self.selected:
+            return
+        if not -1 <= index < len(self.faces):
+            raise IndexError(index)
+        self.selected = index
+        self.selectionChanged.emit(index)
+
+    def face(self, index: int | None = None) -> Face | None:
+        i = self.selected if index is None else index
+        return self.faces[i] if 0 <= i < len(self.faces) else None
+
+    def face_at(self, x: float, y: float) -> int:
+        """Index of the face whose crop contains the photo point (nearest centre wins), or -1."""
+        best, best_d = -1, float("inf")
+        for i, f in enumerate(self.faces):
+            if f.contains(x, y):
+                cx, cy = f.polygon().mean(axis=0)
+                d = (cx - x) ** 2 + (cy - y) ** 2
+                if d < best_d:
+                    best, best_d = i, d
+        return best
+
+    # ----- per-face state (called by commands) -----------------------------------------------------------------
+    def set_mask(self, index: int, mask: np.ndarray) -> None:
+        self.faces[index].mask = np.asarray(mask, np.float32).copy()
+        self.maskChanged.emit(index)
+
+    def set_references(self, index: int, refs: list[Reference]) -> None:
+        self.faces[index].references = list(refs)
+        self.referencesChanged.emit(index)
+
+    def set_samples(self, index: int, samples: list[Sample]) -> None:
+        self.faces[index].samples = list(samples)
+        self.samplesChanged.emit(index)
+
+    def set_applied(
+        self, index: int, image: np.ndarray | None, seed: int | None = None, identity: bool = False
+    ) -> None:
+        face = self.faces[index]
+        face.applied = None if image is None else np.ascontiguousarray(image, np.uint8).copy()
+        face.applied_seed = seed
+        face.applied_identity = bool(identity) and image is not None
+        self.invalidate()
+        self.appliedChanged.emit(index)
+
+    def set_pane_result(self, name: str, image: np.ndarray | None, params: dict[str, Any] | None = None) -> None:
+        if image is None:
+            self.pane_results.pop(name, None)
+            self.pane_params.pop(name, None)
+            if self.background == name:
+                self.background = None
+        else:
+            self.pane_results[name] = image
+            self.pane_params[name] = dict(params or {})
+        self.invalidate()
+        self.paneResultsChanged.emit()
+
+    def set_background(self, name: str | None) -> None:
+        if name is not None and name not in self.pane_results:
+            raise KeyError(name)
+        self.background = name
+        self.invalidate()
+        self.paneResultsChanged.emit()
+
+    # ----- derived images -------------------------------------------------------------------------------------
+    def invalidate(self) -> None:
+        self._composite_cache = None
+
+    def has_changes(self) -> bool:
+        return any(f.applied is not None for f in self.faces)
+
+    def composite(self) -> np.ndarray | None:
+        """The result photo: the background (photo or a pane result) with every applied face pasted back."""
+        if self.photo is None:
+            return None
+        if self._composite_cache is None:
+            from .backend import composite_faces
+
+            base = self.pane_results.get(self.background) if self.background else None
+            canvas = self.photo if base is None else base
+            scale = canvas.shape[1] / self.photo.shape[1]
+            self._composite_cache = composite_faces(canvas, self.faces, scale)
+        return self._composite_cache
+
+    def results(self) -> dict[str, np.ndarray]:
+        """Every image that can be shown in the comparison view, by name."""
+        out: dict[str, np.ndarray] = {}
+        if self.photo is None:
+            return out
+        out["Original"] = self.photo
+        if self.has_changes() or self.background:
+            out["Result"] = self.composite()
+        out.update(self.pane_results)
+        face = self.face()
+        if face is not None:
+            out[f"Face {self.selected + 1}: input"] = face.crop
+            if face.applied is not None:
+                out[f"Face {self.selected + 1}: result"] = face.applied
+            for k, s in enumerate(face.samples):
+                out[f"Face {self.selected + 1}: sample {k + 1} (seed {s.seed})"] = s.image
+        return out
+
+    def identity_changed(self) -> bool:
+        """True when an applied face came from a sample that used a reference with identity strength > 0."""
+        return any(f.applied is not None and f.applied_identity for f in self.faces)
+
+    def title(self) -> str:
+        return Path(self.photo_path).name if self.photo_path else "untitled"
+
+
+def to_uint8(img: np.ndarray) -> np.ndarray:
+    """Any numpy image (uint8, uint16, float in [0, 1]) -> uint8 of the same shape."""
+    if img.dtype == np.uint8:
+        return img
+    if img.dtype == np.uint16:
+        return np.round(img.astype(np.float32) / 257.0).astype(np.uint8)
+    return np.round(np.clip(img.astype(np.float32), 0, 1) * 255.0).astype(np.uint8)

@@ -1,0 +1,98 @@
+"""Stroke handling: turns canvas strokes into live mask/patch edits and ONE undo command per stroke.
+
+Tools: ``brush`` adds to the selected face's mask, ``eraser`` removes from it, ``patch`` brushes pixels of the chosen
+gallery sample into the face's current result (sample patchwork). The face under the first dab becomes the selected
+face. Dabs are spaced a quarter of the brush radius apart so fast strokes have no gaps.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PySide6.QtCore import QObject, Signal
+from PySide6.QtGui import QUndoStack
+
+from . import brush
+from .commands import AppliedCommand, MaskCommand, SelectFaceCommand
+from .document import Document
+
+
+class StrokeController(QObject):
+    """Connects a :class:`~frgd_studio.canvas.Canvas` to the document and the undo stack."""
+
+    message = Signal(str)
+
+    def __init__(self, doc: Document, stack: QUndoStack, canvas, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.doc = doc
+        self.stack = stack
+        self.canvas = canvas
+        self.feather = 0.5
+        self.patch_source: int | None = None  # gallery index used by the patch tool
+        self._face = -1
+        self._before: np.ndarray | None = None
+        self._before_applied: tuple | None = None
+        self._last: tuple[float, float] | None = None
+        self._tool = "brush"
+        canvas.strokeBegan.connect(self.begin)
+        canvas.strokeMoved.connect(self.move)
+        canvas.strokeEnded.connect(self.end)
+
+    def begin(self, x: float, y: float) -> None:
+        self._tool = self.canvas.tool
+        idx = self.doc.face_at(x, y)
+        if idx >= 0 and idx != self.doc.selected:
+            self.stack.push(SelectFaceCommand(self.doc, idx))
+        face = self.doc.face()
+        if face is None:
+            self.message.emit("Detect faces first: the mask is painted on a face.")
+            self._face = -1
+            return
+        self._face = self.doc.selected
+        if self._tool == "patch":
+            if self.patch_source is None or not 0 <= self.patch_source < len(face.samples):
+                self.message.emit("Patch tool: select a gallery sample to brush from first.")
+                self._face = -1
+                return
+            self._before_applied = (face.applied, face.applied_seed, face.applied_identity)
+        else:
+            self._before = face.mask.copy()
+        self._last = (x, y)
+        self._dab(x, y)
+
+    def move(self, x: float, y: float) -> None:
+        if self._face < 0 or self._last is None:
+            return
+        face = self.doc.faces[self._face]
+        spacing = max(self.canvas.brush_size * 0.25, 0.5 / max(face.crop_scale(), 1e-6))
+        for px, py in brush.stroke_points(self._last, (x, y), spacing):
+            self._dab(px, py)
+        self._last = (x, y)
+
+    def _dab(self, x: float, y: float) -> None:
+        face = self.doc.faces[self._face]
+        cov = brush.face_dab(face, x, y, self.canvas.brush_size, self.feather)
+        if self._tool == "patch":
+            sample = face.samples[self.patch_source]
+            img = brush.blend(face.result(), sample.image, cov)
+            identity = face.applied_identity or (
+                bool(sample.parameters.get("used_reference")) and sample.identity_strength > 0
+            )
+            self.doc.set_applied(self._face, img, face.applied_seed, identity)
+        else:
+            self.doc.set_mask(self._face, brush.paint(face.mask, cov, erase=self._tool == "eraser"))
+
+    def end(self) -> None:
+        if self._face < 0:
+            return
+        face = self.doc.faces[self._face]
+        if self._tool == "patch":
+            after = (face.applied, face.applied_seed, face.applied_identity)
+            text = f"Patch face {self._face + 1} from sample {self.patch_source + 1}"
+            self.stack.push(
+                AppliedCommand(self.doc, self._face, after, text, before=self._before_applied, applied=True)
+            )
+        else:
+            text = "Erase mask" if self._tool == "eraser" else "Paint mask"
+            self.stack.push(MaskCommand(self.doc, self._face, self._before, face.mask, text, applied=True))
+        self._face = -1
+        self._last = None

@@ -1,0 +1,85 @@
+"""Faces panel: detected faces with thumbnails, detection, and per-face mask shortcuts."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QSize
+from PySide6.QtWidgets import (
+    QGridLayout,
+    QListWidget,
+    QListWidgetItem,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from .. import commands
+from .common import thumb_icon
+
+
+class FacesPanel(QWidget):
+    def __init__(self, window) -> None:
+        super().__init__()
+        self.w = window
+        doc = window.doc
+        self.list = QListWidget()
+        self.list.setIconSize(QSize(64, 64))
+        self.detect_button = QPushButton("Detect faces")
+        self.detect_button.setToolTip("Find faces with MTCNN (runs in the background)")
+        self.revert_button = QPushButton("Revert face")
+        self.clear_button = QPushButton("Clear mask")
+        self.invert_button = QPushButton("Invert mask")
+        self.region_buttons = {}
+        grid = QGridLayout()
+        grid.addWidget(self.detect_button, 0, 0, 1, 2)
+        grid.addWidget(self.clear_button, 1, 0)
+        grid.addWidget(self.invert_button, 1, 1)
+        for k, region in enumerate(("face", "eyes", "mouth")):
+            b = QPushButton(f"Mask {region}")
+            b.setToolTip(f"Set the mask of the selected face to its {region} region (one undo step)")
+            b.clicked.connect(lambda _=False, r=region: self.w.region_mask(r))
+            self.region_buttons[region] = b
+            grid.addWidget(b, 2 + k // 2, k % 2)
+        grid.addWidget(self.revert_button, 3, 1)
+        lay = QVBoxLayout(self)
+        lay.addWidget(self.list, 1)
+        lay.addLayout(grid)
+
+        self.detect_button.clicked.connect(window.detect_faces)
+        self.clear_button.clicked.connect(window.clear_mask)
+        self.invert_button.clicked.connect(window.invert_mask)
+        self.revert_button.clicked.connect(self._revert)
+        self.list.currentRowChanged.connect(self._row_changed)
+        doc.facesChanged.connect(self.refresh)
+        doc.appliedChanged.connect(lambda _i: self.refresh())
+        doc.selectionChanged.connect(self._sync_selection)
+        self._updating = False
+        self.refresh()
+
+    def refresh(self) -> None:
+        self._updating = True
+        self.list.clear()
+        for i, face in enumerate(self.w.doc.faces):
+            state = "restored" if face.applied is not None else "input"
+            item = QListWidgetItem(thumb_icon(face.result(), 64), f"Face {i + 1}  ({state}, p={face.score:.2f})")
+            self.list.addItem(item)
+        self.list.setCurrentRow(self.w.doc.selected)
+        self._updating = False
+        has = bool(self.w.doc.faces)
+        for b in (self.revert_button, self.clear_button, self.invert_button, *self.region_buttons.values()):
+            b.setEnabled(has)
+        self.detect_button.setEnabled(self.w.doc.photo is not None)
+
+    def _sync_selection(self, index: int) -> None:
+        self._updating = True
+        self.list.setCurrentRow(index)
+        self._updating = False
+
+    def _row_changed(self, row: int) -> None:
+        if self._updating or row < 0 or row == self.w.doc.selected:
+            return
+        self.w.stack.push(commands.SelectFaceCommand(self.w.doc, row))
+
+    def _revert(self) -> None:
+        face = self.w.doc.face()
+        if face is not None and face.applied is not None:
+            self.w.stack.push(commands.revert_face(self.w.doc, self.w.doc.selected))

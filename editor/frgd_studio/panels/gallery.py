@@ -1,0 +1,90 @@
+"""Gallery of FRGD alternatives for the selected face: seed, slider, identity score; apply, patch, compare."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QSize
+from PySide6.QtWidgets import QHBoxLayout, QListView, QListWidget, QListWidgetItem, QPushButton, QVBoxLayout, QWidget
+
+from .. import commands
+from .common import thumb_icon
+
+
+class GalleryPanel(QWidget):
+    def __init__(self, window) -> None:
+        super().__init__()
+        self.w = window
+        self.list = QListWidget()
+        self.list.setViewMode(QListView.ViewMode.IconMode)
+        self.list.setIconSize(QSize(96, 96))
+        self.list.setResizeMode(QListView.ResizeMode.Adjust)
+        self.list.setMovement(QListView.Movement.Static)
+        self.list.setWordWrap(True)
+        self.list.setSpacing(4)
+        self.apply_button = QPushButton("Apply")
+        self.apply_button.setToolTip("Use this sample as the face's result (double-click does the same)")
+        self.patch_button = QPushButton("Patch brush")
+        self.patch_button.setToolTip("Brush regions of this sample into the current result (sample patchwork)")
+        self.compare_button = QPushButton("Compare")
+        self.compare_button.setToolTip("Compare this sample with the face's current result")
+        row = QHBoxLayout()
+        row.addWidget(self.apply_button)
+        row.addWidget(self.patch_button)
+        row.addWidget(self.compare_button)
+        lay = QVBoxLayout(self)
+        lay.addWidget(self.list, 1)
+        lay.addLayout(row)
+        self.apply_button.clicked.connect(self.apply_current)
+        self.list.itemDoubleClicked.connect(lambda _it: self.apply_current())
+        self.patch_button.clicked.connect(self._patch)
+        self.compare_button.clicked.connect(self._compare)
+        self.list.currentRowChanged.connect(self._row_changed)
+        doc = window.doc
+        doc.samplesChanged.connect(lambda _i: self.refresh())
+        doc.selectionChanged.connect(lambda _i: self.refresh())
+        doc.facesChanged.connect(self.refresh)
+        doc.appliedChanged.connect(lambda _i: self.refresh())
+        self.refresh()
+
+    def refresh(self) -> None:
+        row = self.list.currentRow()
+        self.list.blockSignals(True)
+        self.list.clear()
+        face = self.w.doc.face()
+        if face is not None:
+            for s in face.samples:
+                applied = " ✓" if face.applied is not None and face.applied_seed == s.seed else ""
+                sim = "–" if s.identity_score is None else f"{s.identity_score:.2f}"
+                text = f"seed {s.seed}{applied}\nid {s.identity_strength:.2f} · sim {sim}"
+                item = QListWidgetItem(thumb_icon(s.image, 96), text)
+                item.setToolTip(s.label() + f" · {s.steps} steps")
+                self.list.addItem(item)
+            if face.samples:
+                self.list.setCurrentRow(min(max(row, 0), len(face.samples) - 1))
+        self.list.blockSignals(False)
+        self._row_changed(self.list.currentRow())
+
+    def _row_changed(self, row: int) -> None:
+        ok = row >= 0
+        for b in (self.apply_button, self.patch_button, self.compare_button):
+            b.setEnabled(ok)
+        self.w.strokes.patch_source = row if ok else None
+
+    def apply_current(self) -> None:
+        row = self.list.currentRow()
+        face = self.w.doc.face()
+        if face is None or not 0 <= row < len(face.samples):
+            return
+        self.w.stack.push(commands.apply_sample(self.w.doc, self.w.doc.selected, row))
+
+    def _patch(self) -> None:
+        self.w.strokes.patch_source = self.list.currentRow()
+        self.w.set_tool("patch")
+
+    def _compare(self) -> None:
+        row = self.list.currentRow()
+        face = self.w.doc.face()
+        if face is None or row < 0:
+            return
+        n = self.w.doc.selected + 1
+        left = f"Face {n}: result" if face.applied is not None else f"Face {n}: input"
+        self.w.show_compare(left, f"Face {n}: sample {row + 1} (seed {face.samples[row].seed})")

@@ -1,0 +1,1 @@
+"""Network architectures, one per file; state-dict names match the official releases they load."""

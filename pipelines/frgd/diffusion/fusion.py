@@ -1,0 +1,318 @@
+"""Fusion supervision: teach the denoiser to keep known content outside a mask and generate inside it.
+
+Design (exactly what :mod:`frgd.diffusion.train` does)
+------------------------------------------------------
+Mask convention: ``M = 1`` **generate here**, ``M = 0`` **keep the known content**. The conditioning tensor is
+``cond = [degraded (3), M (1), known * (1 - M) (3)]`` (:func:`build_cond`; layout in
+:mod:`frgd.archs.frgd_unet_arch`). During training the known content is the clean target ``x0`` itself.
+
+Per sample, independently (seeded by the data pipeline, :func:`sample_fusion_mask` draws it):
+
+* with probability ``1 - p_fuse`` (default 0.5): **plain restoration**, ``M = 1`` everywhere, known = 0.
+* with probability ``p_fuse`` a fusion mask is drawn; its kind is
+    - ``checker`` with probability ``p_checker`` (0.25): **checkerboard fusion**, square cells of a random size
+      (log-uniform integer in ``[checker_min, checker_max]`` = 2..64 px at 128, scaled with the image size) and a random
+      phase (offset in ``[0, 2 * cell)`` on each axis); which colour is "generate" is random;
+    - ``free`` otherwise: **masked fusion** with a random mask: 1-4 brush strokes (random walks of thick lines),
+      1-3 ellipses, or a face-region mask from the five landmarks (an eye, both eyes, nose, mouth, lower face,
+      the face oval, or everything outside the face oval), optionally the union of two of these; masks covering
+      less than 1% or more than 95% of the image are redrawn;
+  and independently of the kind, with probability ``p_noisy`` (0.3) the fused sample uses **noisy fusion**: the known
+  content arrives noised to the current timestep, ``q(x_t | x0) = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps``, which is
+  exactly the training ``x_t`` outside the mask, so ``cond[:, 4:7] = x_t * (1 - M)``. This is the tensor a RePaint-
+  style sampler pastes outside the mask at step ``t``; with clean fusion (``noisy = False``) ``cond[:, 4:7]`` is the
+  clean known content ``x0 * (1 - M)``.
+
+``x_t`` itself is always the ordinary forward noising of the target everywhere (outside the mask that equals what a
+sampler gets when it re-injects ``q(x_t | known)``), and the target (``v`` or ``eps``) is the ordinary one.
+
+Loss weighting (:func:`fusion_loss_weights`): per pixel ``w = w_gen * M + w_keep * (1 - M) + w_seam * band``, where
+``band`` marks pixels within ``seam_px`` of the mask edge (1 on both sides; checkerboards have no band, every pixel
+would be a seam), defaults ``w_gen = 1``, ``w_keep = 1``, ``w_seam = 1`` (seams count double). The per-sample weights
+are normalised to mean 1 so fused and plain samples contribute the same total weight, and the optional min-SNR
+timestep weight multiplies on top. Outside the mask the loss teaches the model to reproduce the given content (clean
+fusion: trivially from the conditioning channel; noisy fusion: by denoising consistently with it); inside, it
+generates from the degraded face and the identity; the seam band teaches it to harmonise the boundary.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..archs.frgd_unet_arch import COND_CHANNELS
+
+# Five-point template of the 128x128 faces128 crops (left eye, right eye, nose, left/right mouth corner).
+TEMPLATE_128 = np.array(
+    [
+        [48.245, 59.987],
+        [79.726, 60.048],
+        [64.159, 78.505],
+        [50.315, 92.853],
+        [78.272, 92.788],
+    ],
+    dtype=np.float32,
+)
+
+FUSION_KINDS = ("none", "free", "checker")
+
+
+@dataclass(frozen=True)
+class FusionConfig:
+    """Probabilities and sizes of the fusion supervision (see the module docstring)."""
+
+    p_fuse: float = 0.5
+    p_noisy: float = 0.3
+    p_checker: float = 0.25
+    checker_min: int = 2
+    checker_max: int = 64
+    w_gen: float = 1.0
+    w_keep: float = 1.0
+    w_seam: float = 1.0
+    seam_px: int = 3
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> FusionConfig:
+        d = dict(d or {})
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown fusion config keys: {sorted(unknown)}")
+        return cls(**d)
+
+
+@dataclass
+class FusionSample:
+    """One drawn mask: ``mask`` ``(H, W)`` float32 in {0, 1} (1 = generate) and its kind / noisy flag."""
+
+    mask: np.ndarray
+    kind: str
+    noisy: bool
+
+
+def _to_numpy_rng(generator: np.random.Generator | torch.Generator | int | None) -> np.random.Generator:
+    if isinstance(generator, np.random.Generator):
+        return generator
+    if isinstance(generator, torch.Generator):
+        seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device).item())
+        return np.random.default_rng(seed)
+    return np.random.default_rng(generator)
+
+
+def checkerboard_mask(size: tuple[int, int], cell: int, phase: tuple[int, int] = (0, 0), invert: bool = False):
+    """``(H, W)`` float32 checkerboard with square cells of ``cell`` px shifted by ``phase`` = (dy, dx)."""
+    h, w = size
+    yy = (np.arange(h)[:, None] + phase[0]) // cell
+    xx = (np.arange(w)[None, :] + phase[1]) // cell
+    m = ((yy + xx) % 2).astype(np.float32)
+    return 1.0 - m if invert else m
+
+
+def _brush_strokes(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    m = np.zeros((h, w), np.uint8)
+    s = min(h, w)
+    for _ in range(int(rng.integers(1, 5))):
+        x, y = rng.uniform(0, w), rng.uniform(0, h)
+        width = int(max(1, round(rng.uniform(0.04, 0.15) * s)))
+        angle = rng.uniform(0, 2 * math.pi)
+        for _ in range(int(rng.integers(2, 7))):
+            angle += rng.normal(0, 0.8)
+            length = rng.uniform(0.08, 0.3) * s
+            nx = float(np.clip(x + length * math.cos(angle), 0, w - 1))
+            ny = float(np.clip(y + length * math.sin(angle), 0, h - 1))
+            cv2.line(m, (int(x), int(y)), (int(nx), int(ny)), 1, width, lineType=cv2.LINE_8)
+            x, y = nx, ny
+    return m.astype(np.float32)
+
+
+def _ellipses(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    m = np.zeros((h, w), np.uint8)
+    s = min(h, w)
+    for _ in range(int(rng.integers(1, 4))):
+        c = (int(rng.uniform(0.1, 0.9) * w), int(rng.uniform(0.1, 0.9) * h))
+        axes = (int(max(1, rng.uniform(0.05, 0.35) * s)), int(max(1, rng.uniform(0.05, 0.35) * s)))
+        cv2.ellipse(m, c, axes, float(rng.uniform(0, 180)), 0, 360, 1, -1)
+    return m.astype(np.float32)
+
+
+def face_region_mask(region: str, landmarks: np.ndarray, size: tuple[int, int], scale: float = 1.0) -> np.ndarray:
+    """``(H, W)`` float32 mask of a named face region from five landmarks ``(5, 2)`` (x, y) in pixel coordinates.
+
+    Regions: ``left_eye``, ``right_eye``, ``eyes``, ``nose``, ``mouth``, ``lower_face``, ``face``, ``outside_face``.
+    ``scale`` enlarges the region (1 = nominal).
+    """
+    h, w = size
+    lm = np.asarray(landmarks, np.float32).reshape(5, 2)
+    le, re, nose, ml, mr = lm
+    eye_d = float(np.linalg.norm(re - le)) or 0.25 * w
+    ang = math.degrees(math.atan2(re[1] - le[1], re[0] - le[0]))
+    m = np.zeros((h, w), np.uint8)
+
+    def ell(center, ax, ay):
+        cv2.ellipse(
+            m,
+            (int(round(center[0])), int(round(center[1]))),
+            (int(max(1, ax * scale)), int(max(1, ay * scale))),
+            ang,
+            0,
+            360,
+            1,
+            -1,
+        )
+
+    eye_c = (le + re) / 2
+    mouth_c = (ml + mr) / 2
+    if region in ("left_eye", "eyes"):
+        ell(le, 0.32 * eye_d, 0.2 * eye_d)
+    if region in ("right_eye", "eyes"):
+        ell(re, 0.32 * eye_d, 0.2 * eye_d)
+    if region == "eyes":
+        ell(eye_c, 0.85 * eye_d, 0.2 * eye_d)
+    if region == "nose":
+        ell((eye_c + 2 * nose) / 3, 0.25 * eye_d, 0.45 * eye_d)
+    if region == "mouth":
+        mw = float(np.linalg.norm(mr - ml)) or 0.8 * eye_d
+        ell(mouth_c, 0.7 * mw, 0.35 * mw)
+    if region == "lower_face":
+        ell((nose + mouth_c) / 2 + (mouth_c - eye_c) * 0.25, 0.95 * eye_d, 0.75 * eye_d)
+    if region in ("face", "outside_face"):
+        ell((eye_c + mouth_c) / 2, 1.15 * eye_d, 1.5 * eye_d)
+    out = m.astype(np.float32)
+    if region == "outside_face":
+        out = 1.0 - out
+    if region not in FACE_REGIONS:
+        raise ValueError(f"unknown face region {region!r}; choose one of {FACE_REGIONS}")
+    return out
+
+
+FACE_REGIONS = ("left_eye", "right_eye", "eyes", "nose", "mouth", "lower_face", "face", "outside_face")
+
+
+def _free_mask(rng: np.random.Generator, h: int, w: int, landmarks: np.ndarray) -> np.ndarray:
+    def one() -> np.ndarray:
+        kind = rng.choice(3, p=[0.35, 0.25, 0.4])
+        if kind == 0:
+            return _brush_strokes(rng, h, w)
+        if kind == 1:
+            return _ellipses(rng, h, w)
+        region = FACE_REGIONS[int(rng.integers(len(FACE_REGIONS)))]
+        return face_region_mask(region, landmarks, (h, w), scale=float(rng.uniform(0.8, 1.4)))
+
+    for _ in range(8):
+        m = one()
+        if rng.random() < 0.25:
+            m = np.maximum(m, one())
+        cover = float(m.mean())
+        if 0.01 <= cover <= 0.95:
+            return m
+    return m
+
+
+def sample_fusion_mask(
+    rng: np.random.Generator,
+    size: tuple[int, int],
+    cfg: FusionConfig | None = None,
+    landmarks: np.ndarray | None = None,
+) -> FusionSample:
+    """Draw one sample's fusion mask (see the module docstring). ``landmarks`` ``(5, 2)`` in ``size`` pixels
+    (default: the 128 template scaled to ``size``)."""
+    cfg = cfg or FusionConfig()
+    h, w = size
+    if landmarks is None:
+        landmarks = TEMPLATE_128 * np.array([w / 128.0, h / 128.0], np.float32)
+    if rng.random() >= cfg.p_fuse:
+        return FusionSample(np.ones((h, w), np.float32), "none", False)
+    noisy = bool(rng.random() < cfg.p_noisy)
+    if rng.random() < cfg.p_checker:
+        scale = min(h, w) / 128.0
+        lo = max(1, int(round(cfg.checker_min * scale)))
+        hi = max(lo, int(round(cfg.checker_max * scale)))
+        cell = int(round(math.exp(rng.uniform(math.log(lo), math.log(hi + 0.999)) - 1e-9)))
+        cell = int(np.clip(cell, lo, hi))
+        phase = (int(rng.integers(0, 2 * cell)), int(rng.integers(0, 2 * cell)))
+        return FusionSample(checkerboard_mask((h, w), cell, phase, invert=bool(rng.random() < 0.5)), "checker", noisy)
+    return FusionSample(_free_mask(rng, h, w, landmarks), "free", noisy)
+
+
+def sample_fusion_masks(
+    batch: int,
+    generator: np.random.Generator | torch.Generator | int | None,
+    cfg: FusionConfig | None = None,
+    size: tuple[int, int] = (128, 128),
+    landmarks: np.ndarray | None = None,
+) -> torch.Tensor:
+    """``(B, 1, H, W)`` float32 fusion masks (1 = generate) for a batch; ``landmarks`` ``(B, 5, 2)`` or ``None``."""
+    rng = _to_numpy_rng(generator)
+    masks = [
+        sample_fusion_mask(rng, size, cfg, None if landmarks is None else np.asarray(landmarks[i])).mask
+        for i in range(batch)
+    ]
+    return torch.from_numpy(np.stack(masks))[:, None]
+
+
+def build_cond(
+    degraded: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    known: torch.Tensor | None = None,
+    size: tuple[int, int] | None = None,
+    value_range: str = "[-1,1]",
+) -> torch.Tensor:
+    """Assemble ``cond`` ``(B, 7, H, W)``.
+
+    ``degraded`` ``(B, 3, h, w)`` any size (bicubic-resized to ``size``, default ``known``'s/``mask``'s size or its
+    own); ``mask`` ``(B, 1, H, W)`` (1 = generate; ``None`` = all ones); ``known`` ``(B, 3, H, W)`` (``None`` = zeros).
+    ``value_range`` says whether ``degraded``/``known`` are in ``"[-1,1]"`` or the public ``"[0,1]"``.
+    """
+    if value_range not in ("[-1,1]", "[0,1]"):
+        raise ValueError("value_range must be '[-1,1]' or '[0,1]'")
+    b = degraded.shape[0]
+    if size is None:
+        ref = known if known is not None else mask if mask is not None else degraded
+        size = (int(ref.shape[-2]), int(ref.shape[-1]))
+    deg = degraded.float()
+    if value_range == "[0,1]":
+        deg = deg * 2 - 1
+    if tuple(deg.shape[-2:]) != tuple(size):
+        deg = F.interpolate(deg, size=size, mode="bicubic", align_corners=False)
+    deg = deg.clamp(-1, 1)
+    if mask is None:
+        mask = torch.ones(b, 1, *size, device=deg.device)
+    mask = mask.to(deg.device, deg.dtype)
+    if known is None:
+        kn = torch.zeros(b, 3, *size, device=deg.device)
+    else:
+        kn = known.to(deg.device, deg.dtype)
+        if value_range == "[0,1]":
+            kn = kn * 2 - 1
+    cond = torch.cat([deg, mask, kn * (1 - mask)], dim=1)
+    assert cond.shape[1] == COND_CHANNELS
+    return cond
+
+
+def seam_band(mask: torch.Tensor, px: int) -> torch.Tensor:
+    """``(B, 1, H, W)`` 1 where a pixel is within ``px`` of the mask edge (either side), else 0."""
+    if px <= 0:
+        return torch.zeros_like(mask)
+    k = 2 * px + 1
+    hard = (mask > 0.5).float()
+    dil = F.max_pool2d(hard, k, stride=1, padding=px)
+    ero = -F.max_pool2d(-hard, k, stride=1, padding=px)
+    return (dil - ero).clamp(0, 1)
+
+
+def fusion_loss_weights(mask: torch.Tensor, kinds_checker: torch.Tensor | None, cfg: FusionConfig) -> torch.Tensor:
+    """Per-pixel loss weights ``(B, 1, H, W)``, mean 1 per sample (see the module docstring).
+
+    ``kinds_checker`` ``(B,)`` bool: checkerboard samples get no seam band.
+    """
+    w = cfg.w_gen * mask + cfg.w_keep * (1 - mask)
+    if cfg.w_seam > 0:
+        band = seam_band(mask, cfg.seam_px)
+        if kinds_checker is not None:
+            band = band * (~kinds_checker.bool()).to(band.dtype).view(-1, 1, 1, 1)
+        w = w + cfg.w_seam * band
+    return w / w.mean(dim=(1, 2, 3), keepdim=True).clamp_min(1e-8)

@@ -1,0 +1,507 @@
+"""FRGD sampler: ``FRGDPipeline`` turns a low-quality aligned face into ``N`` restored 128x128 faces.
+
+Per step ``t`` (DDIM by default, DPM-Solver++ 2M as an option; ``trailing`` timestep spacing so the first step starts
+from pure noise):
+
+1. the model predicts ``v``/``eps`` for every sample, with classifier-free guidance on the identity embedding
+   (``out = out_null + cfg * (out_id - out_null)``, one batched forward of ``2N`` when ``0 < cfg != 1``);
+2. ``x0_hat`` is derived from it, clamped to ``[-1, 1]`` and corrected by the guidance callbacks of
+   :mod:`frgd.diffusion.guidance` (identity + content; gradients through ``x0_hat`` only, never through the UNet);
+3. the corrected ``x0`` is turned back into the model's prediction type (consistent with ``x_t``) and the scheduler
+   steps;
+4. mask fusion: ``x_{t-1} <- M * x_{t-1} + (1 - M) * q_sample(base, t-1)`` (the model also sees the known content
+   through ``cond``). After the last step the result is composited ``M' * x0 + (1 - M') * base`` with the hard mask
+   (or a feathered mask that is still 0 outside ``M``), so outside the mask the output *equals* the base.
+
+Seeds are per sample: each sample owns a CPU ``torch.Generator`` seeded with its seed that draws its initial noise,
+its fusion noise and (DDIM ``eta > 0``) its step noise, so a seed gives the same face whatever the batch holds.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
+
+from ..devices import resolve_device
+from ..errors import InputError
+from ..jobs import CancelToken, ProgressFn, check_cancel, report
+from .fusion import build_cond
+from .guidance import (
+    ContentGuidance,
+    GuidanceContext,
+    GuidanceWeights,
+    IdentityGuidance,
+    apply_guidance,
+    build_guides,
+    slider_to_weights,
+)
+
+logger = logging.getLogger(__name__)
+
+FACE_SIZE = 128
+SCHEDULERS = ("ddim", "dpmpp")
+DEFAULT_STEPS = 50
+MAX_SEED = 2**63 - 1
+
+
+@dataclass
+class FRGDOutput:
+    """Result of one :class:`FRGDPipeline` call.
+
+    ``images``: ``(N, 3, 128, 128)`` float32 in ``[0, 1]`` (CPU); ``seeds``: the ``N`` seeds (sample ``i`` used
+    ``seeds[i]``); ``identity_scores``: ``(N,)`` guidance-encoder cosine similarity of each result to the reference
+    embedding, or ``None`` without a reference; ``weights``: the guidance weights used; ``timings``: seconds
+    (``references``, ``sampling``, ``total``, ``per_sample``); ``params``: the sampling parameters (for provenance).
+    """
+
+    images: torch.Tensor
+    seeds: list[int]
+    identity_scores: torch.Tensor | None
+    weights: GuidanceWeights
+    timings: dict[str, float]
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+def normalize_seeds(seeds: Sequence[int] | int | None, num_samples: int) -> list[int]:
+    """``None`` -> fresh random seeds; ``int k`` -> ``[k, k+1, ..., k+N-1]``; a list -> itself (length must be N)."""
+    if seeds is None:
+        return [secrets.randbelow(2**31) for _ in range(num_samples)]
+    if isinstance(seeds, int) and not isinstance(seeds, bool):
+        return [int(seeds) + i for i in range(num_samples)]
+    out = [int(s) for s in seeds]
+    if len(out) != num_samples:
+        raise InputError(f"got {len(out)} seeds for {num_samples} samples; give one seed per sample or a single int")
+    return out
+
+
+def make_sampling_scheduler(train_scheduler, name: str = "ddim"):
+    """A DDIM (``eta`` configurable at step time) or DPM-Solver++ 2M scheduler from the model's training config."""
+    cfg = dict(train_scheduler.config)
+    if name == "ddim":
+        return DDIMScheduler.from_config(cfg, timestep_spacing="trailing", set_alpha_to_one=True)
+    if name == "dpmpp":
+        return DPMSolverMultistepScheduler.from_config(
+            cfg, algorithm_type="dpmsolver++", solver_order=2, timestep_spacing="trailing", final_sigmas_type="zero"
+        )
+    raise InputError(f"unknown scheduler {name!r}; choose one of {', '.join(SCHEDULERS)}")
+
+
+def feather_inside(mask: torch.Tensor, radius: int) -> torch.Tensor:
+    """Soft version of a hard mask ``(B,1,H,W)`` that ramps from 0 at the mask border to 1 ``radius`` px inside.
+
+    It is 0 wherever ``mask`` is 0, so a composite with it still equals the base outside the mask.
+    """
+    if radius <= 0:
+        return mask
+    hard = (mask > 0.5).float()
+    # distance-like ramp: repeated 3x3 erosion (min-pool) averaged over radius levels
+    level = hard
+    acc = torch.zeros_like(hard)
+    for _ in range(radius):
+        level = -F.max_pool2d(-level, kernel_size=3, stride=1, padding=1)
+        acc = acc + level
+    ramp = (hard + acc) / (radius + 1)
+    return ramp * hard
+
+
+class FRGDPipeline:
+    """Identity-guided diffusion face restoration sampler (diffusers-style).
+
+    Holds the :class:`frgd.archs.frgd_unet_arch.FRGDUNet` ``model``, its training ``scheduler`` (the sampling scheduler
+    is built from its config per call) and an identity encoder (``embed(images (B,3,H,W) [0,1]) -> (B,D)`` unit, loaded
+    lazily with ``frgd.identity.get_identity_encoder(backend)`` when a reference image is first given).
+    """
+
+    def __init__(
+        self,
+        model,
+        scheduler,
+        identity_encoder=None,
+        *,
+        identity_backend: str = "dlib",
+        device: torch.device | str = "cpu",
+        name: str = "frgd",
+    ) -> None:
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.scheduler = scheduler
+        if identity_encoder is not None and hasattr(identity_encoder, "to"):
+            identity_encoder = identity_encoder.to(self.device)
+        self._identity_encoder = identity_encoder
+        self.identity_backend = identity_backend
+        self.name = name
+        self.size = int(getattr(model.config, "sample_size", FACE_SIZE) or FACE_SIZE)
+        """Face crop size ``S`` the model works at (128 for released models; tiny test models may use less)."""
+        self.model_calls = 0
+        """Number of model forward calls so far (each CFG-batched call counts once)."""
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def from_pretrained(
+        cls,
+        model_dir: str | Path,
+        device: torch.device | str = "auto",
+        dtype: torch.dtype = torch.float32,
+        identity_encoder=None,
+    ) -> FRGDPipeline:
+        """Load a model directory (``config.json`` + safetensors + ``scheduler/`` + ``identity.json``).
+
+        Raises :class:`frgd.errors.MissingWeightsError` when the directory is incomplete.
+        """
+        from .schedule import load_model_dir
+
+        dev = resolve_device(device)
+        bundle = load_model_dir(model_dir, device=dev, dtype=dtype)
+        return cls(
+            bundle.model,
+            bundle.scheduler,
+            identity_encoder,
+            identity_backend=bundle.identity.backend,
+            device=dev,
+            name=Path(model_dir).name,
+        )
+
+    @property
+    def identity_encoder(self):
+        """The guidance identity encoder (loaded on first use)."""
+        if self._identity_encoder is None:
+            from ..identity import get_identity_encoder
+
+            self._identity_encoder = get_identity_encoder(self.identity_backend, self.device)
+        return self._identity_encoder
+
+    @property
+    def identity_dim(self) -> int:
+        return int(self.model.config.identity_dim)
+
+    @property
+    def prediction_type(self) -> str:
+        return str(self.model.config.prediction_type)
+
+    # ------------------------------------------------------------------ inputs
+    def check_inputs(
+        self,
+        degraded: torch.Tensor,
+        references: Sequence[torch.Tensor] | torch.Tensor | None,
+        identity_strength: float,
+        num_samples: int,
+        seeds: Sequence[int] | int | None,
+        steps: int,
+        scheduler: str,
+        mask: torch.Tensor | None,
+        base: torch.Tensor | None,
+        eta: float,
+        content_size: int | None,
+        feather: int,
+    ) -> None:
+        """Validate every argument of :meth:`__call__`; raises :class:`InputError` with a one-line message."""
+        if not torch.is_tensor(degraded) or degraded.ndim != 4 or degraded.shape[1] != 3:
+            raise InputError(f"degraded must be a (B,3,H,W) tensor, got {getattr(degraded, 'shape', type(degraded))}")
+        if degraded.shape[-1] < 4 or degraded.shape[-2] < 4:
+            raise InputError(f"degraded face is too small: {tuple(degraded.shape[-2:])}")
+        if not torch.isfinite(degraded).all():
+            raise InputError("degraded face contains NaN or infinite values")
+        if not isinstance(num_samples, int) or num_samples < 1:
+            raise InputError(f"num_samples must be a positive integer, got {num_samples!r}")
+        if degraded.shape[0] not in (1, num_samples):
+            raise InputError(f"degraded batch must be 1 or num_samples={num_samples}, got {degraded.shape[0]}")
+        if not 0.0 <= float(identity_strength) <= 1.0:
+            raise InputError(f"identity strength must be in [0, 1], got {identity_strength}")
+        if not isinstance(steps, int) or not 1 <= steps <= self.scheduler.config.num_train_timesteps:
+            raise InputError(f"steps must be in 1..{self.scheduler.config.num_train_timesteps}, got {steps!r}")
+        if scheduler not in SCHEDULERS:
+            raise InputError(f"unknown scheduler {scheduler!r}; choose one of {', '.join(SCHEDULERS)}")
+        if eta < 0 or eta > 1:
+            raise InputError(f"eta must be in [0, 1], got {eta}")
+        if eta > 0 and scheduler != "ddim":
+            raise InputError("eta > 0 (stochastic sampling) is only supported with the ddim scheduler")
+        if content_size is not None and not 4 <= int(content_size) <= self.size:
+            raise InputError(f"content_size must be in 4..{self.size}, got {content_size}")
+        if feather < 0:
+            raise InputError(f"feather must be >= 0, got {feather}")
+        normalize_seeds(seeds, num_samples)  # raises on a length mismatch
+        if seeds is not None and not isinstance(seeds, int):
+            for s in seeds:
+                if not 0 <= int(s) <= MAX_SEED:
+                    raise InputError(f"seed {s} out of range 0..{MAX_SEED}")
+        elif isinstance(seeds, int) and not 0 <= seeds <= MAX_SEED - num_samples:
+            raise InputError(f"seed {seeds} out of range")
+        refs = [references] if torch.is_tensor(references) else list(references or [])
+        for i, r in enumerate(refs):
+            if not torch.is_tensor(r):
+                raise InputError(f"reference {i} must be a tensor, got {type(r).__name__}")
+            if r.ndim == 2:
+                if r.shape[1] != self.identity_dim:
+                    raise InputError(
+                        f"reference embedding {i} has dim {r.shape[1]}, the model expects {self.identity_dim}"
+                    )
+            elif r.ndim == 4:
+                if r.shape[1] != 3:
+                    raise InputError(f"reference image {i} must be (N,3,H,W), got {tuple(r.shape)}")
+            else:
+                raise InputError(f"reference {i} must be (N,3,H,W) images or (N,D) embeddings, got {tuple(r.shape)}")
+            if r.shape[0] < 1 or not torch.isfinite(r).all():
+                raise InputError(f"reference {i} is empty or contains NaN/inf")
+        for name, t, ch in (("mask", mask, 1), ("base", base, 3)):
+            if t is None:
+                continue
+            if not torch.is_tensor(t) or t.ndim != 4 or t.shape[1] != ch or tuple(t.shape[-2:]) != (self.size,) * 2:
+                raise InputError(f"{name} must be (1,{ch},{self.size},{self.size}), got {getattr(t, 'shape', t)}")
+            if t.shape[0] not in (1, num_samples):
+                raise InputError(f"{name} batch must be 1 or num_samples={num_samples}, got {t.shape[0]}")
+            if not torch.isfinite(t).all() or t.min() < 0 or t.max() > 1:
+                raise InputError(f"{name} values must be in [0, 1]")
+
+    # ------------------------------------------------------------------ helpers
+    def encode_references(
+        self, references: Sequence[torch.Tensor] | torch.Tensor | None, per_sample: bool = False
+    ) -> torch.Tensor | None:
+        """Mean of all reference embeddings, renormalised: ``(D,)`` unit, or ``None`` without references.
+
+        ``per_sample``: no averaging; the rows (one per sample) are returned as ``(N, D)`` unit embeddings.
+        """
+        if references is None:
+            return None
+        refs = [references] if torch.is_tensor(references) else list(references)
+        if not refs:
+            return None
+        embs = []
+        for r in refs:
+            if r.ndim == 2:
+                embs.append(F.normalize(r.float().to(self.device), dim=1))
+            else:
+                with torch.no_grad():
+                    e = self.identity_encoder.embed(r.float().clamp(0, 1).to(self.device))
+                embs.append(F.normalize(e.float(), dim=1))
+        allemb = torch.cat(embs, 0)
+        if allemb.shape[1] != self.identity_dim:
+            raise InputError(f"reference embeddings have dim {allemb.shape[1]}, the model expects {self.identity_dim}")
+        if per_sample:
+            return allemb
+        return F.normalize(allemb.mean(0), dim=0)
+
+    def _alpha_bar(self, sched, t: torch.Tensor | int) -> torch.Tensor:
+        t = int(t)
+        if t < 0:
+            return torch.tensor(1.0, dtype=torch.float64)
+        return sched.alphas_cumprod[t].double()
+
+    def _model_out(
+        self,
+        x: torch.Tensor,
+        t: torch.Tensor,
+        cond: torch.Tensor,
+        emb: torch.Tensor | None,
+        cfg: float,
+    ) -> torch.Tensor:
+        """Model prediction ``(N,3,H,W)`` float32 with classifier-free guidance on the identity."""
+        n = x.shape[0]
+        mdtype = self.model.dtype
+        tt = torch.full((n,), int(t), device=self.device, dtype=torch.long)
+        self.model_calls += 1
+        if emb is None or cfg == 0.0:
+            return self.model(x.to(mdtype), tt, cond.to(mdtype), identity=None).float()
+        ident = (emb[None].expand(n, -1) if emb.ndim == 1 else emb).to(mdtype)
+        if cfg == 1.0:
+            return self.model(x.to(mdtype), tt, cond.to(mdtype), identity=ident).float()
+        drop = torch.cat([torch.zeros(n, dtype=torch.bool), torch.ones(n, dtype=torch.bool)]).to(self.device)
+        out = self.model(
+            torch.cat([x, x]).to(mdtype),
+            torch.cat([tt, tt]),
+            torch.cat([cond, cond]).to(mdtype),
+            identity=torch.cat([ident, ident]),
+            drop_identity=drop,
+        ).float()
+        out_id, out_null = out[:n], out[n:]
+        return out_null + cfg * (out_id - out_null)
+
+    def _split(self, out: torch.Tensor, x: torch.Tensor, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(x0, eps) from a model output."""
+        sa, s1 = a.sqrt().float(), (1 - a).sqrt().float()
+        if self.prediction_type == "v_prediction":
+            return sa * x - s1 * out, sa * out + s1 * x
+        if self.prediction_type == "epsilon":
+            return (x - s1 * out) / sa, out
+        raise ValueError(f"unsupported prediction_type {self.prediction_type!r}")
+
+    def _join(self, x0: torch.Tensor, x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        """Model output (prediction type) consistent with ``x0`` and ``x_t``."""
+        sa, s1 = a.sqrt().float(), (1 - a).sqrt().float().clamp_min(1e-8)
+        eps = (x - sa * x0) / s1
+        if self.prediction_type == "v_prediction":
+            return sa * eps - s1 * x0
+        return eps
+
+    def _noise(self, gens: list[torch.Generator], shape: tuple[int, ...]) -> torch.Tensor:
+        """One noise tensor per sample from its own generator -> ``(N, *shape)`` on the device."""
+        return torch.cat([torch.randn((1, *shape), generator=g) for g in gens]).to(self.device)
+
+    # ------------------------------------------------------------------ sampling
+    @torch.no_grad()
+    def __call__(
+        self,
+        degraded: torch.Tensor,
+        *,
+        references: Sequence[torch.Tensor] | torch.Tensor | None = None,
+        identity_strength: float = 0.5,
+        num_samples: int = 1,
+        seeds: Sequence[int] | int | None = None,
+        steps: int = DEFAULT_STEPS,
+        scheduler: str = "ddim",
+        mask: torch.Tensor | None = None,
+        base: torch.Tensor | None = None,
+        eta: float = 0.0,
+        content_size: int | None = None,
+        feather: int = 0,
+        weights: GuidanceWeights | None = None,
+        reference_per_sample: bool = False,
+        progress: ProgressFn | None = None,
+        cancel: CancelToken | None = None,
+    ) -> FRGDOutput:
+        """Restore ``degraded`` ``(B0,3,h,w)`` in ``[0,1]`` (``B0`` = 1 or ``num_samples``) into ``num_samples`` faces.
+
+        Args:
+            references: reference crops ``(N,3,H,W)`` in ``[0,1]`` aligned like the input and/or precomputed ``(N,D)``
+                embeddings; all are averaged and renormalised. ``None``: no-reference mode (null embedding).
+            identity_strength: the slider ``s`` in ``[0,1]`` (see :func:`frgd.diffusion.guidance.slider_to_weights`).
+            seeds: per-sample seeds (list), a start seed (int: ``k, k+1, ...``) or ``None`` (random, reported).
+            steps / scheduler / eta: sampling steps, ``"ddim"`` or ``"dpmpp"``, DDIM stochasticity.
+            mask: ``(1,1,128,128)`` 1 = may change (``None``: the whole face); base: ``(1,3,128,128)`` content kept
+                outside the mask (default: bicubic upscale of ``degraded``).
+            content_size: resolution at which content guidance compares with the input (default: the input size when
+                smaller than 128, else 64).
+            feather: px of inward feathering of the final composite (0 = hard mask; outside the mask is exact anyway).
+            weights: override the slider mapping (advanced / tests).
+            reference_per_sample: ``references`` hold exactly one reference per sample (not averaged): sample ``i`` is
+                guided towards reference ``i`` (evaluation batches of different people).
+        """
+        t_start = time.perf_counter()
+        self.check_inputs(
+            degraded, references, identity_strength, num_samples, seeds, steps, scheduler, mask, base, eta,
+            content_size, feather,
+        )  # fmt: skip
+        check_cancel(cancel)
+        n = num_samples
+        seed_list = normalize_seeds(seeds, n)
+        dev = self.device
+
+        t_ref = time.perf_counter()
+        ref = self.encode_references(references, per_sample=reference_per_sample)
+        if ref is not None and ref.ndim == 2 and ref.shape[0] != n:
+            raise InputError(f"reference_per_sample needs {n} references (one per sample), got {ref.shape[0]}")
+        t_ref = time.perf_counter() - t_ref
+        w = weights or slider_to_weights(identity_strength, has_reference=ref is not None)
+        if ref is None:
+            w = GuidanceWeights(identity=0.0, content=w.content, cfg=0.0)
+
+        S = self.size
+        deg = degraded.float().clamp(0, 1).to(dev)
+        deg = deg.expand(n, -1, -1, -1) if deg.shape[0] == 1 else deg
+        h, wd = deg.shape[-2:]
+        deg128 = F.interpolate(deg, size=(S, S), mode="bicubic", align_corners=False).clamp(0, 1)
+        if content_size is None:
+            content_hw = (int(h), int(wd)) if max(h, wd) < S else (S // 2, S // 2)
+        else:
+            content_hw = (int(content_size), int(content_size))
+        content_target = F.interpolate(deg, size=content_hw, mode="area") if (h, wd) != content_hw else deg
+        base01 = deg128 if base is None else base.float().to(dev).expand(n, -1, -1, -1)
+        hard = None if mask is None else (mask.float().to(dev) > 0.5).float().expand(n, -1, -1, -1)
+        m = torch.ones(n, 1, S, S, device=dev) if hard is None else hard
+        base_pm = base01 * 2 - 1
+        cond = build_cond(deg, m, base01 if hard is not None else None, size=(S, S), value_range="[0,1]")
+
+        ident_guide, content_guide = build_guides(
+            w,
+            encoder=self.identity_encoder if (w.identity > 0 and ref is not None) else None,
+            reference=ref,
+            content_target=content_target * 2 - 1,
+        )
+        guides = [g for g in (ident_guide, content_guide) if g is not None]
+
+        sched = make_sampling_scheduler(self.scheduler, scheduler)
+        sched.set_timesteps(steps, device=dev)
+        timesteps = list(sched.timesteps)
+        gens = [torch.Generator("cpu").manual_seed(int(s)) for s in seed_list]
+        x = self._noise(gens, (3, S, S)) * float(getattr(sched, "init_noise_sigma", 1.0))
+        if hard is not None:
+            known = sched.add_noise(base_pm, self._noise(gens, (3, S, S)), timesteps[0].reshape(1))
+            x = m * x + (1 - m) * known
+
+        t_loop = time.perf_counter()
+        for i, t in enumerate(timesteps):
+            check_cancel(cancel)
+            x_in = sched.scale_model_input(x, t)
+            out = self._model_out(x_in, t, cond, ref, w.cfg)
+            a = self._alpha_bar(sched, t).to(dev)
+            # x0_hat, clamped to [-1, 1] and corrected by the guidance callbacks, back into the prediction type
+            x0, _ = self._split(out, x_in, a)
+            ctx = GuidanceContext(alpha_bar=a.float().reshape(1, 1, 1, 1).expand(n, 1, 1, 1), step=i, num_steps=steps)
+            x0 = apply_guidance(x0.clamp(-1, 1), guides, ctx)
+            out = self._join(x0, x_in, a)
+            kwargs: dict[str, Any] = {}
+            if scheduler == "ddim" and eta > 0:
+                kwargs = {"eta": eta, "variance_noise": self._noise(gens, (3, S, S))}
+            x = sched.step(out, t, x, return_dict=False, **kwargs)[0]
+            if hard is not None:
+                if i + 1 < len(timesteps):
+                    noise = self._noise(gens, (3, S, S))
+                    known = sched.add_noise(base_pm, noise, timesteps[i + 1].reshape(1))
+                    x = m * x + (1 - m) * known
+            report(progress, i + 1, steps, f"sampling step {i + 1}/{steps}")
+        t_loop = time.perf_counter() - t_loop
+
+        img = ((x.float().clamp(-1, 1) + 1) * 0.5).clamp(0, 1)
+        if hard is not None:
+            soft = feather_inside(hard, feather)
+            img = soft * img + (1 - soft) * base01
+        scores = None
+        if ref is not None:
+            with torch.no_grad():
+                e = F.normalize(self.identity_encoder.embed(img).float(), dim=1)
+            scores = (e * (ref[None] if ref.ndim == 1 else ref)).sum(dim=1).cpu()
+        total = time.perf_counter() - t_start
+        params = {
+            "model": self.name,
+            "identity_strength": float(identity_strength),
+            "num_samples": n,
+            "steps": steps,
+            "scheduler": scheduler,
+            "eta": eta,
+            "content_size": list(content_hw),
+            "masked": mask is not None,
+            "feather": feather,
+            "has_reference": ref is not None,
+            "weights": w.as_dict(),
+            "prediction_type": self.prediction_type,
+        }
+        return FRGDOutput(
+            images=img.cpu(),
+            seeds=seed_list,
+            identity_scores=scores,
+            weights=w,
+            timings={"references": t_ref, "sampling": t_loop, "total": total, "per_sample": total / n},
+            params=params,
+        )
+
+
+__all__ = [
+    "DEFAULT_STEPS",
+    "FACE_SIZE",
+    "SCHEDULERS",
+    "ContentGuidance",
+    "FRGDOutput",
+    "FRGDPipeline",
+    "IdentityGuidance",
+    "feather_inside",
+    "make_sampling_scheduler",
+    "normalize_seeds",
+]

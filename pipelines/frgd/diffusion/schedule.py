@@ -1,0 +1,142 @@
+"""Noise schedules and the FRGD model directory.
+
+A model directory holds::
+
+    config.json                            FRGDUNet config (diffusers ConfigMixin)
+    diffusion_pytorch_model.safetensors    FRGDUNet weights (EMA weights for a released model)
+    scheduler/scheduler_config.json        DDPMScheduler config (1000 steps, linear or squaredcos_cap_v2)
+    identity.json                          {"backend": "dlib", "dim": 128}: the encoder whose embeddings condition it
+
+:func:`save_model_dir` writes one, :func:`load_model_dir` reads it back (``MissingWeightsError`` when absent).
+The sampler can build any diffusers scheduler from the same config (``DDIMScheduler.from_config(sched.config)``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from diffusers import DDPMScheduler
+
+from ..archs.frgd_unet_arch import FRGDUNet
+from ..errors import MissingWeightsError
+
+logger = logging.getLogger(__name__)
+
+SCHEDULER_SUBDIR = "scheduler"
+IDENTITY_FILE = "identity.json"
+BETA_SCHEDULES = ("linear", "squaredcos_cap_v2")
+
+
+@dataclass(frozen=True)
+class IdentityInfo:
+    """Which identity encoder produced the embeddings the model was trained on."""
+
+    backend: str = "dlib"
+    dim: int = 128
+
+
+@dataclass
+class FRGDModelBundle:
+    """A loaded model directory."""
+
+    model: FRGDUNet
+    scheduler: DDPMScheduler
+    identity: IdentityInfo
+    path: Path
+
+
+def make_train_scheduler(cfg: dict[str, Any] | None = None, **overrides: Any) -> DDPMScheduler:
+    """DDPM training scheduler from a config dict (keys: ``num_train_timesteps`` (1000), ``beta_schedule``
+    (``squaredcos_cap_v2`` or ``linear``), ``prediction_type`` (``v_prediction``/``epsilon``), ``beta_start``,
+    ``beta_end`` (linear only), ``clip_sample`` (True: x0 clipped to [-1, 1] when stepping),
+    ``rescale_betas_zero_snr`` (False)); unknown keys are ignored."""
+    c = {**(cfg or {}), **overrides}
+    beta_schedule = c.get("beta_schedule", "squaredcos_cap_v2")
+    if beta_schedule not in BETA_SCHEDULES:
+        raise ValueError(f"beta_schedule must be one of {BETA_SCHEDULES}, got {beta_schedule!r}")
+    prediction_type = c.get("prediction_type", "v_prediction")
+    if prediction_type not in ("v_prediction", "epsilon"):
+        raise ValueError(f"prediction_type must be v_prediction or epsilon, got {prediction_type!r}")
+    return DDPMScheduler(
+        num_train_timesteps=int(c.get("num_train_timesteps", 1000)),
+        beta_schedule=beta_schedule,
+        beta_start=float(c.get("beta_start", 0.0001)),
+        beta_end=float(c.get("beta_end", 0.02)),
+        prediction_type=prediction_type,
+        clip_sample=bool(c.get("clip_sample", True)),
+        rescale_betas_zero_snr=bool(c.get("rescale_betas_zero_snr", False)),
+        timestep_spacing="trailing" if c.get("rescale_betas_zero_snr", False) else "leading",
+    )
+
+
+def save_scheduler(scheduler: DDPMScheduler, model_dir: str | Path) -> Path:
+    """Write ``model_dir/scheduler/scheduler_config.json``; returns the folder."""
+    out = Path(model_dir) / SCHEDULER_SUBDIR
+    scheduler.save_pretrained(out)
+    return out
+
+
+def load_scheduler(model_dir: str | Path) -> DDPMScheduler:
+    """Read the DDPM scheduler of a model directory."""
+    path = Path(model_dir) / SCHEDULER_SUBDIR
+    if not (path / "scheduler_config.json").is_file():
+        raise MissingWeightsError(
+            f"FRGD scheduler config missing: expected {path / 'scheduler_config.json'}; "
+            "the model folder is incomplete (re-export it with `frgd train` or `frgd weights import`)"
+        )
+    return DDPMScheduler.from_pretrained(path)
+
+
+def save_model_dir(
+    model_dir: str | Path, model: FRGDUNet, scheduler: DDPMScheduler, identity: IdentityInfo | None = None
+) -> Path:
+    """Write a complete model directory (config, safetensors weights, scheduler, identity.json)."""
+    out = Path(model_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if scheduler.config.prediction_type != model.config.prediction_type:
+        raise ValueError(
+            f"scheduler prediction_type {scheduler.config.prediction_type!r} != "
+            f"model prediction_type {model.config.prediction_type!r}"
+        )
+    model.save_pretrained(out, safe_serialization=True)
+    save_scheduler(scheduler, out)
+    ident = identity or IdentityInfo(dim=int(model.config.identity_dim))
+    if ident.dim != model.config.identity_dim:
+        raise ValueError(f"identity dim {ident.dim} != model identity_dim {model.config.identity_dim}")
+    (out / IDENTITY_FILE).write_text(json.dumps(asdict(ident), indent=2) + "\n")
+    logger.info("saved FRGD model to %s", out)
+    return out
+
+
+def load_model_dir(
+    model_dir: str | Path, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
+) -> FRGDModelBundle:
+    """Load a model directory written by :func:`save_model_dir` (model in eval mode on ``device``)."""
+    path = Path(model_dir)
+    weights = path / "diffusion_pytorch_model.safetensors"
+    if not (path / "config.json").is_file() or not weights.is_file():
+        raise MissingWeightsError(
+            f"FRGD model weights not found: expected {path}/config.json and {weights.name}; train one with "
+            "`frgd train --config train_frgd128_h100.json` or install a model folder with `frgd weights import`"
+        )
+    model = FRGDUNet.from_pretrained(path, use_safetensors=True, torch_dtype=dtype)
+    model = model.to(device=device).eval()
+    scheduler = load_scheduler(path)
+    ident_path = path / IDENTITY_FILE
+    if ident_path.is_file():
+        raw = json.loads(ident_path.read_text())
+        identity = IdentityInfo(backend=str(raw.get("backend", "dlib")), dim=int(raw.get("dim", 128)))
+    else:
+        logger.warning("%s has no %s; assuming the dlib backend", path, IDENTITY_FILE)
+        identity = IdentityInfo(dim=int(model.config.identity_dim))
+    if scheduler.config.prediction_type != model.config.prediction_type:
+        raise MissingWeightsError(
+            f"{path}: scheduler prediction_type {scheduler.config.prediction_type!r} does not match the model's "
+            f"{model.config.prediction_type!r}; the folder is corrupt"
+        )
+    return FRGDModelBundle(model=model, scheduler=scheduler, identity=identity, path=path)

@@ -1,0 +1,606 @@
+"""FRGD training loop (``frgd train``): accelerate, EMA, v/epsilon prediction, fusion supervision, exact resume.
+
+One step (per process, batch ``B``)::
+
+    x0 = 2 * target - 1;  eps ~ N(0, I);  t ~ U{0..T-1};  x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps
+    known = x_t where the sample uses noisy fusion else x0            (see frgd.diffusion.fusion)
+    cond = [2 * degraded - 1, M, known * (1 - M)]
+    identity = embedding of the reference (precomputed, or the identity encoder on the device), null-dropped with
+               probability model.config.identity_dropout
+    loss = mean_b( snr_w(t_b) * mean_pixels( w_fusion * (model(x_t, t, cond, identity) - target_{v|eps})^2 ) )
+
+``snr_w`` is the min-SNR-gamma weight (``min(SNR, gamma) / SNR`` for epsilon, ``min(SNR, gamma) / (SNR + 1)`` for v)
+when ``train.min_snr_gamma`` is set, else 1.
+
+Run folder (``--output``)::
+
+    config.json             the merged configuration
+    train_log.jsonl         one JSON row per ``log_every`` steps: step, epoch, loss, lr, img_per_s, elapsed_s
+    samples/step_XXXXXXX.png  quick DDIM restorations of a few fixed val faces (rows: degraded | EMA sample | target)
+    checkpoints/step_XXXXXXX/  model.safetensors, ema.safetensors, training_state.pt (optimizer, LR scheduler,
+                            torch RNG), state.json (step, EMA counters, numpy/python RNG states, data position)
+    model/                  the final model directory (EMA weights; see frgd.diffusion.schedule)
+
+Resume (``resume=True``) restores the latest checkpoint exactly: model, EMA, optimizer, LR scheduler, step, the
+torch/numpy/python RNG states, the noise generator and the data position (the sampler restarts at the same batch), so
+an interrupted run ends with the same weights as an uninterrupted one (tested).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import random
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from ..archs.frgd_unet_arch import FRGDUNet, tiny_config
+from ..errors import InputError
+from ..jobs import CancelToken, ProgressFn, check_cancel, report
+from .data import EpochSampler, FacesDataConfig, FacesDataset, SyntheticFaces, collate
+from .fusion import FusionConfig, build_cond, fusion_loss_weights
+from .schedule import IdentityInfo, make_train_scheduler, save_model_dir
+
+logger = logging.getLogger(__name__)
+
+DEFAULTS: dict[str, Any] = {
+    "name": "frgd",
+    "model": {"tiny": False},
+    "scheduler": {"num_train_timesteps": 1000, "beta_schedule": "squaredcos_cap_v2"},
+    "data": {
+        "root": None,
+        "synthetic": False,
+        "synthetic_items": 256,
+        "synthetic_identities": 32,
+        "embeddings": None,
+        "size": 128,
+        "max_items": None,
+        "max_identities": None,
+        "flip": True,
+        "degradation": {},
+        "num_workers": 0,
+    },
+    "fusion": {},
+    "identity": {"backend": "dlib"},
+    "optim": {
+        "lr": 2e-4,
+        "betas": [0.9, 0.999],
+        "weight_decay": 0.0,
+        "eps": 1e-8,
+        "warmup_steps": 100,
+        "lr_schedule": "cosine",
+        "grad_clip": 1.0,
+    },
+    "ema": {"decay": 0.999, "use_warmup": True, "inv_gamma": 1.0, "power": 0.75, "update_after_step": 0},
+    "train": {
+        "steps": 1000,
+        "batch_size": 16,
+        "seed": 0,
+        "mixed_precision": "auto",
+        "device": "auto",
+        "min_snr_gamma": None,
+        "log_every": 10,
+        "checkpoint_every": 500,
+        "keep_checkpoints": 2,
+        "sample_every": 0,
+        "sample_count": 4,
+        "sample_steps": 25,
+    },
+}
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any], path: str = "") -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        if k not in base:
+            raise InputError(f"unknown config key {path}{k!r}")
+        if isinstance(base[k], dict) and k not in ("model", "degradation", "fusion", "scheduler"):
+            if not isinstance(v, dict):
+                raise InputError(f"config key {path}{k!r} must be an object")
+            out[k] = _merge(base[k], v, f"{path}{k}.")
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def load_config(path_or_dict: str | Path | dict[str, Any]) -> dict[str, Any]:
+    """Read a training config (JSON file or dict) merged over :data:`DEFAULTS`; unknown keys raise InputError.
+
+    A bare file name that does not exist is looked up in ``frgd_resources/presets/``.
+    """
+    if isinstance(path_or_dict, dict):
+        raw = path_or_dict
+    else:
+        p = Path(path_or_dict)
+        if not p.is_file():
+            try:
+                from frgd_resources import resource_path
+
+                alt = resource_path("presets", p.name if p.suffix else p.name + ".json")
+            except ImportError:  # pragma: no cover - resources package always installed with the project
+                alt = p
+            if not alt.is_file():
+                raise InputError(f"training config not found: {p}")
+            p = alt
+        try:
+            raw = json.loads(p.read_text())
+        except json.JSONDecodeError as err:
+            raise InputError(f"{p}: invalid JSON ({err})") from None
+    raw = {k: v for k, v in raw.items() if not k.startswith("_")}  # "_comment" keys
+    cfg = _merge(DEFAULTS, raw)
+    fusion = FusionConfig.from_dict(cfg["fusion"])  # validates
+    cfg["fusion"] = {k: getattr(fusion, k) for k in fusion.__dataclass_fields__}
+    if cfg["train"]["batch_size"] < 1 or cfg["train"]["steps"] < 1:
+        raise InputError("train.batch_size and train.steps must be positive")
+    return cfg
+
+
+def build_model(cfg: dict[str, Any]) -> FRGDUNet:
+    """The :class:`FRGDUNet` described by ``cfg["model"]`` (``"tiny": true`` starts from :func:`tiny_config`)."""
+    m = dict(cfg["model"])
+    tiny = m.pop("tiny", False)
+    kwargs = tiny_config(**m) if tiny else m
+    kwargs.setdefault("sample_size", cfg["data"]["size"])
+    return FRGDUNet(**kwargs)
+
+
+def build_dataset(cfg: dict[str, Any], split: str, identity_dim: int = 128, max_items: int | None = None):
+    """Training (``split="train"``) or sample-preview (``"val"``) dataset of a config."""
+    d = cfg["data"]
+    dcfg = FacesDataConfig(
+        size=int(d["size"]),
+        flip=bool(d["flip"]) and split == "train",
+        max_items=max_items if max_items is not None else d["max_items"],
+        max_identities=d["max_identities"] if split == "train" else None,
+        degradation=d["degradation"],
+        fusion=cfg["fusion"] if split == "train" else {"p_fuse": 0.0},
+        seed=int(cfg["train"]["seed"]) + (0 if split == "train" else 1),
+    )
+    if d["synthetic"]:
+        n = int(d["synthetic_items"]) if split == "train" else (max_items or 4)
+        return SyntheticFaces(n, int(d["synthetic_identities"]), dcfg, identity_dim)
+    if not d["root"]:
+        raise InputError("data.root is not set (the faces128 folder or a shard folder); or set data.synthetic")
+    emb = d["embeddings"] if split == "train" else None
+    return FacesDataset(d["root"], split, dcfg, embeddings=emb)
+
+
+def min_snr_weight(alphas_cumprod: torch.Tensor, t: torch.Tensor, gamma: float, prediction_type: str) -> torch.Tensor:
+    """Min-SNR-gamma loss weight ``(B,)`` for the regression target of ``prediction_type``."""
+    abar = alphas_cumprod.to(t.device)[t].float()
+    snr = abar / (1 - abar).clamp_min(1e-12)
+    clipped = snr.clamp(max=gamma)
+    if prediction_type == "v_prediction":
+        return clipped / (snr + 1)
+    return clipped / snr.clamp_min(1e-12)
+
+
+@dataclass
+class TrainResult:
+    """Summary of a run."""
+
+    run_dir: Path
+    model_dir: Path | None
+    step: int
+    first_loss: float | None
+    last_loss: float | None
+    img_per_s: float | None
+    resumed_from: int | None
+
+
+# ------------------------------------------------------------------------------------------------ checkpoints
+
+
+def _ckpt_dirs(run_dir: Path) -> list[Path]:
+    root = run_dir / "checkpoints"
+    if not root.is_dir():
+        return []
+    return sorted(
+        p for p in root.iterdir() if p.is_dir() and p.name.startswith("step_") and (p / "state.json").is_file()
+    )
+
+
+def _np_state_to_json(state: tuple) -> list:
+    name, keys, pos, has_gauss, cached = state
+    return [name, keys.tolist(), int(pos), int(has_gauss), float(cached)]
+
+
+def _np_state_from_json(s: list) -> tuple:
+    return (s[0], np.array(s[1], dtype=np.uint32), s[2], s[3], s[4])
+
+
+def _py_state_to_json(state: tuple) -> list:
+    return [state[0], list(state[1]), state[2]]
+
+
+def _py_state_from_json(s: list) -> tuple:
+    return (s[0], tuple(s[1]), s[2])
+
+
+# -------------------------------------------------------------------------------------------------- trainer
+
+
+class Trainer:
+    """Holds the objects of one training run; :meth:`run` trains (see the module docstring)."""
+
+    def __init__(self, cfg: dict[str, Any], run_dir: str | Path) -> None:
+        from accelerate import Accelerator
+        from diffusers.optimization import get_scheduler
+        from diffusers.training_utils import EMAModel
+
+        from ..devices import resolve_device
+
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        tcfg = cfg["train"]
+        device = resolve_device(tcfg["device"])
+        mp = tcfg["mixed_precision"]
+        if mp == "auto":
+            mp = "bf16" if device.type == "cuda" else "no"
+        self.accelerator = Accelerator(mixed_precision=mp, cpu=device.type == "cpu")
+        acc = self.accelerator
+        self.seed = int(tcfg["seed"])
+        random.seed(self.seed)
+        np.random.seed(self.seed % 2**32)
+        torch.manual_seed(self.seed)
+        model = build_model(cfg)
+        self.pred_type = model.config.prediction_type
+        self.noise_scheduler = make_train_scheduler(cfg["scheduler"], prediction_type=self.pred_type)
+        self.alphas_cumprod = self.noise_scheduler.alphas_cumprod.to(acc.device)
+        o = cfg["optim"]
+        optimizer = torch.optim.AdamW(
+            model.parameters(), lr=o["lr"], betas=tuple(o["betas"]), weight_decay=o["weight_decay"], eps=o["eps"]
+        )
+        self.lr_scheduler = get_scheduler(
+            o["lr_schedule"], optimizer, num_warmup_steps=int(o["warmup_steps"]), num_training_steps=int(tcfg["steps"])
+        )
+        e = cfg["ema"]
+        self.ema = EMAModel(
+            [p.detach().clone() for p in model.parameters()],
+            decay=e["decay"],
+            use_ema_warmup=e["use_warmup"],
+            inv_gamma=e["inv_gamma"],
+            power=e["power"],
+            update_after_step=e["update_after_step"],
+        )
+        self.model, self.optimizer = acc.prepare(model, optimizer)
+        self.ema.to(acc.device)
+        self.fusion_cfg = FusionConfig.from_dict(cfg["fusion"])
+        self.dataset = build_dataset(cfg, "train", model.config.identity_dim)
+        self.batch_size = int(tcfg["batch_size"])
+        self.gen = torch.Generator(device=acc.device)
+        self.gen.manual_seed(self.seed * 1000 + acc.process_index + 1)
+        self.step = 0
+        self._encoder = None
+
+    # -------------------------------------------------------------- helpers
+    @property
+    def unwrapped(self) -> FRGDUNet:
+        return self.accelerator.unwrap_model(self.model)
+
+    def identity_encoder(self):
+        if self._encoder is None:
+            from ..identity import get_identity_encoder
+
+            self._encoder = get_identity_encoder(self.cfg["identity"]["backend"], self.accelerator.device)
+        return self._encoder
+
+    def embed(self, batch: dict[str, Any]) -> torch.Tensor | None:
+        """``(B, D)`` identity embeddings of the batch (precomputed, or encoded from ``reference`` on the device);
+        ``None`` with ``identity.backend = "none"`` (no identity conditioning: the null embedding only)."""
+        if self.cfg["identity"]["backend"] == "none":
+            return None
+        if "identity" in batch:
+            return batch["identity"].to(self.accelerator.device, torch.float32)
+        with torch.no_grad():
+            return self.identity_encoder().embed(batch["reference"].to(self.accelerator.device)).float()
+
+    def loader(self) -> DataLoader:
+        acc = self.accelerator
+        sampler = EpochSampler(
+            len(self.dataset),
+            self.batch_size,
+            seed=self.seed,
+            position=self.step,
+            process_index=acc.process_index,
+            num_processes=acc.num_processes,
+        )
+        self.sampler = sampler
+        nw = int(self.cfg["data"]["num_workers"])
+        return DataLoader(
+            self.dataset,
+            batch_size=self.batch_size,
+            sampler=sampler,
+            collate_fn=collate,
+            num_workers=nw,
+            pin_memory=acc.device.type == "cuda",
+            persistent_workers=nw > 0,
+            prefetch_factor=4 if nw > 0 else None,
+        )
+
+    # -------------------------------------------------------------- one step
+    def train_step(self, batch: dict[str, Any]) -> float:
+        acc = self.accelerator
+        dev = acc.device
+        x0 = batch["target"].to(dev) * 2 - 1
+        b = x0.shape[0]
+        noise = torch.randn(x0.shape, generator=self.gen, device=dev)
+        t = torch.randint(0, self.noise_scheduler.config.num_train_timesteps, (b,), generator=self.gen, device=dev)
+        drop = self.unwrapped.sample_identity_drop(b, self.gen)
+        x_t = self.noise_scheduler.add_noise(x0, noise, t)
+        target = noise if self.pred_type == "epsilon" else self.noise_scheduler.get_velocity(x0, noise, t)
+        mask = batch["mask"].to(dev)
+        noisy = batch["fusion_noisy"].to(dev).view(b, 1, 1, 1)
+        known = torch.where(noisy, x_t, x0)
+        cond = build_cond(batch["degraded"].to(dev) * 2 - 1, mask, known)
+        identity = self.embed(batch)
+        with acc.autocast():
+            pred = self.model(x_t, t, cond, identity, drop)
+        err = (pred.float() - target.float()) ** 2
+        w = fusion_loss_weights(mask, batch["fusion_checker"].to(dev), self.fusion_cfg)
+        per_sample = (w * err).mean(dim=(1, 2, 3))
+        gamma = self.cfg["train"]["min_snr_gamma"]
+        if gamma:
+            per_sample = per_sample * min_snr_weight(self.alphas_cumprod, t, float(gamma), self.pred_type)
+        loss = per_sample.mean()
+        acc.backward(loss)
+        clip = self.cfg["optim"]["grad_clip"]
+        if clip:
+            acc.clip_grad_norm_(self.model.parameters(), float(clip))
+        self.optimizer.step()
+        self.lr_scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.ema.step(self.unwrapped.parameters())
+        self.step += 1
+        return float(acc.gather(loss.detach()[None]).mean().item())
+
+    # -------------------------------------------------------------- checkpoints
+    def save_checkpoint(self) -> Path:
+        from safetensors.torch import save_file
+
+        acc = self.accelerator
+        acc.wait_for_everyone()
+        final = self.run_dir / "checkpoints" / f"step_{self.step:07d}"
+        tmp = final.with_name(final.name + ".tmp")
+        if acc.is_main_process:
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+            sd = {k: v.detach().contiguous().cpu() for k, v in self.unwrapped.state_dict().items()}
+            save_file(sd, str(tmp / "model.safetensors"))
+            ema_sd = self.ema.state_dict()
+            shadow = ema_sd.pop("shadow_params")
+            save_file(
+                {f"shadow.{i:05d}": p.detach().contiguous().cpu() for i, p in enumerate(shadow)},
+                str(tmp / "ema.safetensors"),
+            )
+            torch.save(
+                {"optimizer": self.optimizer.state_dict(), "lr_scheduler": self.lr_scheduler.state_dict()},
+                tmp / "training_state.pt",
+            )
+            state = {
+                "step": self.step,
+                "epoch": self.sampler.epoch_of(self.step) if hasattr(self, "sampler") else 0,
+                "data_position": self.step,
+                "ema": {k: v for k, v in ema_sd.items() if isinstance(v, (int, float, bool)) or v is None},
+                "numpy_rng": _np_state_to_json(np.random.get_state()),
+                "python_rng": _py_state_to_json(random.getstate()),
+                "num_processes": acc.num_processes,
+            }
+            (tmp / "state.json").write_text(json.dumps(state, indent=1) + "\n")
+        acc.wait_for_everyone()
+        # per-process RNG (torch global CPU/CUDA and the noise generator)
+        if acc.is_main_process or acc.num_processes > 1:
+            rng = {"torch_cpu": torch.get_rng_state(), "noise_gen": self.gen.get_state()}
+            if torch.cuda.is_available():
+                rng["torch_cuda"] = torch.cuda.get_rng_state(acc.device)
+            torch.save(rng, tmp / f"rng_{acc.process_index}.pt")
+        acc.wait_for_everyone()
+        if acc.is_main_process:
+            shutil.rmtree(final, ignore_errors=True)
+            tmp.rename(final)
+            keep = int(self.cfg["train"]["keep_checkpoints"])
+            for old in _ckpt_dirs(self.run_dir)[:-keep] if keep > 0 else []:
+                shutil.rmtree(old, ignore_errors=True)
+        acc.wait_for_everyone()
+        logger.info("checkpoint %s", final)
+        return final
+
+    def load_checkpoint(self, ckpt: Path) -> None:
+        from safetensors.torch import load_file
+
+        acc = self.accelerator
+        state = json.loads((ckpt / "state.json").read_text())
+        if state.get("num_processes", 1) != acc.num_processes:
+            raise InputError(
+                f"{ckpt} was written by {state['num_processes']} processes; resume with the same number "
+                f"(now {acc.num_processes}) for an exact resume"
+            )
+        self.unwrapped.load_state_dict(load_file(str(ckpt / "model.safetensors"), device=str(acc.device)))
+        shadow = load_file(str(ckpt / "ema.safetensors"))
+        ema_sd = dict(state["ema"])
+        ema_sd["shadow_params"] = [shadow[k] for k in sorted(shadow)]
+        self.ema.load_state_dict(ema_sd)
+        self.ema.to(acc.device)
+        ts = torch.load(ckpt / "training_state.pt", map_location="cpu", weights_only=True)
+        self.optimizer.load_state_dict(ts["optimizer"])
+        self.lr_scheduler.load_state_dict(ts["lr_scheduler"])
+        np.random.set_state(_np_state_from_json(state["numpy_rng"]))
+        random.setstate(_py_state_from_json(state["python_rng"]))
+        rng = torch.load(ckpt / f"rng_{acc.process_index}.pt", map_location="cpu", weights_only=True)
+        torch.set_rng_state(rng["torch_cpu"])
+        self.gen.set_state(rng["noise_gen"])
+        if "torch_cuda" in rng and torch.cuda.is_available():
+            torch.cuda.set_rng_state(rng["torch_cuda"], acc.device)
+        self.step = int(state["step"])
+        logger.info("resumed from %s (step %d)", ckpt, self.step)
+
+    # -------------------------------------------------------------- samples
+    @torch.no_grad()
+    def save_samples(self) -> Path | None:
+        """DDIM-sample a few fixed val faces with the EMA weights; PNG grid (rows: degraded | sample | target)."""
+        import cv2
+        from diffusers import DDIMScheduler
+
+        acc = self.accelerator
+        if not acc.is_main_process:
+            return None
+        tcfg = self.cfg["train"]
+        n = int(tcfg["sample_count"])
+        try:
+            val = build_dataset(self.cfg, "val", self.unwrapped.config.identity_dim, max_items=n)
+        except InputError as err:
+            logger.warning("no sample grid: %s", err)
+            return None
+        items = collate([val[(i, 0)] for i in range(min(n, len(val)))])
+        dev = acc.device
+        model = self.unwrapped
+        self.ema.store(model.parameters())
+        self.ema.copy_to(model.parameters())
+        was_training = model.training
+        model.eval()
+        try:
+            identity = self.embed(items)
+            ddim = DDIMScheduler.from_config(self.noise_scheduler.config)
+            ddim.set_timesteps(int(tcfg["sample_steps"]))
+            g = torch.Generator(device=dev).manual_seed(1234)
+            deg = items["degraded"].to(dev)
+            x = torch.randn(items["target"].shape, generator=g, device=dev)
+            cond = build_cond(deg * 2 - 1)
+            for t in ddim.timesteps:
+                with acc.autocast():
+                    out = model(x, t.to(dev), cond, identity)
+                x = ddim.step(out.float(), t, x).prev_sample
+        finally:
+            self.ema.restore(model.parameters())
+            model.train(was_training)
+        sample = (x.clamp(-1, 1) + 1) / 2
+        rows = torch.cat([deg, sample, items["target"].to(dev)], dim=2)  # (B, 3, 3S, S)
+        grid = torch.cat(list(rows), dim=2).permute(1, 2, 0).float().cpu().numpy()
+        out_path = self.run_dir / "samples" / f"step_{self.step:07d}.png"
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(out_path), np.round(grid[:, :, ::-1] * 255).astype(np.uint8))
+        return out_path
+
+    # -------------------------------------------------------------- loop
+    def run(
+        self,
+        resume: bool = False,
+        max_steps: int | None = None,
+        progress: ProgressFn | None = None,
+        cancel: CancelToken | None = None,
+    ) -> TrainResult:
+        acc = self.accelerator
+        tcfg = self.cfg["train"]
+        resumed_from = None
+        if resume:
+            ckpts = _ckpt_dirs(self.run_dir)
+            if not ckpts:
+                raise InputError(f"--resume: no checkpoint under {self.run_dir / 'checkpoints'}")
+            self.load_checkpoint(ckpts[-1])
+            resumed_from = self.step
+        if acc.is_main_process:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / "config.json").write_text(json.dumps(self.cfg, indent=2) + "\n")
+        total = int(tcfg["steps"])
+        stop = min(total, int(max_steps)) if max_steps else total
+        log_every = max(1, int(tcfg["log_every"]))
+        ckpt_every = int(tcfg["checkpoint_every"])
+        sample_every = int(tcfg["sample_every"])
+        log_path = self.run_dir / "train_log.jsonl"
+        self.model.train()
+        first_loss = last_loss = ips = None
+        losses: list[float] = []
+        t_run = time.perf_counter()
+        t_log, n_log = time.perf_counter(), 0
+        logger.info(
+            "training %s: %d params, %d faces, batch %d x %d processes, %s, steps %d -> %d",
+            self.cfg["name"],
+            sum(p.numel() for p in self.unwrapped.parameters()),
+            len(self.dataset),
+            self.batch_size,
+            acc.num_processes,
+            acc.device,
+            self.step,
+            stop,
+        )
+        if self.step < stop:
+            for batch in self.loader():
+                check_cancel(cancel)
+                loss = self.train_step(batch)
+                if not math.isfinite(loss):
+                    raise FloatingPointError(f"loss is {loss} at step {self.step}")
+                losses.append(loss)
+                n_log += self.batch_size * acc.num_processes
+                if first_loss is None:
+                    first_loss = loss
+                if self.step % log_every == 0 or self.step == stop:
+                    dt = time.perf_counter() - t_log
+                    ips = n_log / dt if dt > 0 else None
+                    last_loss = float(np.mean(losses))
+                    row = {
+                        "step": self.step,
+                        "epoch": self.sampler.epoch_of(self.step - 1),
+                        "loss": last_loss,
+                        "lr": self.lr_scheduler.get_last_lr()[0],
+                        "img_per_s": ips,
+                        "elapsed_s": time.perf_counter() - t_run,
+                    }
+                    if acc.is_main_process:
+                        with log_path.open("a") as f:
+                            f.write(json.dumps(row) + "\n")
+                    logger.info("step %d loss %.4f %.1f img/s", self.step, last_loss, ips or 0.0)
+                    losses, t_log, n_log = [], time.perf_counter(), 0
+                report(progress, self.step, stop, f"loss {loss:.4f}")
+                t_extra = time.perf_counter()
+                if ckpt_every and self.step % ckpt_every == 0 and self.step < stop:
+                    self.save_checkpoint()
+                if sample_every and self.step % sample_every == 0:
+                    self.save_samples()
+                t_log += time.perf_counter() - t_extra  # img/s counts training time only
+                if self.step >= stop:
+                    break
+            self.save_checkpoint()
+            if sample_every and self.step % sample_every != 0:
+                self.save_samples()
+        model_dir = self.export(self.run_dir / "model") if acc.is_main_process else None
+        return TrainResult(self.run_dir, model_dir, self.step, first_loss, last_loss, ips, resumed_from)
+
+    def export(self, out_dir: Path) -> Path:
+        """Write the EMA weights as a model directory."""
+        model = self.unwrapped
+        self.ema.store(model.parameters())
+        self.ema.copy_to(model.parameters())
+        try:
+            save_model_dir(
+                out_dir,
+                model,
+                self.noise_scheduler,
+                IdentityInfo(backend=self.cfg["identity"]["backend"], dim=int(model.config.identity_dim)),
+            )
+        finally:
+            self.ema.restore(model.parameters())
+        return out_dir
+
+
+def train(
+    config: str | Path | dict[str, Any],
+    output_dir: str | Path | None = None,
+    resume: bool = False,
+    max_steps: int | None = None,
+    progress: ProgressFn | None = None,
+    cancel: CancelToken | None = None,
+) -> TrainResult:
+    """Train FRGD from a config (file or dict); ``output_dir`` defaults to ``runs/<name>``."""
+    cfg = load_config(config)
+    run_dir = Path(output_dir) if output_dir else Path("runs") / cfg["name"]
+    trainer = Trainer(cfg, run_dir)
+    return trainer.run(resume=resume, max_steps=max_steps, progress=progress, cancel=cancel)

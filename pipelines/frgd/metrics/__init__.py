@@ -1,0 +1,11 @@
+"""Image-quality metrics: MATLAB-compatible ``imresize``, PSNR/SSIM on Y with shave, and no-reference NIQE.
+
+Note: ``frgd.metrics.niqe`` is the function; its module is ``frgd.metrics.niqe`` in ``sys.modules``
+(import helpers from it with ``from frgd.metrics.niqe import niqe_features``).
+"""
+
+from .imresize import imresize, imresize_torch
+from .niqe import niqe
+from .psnr_ssim import psnr, psnr_y, rgb2ycbcr_y, ssim, ssim_y, to_y
+
+__all__ = ["imresize", "imresize_torch", "psnr", "psnr_y", "rgb2ycbcr_y", "ssim", "ssim_y", "to_y", "niqe"]

@@ -1,0 +1,436 @@
+"""FRGD Studio editor tests (pytest-qt, offscreen): document, commands, jobs, canvas painting, FRGD gallery with a
+tiny random model, cancel, undo/redo, session round trip, provenance, comparison view, settings."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+pytest.importorskip("pytestqt")
+
+from PySide6.QtCore import QPoint, QPointF, Qt  # noqa: E402
+from PySide6.QtTest import QTest  # noqa: E402
+
+from frgd.faces import TEMPLATE_512  # noqa: E402
+from frgd_studio import backend, commands  # noqa: E402
+from frgd_studio.document import CROP_SIZE, Reference  # noqa: E402
+from frgd_studio.main_window import MainWindow  # noqa: E402
+from frgd_studio.settings import Settings  # noqa: E402
+
+FACE_LANDMARKS = TEMPLATE_512 * (90 / 512) + np.array([60.0, 40.0])  # a ~90 px face at a known place
+
+
+class TinyEncoder(torch.nn.Module):
+    """A tiny random identity encoder: ``embed((B,3,H,W) [0,1]) -> (B,128)`` unit vectors (differentiable)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        self.w = torch.nn.Parameter(torch.randn(128, 3 * 8 * 8, generator=g) * 0.1, requires_grad=False)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.adaptive_avg_pool2d(x.float(), 8).flatten(1) - 0.5
+        return F.normalize(x @ self.w.T, dim=1)
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory):
+    from frgd.archs.frgd_unet_arch import FRGDUNet, tiny_config
+    from frgd.diffusion.schedule import make_train_scheduler, save_model_dir
+
+    torch.manual_seed(0)
+    model = FRGDUNet(**tiny_config())
+    sched = make_train_scheduler(prediction_type=model.config.prediction_type)
+    return save_model_dir(tmp_path_factory.mktemp("frgd_tiny"), model, sched)
+
+
+@pytest.fixture
+def tiny_identity(monkeypatch):
+    enc = TinyEncoder()
+    monkeypatch.setattr(backend, "identity_encoder", lambda _backend, _device: enc)
+    return enc
+
+
+@pytest.fixture
+def photo_file(tmp_path):
+    """A synthetic 240x200 photo (smooth gradients + a face-like blob) saved as PNG."""
+    from PIL import Image
+
+    yy, xx = np.mgrid[0:200, 0:240].astype(np.float32)
+    img = np.stack([xx / 240, yy / 200, 0.5 + 0.3 * np.sin(xx / 9) * np.cos(yy / 13)], -1)
+    blob = np.exp(-(((xx - 105) / 35) ** 2 + ((yy - 90) / 45) ** 2))[..., None]
+    img = img * (1 - blob) + np.array([0.85, 0.65, 0.55]) * blob
+    path = tmp_path / "photo.png"
+    Image.fromarray(np.round(img * 255).astype(np.uint8)).save(path)
+    return path
+
+
+@pytest.fixture
+def window(qtbot, tmp_path, tiny_model_dir, tiny_identity):
+    settings = Settings(tmp_path / "settings.ini")
+    settings.set("device", "cpu")
+    settings.set("frgd_model", str(tiny_model_dir))
+    w = MainWindow(settings, interactive=False)
+    qtbot.addWidget(w)
+    w.resize(1200, 800)
+    w.show()
+    qtbot.waitExposed(w)
+    w.frgd_panel.refresh_model()
+    assert w.jobs.wait(60)
+    yield w
+    w.jobs.shutdown()
+    backend.clear_caches()
+
+
+def open_with_faces(window, path) -> None:
+    job = window.open_photo(path, detect=False)
+    assert window.jobs.wait(30), "opening the photo did not finish"
+    assert job.state == "done", job.error
+    window.set_faces_from_landmarks([FACE_LANDMARKS])
+    assert len(window.doc.faces) == 1
+
+
+def view_point(canvas, x: float, y: float) -> QPoint:
+    """Viewport position of photo point (x, y) (OpenCV convention)."""
+    return canvas.mapFromScene(QPointF(x + 0.5, y + 0.5))
+
+
+def stroke(canvas, points) -> None:
+    vp = canvas.viewport()
+    QTest.mousePress(vp, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, view_point(canvas, *points[0]))
+    for p in points[1:]:
+        QTest.mouseMove(vp, view_point(canvas, *p))
+    QTest.mouseRelease(vp, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, view_point(canvas, *points[-1]))
+
+
+def resample(window, steps=2, samples=2, seed=7):
+    p = window.frgd_panel
+    p.steps.setValue(steps)
+    p.samples.setValue(samples)
+    p.seed.setValue(seed)
+    p.lock_seed.setChecked(True)
+    job = window.resample()
+    assert job is not None, window.errors
+    assert window.jobs.wait(90), "FRGD job did not finish"
+    return job
+
+
+# ------------------------------------------------------------------------------------------------------ unit level
+def test_settings_persist_and_recent(tmp_path):
+    s = Settings(tmp_path / "s.ini")
+    s.set("device", "cpu")
+    s.set("steps", 12)
+    s.set("brush_size", 7.5)
+    for k in range(12):
+        s.add_recent(str(tmp_path / f"p{k}.png"))
+    s2 = Settings(tmp_path / "s.ini")
+    assert s2.get("device") == "cpu" and s2.get("steps") == 12 and s2.get("brush_size") == 7.5
+    recent = s2.recent_files()
+    assert len(recent) == 10 and recent[0].endswith("p11.png")
+    with pytest.raises(ValueError):
+        s2.set("device", "tpu")
+
+
+def test_job_progress_cancel_and_oom_fallback(qtbot, monkeypatch):
+    import threading
+
+    from frgd import devices
+    from frgd_studio.jobs import JobManager
+
+    mgr = JobManager()
+    main = threading.get_ident()
+    seen = []
+
+    def slow(device, progress, cancel):
+        for i in range(500):
+            cancel.raise_if_cancelled()
+            progress(i + 1, 500, "step")
+            QTest.qWait(0) if False else threading.Event().wait(0.01)
+        return "finished"
+
+    job = mgr.submit("slow", slow, "cpu")
+    job.progress.connect(lambda d, t, m, eta: seen.append((d, eta, threading.get_ident() == main)))
+    qtbot.waitUntil(lambda: len(seen) >= 3, timeout=10000)
+    job.cancel()
+    assert mgr.wait(10)
+    assert job.state == "cancelled" and job.result is None
+    assert all(on_main for _d, _e, on_main in seen), "progress must arrive on the GUI thread"
+    assert seen[-1][1] >= 0, "ETA is known after the first step"
+
+    # GPU out of memory -> notice + retry on the CPU
+    monkeypatch.setattr(devices, "resolve_device", lambda spec: torch.device("cuda"))
+    used = []
+
+    def oom(device, progress, cancel):
+        used.append(device.type)
+        if device.type == "cuda":
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return "cpu result"
+
+    notices = []
+    job = mgr.submit("oom", oom, "cuda")
+    job.notice.connect(notices.append)
+    assert mgr.wait(10)
+    assert job.state == "done" and job.result == "cpu result" and used == ["cuda", "cpu"]
+    assert notices and "out of memory" in notices[0]
+
+    def boom(device, progress, cancel):
+        raise ValueError("bad thing")
+
+    errors = []
+    job = mgr.submit("boom", boom, "cpu")
+    job.failed.connect(lambda msg, tb: errors.append((msg, tb)))
+    assert mgr.wait(10)
+    assert job.state == "failed" and errors and "bad thing" in errors[0][0] and "Traceback" in errors[0][1]
+
+
+# ------------------------------------------------------------------------------------------------------ window level
+def test_missing_weights_pane_explains_and_rest_works(qtbot, tmp_path, photo_file):
+    settings = Settings(tmp_path / "settings.ini")
+    settings.set("device", "cpu")
+    w = MainWindow(settings, interactive=False)
+    qtbot.addWidget(w)
+    w.frgd_panel.refresh_model()
+    text = w.frgd_panel.notice.text()
+    assert "frgd-128" in text and "frgd weights import" in text
+    assert not w.frgd_panel.resample_button.isEnabled()
+    assert "not installed" in w.model_label.text()
+    open_with_faces(w, photo_file)
+    assert not w.frgd_panel.resample_button.isEnabled()
+    assert w.resample() is None and "frgd weights import" in w.errors[-1]
+    w.region_mask("face")  # masks still work without weights
+    assert w.doc.faces[0].mask.max() > 0.9
+    w.jobs.shutdown()
+
+
+def test_paint_mask_is_one_undo_step(window, photo_file):
+    open_with_faces(window, photo_file)
+    face = window.doc.faces[0]
+    canvas = window.canvas
+    window.set_tool("brush")
+    window.set_brush_size(6.0)
+    cx, cy = FACE_LANDMARKS[2]  # nose tip
+    n0 = window.stack.count()
+    stroke(canvas, [(cx - 20, cy), (cx - 10, cy), (cx, cy), (cx + 10, cy), (cx + 20, cy)])
+    assert window.stack.count() == n0 + 1, "a stroke must be ONE undo step"
+    mask = face.mask.copy()
+    u, v = face.to_crop(cx, cy)
+    assert mask[int(round(v)), int(round(u))] > 0.9
+    u0, v0 = face.to_crop(cx - 20, cy)
+    assert mask[int(round(v0)), int(round(u0))] > 0.9, "the stroke covers its whole path"
+    assert mask[5, 5] == 0.0, "far from the stroke nothing is painted"
+    # the overlay on the canvas follows the mask
+    assert canvas.face_items[0][2].pixmap().width() == CROP_SIZE
+
+    window.set_tool("eraser")
+    stroke(canvas, [(cx, cy)])
+    assert window.doc.faces[0].mask[int(round(v)), int(round(u))] < 0.1
+    assert window.stack.count() == n0 + 2
+    window.stack.undo()
+    np.testing.assert_array_equal(window.doc.faces[0].mask, mask)
+    window.stack.undo()
+    assert window.doc.faces[0].mask.max() == 0.0
+    window.stack.redo()
+    np.testing.assert_array_equal(window.doc.faces[0].mask, mask)
+
+    window.invert_mask()
+    np.testing.assert_allclose(window.doc.faces[0].mask, 1 - mask)
+    window.clear_mask()
+    assert window.doc.faces[0].mask.max() == 0.0
+    window.stack.undo()
+    window.stack.undo()
+    np.testing.assert_array_equal(window.doc.faces[0].mask, mask)
+
+
+def test_canvas_zoom_pan_and_fit(window, photo_file):
+    open_with_faces(window, photo_file)
+    c = window.canvas
+    c.fit()
+    z0 = c.zoom()
+    c.zoom_by(2.0)
+    assert c.zoom() == pytest.approx(2 * z0)
+    c.actual_size()
+    assert c.zoom() == 1.0
+    c.zoom_by(4.0)
+    h0 = c.horizontalScrollBar().value()
+    vp = c.viewport()
+    start = QPoint(300, 300)
+    QTest.mousePress(vp, Qt.MouseButton.MiddleButton, Qt.KeyboardModifier.NoModifier, start)
+    QTest.mouseMove(vp, QPoint(200, 300))
+    QTest.mouseRelease(vp, Qt.MouseButton.MiddleButton, Qt.KeyboardModifier.NoModifier, QPoint(200, 300))
+    assert c.horizontalScrollBar().value() == h0 + 100, "middle drag pans"
+    window.a_mask.setChecked(False)
+    assert not c.face_items[0][2].isVisible()
+    window.a_mask.setChecked(True)
+    assert c.face_items[0][2].isVisible()
+
+
+def test_frgd_gallery_apply_patch_undo_redo(window, photo_file):
+    open_with_faces(window, photo_file)
+    photo = window.doc.photo.copy()
+    job = resample(window, steps=2, samples=2, seed=7)
+    assert job.state == "done", (job.error, window.errors)
+    face = window.doc.faces[0]
+    assert [s.seed for s in face.samples] == [7, 8]
+    assert window.gallery_panel.list.count() == 2
+    assert all(s.image.shape == (CROP_SIZE, CROP_SIZE, 3) and s.image.dtype == np.uint8 for s in face.samples)
+    assert not np.array_equal(face.samples[0].image, face.samples[1].image), "different seeds differ"
+    assert face.samples[0].parameters["steps"] == 2
+
+    window.gallery_panel.list.setCurrentRow(1)
+    window.gallery_panel.apply_current()
+    np.testing.assert_array_equal(face.applied, face.samples[1].image)
+    result = window.doc.composite()
+    assert result.shape == photo.shape
+    x0, y0, x1, y1 = [int(v) for v in face.box]
+    changed = np.abs(result.astype(int) - photo.astype(int)).sum(-1) > 0
+    assert changed[y0:y1, x0:x1].any(), "the applied face is pasted into the result"
+    assert not changed[:, 230:].any(), "far from the face the photo is untouched"
+
+    # patchwork: brush sample 1 into the result near the nose
+    window.gallery_panel.list.setCurrentRow(0)
+    window.gallery_panel.patch_button.click()
+    assert window.canvas.tool == "patch"
+    window.set_brush_size(5.0)
+    n = window.stack.count()
+    cx, cy = FACE_LANDMARKS[2]
+    before = face.applied.copy()
+    stroke(window.canvas, [(cx, cy), (cx + 4, cy)])
+    assert window.stack.count() == n + 1
+    u, v = (int(round(t)) for t in face.to_crop(cx, cy))
+    np.testing.assert_array_equal(face.applied[v, u], face.samples[0].image[v, u])
+    np.testing.assert_array_equal(face.applied[:10, :10], before[:10, :10])
+
+    window.stack.undo()  # patch
+    np.testing.assert_array_equal(face.applied, before)
+    window.stack.undo()  # apply
+    assert face.applied is None
+    np.testing.assert_array_equal(window.doc.composite(), photo)
+    window.stack.undo()  # samples
+    assert face.samples == [] and window.gallery_panel.list.count() == 0
+    window.stack.redo()
+    window.stack.redo()
+    np.testing.assert_array_equal(face.applied, face.samples[1].image)
+    assert window.gallery_panel.list.count() == 2
+
+
+def test_masked_resample_keeps_outside(window, photo_file):
+    open_with_faces(window, photo_file)
+    window.region_mask("eyes")
+    face = window.doc.faces[0]
+    resample(window, steps=2, samples=1, seed=3)
+    s = face.samples[0]
+    outside = face.mask <= 0.5
+    np.testing.assert_array_equal(s.image[outside], face.crop[outside])
+    assert s.parameters["masked"] is True
+
+
+def test_cancel_frgd_job(window, photo_file, qtbot):
+    open_with_faces(window, photo_file)
+    p = window.frgd_panel
+    p.steps.setValue(400)
+    p.samples.setValue(1)
+    job = window.resample()
+    qtbot.waitUntil(lambda: job.state == "running", timeout=30000)
+    qtbot.waitUntil(lambda: window.progress.maximum() == 400 or job.is_finished, timeout=60000)
+    window.cancel_jobs()
+    assert window.jobs.wait(60)
+    assert job.state == "cancelled"
+    assert window.doc.faces[0].samples == []
+    assert not window.progress.isVisible()
+
+
+def test_session_round_trip_and_provenance(window, photo_file, qtbot, tmp_path, tiny_identity):
+    from frgd.io import read_provenance
+
+    open_with_faces(window, photo_file)
+    doc = window.doc
+    ref_crop = np.full((CROP_SIZE, CROP_SIZE, 3), 120, np.uint8)
+    window.stack.push(commands.add_reference(doc, 0, Reference(str(tmp_path / "ref.jpg"), "ab" * 32, ref_crop, 0.5)))
+    window.region_mask("mouth")
+    window.frgd_panel.slider.setValue(80)
+    resample(window, steps=2, samples=2, seed=11)
+    face = doc.faces[0]
+    assert face.samples[0].identity_score is not None, "identity scores with a reference"
+    window.gallery_panel.list.setCurrentRow(0)
+    window.gallery_panel.apply_current()
+    assert doc.identity_changed()
+
+    out = window.save_result(tmp_path / "out.png")
+    prov = read_provenance(out)
+    assert prov["identity_changed"] is True and prov["seed"] == 11
+    assert prov["source_hash"] == doc.photo_sha256 and prov["reference_hashes"] == {"ref.jpg": "ab" * 32}
+    assert window.save_result(photo_file, overwrite=True) is None, "never over the original"
+    assert "input image" in window.errors[-1]
+
+    path = window.save_session(tmp_path / "s.frgd")
+    assert path is not None and window.stack.isClean()
+
+    w2 = MainWindow(window.settings, interactive=False)
+    qtbot.addWidget(w2)
+    job = w2.open_session(path)
+    assert w2.jobs.wait(60) and job.state == "done", job.error
+    d2 = w2.doc
+    assert d2.photo_sha256 == doc.photo_sha256 and d2.selected == doc.selected
+    f2 = d2.faces[0]
+    np.testing.assert_allclose(f2.affine, face.affine, atol=1e-9)
+    np.testing.assert_array_equal(f2.mask, face.mask)
+    np.testing.assert_array_equal(f2.applied, face.applied)
+    assert [s.seed for s in f2.samples] == [s.seed for s in face.samples]
+    for a, b in zip(f2.samples, face.samples):
+        np.testing.assert_array_equal(a.image, b.image)
+        assert a.parameters == b.parameters and a.identity_score == pytest.approx(b.identity_score)
+    assert [r.sha256 for r in f2.references] == [r.sha256 for r in face.references]
+    np.testing.assert_array_equal(d2.composite(), doc.composite())
+    assert w2.frgd_panel.slider.value() == 80 and w2.frgd_panel.lock_seed.isChecked()
+    w2.jobs.shutdown()
+
+
+def test_compare_side_by_side_sync_and_split(window, photo_file):
+    open_with_faces(window, photo_file)
+    resample(window, steps=2, samples=1, seed=5)
+    window.gallery_panel.compare_button.click()
+    cmp = window.compare
+    assert window.tabs.currentIndex() == 1
+    assert cmp.left_combo.currentText() == "Face 1: input"
+    assert cmp.right_combo.currentText() == "Face 1: sample 1 (seed 5)"
+    cmp.left.scale(3.0, 3.0)
+    cmp.left.viewMoved.emit()
+    assert cmp.synced()
+    cmp.left.horizontalScrollBar().setValue(cmp.left.horizontalScrollBar().maximum())
+    assert cmp.synced(), "panning one side pans the other"
+    cmp.set_split_mode(True)
+    assert cmp.stack.currentIndex() == 1 and cmp.slider.isVisible()
+    cmp.slider.setValue(250)
+    assert cmp.split.position == pytest.approx(0.25)
+    img = cmp.split.grab().toImage()
+    assert img.width() > 0
+
+
+def test_open_demo_detect_and_reference(window, tiny_identity):
+    """Real MTCNN on the shipped public-domain demo photo, with the demo reference scored by the identity encoder."""
+    from frgd_studio.app import demo_paths
+
+    try:
+        photo, ref = demo_paths()
+    except Exception as err:  # pragma: no cover - demo not shipped in this tree
+        pytest.skip(str(err))
+    window.open_photo(photo, reference=str(ref) if ref else None)
+    for _ in range(3):  # open -> detect -> add reference
+        assert window.jobs.wait(120)
+    assert not window.errors, window.errors
+    assert len(window.doc.faces) >= 1
+    assert len(window.canvas.face_items) == len(window.doc.faces)
+    if ref:
+        r = window.doc.faces[0].references[0]
+        assert r.crop.shape == (CROP_SIZE, CROP_SIZE, 3) and r.score is not None
+        assert "similarity to input" in window.references_panel.list.item(0).text()
+
+
+def test_app_parser():
+    from frgd_studio.app import build_parser
+
+    args = build_parser().parse_args(["--demo", "--reference", "r.jpg", "--device", "cpu"])
+    assert args.demo and args.reference == "r.jpg" and args.device == "cpu" and args.photo is None

@@ -1,0 +1,275 @@
+"""FRGDPipeline: shapes, per-sample seeds, masks, cancel/progress, slider mapping and guidance (tiny random models)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from frgd.archs.frgd_unet_arch import FRGDUNet, tiny_config
+from frgd.diffusion.guidance import (
+    CFG_MAX,
+    CONTENT_MAX,
+    CONTENT_MIN,
+    IDENTITY_MAX,
+    ContentGuidance,
+    GuidanceContext,
+    GuidanceWeights,
+    IdentityGuidance,
+    downscale_to,
+    slider_to_weights,
+)
+from frgd.diffusion.pipeline import FRGDPipeline, feather_inside, normalize_seeds
+from frgd.diffusion.schedule import make_train_scheduler, save_model_dir
+from frgd.errors import Cancelled, InputError, MissingWeightsError
+from frgd.identity import IdentityEncoder
+from frgd.jobs import CancelToken
+
+S = 32  # tiny models work at 32 px to keep the tests fast; the released model is 128
+
+
+def _model(prediction_type: str = "v_prediction", seed: int = 0) -> FRGDUNet:
+    torch.manual_seed(seed)
+    return FRGDUNet(**tiny_config(sample_size=S, prediction_type=prediction_type))
+
+
+@pytest.fixture(scope="module")
+def encoder() -> IdentityEncoder:
+    return IdentityEncoder.tiny_random(0)
+
+
+@pytest.fixture(scope="module")
+def pipe(encoder) -> FRGDPipeline:
+    return FRGDPipeline(_model(), make_train_scheduler(), encoder)
+
+
+@pytest.fixture(scope="module")
+def degraded() -> torch.Tensor:
+    return torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(3))
+
+
+def test_output_shapes(pipe, degraded):
+    out = pipe(degraded, num_samples=2, seeds=[1, 2], steps=3)
+    assert out.images.shape == (2, 3, S, S)
+    assert out.images.dtype == torch.float32
+    assert 0.0 <= float(out.images.min()) and float(out.images.max()) <= 1.0
+    assert out.seeds == [1, 2]
+    assert out.identity_scores is None
+    assert out.weights.identity == 0.0 and out.weights.cfg == 0.0
+    assert {"references", "sampling", "total", "per_sample"} <= set(out.timings)
+    assert out.params["content_size"] == [8, 8]
+
+
+def test_normalize_seeds():
+    assert normalize_seeds(5, 3) == [5, 6, 7]
+    assert normalize_seeds([9, 1], 2) == [9, 1]
+    assert len(set(normalize_seeds(None, 4))) >= 1 and len(normalize_seeds(None, 4)) == 4
+    with pytest.raises(InputError):
+        normalize_seeds([1, 2, 3], 2)
+
+
+@pytest.mark.parametrize(
+    ("scheduler", "kwargs"),
+    [("ddim", {}), ("dpmpp", {}), ("ddim", {"eta": 1.0}), ("ddim", {"identity_strength": 0.6, "ref": True})],
+)
+def test_seeds_reproducible_and_batch_independent(pipe, degraded, encoder, scheduler, kwargs):
+    kw = dict(kwargs)
+    if kw.pop("ref", False):
+        kw["references"] = [torch.rand(1, 3, S, S, generator=torch.Generator().manual_seed(9))]
+    a = pipe(degraded, num_samples=1, seeds=[7], steps=3, scheduler=scheduler, **kw).images
+    again = pipe(degraded, num_samples=1, seeds=[7], steps=3, scheduler=scheduler, **kw).images
+    batch = pipe(degraded, num_samples=3, seeds=[5, 7, 9], steps=3, scheduler=scheduler, **kw).images
+    assert torch.equal(a, again)
+    # same seed at another batch position with other samples around it: the same face (float32 round-off only)
+    torch.testing.assert_close(batch[1:2], a, atol=2e-5, rtol=0)
+    assert (batch[0] - batch[1]).abs().mean() > 1e-3
+    assert (batch[2] - batch[1]).abs().mean() > 1e-3
+
+
+def test_mask_outside_equals_base_exactly(pipe, degraded):
+    g = torch.Generator().manual_seed(4)
+    base = torch.rand(1, 3, S, S, generator=g)
+    mask = torch.zeros(1, 1, S, S)
+    mask[..., 8:24, 10:22] = 1.0
+    for feather in (0, 3):
+        out = pipe(degraded, num_samples=2, seeds=[1, 2], steps=3, mask=mask, base=base, feather=feather).images
+        outside = (mask == 0).expand(2, 3, S, S)
+        assert torch.equal(out[outside], base.expand(2, 3, S, S)[outside])
+        inside = (mask == 1).expand(2, 3, S, S)
+        assert (out[inside] - base.expand(2, 3, S, S)[inside]).abs().mean() > 1e-3
+
+
+def test_feather_inside_is_zero_outside():
+    m = torch.zeros(1, 1, 16, 16)
+    m[..., 4:12, 4:12] = 1
+    soft = feather_inside(m, 3)
+    assert torch.equal(soft[m == 0], torch.zeros_like(soft[m == 0]))
+    assert float(soft[0, 0, 8, 8]) == 1.0 and 0 < float(soft[0, 0, 4, 8]) < 1
+
+
+def _count_calls(pipe: FRGDPipeline):
+    calls = []
+    handle = pipe.model.register_forward_hook(lambda mod, inp, out: calls.append(inp[0].shape[0]))
+    return calls, handle
+
+
+def test_cancel_stops_within_one_step(pipe, degraded):
+    token = CancelToken()
+    seen = []
+
+    def progress(done, total, msg):
+        seen.append(done)
+        if done == 2:
+            token.cancel()
+
+    calls, handle = _count_calls(pipe)
+    try:
+        with pytest.raises(Cancelled):
+            pipe(degraded, steps=10, seeds=1, progress=progress, cancel=token)
+    finally:
+        handle.remove()
+    assert seen == [1, 2]
+    assert len(calls) == 2  # no model call after the cancel request
+
+    token2 = CancelToken()
+    token2.cancel()
+    calls, handle = _count_calls(pipe)
+    try:
+        with pytest.raises(Cancelled):
+            pipe(degraded, steps=10, seeds=1, cancel=token2)
+    finally:
+        handle.remove()
+    assert calls == []
+
+
+def test_cfg_runs_one_batched_call_per_step(pipe, degraded):
+    ref = F.normalize(torch.randn(1, 128, generator=torch.Generator().manual_seed(5)), dim=1)
+    calls, handle = _count_calls(pipe)
+    try:
+        out = pipe(degraded, references=ref, identity_strength=0.5, num_samples=2, seeds=[1, 2], steps=4)
+    finally:
+        handle.remove()
+    assert out.weights.cfg == pytest.approx(CFG_MAX * 0.5)
+    assert calls == [4, 4, 4, 4]  # conditional + null branch of 2 samples in one call, once per step
+    assert out.identity_scores is not None and out.identity_scores.shape == (2,)
+
+
+def test_slider_endpoints():
+    w0 = slider_to_weights(0.0)
+    w1 = slider_to_weights(1.0)
+    assert w0 == GuidanceWeights(identity=0.0, content=CONTENT_MAX, cfg=0.0)
+    assert w1.identity == pytest.approx(IDENTITY_MAX) and w1.cfg == pytest.approx(CFG_MAX)
+    assert w1.content == pytest.approx(CONTENT_MIN) and 0 < w1.content < w0.content
+    mids = [slider_to_weights(s) for s in (0.0, 0.25, 0.5, 0.75, 1.0)]
+    assert all(a.identity < b.identity and a.cfg < b.cfg and a.content > b.content for a, b in zip(mids, mids[1:]))
+    no_ref = slider_to_weights(1.0, has_reference=False)
+    assert no_ref.identity == 0.0 and no_ref.cfg == 0.0 and no_ref.content == pytest.approx(CONTENT_MIN)
+    with pytest.raises(ValueError):
+        slider_to_weights(1.5)
+
+
+def test_slider_zero_ignores_the_reference(pipe, degraded):
+    ref = torch.rand(1, 3, S, S, generator=torch.Generator().manual_seed(6))
+    a = pipe(degraded, references=[ref], identity_strength=0.0, seeds=[3], steps=3)
+    b = pipe(degraded, identity_strength=0.0, seeds=[3], steps=3)
+    assert torch.equal(a.images, b.images)
+    c = pipe(degraded, references=[ref], identity_strength=1.0, seeds=[3], steps=3)
+    assert (c.images - b.images).abs().mean() > 1e-3
+
+
+def test_content_guidance_is_a_projection():
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.rand(2, 3, 32, 32, generator=g) * 2 - 1
+    y = torch.rand(2, 3, 8, 8, generator=g) * 2 - 1
+    ctx = GuidanceContext(alpha_bar=torch.full((2, 1, 1, 1), 0.5), step=0, num_steps=1)
+    full = x0 + ContentGuidance(y, 1.0)(x0, ctx)
+    torch.testing.assert_close(downscale_to(full, (8, 8)), y, atol=1e-5, rtol=0)
+    half = x0 + ContentGuidance(y, 0.5)(x0, ctx)
+    err0 = (downscale_to(x0, (8, 8)) - y).abs().mean()
+    assert (downscale_to(half, (8, 8)) - y).abs().mean() == pytest.approx(0.5 * float(err0), rel=1e-4)
+    # high frequencies (zero mean over each 4x4 block) are untouched
+    hf = full - x0
+    block = F.interpolate(downscale_to(hf, (8, 8)), scale_factor=4, mode="nearest")
+    torch.testing.assert_close(hf, block, atol=1e-6, rtol=0)
+
+
+def test_identity_guidance_step_raises_similarity(encoder):
+    g = torch.Generator().manual_seed(1)
+    ref = encoder.embed(torch.rand(1, 3, 64, 64, generator=g))
+    x0 = torch.rand(3, 3, 64, 64, generator=g) * 2 - 1
+    guide = IdentityGuidance(encoder, ref, weight=0.05)
+    ctx = GuidanceContext(alpha_bar=torch.full((3, 1, 1, 1), 0.0), step=0, num_steps=1)
+    before = guide.objective(x0)
+    delta = guide(x0, ctx)
+    after = guide.objective(x0 + delta)
+    assert torch.all(after > before)
+    rms = delta.flatten(1).pow(2).mean(1).sqrt()
+    torch.testing.assert_close(rms, torch.full((3,), 0.05), atol=1e-4, rtol=0)
+
+
+def test_identity_guidance_increases_similarity_in_sampling(pipe, degraded, encoder):
+    ref = torch.rand(1, 3, S, S, generator=torch.Generator().manual_seed(8))
+    seeds = [11, 12, 13]
+    kw = dict(references=[ref], num_samples=3, seeds=seeds, steps=6)
+    off = pipe(degraded, weights=GuidanceWeights(identity=0.0, content=0.0, cfg=1.0), **kw)
+    on = pipe(degraded, weights=GuidanceWeights(identity=IDENTITY_MAX, content=0.0, cfg=1.0), **kw)
+    assert torch.all(on.identity_scores > off.identity_scores)
+    s0 = pipe(degraded, identity_strength=0.0, **kw)
+    s1 = pipe(degraded, identity_strength=1.0, **kw)
+    assert float(s1.identity_scores.mean()) > float(s0.identity_scores.mean())
+
+
+def test_content_weight_pulls_towards_input(pipe, degraded):
+    kw = dict(num_samples=2, seeds=[1, 2], steps=4)
+    free = pipe(degraded, weights=GuidanceWeights(identity=0.0, content=0.0, cfg=0.0), **kw).images
+    tied = pipe(degraded, weights=GuidanceWeights(identity=0.0, content=1.0, cfg=0.0), **kw).images
+    err = lambda x: float((downscale_to(x, (8, 8)) - degraded).abs().mean())  # noqa: E731
+    assert err(tied) < 0.05 < err(free)
+
+
+def test_epsilon_model_and_references_as_embeddings(encoder, degraded):
+    p = FRGDPipeline(_model("epsilon"), make_train_scheduler(prediction_type="epsilon"), encoder)
+    img = torch.rand(2, 3, S, S, generator=torch.Generator().manual_seed(2))
+    emb = encoder.embed(img)
+    a = p(degraded, references=[img], identity_strength=0.7, seeds=[4], steps=3)
+    b = p(degraded, references=[emb], identity_strength=0.7, seeds=[4], steps=3)
+    torch.testing.assert_close(a.images, b.images, atol=1e-5, rtol=0)
+    assert a.images.shape == (1, 3, S, S)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"identity_strength": 1.5},
+        {"num_samples": 0},
+        {"num_samples": 2, "seeds": [1]},
+        {"steps": 0},
+        {"scheduler": "euler"},
+        {"mask": torch.ones(1, 1, 16, 16)},
+        {"base": torch.full((1, 3, S, S), 2.0)},
+        {"references": [torch.rand(1, 64)]},
+        {"references": [torch.rand(3, 8)]},
+        {"eta": 0.5, "scheduler": "dpmpp"},
+        {"content_size": 200},
+    ],
+)
+def test_check_inputs(pipe, degraded, kwargs):
+    with pytest.raises(InputError):
+        pipe(degraded, **{"steps": 2, **kwargs})
+
+
+def test_check_inputs_degraded(pipe):
+    with pytest.raises(InputError):
+        pipe(torch.rand(3, 8, 8))
+    with pytest.raises(InputError):
+        pipe(torch.rand(2, 3, 8, 8), num_samples=3)
+
+
+def test_from_pretrained_roundtrip(tmp_path, encoder, degraded, pipe):
+    d = save_model_dir(tmp_path / "m", pipe.model, pipe.scheduler)
+    loaded = FRGDPipeline.from_pretrained(d, device="cpu", identity_encoder=encoder)
+    a = loaded(degraded, seeds=[2], steps=2).images
+    b = pipe(degraded, seeds=[2], steps=2).images
+    torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
+    with pytest.raises(MissingWeightsError):
+        FRGDPipeline.from_pretrained(tmp_path / "missing", device="cpu")
