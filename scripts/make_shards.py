@@ -3,7 +3,7 @@
 Usage::
 
     .venv/bin/python scripts/make_shards.py --root ../shared/data/faces128 --out out/faces128_shards \
-        [--splits train val] [--max-mib 40] [--limit N] [--embeddings] [--aug 2] [--device cpu] [--batch 64]
+        [--splits train val] [--max-mib 40] [--limit N per split] [--embeddings] [--aug 2] [--device cpu] [--batch 64]
 
 Writes ``OUT/shard_XXXX.npz`` (``allow_pickle=False`` arrays: ``blob`` uint8 concatenated JPEG bytes as stored in
 faces128, ``offsets`` int64 ``(N + 1,)``, ``files``, ``splits``, ``identities`` (unicode), ``landmarks`` float32
@@ -38,7 +38,7 @@ def pack(root: Path, out: Path, splits: list[str], max_mib: float = 40.0, limit:
 
     recs = [r for r in read_labels(root) if r.split in splits]
     if limit:
-        recs = recs[:limit]
+        recs = [r for split in splits for r in [q for q in recs if q.split == split][:limit]]
     out.mkdir(parents=True, exist_ok=True)
     budget = int(max_mib * 1024 * 1024) - 64 * 1024  # headroom for the metadata arrays
     shards: list[str] = []
@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", required=True, help="output folder (never inside the committed tree)")
     ap.add_argument("--splits", nargs="+", default=["train", "val"], choices=["train", "val"])
     ap.add_argument("--max-mib", type=float, default=40.0)
-    ap.add_argument("--limit", type=int, help="pack only the first N faces (testing)")
+    ap.add_argument("--limit", type=int, help="pack only the first N faces of each split (testing, smoke runs)")
     ap.add_argument("--embeddings", action="store_true", help="also compute identity embeddings")
     ap.add_argument("--backend", default="dlib", help="identity backend (frgd.identity.get_identity_encoder)")
     ap.add_argument("--aug", type=int, default=2, help="fixed reference augmentations per single-photo face")

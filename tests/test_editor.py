@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 pytest.importorskip("pytestqt")
 
@@ -22,19 +21,6 @@ from frgd_studio.settings import Settings  # noqa: E402
 FACE_LANDMARKS = TEMPLATE_512 * (90 / 512) + np.array([60.0, 40.0])  # a ~90 px face at a known place
 
 
-class TinyEncoder(torch.nn.Module):
-    """A tiny random identity encoder: ``embed((B,3,H,W) [0,1]) -> (B,128)`` unit vectors (differentiable)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        g = torch.Generator().manual_seed(0)
-        self.w = torch.nn.Parameter(torch.randn(128, 3 * 8 * 8, generator=g) * 0.1, requires_grad=False)
-
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.adaptive_avg_pool2d(x.float(), 8).flatten(1) - 0.5
-        return F.normalize(x @ self.w.T, dim=1)
-
-
 @pytest.fixture(scope="module")
 def tiny_model_dir(tmp_path_factory):
     from frgd.archs.frgd_unet_arch import FRGDUNet, tiny_config
@@ -48,7 +34,9 @@ def tiny_model_dir(tmp_path_factory):
 
 @pytest.fixture
 def tiny_identity(monkeypatch):
-    enc = TinyEncoder()
+    from frgd.identity import IdentityEncoder
+
+    enc = IdentityEncoder.tiny_random(0)
     monkeypatch.setattr(backend, "identity_encoder", lambda _backend, _device: enc)
     return enc
 
@@ -135,6 +123,7 @@ def test_settings_persist_and_recent(tmp_path):
 
 def test_job_progress_cancel_and_oom_fallback(qtbot, monkeypatch):
     import threading
+    import time
 
     from frgd import devices
     from frgd_studio.jobs import JobManager
@@ -147,7 +136,7 @@ def test_job_progress_cancel_and_oom_fallback(qtbot, monkeypatch):
         for i in range(500):
             cancel.raise_if_cancelled()
             progress(i + 1, 500, "step")
-            QTest.qWait(0) if False else threading.Event().wait(0.01)
+            time.sleep(0.01)
         return "finished"
 
     job = mgr.submit("slow", slow, "cpu")
@@ -393,7 +382,7 @@ def test_compare_side_by_side_sync_and_split(window, photo_file):
     resample(window, steps=2, samples=1, seed=5)
     window.gallery_panel.compare_button.click()
     cmp = window.compare
-    assert window.tabs.currentIndex() == 1
+    assert window.docks["Compare"].isVisible()
     assert cmp.left_combo.currentText() == "Face 1: input"
     assert cmp.right_combo.currentText() == "Face 1: sample 1 (seed 5)"
     cmp.left.scale(3.0, 3.0)
@@ -434,3 +423,57 @@ def test_app_parser():
 
     args = build_parser().parse_args(["--demo", "--reference", "r.jpg", "--device", "cpu"])
     assert args.demo and args.reference == "r.jpg" and args.device == "cpu" and args.photo is None
+
+
+def test_shortcuts_and_stale_results(window, photo_file, qtbot):
+    open_with_faces(window, photo_file)
+    window.canvas.setFocus()
+    for key, tool in ((Qt.Key.Key_B, "brush"), (Qt.Key.Key_E, "eraser"), (Qt.Key.Key_V, "select")):
+        QTest.keyClick(window, key)
+        assert window.canvas.tool == tool
+    r = window.canvas.brush_size
+    QTest.keyClick(window, Qt.Key.Key_BracketRight)
+    assert window.canvas.brush_size == pytest.approx(r * 1.25)
+    QTest.keyClick(window, Qt.Key.Key_BracketLeft)
+    assert window.canvas.brush_size == pytest.approx(r)
+    assert window.settings.get("brush_size") == pytest.approx(r)
+    assert window.a_undo.shortcut().toString() == "Ctrl+Z"
+    assert "Ctrl+Shift+Z" in [s.toString() for s in window.a_redo.shortcuts()]
+    assert window.a_resample.shortcut().toString() == "R"
+
+    # a result that arrives after another photo was opened is dropped, not applied to the new photo
+    window.frgd_panel.steps.setValue(3)
+    n = window.stack.count()
+    job = window.resample()
+    window.doc.set_photo(window.doc.photo.copy(), str(photo_file))  # another photo opened while FRGD runs
+    window.set_faces_from_landmarks([FACE_LANDMARKS])
+    assert window.jobs.wait(60)
+    assert job.state == "done" and len(job.result) == window.frgd_panel.samples.value()
+    assert window.doc.faces[0].samples == [] and window.stack.count() == n + 1
+
+
+def test_main_entry_opens_photo(qtbot, photo_file):
+    """``frgd-studio PHOTO`` starts the window, loads the photo in the background and exits cleanly."""
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+
+    from frgd_studio.app import main
+
+    seen = {}
+
+    def check_and_quit() -> None:
+        wins = [w for w in QApplication.topLevelWidgets() if isinstance(w, MainWindow) and w.isVisible()]
+        win = wins[-1]
+        if win.doc.photo is None or win.jobs.busy:
+            QTimer.singleShot(100, check_and_quit)
+            return
+        seen["shape"] = win.doc.photo.shape
+        seen["title"] = win.windowTitle()
+        seen["device"] = win.device_label.text()
+        win.close()
+        QApplication.instance().quit()
+
+    QTimer.singleShot(200, check_and_quit)
+    assert main(["--device", "cpu", str(photo_file)]) == 0
+    assert seen["shape"] == (200, 240, 3)
+    assert seen["title"].startswith("photo.png") and "CPU" in seen["device"]

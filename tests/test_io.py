@@ -16,6 +16,7 @@ from PIL import Image, ImageOps
 
 from frgd.errors import FRGDError, InputError
 from frgd.io import (
+    DEFAULT_MAX_PIXELS,
     IDENTITY_FLAG_KEY,
     PROVENANCE_KEY,
     ImageLoadError,
@@ -242,6 +243,10 @@ def test_bomb_header_rejected_before_decoding() -> None:
     with pytest.raises(ImageLoadError, match="too many pixels") as ei:
         load_image_bytes(data, "bomb.png")
     assert "bomb.png" in str(ei.value)
+    # just above Pillow's warning threshold: refused by default
+    assert Image.MAX_IMAGE_PIXELS == DEFAULT_MAX_PIXELS
+    with pytest.raises(ImageLoadError, match="too many pixels"):
+        load_image_bytes(_fake_png_header(9460, 9460), "warn.png")
     # with our own limit lifted, Pillow's DecompressionBombError must still become ImageLoadError
     with pytest.raises(ImageLoadError, match="bomb.png"):
         load_image_bytes(data, "bomb.png", max_pixels=10**12)
@@ -407,3 +412,13 @@ def test_file_sha256(tmp_path: Path) -> None:
     data = os.urandom(3 << 20)
     p.write_bytes(data)
     assert file_sha256(p) == hashlib.sha256(data).hexdigest()
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
+def test_saved_file_has_normal_permissions(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        p = save_image(tmp_path / "perm.png", _noise())
+    finally:
+        os.umask(old)
+    assert (p.stat().st_mode & 0o777) == 0o644

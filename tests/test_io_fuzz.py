@@ -7,7 +7,9 @@ header cannot make a test allocate gigabytes (the limit itself is what is being 
 
 from __future__ import annotations
 
+import atexit
 import io
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -145,6 +147,7 @@ def test_random_headers(magic: bytes, tail: bytes) -> None:
 
 
 _TMP = Path(tempfile.mkdtemp(prefix="frgd_io_fuzz_"))
+atexit.register(shutil.rmtree, _TMP, ignore_errors=True)
 
 
 @settings(max_examples=EXAMPLES["file"], **FUZZ)

@@ -332,15 +332,30 @@ GFPGAN_VERSIONS = ("v1.4", "v1.3")
 
 
 def gfpgan_problem(version: str) -> str | None:
-    """``None`` when the GFPGAN pane can run ``version``; otherwise the actionable reason (no torch, no loading)."""
+    """``None`` when the GFPGAN pane can run ``version`` (``"v1.4"``); else the actionable reason (nothing loaded)."""
     try:
-        import frgd.sr.gfpgan  # noqa: F401
+        from frgd.sr.gfpgan import gfpgan_weights_path
     except ImportError as err:
         return f"The GFPGAN pipeline is not available in this installation ({err})."
-    from frgd.weights import weights_path
-
     try:
-        weights_path(f"gfpgan-{version}", convert=False)
+        gfpgan_weights_path(version.lstrip("v"))
     except FRGDError as err:
         return str(err)
     return None
+
+
+def run_gfpgan(
+    photo: np.ndarray, faces: list[Face], version: str, weight: float, scale: int, device, progress, cancel
+) -> np.ndarray:
+    """Restore the faces with GFPGAN and paste them over the photo upscaled ``scale`` times -> uint8 image.
+
+    The editor's faces are passed on (no second detection); with none, GFPGAN detects its own.
+    """
+    from frgd.faces import DetectedFace
+    from frgd.sr.gfpgan import GFPGANPipeline
+    from frgd.tensor import tensor_to_image
+
+    pipe = GFPGANPipeline(version=version.lstrip("v"), device=device)
+    detected = [DetectedFace(box=f.box, score=f.score, landmarks=f.landmarks) for f in faces] or None
+    out = pipe(photo, scale=int(scale), faces=detected, weight=float(weight), progress=progress, cancel=cancel)
+    return tensor_to_image(out.image)

@@ -198,6 +198,8 @@ class CompareWidget(QWidget):
         lay.addWidget(self.stack, 1)
         lay.addWidget(self.slider)
 
+        self._pair = None
+        self._stale = False
         self.left_combo.currentTextChanged.connect(self._update_images)
         self.right_combo.currentTextChanged.connect(self._update_images)
         self.mode_button.toggled.connect(self.set_split_mode)
@@ -231,13 +233,27 @@ class CompareWidget(QWidget):
         self._update_images()
 
     def _update_images(self, *_a) -> None:
+        if not self.isVisible() and self._pair is not None:
+            self._stale = True  # refreshed when shown (avoid work while painting with the view hidden)
+            return
+        self._stale = False
         results = self.doc.results()
-        a = results.get(self.left_combo.currentText())
-        b = results.get(self.right_combo.currentText())
+        pair = (self.left_combo.currentText(), self.right_combo.currentText())
+        a, b = results.get(pair[0]), results.get(pair[1])
+        shapes = (None if a is None else a.shape, None if b is None else b.shape)
         self.left.set_image(a)
         self.right.set_image(b)
         self.split.set_images(a, b)
-        self.fit()
+        if (pair, shapes) != self._pair:  # keep the user's zoom while the same pair just updates
+            self._pair = (pair, shapes)
+            self.fit()
+        else:
+            self.right.copy_view(self.left)
+
+    def showEvent(self, event) -> None:  # noqa: N802
+        super().showEvent(event)
+        if self._stale:
+            self._update_images()
 
     def set_split_mode(self, on: bool) -> None:
         self.stack.setCurrentIndex(1 if on else 0)

@@ -123,6 +123,8 @@ class Document(QObject):
         self.pane_params: dict[str, dict[str, Any]] = {}
         self.background: str | None = None  # name of a pane result used as the canvas the faces are pasted onto
         self._composite_cache: np.ndarray | None = None
+        self.generation = 0
+        """Incremented whenever a new photo is opened; jobs started before drop their results."""
 
     # ----- photo and faces -------------------------------------------------------------------------------------
     def set_photo(
@@ -134,6 +136,7 @@ class Document(QObject):
         if photo.dtype != np.uint8:
             photo = to_uint8(photo)
         self.photo = np.ascontiguousarray(photo)
+        self.generation += 1
         self.alpha = alpha
         self.photo_path = path
         self.photo_sha256 = sha256

@@ -17,7 +17,6 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QMessageBox,
     QProgressBar,
-    QTabWidget,
     QToolButton,
     QWidget,
 )
@@ -79,10 +78,7 @@ class MainWindow(QMainWindow):
         self.strokes.feather = float(self.settings.get("brush_feather"))
         self.strokes.message.connect(self.status)
         self.compare = CompareWidget(self.doc)
-        self.tabs = QTabWidget()
-        self.tabs.addTab(self.canvas, "Editor")
-        self.tabs.addTab(self.compare, "Compare")
-        self.setCentralWidget(self.tabs)
+        self.setCentralWidget(self.canvas)
 
         self._build_status_bar()
         self.faces_panel = FacesPanel(self)
@@ -100,6 +96,11 @@ class MainWindow(QMainWindow):
         self._add_dock("Super-resolution", self.sr_panel, Qt.DockWidgetArea.RightDockWidgetArea)
         self.tabifyDockWidget(self.docks["GFPGAN"], self.docks["Super-resolution"])
         self.docks["GFPGAN"].raise_()
+        # side columns run the full height; the comparison sits under the canvas only
+        self.setCorner(Qt.Corner.BottomLeftCorner, Qt.DockWidgetArea.LeftDockWidgetArea)
+        self.setCorner(Qt.Corner.BottomRightCorner, Qt.DockWidgetArea.RightDockWidgetArea)
+        self._add_dock("Compare", self.compare, Qt.DockWidgetArea.BottomDockWidgetArea)
+        self.docks["Compare"].setVisible(False)
         self._build_actions()
         self._build_menus()
         self._build_toolbar()
@@ -191,8 +192,7 @@ class MainWindow(QMainWindow):
         self.a_mask.setChecked(True)
         self.a_faces = self._act("Show Face &Outlines", self.canvas.set_show_faces, "O", checkable=True)
         self.a_faces.setChecked(True)
-        self.a_compare = self._act("&Compare", lambda: self.tabs.setCurrentIndex(1 - self.tabs.currentIndex()), "C",
-                                   "Switch between the editor and the comparison view", ico="compare")  # fmt: skip
+        self.a_compare = self._act("&Compare", self.toggle_compare, "C", "Show or hide the comparison", ico="compare")
         self.tool_group = QActionGroup(self)
         self.tool_actions: dict[str, QAction] = {}
         for tool, text, key, tip in (
@@ -336,9 +336,20 @@ class MainWindow(QMainWindow):
         )
 
     # ---------------------------------------------------------------------------------------------------- jobs
-    def run_job(self, name: str, fn, on_success=None) -> Job:
-        """Run ``fn(device, progress, cancel)`` in the background with progress in the status bar."""
-        job = self.jobs.submit(name, fn, str(self.settings.get("device")), on_success)
+    def run_job(self, name: str, fn, on_success=None, same_photo: bool = True) -> Job:
+        """Run ``fn(device, progress, cancel)`` in the background with progress in the status bar.
+
+        With ``same_photo`` the result is dropped when another photo was opened meanwhile.
+        """
+        gen = self.doc.generation
+
+        def deliver(result) -> None:
+            if same_photo and gen != self.doc.generation:
+                logger.info("%s: result dropped (another photo was opened)", name)
+                return
+            on_success(result)
+
+        job = self.jobs.submit(name, fn, str(self.settings.get("device")), deliver if on_success else None)
         self.current_job = job
         job.progress.connect(lambda d, t, m, eta, j=job: self._job_progress(j, d, t, m, eta))
         job.failed.connect(lambda msg, tb, j=job: self.error(f"{j.name} failed: {msg}", tb))
@@ -393,7 +404,7 @@ class MainWindow(QMainWindow):
                 if reference and job is not None:
                     job.succeeded.connect(lambda _r: self.doc.faces and self.add_reference(reference))
 
-        return self.run_job(f"Open {Path(path).name}", lambda _d, _p, _c: backend.load_photo(path), done)
+        return self.run_job(f"Open {Path(path).name}", lambda _d, _p, _c: backend.load_photo(path), done, False)
 
     def _refresh_recent(self, items: list[str] | None = None) -> None:
         items = self.settings.recent_files() if items is None else items
@@ -542,7 +553,7 @@ class MainWindow(QMainWindow):
                 self.error(w)
             self.status(f"Opened session {path}")
 
-        return self.run_job(f"Open session {Path(path).name}", lambda _d, _p, _c: load_session(path), done)
+        return self.run_job(f"Open session {Path(path).name}", lambda _d, _p, _c: load_session(path), done, False)
 
     # drag and drop ------------------------------------------------------------------------------------------------
     def dragEnterEvent(self, event) -> None:  # noqa: N802
@@ -675,8 +686,6 @@ class MainWindow(QMainWindow):
     def set_tool(self, tool: str) -> None:
         self.canvas.set_tool(tool)
         self.tool_actions[tool].setChecked(True)
-        if tool != "select":
-            self.tabs.setCurrentIndex(0)
 
     def set_brush_size(self, radius: float) -> None:
         self.canvas.set_brush_size(radius)
@@ -727,9 +736,18 @@ class MainWindow(QMainWindow):
         self.canvas.set_image(img)
 
     def show_compare(self, left: str, right: str) -> None:
+        """Open the comparison view on two named results (see :meth:`Document.results`)."""
+        dock = self.docks["Compare"]
+        dock.setVisible(True)
+        dock.raise_()
         self.compare.refresh()
         self.compare.set_pair(left, right)
-        self.tabs.setCurrentIndex(1)
+
+    def toggle_compare(self) -> None:
+        dock = self.docks["Compare"]
+        dock.setVisible(not dock.isVisible())
+        if dock.isVisible():
+            self.compare.refresh()
 
     def _update_actions(self) -> None:
         has_photo = self.doc.photo is not None

@@ -32,7 +32,7 @@ class Settings:
     DEFAULTS: dict[str, object] = {
         "device": "auto",
         "frgd_model": "",
-        "identity_backend": "auto",
+        "identity_backend": "dlib",
         "brush_size": 24.0,
         "brush_feather": 0.5,
         "steps": 50,

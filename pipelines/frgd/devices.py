@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
 from .errors import InputError
+
+if TYPE_CHECKING:  # torch is imported lazily so `frgd --help` and CLI parsing stay fast
+    import torch
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 
 
 def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
     """Turn ``auto|cpu|cuda|cuda:N|mps`` into a usable :class:`torch.device` or raise :class:`InputError`."""
+    import torch
+
     if isinstance(spec, torch.device):
         return spec
     spec = (spec or "auto").lower()
@@ -35,6 +40,8 @@ def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
 
 def describe_device(device: torch.device) -> str:
     """Human-readable device name for status bars and benchmark JSON."""
+    import torch
+
     if device.type == "cuda":
         return f"CUDA: {torch.cuda.get_device_name(device)}"
     if device.type == "mps":
@@ -44,6 +51,8 @@ def describe_device(device: torch.device) -> str:
 
 def is_oom(err: BaseException) -> bool:
     """True for a GPU out-of-memory error (CUDA or MPS)."""
+    import torch
+
     if isinstance(err, torch.cuda.OutOfMemoryError):
         return True
     return isinstance(err, RuntimeError) and "out of memory" in str(err).lower()

@@ -34,8 +34,9 @@ from .errors import FRGDError, InputError
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MAX_PIXELS = 100_000_000
-"""Largest image (width x height) :func:`load_image` decodes by default (a decompression-bomb guard)."""
+DEFAULT_MAX_PIXELS = 89_478_485
+"""Largest image (width x height) :func:`load_image` decodes by default (decompression-bomb guard). Equal to Pillow's
+default ``Image.MAX_IMAGE_PIXELS``, so whatever would trigger Pillow's DecompressionBombWarning is refused too."""
 
 MAX_FILE_BYTES = 1 << 30
 """Largest file :func:`load_image` reads (1 GiB)."""
@@ -560,6 +561,8 @@ def save_image(
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        with contextlib.suppress(OSError):  # mkstemp makes 0600 files; give the usual permissions
+            os.chmod(tmp, 0o666 & ~_umask())
         if overwrite:
             os.replace(tmp, out)
         else:
@@ -573,6 +576,19 @@ def save_image(
             tmp.unlink()
     logger.debug("saved %s (%s, %d bytes)", out, fmt, len(data))
     return out
+
+
+def _umask() -> int:
+    """The process umask (read without changing it where /proc allows)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    old = os.umask(0o022)
+    os.umask(old)
+    return old
 
 
 def _publish_no_clobber(tmp: Path, out: Path) -> None:

@@ -480,11 +480,24 @@ def describe(name: str) -> dict[str, Any]:
 # ----------------------------------------------------------------------------------------------------- download
 
 
+def _umask() -> int:
+    from .io import _umask as umask
+
+    return umask()
+
+
+def _normal_mode(path: str | os.PathLike[str], directory: bool = False) -> None:
+    """Give a ``mkstemp``/``mkdtemp`` result (0600/0700) the usual permissions (0666/0777 minus the umask)."""
+    with contextlib.suppress(OSError):
+        os.chmod(path, (0o777 if directory else 0o666) & ~_umask())
+
+
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        _normal_mode(tmp)
         os.replace(tmp, path)
     finally:
         with contextlib.suppress(OSError):
@@ -507,11 +520,10 @@ def download(name: str, progress: bool = True, *, force: bool = False, timeout: 
             download(entry.source, progress=progress, timeout=timeout)
         return convert_model(name, force=force)
     if entry.kind != "download":
-        raise (
-            MissingWeightsError(missing_message(entry))
-            if find_files(name) is None
-            else FRGDError(f"{name!r} is a {entry.kind} entry and cannot be downloaded; it is at {weights_path(name)}")
-        )
+        if find_files(name) is None:
+            raise MissingWeightsError(missing_message(entry))
+        logger.info("%s is a %s entry; nothing to download (it is at %s)", name, entry.kind, weights_path(name))
+        return weights_path(name)
     if not force and find_files(name) is not None and status(name) != "mismatch":
         logger.info("%s is already present at %s", name, weights_path(name))
         return weights_path(name)
@@ -574,6 +586,7 @@ def _fetch(url: str, target: Path, expected: str | None, *, progress: bool, time
         raise FRGDError(
             f"sha256 mismatch for {name} from {url}: got {actual}, expected {expected}; the download was discarded"
         )
+    _normal_mode(tmp)
     os.replace(tmp, target)
     return actual
 
@@ -647,6 +660,7 @@ def import_model(path: str | os.PathLike[str], name: str | None = None) -> tuple
         os.close(fd)
         try:
             shutil.copyfile(p, tmp)
+            _normal_mode(tmp)
             os.replace(tmp, dest)
         except OSError as err:
             raise FRGDError(f"cannot copy {p} into {dest_dir}: {err.strerror or err}") from err
@@ -707,9 +721,16 @@ def convert_model(name: str, *, force: bool = False) -> Path:
         missing = [f for f in entry.files if not (tmp / f).is_file()]
         if missing:
             raise FRGDError(f"converter {entry.converter} did not write {', '.join(missing)} for {name}")
+        _normal_mode(tmp, directory=True)
+        for f in tmp.iterdir():
+            _normal_mode(f, directory=f.is_dir())
         if final.exists():
             shutil.rmtree(final)
-        os.replace(tmp, final)
+        try:
+            os.replace(tmp, final)
+        except OSError as err:  # another process finished the same conversion first
+            if not all((final / f).is_file() for f in entry.files):
+                raise FRGDError(f"cannot store the converted {name} in {final}: {err.strerror or err}") from err
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
@@ -784,6 +805,7 @@ def save_pretrained(
     os.close(fd)
     try:
         save_file(tensors, tmp, metadata={"format": "pt", "frgd_version": __version__})
+        _normal_mode(tmp)
         os.replace(tmp, d / WEIGHTS_NAME)
     finally:
         with contextlib.suppress(OSError):

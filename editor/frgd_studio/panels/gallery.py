@@ -20,6 +20,7 @@ class GalleryPanel(QWidget):
         self.list.setMovement(QListView.Movement.Static)
         self.list.setWordWrap(True)
         self.list.setSpacing(4)
+        self.list.setGridSize(QSize(122, 150))
         self.apply_button = QPushButton("Apply")
         self.apply_button.setToolTip("Use this sample as the face's result (double-click does the same)")
         self.patch_button = QPushButton("Patch brush")

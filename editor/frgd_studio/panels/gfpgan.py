@@ -52,6 +52,7 @@ class GFPGANPanel(QWidget):
         if self.w.doc.photo is None:
             return
         photo = self.w.doc.photo
+        faces = list(self.w.doc.faces)
         version = self.version.currentText()
         weight = float(self.weight.value())
         scale = int(self.upscale.currentData())
@@ -59,7 +60,7 @@ class GFPGANPanel(QWidget):
         params = {"model": f"GFPGAN{version}", "weight": weight, "upscale": scale}
 
         def job(device, progress, cancel):
-            return backend.run_gfpgan(photo, version, weight, scale, device, progress, cancel)
+            return backend.run_gfpgan(photo, faces, version, weight, scale, device, progress, cancel)
 
         def done(img) -> None:
             self.w.stack.push(commands.PaneResultCommand(self.w.doc, name, img, params))

@@ -122,10 +122,14 @@ class DlibFaceResNet(nn.Module):
         self.blocks = nn.ModuleList(blocks)
         self.fc = nn.Linear(ch, cfg.embedding_dim, bias=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B,3,S,S)`` in ``[0,1]`` -> ``(B, C)`` globally average-pooled features (the fc layer's input)."""
         x = (x * 255.0 - self.avg_rgb.to(x.dtype)) / 256.0
         x = F.relu(self.stem_aff(self.stem_conv(x)))
         x = F.max_pool2d(x, 3, 2)
         for blk in self.blocks:
             x = blk(x)
-        return self.fc(x.mean(dim=(2, 3)))
+        return x.mean(dim=(2, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.forward_features(x))

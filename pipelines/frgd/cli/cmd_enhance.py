@@ -108,6 +108,7 @@ def register(root: argparse._SubParsersAction, groups: dict[str, argparse._SubPa
     b.add_argument("--identity", type=float, default=0.5, metavar="S", help="slider value (default 0.5)")
     b.add_argument("--no-reference", action="store_true", help="time the no-reference mode (no guidance, no CFG)")
     b.add_argument("--repeats", type=int, default=1, help="timed repeats per configuration (default 1)")
+    b.add_argument("--threads", type=int, default=None, metavar="N", help="torch CPU threads (default: torch's)")
     b.add_argument("--device", default="cpu", choices=DEVICE_CHOICES, help="compute device (default cpu)")
     add_json_flags(b)
     b.set_defaults(func=_cmd_bench)
@@ -229,14 +230,21 @@ def _cmd_eval_faces(args: argparse.Namespace) -> int:
     for row in result["rows"]:
         sim = row.get("judge_similarity")
         sim_txt = f" judge {sim:.3f}" if sim is not None else ""
-        lines.append(f"  {row['method']:<28} PSNR {row['psnr']:.2f} SSIM {row['ssim']:.4f}{sim_txt}")
+        quality = "" if row["psnr"] is None else f" PSNR {row['psnr']:.2f} SSIM {row['ssim']:.4f}"
+        lines.append(f"  {row['method']:<28}{quality}{sim_txt}")
     emit(args, result, "\n".join(lines))
     return 0
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
+    import torch
+
     from ..diffusion.eval_faces import bench_sampler
 
+    if args.threads is not None:
+        if args.threads < 1:
+            raise InputError(f"--threads must be at least 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
     result = bench_sampler(
         model_dir=args.model,
         config=args.config or ("proposed" if not args.model else None),

@@ -322,64 +322,89 @@ def _peak_rss_bytes() -> int:
     return int(kb) * (1 if sys.platform == "darwin" else 1024)
 
 
-def _cmd_bench_sr(args: argparse.Namespace) -> int:
+def _bench_model(name: str, size: tuple[int, int], repeats: int, tile: int | str, device: str) -> dict[str, Any]:
+    """One model's timing and memory, meant to run in a fresh process (so allocator caches of other models do not
+    hide its working memory): peak RSS during warm-up + timed runs minus the RSS after loading, per input MP."""
     import gc
 
     import torch
 
-    from ..devices import describe_device, resolve_device
+    from ..devices import resolve_device
     from ..errors import FRGDError
-    from ..sr.registry import available_upscalers, get_upscaler
+    from ..sr.registry import get_upscaler
     from ..sr.upscale import UpscalePipeline
+
+    dev = resolve_device(device)
+    w, h = size
+    mp = h * w / 1e6
+    try:
+        pipe = UpscalePipeline(get_upscaler(name, device=dev))
+    except FRGDError as err:
+        return {"model": name, "skipped": str(err)}
+    x = _synthetic(h, w)
+    gc.collect()
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+        torch.cuda.reset_peak_memory_stats(dev)
+        base_cuda = torch.cuda.memory_allocated(dev)
+    times = []
+    with _RSSSampler() as rss:
+        base = rss.peak
+        for i in range(max(1, repeats) + 1):  # the first run is a warm-up
+            t0 = time.perf_counter()
+            res = pipe(x, tile=tile)
+            if dev.type == "cuda":
+                torch.cuda.synchronize(dev)
+            if i:
+                times.append(time.perf_counter() - t0)
+            del res
+    sec = min(times)
+    row = {
+        "model": name,
+        "scale": pipe.scale,
+        "seconds": round(sec, 4),
+        "seconds_per_mp": round(sec / mp, 3),
+        "peak_working_mb_per_mp": round((rss.peak - base) / 1e6 / mp, 1),
+    }
+    if dev.type == "cuda":
+        row["peak_cuda_mb_per_mp"] = round((torch.cuda.max_memory_allocated(dev) - base_cuda) / 1e6 / mp, 1)
+    return row
+
+
+def _cmd_bench_sr(args: argparse.Namespace) -> int:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    import torch
+
+    from ..devices import describe_device, resolve_device
+    from ..sr.registry import available_upscalers, upscaler_status
 
     dev = resolve_device(args.device)
     models = [m.strip() for m in args.models.split(",")] if args.models else available_upscalers()
     w, h = args.size
-    x = _synthetic(h, w)
-    mp = h * w / 1e6
     rows = []
+    ctx = multiprocessing.get_context("spawn")
     for name in models:
-        try:
-            up = get_upscaler(name, device=dev)
-        except FRGDError as err:
-            rows.append({"model": name, "skipped": str(err)})
+        state = upscaler_status(name)
+        if state != "ready":
+            rows.append({"model": name, "skipped": state})
             continue
-        pipe = UpscalePipeline(up)
-        pipe(x, tile=args.tile)  # warm-up
-        gc.collect()
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
-            torch.cuda.reset_peak_memory_stats(dev)
-            base = torch.cuda.memory_allocated(dev)
-        times = []
-        with _RSSSampler() as rss:
-            base_rss = rss.peak
-            for _ in range(max(1, args.repeats)):
-                t0 = time.perf_counter()
-                res = pipe(x, tile=args.tile)
-                if dev.type == "cuda":
-                    torch.cuda.synchronize(dev)
-                times.append(time.perf_counter() - t0)
-                del res
-        sec = min(times)
-        row = {
-            "model": name,
-            "scale": up.scale,
-            "seconds": round(sec, 4),
-            "seconds_per_mp": round(sec / mp, 3),
-            "peak_rss_growth_mb_per_mp": round((rss.peak - base_rss) / 1e6 / mp, 1),
-        }
-        if dev.type == "cuda":
-            row["peak_cuda_mb_per_mp"] = round((torch.cuda.max_memory_allocated(dev) - base) / 1e6 / mp, 1)
-        rows.append(row)
-        del pipe, up
-        gc.collect()
+        with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as ex:
+            rows.append(ex.submit(_bench_model, name, (w, h), args.repeats, args.tile, str(dev)).result())
+    cmd = f"frgd bench sr --models {','.join(models)} --size {w}x{h} --repeats {args.repeats} --tile {args.tile}"
+    if args.photo:
+        cmd += f" --photo {args.photo[0]}x{args.photo[1]} --photo-model {args.photo_model}"
     data: dict[str, Any] = {
+        "command": cmd + f" --device {args.device}",
         "device": describe_device(dev),
+        "cpu_count": os.cpu_count(),
+        "load_average_1min_at_end": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
         "torch": torch.__version__,
         "input_size": [w, h],
         "tile": args.tile,
         "repeats": args.repeats,
+        "memory_note": "peak_working_mb_per_mp: resident-set growth over the loaded model, per input megapixel",
         "models": rows,
     }
     if args.photo:
@@ -390,8 +415,8 @@ def _cmd_bench_sr(args: argparse.Namespace) -> int:
             lines.append(f"  {r['model']:<22} skipped: {r['skipped']}")
         else:
             lines.append(
-                f"  {r['model']:<22} x{r['scale']}  {r['seconds_per_mp']:8.2f} s/MP  "
-                f"{r['peak_rss_growth_mb_per_mp']:8.1f} MB/MP (RSS growth)"
+                f"  {r['model']:<22} x{r['scale']}  {r['seconds_per_mp']:9.2f} s/MP  "
+                f"{r['peak_working_mb_per_mp']:9.1f} MB/MP working memory"
             )
     if args.photo:
         ph = data["photo"]
@@ -461,7 +486,8 @@ def _cmd_bench_ncnn(args: argparse.Namespace) -> int:
         r["pass"] = r["max_abs_diff"] <= 1e-3
         rows.append(r)
     data = {
-        "reference": f"ncnn {getattr(ncnn, '__version__', '?')} (PyPI), CPU, fp16 storage/arithmetic off",
+        "command": f"frgd bench ncnn --models {args.models} --size {w}x{h} --seed {args.seed}",
+        "reference": f"ncnn {getattr(ncnn, '__version__', '?')} (PyPI), CPU float32: fp16/bf16, Vulkan, winograd off",
         "source": str(src.name),
         "models": rows,
         "all_pass": all(r["pass"] for r in rows),

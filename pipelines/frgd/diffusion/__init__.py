@@ -10,6 +10,8 @@ Conditioning channel layout (``cond`` ``(B, 7, H, W)``): see :mod:`frgd.archs.fr
 """
 
 from ..archs.frgd_unet_arch import COND_CHANNELS, FRGDUNet, tiny_config
+from .data import FacesDataConfig, FacesDataset, SyntheticFaces
+from .fusion import FusionConfig, build_cond, sample_fusion_mask, sample_fusion_masks
 from .schedule import (
     FRGDModelBundle,
     IdentityInfo,
@@ -24,11 +26,24 @@ __all__ = [
     "COND_CHANNELS",
     "FRGDModelBundle",
     "FRGDUNet",
+    "FacesDataConfig",
+    "FacesDataset",
+    "FusionConfig",
     "IdentityInfo",
+    "SyntheticFaces",
+    "build_cond",
     "load_model_dir",
     "load_scheduler",
     "make_train_scheduler",
+    "sample_fusion_mask",
+    "sample_fusion_masks",
     "save_model_dir",
     "save_scheduler",
     "tiny_config",
 ]
+
+# Sampling (helper G2): the FRGD sampler, guidance callbacks and the one-slider mapping (docs/frgd_sampling.md).
+from .guidance import GuidanceWeights, slider_to_weights  # noqa: E402
+from .pipeline import FRGDOutput, FRGDPipeline  # noqa: E402
+
+__all__ += ["FRGDOutput", "FRGDPipeline", "GuidanceWeights", "slider_to_weights"]

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -86,18 +87,6 @@ def _metrics(out: np.ndarray, gt: np.ndarray) -> tuple[float, float]:
     return psnr(out.astype(np.float64), gt.astype(np.float64)), ssim_y(out, gt)
 
 
-class _Judge:
-    """Adapter over ``frgd.identity.judge``: ``embed(images (B,3,128,128) [0,1] aligned crops) -> (B,D)`` unit."""
-
-    def __init__(self, device: torch.device) -> None:
-        from ..identity import judge as judge_mod
-
-        self._impl = judge_mod.get_judge(device=device) if hasattr(judge_mod, "get_judge") else judge_mod.Judge()
-
-    def embed(self, images: torch.Tensor) -> torch.Tensor:
-        return F.normalize(torch.as_tensor(self._impl.embed(images)).float(), dim=1)
-
-
 # ----------------------------------------------------------------------------------------------------------- eval
 def evaluate_faces(
     data_dir: str | Path,
@@ -135,17 +124,19 @@ def evaluate_faces(
     refs = [read_image(root / r) for _, r, _ in pairs]
     lqs = [degrade_image(g, np.random.default_rng([seed, i]), cfg).lq for i, g in enumerate(gts)]
     size = pipe.size
-    judge_net = _Judge(dev) if judge else None
+    if judge:
+        from ..identity.judge import Judge
+
+        judge_net = Judge()  # evaluation only; MissingWeightsError (with FRGD_JUDGE hint) when absent
+    else:
+        judge_net = None
 
     def judge_sims(imgs_u8: list[np.ndarray]) -> list[float] | None:
         if judge_net is None:
             return None
-        a = torch.cat([_to_tensor(x) for x in imgs_u8]).to(dev)
-        b = torch.cat([_to_tensor(x) for x in gts]).to(dev)
-        sims = []
-        for i in range(0, len(imgs_u8), 32):
-            sims.append((judge_net.embed(a[i : i + 32]) * judge_net.embed(b[i : i + 32])).sum(1).cpu())
-        return torch.cat(sims).tolist()
+        a = judge_net.embed(torch.cat([_to_tensor(x) for x in imgs_u8]))
+        b = judge_net.embed(torch.cat([_to_tensor(x) for x in gts]))
+        return (a * b).sum(1).tolist()
 
     rows: list[dict[str, Any]] = []
 
@@ -179,7 +170,9 @@ def evaluate_faces(
     for with_ref in (False, True):
         if with_ref:
             ref_t = torch.cat([_to_tensor(r) for r in refs])
-            ref_emb = torch.cat([pipe.encode_references(ref_t[i : i + 32], per_sample=True) for i in range(0, len(refs), 32)])
+            ref_emb = torch.cat(
+                [pipe.encode_references(ref_t[i : i + 32], per_sample=True) for i in range(0, len(refs), 32)]
+            )
         for s in sliders:
             outs: list[np.ndarray] = []
             guid: list[float] = []
@@ -272,6 +265,13 @@ def build_bench_pipeline(
     return FRGDPipeline(model, sched, identity_encoder, device=device, name=config or "proposed"), desc
 
 
+def _loadavg() -> float:
+    try:
+        return float(os.getloadavg()[0])
+    except (AttributeError, OSError):  # not available on Windows
+        return float("nan")
+
+
 def bench_sampler(
     model_dir: str | Path | None = None,
     config: str | None = "proposed",
@@ -287,6 +287,7 @@ def bench_sampler(
 ) -> dict[str, Any]:
     """Seconds per sample for 1 and ``samples`` samples (one batch) at ``steps``; JSON-able dict."""
     dev = resolve_device(device)
+    load_before = _loadavg()
     pipe, desc = build_bench_pipeline(model_dir, config, dev, identity_encoder)
     n_params = sum(p.numel() for p in pipe.model.parameters())
     ref = None
@@ -297,11 +298,12 @@ def bench_sampler(
     deg = torch.rand(1, 3, pipe.size // 8, pipe.size // 8, generator=torch.Generator().manual_seed(2))
     runs = []
     for n in sorted({1, int(samples)}):
-        best = math.inf
+        best = best_cpu = math.inf
         calls = 0
         for _ in range(max(1, repeats)):
             c0 = pipe.model_calls
             t = time.perf_counter()
+            c = time.process_time()
             res = pipe(
                 deg,
                 references=ref,
@@ -312,12 +314,14 @@ def bench_sampler(
                 scheduler=scheduler,
             )
             best = min(best, time.perf_counter() - t)
+            best_cpu = min(best_cpu, time.process_time() - c)
             calls = pipe.model_calls - c0
         runs.append(
             {
                 "num_samples": n,
                 "seconds": round(best, 3),
                 "seconds_per_sample": round(best / n, 3),
+                "cpu_seconds": round(best_cpu, 3),
                 "model_calls": calls,
                 "weights": res.weights.as_dict(),
             }
@@ -328,12 +332,17 @@ def bench_sampler(
         "parameters": n_params,
         "device": describe_device(dev),
         "torch_threads": torch.get_num_threads(),
+        "load_average_1min_before": round(load_before, 2),
+        "load_average_1min_after": round(_loadavg(), 2),
         "steps": steps,
         "scheduler": scheduler,
         "identity_strength": identity_strength,
         "with_reference": with_reference,
         "runs": runs,
-        "note": "random weights give the same speed as trained ones; outputs are meaningless",
+        "note": (
+            "random weights give the same speed as trained ones; outputs are meaningless. cpu_seconds = process CPU "
+            "time (close to the wall time of an idle machine with --threads 1; wall seconds include contention)"
+        ),
     }
 
 

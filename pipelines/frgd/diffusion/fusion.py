@@ -46,6 +46,7 @@ import torch
 import torch.nn.functional as F
 
 from ..archs.frgd_unet_arch import COND_CHANNELS
+from ..errors import InputError
 
 # Five-point template of the 128x128 faces128 crops (left eye, right eye, nose, left/right mouth corner).
 TEMPLATE_128 = np.array(
@@ -81,7 +82,7 @@ class FusionConfig:
         d = dict(d or {})
         unknown = set(d) - set(cls.__dataclass_fields__)
         if unknown:
-            raise ValueError(f"unknown fusion config keys: {sorted(unknown)}")
+            raise InputError(f"unknown fusion config keys: {sorted(unknown)}")
         return cls(**d)
 
 

@@ -73,10 +73,10 @@ def slider_to_weights(s: float, has_reference: bool = True) -> GuidanceWeights:
     if not 0.0 <= float(s) <= 1.0:
         raise ValueError(f"identity strength must be in [0, 1], got {s}")
     s = float(s)
-    content = CONTENT_MAX - (CONTENT_MAX - CONTENT_MIN) * s
+    content = round(CONTENT_MAX - (CONTENT_MAX - CONTENT_MIN) * s, 6)
     if not has_reference:
         return GuidanceWeights(identity=0.0, content=content, cfg=0.0)
-    return GuidanceWeights(identity=IDENTITY_MAX * s, content=content, cfg=CFG_MAX * s)
+    return GuidanceWeights(identity=round(IDENTITY_MAX * s, 6), content=content, cfg=round(CFG_MAX * s, 6))
 
 
 def _rms_normalise(g: torch.Tensor) -> torch.Tensor:

@@ -87,6 +87,7 @@ DEFAULTS: dict[str, Any] = {
         "seed": 0,
         "mixed_precision": "auto",
         "device": "auto",
+        "num_threads": None,
         "min_snr_gamma": None,
         "log_every": 10,
         "checkpoint_every": 500,
@@ -153,24 +154,25 @@ def build_model(cfg: dict[str, Any]) -> FRGDUNet:
     return FRGDUNet(**kwargs)
 
 
-def build_dataset(cfg: dict[str, Any], split: str, identity_dim: int = 128, max_items: int | None = None):
-    """Training (``split="train"``) or sample-preview (``"val"``) dataset of a config."""
+def build_dataset(cfg: dict[str, Any], split: str, identity_dim: int = 128, preview: int = 4):
+    """Training (``split="train"``) or sample-preview (``"val"``: the first ``preview`` val identities) dataset."""
     d = cfg["data"]
+    train_split = split == "train"
     dcfg = FacesDataConfig(
         size=int(d["size"]),
-        flip=bool(d["flip"]) and split == "train",
-        max_items=max_items if max_items is not None else d["max_items"],
-        max_identities=d["max_identities"] if split == "train" else None,
+        flip=bool(d["flip"]) and train_split,
+        max_items=d["max_items"] if train_split else None,
+        max_identities=d["max_identities"] if train_split else preview,
         degradation=d["degradation"],
-        fusion=cfg["fusion"] if split == "train" else {"p_fuse": 0.0},
-        seed=int(cfg["train"]["seed"]) + (0 if split == "train" else 1),
+        fusion=cfg["fusion"] if train_split else {"p_fuse": 0.0},
+        seed=int(cfg["train"]["seed"]) + (0 if train_split else 1),
     )
     if d["synthetic"]:
-        n = int(d["synthetic_items"]) if split == "train" else (max_items or 4)
+        n = int(d["synthetic_items"]) if train_split else preview
         return SyntheticFaces(n, int(d["synthetic_identities"]), dcfg, identity_dim)
     if not d["root"]:
         raise InputError("data.root is not set (the faces128 folder or a shard folder); or set data.synthetic")
-    emb = d["embeddings"] if split == "train" else None
+    emb = d["embeddings"] if train_split else None
     return FacesDataset(d["root"], split, dcfg, embeddings=emb)
 
 
@@ -182,6 +184,31 @@ def min_snr_weight(alphas_cumprod: torch.Tensor, t: torch.Tensor, gamma: float, 
     if prediction_type == "v_prediction":
         return clipped / (snr + 1)
     return clipped / snr.clamp_min(1e-12)
+
+
+def make_training_inputs(
+    scheduler,
+    x0: torch.Tensor,
+    degraded: torch.Tensor,
+    mask: torch.Tensor,
+    noisy: torch.Tensor,
+    noise: torch.Tensor,
+    t: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(x_t, cond, target)`` of one batch (see :mod:`frgd.diffusion.fusion`).
+
+    ``x0`` ``(B, 3, H, W)`` in ``[-1, 1]``; ``degraded`` ``(B, 3, H, W)`` in ``[0, 1]``; ``mask`` ``(B, 1, H, W)``
+    (1 = generate); ``noisy`` ``(B,)`` bool (noisy fusion: the known content is ``x_t`` = ``q(x_t | x0)``);
+    ``noise`` like ``x0``; ``t`` ``(B,)`` long. ``target`` is ``eps`` or ``v`` per ``scheduler.config.prediction_type``.
+    """
+    x_t = scheduler.add_noise(x0, noise, t)
+    if scheduler.config.prediction_type == "epsilon":
+        target = noise
+    else:
+        target = scheduler.get_velocity(x0, noise, t)
+    known = torch.where(noisy.view(-1, 1, 1, 1).bool(), x_t, x0)
+    cond = build_cond(degraded * 2 - 1, mask, known)
+    return x_t, cond, target
 
 
 @dataclass
@@ -243,6 +270,8 @@ class Trainer:
         self.run_dir = Path(run_dir)
         tcfg = cfg["train"]
         device = resolve_device(tcfg["device"])
+        if tcfg["num_threads"]:
+            torch.set_num_threads(int(tcfg["num_threads"]))
         mp = tcfg["mixed_precision"]
         if mp == "auto":
             mp = "bf16" if device.type == "cuda" else "no"
@@ -336,12 +365,10 @@ class Trainer:
         noise = torch.randn(x0.shape, generator=self.gen, device=dev)
         t = torch.randint(0, self.noise_scheduler.config.num_train_timesteps, (b,), generator=self.gen, device=dev)
         drop = self.unwrapped.sample_identity_drop(b, self.gen)
-        x_t = self.noise_scheduler.add_noise(x0, noise, t)
-        target = noise if self.pred_type == "epsilon" else self.noise_scheduler.get_velocity(x0, noise, t)
         mask = batch["mask"].to(dev)
-        noisy = batch["fusion_noisy"].to(dev).view(b, 1, 1, 1)
-        known = torch.where(noisy, x_t, x0)
-        cond = build_cond(batch["degraded"].to(dev) * 2 - 1, mask, known)
+        x_t, cond, target = make_training_inputs(
+            self.noise_scheduler, x0, batch["degraded"].to(dev), mask, batch["fusion_noisy"].to(dev), noise, t
+        )
         identity = self.embed(batch)
         with acc.autocast():
             pred = self.model(x_t, t, cond, identity, drop)
@@ -456,11 +483,15 @@ class Trainer:
         tcfg = self.cfg["train"]
         n = int(tcfg["sample_count"])
         try:
-            val = build_dataset(self.cfg, "val", self.unwrapped.config.identity_dim, max_items=n)
+            val = build_dataset(self.cfg, "val", self.unwrapped.config.identity_dim, preview=n)
         except InputError as err:
             logger.warning("no sample grid: %s", err)
             return None
-        items = collate([val[(i, 0)] for i in range(min(n, len(val)))])
+        if isinstance(val, FacesDataset):  # one face per identity
+            picks = [idx[0] for idx in val.by_identity.values()][:n]
+        else:
+            picks = list(range(min(n, len(val))))
+        items = collate([val[(i, 0)] for i in picks])
         dev = acc.device
         model = self.unwrapped
         self.ema.store(model.parameters())
@@ -534,7 +565,10 @@ class Trainer:
         )
         if self.step < stop:
             for batch in self.loader():
-                check_cancel(cancel)
+                if cancel is not None and cancel.cancelled:
+                    if self.step > (resumed_from or 0):
+                        self.save_checkpoint()  # resumable with --resume
+                    check_cancel(cancel)
                 loss = self.train_step(batch)
                 if not math.isfinite(loss):
                     raise FloatingPointError(f"loss is {loss} at step {self.step}")

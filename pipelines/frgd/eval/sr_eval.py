@@ -6,9 +6,12 @@ Each HR image is ``modcrop``-ed to the scale; the LR input is the official file 
 and compared on the BT.601 Y channel in float64 (the convention of the published tables); single-channel images
 (Set14 ``bridge``) are their own Y and RGB model outputs are reduced to grey by the channel mean.
 
-Models (:func:`available_models`): ``bicubic`` (our MATLAB imresize), ``lanczos`` (PIL Lanczos), ``opencv-espcn`` /
-``opencv-fsrcnn`` / ``opencv-lapsrn`` (OpenCV ``dnn_superres`` TensorFlow graphs on Y in [0, 1], CbCr bicubic, exactly
-as ``cv2.dnn_superres`` does), ``frgd-sr`` (ours) and every upscaler of ``frgd.sr.registry``.
+Models (:func:`available_models`): ``bicubic`` is the protocol of the published bicubic tables (SRCNN/VDSR code):
+the HR's Y rounded to 8 bits (MATLAB ``rgb2ycbcr`` on uint8), ``imresize`` by ``1/s`` then ``s`` in double on that Y,
+rounded, compared with the rounded HR Y; it reproduces Set5/Set14/B100 to 0.01 dB. ``bicubic-rgb`` is our MATLAB
+imresize of the same RGB LR input the other models get (the like-for-like baseline), ``lanczos`` (PIL Lanczos),
+``opencv-espcn`` / ``opencv-fsrcnn`` / ``opencv-lapsrn`` (OpenCV ``dnn_superres`` TensorFlow graphs on Y in [0, 1],
+CbCr bicubic, exactly as ``cv2.dnn_superres`` does), ``frgd-sr`` (ours) and every upscaler of ``frgd.sr.registry``.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ logger = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[3]
 DEFAULT_REF_WEIGHTS = REPO.parent / "shared" / "weights" / "sr_reference"
 IMG_EXT = {".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff"}
-BUILTIN_MODELS = ["bicubic", "lanczos", "opencv-espcn", "opencv-fsrcnn", "opencv-lapsrn", "frgd-sr"]
+BUILTIN_MODELS = ["bicubic", "bicubic-rgb", "lanczos", "opencv-espcn", "opencv-fsrcnn", "opencv-lapsrn", "frgd-sr"]
 OPENCV_FILES = {"opencv-espcn": "ESPCN", "opencv-fsrcnn": "FSRCNN", "opencv-lapsrn": "LapSRN"}
 
 SRFn = Callable[[np.ndarray], np.ndarray]
@@ -94,7 +97,9 @@ def load_set(set_dir: Path, scale: int) -> list[tuple[str, np.ndarray, np.ndarra
         if lr_path.exists():
             lr, src = _read(lr_path), "official"
             if lr.shape[:2] != (hr.shape[0] // scale, hr.shape[1] // scale):
-                raise InputError(f"{lr_path} is {lr.shape[:2]}, expected {(hr.shape[0] // scale, hr.shape[1] // scale)}")
+                raise InputError(
+                    f"{lr_path} is {lr.shape[:2]}, expected {(hr.shape[0] // scale, hr.shape[1] // scale)}"
+                )
         else:
             lr, src = imresize(hr, 1 / scale), "imresize"
         out.append((p.stem, hr, lr, src))
@@ -114,6 +119,17 @@ def sr_metrics(sr: np.ndarray, hr: np.ndarray, scale: int) -> tuple[float, float
 
 
 # --------------------------------------------------------------------------------------------------------- models
+
+
+def bicubic_published(hr: np.ndarray, scale: int) -> tuple[float, float]:
+    """``(PSNR, SSIM)`` of bicubic by the published-table protocol (SRCNN/VDSR MATLAB code) for one modcropped HR.
+
+    ``Y = uint8(rgb2ycbcr(HR))(:, :, 1)``; ``SR = uint8(imresize(imresize(double(Y), 1/s), s))``; shave ``s``.
+    """
+    y = np.round(to_y(hr))
+    sr = np.clip(np.round(imresize(imresize(y, 1 / scale), scale)), 0, 255)
+    a, b = sr[scale:-scale, scale:-scale], y[scale:-scale, scale:-scale]
+    return psnr(a, b), ssim(a, b)
 
 
 def _bicubic(scale: int) -> SRFn:
@@ -266,6 +282,10 @@ def available_models() -> list[str]:
 def get_sr_model(name: str, scale: int, ref_weights: Path | None = None, device: str = "cpu") -> SRFn:
     """The SR function of model ``name`` at ``scale``: uint8 LR ``(h, w[, 3])`` -> uint8 SR."""
     if name == "bicubic":
+        raise InputError(
+            "'bicubic' is the published-table protocol and works from the HR; use 'bicubic-rgb' as an SR function"
+        )
+    if name == "bicubic-rgb":
         return _bicubic(scale)
     if name == "lanczos":
         return _lanczos(scale)
@@ -302,12 +322,22 @@ def evaluate_sr(
     if not set_dir.is_dir():
         raise InputError(f"set folder not found: {set_dir}")
     items = load_set(set_dir, scale)
-    fn = sr_fn if sr_fn is not None else get_sr_model(model, scale, Path(ref_weights) if ref_weights else None, device)
+    published = sr_fn is None and model == "bicubic"
+    fn = None
+    if sr_fn is not None:
+        fn = sr_fn
+    elif not published:
+        fn = get_sr_model(model, scale, Path(ref_weights) if ref_weights else None, device)
     results: list[ImageResult] = []
     t_all = time.perf_counter()
     for i, (name, hr, lr, _src) in enumerate(items):
         check_cancel(cancel)
         t0 = time.perf_counter()
+        if fn is None:
+            p, s = bicubic_published(hr, scale)
+            results.append(ImageResult(name, p, s, (int(hr.shape[0]), int(hr.shape[1])), time.perf_counter() - t0))
+            report(progress, i + 1, len(items), name)
+            continue
         sr = fn(lr)
         dt = time.perf_counter() - t0
         if sr.dtype != np.uint8:
@@ -328,7 +358,7 @@ def evaluate_sr(
         set=set_dir.name,
         set_path=str(set_dir),
         scale=scale,
-        lr_source=sources.pop() if len(sources) == 1 else "mixed",
+        lr_source="hr-y (published protocol)" if fn is None else (sources.pop() if len(sources) == 1 else "mixed"),
         psnr=float(np.mean([r.psnr for r in results])),
         ssim=float(np.mean([r.ssim for r in results])),
         images=results,

@@ -80,8 +80,19 @@ class ReferenceEmbeddingCache:
             raise InputError(f"reference photo not found: {p}")
         return file_sha256(p)
 
-    def get(self, path: str | Path, compute: ComputeFn) -> torch.Tensor:
-        """Cached embedding ``(D,)`` float32 (CPU) of the reference photo ``path``."""
+    def get(self, path: str | Path, compute: ComputeFn | None = None, encoder=None) -> torch.Tensor:
+        """Cached embedding ``(D,)`` float32 (CPU) of the reference photo ``path``.
+
+        ``compute(path) -> (D,)`` makes a missing entry; by default :func:`reference_embedding` with ``encoder``
+        (default: ``get_identity_encoder(backend)``).
+        """
+        if compute is None:
+
+            def compute(p: Path) -> torch.Tensor:
+                from .encoder import get_identity_encoder
+
+                return reference_embedding(p, encoder or get_identity_encoder(self.backend))
+
         k = self.key(path)
         with self._lock:
             if k in self._mem:
@@ -119,3 +130,24 @@ class ReferenceEmbeddingCache:
         if disk and self.root.is_dir():
             for f in self.root.glob("*.npy"):
                 f.unlink(missing_ok=True)
+
+
+def reference_embedding(path: str | Path, encoder) -> torch.Tensor:
+    """Unit embedding ``(D,)`` of the largest face in the photo at ``path`` (MTCNN landmarks -> ``embed_image``).
+
+    An image that is already an aligned crop on our template (square, no face found by MTCNN) is embedded as is.
+    """
+    from ..faces.detect import detect_faces
+    from ..io import load_rgb
+    from ..tensor import image_to_tensor
+
+    img = load_rgb(path)
+    faces = detect_faces(img)
+    x = image_to_tensor(img).to(encoder.device)
+    with torch.no_grad():
+        if faces:
+            return encoder.embed_image(x, faces[0].landmarks)[0].float().cpu()
+        if img.shape[0] == img.shape[1]:
+            logger.info("no face detected in %s; treating it as an aligned crop", path)
+            return encoder.embed(x)[0].float().cpu()
+    raise InputError(f"no face found in the reference photo {Path(path).name}")

@@ -16,7 +16,8 @@ nose. MTCNN (our :data:`frgd.faces.align.TEMPLATE_512` order) returns eye centre
 no exact conversion between the two, so the mapping from our aligned crops to dlib's chip is **measured**:
 :data:`FFHQ_DLIB_LANDMARKS_512` are the mean dlib 5-point landmarks of 592 faces128 *train* crops (dlib HOG detector +
 ``shape_predictor_5_face_landmarks`` on 4x bicubic upscales, mapped back to the crop), expressed in the 512 template
-frame. :func:`crop_to_dlib_chip_affine` is dlib's chip geometry for those landmarks, a fixed affine per crop size.
+frame. :func:`crop_to_dlib_chip_affine` is dlib's chip geometry for those landmarks, a fixed affine per crop size
+(computed in the crop's own pixels: dlib's ``size * scale - 1`` term makes its geometry slightly scale-dependent).
 """
 
 from __future__ import annotations
@@ -139,8 +140,14 @@ def crop_to_dlib_chip_affine(crop_size: int, size: int = DLIB_CHIP_SIZE, padding
 
 
 def landmarks_to_template_frame(landmarks: np.ndarray) -> np.ndarray:
-    """``(2, 3)`` affine from the 512 template frame to the image of ``landmarks`` (``(5,2)``, MTCNN order)."""
-    return similarity_lstsq(_ffhq_template_512(), landmarks)
+    """``(2, 3)`` 512 template frame -> image pixel for a face with ``landmarks`` (``(5,2)``, MTCNN order).
+
+    The inverse of the least-squares fit of ``landmarks`` onto the template, exactly as
+    :func:`frgd.faces.align.align_face` fits it, so the landmarks must be what ``align_face`` takes
+    (``DetectedFace.landmarks``).
+    """
+    m = similarity_lstsq(landmarks, _ffhq_template_512())
+    return np.linalg.inv(np.vstack([m, [0.0, 0.0, 1.0]]))[:2]
 
 
 def crop_to_arcface_affine(crop_size: int, out_size: int = 112) -> np.ndarray:
@@ -183,27 +190,12 @@ def warp_chips(
             a = torch.cat([res[:, :2] @ a[:, :, :2], (res[:, :2] @ a[:, :, 2:]) + res[:, 2:]], dim=2)
             ih, iw = nh, nw
     ys, xs = torch.meshgrid(
-        torch.arange(h, device=dev, dtype=torch.float32), torch.arange(w, device=dev, dtype=torch.float32), indexing="ij"
+        torch.arange(h, device=dev, dtype=torch.float32),
+        torch.arange(w, device=dev, dtype=torch.float32),
+        indexing="ij",
     )
     pts = torch.stack([xs, ys, torch.ones_like(xs)], dim=-1).reshape(1, -1, 3)  # (1, h*w, 3)
     src = pts @ a.transpose(1, 2)  # (B, h*w, 2) in source pixels
     grid = torch.stack([(2.0 * src[..., 0] + 1.0) / iw - 1.0, (2.0 * src[..., 1] + 1.0) / ih - 1.0], dim=-1)
-    out = F.grid_sample(
-        x, grid.reshape(b, h, w, 2), mode="bilinear", padding_mode=padding_mode, align_corners=False
-    )
+    out = F.grid_sample(x, grid.reshape(b, h, w, 2), mode="bilinear", padding_mode=padding_mode, align_corners=False)
     return out.to(images.dtype) if images.dtype in (torch.float16, torch.bfloat16, torch.float64) else out
-
-
-def affines_from_landmarks(
-    landmarks: torch.Tensor | np.ndarray, chip_from_template_frame: np.ndarray
-) -> np.ndarray:
-    """Per-image ``(B, 2, 3)`` chip px -> image px, given MTCNN-order ``landmarks`` ``(B,5,2)`` or ``(5,2)``.
-
-    ``chip_from_template_frame``: ``(2, 3)`` chip px -> 512 template frame (a backend's fixed chip geometry).
-    """
-    lm = np.asarray(landmarks.detach().cpu() if isinstance(landmarks, torch.Tensor) else landmarks, dtype=np.float64)
-    if lm.ndim == 2:
-        lm = lm[None]
-    if lm.shape[1:] != (5, 2):
-        raise ValueError(f"landmarks must be (5, 2) or (B, 5, 2), got {lm.shape}")
-    return np.stack([compose(landmarks_to_template_frame(p), chip_from_template_frame) for p in lm])

@@ -25,15 +25,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..archs.dlib_resnet_arch import DlibFaceResNet, DlibResNetConfig
-from ..errors import InputError, MissingWeightsError
+from ..archs.dlib_resnet_arch import Affine, DlibFaceResNet, DlibResNetConfig
+from ..errors import InputError
 from . import chips as C
 
 logger = logging.getLogger(__name__)
 
 BACKENDS = ("dlib", "facenet")
 DLIB_WEIGHTS_ID = "dlib-resnet-v1"
-DLIB_DAT_NAME = "dlib_face_recognition_resnet_model_v1.dat"
 DLIB_SAME_PERSON_THRESHOLD = 0.6
 """dlib's decision threshold on the Euclidean distance of raw descriptors."""
 
@@ -92,7 +91,11 @@ class IdentityEncoder(nn.Module):
     # -- geometry -----------------------------------------------------------------------------------------------
     def chip_affine(self, crop_size: int) -> np.ndarray:
         """``(2, 3)`` chip pixel -> crop pixel for our aligned crops of ``crop_size``."""
-        return C.compose(C.template_frame_to_crop(int(crop_size)), self.chip_to_template)
+        return self.chip_affine_in(C.template_frame_to_crop(int(crop_size)))
+
+    def chip_affine_in(self, frame_to_image: np.ndarray) -> np.ndarray:
+        """``(2, 3)`` chip pixel -> image pixel, given the 512 template frame -> image pixel affine of a face."""
+        return C.compose(frame_to_image, self.chip_to_template)
 
     def chips(self, images: torch.Tensor) -> torch.Tensor:
         """``(B,3,S,S)`` aligned crops in ``[0,1]`` -> ``(B,3,chip,chip)`` float32 backend chips (differentiable)."""
@@ -105,20 +108,25 @@ class IdentityEncoder(nn.Module):
     def image_chips(self, image: torch.Tensor, landmarks, landmark_format: str = "mtcnn") -> torch.Tensor:
         """Chips from unaligned ``image`` ``(B,3,H,W)``/``(3,H,W)`` and ``(B,5,2)``/``(5,2)`` landmarks (pixels).
 
-        ``landmark_format="mtcnn"`` (our order: eye centres, nose tip, mouth corners) maps through our template;
+        One image with ``(N,5,2)`` landmarks gives the chips of its ``N`` faces.
+
+        ``landmark_format="mtcnn"`` (our order: eye centres, nose tip, mouth corners; the values that
+        :func:`frgd.faces.align.align_face` takes, i.e. ``DetectedFace.landmarks``) maps through our template;
         ``"dlib"`` (dlib's 5-point predictor order) is only meaningful for the dlib backend (exact dlib chip).
         """
         if image.ndim == 3:
             image = image.unsqueeze(0)
-        if image.ndim != 4 or image.shape[1] != 3:
-            raise InputError(f"image must be (B, 3, H, W) or (3, H, W), got {tuple(image.shape)}")
+        if image.ndim != 4 or image.shape[1] != 3 or not image.is_floating_point():
+            raise InputError(f"image must be float (B, 3, H, W) or (3, H, W) in [0, 1], got {tuple(image.shape)}")
         lm = np.asarray(landmarks.detach().cpu() if isinstance(landmarks, torch.Tensor) else landmarks, np.float64)
         if lm.ndim == 2:
             lm = lm[None]
+        if image.shape[0] == 1 and lm.ndim == 3 and lm.shape[0] > 1:  # several faces of one photo
+            image = image.expand(lm.shape[0], -1, -1, -1)
         if lm.shape != (image.shape[0], 5, 2):
             raise InputError(f"landmarks must be ({image.shape[0]}, 5, 2) or (5, 2), got {lm.shape}")
         if landmark_format == "mtcnn":
-            aff = C.affines_from_landmarks(lm, self.chip_to_template)
+            aff = np.stack([self.chip_affine_in(C.landmarks_to_template_frame(p)) for p in lm])
         elif landmark_format == "dlib":
             aff = np.stack([self._dlib_landmark_affine(p) for p in lm])
         else:
@@ -158,6 +166,8 @@ class IdentityEncoder(nn.Module):
         if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[1] != 3:
             shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
             raise InputError(f"images must be a (B, 3, S, S) tensor, got {shape}")
+        if not images.is_floating_point():
+            raise InputError(f"images must be float in [0, 1], got {images.dtype}")
         if images.shape[-1] != images.shape[-2]:
             raise InputError(f"aligned crops must be square, got {tuple(images.shape[-2:])}")
         if images.shape[-1] < 16:
@@ -200,6 +210,11 @@ class DlibIdentityEncoder(IdentityEncoder):
     def features(self, chips: torch.Tensor) -> torch.Tensor:
         return self.net(chips)
 
+    def chip_affine_in(self, frame_to_image: np.ndarray) -> np.ndarray:
+        """dlib's geometry applied in the target image (its ``size*scale - 1`` term is not scale-invariant)."""
+        lm = C.FFHQ_DLIB_LANDMARKS_512 @ frame_to_image[:, :2].T + frame_to_image[:, 2]
+        return C.dlib_chip_affine(lm, self.chip_size, C.DLIB_CHIP_PADDING)
+
     def descriptor(self, images: torch.Tensor) -> torch.Tensor:
         """dlib's raw 128-d descriptors ``(B, 128)`` float32 of aligned crops (same person if distance < 0.6)."""
         return self.features(self.chips(images)).float()
@@ -219,37 +234,33 @@ class DlibIdentityEncoder(IdentityEncoder):
 
     @classmethod
     def tiny_random(cls, seed: int = 0) -> DlibIdentityEncoder:
-        """Tiny random dlib-layout network (4-16 channels, 128-d, 150 chips), deterministic for ``seed``."""
+        """Tiny random dlib-layout network (4-16 channels, 128-d, 150 chips), deterministic for ``seed``.
+
+        A random ReLU network maps every input close to one mean feature direction, so the fc weights are projected
+        orthogonally to the mean pooled feature of 16 seeded smooth probe images: different smooth images then get
+        clearly different embeddings (cosine spread over [-1, 1]) and identity-guidance tests are meaningful.
+        """
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             net = DlibFaceResNet(TINY_DLIB_CONFIG)
             for m in net.modules():  # non-trivial affines so every layer matters
-                if hasattr(m, "weight") and m.__class__.__name__ == "Affine":
+                if isinstance(m, Affine):
                     nn.init.uniform_(m.weight, 0.5, 1.5)
                     nn.init.uniform_(m.bias, -0.1, 0.1)
+            probe = torch.rand(16, 3, 8, 8)
+        probe = F.interpolate(probe, size=net.config.input_size, mode="bilinear", align_corners=False)
+        with torch.no_grad():
+            u = F.normalize(net.forward_features(probe).mean(0), dim=0)
+            net.fc.weight.sub_(net.fc.weight @ u[:, None] @ u[None, :])
         return cls(net)
 
 
 def dlib_weights_file() -> Path:
-    """Path of ``dlib_face_recognition_resnet_model_v1.dat`` (via ``frgd.weights``, manifest id ``dlib-resnet-v1``)."""
-    try:
-        from ..weights import weights_path
-    except ImportError:  # frgd.weights not available: look in the face-recognition-models package directly
-        weights_path = None
-    if weights_path is not None:
-        return Path(weights_path(DLIB_WEIGHTS_ID))
-    import importlib.util
+    """Path of ``dlib_face_recognition_resnet_model_v1.dat`` (``frgd.weights`` id ``dlib-resnet-v1``, a file of the
+    face-recognition-models package); raises :class:`frgd.errors.MissingWeightsError` when it is not installed."""
+    from ..weights import weights_path
 
-    spec = importlib.util.find_spec("face_recognition_models")  # never import it: it imports pkg_resources
-    if spec is not None and spec.submodule_search_locations:
-        for loc in spec.submodule_search_locations:
-            p = Path(loc) / "models" / DLIB_DAT_NAME
-            if p.is_file():
-                return p
-    raise MissingWeightsError(
-        f"dlib face-recognition weights not found: install the PyPI package face-recognition-models "
-        f"(pip install face-recognition-models), which ships models/{DLIB_DAT_NAME}"
-    )
+    return Path(weights_path(DLIB_WEIGHTS_ID))
 
 
 _CACHE: dict[tuple[str, str], IdentityEncoder] = {}

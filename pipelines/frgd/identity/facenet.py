@@ -2,8 +2,9 @@
 
 Weights: the torch-hub checkpoint ``20180402-114759-vggface2.pt`` that ``InceptionResnetV1(pretrained="vggface2")``
 downloads (``frgd.weights`` id ``facenet-vggface2``). We never let facenet-pytorch download: the network is built with
-``pretrained=None`` and the file is loaded with ``torch.load(weights_only=True)``; the 8631-way ``logits`` layer is
-dropped. Missing file -> :class:`frgd.errors.MissingWeightsError` with the URL and the expected path.
+``pretrained=None`` and the file is loaded with ``frgd.weights.load_state_dict`` (``torch.load(weights_only=True)``);
+the 8631-way ``logits`` layer is dropped. Missing file -> :class:`frgd.errors.MissingWeightsError` with the URL and
+the expected path.
 
 Alignment: facenet was trained on MTCNN *bounding-box* crops (facenet-pytorch ``extract_face``: the box, margin 0,
 area-resized to 160x160, not landmark-aligned), normalised with ``fixed_image_standardization``
@@ -15,6 +16,7 @@ area-resized to 160x160, not landmark-aligned), normalised with ``fixed_image_st
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
@@ -29,8 +31,14 @@ FACENET_WEIGHTS_ID = "facenet-vggface2"
 FACENET_URL = "https://github.com/timesler/facenet-pytorch/releases/download/v2.2.9/20180402-114759-vggface2.pt"
 FACENET_CHIP = 160
 
-FFHQ_MTCNN_BOX_512 = np.array([0.0, 0.0, 0.0, 0.0])
-"""Mean facenet-pytorch MTCNN box ``(x1, y1, x2, y2)`` of faces128 crops in the 512 template frame (measured)."""
+FFHQ_MTCNN_BOX_512 = np.array([118.97, 97.25, 386.58, 457.04])
+"""Mean facenet-pytorch MTCNN box ``(x1, y1, x2, y2)`` of faces128 crops in the 512 template frame (measured).
+
+facenet-pytorch ``MTCNN.detect`` on 4x bicubic upscales of 300 random faces128 *train* crops (an upscale's pixel
+coordinates equal the 512 template frame exactly); mean of the 234 boxes within 40 px of the per-coordinate median
+(the rest were partial detections on the reflected borders); per-coordinate std 10-18 px. Box 267.6 x 359.8: MTCNN
+boxes are taller than wide, so the 160x160 chip is stretched horizontally by 1.34, as in facenet's own training crops.
+"""
 
 
 def mtcnn_box_chip_to_template(box: np.ndarray = FFHQ_MTCNN_BOX_512, size: int = FACENET_CHIP) -> np.ndarray:
@@ -41,20 +49,26 @@ def mtcnn_box_chip_to_template(box: np.ndarray = FFHQ_MTCNN_BOX_512, size: int =
 
 
 def facenet_weights_file() -> Path:
-    """The VGGFace2 checkpoint path (``frgd.weights`` entry ``facenet-vggface2``); raises if it is not on disk."""
+    """The VGGFace2 checkpoint (``frgd.weights`` entry ``facenet-vggface2``, which also searches the torch-hub cache).
+
+    facenet-pytorch itself caches the file in ``$TORCH_HOME/checkpoints`` (not ``hub/checkpoints``); that folder is
+    searched too. Raises :class:`frgd.errors.MissingWeightsError` with the URL and the expected path.
+    """
+    from ..weights import weights_path
+
     try:
-        from ..weights import weights_path
-    except ImportError:
-        weights_path = None
-    if weights_path is not None:
         return Path(weights_path(FACENET_WEIGHTS_ID))
-    p = Path(torch.hub.get_dir()) / "checkpoints" / Path(FACENET_URL).name
-    if not p.is_file():
-        raise MissingWeightsError(
-            f"facenet VGGFace2 weights not found at {p}; download {FACENET_URL} to that path "
-            f"(or run: frgd weights import {FACENET_WEIGHTS_ID} FILE)"
-        )
-    return p
+    except MissingWeightsError:
+        own = _facenet_pytorch_cache() / Path(FACENET_URL).name
+        if own.is_file():
+            return own
+        raise
+
+
+def _facenet_pytorch_cache() -> Path:
+    """facenet-pytorch's download folder: ``$TORCH_HOME`` (default ``$XDG_CACHE_HOME/torch``) ``/checkpoints``."""
+    home = os.environ.get("TORCH_HOME") or os.path.join(os.environ.get("XDG_CACHE_HOME", "~/.cache"), "torch")
+    return Path(os.path.expanduser(home)) / "checkpoints"
 
 
 class FacenetIdentityEncoder(IdentityEncoder):
@@ -84,10 +98,10 @@ class FacenetIdentityEncoder(IdentityEncoder):
     @classmethod
     def from_pretrained(cls, path: str | Path | None = None) -> FacenetIdentityEncoder:
         """Load the VGGFace2 checkpoint (``path`` or :func:`facenet_weights_file`)."""
+        from ..weights import load_state_dict
+
         p = Path(path) if path is not None else facenet_weights_file()
-        if not p.is_file():
-            raise MissingWeightsError(f"facenet weights not found at {p}; download {FACENET_URL}")
-        sd = torch.load(p, map_location="cpu", weights_only=True)
+        sd = load_state_dict(p)
         sd = {k: v for k, v in sd.items() if not k.startswith("logits.")}
         net = cls._build()
         net.load_state_dict(sd, strict=True)

@@ -41,9 +41,11 @@ def _box(x: np.ndarray) -> np.ndarray:
 def _lanczos(a: int) -> Callable[[np.ndarray], np.ndarray]:
     def k(x: np.ndarray) -> np.ndarray:
         # MATLAB: (a*sin(pi*x).*sin(pi*x/a) + eps) ./ ((pi^2*x.^2)/a + eps), zero outside |x| < a
-        return (a * np.sin(np.pi * x) * np.sin(np.pi * x / a) + np.finfo(np.float64).eps) / (
-            (np.pi**2 * x**2) / a + np.finfo(np.float64).eps
-        ) * (np.abs(x) < a)
+        return (
+            (a * np.sin(np.pi * x) * np.sin(np.pi * x / a) + np.finfo(np.float64).eps)
+            / ((np.pi**2 * x**2) / a + np.finfo(np.float64).eps)
+            * (np.abs(x) < a)
+        )
 
     return k
 

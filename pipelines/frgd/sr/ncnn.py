@@ -81,7 +81,9 @@ def parse_param(text: str) -> tuple[list[NcnnLayer], int]:
     """Parse the text of a ``.param`` file into layers (weights empty) and the blob count."""
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     if not lines or lines[0] != str(PARAM_MAGIC):
-        raise NcnnFormatError(f"not an ncnn text .param file (first line {lines[:1]!r}, expected {PARAM_MAGIC})")
+        raise NcnnFormatError(
+            f"not an ncnn text .param file (first line {lines[:1]!r}, expected the magic {PARAM_MAGIC})"
+        )
     try:
         layer_count, blob_count = (int(v) for v in lines[1].split())
     except ValueError as err:

@@ -274,13 +274,16 @@ def load_converted(name: str, device: torch.device | str = "cpu") -> torch.nn.Mo
 def ncnn_reference(param: str | Path, bin_: str | Path, x: np.ndarray, threads: int = 2) -> np.ndarray:
     """Run the official ``ncnn`` runtime (PyPI ``ncnn``) in float32 on ``x`` ``(3, H, W)`` in ``[0, 1]``.
 
-    fp16 storage/arithmetic and Vulkan are switched off so that only the weights' own fp16 rounding remains.
+    fp16 storage/arithmetic, Vulkan and fast-convolution transforms are switched off, so only the weights' own
+    fp16 rounding remains.
     """
     import ncnn  # dev extra
 
     net = ncnn.Net()
+    # plain float32 direct convolutions: no fp16/bf16, no Vulkan, and no winograd/sgemm weight transforms (those take
+    # seconds to prepare for the 351 convolutions of x4plus and only change the rounding)
     for opt in ("use_fp16_packed", "use_fp16_storage", "use_fp16_arithmetic", "use_bf16_storage",
-                "use_vulkan_compute"):  # fmt: skip
+                "use_vulkan_compute", "use_winograd_convolution", "use_sgemm_convolution"):  # fmt: skip
         if hasattr(net.opt, opt):
             setattr(net.opt, opt, False)
     net.opt.num_threads = threads

@@ -131,6 +131,14 @@ def tiled_upscale(
     )
 
     total = len(ys) * len(xs)
+    if total == 1:  # one tile: no blending buffers
+        check_cancel(cancel)
+        with torch.inference_mode(), autocast:
+            res = fn(x.to(run_device))
+        if res.shape[-2:] != (H * scale, W * scale):
+            raise InputError(f"upscaler returned {tuple(res.shape)} for a {H}x{W} input at scale {scale}")
+        report(progress, 1, 1, "tile 1/1")
+        return _to_out_dtype(res.float().to(x.device), out_dtype)
     out: torch.Tensor | None = None
     s = int(scale)
     done = 0

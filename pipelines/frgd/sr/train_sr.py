@@ -23,6 +23,7 @@ import logging
 import math
 import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -161,7 +162,23 @@ def train(args: argparse.Namespace) -> int:
     run.mkdir(parents=True, exist_ok=True)
     fh = logging.FileHandler(run / "train.log")
     fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    logging.getLogger().addHandler(fh)
+    fh.setLevel(logging.INFO)
+    logger.addHandler(fh)
+    old_level = logger.level
+    logger.setLevel(logging.INFO)
+    old_signals = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        return _train(args, run, device, rng)
+    finally:
+        logger.removeHandler(fh)
+        fh.close()
+        logger.setLevel(old_level)
+        if threading.current_thread() is threading.main_thread():
+            for sig, handler in old_signals.items():
+                signal.signal(sig, handler)
+
+
+def _train(args: argparse.Namespace, run: Path, device: torch.device, rng: np.random.Generator) -> int:
 
     model = EDSRLite(args.scale, args.num_feat, args.num_block, args.res_scale).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.9, 0.999))
@@ -180,10 +197,19 @@ def train(args: argparse.Namespace) -> int:
         own = model.state_dict()
         taken = {k: v for k, v in src.items() if k in own and own[k].shape == v.shape}
         model.load_state_dict(taken, strict=False)
-        logger.info("initialised %d/%d tensors from %s (skipped: %s)", len(taken), len(own), args.init,
-                    sorted(set(own) - set(taken)))
-    logger.info("model %s, %d parameters, args %s", model.config(), sum(p.numel() for p in model.parameters()),
-                {k: v for k, v in vars(args).items() if k != "func"})
+        logger.info(
+            "initialised %d/%d tensors from %s (skipped: %s)",
+            len(taken),
+            len(own),
+            args.init,
+            sorted(set(own) - set(taken)),
+        )
+    logger.info(
+        "model %s, %d parameters, args %s",
+        model.config(),
+        sum(p.numel() for p in model.parameters()),
+        {k: v for k, v in vars(args).items() if k != "func"},
+    )
 
     folders = [Path(f) for f in (args.train_dir or DEFAULT_TRAIN)]
     data = build_pairs(folders, args.scale, args.lr_patch)
@@ -194,8 +220,9 @@ def train(args: argparse.Namespace) -> int:
         logger.info("signal %d: saving and stopping", signum)
         stop["flag"] = True
 
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _stop)
+        signal.signal(signal.SIGINT, _stop)
 
     def save(tag: str = "last") -> None:
         ck = {
@@ -230,11 +257,17 @@ def train(args: argparse.Namespace) -> int:
         opt.step()
         step += 1
         n_log += args.batch
-        loss_acc += float(loss)
+        loss_acc += loss.detach().item()
         if step % args.log_every == 0:
             dt = time.time() - t_log
-            logger.info("step %d loss %.5f lr %.2e %.1f patches/s elapsed %.1f min", step, loss_acc / args.log_every,
-                        lr, n_log / dt, (elapsed_prev + time.time() - t_start) / 60)
+            logger.info(
+                "step %d loss %.5f lr %.2e %.1f patches/s elapsed %.1f min",
+                step,
+                loss_acc / args.log_every,
+                lr,
+                n_log / dt,
+                (elapsed_prev + time.time() - t_start) / 60,
+            )
             t_log, n_log, loss_acc = time.time(), 0, 0.0
         if step % args.ckpt_every == 0:
             save()

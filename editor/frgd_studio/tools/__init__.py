@@ -1,0 +1,1 @@
+"""Developer tools of the editor (e.g. the scripted README screenshot)."""

@@ -1,0 +1,152 @@
+"""FRGD training loop: fusion inputs, loss falls, exact resume, CLI, configs."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from frgd.cli.main import main as cli_main
+from frgd.diffusion.schedule import load_model_dir, make_train_scheduler
+from frgd.diffusion.train import load_config, make_training_inputs, min_snr_weight, train
+from frgd.errors import Cancelled, InputError
+
+
+def _tiny_cfg(**train_over) -> dict:
+    t = {
+        "steps": 6,
+        "batch_size": 4,
+        "log_every": 1,
+        "checkpoint_every": 3,
+        "sample_every": 0,
+        "num_threads": 1,
+        "device": "cpu",
+    }
+    t.update(train_over)
+    return {
+        "name": "test",
+        "model": {"tiny": True, "block_out_channels": [8, 16, 16], "norm_num_groups": 4, "attention_head_dim": 4},
+        "data": {"synthetic": True, "size": 16, "synthetic_items": 32, "synthetic_identities": 4},
+        "identity": {"backend": "synthetic"},
+        "optim": {"lr": 1e-3, "warmup_steps": 2},
+        "ema": {"decay": 0.9},
+        "train": t,
+    }
+
+
+def test_training_inputs_fusion():
+    sched = make_train_scheduler(prediction_type="v_prediction")
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.rand(2, 3, 8, 8, generator=g) * 2 - 1
+    deg = torch.rand(2, 3, 8, 8, generator=g)
+    noise = torch.randn(2, 3, 8, 8, generator=g)
+    mask = torch.zeros(2, 1, 8, 8)
+    mask[:, :, :4] = 1
+    t = torch.tensor([600, 600])
+    x_t, cond, target = make_training_inputs(sched, x0, deg, mask, torch.tensor([False, True]), noise, t)
+    ab = sched.alphas_cumprod[600]
+    torch.testing.assert_close(x_t, ab.sqrt() * x0 + (1 - ab).sqrt() * noise)
+    torch.testing.assert_close(target, ab.sqrt() * noise - (1 - ab).sqrt() * x0)
+    keep = mask.expand(-1, 3, -1, -1) == 0
+    torch.testing.assert_close(cond[0, 4:7][keep[0]], x0[0][keep[0]])  # masked fusion: clean known content
+    torch.testing.assert_close(cond[1, 4:7][keep[1]], x_t[1][keep[1]])  # noisy fusion: q(x_t | x0) as injected
+    assert (cond[:, 4:7][~keep] == 0).all()
+    torch.testing.assert_close(cond[:, 0:3], deg * 2 - 1)
+    eps_sched = make_train_scheduler(prediction_type="epsilon")
+    _, _, target = make_training_inputs(eps_sched, x0, deg, mask, torch.tensor([False, False]), noise, t)
+    torch.testing.assert_close(target, noise)
+
+
+def test_min_snr_weight():
+    sched = make_train_scheduler()
+    t = torch.tensor([0, 500, 999])
+    ab = sched.alphas_cumprod[t]
+    snr = ab / (1 - ab)
+    wv = min_snr_weight(sched.alphas_cumprod, t, 5.0, "v_prediction")
+    we = min_snr_weight(sched.alphas_cumprod, t, 5.0, "epsilon")
+    torch.testing.assert_close(wv, torch.minimum(snr, torch.tensor(5.0)) / (snr + 1))
+    torch.testing.assert_close(we, torch.minimum(snr, torch.tensor(5.0)) / snr)
+    assert we[0] < 1e-2 and we[-1] == pytest.approx(1.0)
+
+
+def test_config_validation(tmp_path):
+    with pytest.raises(InputError, match="unknown config key"):
+        load_config({"train": {"stepz": 3}})
+    with pytest.raises(InputError, match="unknown fusion config keys"):
+        load_config({"fusion": {"p_fusion": 0.5}})
+    with pytest.raises(InputError, match="not found"):
+        load_config(tmp_path / "nope.json")
+    for name in ("train_cpu_smoke", "train_frgd128_h100"):  # shipped presets load
+        cfg = load_config(name)
+        assert cfg["model"]["prediction_type"] == "v_prediction"
+
+
+def test_loss_falls_synthetic(tmp_path):
+    cfg = _tiny_cfg(steps=80, batch_size=8, log_every=10, checkpoint_every=0)
+    cfg["optim"]["lr"] = 2e-3
+    res = train(cfg, tmp_path / "run")
+    rows = [json.loads(line) for line in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == list(range(10, 81, 10))
+    assert all(r["img_per_s"] > 0 for r in rows)
+    first, last = rows[0]["loss"], np.mean([r["loss"] for r in rows[-2:]])
+    assert last < 0.7 * first, (first, last)
+    bundle = load_model_dir(res.model_dir)
+    assert bundle.identity.backend == "synthetic"
+
+
+def test_exact_resume(tmp_path):
+    cfg = _tiny_cfg(steps=6, sample_every=3, sample_count=2, sample_steps=2)
+    train(cfg, tmp_path / "a")
+    part = train(cfg, tmp_path / "b", max_steps=3)
+    assert part.step == 3 and (tmp_path / "b" / "checkpoints" / "step_0000003").is_dir()
+    done = train(cfg, tmp_path / "b", resume=True)
+    assert done.resumed_from == 3 and done.step == 6
+    for name in ("model.safetensors", "ema.safetensors"):
+        a = load_file(str(tmp_path / "a" / "checkpoints" / "step_0000006" / name))
+        b = load_file(str(tmp_path / "b" / "checkpoints" / "step_0000006" / name))
+        assert a.keys() == b.keys()
+        for k in a:
+            torch.testing.assert_close(a[k], b[k], atol=1e-6, rtol=1e-5)
+    a_ref = load_file(str(tmp_path / "a" / "checkpoints" / "step_0000006" / "model.safetensors"))
+    b3 = load_file(str(tmp_path / "b" / "checkpoints" / "step_0000003" / "model.safetensors"))
+    assert any(not torch.allclose(a_ref[k], b3[k]) for k in a_ref)  # training moved the weights after the resume
+    assert (tmp_path / "a" / "samples" / "step_0000003.png").is_file()
+    assert (tmp_path / "a" / "samples" / "step_0000006.png").is_file()
+
+
+def test_cli_train(tmp_path, capsys):
+    cfg_path = tmp_path / "cfg.json"
+    cfg_path.write_text(json.dumps(_tiny_cfg(steps=2, checkpoint_every=0)))
+    rc = cli_main(["train", "--config", str(cfg_path), "--output", str(tmp_path / "run"), "--json"])
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["kind"] == "frgd" and out["step"] == 2 and out["first_loss"] > 0
+    assert load_model_dir(out["model_dir"]).model.config.prediction_type == "v_prediction"
+    # resume with nothing left to do, and with no checkpoint
+    assert cli_main(["train", "--config", str(cfg_path), "--output", str(tmp_path / "run"), "--resume", "--json"]) == 0
+    assert cli_main(["train", "--config", str(cfg_path), "--output", str(tmp_path / "x"), "--resume"]) == 2
+    assert "no checkpoint" in capsys.readouterr().err
+    assert cli_main(["train", "--config", str(tmp_path / "missing.json")]) == 2
+    assert cli_main(["train", "--config", str(cfg_path), "--set", "train.bogus=1"]) == 2
+
+
+def test_cancel_saves_a_resumable_checkpoint(tmp_path):
+    from frgd.jobs import CancelToken
+
+    cfg = _tiny_cfg(steps=5, checkpoint_every=0)
+    token = CancelToken()
+    seen = []
+
+    def progress(done: int, total: int, message: str) -> None:
+        seen.append(done)
+        if done == 2:
+            token.cancel()
+
+    with pytest.raises(Cancelled):
+        train(cfg, tmp_path / "run", progress=progress, cancel=token)
+    assert seen == [1, 2] and (tmp_path / "run" / "checkpoints" / "step_0000002").is_dir()
+    res = train(cfg, tmp_path / "run", resume=True)
+    assert res.resumed_from == 2 and res.step == 5

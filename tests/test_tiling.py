@@ -1,0 +1,124 @@
+"""Tiled inference: identical to untiled for local networks, seam-free blending, progress, cancel, memory helpers."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from frgd.archs.srvgg_arch import SRVGGNetCompact
+from frgd.errors import Cancelled, InputError
+from frgd.jobs import CancelToken
+from frgd.sr.tiling import choose_tile, tile_bounds, tiled_upscale
+
+
+def _net(seed: int = 0) -> SRVGGNetCompact:
+    """Five 3x3 convolutions: receptive-field radius 5 input pixels."""
+    torch.manual_seed(seed)
+    net = SRVGGNetCompact(num_feat=8, num_conv=3, upscale=4).eval()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.normal_(0, 0.2)
+    return net
+
+
+@pytest.mark.parametrize(
+    "size,tile,overlap,blend",
+    [((37, 53), 16, 8, 4), ((37, 53), 20, 6, 2), ((64, 48), 32, 10, 10), ((31, 29), 8, 6, 2), ((37, 53), 16, 5, 0)],
+)
+def test_tiled_equals_untiled_when_overlap_covers_receptive_field(size, tile, overlap, blend) -> None:
+    net = _net()
+    x = torch.rand(1, 3, *size, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        ref = net(x)
+    out = tiled_upscale(net, x, 4, tile=tile, overlap=overlap, blend=blend)
+    assert out.shape == ref.shape and out.dtype == torch.float32
+    assert (out - ref).abs().max().item() < 1e-4
+
+
+def test_too_small_overlap_is_detectably_different() -> None:
+    """The equality above is not vacuous: with 1 px of context the tile borders differ."""
+    net = _net()
+    x = torch.rand(1, 3, 40, 40, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        ref = net(x)
+    out = tiled_upscale(net, x, 4, tile=16, overlap=1, blend=0)
+    assert (out - ref).abs().max().item() > 1e-2
+
+
+def test_blend_weights_partition_unity_and_hide_seams() -> None:
+    """Each tile adds its own constant: the result must be a smooth cross-fade, not a step, and sum weights to 1."""
+    calls = []
+
+    def fn(t: torch.Tensor) -> torch.Tensor:
+        calls.append(t.shape)
+        return F.interpolate(t, scale_factor=2, mode="nearest") * 0 + float(len(calls))
+
+    x = torch.zeros(1, 3, 40, 40)
+    out = tiled_upscale(fn, x, 2, tile=20, overlap=8, blend=8)
+    assert len(calls) == 4
+    assert out.min() >= 1.0 - 1e-6 and out.max() <= 4.0 + 1e-6  # convex combination of the tiles' values
+    # far from the borders each tile's own value survives
+    assert torch.allclose(out[0, 0, 2, 2], torch.tensor(1.0)) and torch.allclose(out[0, 0, -3, -3], torch.tensor(4.0))
+    # across the vertical border of tiles 1|2 (a step of 1.0) the largest jump between neighbours is a ramp step
+    row = out[0, 0, 5]
+    max_jump = (row[1:] - row[:-1]).abs().max().item()
+    band_px = 8 * 2
+    assert max_jump < 1.0 * math.pi / (2 * band_px) + 1e-4
+
+
+def test_uint8_output_matches_rounded_untiled() -> None:
+    net = _net(3)
+    x = torch.rand(1, 3, 30, 34, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        ref = (net(x).clamp(0, 1) * 255).round()
+    out = tiled_upscale(net, x, 4, tile=12, overlap=8, out_dtype=torch.uint8)
+    assert out.dtype == torch.uint8
+    assert (out.float() - ref).abs().max().item() <= 1.0
+
+
+def test_progress_per_tile_and_cancel_between_tiles() -> None:
+    seen = []
+    x = torch.rand(1, 3, 30, 45)
+    fn = lambda t: F.interpolate(t, scale_factor=2, mode="nearest")  # noqa: E731
+    tiled_upscale(fn, x, 2, tile=15, overlap=4, progress=lambda d, t, m: seen.append((d, t, m)))
+    assert [s[0] for s in seen] == list(range(1, 7)) and all(s[1] == 6 for s in seen)
+    assert seen[-1][2] == "tile 6/6"
+
+    token = CancelToken()
+    calls = []
+
+    def cancelling(t: torch.Tensor) -> torch.Tensor:
+        calls.append(1)
+        token.cancel()
+        return fn(t)
+
+    with pytest.raises(Cancelled):
+        tiled_upscale(cancelling, x, 2, tile=15, overlap=4, cancel=token)
+    assert len(calls) == 1
+
+
+def test_tile_bounds_have_no_slivers() -> None:
+    b = tile_bounds(100, 96)
+    assert b == [(0, 50), (50, 100)]
+    assert tile_bounds(7, 100) == [(0, 7)]
+    assert sum(hi - lo for lo, hi in tile_bounds(1001, 64)) == 1001
+
+
+def test_choose_tile_from_memory_cap() -> None:
+    assert choose_tile(100, 200, 1000.0, 1e9, 16) == 200  # fits: no tiling
+    t = choose_tile(3000, 4000, 20_000.0, 1e9, 16)
+    assert t % 8 == 0 and (t + 32) ** 2 * 20_000 <= 1e9 and (t + 40) ** 2 * 20_000 > 1e9
+    assert choose_tile(3000, 4000, 1e9, 1e6, 16) == 32  # floor
+
+
+def test_bad_arguments() -> None:
+    fn = lambda t: t  # noqa: E731
+    with pytest.raises(InputError):
+        tiled_upscale(fn, torch.rand(3, 8, 8), 1)
+    with pytest.raises(InputError):
+        tiled_upscale(fn, torch.rand(1, 3, 8, 8), 0)
+    with pytest.raises(InputError, match="returned"):
+        tiled_upscale(fn, torch.rand(1, 3, 8, 8), 2)
