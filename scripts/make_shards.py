@@ -4,6 +4,7 @@ Usage::
 
     .venv/bin/python scripts/make_shards.py --root ../shared/data/faces128 --out out/faces128_shards \
         [--splits train val] [--max-mib 40] [--limit N per split] [--embeddings] [--aug 2] [--device cpu] [--batch 64]
+    .venv/bin/python scripts/make_shards.py --out out/faces128_shards --embed-only --device cuda   # on the GPU box
 
 Writes ``OUT/shard_XXXX.npz`` (``allow_pickle=False`` arrays: ``blob`` uint8 concatenated JPEG bytes as stored in
 faces128, ``offsets`` int64 ``(N + 1,)``, ``files``, ``splits``, ``identities`` (unicode), ``landmarks`` float32
@@ -40,7 +41,8 @@ def pack(root: Path, out: Path, splits: list[str], max_mib: float = 40.0, limit:
     if limit:
         recs = [r for split in splits for r in [q for q in recs if q.split == split][:limit]]
     out.mkdir(parents=True, exist_ok=True)
-    budget = int(max_mib * 1024 * 1024) - 64 * 1024  # headroom for the metadata arrays
+    cap = int(max_mib * 1024 * 1024)
+    budget = cap - min(64 * 1024, cap // 20)  # headroom for the npz container
     shards: list[str] = []
     cur: list[tuple] = []
     cur_bytes = 0
@@ -69,13 +71,21 @@ def pack(root: Path, out: Path, splits: list[str], max_mib: float = 40.0, limit:
         logger.info("%s: %d faces, %.1f MiB", name, len(cur), size / 2**20)
         cur, cur_bytes = [], 0
 
+    def npz_size(jpeg_bytes: int, n: int, max_chars: int) -> int:
+        # numpy unicode arrays take 4 bytes per character of the longest string; + offsets and landmarks
+        return jpeg_bytes + n * (4 * max_chars + 8 + 40) + 4096  # + zip/npy headers
+
+    maxlen = (0, 0, 0)  # longest file name, identity, split in the current shard
     for rec in recs:
         data = (root / rec.file).read_bytes()
-        per_item = len(data) + 200  # + metadata
-        if cur and cur_bytes + per_item > budget:
+        lens = (len(rec.file), len(rec.identity), len(rec.split))
+        grown = tuple(max(a, b) for a, b in zip(maxlen, lens))
+        if cur and npz_size(cur_bytes + len(data), len(cur) + 1, sum(grown)) > budget:
             flush()
+            grown = lens
         cur.append((data, rec))
-        cur_bytes += per_item
+        cur_bytes += len(data)
+        maxlen = grown
     flush()
     index = {
         "format": "frgd-faces-shards-v1",
@@ -137,12 +147,17 @@ def compute_embeddings(
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--root", required=True, help="faces128 folder (labels.csv)")
+    ap.add_argument("--root", help="faces128 folder (labels.csv); not needed with --embed-only")
     ap.add_argument("--out", required=True, help="output folder (never inside the committed tree)")
     ap.add_argument("--splits", nargs="+", default=["train", "val"], choices=["train", "val"])
     ap.add_argument("--max-mib", type=float, default=40.0)
     ap.add_argument("--limit", type=int, help="pack only the first N faces of each split (testing, smoke runs)")
     ap.add_argument("--embeddings", action="store_true", help="also compute identity embeddings")
+    ap.add_argument(
+        "--embed-only",
+        action="store_true",
+        help="only compute OUT/embeddings.npz for existing shards in OUT (e.g. on the GPU machine: --device cuda)",
+    )
     ap.add_argument("--backend", default="dlib", help="identity backend (frgd.identity.get_identity_encoder)")
     ap.add_argument("--aug", type=int, default=2, help="fixed reference augmentations per single-photo face")
     ap.add_argument("--device", default="cpu")
@@ -150,10 +165,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
-    root, out = Path(args.root), Path(args.out)
-    index = pack(root, out, args.splits, args.max_mib, args.limit)
-    sys.stdout.write(json.dumps({k: index[k] for k in ("count", "splits")} | {"shards": len(index["shards"])}) + "\n")
-    if args.embeddings:
+    out = Path(args.out)
+    if not args.embed_only:
+        if not args.root:
+            ap.error("--root is required unless --embed-only")
+        index = pack(Path(args.root), out, args.splits, args.max_mib, args.limit)
+        summary = {k: index[k] for k in ("count", "splits")} | {"shards": len(index["shards"])}
+        sys.stdout.write(json.dumps(summary) + "\n")
+    if args.embeddings or args.embed_only:
         from frgd.identity import get_identity_encoder
 
         enc = get_identity_encoder(args.backend, args.device)

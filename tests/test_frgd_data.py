@@ -159,8 +159,9 @@ def test_folder_and_shards_give_identical_items(tmp_path):
     root = tmp_path / "faces"
     _fake_faces128(root)
     ms = _make_shards_module()
-    index = ms.pack(root, tmp_path / "shards", ["train", "val"], max_mib=0.02)
+    index = ms.pack(root, tmp_path / "shards", ["train", "val"], max_mib=0.012)
     assert index["count"] == 9 and len(index["shards"]) >= 2  # the size cap splits them
+    assert all((tmp_path / "shards" / n).stat().st_size <= 0.012 * 2**20 for n in index["shards"])
     cfg = FacesDataConfig(size=32, seed=5)
     folder = FacesDataset(root, "train", cfg)
     shards = FacesDataset(tmp_path / "shards", "train", cfg)

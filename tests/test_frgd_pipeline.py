@@ -100,8 +100,9 @@ def test_mask_outside_equals_base_exactly(pipe, degraded):
     base = torch.rand(1, 3, S, S, generator=g)
     mask = torch.zeros(1, 1, S, S)
     mask[..., 8:24, 10:22] = 1.0
-    for feather in (0, 3):
-        out = pipe(degraded, num_samples=2, seeds=[1, 2], steps=3, mask=mask, base=base, feather=feather).images
+    for feather, scheduler in ((0, "ddim"), (3, "ddim"), (0, "dpmpp")):
+        kw = dict(mask=mask, base=base, feather=feather, scheduler=scheduler)
+        out = pipe(degraded, num_samples=2, seeds=[1, 2], steps=3, **kw).images
         outside = (mask == 0).expand(2, 3, S, S)
         assert torch.equal(out[outside], base.expand(2, 3, S, S)[outside])
         inside = (mask == 1).expand(2, 3, S, S)

@@ -150,3 +150,8 @@ def test_cancel_saves_a_resumable_checkpoint(tmp_path):
     assert seen == [1, 2] and (tmp_path / "run" / "checkpoints" / "step_0000002").is_dir()
     res = train(cfg, tmp_path / "run", resume=True)
     assert res.resumed_from == 2 and res.step == 5
+
+
+def test_max_minutes_stops_early(tmp_path):
+    res = train(_tiny_cfg(steps=50, checkpoint_every=0, max_minutes=1e-9), tmp_path / "run")
+    assert res.step == 1 and (tmp_path / "run" / "model" / "config.json").is_file()

@@ -115,6 +115,11 @@ def test_convert_entry_through_the_weights_manager(tmp_path: Path) -> None:
     x = _img(10, 12)
     with torch.no_grad():
         torch.testing.assert_close(up(x), net(x).clamp(0, 1), atol=1e-5, rtol=0)
+    pipe = UpscalePipeline(up)
+    assert up.receptive_radius == 5 and pipe.default_overlap() == 8  # 5 convs -> exact tiling with 8 px context
+    tiled = pipe(_img(40, 44, 2), tile=16)
+    assert tiled.n_tiles == 9 and tiled.overlap == 8
+    assert (tiled.image - up(_img(40, 44, 2))).abs().max().item() < 1e-4
     up2 = get_upscaler("realesr-animevideov3", 2)  # network x4, then MATLAB bicubic down to x2
     assert up2(x).shape == (1, 3, 20, 24)
 

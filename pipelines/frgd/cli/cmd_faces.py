@@ -135,8 +135,7 @@ def _cmd_align(args: argparse.Namespace) -> int:
         results.append({**meta, "crop": str(png), "sidecar": str(sidecar)})
     data = {"image": str(args.image), "width": int(img.shape[1]), "height": int(img.shape[0]), "faces": results}
     text = "\n".join(
-        f"face {r['face']}: {r['crop']} (native scale {r['native_scale']:.2f}, score {r['score']:.3f})"
-        for r in results
+        f"face {r['face']}: {r['crop']} (native scale {r['native_scale']:.2f}, score {r['score']:.3f})" for r in results
     )
     emit(args, data, text)
     return 0

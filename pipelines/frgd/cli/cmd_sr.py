@@ -58,7 +58,9 @@ def register(root: argparse._SubParsersAction, groups: dict[str, argparse._SubPa
     p.add_argument("--model", default="bicubic", choices=names, help="upscaler (default bicubic)")
     p.add_argument("--scale", type=int, default=None, metavar="S", help="factor (default: the model's own, 4)")
     p.add_argument("--tile", type=_tile, default="auto", metavar="N", help="tile side in input px, 0 = off, auto")
-    p.add_argument("--overlap", type=int, default=16, metavar="PX", help="tile context in input px (default 16)")
+    p.add_argument(
+        "--overlap", type=int, default=None, metavar="PX", help="tile context in input px (default: from the model)"
+    )
     p.add_argument("--device", default="auto", choices=DEVICE_CHOICES, help="compute device (default auto)")
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists (never the input)")
     add_json_flags(p)
@@ -200,7 +202,7 @@ def _cmd_upscale(args: argparse.Namespace) -> int:
         alpha = a_up[0, 0].clamp(0, 1).numpy()
     prov = Provenance(
         model=pipe.upscaler.name,
-        parameters={"command": "upscale", "scale": pipe.scale, "tile": res.tile, "overlap": args.overlap},
+        parameters={"command": "upscale", "scale": pipe.scale, "tile": res.tile, "overlap": res.overlap},
         source_hash=file_sha256(src),
     )
     saved = save_image(out, rgb, alpha=alpha, provenance=prov, overwrite=args.overwrite, protect=[src])
@@ -212,6 +214,7 @@ def _cmd_upscale(args: argparse.Namespace) -> int:
         "size_in": [loaded.width, loaded.height],
         "size_out": [int(rgb.shape[1]), int(rgb.shape[0])],
         "tile": res.tile,
+        "overlap": res.overlap,
         "tiles": res.n_tiles,
         "seconds": round(res.seconds, 3),
         "device": res.device,
@@ -438,8 +441,12 @@ def _bench_photo(size: tuple[int, int], model: str, scale: int, dev) -> dict[str
     x = _synthetic(h, w, seed=1)
     pipe = UpscalePipeline(model, scale=scale, device=dev)
     t0 = time.perf_counter()
+    def note(done: int, total: int, message: str) -> None:
+        sys.stderr.write(f"photo {model}: {message}, {time.perf_counter() - t0:.0f} s\n")
+        sys.stderr.flush()
+
     with _RSSSampler(interval=0.05) as rss:
-        res = pipe(x, tile="auto", out_dtype=torch.uint8)
+        res = pipe(x, tile="auto", out_dtype=torch.uint8, progress=note)
     out = {
         "model": model,
         "scale": scale,

@@ -21,6 +21,9 @@ Run folder (``--output``)::
                             torch RNG), state.json (step, EMA counters, numpy/python RNG states, data position)
     model/                  the final model directory (EMA weights; see frgd.diffusion.schedule)
 
+``train.max_minutes`` stops early (checkpoint + export) when the wall-clock budget is spent; the LR schedule keeps
+its length, so size ``train.steps`` to the budget (measure img/s with ``--max-steps 200`` first).
+
 Resume (``resume=True``) restores the latest checkpoint exactly: model, EMA, optimizer, LR scheduler, step, the
 torch/numpy/python RNG states, the noise generator and the data position (the sampler restarts at the same batch), so
 an interrupted run ends with the same weights as an uninterrupted one (tested).
@@ -95,6 +98,7 @@ DEFAULTS: dict[str, Any] = {
         "sample_every": 0,
         "sample_count": 4,
         "sample_steps": 25,
+        "max_minutes": None,
     },
 }
 
@@ -547,6 +551,7 @@ class Trainer:
         ckpt_every = int(tcfg["checkpoint_every"])
         sample_every = int(tcfg["sample_every"])
         log_path = self.run_dir / "train_log.jsonl"
+        max_s = float(tcfg["max_minutes"]) * 60 if tcfg["max_minutes"] else None
         self.model.train()
         first_loss = last_loss = ips = None
         losses: list[float] = []
@@ -602,11 +607,26 @@ class Trainer:
                 t_log += time.perf_counter() - t_extra  # img/s counts training time only
                 if self.step >= stop:
                     break
+                if max_s and self.step % log_every == 0 and self._out_of_time(t_run, max_s):
+                    logger.warning("train.max_minutes reached at step %d; stopping", self.step)
+                    break
             self.save_checkpoint()
             if sample_every and self.step % sample_every != 0:
                 self.save_samples()
         model_dir = self.export(self.run_dir / "model") if acc.is_main_process else None
         return TrainResult(self.run_dir, model_dir, self.step, first_loss, last_loss, ips, resumed_from)
+
+    @property
+    def identity_backend(self) -> str:
+        """Backend recorded in ``identity.json``: ``synthetic`` for synthetic data (random identity vectors)."""
+        return "synthetic" if self.cfg["data"]["synthetic"] else str(self.cfg["identity"]["backend"])
+
+    def _out_of_time(self, t_run: float, max_s: float) -> bool:
+        """All processes agree (max over processes) whether the wall-clock budget is spent."""
+        over = torch.tensor([float(time.perf_counter() - t_run > max_s)], device=self.accelerator.device)
+        if self.accelerator.num_processes > 1:
+            over = self.accelerator.gather(over).max()
+        return bool(over.item())
 
     def export(self, out_dir: Path) -> Path:
         """Write the EMA weights as a model directory."""
@@ -618,7 +638,7 @@ class Trainer:
                 out_dir,
                 model,
                 self.noise_scheduler,
-                IdentityInfo(backend=self.cfg["identity"]["backend"], dim=int(model.config.identity_dim)),
+                IdentityInfo(backend=self.identity_backend, dim=int(model.config.identity_dim)),
             )
         finally:
             self.ema.restore(model.parameters())

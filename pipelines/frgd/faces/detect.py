@@ -2,7 +2,8 @@
 
 MTCNN's P-Net looks at 12x12 windows, so the smallest face it can see is 12 px at its first pyramid scale, and faces
 of 12-20 px are found unreliably. :class:`FaceDetector` therefore upsamples small images (bicubic) so that the smallest
-requested face (``min_face_size``) is at least :data:`UPSAMPLE_TARGET` px in the detection image, and downsamples
+requested face (``min_face_size``) is at least :data:`UPSAMPLE_TARGET` px in the detection image (within
+:data:`UPSAMPLE_MAX_PIXELS`), and downsamples
 very large images (area) to at most :data:`MAX_DETECT_PIXELS` pixels; boxes and landmarks are mapped back to the
 input image with the exact pixel-centre resize mapping.
 
@@ -17,7 +18,6 @@ import math
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
 
 import cv2
 import numpy as np
@@ -33,6 +33,9 @@ MTCNN_MIN_FACE = 12
 UPSAMPLE_TARGET = 24.0
 """Small faces are upsampled so that ``min_face_size`` becomes this many pixels in the detection image."""
 MAX_UPSAMPLE = 4.0
+UPSAMPLE_MAX_PIXELS = 2_000_000
+"""Automatic upsampling is for small images: it stops where the detection image would exceed this many pixels
+(a 640x480 photo is searched at 2x; from about 1630x1230 up, at 1x). Pass ``upsample=`` to force a factor."""
 MTCNN_COORD_OFFSET = 1.0
 """MTCNN (a MATLAB/Caffe port) reports positions as 1-based pixel centres: OpenCV pixel-centre ``x = x_mtcnn - 1``.
 
@@ -153,14 +156,17 @@ class FaceDetector:
         )
         self._lock = threading.Lock()
 
-    def detection_scale(self, shape: tuple[int, int], *, upsample_small: bool = True, min_face_size=None) -> float:
+    def detection_scale(
+        self, shape: tuple[int, int], *, upsample_small: bool = True, min_face_size: float | None = None
+    ) -> float:
         """Resize factor applied before MTCNN for an image of ``shape`` ``(H, W)``."""
         h, w = int(shape[0]), int(shape[1])
         m = float(min_face_size or self.min_face_size)
         budget = math.sqrt(self.max_pixels / float(h * w))
         if upsample_small and m < UPSAMPLE_TARGET:
-            up = min(UPSAMPLE_TARGET / m, MAX_UPSAMPLE)
-            return float(max(min(up, budget), min(1.0, budget)))
+            up = min(UPSAMPLE_TARGET / m, MAX_UPSAMPLE, math.sqrt(UPSAMPLE_MAX_PIXELS / float(h * w)))
+            if up > 1.0:
+                return float(up)
         return float(min(1.0, budget))
 
     def check_inputs(self, img: np.ndarray) -> np.ndarray:
@@ -191,7 +197,7 @@ class FaceDetector:
         Args:
             img: ``(H, W, 3)`` RGB uint8 (uint16/float [0, 1] are converted).
             upsample_small: upsample so faces of ``min_face_size`` px become ``UPSAMPLE_TARGET`` px (up to 4x,
-                within the pixel budget).
+                while the detection image stays within ``UPSAMPLE_MAX_PIXELS``).
             upsample: force this detection resize factor instead (e.g. 2.0 or 4.0; < 1 downsamples).
             min_face_size: override the detector's ``min_face_size`` for this call (input pixels).
 
@@ -201,7 +207,11 @@ class FaceDetector:
         img = self.check_inputs(img)
         h, w = img.shape[:2]
         m = float(min_face_size or self.min_face_size)
-        s = float(upsample) if upsample else self.detection_scale((h, w), upsample_small=upsample_small, min_face_size=m)
+        s = (
+            float(upsample)
+            if upsample
+            else self.detection_scale((h, w), upsample_small=upsample_small, min_face_size=m)
+        )
         if s <= 0:
             raise InputError(f"upsample factor must be positive, got {upsample}")
         if abs(s - 1.0) > 1e-6:
@@ -275,7 +285,9 @@ def select(
         try:
             idx = [int(t) for t in key.split(",") if t.strip()]
         except ValueError:
-            raise InputError(f"unknown face selection {which!r}; use all, largest, center or indices like 0,2") from None
+            raise InputError(
+                f"unknown face selection {which!r}; use all, largest, center or indices like 0,2"
+            ) from None
     elif isinstance(which, (int, np.integer)):
         idx = [int(which)]
     else:

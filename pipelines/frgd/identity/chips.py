@@ -49,7 +49,8 @@ FFHQ_DLIB_LANDMARKS_128 = np.array(
 )
 """Mean dlib 5-point landmarks (dlib order) in faces128 crops, crop pixel coordinates; std 1.2-2.3 px per coordinate.
 
-Measured on 592 of 600 random faces128 train crops (8 had no HOG detection): ``/tmp`` script in ``docs/identity.md``.
+Measured on 592 of 600 random faces128 train crops (8 had no HOG detection), procedure in ``docs/identity.md``;
+``frgd eval identity`` re-measures it on val (``dlib_native_pipeline.landmarks_mean_128``: within 0.3 px).
 """
 
 ARCFACE_112 = np.array(

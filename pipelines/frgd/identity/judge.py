@@ -3,7 +3,8 @@
 **The judge never enters training or guidance.** It is an independent face-recognition network (MobileFaceNet,
 192-d, run through onnxruntime, no gradients) used only to *measure* identity preservation of restored faces, so that
 improvements obtained by guiding with one network (dlib / facenet) are checked by another one that the sampler never
-saw. Nothing in :mod:`frgd.diffusion` may import this module.
+saw. Training and guidance code must never import this module (evaluation code such as
+:mod:`frgd.diffusion.eval_faces` does).
 
 Model: ``mobilefacenet192.onnx`` (``../shared/weights/judge/``, research data, not shipped): input ``N x 3 x 112 x 112``
 RGB aligned on the ArcFace 112 template (:data:`frgd.identity.chips.ARCFACE_112`), normalised ``(x - 127.5) / 128``
@@ -140,6 +141,7 @@ def cv_accuracy(scores: np.ndarray, same: np.ndarray, higher_is_same: bool = Tru
     """10-fold cross-validated accuracy (threshold chosen on 9 folds, tested on the 10th): ``(mean, std)``."""
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(scores))
+    folds = max(2, min(folds, len(scores)))
     parts = np.array_split(order, folds)
     accs = []
     for k in range(folds):

@@ -33,9 +33,11 @@ if TYPE_CHECKING:  # torch is imported lazily so that listing names (CLI --help)
 logger = logging.getLogger(__name__)
 
 _NEURAL = {
-    # name: (native scales, peak working bytes per input pixel in float32 (measured with `frgd bench sr`, rounded up))
+    # name: (native scales, working bytes per input pixel in float32 used to size tiles). x4plus and animevideov3:
+    # `frgd bench sr` on CPU measured 17.9 kB and 1.4 kB (docs/results/bench_sr_cpu*.json), rounded up with margin;
+    # frgd-sr: an estimate for an EDSR-style body at LR resolution.
     "realesrgan-x4plus": ((4,), 24_000),
-    "realesr-animevideov3": ((4,), 6_000),
+    "realesr-animevideov3": ((4,), 3_000),
     "frgd-sr": ((2, 3, 4), 8_000),
 }
 _INTERP = {"bicubic": "bicubic", "lanczos": "lanczos3"}
@@ -112,7 +114,11 @@ def _module_upscaler(name: str, module: nn.Module, native: int, scale: int, devi
         return _to_scale(y.float(), h, w, scale).clamp_(0.0, 1.0)
 
     _, bpp = _NEURAL.get(name, ((native,), 8_000))
-    return Upscaler(name, scale, run, device, tileable=True, bytes_per_pixel=float(bpp), receptive_radius=None,
+    radius = None
+    cfg = getattr(module, "config", None)
+    if type(module).__name__ == "SRVGGNetCompact" and cfg is not None:
+        radius = cfg.num_conv + 2  # one pixel per 3x3 convolution, all at input resolution
+    return Upscaler(name, scale, run, device, tileable=True, bytes_per_pixel=float(bpp), receptive_radius=radius,
                     module=module, native_scale=native)  # fmt: skip
 
 

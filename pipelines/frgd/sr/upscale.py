@@ -10,6 +10,7 @@ Usage::
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass
 
@@ -35,7 +36,7 @@ class UpscaleOutput:
     Attributes:
         image: ``(1, 3, sH, sW)`` float32 in ``[0, 1]`` (or uint8 / float16 as requested), on the input's device.
         model: upscaler name; scale: factor; tile: core tile side used (input pixels); n_tiles: tiles run;
-        seconds: wall time; device: where the network ran.
+        overlap: context pixels per tile side; seconds: wall time; device: where the network ran.
     """
 
     image: torch.Tensor
@@ -45,6 +46,7 @@ class UpscaleOutput:
     n_tiles: int
     seconds: float
     device: str
+    overlap: int = 0
 
 
 class UpscalePipeline:
@@ -77,6 +79,17 @@ class UpscalePipeline:
         if overlap < 0:
             raise InputError(f"overlap must be >= 0, got {overlap}")
 
+    def default_overlap(self) -> int:
+        """Context pixels per tile side: enough for exact tiling when the receptive field is known, else 16.
+
+        With the default blend band (``overlap / 2``) tiling is exact for a radius ``R <= 3/4 * overlap``.
+        """
+        r = self.upscaler.receptive_radius
+        if r is None:
+            return DEFAULT_OVERLAP
+        ov = max(4, math.ceil(4 * r / 3))
+        return ov + ov % 2
+
     def _mem_cap(self, mem_cap: float | None) -> float:
         if mem_cap:
             return float(mem_cap)
@@ -86,7 +99,9 @@ class UpscalePipeline:
             return 0.5 * free
         return DEFAULT_CPU_MEM_CAP
 
-    def resolve_tile(self, h: int, w: int, tile: int | str | None = "auto", mem_cap: float | None = None) -> int:
+    def resolve_tile(
+        self, h: int, w: int, tile: int | str | None = "auto", mem_cap: float | None = None, overlap: int | None = None
+    ) -> int:
         """Core tile side for an ``h`` x ``w`` input: explicit, ``0``/``None`` = whole image, or from the memory cap."""
         if tile in (None, 0) or not self.upscaler.tileable:
             return max(h, w)
@@ -94,14 +109,15 @@ class UpscalePipeline:
             bpp = self.upscaler.bytes_per_pixel
             if self.upscaler.device.type == "cuda":
                 bpp *= 0.5  # fp16 activations
-            return choose_tile(h, w, bpp, self._mem_cap(mem_cap), DEFAULT_OVERLAP)
+            ov = self.default_overlap() if overlap is None else overlap
+            return choose_tile(h, w, bpp, self._mem_cap(mem_cap), ov)
         return int(tile)
 
     def __call__(
         self,
         x: torch.Tensor,
         tile: int | str | None = "auto",
-        overlap: int = DEFAULT_OVERLAP,
+        overlap: int | None = None,
         progress: ProgressFn | None = None,
         cancel: CancelToken | None = None,
         out_dtype: torch.dtype = torch.float32,
@@ -111,12 +127,14 @@ class UpscalePipeline:
         """Upscale ``x`` ``(1, 3, H, W)`` in ``[0, 1]``; see :class:`UpscaleOutput`.
 
         ``tile``: ``"auto"`` (from ``mem_cap`` bytes, default 1 GB on CPU / half the free GPU memory), ``0`` for
-        no tiling, or a core tile side in input pixels. ``fp16``: CUDA autocast (ignored on CPU).
+        no tiling, or a core tile side in input pixels. ``overlap``: context pixels per tile side (default
+        :meth:`default_overlap`). ``fp16``: CUDA autocast (ignored on CPU).
         On a CUDA out-of-memory error the tile is halved and the image retried (down to 64 px).
         """
+        overlap = self.default_overlap() if overlap is None else int(overlap)
         self.check_inputs(x, tile, overlap)
         h, w = x.shape[-2:]
-        t = self.resolve_tile(h, w, tile, mem_cap)
+        t = self.resolve_tile(h, w, tile, mem_cap, overlap)
         up = self.upscaler
         dtype = torch.float16 if (fp16 and up.device.type == "cuda") else None
         t0 = time.perf_counter()
@@ -146,4 +164,5 @@ class UpscalePipeline:
             n_tiles=n_tiles,
             seconds=time.perf_counter() - t0,
             device=describe_device(up.device),
+            overlap=overlap,
         )
