@@ -470,6 +470,7 @@ def test_main_entry_opens_photo(qtbot, photo_file):
         seen["shape"] = win.doc.photo.shape
         seen["title"] = win.windowTitle()
         seen["device"] = win.device_label.text()
+        win.interactive = False  # no "quit without saving?" question in a test
         win.close()
         QApplication.instance().quit()
 

@@ -33,6 +33,14 @@ def reference() -> np.ndarray:
     return load_rgb(resource_path("demo", "astronaut_reference.jpg"))
 
 
+@pytest.fixture(scope="module")
+def ref_face(reference) -> DetectedFace:
+    """The demo reference's face (eye distance ~43 px) detected at 1x."""
+    faces = detect_faces(reference, min_face_size=30)
+    assert len(faces) == 1
+    return faces[0]
+
+
 def check_upright(f: DetectedFace) -> None:
     """Landmark order matches the template: left eye left of right eye, nose below eyes, mouth below nose."""
     le, re_, nose, ml, mr = f.landmarks
@@ -77,20 +85,20 @@ def test_resize_map_uses_mtcnn_one_based_centres():
     assert (a, b) == (1.0, 0.0)
 
 
-def test_upsampled_detection_agrees_with_native(reference):
-    """Detecting at 1x, 2x and 0.5x maps back to the same landmarks (checks the coordinate convention)."""
+def test_upsampled_detection_agrees_with_native(reference, ref_face):
+    """Detecting at 2x and 0.5x maps back to the 1x landmarks (checks the coordinate convention)."""
     det = get_detector()
-    base = det.detect(reference, upsample=1.0)[0]
+    base = ref_face
     for s in (2.0, 0.5):
-        f = det.detect(reference, upsample=s)[0]
+        f = det.detect(reference, upsample=s, min_face_size=30)[0]
         err = np.linalg.norm(f.landmarks - base.landmarks, axis=1).mean()
         assert err < 1.0 + 1.0 / s, (s, err)
         assert abs(f.width - base.width) < 0.1 * base.width
 
 
-def test_tiny_face_in_large_canvas(reference):
+def test_tiny_face_in_large_canvas(reference, ref_face):
     """A face shrunk to ~13 px wide inside a 240x200 canvas is found with the default settings."""
-    f0 = detect_faces(reference)[0]
+    f0 = ref_face
     target = 13.0
     s = target / f0.width
     small = cv2.resize(reference, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
@@ -106,9 +114,9 @@ def test_tiny_face_in_large_canvas(reference):
     assert 0.6 * target < near[0].width < 1.6 * target
 
 
-def test_large_image_is_downscaled_for_detection(reference):
+def test_large_image_is_downscaled_for_detection(reference, ref_face):
     """A 3200x3200 photo (10 MP > 4 MP budget) is detected at reduced size and mapped back to full resolution."""
-    f0 = detect_faces(reference)[0]
+    f0 = ref_face
     big = cv2.resize(reference, (3200, 3200), interpolation=cv2.INTER_CUBIC)
     det = FaceDetector(min_face_size=200)
     assert det.detection_scale(big.shape[:2]) < 0.7
@@ -130,11 +138,11 @@ def test_no_face_and_bad_input():
         FaceDetector(thresholds=(0.6, 0.7))
 
 
-def test_float_and_rgba_input(reference):
-    a = detect_faces(reference)[0]
-    b = detect_faces(reference.astype(np.float32) / 255)[0]
+def test_float_and_rgba_input(reference, ref_face):
+    a = ref_face
+    b = detect_faces(reference.astype(np.float32) / 255, min_face_size=30)[0]
     rgba = np.concatenate([reference, np.full(reference.shape[:2] + (1,), 255, np.uint8)], 2)
-    c = detect_faces(rgba)[0]
+    c = detect_faces(rgba, min_face_size=30)[0]
     np.testing.assert_allclose(a.landmarks, b.landmarks, atol=1e-3)
     np.testing.assert_allclose(a.landmarks, c.landmarks, atol=1e-3)
 
@@ -168,7 +176,7 @@ def test_cli_detect_json(capsys):
     from frgd.cli.main import main
 
     path = resource_path("demo", "astronaut_reference.jpg")
-    assert main(["faces", "detect", str(path), "--json"]) == 0
+    assert main(["faces", "detect", str(path), "--json", "--min-size", "30"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert (data["width"], data["height"]) == (320, 320)
     assert len(data["faces"]) == 1
@@ -181,7 +189,8 @@ def test_cli_align_writes_crops_and_sidecars(tmp_path, capsys):
 
     path = resource_path("demo", "astronaut_reference.jpg")
     out = tmp_path / "faces"
-    assert main(["faces", "align", str(path), "-o", str(out), "--size", "256", "--faces", "largest", "--json"]) == 0
+    args = ["--size", "256", "--faces", "largest", "--min-size", "30", "--json"]
+    assert main(["faces", "align", str(path), "-o", str(out), *args]) == 0
     data = json.loads(capsys.readouterr().out)
     assert len(data["faces"]) == 1
     png = out / "astronaut_reference_face0.png"
@@ -191,9 +200,9 @@ def test_cli_align_writes_crops_and_sidecars(tmp_path, capsys):
     affine = np.array(meta["affine"])
     np.testing.assert_allclose(transform_points(affine, np.array(meta["landmarks"])), meta["crop_landmarks"], atol=1e-3)
     # writing again without --overwrite is refused with a one-line error
-    assert main(["faces", "align", str(path), "-o", str(out), "--size", "256"]) == 2
+    assert main(["faces", "align", str(path), "-o", str(out), "--size", "256", "--min-size", "30"]) == 2
     assert "already exists" in capsys.readouterr().err
-    assert main(["faces", "align", str(path), "-o", str(out), "--faces", "3"]) == 2
+    assert main(["faces", "align", str(path), "-o", str(out), "--faces", "3", "--min-size", "30"]) == 2
     assert "out of range" in capsys.readouterr().err
 
 

@@ -34,6 +34,7 @@ UpscaleFn = Callable[[torch.Tensor], torch.Tensor]
 
 DEFAULT_OVERLAP = 16
 MIN_TILE = 32
+FINALIZE_ROWS = 256
 
 
 def choose_tile(height: int, width: int, bytes_per_pixel: float, mem_cap_bytes: float, overlap: int) -> int:
@@ -173,7 +174,8 @@ def tiled_upscale(
             cx_lo = x0 - half if x0 > 0 else 0
             cx_hi = x1 + half if x1 < W else W
             rx0, rx1 = (cx_lo - px0) * s, (cx_hi - px0) * s
-            part = res[:, :, ry0:ry1, rx0:rx1] * (wy[ry0:ry1, None] * wx[None, rx0:rx1])
+            part = res[:, :, ry0:ry1, rx0:rx1] * wy[ry0:ry1, None]  # separable weights: no (h, w) weight map
+            part.mul_(wx[None, rx0:rx1])
             sy = (row_lo - strip_top) * s
             strip[:, :, sy : sy + part.shape[2], cx_lo * s : cx_hi * s] += part
             done += 1
@@ -181,7 +183,9 @@ def tiled_upscale(
         # rows above the next tile row's band are final
         final_hi = (y1 - half) if y1 < H else H
         n_final = (final_hi - strip_top) * s
-        out[:, :, strip_top * s : final_hi * s] = _to_out_dtype(strip[:, :, :n_final], out_dtype)
+        for r0 in range(0, n_final, FINALIZE_ROWS):  # in row chunks: the dtype conversion needs temporaries
+            r1 = min(n_final, r0 + FINALIZE_ROWS)
+            out[:, :, strip_top * s + r0 : strip_top * s + r1] = _to_out_dtype(strip[:, :, r0:r1], out_dtype)
         rest = strip[:, :, n_final:].clone()
         strip.zero_()
         strip[:, :, : rest.shape[2]] = rest
