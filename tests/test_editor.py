@@ -478,3 +478,76 @@ def test_main_entry_opens_photo(qtbot, photo_file):
     assert main(["--device", "cpu", str(photo_file)]) == 0
     assert seen["shape"] == (200, 240, 3)
     assert seen["title"].startswith("photo.png") and "CPU" in seen["device"]
+
+
+def test_sr_pane_background_and_drop(window, photo_file, tmp_path):
+    """SR pane (bicubic needs no weights): result listed, shown, used as the canvas faces are pasted onto."""
+    from PySide6.QtCore import QMimeData, QUrl
+    from PySide6.QtGui import QDropEvent
+
+    open_with_faces(window, photo_file)
+    sr = window.sr_panel
+    assert window.jobs.wait(30)
+    sr.model.setCurrentText("bicubic")
+    sr.scale.setCurrentIndex(sr.scale.findData(2))
+    assert sr.run_button.isEnabled(), sr.notice.text()
+    sr.run()
+    assert window.jobs.wait(60), window.errors
+    name = "SR bicubic ×2"
+    up = window.doc.pane_results[name]
+    assert up.shape == (400, 480, 3)
+    assert window.view_combo.currentText() == name
+    assert window.canvas.image_item.scale() == pytest.approx(0.5), "a 2x result covers the photo's scene rect"
+
+    resample(window, steps=2, samples=1, seed=1)
+    window.gallery_panel.apply_current()
+    sr.background.setChecked(True)
+    assert window.doc.background == name
+    result = window.doc.composite()
+    assert result.shape == up.shape, "faces are pasted onto the upscaled photo"
+    assert not np.array_equal(result, up)
+    window.stack.undo()  # background choice
+    assert window.doc.background is None and window.doc.composite().shape == window.doc.photo.shape
+    # GFPGAN without weights explains how to get them
+    assert "frgd weights" in window.gfpgan_panel.notice.text() or "not available" in window.gfpgan_panel.notice.text()
+
+    # drag and drop a photo onto the window opens it
+    other = tmp_path / "other.png"
+    from PIL import Image
+
+    Image.fromarray(np.zeros((50, 60, 3), np.uint8)).save(other)
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(other))])
+    ev = QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                    Qt.KeyboardModifier.NoModifier)  # fmt: skip
+    window.dropEvent(ev)
+    for _ in range(2):
+        assert window.jobs.wait(60)
+    assert window.doc.photo.shape == (50, 60, 3) and window.doc.pane_results == {}
+    assert window.settings.recent_files()[0].endswith("other.png")
+
+
+def test_gfpgan_pane_with_tiny_model(window, photo_file, monkeypatch, tmp_path):
+    """The GFPGAN pane runs the real GFPGANPipeline (tiny random GFPGANv1Clean instead of the official weights)."""
+    from frgd.archs.gfpganv1_clean_arch import GFPGANv1Clean
+    from frgd.sr import gfpgan
+
+    torch.manual_seed(0)
+    tiny = GFPGANv1Clean(out_size=64, num_style_feat=16, channel_multiplier=1, num_mlp=2, input_is_latent=True,
+                         different_w=True, narrow=1 / 16, sft_half=True, fix_decoder=False)  # fmt: skip
+    monkeypatch.setattr(gfpgan, "gfpgan_weights_path", lambda version="1.4", weights=None: tmp_path / "w.pth")
+    monkeypatch.setattr(gfpgan, "load_gfpgan", lambda version="1.4", weights=None, device="cpu": tiny)
+    open_with_faces(window, photo_file)
+    pane = window.gfpgan_panel
+    pane.refresh()
+    assert pane.run_button.isEnabled() and not pane.notice.isVisible()
+    pane.upscale.setCurrentIndex(pane.upscale.findData(2))
+    pane.run()
+    assert window.jobs.wait(60), window.errors
+    assert not window.errors, window.errors
+    name = "GFPGAN v1.4 ×2"
+    img = window.doc.pane_results[name]
+    assert img.shape == (400, 480, 3) and window.view_combo.currentText() == name
+    assert window.doc.pane_params[name]["model"] == "GFPGANv1.4"
+    window.stack.undo()
+    assert name not in window.doc.pane_results and window.view_combo.currentText() == "Result"

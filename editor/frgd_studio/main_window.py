@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import Qt, QTimer
+from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QActionGroup, QIcon, QKeySequence, QUndoStack
 from PySide6.QtWidgets import (
     QComboBox,
@@ -595,7 +595,7 @@ class MainWindow(QMainWindow):
                 return None
         index = self.doc.selected
         crop = self.doc.faces[index].crop
-        ident = str(self.settings.get("identity_backend"))
+        ident = self.identity_backend()
 
         def job(device, progress, cancel):
             ref = backend.load_reference(path, device)
@@ -611,13 +611,26 @@ class MainWindow(QMainWindow):
 
         return self.run_job(f"Add reference {Path(path).name}", job, done)
 
+    def identity_backend(self) -> str:
+        """The identity encoder used for reference scores: the FRGD model's (``identity.json``) or the setting."""
+        import json
+
+        path, problem = self.frgd_panel.model_status()
+        if path and not problem:
+            f = Path(path) / "identity.json"
+            try:
+                return str(json.loads(f.read_text()).get("backend", "dlib"))
+            except (OSError, ValueError):
+                pass
+        return str(self.settings.get("identity_backend"))
+
     def score_references(self) -> Job | None:
         face = self.doc.face()
         if face is None or not face.references:
             return None
         index = self.doc.selected
         crop, refs = face.crop, list(face.references)
-        ident = str(self.settings.get("identity_backend"))
+        ident = self.identity_backend()
 
         def done(scores) -> None:
             from dataclasses import replace
@@ -769,7 +782,3 @@ class MainWindow(QMainWindow):
                 return
         self.jobs.shutdown()
         super().closeEvent(event)
-
-
-def run_later(fn, ms: int = 0) -> None:
-    QTimer.singleShot(ms, fn)

@@ -470,7 +470,8 @@ def paste_back(
         if ref.shape[0] != sr:
             interp = cv2.INTER_AREA if ref.shape[0] > sr else cv2.INTER_CUBIC
             ref = cv2.resize(ref, (sr, sr), interpolation=interp)
-        face = match_color_lab(face, ref, weight=face_region_mask(sr, crop.crop_landmarks * sr / crop.size, "face"))
+        lm_r = (crop.crop_landmarks + 0.5) * (sr / crop.size) - 0.5
+        face = match_color_lab(face, ref, weight=face_region_mask(sr, lm_r, "face"))
 
     # Only warp into the canvas region the crop covers.
     hc, wc = canvas.shape[:2]

@@ -7,6 +7,10 @@ requested face (``min_face_size``) is at least :data:`UPSAMPLE_TARGET` px in the
 very large images (area) to at most :data:`MAX_DETECT_PIXELS` pixels; boxes and landmarks are mapped back to the
 input image with the exact pixel-centre resize mapping.
 
+Measured with the default settings (``min_face_size=12``: 2x upsampling of small images): faces128 val faces shrunk
+to 10/12/14/16 px face width (2.1 x eye distance) in a 160x120 canvas were found 9/10, 10/10, 10/10, 10/10 times, eye
+error 11/10/8/7 % of the face width; with ``min_face_size=6`` (4x) even 8 px faces were found (20/20, eye error 15 %).
+
 Landmarks are ``(5, 2)`` ``(x, y)``: left eye, right eye, nose, left mouth corner, right mouth corner ("left" =
 smaller x in the image, the order of :data:`frgd.faces.align.TEMPLATE_512`).
 """

@@ -143,11 +143,13 @@ def crop_to_dlib_chip_affine(crop_size: int, size: int = DLIB_CHIP_SIZE, padding
 def landmarks_to_template_frame(landmarks: np.ndarray) -> np.ndarray:
     """``(2, 3)`` 512 template frame -> image pixel for a face with ``landmarks`` (``(5,2)``, MTCNN order).
 
-    The inverse of the least-squares fit of ``landmarks`` onto the template, exactly as
-    :func:`frgd.faces.align.align_face` fits it, so the landmarks must be what ``align_face`` takes
+    The inverse of the LMEDS similarity fit of ``landmarks`` onto the template, exactly as
+    :func:`frgd.faces.align.align_face` fits it by default, so the landmarks must be what ``align_face`` takes
     (``DetectedFace.landmarks``).
     """
-    m = similarity_lstsq(landmarks, _ffhq_template_512())
+    from ..faces.align import estimate_similarity
+
+    m = estimate_similarity(np.asarray(landmarks, dtype=np.float64), _ffhq_template_512(), method="lmeds")
     return np.linalg.inv(np.vstack([m, [0.0, 0.0, 1.0]]))[:2]
 
 
