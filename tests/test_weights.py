@@ -460,3 +460,19 @@ def test_downloaded_file_has_normal_permissions(test_manifest: Path) -> None:
     finally:
         os.umask(old)
     assert (path.stat().st_mode & 0o777) == 0o644
+
+
+def test_import_frgd_model_folder_with_subfolders(tmp_path: Path) -> None:
+    """`frgd weights import DIR --name frgd-128` copies the whole model folder (scheduler/ included) and it loads."""
+    from frgd.archs.frgd_unet_arch import FRGDUNet, tiny_config
+    from frgd.diffusion.schedule import load_model_dir, make_train_scheduler, save_model_dir
+
+    torch.manual_seed(0)
+    model = FRGDUNet(**tiny_config())
+    src = save_model_dir(tmp_path / "run" / "model", model, make_train_scheduler({}))
+    assert main(["weights", "import", str(src), "--name", "frgd-128"]) == 0
+    dest = W.weights_path("frgd-128")
+    assert (dest / "scheduler" / "scheduler_config.json").is_file()
+    bundle = load_model_dir(dest)
+    for (k, a), (_, b) in zip(model.state_dict().items(), bundle.model.state_dict().items()):
+        assert torch.equal(a, b), k

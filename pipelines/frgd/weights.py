@@ -653,10 +653,11 @@ def import_model(path: str | os.PathLike[str], name: str | None = None) -> tuple
             raise FRGDError(
                 f"{p} is not {entry.name}: sha256 {actual} does not match the manifest ({expected}); nothing imported"
             )
-        dest = dest_dir / fname
+        dest = dest_dir / fname  # ``fname`` may name a sub-folder, e.g. ``scheduler/scheduler_config.json``
         if dest.exists() and dest.resolve() == p.resolve():
             continue
-        fd, tmp = tempfile.mkstemp(prefix=f".{fname}.", suffix=".tmp", dir=dest_dir)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
         os.close(fd)
         try:
             shutil.copyfile(p, tmp)

@@ -239,7 +239,8 @@ def proposed_model_config() -> tuple[dict[str, Any], str]:
             cfg = raw.get("model", raw)
             if isinstance(cfg, dict) and "config" in cfg and isinstance(cfg["config"], dict):
                 cfg = cfg["config"]
-            return dict(cfg), str(c)
+            shown = f"frgd_resources/presets/{c.name}" if c.parent.name == "presets" else str(c)
+            return dict(cfg), shown
     raise InputError(f"training preset {PROPOSED_PRESET} not found (looked in {', '.join(map(str, candidates[:3]))})")
 
 

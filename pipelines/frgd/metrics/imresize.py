@@ -3,10 +3,14 @@
 MATLAB's algorithm (``imresize.m``): for each dimension, output pixel ``x`` (1-based) maps to input coordinate
 ``u = x / scale + 0.5 * (1 - 1 / scale)``; the kernel is evaluated at ``u - j`` for the ``ceil(width) + 2`` input pixels
 ``j`` starting at ``floor(u - width / 2)``. When downscaling with antialiasing the kernel is stretched by ``1 / scale``
-(``h(x) = scale * k(scale * x)``). Weights are normalised to sum to one, out-of-range indices are mirrored
-(symmetric padding, which equals replication for the 1-2 pixels a bicubic kernel reaches) and all-zero weight
-columns are dropped. The dimension with the smaller scale is resized first (rows first when equal), and integer
-inputs are rounded and saturated after **each** pass.
+(``h(x) = scale * k(scale * x)``). Weights are normalised to sum to one and all-zero weight columns are dropped.
+The dimension with the smaller scale is resized first (rows first when equal), and integer inputs are rounded (half
+away from zero) and saturated after **each** pass.
+
+Borders: out-of-range indices are *replicated* by default (``border="replicate"``): that is what reproduces the
+official SR benchmark LR files (Set5/Set14 ``LR_bicubic``) bit for bit; ``imresize.m``'s mirror padding
+(``border="symmetric"``) differs from them by up to 10 grey levels along the borders when downscaling (the
+antialiased kernel reaches 4-8 pixels out). For upscaling the two differ only in the outermost output pixels.
 """
 
 from __future__ import annotations
