@@ -441,6 +441,7 @@ def _bench_photo(size: tuple[int, int], model: str, scale: int, dev) -> dict[str
     x = _synthetic(h, w, seed=1)
     pipe = UpscalePipeline(model, scale=scale, device=dev)
     t0 = time.perf_counter()
+
     def note(done: int, total: int, message: str) -> None:
         sys.stderr.write(f"photo {model}: {message}, {time.perf_counter() - t0:.0f} s\n")
         sys.stderr.flush()

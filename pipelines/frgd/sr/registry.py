@@ -33,12 +33,12 @@ if TYPE_CHECKING:  # torch is imported lazily so that listing names (CLI --help)
 logger = logging.getLogger(__name__)
 
 _NEURAL = {
-    # name: (native scales, working bytes per input pixel in float32 used to size tiles). x4plus and animevideov3:
-    # `frgd bench sr` on CPU measured 17.9 kB and 1.4 kB (docs/results/bench_sr_cpu*.json), rounded up with margin;
-    # frgd-sr: an estimate for an EDSR-style body at LR resolution.
+    # name: (native scales, working bytes per input pixel in float32 used to size tiles). `frgd bench sr` on CPU
+    # measured 17.9 kB (x4plus), 1.4-1.7 kB (animevideov3) and 2.1 kB (frgd-sr x4) per input pixel
+    # (docs/results/bench_sr_cpu*.json); the values here add margin.
     "realesrgan-x4plus": ((4,), 24_000),
     "realesr-animevideov3": ((4,), 3_000),
-    "frgd-sr": ((2, 3, 4), 8_000),
+    "frgd-sr": ((2, 3, 4), 4_000),
 }
 _INTERP = {"bicubic": "bicubic", "lanczos": "lanczos3"}
 MAX_INTERP_SCALE = 8
