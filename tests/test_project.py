@@ -100,3 +100,12 @@ def test_every_subcommand_has_help(capsys):
             main([*path, "--help"])
         assert e.value.code == 0, path
         assert "usage:" in capsys.readouterr().out, path
+
+
+@pytest.mark.parametrize("args", [["check", "."], ["format", "--check", "."]])
+def test_ruff_clean(args):
+    ruff = Path(sys.executable).with_name("ruff")
+    if not ruff.exists():
+        pytest.skip("ruff is not installed (dev extra)")
+    r = subprocess.run([str(ruff), *args], capture_output=True, text=True, cwd=REPO)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]

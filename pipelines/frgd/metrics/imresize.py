@@ -9,7 +9,7 @@ away from zero) and saturated after **each** pass.
 
 Borders: out-of-range indices are *replicated* by default (``border="replicate"``): that is what reproduces the
 official SR benchmark LR files (Set5/Set14 ``LR_bicubic``) bit for bit; ``imresize.m``'s mirror padding
-(``border="symmetric"``) differs from them by up to 10 grey levels along the borders when downscaling (the
+(``border="symmetric"``) differs from them by up to 11 grey levels along the borders when downscaling (the
 antialiased kernel reaches 4-8 pixels out). For upscaling the two differ only in the outermost output pixels.
 """
 
