@@ -109,3 +109,13 @@ def test_ruff_clean(args):
         pytest.skip("ruff is not installed (dev extra)")
     r = subprocess.run([str(ruff), *args], capture_output=True, text=True, cwd=REPO)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
+
+
+def test_import_linter_contracts():
+    """pyproject.toml's import-linter contracts (pipelines never import the editor or Qt) are kept."""
+    lint = Path(sys.executable).with_name("lint-imports")
+    if not lint.exists():
+        pytest.skip("import-linter is not installed (dev extra)")
+    r = subprocess.run([str(lint)], capture_output=True, text=True, cwd=REPO)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
+    assert "0 broken" in r.stdout

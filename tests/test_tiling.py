@@ -122,3 +122,17 @@ def test_bad_arguments() -> None:
         tiled_upscale(fn, torch.rand(1, 3, 8, 8), 0)
     with pytest.raises(InputError, match="returned"):
         tiled_upscale(fn, torch.rand(1, 3, 8, 8), 2)
+
+
+def test_shipped_frgd_sr_tiles_exactly_with_its_default_overlap() -> None:
+    """The registry reads each arch's receptive radius, so default tiling of our shipped model is seam-free."""
+    from frgd.sr.registry import get_upscaler
+    from frgd.sr.upscale import UpscalePipeline
+
+    up = get_upscaler("frgd-sr", 2)
+    assert up.receptive_radius == up.module.receptive_radius > 0
+    x = torch.rand(1, 3, 50, 70, generator=torch.Generator().manual_seed(3))
+    pipe = UpscalePipeline(up)
+    whole = pipe(x, tile=0).image
+    tiled = pipe(x, tile=24).image
+    assert (whole - tiled).abs().max().item() < 1e-4

@@ -51,6 +51,11 @@ class EDSRLite(nn.Module):
         nn.init.zeros_(self.tail.weight)  # start as plain bicubic
         nn.init.zeros_(self.tail.bias)
 
+    @property
+    def receptive_radius(self) -> int:
+        """Input pixels of context each output needs: one per 3x3 conv (head, 2 per block, body, tail) + 2 (bicubic)."""
+        return 2 * len(self.body) + 3 + 2
+
     def config(self) -> dict:
         """Constructor arguments (saved beside the weights)."""
         return {

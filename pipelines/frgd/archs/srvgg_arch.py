@@ -67,6 +67,11 @@ class SRVGGNetCompact(nn.Module):
         d = cfg.to_dict() if isinstance(cfg, SRVGGConfig) else dict(cfg)
         return cls(**{k: d[k] for k in SRVGGConfig().to_dict() if k in d})
 
+    @property
+    def receptive_radius(self) -> int:
+        """Input pixels of context each output needs: one per 3x3 conv (first, body, last), all at input resolution."""
+        return self.config.num_conv + 2
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, C_in, H, W)`` -> ``(B, C_out, upscale*H, upscale*W)``."""
         out = x

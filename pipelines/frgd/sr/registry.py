@@ -114,10 +114,7 @@ def _module_upscaler(name: str, module: nn.Module, native: int, scale: int, devi
         return _to_scale(y.float(), h, w, scale).clamp_(0.0, 1.0)
 
     _, bpp = _NEURAL.get(name, ((native,), 8_000))
-    radius = None
-    cfg = getattr(module, "config", None)
-    if type(module).__name__ == "SRVGGNetCompact" and cfg is not None:
-        radius = cfg.num_conv + 2  # one pixel per 3x3 convolution, all at input resolution
+    radius = getattr(module, "receptive_radius", None)  # None (e.g. RRDBNet): large, tiles use a generous overlap
     return Upscaler(name, scale, run, device, tileable=True, bytes_per_pixel=float(bpp), receptive_radius=radius,
                     module=module, native_scale=native)  # fmt: skip
 
