@@ -199,6 +199,26 @@ def test_eval_faces_synthetic(tmp_path, pipe):
     assert res["rows"][-1]["guidance_similarity"] is not None and res["n_faces"] == 3
 
 
+def test_eval_faces_writes_sample_grid(tmp_path, pipe):
+    from frgd.io import load_rgb, read_provenance
+
+    root = _fake_faces(tmp_path / "faces")
+    grid = tmp_path / "grid.png"
+    res = evaluate_faces(
+        root, pipeline=pipe, scale=8, limit=3, sliders=[0.0, 0.5, 1.0], steps=2, batch=2, judge=False, grid=grid,
+        grid_faces=2,
+    )  # fmt: skip
+    s = pipe.size
+    img = load_rgb(grid)
+    assert img.shape == (2 * s, 6 * s, 3)  # input, bicubic, 3 sliders, ground truth
+    cols = [img[:s, i * s : (i + 1) * s].astype(int) for i in range(6)]
+    assert all(np.abs(cols[i] - cols[j]).max() > 0 for i in range(6) for j in range(i + 1, 6))
+    seeds = res["grid"]["seeds"]
+    assert len({tuple(x) for x in seeds}) == 3  # every slider column has its own seeds
+    prov = read_provenance(grid)
+    assert prov["identity_changed"] and prov["parameters"]["columns"][-1] == "ground truth"
+
+
 @pytest.mark.shared
 @pytest.mark.slow
 def test_eval_faces_cli_on_shared_val(pipe, monkeypatch, capsys):

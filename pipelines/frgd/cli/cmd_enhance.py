@@ -86,6 +86,10 @@ def register(root: argparse._SubParsersAction, groups: dict[str, argparse._SubPa
     ev.add_argument("--seed", type=int, default=0, help="seed (degradation noise and sampling)")
     ev.add_argument("--no-judge", action="store_true", help="skip the judge (identity similarity) metric")
     ev.add_argument("--device", default="auto", choices=DEVICE_CHOICES, help="compute device (default auto)")
+    ev.add_argument(
+        "--grid", metavar="PNG", help="also write a sample grid: input, bicubic, one sample per slider, ground truth"
+    )
+    ev.add_argument("--grid-faces", type=int, default=4, metavar="N", help="faces (rows) in the grid (default 4)")
     add_json_flags(ev)
     ev.set_defaults(func=_cmd_eval_faces)
 
@@ -225,6 +229,8 @@ def _cmd_eval_faces(args: argparse.Namespace) -> int:
         seed=args.seed,
         judge=not args.no_judge,
         device=args.device,
+        grid=args.grid,
+        grid_faces=args.grid_faces,
     )
     lines = [f"FRGD eval on {result['n_faces']} faces (x{args.scale:g}, {args.preset})"]
     for row in result["rows"]:
@@ -232,6 +238,8 @@ def _cmd_eval_faces(args: argparse.Namespace) -> int:
         sim_txt = f" judge {sim:.3f}" if sim is not None else ""
         quality = "" if row["psnr"] is None else f" PSNR {row['psnr']:.2f} SSIM {row['ssim']:.4f}"
         lines.append(f"  {row['method']:<28}{quality}{sim_txt}")
+    if result["grid"]:
+        lines.append(f"grid: {result['grid']['path']} ({', '.join(result['grid']['columns'])})")
     emit(args, result, "\n".join(lines))
     return 0
 

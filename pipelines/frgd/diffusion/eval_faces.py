@@ -103,10 +103,16 @@ def evaluate_faces(
     seed: int = 0,
     judge: bool = True,
     device: str | torch.device = "auto",
+    grid: str | Path | None = None,
+    grid_faces: int = 4,
     progress=None,
     cancel=None,
 ) -> dict[str, Any]:
-    """Evaluate FRGD on ``limit`` degraded validation faces; returns a JSON-able dict (see the module docstring)."""
+    """Evaluate FRGD on ``limit`` degraded validation faces; returns a JSON-able dict (see the module docstring).
+
+    ``grid``: also write a PNG of the first ``grid_faces`` faces, one row each: input (nearest-upscaled), bicubic,
+    one sample with the reference per slider value (each column with its own seeds), ground truth.
+    """
     from ..degrade import degrade_image, fixed_degradation
     from ..enhance import load_frgd_pipeline
     from ..jobs import check_cancel, report
@@ -197,7 +203,14 @@ def evaluate_faces(
                 report(progress, done, total, f"s={s} {'ref' if with_ref else 'no-ref'}")
             add_row(f"frgd s={s:g} {'ref' if with_ref else 'no-ref'}", outs, s, with_ref, guid or None)
             logger.info("%s", rows[-1])
+    grid_info = None
+    if grid is not None:
+        check_cancel(cancel)
+        grid_info = _write_grid(
+            grid, pipe, lqs, bic, gts, ref_emb, sliders, grid_faces, seed=seed, steps=steps, scheduler=scheduler
+        )
     return {
+        "grid": grid_info,
         "data": str(root),
         "split": "val",
         "n_faces": len(pairs),
@@ -348,3 +361,55 @@ def bench_sampler(
 
 
 __all__ = ["bench_sampler", "build_bench_pipeline", "evaluate_faces", "proposed_model_config", "select_pairs"]
+
+
+def _write_grid(
+    path: str | Path,
+    pipe: FRGDPipeline,
+    lqs: list[np.ndarray],
+    bic: list[np.ndarray],
+    gts: list[np.ndarray],
+    ref_emb: torch.Tensor | None,
+    sliders: list[float] | tuple[float, ...],
+    n: int,
+    *,
+    seed: int,
+    steps: int,
+    scheduler: str,
+) -> dict[str, Any]:
+    """Sample grid (rows = faces; columns = input, bicubic, one sample per slider value, ground truth) -> PNG."""
+    from ..io import Provenance, save_image
+
+    k = max(1, min(n, len(gts)))
+    size = pipe.size
+    deg = torch.cat([_to_tensor(x) for x in lqs[:k]])
+    columns: list[list[np.ndarray]] = [
+        [_to_u8(F.interpolate(_to_tensor(lq), size=(size, size), mode="nearest")[0]) for lq in lqs[:k]],
+        bic[:k],
+    ]
+    seeds_per_column = []
+    for si, s in enumerate(sliders):
+        seeds = [seed + 1000 * (si + 1) + j for j in range(k)]  # a different seed in every column
+        res = pipe(
+            deg,
+            references=None if ref_emb is None else ref_emb[:k],
+            reference_per_sample=ref_emb is not None,
+            identity_strength=float(s),
+            num_samples=k,
+            seeds=seeds,
+            steps=steps,
+            scheduler=scheduler,
+        )
+        columns.append([_to_u8(x) for x in res.images])
+        seeds_per_column.append(seeds)
+    columns.append(gts[:k])
+    img = np.concatenate([np.concatenate([c[i] for c in columns], axis=1) for i in range(k)], axis=0)
+    labels = ["input", "bicubic", *[f"frgd s={s:g}" for s in sliders], "ground truth"]
+    prov = Provenance(
+        model=pipe.name,
+        seed=seed,
+        parameters={"columns": labels, "seeds": seeds_per_column, "steps": steps, "scheduler": scheduler},
+        identity_changed=True,
+    )
+    out = save_image(path, img, provenance=prov, overwrite=True)
+    return {"path": str(out), "columns": labels, "faces": k, "seeds": seeds_per_column}
