@@ -194,3 +194,26 @@ def test_niqe_matches_scikit_video_reference():
         grey = rgb[..., 0] * 0.2989 + rgb[..., 1] * 0.5870 + rgb[..., 2] * 0.1140
         scores.append(niqe(grey / 255.0))
     np.testing.assert_allclose(scores, [11.197661399841, 11.055174827576], atol=0.15)
+
+
+def test_eval_niqe_cli(tmp_path, capsys):
+    """`frgd eval niqe`: a sharp image scores better (lower) than its blurred copy; small images are a user error."""
+    import json
+
+    import cv2
+
+    from frgd.cli.main import main
+    from frgd.io import load_rgb, save_image
+    from frgd_resources import resource_path
+
+    base = load_rgb(resource_path("demo", "astronaut_reference.jpg"))  # public-domain NASA portrait, 320x320
+    sharp, blurred = tmp_path / "sharp.png", tmp_path / "blurred.png"
+    save_image(sharp, base)
+    save_image(blurred, cv2.GaussianBlur(base, (0, 0), 3))
+    assert main(["eval", "niqe", str(sharp), str(blurred), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["images"]
+    assert rows[0]["niqe"] < rows[1]["niqe"]
+    small = tmp_path / "small.png"
+    save_image(small, base[:100, :100])
+    assert main(["eval", "niqe", str(small)]) == 2
+    assert "small.png" in capsys.readouterr().err

