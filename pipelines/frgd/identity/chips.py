@@ -92,22 +92,9 @@ FFHQ_DLIB_LANDMARKS_512 = (FFHQ_DLIB_LANDMARKS_128 - crop_offset(FFHQ_CROP_MEASU
 
 def similarity_lstsq(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     """Least-squares similarity (Umeyama, no reflection) ``(2, 3)`` mapping ``src`` ``(N,2)`` onto ``dst``."""
-    src = np.asarray(src, dtype=np.float64)
-    dst = np.asarray(dst, dtype=np.float64)
-    mu_s, mu_d = src.mean(0), dst.mean(0)
-    s0, d0 = src - mu_s, dst - mu_d
-    var_s = (s0**2).sum() / len(src)
-    cov = d0.T @ s0 / len(src)
-    u, sig, vt = np.linalg.svd(cov)
-    d = np.ones(2)
-    if np.linalg.det(u) * np.linalg.det(vt) < 0:
-        d[-1] = -1.0
-    rot = u @ np.diag(d) @ vt
-    scale = (sig * d).sum() / var_s
-    m = np.empty((2, 3), dtype=np.float64)
-    m[:, :2] = scale * rot
-    m[:, 2] = mu_d - m[:, :2] @ mu_s
-    return m
+    from ..faces.align import estimate_similarity
+
+    return estimate_similarity(np.asarray(src, dtype=np.float64), np.asarray(dst, dtype=np.float64), method="lstsq")
 
 
 def compose(a: np.ndarray, b: np.ndarray) -> np.ndarray:
