@@ -264,7 +264,10 @@ class Trainer:
     """Holds the objects of one training run; :meth:`run` trains (see the module docstring)."""
 
     def __init__(self, cfg: dict[str, Any], run_dir: str | Path) -> None:
-        from accelerate import Accelerator
+        try:
+            from accelerate import Accelerator
+        except ImportError as err:
+            raise InputError("training needs accelerate: pip install 'frgd-studio[train]'") from err
         from diffusers.optimization import get_scheduler
         from diffusers.training_utils import EMAModel
 
