@@ -131,6 +131,10 @@ def test_scale_bounds_and_sizes() -> None:
         DegradationConfig(kernels=("nearest-ish",))
     with pytest.raises(InputError):
         DegradationConfig(jpeg_quality=(0, 50))
+    # noise ranges are checked up front (a zero photon peak used to crash sampling with "math domain error")
+    for kw in ({"poisson_peak": (0.0, 100.0)}, {"poisson_peak": (50.0, 20.0)}, {"noise_sigma": (-0.1, 0.1)}):
+        with pytest.raises(InputError):
+            DegradationConfig(**kw)
 
 
 def test_scale_one_is_identity_without_ops() -> None:

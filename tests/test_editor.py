@@ -474,8 +474,16 @@ def test_main_entry_opens_photo(qtbot, photo_file):
         win.close()
         QApplication.instance().quit()
 
+    # closing the last window would post a second Quit event that outlives app.exec() and makes every later
+    # QEventLoop.exec() (qtbot.wait) return at once
+    app = QApplication.instance()
+    quit_on_close = app.quitOnLastWindowClosed()
+    app.setQuitOnLastWindowClosed(False)
     QTimer.singleShot(200, check_and_quit)
-    assert main(["--device", "cpu", str(photo_file)]) == 0
+    try:
+        assert main(["--device", "cpu", str(photo_file)]) == 0
+    finally:
+        app.setQuitOnLastWindowClosed(quit_on_close)
     assert seen["shape"] == (200, 240, 3)
     assert seen["title"].startswith("photo.png") and "CPU" in seen["device"]
 
@@ -551,3 +559,170 @@ def test_gfpgan_pane_with_tiny_model(window, photo_file, monkeypatch, tmp_path):
     assert window.doc.pane_params[name]["model"] == "GFPGANv1.4"
     window.stack.undo()
     assert name not in window.doc.pane_results and window.view_combo.currentText() == "Result"
+
+
+def test_masked_apply_pastes_only_the_changed_region():
+    """Applying an eyes-only edit to a large face leaves the rest of the photo bit-exact (the 128 px crop is not
+    pasted over the whole face, which would blur it)."""
+    import cv2
+
+    from frgd.faces import face_region_mask, transform_points
+
+    rng = np.random.default_rng(0)
+    photo = cv2.GaussianBlur((rng.random((520, 520, 3)) * 255).astype(np.uint8), (0, 0), 1.0)
+    lm = TEMPLATE_512 * (360 / 512) + 80.0  # a 360 px face: its 128 crop is a 3x downscale
+    face = backend.make_face(photo, lm)
+    eyes = face_region_mask(CROP_SIZE, transform_points(face.affine, face.landmarks), "eyes") > 0.5
+    face.applied = np.where(eyes[..., None], 255 - face.crop, face.crop).astype(np.uint8)
+    out = backend.composite_faces(photo, [face])
+    changed = np.abs(out.astype(int) - photo.astype(int)).sum(-1) > 0
+    mx, my = lm[3:].mean(axis=0).astype(int)  # the mouth, far from the eyes
+    assert not changed[my - 30 : my + 30, mx - 60 : mx + 60].any(), "outside the edit the photo is untouched"
+    for ex, ey in lm[:2].astype(int):
+        assert changed[ey, ex], "the edited eyes are pasted"
+    face.applied = face.crop.copy()  # applied but identical to the input: nothing changes
+    np.testing.assert_array_equal(backend.composite_faces(photo, [face]), photo)
+
+
+def test_session_io_errors_are_one_line(window, photo_file, tmp_path):
+    open_with_faces(window, photo_file)
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("x")
+    assert window.save_session(blocker / "s.frgd") is None, "an unwritable session path is an error, not a crash"
+    assert window.errors[-1].startswith("cannot write") and not window.stack.isClean()
+    folder = tmp_path / "folder.frgd"
+    folder.mkdir()
+    job = window.open_session(folder)
+    assert window.jobs.wait(30)
+    assert job.state == "failed" and job.traceback == "", job.error
+    assert "cannot read" in window.errors[-1]
+
+    import json
+    import zipfile
+
+    good = window.save_session(tmp_path / "good.frgd")
+    with zipfile.ZipFile(good) as z:
+        meta, arrays = json.loads(z.read("session.json")), z.read("arrays.npz")
+    del meta["faces"][0]["landmarks"]  # a damaged / hand-edited session
+    with zipfile.ZipFile(tmp_path / "damaged.frgd", "w") as z:
+        z.writestr("session.json", json.dumps(meta))
+        z.writestr("arrays.npz", arrays)
+    job = window.open_session(tmp_path / "damaged.frgd")
+    assert window.jobs.wait(30)
+    assert job.state == "failed" and job.traceback == "", job.error
+    assert "damaged FRGD Studio session" in window.errors[-1]
+
+
+def test_results_for_replaced_faces_are_dropped(window, photo_file, tmp_path):
+    """A job's result goes to the face it was computed for: dropped when the faces were detected again meanwhile;
+    scores only update the references still there."""
+    open_with_faces(window, photo_file)
+    doc = window.doc
+    window.frgd_panel.steps.setValue(3)
+    job = window.resample()
+    window.set_faces_from_landmarks([FACE_LANDMARKS])  # detect again while FRGD runs (same photo, new faces)
+    n = window.stack.count()
+    assert window.jobs.wait(60) and job.state == "done"
+    assert doc.faces[0].samples == [] and window.stack.count() == n
+
+    crop = np.full((CROP_SIZE, CROP_SIZE, 3), 100, np.uint8)
+    for k in range(2):
+        window.stack.push(commands.add_reference(doc, 0, Reference(str(tmp_path / f"r{k}.jpg"), str(k), crop)))
+    job = window.score_references()
+    window.stack.push(commands.remove_reference(doc, 0, 0))  # removed while the scores are computed
+    assert window.jobs.wait(60) and job.state == "done"
+    refs = doc.faces[0].references
+    assert [r.sha256 for r in refs] == ["1"] and refs[0].score is not None
+
+
+def test_stroke_that_changes_nothing_is_no_undo_step(window, photo_file):
+    """A brush or patch stroke outside every face changes nothing: no undo step, the face is not marked restored and
+    the saved result does not claim a changed identity."""
+    from frgd_studio.document import Sample
+
+    open_with_faces(window, photo_file)
+    doc = window.doc
+    face = doc.faces[0]
+    sample = Sample(255 - face.crop, 3, 0.8, 2, parameters={"used_reference": True})
+    window.stack.push(commands.AddSamplesCommand(doc, 0, [sample]))
+    window.set_brush_size(6.0)
+    n = window.stack.count()
+    for tool in ("brush", "eraser", "patch"):
+        if tool == "patch":
+            window.gallery_panel.patch_button.click()
+        else:
+            window.set_tool(tool)
+        stroke(window.canvas, [(225.0, 190.0), (230.0, 190.0)])
+        assert window.stack.count() == n, f"{tool}: a stroke outside the face is not an undo step"
+    assert face.mask.max() == 0.0 and face.applied is None and not doc.has_changes() and not doc.identity_changed()
+    stroke(window.canvas, [tuple(FACE_LANDMARKS[2])])  # inside the face it still patches, as one step
+    assert window.stack.count() == n + 1 and face.applied is not None and doc.identity_changed()
+
+
+def test_provenance_of_a_locked_seed_sampled_twice(window, photo_file, tmp_path):
+    """Same locked seed, other slider: the saved provenance and the gallery mark name the sample really applied."""
+    from frgd.io import read_provenance
+
+    open_with_faces(window, photo_file)
+    window.frgd_panel.slider.setValue(20)
+    resample(window, steps=2, samples=1, seed=7)
+    window.frgd_panel.slider.setValue(90)
+    resample(window, steps=2, samples=1, seed=7)
+    face = window.doc.faces[0]
+    assert [s.seed for s in face.samples] == [7, 7]
+    window.gallery_panel.list.setCurrentRow(1)
+    window.gallery_panel.apply_current()  # the second run (slider 0.9)
+    prov = read_provenance(window.save_result(tmp_path / "out.png"))
+    assert prov["parameters"]["faces"][0]["identity_strength"] == pytest.approx(0.9)
+    marks = [window.gallery_panel.list.item(k).text().split("\n")[0] for k in range(2)]
+    assert marks == ["seed 7", "seed 7 ✓"]
+
+
+def test_patch_stroke_redraws_the_photo_once_per_event_loop_turn(window, photo_file, qtbot, monkeypatch):
+    """The patch brush changes the result at every dab; the whole-photo redraw (composite + pixmap, ~0.1 s for a
+    12 MP photo) happens once per event-loop turn, not once per dab."""
+    from frgd_studio.document import Sample
+
+    open_with_faces(window, photo_file)
+    face = window.doc.faces[0]
+    window.stack.push(commands.AddSamplesCommand(window.doc, 0, [Sample(255 - face.crop, 3, 0.0, 2)]))
+    window.gallery_panel.patch_button.click()
+    window.set_brush_size(2.0)
+    qtbot.wait(20)
+    window.show_compare("Original", "Result")
+    qtbot.wait(20)
+    shown, compared = [], []
+    monkeypatch.setattr(window.canvas, "set_image", shown.append)
+    monkeypatch.setattr(window.compare.left, "set_image", compared.append)
+    cx, cy = FACE_LANDMARKS[2]
+    window.strokes.begin(cx - 20, cy)
+    window.strokes.move(cx + 20, cy)  # one fast mouse move: ~80 dabs
+    window.strokes.end()
+    assert len(shown) == 0 and len(compared) == 0
+    qtbot.waitUntil(lambda: len(shown) >= 1)
+    qtbot.wait(20)
+    assert (len(shown), len(compared)) == (1, 1), "the canvas and the comparison view are redrawn once"
+    np.testing.assert_array_equal(shown[0], window.doc.composite())
+
+
+def test_save_result_keeps_the_photo_transparency(window, tmp_path):
+    from PIL import Image
+
+    rgba = np.zeros((60, 80, 4), np.uint8)
+    rgba[..., :3] = 128
+    rgba[..., 3] = np.tile(np.linspace(0, 255, 80).astype(np.uint8), (60, 1))
+    Image.fromarray(rgba).save(tmp_path / "cutout.png")
+    job = window.open_photo(tmp_path / "cutout.png", detect=False)
+    assert window.jobs.wait(30) and job.state == "done", job.error
+    for name, scale in (("Result", 1), ("SR bicubic ×2", 2)):
+        if scale > 1:
+            window.stack.push(commands.PaneResultCommand(window.doc, name, np.zeros((120, 160, 3), np.uint8)))
+            window.show_result(name)
+        out = window.save_result(tmp_path / f"out{scale}.png")
+        with Image.open(out) as im:
+            assert im.mode == "RGBA" and im.size == (80 * scale, 60 * scale)
+            alpha = np.asarray(im)[..., 3]
+        if scale == 1:
+            np.testing.assert_array_equal(alpha, rgba[..., 3])
+        else:
+            assert alpha[:, 0].max() < 10 and alpha[:, -1].min() > 245

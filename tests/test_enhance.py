@@ -233,3 +233,21 @@ def test_eval_faces_cli_on_shared_val(pipe, monkeypatch, capsys):
     rows = {r["method"]: r for r in res["rows"]}
     assert -1 <= rows["bicubic"]["judge_similarity"] <= 1
     assert rows["reference photo (judge only)"]["judge_similarity"] > 0.3  # same person, another photo
+
+
+def test_enhance_whole_photo_mask_limits_the_change(pipe):
+    img = load_rgb(resource_path("demo", "astronaut_lowres.jpg"))
+    h, w = img.shape[:2]
+    enh = EnhancePipeline(pipe, sr_model="bicubic")
+    kw = dict(num_samples=2, seeds=[1, 2], steps=1, scale=2)
+    canvas = enh.upscale(img.astype(np.float32) / 255, 2, "bicubic")
+    out = enh(img, mask=np.zeros((h, w), np.uint8), **kw)  # nothing may change
+    assert all(np.array_equal(im, canvas) for im in out.images)
+    mask = np.zeros((h, w), np.uint8)
+    mask[:, : w // 2] = 255  # white = may change: only the left half
+    out = enh(img, mask=mask, **kw)
+    for im in out.images:
+        changed = np.abs(im - canvas).max(axis=2) > 0
+        assert changed.any() and not changed[:, w + 2 :].any()
+    with pytest.raises(InputError, match="photo's size"):
+        enh(img, mask=np.zeros((h, w + 1), np.float32), **kw)

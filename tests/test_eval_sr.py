@@ -100,6 +100,15 @@ def test_cli_errors(tiny_set, tmp_path, capsys):
     assert code == 1 and "ESPCN_x2.pb" in err and "--ref-weights" in err
 
 
+def test_unreadable_image_in_set_is_one_line_error(tiny_set, capsys):
+    (tiny_set / "HR" / "broken.png").write_bytes(b"not a png")
+    with pytest.raises(FRGDError, match="broken.png"):
+        load_set(tiny_set, 2)
+    assert main(["eval", "sr", "--model", "bicubic", "--set", str(tiny_set), "--scale", "2"]) == 1
+    err = capsys.readouterr().err
+    assert "cannot load image" in err and "broken.png" in err and "internal error" not in err
+
+
 def test_missing_reference_weights_message(tmp_path):
     with pytest.raises(MissingWeightsError, match="LapSRN_x3.pb"):
         sr_eval.get_sr_model("opencv-lapsrn", 3, tmp_path)
@@ -165,3 +174,22 @@ def test_opencv_espcn_x2_beats_bicubic_on_set5():
     bic = evaluate_sr("bicubic-rgb", set5, 2)
     assert espcn.lr_source == "official"
     assert espcn.psnr > bic.psnr + 0.5, (espcn.psnr, bic.psnr)
+
+
+def test_registering_the_command_does_not_import_torch():
+    """``frgd --help`` builds every parser: ``frgd eval sr`` and the numpy metrics must not pull in torch."""
+    import subprocess
+    import sys
+
+    code = (
+        "import argparse, sys\n"
+        "from frgd.cli import cmd_eval_sr, main\n"
+        "root = argparse.ArgumentParser().add_subparsers()\n"
+        "groups = {g: root.add_parser(g).add_subparsers() for g in main.GROUPS}\n"
+        "cmd_eval_sr.register(root, groups)\n"
+        "import frgd.metrics\n"
+        "print('torch' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"

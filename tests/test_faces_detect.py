@@ -136,6 +136,17 @@ def test_no_face_and_bad_input():
         FaceDetector(min_face_size=2)
     with pytest.raises(InputError):
         FaceDetector(thresholds=(0.6, 0.7))
+    # the per-call minimum is checked like the constructor's (it used to be silently accepted, or 0 ignored)
+    for bad in (2, 0, -5):
+        with pytest.raises(InputError, match="at least 4 px"):
+            detect_faces(np.full((64, 64, 3), 128, np.uint8), min_face_size=bad)
+
+
+def test_cli_min_size_is_checked(tmp_path, capsys):
+    from frgd.cli.main import main
+
+    assert main(["faces", "detect", str(resource_path("demo", "astronaut_lowres.jpg")), "--min-size", "2"]) == 2
+    assert "at least 4 px" in capsys.readouterr().err
 
 
 def test_float_and_rgba_input(reference, ref_face):
@@ -296,3 +307,28 @@ def test_faces128_small_faces():
         if near and np.linalg.norm(near[0].landmarks[:2] - expect[:2], axis=1).mean() < 0.2 * width:
             hits += 1
     assert hits >= len(rows) - 1, hits
+
+
+def test_detected_faces_compare_by_identity():
+    """Two different faces compare unequal instead of raising numpy's "truth value is ambiguous" error."""
+    a, b = _face(0, 0, 100), _face(200, 200, 50)
+    assert a != b and a == a
+    assert [a, b].index(b) == 1 and b in [a, b]
+
+
+def test_cli_align_second_of_several_faces(tmp_path, capsys, monkeypatch):
+    """``frgd faces align --faces 1`` on a photo with two faces writes face 1 (it used to crash in ``list.index``)."""
+    import frgd.faces.detect as detect_mod
+    from frgd.cli.main import main
+    from frgd.io import save_image
+
+    faces = [_face(10, 10, 100), _face(150, 40, 60)]
+    for i, f in enumerate(faces):
+        f.index = i
+    monkeypatch.setattr(detect_mod, "detect_faces", lambda img, **kw: faces)
+    photo = save_image(tmp_path / "two.png", np.full((200, 260, 3), 120, np.uint8))
+    out = tmp_path / "o"
+    assert main(["faces", "align", str(photo), "-o", str(out), "--faces", "1", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert [f["face"] for f in data["faces"]] == [1]
+    assert (out / "two_face1.png").is_file() and not (out / "two_face0.png").exists()

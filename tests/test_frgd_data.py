@@ -32,6 +32,7 @@ from frgd.diffusion.fusion import (
     sample_fusion_masks,
     seam_band,
 )
+from frgd.errors import InputError
 
 
 def _make_shards_module():
@@ -266,3 +267,15 @@ def test_real_faces128_items():
     item = ds[(0, 0)]
     assert item["target"].shape == (3, 64, 64) and item["reference"].shape == (3, 128, 128)
     assert float(item["target"].std()) > 0.05
+
+
+def test_training_degradations_in_random_order(tmp_path):
+    root = tmp_path / "faces"
+    _fake_faces128(root)
+    assert FacesDataset(root, "train", FacesDataConfig(size=32)).deg_cfg.shuffle_order  # README: "in random order"
+    assert SyntheticFaces(4, 2, FacesDataConfig(size=16)).deg_cfg.shuffle_order
+    own = FacesDataConfig(size=32, degradation={"shuffle_order": False, "scale_range": [2, 4]})
+    ds = FacesDataset(root, "train", own)
+    assert not ds.deg_cfg.shuffle_order and ds.deg_cfg.scale_range == (2.0, 4.0)
+    with pytest.raises(InputError, match="unknown degradation config keys"):
+        FacesDataset(root, "train", FacesDataConfig(degradation={"scales": [2, 4]}))

@@ -155,3 +155,44 @@ def test_cancel_saves_a_resumable_checkpoint(tmp_path):
 def test_max_minutes_stops_early(tmp_path):
     res = train(_tiny_cfg(steps=50, checkpoint_every=0, max_minutes=1e-9), tmp_path / "run")
     assert res.step == 1 and (tmp_path / "run" / "model" / "config.json").is_file()
+
+
+def test_tiny_model_works_at_the_data_size():
+    from frgd.diffusion.train import build_model
+
+    cfg = load_config(_tiny_cfg())  # data.size 16, tiny model (whose own default is 32)
+    assert build_model(cfg).config.sample_size == 16
+    cfg["model"]["sample_size"] = 64
+    with pytest.raises(InputError, match="differs from data.size"):
+        build_model(cfg)
+
+
+def test_embeddings_must_match_the_identity_backend(tmp_path):
+    from frgd.diffusion.train import build_dataset
+
+    root = tmp_path / "faces"
+    (root / "train").mkdir(parents=True)
+    (root / "labels.csv").write_text("file,split,identity,lm\ntrain/a.png,train,x:0,\n")
+    emb = tmp_path / "emb.npz"
+    np.savez(emb, files=np.array(["train/a.png"]), emb=np.ones((1, 128), np.float32),
+             aug_emb=np.ones((1, 2, 128), np.float32), backend=np.array("facenet"))  # fmt: skip
+    cfg = load_config({"data": {"root": str(root), "embeddings": str(emb)}, "identity": {"backend": "dlib"}})
+    with pytest.raises(InputError, match="facenet embeddings of dim 128"):
+        build_dataset(cfg, "train", 128)
+    with pytest.raises(InputError, match="dim 128; the model needs facenet embeddings of dim 512"):
+        build_dataset({**cfg, "identity": {"backend": "facenet"}}, "train", 512)
+    assert len(build_dataset({**cfg, "identity": {"backend": "facenet"}}, "train", 128)) == 1
+    cfg["data"]["embeddings"] = str(tmp_path / "missing.npz")
+    with pytest.raises(InputError, match="embeddings file not found"):
+        build_dataset(cfg, "train", 128)
+
+
+def test_bad_train_numbers_are_one_line_input_errors(tmp_path, capsys):
+    for bad in (0, "abc", 2.5, True):
+        with pytest.raises(InputError, match="train.batch_size must be a positive integer"):
+            load_config({"train": {"batch_size": bad}})
+    cfg_path = tmp_path / "cfg.json"
+    cfg_path.write_text(json.dumps(_tiny_cfg()))
+    assert cli_main(["train", "--config", str(cfg_path), "--set", "train.steps=abc"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("frgd: error: train.steps must be a positive integer") and "\n" not in err

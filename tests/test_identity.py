@@ -483,3 +483,20 @@ def test_bench_cli(tmp_path):
     data = json.loads(out.read_text())
     assert {(r["dtype"], r["batch"]) for r in data["results"]} == {("fp32", 1), ("bf16", 1)}
     assert all(r["crops_per_s"] > 0 for r in data["results"])
+
+
+def test_eval_identity_needs_pairs_of_both_kinds(tmp_path, capsys):
+    """One image per identity (or one identity) gives no same- (or different-) person pairs: a one-line user error
+    before any image is read, not an internal IndexError after all the embeddings were computed."""
+    from frgd.cli.cmd_identity import select_faces
+    from frgd.cli.main import main
+
+    rows = ["file,split,identity"] + [f"val/{i}_{k}.jpg,val,id{i}" for i in range(3) for k in range(2)]
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    assert len(select_faces(tmp_path, "val", 3, 2)[0]) == 6
+    for identities, per_identity in ((3, 1), (1, 2)):
+        with pytest.raises(InputError, match="--per-identity must be >= 2"):
+            select_faces(tmp_path, "val", identities, per_identity)
+    rc = main(["eval", "identity", "--data", str(tmp_path), "--per-identity", "1", "--no-dlib", "--no-judge"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--per-identity must be >= 2" in err and len(err.strip().splitlines()) == 1

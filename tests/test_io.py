@@ -350,6 +350,15 @@ def test_bad_inputs(tmp_path: Path) -> None:
     assert os.listdir(tmp_path) == []
 
 
+def test_too_large_for_the_format_is_one_line_error(tmp_path: Path) -> None:
+    """WebP holds at most 16383 px per side: saving wider is a one-line FRGDError, not Pillow's ValueError."""
+    wide = np.zeros((4, 16400, 3), np.uint8)
+    with pytest.raises(FRGDError, match="cannot save .*WEBP") as ei:
+        save_image(tmp_path / "wide.webp", wide)
+    assert "\n" not in str(ei.value)
+    assert os.listdir(tmp_path) == []
+
+
 def test_creates_parent_folders(tmp_path: Path) -> None:
     p = save_image(tmp_path / "a" / "b" / "c.png", _noise())
     assert p.is_file()
@@ -422,3 +431,21 @@ def test_saved_file_has_normal_permissions(tmp_path: Path) -> None:
     finally:
         os.umask(old)
     assert (p.stat().st_mode & 0o777) == 0o644
+
+
+def test_tensor_conversions_share_io_scaling() -> None:
+    """``frgd.tensor`` converts with ``frgd.io.to_float``/``to_uint8``: same scale for every dtype, floats clipped."""
+    import torch
+
+    from frgd.io import to_float, to_uint8
+    from frgd.tensor import image_to_tensor, tensor_to_image
+
+    for img in (
+        _noise(),
+        _noise().astype(np.uint16) * 257,
+        np.linspace(-0.2, 1.2, 36, dtype=np.float32).reshape(3, 4, 3),
+    ):
+        t = image_to_tensor(img)
+        assert t.dtype == torch.float32 and t.shape == (1, 3, img.shape[0], img.shape[1])
+        np.testing.assert_array_equal(t[0].permute(1, 2, 0).numpy(), to_float(img))
+        np.testing.assert_array_equal(tensor_to_image(t), to_uint8(img))

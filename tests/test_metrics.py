@@ -9,7 +9,7 @@ import pytest
 import torch
 from scipy.ndimage import gaussian_filter
 
-from frgd.metrics import imresize, imresize_torch, niqe, psnr, psnr_y, rgb2ycbcr_y, ssim, ssim_y
+from frgd.metrics import imresize, imresize_torch, niqe, psnr, psnr_y, rgb2ycbcr_y, ssim, ssim_y, to_y
 from frgd.metrics.imresize import resize_weights
 from tests.conftest import shared_path
 
@@ -115,6 +115,17 @@ def test_rgb2ycbcr_y_matches_matlab_range():
     y = rgb2ycbcr_y(img)
     np.testing.assert_allclose(y[0], [16.0, 235.0, 16 + 65.481], atol=1e-9)
     np.testing.assert_allclose(rgb2ycbcr_y(img.astype(np.float32) / 255.0), y, atol=1e-4)
+
+
+def test_sixteen_bit_images_are_read_on_their_own_scale():
+    """uint16 (what ``frgd.io.load_image`` gives for 16-bit files) is 0..65535, not 0..255."""
+    rng = np.random.default_rng(3)
+    a8 = rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)
+    a16 = a8.astype(np.uint16) * 257
+    np.testing.assert_allclose(rgb2ycbcr_y(a16), rgb2ycbcr_y(a8), atol=1e-9)
+    np.testing.assert_allclose(to_y(a16[..., 0]), to_y(a8[..., 0]), atol=1e-9)
+    b8 = np.clip(a8.astype(np.int16) + rng.integers(-3, 4, a8.shape), 0, 255).astype(np.uint8)
+    assert psnr_y(a16, b8.astype(np.uint16) * 257) == pytest.approx(psnr_y(a8, b8), abs=1e-9)
 
 
 def test_psnr_identical_is_inf_and_known_value():

@@ -150,11 +150,27 @@ def test_parse_param_values_and_arrays() -> None:
 
 @pytest.mark.parametrize(
     "text,match",
-    [("7767516\n0 0\n", "magic"), ("7767517\n2 1\nInput in 0 1 data\n", "layers"), ("7767517\nx\n", "header")],
+    [
+        ("7767516\n0 0\n", "magic"),
+        ("7767517\n2 1\nInput in 0 1 data\n", "layers"),
+        ("7767517\nx\n", "header"),
+        # malformed files are one-line format errors, not ValueError/IndexError from int() or indexing
+        ("7767517\n", "header"),
+        ("7767517\n1 1\nInput in x 1 data\n", "layer line"),
+        ("7767517\n1 2\nConvolution c 1 1 data out 0=8 k=3\n", "layer line"),
+        ("7767517\n1 2\nConvolution c 1 1 0=8\n", "layer line"),
+    ],
 )
 def test_parse_param_rejects_bad_files(text: str, match: str) -> None:
     with pytest.raises(NcnnFormatError, match=match):
         parse_param(text)
+
+
+def test_binary_param_file_is_a_format_error(tmp_path: Path) -> None:
+    (tmp_path / "m.param").write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe")
+    (tmp_path / "m.bin").write_bytes(b"")
+    with pytest.raises(NcnnFormatError, match="not a text ncnn"):
+        read_ncnn(tmp_path / "m.param", tmp_path / "m.bin")
 
 
 @pytest.mark.parametrize("fp16", [True, False])

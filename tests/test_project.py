@@ -119,3 +119,15 @@ def test_import_linter_contracts():
     r = subprocess.run([str(lint)], capture_output=True, text=True, cwd=REPO)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
     assert "0 broken" in r.stdout
+
+
+def test_building_the_cli_parser_imports_no_torch():
+    """Every cmd_* module keeps torch lazy, so `frgd --help` and argument errors answer at once."""
+    code = (
+        "import sys\n"
+        "from frgd.cli.main import build_parser\n"
+        "build_parser()\n"
+        "heavy = [m for m in ('torch', 'diffusers', 'cv2', 'PySide6') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)

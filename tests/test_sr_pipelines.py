@@ -124,6 +124,20 @@ def test_convert_entry_through_the_weights_manager(tmp_path: Path) -> None:
     assert up2(x).shape == (1, 3, 20, 24)
 
 
+@pytest.mark.parametrize("scale", [1, 2, 3])
+def test_non_native_scale_tiles_exactly_with_its_default_overlap(tmp_path: Path, scale: int) -> None:
+    """Below the network's own scale the output is resized down, which widens the receptive field: the default
+    overlap must cover that too, so tiled equals untiled up to float rounding (it did not: 2e-6 at x1 here)."""
+    _install_fake_wheel(tmp_path)
+    up = get_upscaler("realesr-animevideov3", scale)
+    pipe = UpscalePipeline(up)
+    x = _img(40, 44, 2)
+    whole = pipe(x, tile=0).image
+    tiled = pipe(x, tile=16)
+    assert tiled.n_tiles == 9
+    assert (tiled.image - whole).abs().max().item() < 1e-6
+
+
 # ------------------------------------------------------------------------------------------------ pipeline
 
 
@@ -139,6 +153,21 @@ def test_upscale_pipeline_tiled_matches_untiled_and_reports() -> None:
     assert (out.image - ref.image).abs().max().item() < 1e-5
     auto = pipe(x, tile="auto")
     assert auto.n_tiles == 1  # a small image fits the default memory cap
+
+
+def test_auto_tile_halves_activation_memory_only_under_fp16() -> None:
+    """On CUDA the auto tile assumes fp16 activations; with ``fp16=False`` they are float32 and the tile must be
+    sized for twice the memory (it was sized for fp16 either way, overshooting the cap)."""
+    from frgd.sr.registry import Upscaler
+    from frgd.sr.tiling import choose_tile
+
+    up = Upscaler("net", 4, run=lambda t: t, device=torch.device("cuda"), bytes_per_pixel=4_000.0)
+    pipe = UpscalePipeline(up)
+    kw = {"mem_cap": 1e9, "overlap": 16}
+    assert pipe.resolve_tile(3000, 4000, "auto", **kw, fp16=True) == choose_tile(3000, 4000, 2_000.0, 1e9, 16)
+    assert pipe.resolve_tile(3000, 4000, "auto", **kw, fp16=False) == choose_tile(3000, 4000, 4_000.0, 1e9, 16)
+    cpu = UpscalePipeline(Upscaler("net", 4, run=lambda t: t, device=torch.device("cpu"), bytes_per_pixel=4_000.0))
+    assert cpu.resolve_tile(3000, 4000, "auto", **kw) == choose_tile(3000, 4000, 4_000.0, 1e9, 16)
 
 
 def test_upscale_pipeline_checks_and_cancel() -> None:
@@ -188,6 +217,34 @@ def test_gfpgan_pipeline_pastes_restored_faces_over_the_upscaled_photo() -> None
     torch.testing.assert_close(again.image, out.image)  # seeded decoder noise
 
 
+def test_gfpgan_inputs_are_the_same_in_numpy_and_tensor_form() -> None:
+    """An out-of-range float photo is clamped to [0, 1] whether it arrives as (H, W, 3) numpy or (1, 3, H, W)."""
+    pipe = GFPGANPipeline(model=_tiny_gfpgan(), bg_model="bicubic")
+    img = np.random.default_rng(0).uniform(-0.5, 1.5, (20, 24, 3)).astype(np.float32)
+    from_np = pipe.check_inputs(img, 2, 1.0)
+    from_tensor = pipe.check_inputs(torch.from_numpy(img).permute(2, 0, 1)[None], 2, 1.0)
+    assert from_np.dtype == np.float32 and from_np.min() >= 0.0 and from_np.max() <= 1.0
+    np.testing.assert_array_equal(from_np, from_tensor)
+    u8 = (img.clip(0, 1) * 255).round().astype(np.uint8)
+    np.testing.assert_array_equal(pipe.check_inputs(u8, 2, 1.0), u8.astype(np.float32) / np.float32(255.0))
+
+
+def test_gfpgan_auto_background_stays_within_real_esrgan_scales(monkeypatch) -> None:
+    """``bg_model="auto"`` picks x4plus on CUDA when converted, but not for --scale 5..8, which it cannot do (the
+    restore then failed with "realesrgan-x4plus: scale must be between 1 and 4")."""
+    from frgd import weights
+    from frgd.sr.gfpgan import _default_bg
+
+    monkeypatch.setattr(weights, "find_files", lambda name: [Path("x4plus.safetensors")])
+    cuda = torch.device("cuda")
+    assert [_default_bg(cuda, s) for s in (1, 2, 4)] == ["realesrgan-x4plus"] * 3
+    assert [_default_bg(cuda, s) for s in (5, 8)] == ["bicubic"] * 2
+    assert _default_bg(torch.device("cpu"), 2) == "bicubic"
+    pipe = GFPGANPipeline(model=_tiny_gfpgan())  # auto, CPU
+    img = (np.random.default_rng(0).random((48, 40, 3)) * 255).astype(np.uint8)
+    assert pipe(img, scale=3, faces=[]).bg_model == "bicubic"
+
+
 def test_gfpgan_missing_weights_message(tmp_path: Path) -> None:
     with pytest.raises(MissingWeightsError) as err:
         load_gfpgan("1.3")
@@ -225,6 +282,20 @@ def test_cli_upscale_writes_output_with_provenance(tmp_path: Path, capsys) -> No
     assert prov["model"] == "bicubic" and prov["parameters"]["scale"] == 2
     assert main(["upscale", str(src), "-o", str(src), "--overwrite"]) == 2  # never the input
     assert "input image" in capsys.readouterr().err
+
+
+def test_cli_upscale_keeps_16_bit_photos_16_bit(tmp_path: Path) -> None:
+    """Like ``frgd restore``: a 16-bit input gives a 16-bit output (it was rounded to 8 bits)."""
+    from frgd.io import load_image, save_image
+
+    rgb = (np.random.default_rng(2).random((10, 12, 3)) * 65535).astype(np.uint16)
+    src = save_image(tmp_path / "in16.png", rgb)
+    out = tmp_path / "out16.png"
+    assert main(["upscale", str(src), "--model", "bicubic", "--scale", "2", "-o", str(out)]) == 0
+    got = load_image(out)
+    assert got.bit_depth == 16 and got.rgb.dtype == np.uint16 and got.rgb.shape == (20, 24, 3)
+    ref = np.clip(imresize(rgb.astype(np.float64) / 65535.0, 2), 0, 1) * 65535.0
+    assert np.abs(got.rgb.astype(np.float64) - ref).max() <= 2.0  # 16-bit precision, not 8-bit (257 per step)
 
 
 def test_cli_weights_convert_and_missing_paths(tmp_path: Path, capsys) -> None:

@@ -476,3 +476,24 @@ def test_import_frgd_model_folder_with_subfolders(tmp_path: Path) -> None:
     bundle = load_model_dir(dest)
     for (k, a), (_, b) in zip(model.state_dict().items(), bundle.model.state_dict().items()):
         assert torch.equal(a, b), k
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="counting open descriptors needs /proc")
+def test_failed_download_closes_its_temp_file(test_manifest: Path) -> None:
+    """A download whose request fails (HTTP 404 here) leaks no file descriptor and leaves no partial file."""
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(5):
+        with pytest.raises(FRGDError):
+            W.download("gone", progress=False)
+    assert len(os.listdir("/proc/self/fd")) == before
+    assert not list((W.entry_cache_dir("gone")).iterdir())
+
+
+def test_import_hashes_a_file_once(test_manifest: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    src = tmp_path / "mine.pth"
+    src.write_bytes(PAYLOAD)
+    calls: list[Path] = []
+    real = W.file_sha256
+    monkeypatch.setattr(W, "file_sha256", lambda p, *a, **k: calls.append(Path(p)) or real(p, *a, **k))
+    assert W.import_model(src)[0] == "good"
+    assert calls == [src]

@@ -1,4 +1,5 @@
-"""``frgd-studio`` entry point: ``frgd-studio [PHOTO] [--demo] [--reference REF] [--session FILE] [--device D]``."""
+"""``frgd-studio`` entry point: ``frgd-studio [PHOTO | SESSION.frgd] [--demo] [--reference REF] [--device D]
+[--model DIR]``."""
 
 from __future__ import annotations
 
@@ -55,9 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         settings.set("device", args.device)
     if args.model:
         settings.set("frgd_model", str(Path(args.model).resolve()))
-    window = MainWindow(settings)
-    window.frgd_panel.refresh_model()
-    window.update_status_device()
+    window = MainWindow(settings)  # reads the device and model settings above
     window.show()
     photo, reference = args.photo, args.reference
     if args.demo:

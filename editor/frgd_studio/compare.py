@@ -7,7 +7,7 @@ shown scaled to a common width so the same scene point is the same image point i
 from __future__ import annotations
 
 import numpy as np
-from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtCore import QPointF, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QPainter, QPen, QPixmap, QTransform
 from PySide6.QtWidgets import (
     QComboBox,
@@ -205,9 +205,13 @@ class CompareWidget(QWidget):
         self.mode_button.toggled.connect(self.set_split_mode)
         self.slider.valueChanged.connect(lambda v: self.split.set_position(v / 1000.0))
         self.fit_button.clicked.connect(self.fit)
+        # document changes (a patch stroke: one per dab) refresh the views once per event-loop turn
+        self._refresh_timer = QTimer(self)
+        self._refresh_timer.setSingleShot(True)
+        self._refresh_timer.timeout.connect(self.refresh)
         for sig in (doc.photoChanged, doc.appliedChanged, doc.samplesChanged, doc.paneResultsChanged):
-            sig.connect(self.refresh)
-        doc.selectionChanged.connect(self.refresh)
+            sig.connect(lambda *_a: self._refresh_timer.start(0))
+        doc.selectionChanged.connect(lambda *_a: self._refresh_timer.start(0))
 
     def names(self) -> list[str]:
         return list(self.doc.results())

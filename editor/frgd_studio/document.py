@@ -77,6 +77,15 @@ class Face:
         """The face as it currently looks in the result, ``(128, 128, 3)`` uint8."""
         return self.crop if self.applied is None else self.applied
 
+    def applied_sample(self) -> Sample | None:
+        """The gallery sample the result came from: the one whose image it is, else (after a patch) the latest with
+        ``applied_seed`` (a locked seed can be sampled again with other settings)."""
+        if self.applied is None or self.applied_seed is None:
+            return None
+        same_seed = [s for s in self.samples if s.seed == self.applied_seed]
+        exact = [s for s in same_seed if np.array_equal(s.image, self.applied)]
+        return (exact or same_seed or [None])[-1]
+
     def polygon(self) -> np.ndarray:
         """Corners of the aligned crop in photo pixels, ``(4, 2)``."""
         s = float(CROP_SIZE)

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QAction, QActionGroup, QIcon, QKeySequence, QUndoStack
 from PySide6.QtWidgets import (
     QComboBox,
@@ -66,7 +66,6 @@ class MainWindow(QMainWindow):
         self.stack = QUndoStack(self)
         self.jobs = JobManager(self)
         self.session_path: str | None = None
-        self.current_job: Job | None = None
         self.setWindowTitle("FRGD Studio")
         self.setWindowIcon(icon("frgd-studio"))
         self.setAcceptDrops(True)
@@ -106,7 +105,11 @@ class MainWindow(QMainWindow):
         self._build_toolbar()
 
         self.doc.photoChanged.connect(self._photo_changed)
-        self.doc.appliedChanged.connect(lambda _i: self.refresh_view())
+        # a patch stroke changes the result at every dab: redraw the whole photo once per event-loop turn, not per dab
+        self._view_timer = QTimer(self)
+        self._view_timer.setSingleShot(True)
+        self._view_timer.timeout.connect(self.refresh_view)
+        self.doc.appliedChanged.connect(lambda _i: self._view_timer.start(0))
         self.doc.paneResultsChanged.connect(self._panes_changed)
         self.doc.facesChanged.connect(self._update_actions)
         self.doc.selectionChanged.connect(lambda _i: self._update_actions())
@@ -350,7 +353,6 @@ class MainWindow(QMainWindow):
             on_success(result)
 
         job = self.jobs.submit(name, fn, str(self.settings.get("device")), deliver if on_success else None)
-        self.current_job = job
         job.progress.connect(lambda d, t, m, eta, j=job: self._job_progress(j, d, t, m, eta))
         job.failed.connect(lambda msg, tb, j=job: self.error(f"{j.name} failed: {msg}", tb))
         job.cancelled.connect(lambda j=job: self.status(f"{j.name}: cancelled"))
@@ -458,7 +460,7 @@ class MainWindow(QMainWindow):
         models = set()
         for i, f in enumerate(doc.faces):
             entry: dict[str, Any] = {"index": i, "changed": f.applied is not None, "seed": f.applied_seed}
-            sample = next((s for s in f.samples if s.seed == f.applied_seed), None)
+            sample = f.applied_sample()
             if f.applied is not None and sample is not None:
                 entry.update(sample.parameters)
                 models.add(str(sample.parameters.get("model", "frgd")))
@@ -488,8 +490,13 @@ class MainWindow(QMainWindow):
         img = self.result_image()
         if img is None:
             return None
+        alpha = self.doc.alpha  # the photo's transparency is kept (resized for an upscaled result)
+        if alpha is not None and alpha.shape != img.shape[:2]:
+            import cv2
+
+            alpha = cv2.resize(alpha, (img.shape[1], img.shape[0]), interpolation=cv2.INTER_LINEAR)
         try:
-            out = save_image(path, img, provenance=self.provenance(), overwrite=overwrite,
+            out = save_image(path, img, alpha=alpha, provenance=self.provenance(), overwrite=overwrite,
                              protect=[self.doc.photo_path] if self.doc.photo_path else [])  # fmt: skip
         except FRGDError as err:
             self.error(str(err))
@@ -594,7 +601,8 @@ class MainWindow(QMainWindow):
             if not path:
                 return None
         index = self.doc.selected
-        crop = self.doc.faces[index].crop
+        face = self.doc.faces[index]
+        crop = face.crop
         ident = self.identity_backend()
 
         def job(device, progress, cancel):
@@ -606,10 +614,18 @@ class MainWindow(QMainWindow):
             return ref
 
         def done(ref) -> None:
-            if index < len(self.doc.faces):
+            if self._same_face(index, face):
                 self.stack.push(commands.add_reference(self.doc, index, ref))
 
         return self.run_job(f"Add reference {Path(path).name}", job, done)
+
+    def _same_face(self, index: int, face) -> bool:
+        """True when ``face`` is still the document's face ``index``; else (faces detected again while a job ran)
+        the job's result is dropped with a status message."""
+        if self.doc.face(index) is face:
+            return True
+        self.status("Result dropped: the faces were detected again while it was computed.", 15000)
+        return False
 
     def identity_backend(self) -> str:
         """The identity encoder used for reference scores: the FRGD model's (``identity.json``) or the setting."""
@@ -635,7 +651,11 @@ class MainWindow(QMainWindow):
         def done(scores) -> None:
             from dataclasses import replace
 
-            new = [replace(r, score=s) for r, s in zip(refs, scores)]
+            if not self._same_face(index, face):
+                return
+            # the list may have changed while scoring: rescore the references that are still there, keep the others
+            by_id = {id(r): s for r, s in zip(refs, scores)}
+            new = [replace(r, score=by_id[id(r)]) if id(r) in by_id else r for r in face.references]
             self.stack.push(commands.ReferencesCommand(self.doc, index, new, "Score references"))
 
         return self.run_job(
@@ -667,7 +687,7 @@ class MainWindow(QMainWindow):
         )
 
         def done(samples) -> None:
-            if index < len(self.doc.faces):
+            if self._same_face(index, face):
                 self.stack.push(commands.AddSamplesCommand(self.doc, index, samples))
                 p.set_seed_used([s.seed for s in samples])
 

@@ -1,4 +1,5 @@
-"""Stroke handling: turns canvas strokes into live mask/patch edits and ONE undo command per stroke.
+"""Stroke handling: turns canvas strokes into live mask/patch edits and ONE undo command per stroke (none when the
+stroke changed nothing).
 
 Tools: ``brush`` adds to the selected face's mask, ``eraser`` removes from it, ``patch`` brushes pixels of the chosen
 gallery sample into the face's current result (sample patchwork). The face under the first dab becomes the selected
@@ -86,12 +87,14 @@ class StrokeController(QObject):
             return
         face = self.doc.faces[self._face]
         if self._tool == "patch":
-            after = (face.applied, face.applied_seed, face.applied_identity)
-            text = f"Patch face {self._face + 1} from sample {self.patch_source + 1}"
-            self.stack.push(
-                AppliedCommand(self.doc, self._face, after, text, before=self._before_applied, applied=True)
-            )
-        else:
+            before = self._before_applied
+            if np.array_equal(face.applied, face.crop if before[0] is None else before[0]):
+                self.doc.set_applied(self._face, *before)  # nothing painted (e.g. outside the face): no undo step
+            else:
+                after = (face.applied, face.applied_seed, face.applied_identity)
+                text = f"Patch face {self._face + 1} from sample {self.patch_source + 1}"
+                self.stack.push(AppliedCommand(self.doc, self._face, after, text, before=before, applied=True))
+        elif not np.array_equal(face.mask, self._before):
             text = "Erase mask" if self._tool == "eraser" else "Paint mask"
             self.stack.push(MaskCommand(self.doc, self._face, self._before, face.mask, text, applied=True))
         self._face = -1

@@ -8,6 +8,7 @@ The photo itself is not copied into the session; it is loaded from its path and 
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
@@ -96,14 +97,19 @@ def save_session(doc: Document, path: str | Path, ui: dict[str, Any] | None = No
     }
     npz = io.BytesIO()
     np.savez_compressed(npz, **arrays)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
-        z.writestr("session.json", json.dumps(meta, indent=1, default=_json_default))
-        z.writestr("arrays.npz", npz.getvalue())
-        for k, name in enumerate(doc.pane_results):
-            z.writestr(f"panes/{k}.png", _png_bytes(doc.pane_results[name]))
-    tmp.replace(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
+            z.writestr("session.json", json.dumps(meta, indent=1, default=_json_default))
+            z.writestr("arrays.npz", npz.getvalue())
+            for k, name in enumerate(doc.pane_results):
+                z.writestr(f"panes/{k}.png", _png_bytes(doc.pane_results[name]))
+        tmp.replace(path)
+    except OSError as err:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise FRGDError(f"cannot write {path}: {err.strerror or err}") from err
     logger.info("saved session %s", path)
     return path
 
@@ -135,8 +141,6 @@ class SessionData:
 
 def load_session(path: str | Path) -> SessionData:
     """Read a session file and the photo it refers to (numpy + OpenCV; run it in a job for large photos)."""
-    from .backend import load_photo, make_face
-
     path = Path(path)
     try:
         with zipfile.ZipFile(path) as z:
@@ -146,8 +150,19 @@ def load_session(path: str | Path) -> SessionData:
             pane_png = {p["file"]: z.read(p["file"]) for p in meta.get("panes", [])}
     except FileNotFoundError as err:
         raise InputError(f"session file not found: {path}") from err
-    except (zipfile.BadZipFile, KeyError, ValueError) as err:
+    except OSError as err:
+        raise InputError(f"cannot read {path}: {err.strerror or err}") from err
+    except (zipfile.BadZipFile, KeyError, ValueError, TypeError, AttributeError) as err:
         raise InputError(f"{path} is not a FRGD Studio session ({err})") from err
+    try:
+        return _session_data(path, meta, arrays, pane_png)
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError) as err:  # a damaged or hand-edited file
+        raise InputError(f"{path} is a damaged FRGD Studio session ({type(err).__name__}: {err})") from err
+
+
+def _session_data(path: Path, meta: dict, arrays: dict[str, np.ndarray], pane_png: dict[str, bytes]) -> SessionData:
+    from .backend import load_photo, make_face
+
     if meta.get("format") != FORMAT:
         raise InputError(f"{path} is not a FRGD Studio session")
     if int(meta.get("version", 0)) > VERSION:

@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import InputError
+from .tensor import image_to_tensor, tensor_to_image
 
 KERNELS = ("bicubic", "bilinear", "area", "matlab")
 """Downscale kernels: antialiased torch ``interpolate`` (bicubic, bilinear), box average (area), MATLAB bicubic."""
@@ -91,6 +92,10 @@ class DegradationConfig:
             raise InputError(f"jpeg_quality must satisfy 1 <= low <= high <= 100, got {self.jpeg_quality}")
         if self.blur_sigma[0] <= 0 or self.blur_sigma[0] > self.blur_sigma[1]:
             raise InputError(f"blur_sigma must be a positive (low, high) range, got {self.blur_sigma}")
+        if not 0.0 <= self.noise_sigma[0] <= self.noise_sigma[1]:
+            raise InputError(f"noise_sigma must be a (low, high) range with 0 <= low <= high, got {self.noise_sigma}")
+        if not 0.0 < self.poisson_peak[0] <= self.poisson_peak[1]:
+            raise InputError(f"poisson_peak must be a positive (low, high) range, got {self.poisson_peak}")
         if self.blur_kernel_max < 3:
             raise InputError("blur_kernel_max must be >= 3")
         if self.resize_back_kernel not in ("bicubic", "bilinear"):
@@ -357,16 +362,10 @@ def degrade_image(img: np.ndarray, rng: np.random.Generator, cfg: DegradationCon
     arr = np.asarray(img)
     if arr.ndim != 3 or arr.shape[2] != 3:
         raise InputError(f"degrade_image expects an (H, W, 3) image, got shape {arr.shape}")
-    if arr.dtype == np.uint8:
-        arr = arr.astype(np.float32) / 255.0
-    elif arr.dtype == np.uint16:
-        arr = arr.astype(np.float32) / 65535.0
     params = sample_params(rng, cfg, arr.shape[:2])
-    x = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32).transpose(2, 0, 1).copy())[None]
     with torch.no_grad():
-        y = apply_degradation(x, params)
-    lq = np.ascontiguousarray(y[0].permute(1, 2, 0).cpu().numpy().astype(np.float32))
-    return Degraded(lq=lq, params=params)
+        y = apply_degradation(image_to_tensor(arr), params)
+    return Degraded(lq=np.ascontiguousarray(tensor_to_image(y, np.float32)), params=params)
 
 
 def degrade_batch(

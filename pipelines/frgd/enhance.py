@@ -3,13 +3,13 @@
 :class:`EnhancePipeline` wraps a :class:`frgd.diffusion.pipeline.FRGDPipeline`:
 
 1. detect faces (MTCNN, :mod:`frgd.faces`) and pick them (``all``, ``largest``, ``"0,2"``);
-2. align each face at its *native* resolution (``round(128 / native_scale)`` px when the face is smaller than the
-   128 template, so content guidance compares with what the photo really contains), and the reference photos' largest
-   faces at 128;
+2. align each face at its *native* resolution (``round(128 * native_scale)`` px, at least 16, when the face is
+   smaller than the 128 template, so content guidance compares with what the photo really contains), and the reference
+   photos' largest faces at 128;
 3. sample ``N`` restorations per face with :class:`FRGDPipeline` (same seeds for every face: output ``k`` uses seed
    ``k`` for all faces);
 4. upscale the whole photo with the general SR pane (:func:`frgd.sr.registry.get_upscaler`) by ``scale`` (``auto``:
-   the integer scale at which the largest selected face's 128 crop maps at 1:1, clamped to ``1..8``), so there is no
+   the integer scale at which the smallest selected face's 128 crop maps at 1:1, clamped to ``1..8``), so there is no
    sharp face on a blurred body, and paste every restored face back (feathered).
 
 :meth:`EnhancePipeline.enhance_aligned` is the ``--aligned`` mode: an aligned crop in, the 128 crops out.
@@ -32,6 +32,7 @@ import torch
 
 from .diffusion.pipeline import DEFAULT_STEPS, FRGDOutput, FRGDPipeline
 from .errors import InputError, MissingWeightsError
+from .io import to_float
 from .jobs import CancelToken, ProgressFn, check_cancel, report
 from .tensor import image_to_tensor
 
@@ -47,23 +48,15 @@ MIN_NATIVE_CROP = 16
 
 
 def to_float01(img: np.ndarray) -> np.ndarray:
-    """``(H, W, 3)`` uint8/uint16/float -> float32 in ``[0, 1]``."""
+    """``(H, W, 3)`` uint8/uint16/float -> float32 in ``[0, 1]`` (:func:`frgd.io.to_float` with a shape check)."""
     arr = np.asarray(img)
     if arr.ndim != 3 or arr.shape[2] != 3:
         raise InputError(f"expected an (H, W, 3) RGB image, got shape {arr.shape}")
-    if arr.dtype == np.uint8:
-        return arr.astype(np.float32) / 255.0
-    if arr.dtype == np.uint16:
-        return arr.astype(np.float32) / 65535.0
-    return np.clip(arr.astype(np.float32), 0.0, 1.0)
+    return to_float(arr)
 
 
-def _crop_tensor(crop: np.ndarray, device: torch.device) -> torch.Tensor:
-    return image_to_tensor(to_float01(crop), device)
-
-
-def auto_scale(native_scale: float, face_size: int = 128) -> int:
-    """Integer photo scale at which a face whose ``face_size`` crop has ``native_scale`` source px per crop px maps 1:1.
+def auto_scale(native_scale: float) -> int:
+    """Integer photo scale at which a face crop with ``native_scale`` source px per crop px maps 1:1.
 
     ``native_scale`` < 1 means the face is smaller than the crop; the scale is ``round(1 / native_scale)`` in ``1..8``.
     """
@@ -183,7 +176,7 @@ class EnhancePipeline:
                 raise InputError(f"no face found in reference photo {i + 1}; use a clearer photo of the person")
             face = max(faces, key=lambda f: f.size)
             crop = align_face(arr, face.landmarks, self.size)
-            out.append(_crop_tensor(crop.image, self.frgd.device))
+            out.append(image_to_tensor(crop.image, self.frgd.device))
         return out
 
     def upscale(self, img: np.ndarray, scale: int, sr_model: str | None = None) -> np.ndarray:
@@ -279,8 +272,13 @@ class EnhancePipeline:
         self.check_inputs(image, num_samples, scale, mask)
         img = to_float01(image)
         h, w = img.shape[:2]
-        if mask is not None and np.asarray(mask).shape != (h, w):
-            raise InputError(f"mask must be the photo's size {w}x{h}, got {np.asarray(mask).shape[1]}x{mask.shape[0]}")
+        mask01 = None
+        if mask is not None:
+            mask01 = np.asarray(mask, np.float32)
+            if mask01.shape != (h, w):
+                raise InputError(f"mask must be the photo's size {w}x{h}, got {mask01.shape[1]}x{mask01.shape[0]}")
+            if mask01.max() > 1:
+                mask01 = mask01 / 255.0
         seed_list = normalize_seeds(seeds, num_samples)
         check_cancel(cancel)
         detected = self.detect(np.ascontiguousarray(img))
@@ -290,11 +288,12 @@ class EnhancePipeline:
         refs = self.reference_crops(references, aligned=references_aligned) if references else None
         crops128 = [align_face(img, f.landmarks, self.size) for f in chosen]
         if scale == "auto":
-            photo_scale = auto_scale(min(c.native_scale for c in crops128), self.size)
+            photo_scale = auto_scale(min(c.native_scale for c in crops128))
         else:
             photo_scale = int(float(scale))
 
         results: list[EnhancedFace] = []
+        paste_masks: list[np.ndarray | None] = []  # per face, the photo mask in its 128 crop (None: no mask)
         total = len(chosen) * steps
         for j, (face, c128) in enumerate(zip(chosen, crops128)):
             check_cancel(cancel)
@@ -304,17 +303,15 @@ class EnhancePipeline:
                 content_size = n_px if n_px < self.size else None
             else:
                 crop, content_size = c128, None
-            deg = _crop_tensor(crop.image, self.frgd.device)
-            m = None
-            if mask is not None:
-                mc = cv2.warpAffine(
-                    np.asarray(mask, np.float32) / (255.0 if np.asarray(mask).max() > 1 else 1.0),
-                    _scaled_affine(c128.affine, 1.0),
-                    (self.size, self.size),
-                    flags=cv2.INTER_LINEAR,
-                    borderMode=cv2.BORDER_CONSTANT,
-                )
+            deg = image_to_tensor(crop.image, self.frgd.device)
+            m = paste_mask = None
+            if mask01 is not None:
+                mc = cv2.warpAffine(mask01, c128.affine, (self.size, self.size), flags=cv2.INTER_LINEAR)
                 m = torch.from_numpy((mc > 0.5).astype(np.float32))[None, None].to(self.frgd.device)
+                to_128 = _scaled_affine(crop.affine, self.size / crop.size)
+                paste_mask = np.clip(
+                    cv2.warpAffine(mask01, to_128, (self.size, self.size), flags=cv2.INTER_LINEAR), 0, 1
+                )
 
             def face_progress(done: int, tot: int, msg: str, j: int = j) -> None:
                 report(progress, j * steps + done, total, f"face {j + 1}/{len(chosen)}: {msg}")
@@ -335,6 +332,7 @@ class EnhancePipeline:
             results.append(
                 EnhancedFace(index=face.index, crop=crop, result=res, content_size=content_size, detection=face)
             )
+            paste_masks.append(paste_mask)
 
         check_cancel(cancel)
         t_sr = time.perf_counter()
@@ -344,18 +342,9 @@ class EnhancePipeline:
         images = []
         for k in range(num_samples):
             out = canvas.copy()
-            for r in results:
+            for r, pm in zip(results, paste_masks):
                 face_img = r.result.images[k].permute(1, 2, 0).numpy().astype(np.float32)
-                paste_mask = None
-                if mask is not None:
-                    pm = cv2.warpAffine(
-                        np.asarray(mask, np.float32) / (255.0 if np.asarray(mask).max() > 1 else 1.0),
-                        _scaled_affine(r.crop.affine, self.size / r.crop.size),
-                        (self.size, self.size),
-                        flags=cv2.INTER_LINEAR,
-                    )
-                    paste_mask = np.clip(pm, 0, 1)
-                out = paste_back(out, r.crop, face_img, canvas_scale=photo_scale, feather=feather, mask=paste_mask)
+                out = paste_back(out, r.crop, face_img, canvas_scale=photo_scale, feather=feather, mask=pm)
             images.append(out)
         total_s = time.perf_counter() - t0
         params = {

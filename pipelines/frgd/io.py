@@ -298,8 +298,6 @@ def _decode(im: Any, data: bytes, fmt: str) -> tuple[np.ndarray, np.ndarray | No
         g = np.round(np.clip(f / scale, 0.0, 1.0) * 65535.0).astype(np.uint16)
         return np.repeat(g[:, :, None], 3, axis=2), None, 16
     has_alpha = mode in ("RGBA", "LA", "PA", "La", "RGBa") or (mode == "P" and "transparency" in im.info)
-    if mode == "P" and not has_alpha:
-        pass
     if has_alpha:
         rgba = np.asarray(im.convert("RGBA"))
         return rgba[:, :, :3], rgba[:, :, 3], 8
@@ -549,7 +547,13 @@ def save_image(
     if not (0 <= int(quality) <= 100):
         raise InputError(f"quality must be 0..100, got {quality}")
     pixels, a = _prepare_pixels(rgb, alpha)
-    data = _encode(fmt, pixels, a, provenance, int(quality), icc_profile)
+    try:
+        data = _encode(fmt, pixels, a, provenance, int(quality), icc_profile)
+    except FRGDError:
+        raise
+    except (OSError, ValueError) as err:  # e.g. larger than the format allows (WebP 16383 px, JPEG 65500 px)
+        reason = " ".join(str(err).split())
+        raise FRGDError(f"cannot save {out} as {fmt}: {reason}; try PNG or TIFF") from err
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)

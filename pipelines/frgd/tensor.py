@@ -5,18 +5,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .io import to_float, to_uint8
+
 
 def image_to_tensor(img: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
-    """``(H, W, 3)`` uint8/uint16/float RGB -> ``(1, 3, H, W)`` float32 in ``[0, 1]``."""
+    """``(H, W, 3)`` uint8/uint16/float RGB -> ``(1, 3, H, W)`` float32 in ``[0, 1]`` (floats are clipped)."""
     if img.ndim == 2:
         img = img[:, :, None]
-    if img.dtype == np.uint8:
-        arr = img.astype(np.float32) / 255.0
-    elif img.dtype == np.uint16:
-        arr = img.astype(np.float32) / 65535.0
-    else:
-        arr = img.astype(np.float32, copy=False)
-    t = torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))[None]
+    t = torch.from_numpy(np.ascontiguousarray(to_float(img).transpose(2, 0, 1)))[None]
     return t.to(device)
 
 
@@ -28,7 +24,7 @@ def tensor_to_image(t: torch.Tensor, dtype: type = np.uint8) -> np.ndarray:
         t = t[0]
     arr = t.detach().float().clamp(0, 1).cpu().numpy().transpose(1, 2, 0)
     if dtype == np.uint8:
-        return np.round(arr * 255.0).astype(np.uint8)
+        return to_uint8(arr)
     if dtype == np.uint16:
         return np.round(arr * 65535.0).astype(np.uint16)
     return arr.astype(np.float32)

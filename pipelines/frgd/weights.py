@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import FRGDError, InputError, MissingWeightsError
+from .io import _umask, file_sha256
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -345,15 +346,6 @@ def read_member(source: str | os.PathLike[str], member: str) -> bytes:
 # --------------------------------------------------------------------------------------------------- verification
 
 
-def file_sha256(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file (streamed)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _verified_db() -> dict[str, Any]:
     p = cache_dir() / _VERIFIED_FILE
     try:
@@ -480,12 +472,6 @@ def describe(name: str) -> dict[str, Any]:
 # ----------------------------------------------------------------------------------------------------- download
 
 
-def _umask() -> int:
-    from .io import _umask as umask
-
-    return umask()
-
-
 def _normal_mode(path: str | os.PathLike[str], directory: bool = False) -> None:
     """Give a ``mkstemp``/``mkdtemp`` result (0600/0700) the usual permissions (0666/0777 minus the umask)."""
     with contextlib.suppress(OSError):
@@ -557,7 +543,8 @@ def _fetch(url: str, target: Path, expected: str | None, *, progress: bool, time
     h = hashlib.sha256()
     try:
         req = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
-        with urllib.request.urlopen(req, timeout=timeout) as resp, os.fdopen(fd, "wb") as out:
+        # open the temp file first: it owns ``fd``, so a failing ``urlopen`` cannot leak the descriptor
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(req, timeout=timeout) as resp:
             total = resp.headers.get("Content-Length")
             total_n = int(total) if total and total.isdigit() else None
             with tqdm(
@@ -622,6 +609,7 @@ def import_model(path: str | os.PathLike[str], name: str | None = None) -> tuple
     src = Path(path)
     if not src.exists():
         raise InputError(f"cannot import {src}: no such file or folder")
+    hashed: dict[Path, str] = {}  # a file hashed to guess its entry is not hashed again
     if src.is_dir():
         if name is None:
             raise InputError(f"importing the folder {src} needs --name NAME")
@@ -631,7 +619,7 @@ def import_model(path: str | os.PathLike[str], name: str | None = None) -> tuple
         if missing:
             raise InputError(f"cannot import {src} as {name}: missing {', '.join(missing)}")
     else:
-        sha = file_sha256(src)
+        sha = hashed[src] = file_sha256(src)
         entry = get_entry(name) if name else _guess_entry(src, sha)
         if entry.single_file:
             pairs = [(src, entry.files[0])]
@@ -647,7 +635,7 @@ def import_model(path: str | os.PathLike[str], name: str | None = None) -> tuple
     except OSError as err:
         raise FRGDError(f"cannot create the weights cache {dest_dir}: {err.strerror or err}") from err
     for p, fname in pairs:
-        actual = file_sha256(p)
+        actual = hashed.get(p) or file_sha256(p)
         expected = entry.expected_sha256(fname)
         if expected and actual != expected.lower():
             raise FRGDError(

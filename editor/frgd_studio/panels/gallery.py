@@ -52,8 +52,9 @@ class GalleryPanel(QWidget):
         self.list.clear()
         face = self.w.doc.face()
         if face is not None:
+            chosen = face.applied_sample()
             for s in face.samples:
-                applied = " ✓" if face.applied is not None and face.applied_seed == s.seed else ""
+                applied = " ✓" if s is chosen else ""
                 sim = "–" if s.identity_score is None else f"{s.identity_score:.2f}"
                 text = f"seed {s.seed}{applied}\nid {s.identity_strength:.2f} · sim {sim}"
                 item = QListWidgetItem(thumb_icon(s.image, 96), text)

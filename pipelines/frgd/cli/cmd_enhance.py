@@ -56,7 +56,12 @@ def register(root: argparse._SubParsersAction, groups: dict[str, argparse._SubPa
     p.add_argument("--scheduler", default="ddim", choices=("ddim", "dpmpp"), help="sampler (default ddim)")
     p.add_argument("--mask", metavar="MASK.png", help="white = may change (photo-sized, or crop-sized with --aligned)")
     p.add_argument("--aligned", action="store_true", help="PHOTO and references are aligned face crops")
-    p.add_argument("--sr-model", default=None, metavar="NAME", help="general SR model for the photo (default bicubic)")
+    p.add_argument(
+        "--sr-model",
+        default=None,
+        metavar="NAME",
+        help="general SR model of the photo (default auto: realesrgan-x4plus if installed, scale <= 4; else lanczos)",
+    )
     p.add_argument("--scale", type=_scale, default="auto", metavar="S", help="photo upscale factor or auto (default)")
     p.add_argument("--faces", default="all", metavar="SEL", help="all | largest | indices like 0,2 (default all)")
     p.add_argument("--model", metavar="DIR", help="FRGD model folder (default: the installed frgd-128)")

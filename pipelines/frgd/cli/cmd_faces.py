@@ -59,8 +59,6 @@ def _detect(args: argparse.Namespace):
     from ..faces.detect import detect_faces
     from ..io import load_rgb
 
-    if args.min_size < 4:
-        raise InputError(f"--min-size must be at least 4, got {args.min_size}")
     img = load_rgb(args.image)
     faces = detect_faces(
         img,
@@ -111,7 +109,7 @@ def _cmd_align(args: argparse.Namespace) -> int:
         source_hash = None
     results = []
     for f in chosen:
-        i = faces.index(f)
+        i = f.index
         crop = align_face(img, f.landmarks, args.size, border=args.border)
         png = out_dir / f"{stem}_face{i}.png"
         sidecar = out_dir / f"{stem}_face{i}.json"

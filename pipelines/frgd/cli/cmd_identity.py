@@ -9,10 +9,12 @@ import os
 import platform
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # torch loads lazily so building the CLI parser stays fast
+    import torch
 
 from ..errors import InputError
 from .main import add_json_flags, emit
@@ -77,6 +79,8 @@ def _time(fn, seconds: float) -> list[float]:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
+    import torch
+
     from ..devices import describe_device, resolve_device
     from ..identity import get_identity_encoder
 
@@ -158,6 +162,11 @@ def _load_rgb(path: Path) -> np.ndarray:
 
 def select_faces(data: Path, split: str, identities: int, per_identity: int) -> tuple[list[Path], list[str]]:
     """The first ``per_identity`` files (sorted) of the first ``identities`` identities (sorted) with >= 2 images."""
+    if identities < 2 or per_identity < 2:
+        raise InputError(
+            f"verification needs same- and different-person pairs: --identities and --per-identity must be >= 2, "
+            f"got {identities} and {per_identity}"
+        )
     labels = data / "labels.csv"
     if not labels.is_file():
         raise InputError(f"no labels.csv in {data} (pass --data pointing at faces128)")
@@ -187,11 +196,15 @@ def _pair_scores(emb: np.ndarray, pairs: np.ndarray, kind: str) -> np.ndarray:
 
 
 def _batched(fn, x: torch.Tensor, bs: int = 32) -> np.ndarray:
+    import torch
+
     with torch.no_grad():
         return torch.cat([fn(x[i : i + bs]).float().cpu() for i in range(0, len(x), bs)]).numpy()
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
+    import torch
+
     from ..devices import resolve_device
     from ..identity import get_identity_encoder
     from ..identity.encoder import DLIB_SAME_PERSON_THRESHOLD, dlib_weights_file

@@ -174,7 +174,7 @@ def _cmd_upscale(args: argparse.Namespace) -> int:
     from ..sr.registry import get_upscaler
     from ..sr.tiling import tiled_upscale
     from ..sr.upscale import UpscalePipeline
-    from ..tensor import image_to_tensor
+    from ..tensor import image_to_tensor, tensor_to_image
 
     src, out = Path(args.image), Path(args.out)
     _check_out(out)
@@ -192,7 +192,10 @@ def _cmd_upscale(args: argparse.Namespace) -> int:
         out_dtype=torch.uint8 if eight_bit else torch.float32,
     )
     del x
-    rgb = np.ascontiguousarray(res.image[0].permute(1, 2, 0).numpy())
+    if eight_bit:
+        rgb = np.ascontiguousarray(res.image[0].permute(1, 2, 0).numpy())
+    else:  # keep 16-bit photos 16-bit (save_image would round a float result to 8 bits)
+        rgb = tensor_to_image(res.image, np.uint16)
     del res.image
     alpha = None
     if loaded.alpha is not None:

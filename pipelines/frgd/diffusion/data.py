@@ -12,7 +12,7 @@ An item (``dict``) of :class:`FacesDataset`:
 =================  ====================================================================================
 ``target``         ``(3, S, S)`` float32 ``[0, 1]``: the face (random horizontal flip), ``S = size``
 ``degraded``       ``(3, S, S)`` float32 ``[0, 1]``: ``frgd.degrade.degrade_image`` of the target (x2-x16 down,
-                   blur, noise, JPEG, combined), resized back to ``S`` (bicubic)
+                   blur, noise in random order, then JPEG; :data:`TRAIN_DEGRADATION`), resized back to ``S`` (bicubic)
 ``mask``           ``(1, S, S)`` float32: fusion mask, 1 = generate (all ones = plain restoration)
 ``fusion_noisy``   bool, ``fusion_checker`` bool: see :mod:`frgd.diffusion.fusion`
 ``reference``      ``(3, 128, 128)`` float32 ``[0, 1]``: a different photo of the same identity when there is one,
@@ -45,12 +45,15 @@ from torch.utils.data import Dataset, Sampler
 
 from ..degrade import DegradationConfig, degrade_image
 from ..errors import InputError
+from ..tensor import image_to_tensor
 from .fusion import TEMPLATE_128, FusionConfig, sample_fusion_mask
 
 logger = logging.getLogger(__name__)
 
 FACE_SIZE = 128
 EMB_FILE_KEYS = ("files", "emb", "aug_emb")
+TRAIN_DEGRADATION: dict[str, Any] = {"shuffle_order": True}
+"""Training defaults under ``FacesDataConfig.degradation``: blur, downscale and noise in random order (JPEG last)."""
 
 
 # ----------------------------------------------------------------------------------------------- records / sources
@@ -163,8 +166,8 @@ def _resize(img: np.ndarray, size: int) -> np.ndarray:
 
 
 def _chw(img: np.ndarray) -> torch.Tensor:
-    arr = img.astype(np.float32) / 255.0 if img.dtype == np.uint8 else img.astype(np.float32)
-    return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
+    """``(H, W, 3)`` uint8/float -> ``(3, H, W)`` float32 ``[0, 1]``."""
+    return image_to_tensor(img)[0]
 
 
 # -------------------------------------------------------------------------------------------------------- dataset
@@ -182,6 +185,8 @@ class Embeddings:
 
     @classmethod
     def load(cls, path: str | Path) -> Embeddings:
+        if not Path(path).is_file():
+            raise InputError(f"embeddings file not found: {path} (write it with scripts/make_shards.py --embeddings)")
         with np.load(path, allow_pickle=False) as z:
             missing = [k for k in EMB_FILE_KEYS if k not in z]
             if missing:
@@ -231,7 +236,7 @@ class FacesDataset(Dataset):
         self.split = split
         self.cfg = cfg or FacesDataConfig()
         self.epoch = epoch
-        self.deg_cfg = DegradationConfig(**_tuples(self.cfg.degradation))
+        self.deg_cfg = degradation_config(self.cfg.degradation)
         self.fusion_cfg = FusionConfig.from_dict(self.cfg.fusion)
         if (self.root / "index.json").is_file():
             self.store: ShardStore | None = ShardStore(self.root)
@@ -242,7 +247,8 @@ class FacesDataset(Dataset):
         train_ids = {r.identity for r in all_records if r.split == "train"}
         val_ids = {r.identity for r in all_records if r.split == "val"}
         overlap = train_ids & val_ids
-        assert not overlap, f"val identities appear in train: {sorted(overlap)[:5]}"
+        if overlap:  # an explicit raise, not an ``assert`` that ``python -O`` would strip
+            raise AssertionError(f"val identities appear in train: {sorted(overlap)[:5]}")
         records = [r for r in all_records if r.split == split]
         if self.cfg.max_identities:
             keep = sorted({r.identity for r in records})
@@ -350,8 +356,13 @@ def _subset_keeping_pairs(records: list[FaceRecord], n: int) -> list[FaceRecord]
     return out
 
 
-def _tuples(d: dict[str, Any]) -> dict[str, Any]:
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in (d or {}).items()}
+def degradation_config(d: dict[str, Any] | None) -> DegradationConfig:
+    """The :class:`DegradationConfig` of a ``degradation`` section: :data:`TRAIN_DEGRADATION` overridden by ``d``."""
+    merged = {**TRAIN_DEGRADATION, **(d or {})}
+    unknown = set(merged) - set(DegradationConfig.__dataclass_fields__)
+    if unknown:
+        raise InputError(f"unknown degradation config keys: {sorted(unknown)}")
+    return DegradationConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in merged.items()})
 
 
 # ------------------------------------------------------------------------------------------------------ synthetic
@@ -374,7 +385,7 @@ class SyntheticFaces(Dataset):
         self.n_items = n_items
         self.n_identities = n_identities
         self.epoch = epoch
-        self.deg_cfg = DegradationConfig(**_tuples(self.cfg.degradation))
+        self.deg_cfg = degradation_config(self.cfg.degradation)
         self.fusion_cfg = FusionConfig.from_dict(self.cfg.fusion)
         g = np.random.default_rng([self.cfg.seed, 12345])
         e = g.standard_normal((n_identities, identity_dim)).astype(np.float32)

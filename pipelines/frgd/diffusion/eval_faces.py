@@ -33,6 +33,7 @@ import torch.nn.functional as F
 
 from ..devices import describe_device, resolve_device
 from ..errors import InputError
+from ..tensor import image_to_tensor, tensor_to_image
 from .pipeline import DEFAULT_STEPS, FRGDPipeline
 
 logger = logging.getLogger(__name__)
@@ -69,16 +70,6 @@ def select_pairs(data_dir: str | Path, limit: int, split: str = "val") -> list[t
             break
         k += 1
     return pairs
-
-
-def _to_tensor(img: np.ndarray) -> torch.Tensor:
-    arr = img.astype(np.float32) / 255.0 if img.dtype == np.uint8 else img.astype(np.float32)
-    return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))[None]
-
-
-def _to_u8(t: torch.Tensor) -> np.ndarray:
-    """``(3,H,W)`` [0,1] -> ``(H,W,3)`` uint8 (rounded, as a saved file would be)."""
-    return np.round(t.detach().float().clamp(0, 1).cpu().numpy().transpose(1, 2, 0) * 255.0).astype(np.uint8)
 
 
 def _metrics(out: np.ndarray, gt: np.ndarray) -> tuple[float, float]:
@@ -137,12 +128,13 @@ def evaluate_faces(
     else:
         judge_net = None
 
+    gt_emb = None if judge_net is None else judge_net.embed(torch.cat([image_to_tensor(x) for x in gts]))
+
     def judge_sims(imgs_u8: list[np.ndarray]) -> list[float] | None:
         if judge_net is None:
             return None
-        a = judge_net.embed(torch.cat([_to_tensor(x) for x in imgs_u8]))
-        b = judge_net.embed(torch.cat([_to_tensor(x) for x in gts]))
-        return (a * b).sum(1).tolist()
+        a = judge_net.embed(torch.cat([image_to_tensor(x) for x in imgs_u8]))
+        return (a * gt_emb).sum(1).tolist()
 
     rows: list[dict[str, Any]] = []
 
@@ -162,7 +154,8 @@ def evaluate_faces(
 
     # bicubic baseline = the sampler's default base
     bic = [
-        _to_u8(F.interpolate(_to_tensor(lq), size=(size, size), mode="bicubic", align_corners=False)[0]) for lq in lqs
+        tensor_to_image(F.interpolate(image_to_tensor(lq), size=(size, size), mode="bicubic", align_corners=False)[0])
+        for lq in lqs
     ]
     if gts[0].shape[0] != size:
         raise InputError(f"the model works at {size} px but the faces are {gts[0].shape[0]} px")
@@ -175,7 +168,7 @@ def evaluate_faces(
     done = 0
     for with_ref in (False, True):
         if with_ref:
-            ref_t = torch.cat([_to_tensor(r) for r in refs])
+            ref_t = torch.cat([image_to_tensor(r) for r in refs])
             ref_emb = torch.cat(
                 [pipe.encode_references(ref_t[i : i + 32], per_sample=True) for i in range(0, len(refs), 32)]
             )
@@ -184,7 +177,7 @@ def evaluate_faces(
             guid: list[float] = []
             for i in range(0, len(pairs), batch):
                 check_cancel(cancel)
-                deg = torch.cat([_to_tensor(x) for x in lqs[i : i + batch]])
+                deg = torch.cat([image_to_tensor(x) for x in lqs[i : i + batch]])
                 n = deg.shape[0]
                 res = pipe(
                     deg,
@@ -196,7 +189,7 @@ def evaluate_faces(
                     steps=steps,
                     scheduler=scheduler,
                 )
-                outs.extend(_to_u8(x) for x in res.images)
+                outs.extend(tensor_to_image(x) for x in res.images)
                 if res.identity_scores is not None:
                     guid.extend(res.identity_scores.tolist())
                 done += 1
@@ -382,9 +375,9 @@ def _write_grid(
 
     k = max(1, min(n, len(gts)))
     size = pipe.size
-    deg = torch.cat([_to_tensor(x) for x in lqs[:k]])
+    deg = torch.cat([image_to_tensor(x) for x in lqs[:k]])
     columns: list[list[np.ndarray]] = [
-        [_to_u8(F.interpolate(_to_tensor(lq), size=(size, size), mode="nearest")[0]) for lq in lqs[:k]],
+        [tensor_to_image(F.interpolate(image_to_tensor(lq), size=(size, size), mode="nearest")[0]) for lq in lqs[:k]],
         bic[:k],
     ]
     seeds_per_column = []
@@ -400,7 +393,7 @@ def _write_grid(
             steps=steps,
             scheduler=scheduler,
         )
-        columns.append([_to_u8(x) for x in res.images])
+        columns.append([tensor_to_image(x) for x in res.images])
         seeds_per_column.append(seeds)
     columns.append(gts[:k])
     img = np.concatenate([np.concatenate([c[i] for c in columns], axis=1) for i in range(k)], axis=0)

@@ -49,7 +49,7 @@ from torch.utils.data import DataLoader
 from ..archs.frgd_unet_arch import FRGDUNet, tiny_config
 from ..errors import InputError
 from ..jobs import CancelToken, ProgressFn, check_cancel, report
-from .data import EpochSampler, FacesDataConfig, FacesDataset, SyntheticFaces, collate
+from .data import Embeddings, EpochSampler, FacesDataConfig, FacesDataset, SyntheticFaces, collate
 from .fusion import FusionConfig, build_cond, fusion_loss_weights
 from .schedule import IdentityInfo, make_train_scheduler, save_model_dir
 
@@ -144,8 +144,10 @@ def load_config(path_or_dict: str | Path | dict[str, Any]) -> dict[str, Any]:
     cfg = _merge(DEFAULTS, raw)
     fusion = FusionConfig.from_dict(cfg["fusion"])  # validates
     cfg["fusion"] = {k: getattr(fusion, k) for k in fusion.__dataclass_fields__}
-    if cfg["train"]["batch_size"] < 1 or cfg["train"]["steps"] < 1:
-        raise InputError("train.batch_size and train.steps must be positive")
+    for key in ("batch_size", "steps"):
+        v = cfg["train"][key]
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise InputError(f"train.{key} must be a positive integer, got {v!r}")
     return cfg
 
 
@@ -153,9 +155,10 @@ def build_model(cfg: dict[str, Any]) -> FRGDUNet:
     """The :class:`FRGDUNet` described by ``cfg["model"]`` (``"tiny": true`` starts from :func:`tiny_config`)."""
     m = dict(cfg["model"])
     tiny = m.pop("tiny", False)
-    kwargs = tiny_config(**m) if tiny else m
-    kwargs.setdefault("sample_size", cfg["data"]["size"])
-    return FRGDUNet(**kwargs)
+    size = int(cfg["data"]["size"])
+    if int(m.setdefault("sample_size", size)) != size:  # before tiny_config, whose default is 32
+        raise InputError(f"model.sample_size {m['sample_size']} differs from data.size {size}")
+    return FRGDUNet(**(tiny_config(**m) if tiny else m))
 
 
 def build_dataset(cfg: dict[str, Any], split: str, identity_dim: int = 128, preview: int = 4):
@@ -176,7 +179,14 @@ def build_dataset(cfg: dict[str, Any], split: str, identity_dim: int = 128, prev
         return SyntheticFaces(n, int(d["synthetic_identities"]), dcfg, identity_dim)
     if not d["root"]:
         raise InputError("data.root is not set (the faces128 folder or a shard folder); or set data.synthetic")
-    emb = d["embeddings"] if train_split else None
+    emb = Embeddings.load(d["embeddings"]) if train_split and d["embeddings"] else None
+    backend = cfg["identity"]["backend"]
+    if emb is not None and backend != "none":
+        if emb.backend != backend or emb.emb.shape[1] != identity_dim:
+            raise InputError(
+                f"{d['embeddings']} holds {emb.backend} embeddings of dim {emb.emb.shape[1]}; the model needs "
+                f"{backend} embeddings of dim {identity_dim} (identity.backend, model.identity_dim)"
+            )
     return FacesDataset(d["root"], split, dcfg, embeddings=emb)
 
 
@@ -317,6 +327,7 @@ class Trainer:
         self.gen.manual_seed(self.seed * 1000 + acc.process_index + 1)
         self.step = 0
         self._encoder = None
+        self._preview: dict[str, Any] | None = None
 
     # -------------------------------------------------------------- helpers
     @property
@@ -478,6 +489,23 @@ class Trainer:
         logger.info("resumed from %s (step %d)", ckpt, self.step)
 
     # -------------------------------------------------------------- samples
+    def _preview_items(self) -> dict[str, Any] | None:
+        """The collated val faces of the sample grids (read once per run; ``None`` without val data)."""
+        if self._preview is None:
+            n = int(self.cfg["train"]["sample_count"])
+            try:
+                val = build_dataset(self.cfg, "val", self.unwrapped.config.identity_dim, preview=n)
+            except InputError as err:
+                logger.warning("no sample grid: %s", err)
+                self._preview = {}
+                return None
+            if isinstance(val, FacesDataset):  # one face per identity
+                picks = [idx[0] for idx in val.by_identity.values()][:n]
+            else:
+                picks = list(range(min(n, len(val))))
+            self._preview = collate([val[(i, 0)] for i in picks])
+        return self._preview or None
+
     @torch.no_grad()
     def save_samples(self) -> Path | None:
         """DDIM-sample a few fixed val faces with the EMA weights; PNG grid (rows: degraded | sample | target)."""
@@ -488,17 +516,9 @@ class Trainer:
         if not acc.is_main_process:
             return None
         tcfg = self.cfg["train"]
-        n = int(tcfg["sample_count"])
-        try:
-            val = build_dataset(self.cfg, "val", self.unwrapped.config.identity_dim, preview=n)
-        except InputError as err:
-            logger.warning("no sample grid: %s", err)
+        items = self._preview_items()
+        if items is None:
             return None
-        if isinstance(val, FacesDataset):  # one face per identity
-            picks = [idx[0] for idx in val.by_identity.values()][:n]
-        else:
-            picks = list(range(min(n, len(val))))
-        items = collate([val[(i, 0)] for i in picks])
         dev = acc.device
         model = self.unwrapped
         self.ema.store(model.parameters())

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FRGDError, InputError, MissingWeightsError
+from ..io import ImageLoadError
 from ..jobs import CancelToken, ProgressFn, check_cancel, report
 from ..metrics.imresize import imresize
 from ..metrics.psnr_ssim import psnr, ssim, to_y
@@ -75,12 +76,16 @@ def modcrop(img: np.ndarray, scale: int) -> np.ndarray:
 
 
 def _read(path: Path) -> np.ndarray:
+    """uint8 ``(H, W)`` for grey files (their own Y) or ``(H, W, 3)`` RGB; :class:`ImageLoadError` when unreadable."""
     from PIL import Image
 
-    with Image.open(path) as im:
-        if im.mode not in ("L", "RGB"):
-            im = im.convert("L" if im.mode in ("I;16", "I", "LA") else "RGB")
-        return np.asarray(im)
+    try:
+        with Image.open(path) as im:
+            if im.mode not in ("L", "RGB"):
+                im = im.convert("L" if im.mode in ("I;16", "I", "LA") else "RGB")
+            return np.asarray(im)
+    except (OSError, ValueError, SyntaxError) as err:  # UnidentifiedImageError is an OSError
+        raise ImageLoadError(f"cannot load image {path}: {type(err).__name__}: {err}") from err
 
 
 def load_set(set_dir: Path, scale: int) -> list[tuple[str, np.ndarray, np.ndarray, str]]:
@@ -259,24 +264,11 @@ def _from_upscaler(up: Callable) -> SRFn:
     return f
 
 
-def _registry():
-    try:
-        from ..sr import registry
-    except ImportError:
-        return None
-    return registry
-
-
 def available_models() -> list[str]:
-    """Every model name ``frgd eval sr`` accepts (built-ins + the SR registry when present)."""
-    names = list(BUILTIN_MODELS)
-    reg = _registry()
-    if reg is not None:
-        try:
-            names += [n for n in reg.available_upscalers() if n not in names]
-        except Exception:  # noqa: BLE001 - a broken registry must not hide the built-ins
-            logger.warning("frgd.sr.registry.available_upscalers() failed", exc_info=True)
-    return names
+    """Every model name ``frgd eval sr`` accepts (built-ins + every upscaler of the SR registry)."""
+    from ..sr.registry import available_upscalers
+
+    return BUILTIN_MODELS + [n for n in available_upscalers() if n not in BUILTIN_MODELS]
 
 
 def get_sr_model(name: str, scale: int, ref_weights: Path | None = None, device: str = "cpu") -> SRFn:
@@ -291,13 +283,10 @@ def get_sr_model(name: str, scale: int, ref_weights: Path | None = None, device:
         return _lanczos(scale)
     if name in OPENCV_FILES:
         return _opencv(name, scale, Path(ref_weights) if ref_weights else DEFAULT_REF_WEIGHTS)
-    reg = _registry()
-    if reg is not None and name in reg.available_upscalers():
-        return _from_upscaler(reg.get_upscaler(name, scale, device=device))
-    if name == "frgd-sr":
-        from ..sr.ours import load_frgd_sr
+    from ..sr.registry import available_upscalers, get_upscaler
 
-        return _from_upscaler(load_frgd_sr(scale, device=device))
+    if name in available_upscalers():  # frgd-sr, Real-ESRGAN, ...
+        return _from_upscaler(get_upscaler(name, scale, device=device))
     raise InputError(f"unknown SR model {name!r}; choose from {', '.join(available_models())}")
 
 

@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 
 from ..errors import InputError
+from ..io import to_float
 
 logger = logging.getLogger(__name__)
 
@@ -377,15 +378,6 @@ def face_region_mask(
 # ----------------------------------------------------------------------------------------------------- paste back
 
 
-def _to_unit_float(img: np.ndarray) -> np.ndarray:
-    """uint8/uint16 -> float32 [0, 1]; float images are taken to already be in [0, 1]."""
-    if img.dtype == np.uint8:
-        return img.astype(np.float32) / 255.0
-    if img.dtype == np.uint16:
-        return img.astype(np.float32) / 65535.0
-    return img.astype(np.float32, copy=False)
-
-
 def _from_unit_float(img: np.ndarray, dtype: np.dtype) -> np.ndarray:
     if dtype == np.uint8:
         return np.clip(np.round(img * 255.0), 0, 255).astype(np.uint8)
@@ -464,9 +456,9 @@ def paste_back(
     alpha = feather_mask(sr, feather)
     if mask is not None:
         alpha = alpha * np.clip(mask, 0.0, 1.0)
-    face = _to_unit_float(restored)
+    face = to_float(restored)
     if color_match:
-        ref = _to_unit_float(crop.image)
+        ref = to_float(crop.image)
         if ref.shape[0] != sr:
             interp = cv2.INTER_AREA if ref.shape[0] > sr else cv2.INTER_CUBIC
             ref = cv2.resize(ref, (sr, sr), interpolation=interp)
@@ -499,7 +491,7 @@ def paste_back(
     warped = cv2.warpAffine(face, m_roi, size_roi, flags=cv2.INTER_LANCZOS4, borderMode=cv2.BORDER_REPLICATE)
     walpha = cv2.warpAffine(alpha, m_roi, size_roi, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
     walpha = np.clip(walpha, 0.0, 1.0)[..., None]
-    roi = _to_unit_float(canvas[y0:y1, x0:x1])
+    roi = to_float(canvas[y0:y1, x0:x1])
     blended = roi * (1.0 - walpha) + np.clip(warped, 0.0, 1.0) * walpha
     if canvas.dtype.kind == "f":
         # keep untouched pixels bit-exact for float canvases

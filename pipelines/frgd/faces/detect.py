@@ -21,7 +21,7 @@ import logging
 import math
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -29,6 +29,7 @@ import torch
 
 from ..devices import resolve_device
 from ..errors import FRGDError, InputError
+from ..io import to_uint8
 
 logger = logging.getLogger(__name__)
 
@@ -52,21 +53,22 @@ MAX_DETECT_PIXELS = 4_000_000
 """Detection images are kept at or below this many pixels (about 2300x1700)."""
 
 
-@dataclass
+@dataclass(eq=False)
 class DetectedFace:
-    """One detected face in input-image pixel coordinates.
+    """One detected face in input-image pixel coordinates (compared by identity: its fields are arrays).
 
     Attributes:
         box: ``(4,)`` float ``x0, y0, x1, y1``.
         score: MTCNN O-Net probability in ``[0, 1]``.
         landmarks: ``(5, 2)`` float ``(x, y)`` in template order, MTCNN's 1-based convention (see
             :data:`MTCNN_COORD_OFFSET`; pass them to ``align_face`` as they are).
+        index: position in the list :func:`detect_faces` returned (largest first).
     """
 
     box: np.ndarray
     score: float
     landmarks: np.ndarray
-    index: int = field(default=-1, compare=False)
+    index: int = -1
 
     @property
     def width(self) -> float:
@@ -139,12 +141,10 @@ class FaceDetector:
         factor: float = 0.709,
         max_pixels: int = MAX_DETECT_PIXELS,
     ) -> None:
-        if min_face_size < 4:
-            raise InputError(f"min_face_size must be at least 4 px, got {min_face_size}")
         if len(thresholds) != 3 or not all(0.0 <= t <= 1.0 for t in thresholds):
             raise InputError(f"thresholds must be three values in [0, 1], got {tuple(thresholds)}")
         self.device = resolve_device(device)
-        self.min_face_size = float(min_face_size)
+        self.min_face_size = self._min_face(min_face_size)
         self.thresholds = tuple(float(t) for t in thresholds)
         self.factor = float(factor)
         self.max_pixels = int(max_pixels)
@@ -160,12 +160,20 @@ class FaceDetector:
         )
         self._lock = threading.Lock()
 
+    def _min_face(self, min_face_size: float | None) -> float:
+        """``min_face_size`` checked (at least 4 px), or the detector's own when ``None``."""
+        if min_face_size is None:
+            return self.min_face_size
+        if not min_face_size >= 4:
+            raise InputError(f"the smallest face size must be at least 4 px, got {min_face_size}")
+        return float(min_face_size)
+
     def detection_scale(
         self, shape: tuple[int, int], *, upsample_small: bool = True, min_face_size: float | None = None
     ) -> float:
         """Resize factor applied before MTCNN for an image of ``shape`` ``(H, W)``."""
         h, w = int(shape[0]), int(shape[1])
-        m = float(min_face_size or self.min_face_size)
+        m = self._min_face(min_face_size)
         budget = math.sqrt(self.max_pixels / float(h * w))
         if upsample_small and m < UPSAMPLE_TARGET:
             up = min(UPSAMPLE_TARGET / m, MAX_UPSAMPLE, math.sqrt(UPSAMPLE_MAX_PIXELS / float(h * w)))
@@ -178,10 +186,8 @@ class FaceDetector:
             raise InputError(f"expected an (H, W, 3) RGB image, got shape {getattr(img, 'shape', None)}")
         if img.shape[2] == 4:
             img = img[:, :, :3]
-        if img.dtype == np.uint16:
-            img = (img.astype(np.float32) / 257.0 + 0.5).astype(np.uint8)
-        elif img.dtype.kind == "f":
-            img = np.clip(np.round(img * 255.0), 0, 255).astype(np.uint8)
+        if img.dtype == np.uint16 or img.dtype.kind == "f":
+            img = to_uint8(img)
         elif img.dtype != np.uint8:
             raise InputError(f"unsupported image dtype {img.dtype}")
         if min(img.shape[:2]) < 12:
@@ -210,7 +216,7 @@ class FaceDetector:
         """
         img = self.check_inputs(img)
         h, w = img.shape[:2]
-        m = float(min_face_size or self.min_face_size)
+        m = self._min_face(min_face_size)
         s = (
             float(upsample)
             if upsample

@@ -1,13 +1,12 @@
 """Reference-embedding cache: embeddings of reference photos keyed by the file's sha256 and the backend.
 
 In memory (per process) and on disk under ``frgd.weights.cache_dir() / "identity_refs" / <backend>/<sha256>.npy``
-(``FRGD_CACHE_DIR`` when ``frgd.weights`` is unavailable), so re-using a reference photo in the editor or the CLI does
-not re-run detection and the encoder. The key covers the file's bytes, so editing the photo invalidates the entry.
+(``$FRGD_CACHE_DIR/weights/identity_refs`` when that is set), so re-using a reference photo in the editor or the CLI
+does not re-run detection and the encoder. The key covers the file's bytes, so editing the photo invalidates the entry.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import threading
@@ -25,27 +24,10 @@ ComputeFn = Callable[[Path], torch.Tensor]
 """``compute(path) -> (D,)`` embedding of the reference photo at ``path``."""
 
 
-def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _default_root() -> Path:
-    try:
-        from ..weights import cache_dir
+    from ..weights import cache_dir
 
-        return Path(cache_dir()) / "identity_refs"
-    except ImportError:
-        env = os.environ.get("FRGD_CACHE_DIR")
-        if env:
-            return Path(env) / "identity_refs"
-        from platformdirs import user_cache_dir
-
-        return Path(user_cache_dir("frgd-studio")) / "identity_refs"
+    return cache_dir() / "identity_refs"
 
 
 class ReferenceEmbeddingCache:
@@ -75,6 +57,8 @@ class ReferenceEmbeddingCache:
 
     def key(self, path: str | Path) -> str:
         """The cache key of ``path``: ``"<sha256 of the file>"`` (the backend is the folder)."""
+        from ..io import file_sha256
+
         p = Path(path)
         if not p.is_file():
             raise InputError(f"reference photo not found: {p}")

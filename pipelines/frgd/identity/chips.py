@@ -121,10 +121,23 @@ def dlib_chip_affine(
     return m
 
 
+def _apply(affine: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """``(N, 2)`` points mapped by a ``(2, 3)`` affine."""
+    return points @ affine[:, :2].T + affine[:, 2]
+
+
+def dlib_chip_affine_in(
+    frame_to_image: np.ndarray, size: int = DLIB_CHIP_SIZE, padding: float = DLIB_CHIP_PADDING
+) -> np.ndarray:
+    """``(2, 3)`` dlib-chip pixel -> image pixel for a face whose 512 template frame maps to the image by
+    ``frame_to_image``: dlib's geometry applied in the target image (its ``size*scale - 1`` term is not
+    scale-invariant, so it cannot be composed in the template frame)."""
+    return dlib_chip_affine(_apply(frame_to_image, FFHQ_DLIB_LANDMARKS_512), size, padding)
+
+
 def crop_to_dlib_chip_affine(crop_size: int, size: int = DLIB_CHIP_SIZE, padding: float = DLIB_CHIP_PADDING):
     """Fixed ``(2, 3)`` dlib-chip pixel -> crop pixel affine for our aligned crops of ``crop_size``."""
-    lm = FFHQ_DLIB_LANDMARKS_512 @ template_frame_to_crop(crop_size)[:, :2].T + template_frame_to_crop(crop_size)[:, 2]
-    return dlib_chip_affine(lm, size, padding)
+    return dlib_chip_affine_in(template_frame_to_crop(crop_size), size, padding)
 
 
 def landmarks_to_template_frame(landmarks: np.ndarray) -> np.ndarray:
@@ -142,7 +155,7 @@ def landmarks_to_template_frame(landmarks: np.ndarray) -> np.ndarray:
 
 def crop_to_arcface_affine(crop_size: int, out_size: int = 112) -> np.ndarray:
     """``(2, 3)`` ArcFace-112 pixel -> our crop pixel: the similarity between the two five-point templates."""
-    tpl = _ffhq_template_512() @ template_frame_to_crop(crop_size)[:, :2].T + template_frame_to_crop(crop_size)[:, 2]
+    tpl = _apply(template_frame_to_crop(crop_size), _ffhq_template_512())
     return similarity_lstsq(ARCFACE_112 * (out_size / 112.0), tpl)
 
 

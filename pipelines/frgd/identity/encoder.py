@@ -212,8 +212,7 @@ class DlibIdentityEncoder(IdentityEncoder):
 
     def chip_affine_in(self, frame_to_image: np.ndarray) -> np.ndarray:
         """dlib's geometry applied in the target image (its ``size*scale - 1`` term is not scale-invariant)."""
-        lm = C.FFHQ_DLIB_LANDMARKS_512 @ frame_to_image[:, :2].T + frame_to_image[:, 2]
-        return C.dlib_chip_affine(lm, self.chip_size, C.DLIB_CHIP_PADDING)
+        return C.dlib_chip_affine_in(frame_to_image, self.chip_size, C.DLIB_CHIP_PADDING)
 
     def descriptor(self, images: torch.Tensor) -> torch.Tensor:
         """dlib's raw 128-d descriptors ``(B, 128)`` float32 of aligned crops (same person if distance < 0.6)."""

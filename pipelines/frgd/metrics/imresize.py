@@ -17,9 +17,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # torch is imported by imresize_torch only: the numpy metrics (and `frgd --help`) stay light
+    import torch
 
 __all__ = ["imresize", "imresize_torch", "resize_weights", "KERNELS"]
 
@@ -181,6 +184,8 @@ def imresize_torch(
     Same weights as :func:`imresize`. ``quantize=True`` rounds to 1/255 steps after each pass (like uint8 MATLAB,
     up to float32 round-off). Not guaranteed bit-exact; use :func:`imresize` for benchmark LR images.
     """
+    import torch
+
     if x.ndim != 4:
         raise ValueError(f"imresize_torch expects (B, C, H, W), got {tuple(x.shape)}")
     out_shape, scales = _output_shape((x.shape[-2], x.shape[-1]), scale, output_shape)

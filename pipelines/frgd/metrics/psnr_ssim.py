@@ -14,30 +14,41 @@ from scipy.ndimage import correlate1d
 __all__ = ["rgb2ycbcr_y", "to_y", "psnr_y", "ssim_y", "psnr", "ssim"]
 
 
+def _unit(arr: np.ndarray) -> np.ndarray:
+    """uint8 (0..255) / uint16 (0..65535) / float (0..1) -> float64 on 0..1."""
+    x = arr.astype(np.float64)
+    if arr.dtype == np.uint16:
+        return x / 65535.0
+    if np.issubdtype(arr.dtype, np.integer):
+        return x / 255.0
+    return x
+
+
 def rgb2ycbcr_y(img: np.ndarray) -> np.ndarray:
     """Y of MATLAB ``rgb2ycbcr`` (BT.601, studio range) as float64 in [16, 235] (scale of 0..255).
 
-    ``img``: ``(H, W, 3)`` RGB, uint8 (0..255) or float in [0, 1]. Returns ``(H, W)`` float64, not rounded.
+    ``img``: ``(H, W, 3)`` RGB, uint8 (0..255), uint16 (0..65535) or float in [0, 1]. Returns ``(H, W)`` float64,
+    not rounded.
     """
     arr = np.asarray(img)
     if arr.ndim != 3 or arr.shape[2] != 3:
         raise ValueError(f"rgb2ycbcr_y expects (H, W, 3), got {arr.shape}")
-    x = arr.astype(np.float64)
-    if np.issubdtype(arr.dtype, np.integer):
-        x = x / 255.0
+    x = _unit(arr)
     return 16.0 + (65.481 * x[..., 0] + 128.553 * x[..., 1] + 24.966 * x[..., 2])
 
 
 def to_y(img: np.ndarray) -> np.ndarray:
     """``(H, W, 3)`` RGB -> Y (0..255 float64); ``(H, W)`` or ``(H, W, 1)`` single-channel images are taken as Y.
 
-    uint8 is read as 0..255, float as 0..1.
+    uint8 is read as 0..255, uint16 as 0..65535, float as 0..1.
     """
     arr = np.asarray(img)
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[..., 0]
     if arr.ndim == 2:
         y = arr.astype(np.float64)
+        if arr.dtype == np.uint16:
+            return y / 257.0  # 65535 / 255
         return y if np.issubdtype(arr.dtype, np.integer) else y * 255.0
     return rgb2ycbcr_y(arr)
 

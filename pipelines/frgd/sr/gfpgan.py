@@ -5,8 +5,9 @@ Weights are the official TencentARC checkpoints (manifest entries ``gfpgan-v1.4`
 official ``GFPGANer``); the decoder noise is drawn from a seeded generator so results are reproducible.
 
 The background is upscaled by the general SR pane (:class:`frgd.sr.upscale.UpscalePipeline`). With
-``bg_model="auto"`` it is ``realesrgan-x4plus`` when running on CUDA and its converted weights are present (the
-official demo also only uses Real-ESRGAN on GPU: on CPU a large photo takes many minutes), else MATLAB bicubic.
+``bg_model="auto"`` it is ``realesrgan-x4plus`` when running on CUDA at a scale of at most 4 and its converted
+weights are present (the official demo also only uses Real-ESRGAN on GPU: on CPU a large photo takes many minutes),
+else MATLAB bicubic.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import torch
 from ..archs.gfpganv1_clean_arch import OFFICIAL_CONFIG, GFPGANv1Clean
 from ..devices import resolve_device
 from ..errors import FRGDError, InputError
+from ..io import to_float
 from ..jobs import CancelToken, ProgressFn, check_cancel, report
 from ..tensor import image_to_tensor, tensor_to_image
 
@@ -96,8 +98,9 @@ class GFPGANOutput:
     bg_model: str = ""
 
 
-def _default_bg(device: torch.device) -> str:
-    if device.type == "cuda":
+def _default_bg(device: torch.device, scale: int) -> str:
+    """``bg_model="auto"``: Real-ESRGAN x4plus on CUDA when converted and ``scale <= 4`` (its range), else bicubic."""
+    if device.type == "cuda" and scale <= 4:
         from ..weights import find_files
 
         if find_files("realesrgan-x4plus") is not None:
@@ -130,7 +133,7 @@ class GFPGANPipeline:
         self.name = f"gfpgan-v{version}" if model is None and weights is None else "gfpgan"
         if weights is not None:
             self.name = f"gfpgan ({Path(weights).name})"
-        self.bg_model = _default_bg(self.device) if bg_model == "auto" else bg_model
+        self.bg_model = bg_model  # "auto" is resolved per call: it depends on the scale
         self.size = int(self.model.out_size)
 
     def check_inputs(self, image: np.ndarray | torch.Tensor, scale: int, weight: float) -> np.ndarray:
@@ -140,7 +143,7 @@ class GFPGANPipeline:
                 raise InputError(f"expected a (1, 3, H, W) tensor, got {tuple(image.shape)}")
             img = tensor_to_image(image, np.float32)
         elif isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 3:
-            img = image_to_tensor(image)[0].permute(1, 2, 0).numpy()
+            img = to_float(image)
         else:
             raise InputError(
                 f"expected an (H, W, 3) image or a (1, 3, H, W) tensor, got {getattr(image, 'shape', None)}"
@@ -208,7 +211,8 @@ class GFPGANPipeline:
 
         check_cancel(cancel)
         x = image_to_tensor(img)
-        bg = UpscalePipeline(self.bg_model, scale=int(scale), device=self.device)(x, tile=tile, cancel=cancel)
+        bg_model = _default_bg(self.device, int(scale)) if self.bg_model == "auto" else self.bg_model
+        bg = UpscalePipeline(bg_model, scale=int(scale), device=self.device)(x, tile=tile, cancel=cancel)
         canvas = tensor_to_image(bg.image, np.float32)
         for crop, face_img in zip(crops, restored):
             canvas = paste_back(canvas, crop, face_img, canvas_scale=float(scale))
@@ -219,7 +223,7 @@ class GFPGANPipeline:
             crops=crops,
             restored=restored,
             scale=int(scale),
-            bg_model=self.bg_model,
+            bg_model=bg_model,
         )
 
 

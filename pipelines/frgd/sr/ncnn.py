@@ -86,16 +86,25 @@ def parse_param(text: str) -> tuple[list[NcnnLayer], int]:
         )
     try:
         layer_count, blob_count = (int(v) for v in lines[1].split())
-    except ValueError as err:
-        raise NcnnFormatError(f"bad ncnn header line {lines[1]!r}") from err
-    layers = []
-    for ln in lines[2:]:
-        tok = ln.split()
+    except (ValueError, IndexError) as err:
+        raise NcnnFormatError(f"bad ncnn header line {lines[1:2]!r}") from err
+    layers = [_parse_layer(ln) for ln in lines[2:]]
+    if len(layers) != layer_count:
+        raise NcnnFormatError(f"header says {layer_count} layers, found {len(layers)}")
+    return layers, blob_count
+
+
+def _parse_layer(ln: str) -> NcnnLayer:
+    """One layer line ``type name n_bottom n_top bottoms... tops... k=v ...`` (raises :class:`NcnnFormatError`)."""
+    tok = ln.split()
+    try:
         if len(tok) < 4:
-            raise NcnnFormatError(f"bad ncnn layer line {ln!r}")
+            raise ValueError("too few fields")
         type_, name, nb, nt = tok[0], tok[1], int(tok[2]), int(tok[3])
         bottoms = tok[4 : 4 + nb]
         tops = tok[4 + nb : 4 + nb + nt]
+        if len(bottoms) != nb or len(tops) != nt:
+            raise ValueError("fewer blob names than announced")
         params: dict[int, ParamValue] = {}
         for kv in tok[4 + nb + nt :]:
             key_s, _, val = kv.partition("=")
@@ -106,10 +115,9 @@ def parse_param(text: str) -> tuple[list[NcnnLayer], int]:
                 params[-(key + 23300)] = [_number(v) for v in vals[1 : 1 + n]]
             else:
                 params[key] = _number(val)
-        layers.append(NcnnLayer(type_, name, bottoms, tops, params))
-    if len(layers) != layer_count:
-        raise NcnnFormatError(f"header says {layer_count} layers, found {len(layers)}")
-    return layers, blob_count
+    except ValueError as err:
+        raise NcnnFormatError(f"bad ncnn layer line {ln!r} ({err})") from None
+    return NcnnLayer(type_, name, bottoms, tops, params)
 
 
 class _BinReader:
@@ -177,7 +185,11 @@ def read_ncnn(param: str | Path, bin_: str | Path) -> NcnnModel:
 
     Raises :class:`NcnnFormatError` if the files do not match (unsupported layer, truncated or oversized ``.bin``).
     """
-    layers, blob_count = parse_param(Path(param).read_text())
+    try:
+        text = Path(param).read_text(encoding="ascii")
+    except UnicodeDecodeError as err:
+        raise NcnnFormatError(f"{param} is not a text ncnn .param file ({err.reason})") from None
+    layers, blob_count = parse_param(text)
     rd = _BinReader(Path(bin_).read_bytes())
     for layer in layers:
         _read_layer_weights(layer, rd)

@@ -20,6 +20,7 @@ its output with MATLAB bicubic (antialiased) to exactly ``scale`` times the inpu
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -115,6 +116,9 @@ def _module_upscaler(name: str, module: nn.Module, native: int, scale: int, devi
 
     _, bpp = _NEURAL.get(name, ((native,), 8_000))
     radius = getattr(module, "receptive_radius", None)  # None (e.g. RRDBNet): large, tiles use a generous overlap
+    if radius is not None and scale != native:
+        # the antialiased bicubic resize of the output reaches 2 / scale input pixels further (+1 for sub-pixel phase)
+        radius += math.ceil(2 / scale) + 1
     return Upscaler(name, scale, run, device, tileable=True, bytes_per_pixel=float(bpp), receptive_radius=radius,
                     module=module, native_scale=native)  # fmt: skip
 
@@ -127,7 +131,7 @@ def load_realesrgan(name: str, device: torch.device | str = "cpu") -> nn.Module:
     from ..devices import resolve_device
     from .ncnn_convert import load_converted
 
-    return load_converted(name).to(resolve_device(device))
+    return load_converted(name, resolve_device(device))
 
 
 def _frgd_sr(scale: int, device: torch.device) -> nn.Module:

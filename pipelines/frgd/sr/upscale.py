@@ -100,14 +100,21 @@ class UpscalePipeline:
         return DEFAULT_CPU_MEM_CAP
 
     def resolve_tile(
-        self, h: int, w: int, tile: int | str | None = "auto", mem_cap: float | None = None, overlap: int | None = None
+        self,
+        h: int,
+        w: int,
+        tile: int | str | None = "auto",
+        mem_cap: float | None = None,
+        overlap: int | None = None,
+        fp16: bool = True,
     ) -> int:
-        """Core tile side for an ``h`` x ``w`` input: explicit, ``0``/``None`` = whole image, or from the memory cap."""
+        """Core tile side for an ``h`` x ``w`` input: explicit, ``0``/``None`` = whole image, or from the memory cap
+        (``fp16``: the network runs under CUDA autocast, half the activation memory)."""
         if tile in (None, 0) or not self.upscaler.tileable:
             return max(h, w)
         if tile == "auto":
             bpp = self.upscaler.bytes_per_pixel
-            if self.upscaler.device.type == "cuda":
+            if fp16 and self.upscaler.device.type == "cuda":
                 bpp *= 0.5  # fp16 activations
             ov = self.default_overlap() if overlap is None else overlap
             return choose_tile(h, w, bpp, self._mem_cap(mem_cap), ov)
@@ -134,7 +141,7 @@ class UpscalePipeline:
         overlap = self.default_overlap() if overlap is None else int(overlap)
         self.check_inputs(x, tile, overlap)
         h, w = x.shape[-2:]
-        t = self.resolve_tile(h, w, tile, mem_cap, overlap)
+        t = self.resolve_tile(h, w, tile, mem_cap, overlap, fp16=fp16)
         up = self.upscaler
         dtype = torch.float16 if (fp16 and up.device.type == "cuda") else None
         t0 = time.perf_counter()
