@@ -296,10 +296,11 @@ def native_degraded(photo: np.ndarray, face: Face) -> np.ndarray:
     A 20 px face becomes a ~32 px crop: FRGD's content guidance then compares with what the photo really contains
     instead of an upsampled blur (the same choice as :mod:`frgd.enhance`).
     """
+    from frgd.enhance import native_crop_size
     from frgd.faces import align_face
 
     native = float(np.sqrt(abs(np.linalg.det(np.asarray(face.inverse)[:, :2]))))
-    size = int(min(CROP_SIZE, max(16, round(CROP_SIZE * native))))
+    size = native_crop_size(native, CROP_SIZE)
     if size >= CROP_SIZE:
         return face.crop
     return to_uint8(align_face(photo, face.landmarks, size).image)

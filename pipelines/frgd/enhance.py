@@ -55,6 +55,12 @@ def to_float01(img: np.ndarray) -> np.ndarray:
     return to_float(arr)
 
 
+def native_crop_size(native_scale: float, size: int = 128) -> int:
+    """Side of the crop that holds a face at its native resolution: ``round(size * native_scale)`` in
+    ``[MIN_NATIVE_CROP, size]`` (``native_scale`` = source px per px of a ``size`` crop)."""
+    return int(min(size, max(MIN_NATIVE_CROP, round(size * native_scale))))
+
+
 def auto_scale(native_scale: float) -> int:
     """Integer photo scale at which a face crop with ``native_scale`` source px per crop px maps 1:1.
 
@@ -298,7 +304,7 @@ class EnhancePipeline:
         for j, (face, c128) in enumerate(zip(chosen, crops128)):
             check_cancel(cancel)
             if c128.native_scale < 1.0:  # face smaller than the template: align at native resolution
-                n_px = max(MIN_NATIVE_CROP, int(round(self.size * c128.native_scale)))
+                n_px = native_crop_size(c128.native_scale, self.size)
                 crop = align_face(img, face.landmarks, n_px)
                 content_size = n_px if n_px < self.size else None
             else:
