@@ -10,7 +10,8 @@ Writes ``OUT/shard_XXXX.npz`` (``allow_pickle=False`` arrays: ``blob`` uint8 con
 faces128, ``offsets`` int64 ``(N + 1,)``, ``files``, ``splits``, ``identities`` (unicode), ``landmarks`` float32
 ``(N, 5, 2)``), ``OUT/index.json`` and, with ``--embeddings``, ``OUT/embeddings.npz``: ``files``, ``emb`` ``(N, D)``
 float32 (the identity encoder on each face), ``aug_emb`` ``(N, K, D)`` (the encoder on the K fixed reference
-augmentations ``frgd.diffusion.data.augment_reference(img, default_rng(fixed_aug_seed(file, k)))``, computed only for
+augmentations ``frgd.diffusion.training.data.augment_reference(img, default_rng(fixed_aug_seed(file, k)))``,
+computed only for
 faces whose identity has no other photo in its split; zeros elsewhere) and ``backend``.
 ``FacesDataset(OUT, ...)`` reads the shards; ``embeddings=OUT/embeddings.npz`` switches it to precomputed identities.
 
@@ -35,7 +36,7 @@ logger = logging.getLogger("make_shards")
 
 def pack(root: Path, out: Path, splits: list[str], max_mib: float = 40.0, limit: int | None = None) -> dict:
     """Write the shards and ``index.json``; returns the index."""
-    from frgd.diffusion.data import read_labels
+    from frgd.diffusion.training.data import read_labels
 
     recs = [r for r in read_labels(root) if r.split in splits]
     if limit:
@@ -106,7 +107,7 @@ def compute_embeddings(
     """Embed every face in the shards of ``out`` (+ ``n_aug`` fixed augmentations of single-photo identities)."""
     import torch
 
-    from frgd.diffusion.data import ShardStore, augment_reference, fixed_aug_seed
+    from frgd.diffusion.training.data import ShardStore, augment_reference, fixed_aug_seed
 
     store = ShardStore(out)
     recs = store.records

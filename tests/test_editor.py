@@ -24,7 +24,7 @@ FACE_LANDMARKS = TEMPLATE_512 * (90 / 512) + np.array([60.0, 40.0])  # a ~90 px 
 @pytest.fixture(scope="module")
 def tiny_model_dir(tmp_path_factory):
     from frgd.archs.frgd_unet_arch import FRGDUNet, tiny_config
-    from frgd.diffusion.schedule import make_train_scheduler, save_model_dir
+    from frgd.diffusion.model import make_train_scheduler, save_model_dir
 
     torch.manual_seed(0)
     model = FRGDUNet(**tiny_config())

@@ -12,11 +12,11 @@ import torch
 import frgd.identity
 from frgd.archs.frgd_unet_arch import FRGDUNet, tiny_config
 from frgd.cli.main import main
-from frgd.diffusion.eval_faces import bench_sampler, evaluate_faces, select_pairs
-from frgd.diffusion.pipeline import FRGDPipeline
-from frgd.diffusion.schedule import make_train_scheduler, save_model_dir
+from frgd.diffusion.model import make_train_scheduler, save_model_dir
+from frgd.diffusion.sampling.pipeline import FRGDPipeline
 from frgd.enhance import EnhancePipeline, auto_scale, load_frgd_pipeline
 from frgd.errors import InputError, MissingWeightsError
+from frgd.eval.faces import bench_sampler, evaluate_faces, select_pairs
 from frgd.identity import IdentityEncoder
 from frgd.io import load_rgb, read_provenance, save_image
 from frgd_resources import resource_path

@@ -12,7 +12,8 @@ import pytest
 import torch
 from conftest import REPO, shared_path
 
-from frgd.diffusion.data import (
+from frgd.diffusion.model import build_cond
+from frgd.diffusion.training.data import (
     EpochSampler,
     FacesDataConfig,
     FacesDataset,
@@ -20,11 +21,10 @@ from frgd.diffusion.data import (
     augment_reference,
     collate,
 )
-from frgd.diffusion.fusion import (
+from frgd.diffusion.training.fusion import (
     FACE_REGIONS,
     TEMPLATE_128,
     FusionConfig,
-    build_cond,
     checkerboard_mask,
     face_region_mask,
     fusion_loss_weights,

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from frgd.archs.frgd_unet_arch import COND_CHANNELS, FRGDUNet, default_block_types, tiny_config
-from frgd.diffusion.schedule import (
+from frgd.diffusion.model import (
     IdentityInfo,
     load_model_dir,
     make_train_scheduler,

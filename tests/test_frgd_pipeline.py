@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from frgd.archs.frgd_unet_arch import FRGDUNet, tiny_config
-from frgd.diffusion.guidance import (
+from frgd.diffusion.model import make_train_scheduler, save_model_dir
+from frgd.diffusion.sampling.guidance import (
     CFG_MAX,
     CONTENT_MAX,
     CONTENT_MIN,
@@ -19,8 +20,7 @@ from frgd.diffusion.guidance import (
     downscale_to,
     slider_to_weights,
 )
-from frgd.diffusion.pipeline import FRGDPipeline, feather_inside, normalize_seeds
-from frgd.diffusion.schedule import make_train_scheduler, save_model_dir
+from frgd.diffusion.sampling.pipeline import FRGDPipeline, feather_inside, normalize_seeds
 from frgd.errors import Cancelled, InputError, MissingWeightsError
 from frgd.identity import IdentityEncoder
 from frgd.jobs import CancelToken

@@ -10,8 +10,8 @@ import torch
 from safetensors.torch import load_file
 
 from frgd.cli.main import main as cli_main
-from frgd.diffusion.schedule import load_model_dir, make_train_scheduler
-from frgd.diffusion.train import load_config, make_training_inputs, min_snr_weight, train
+from frgd.diffusion.model import load_model_dir, make_train_scheduler
+from frgd.diffusion.training.train import load_config, make_training_inputs, min_snr_weight, train
 from frgd.errors import Cancelled, InputError
 
 
@@ -158,7 +158,7 @@ def test_max_minutes_stops_early(tmp_path):
 
 
 def test_tiny_model_works_at_the_data_size():
-    from frgd.diffusion.train import build_model
+    from frgd.diffusion.training.train import build_model
 
     cfg = load_config(_tiny_cfg())  # data.size 16, tiny model (whose own default is 32)
     assert build_model(cfg).config.sample_size == 16
@@ -168,7 +168,7 @@ def test_tiny_model_works_at_the_data_size():
 
 
 def test_embeddings_must_match_the_identity_backend(tmp_path):
-    from frgd.diffusion.train import build_dataset
+    from frgd.diffusion.training.train import build_dataset
 
     root = tmp_path / "faces"
     (root / "train").mkdir(parents=True)

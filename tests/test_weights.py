@@ -465,7 +465,7 @@ def test_downloaded_file_has_normal_permissions(test_manifest: Path) -> None:
 def test_import_frgd_model_folder_with_subfolders(tmp_path: Path) -> None:
     """`frgd weights import DIR --name frgd-128` copies the whole model folder (scheduler/ included) and it loads."""
     from frgd.archs.frgd_unet_arch import FRGDUNet, tiny_config
-    from frgd.diffusion.schedule import load_model_dir, make_train_scheduler, save_model_dir
+    from frgd.diffusion.model import load_model_dir, make_train_scheduler, save_model_dir
 
     torch.manual_seed(0)
     model = FRGDUNet(**tiny_config())

@@ -181,9 +181,9 @@ def default_frgd_dir() -> Path:
 
 
 def load_frgd_pipeline(model_dir: str | Path | None, device) -> Any:
-    """A cached :class:`frgd.diffusion.pipeline.FRGDPipeline` for ``model_dir`` (default: the installed model)."""
-    from frgd.diffusion.pipeline import FRGDPipeline
-    from frgd.diffusion.schedule import load_model_dir
+    """A cached :class:`frgd.diffusion.sampling.pipeline.FRGDPipeline` for ``model_dir`` (default: installed model)."""
+    from frgd.diffusion.model import load_model_dir
+    from frgd.diffusion.sampling.pipeline import FRGDPipeline
 
     path = Path(model_dir) if model_dir else default_frgd_dir()
     key = (str(path.resolve()), str(device))

@@ -1,6 +1,6 @@
 """Whole-photo FRGD enhancement: detect -> align -> restore with FRGD -> paste back over the SR-upscaled photo.
 
-:class:`EnhancePipeline` wraps a :class:`frgd.diffusion.pipeline.FRGDPipeline`:
+:class:`EnhancePipeline` wraps a :class:`frgd.diffusion.sampling.pipeline.FRGDPipeline`:
 
 1. detect faces (MTCNN, :mod:`frgd.faces`) and pick them (``all``, ``largest``, ``"0,2"``);
 2. align each face at its *native* resolution (``round(128 * native_scale)`` px, at least 16, when the face is
@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 import torch
 
-from .diffusion.pipeline import DEFAULT_STEPS, FRGDOutput, FRGDPipeline
+from .diffusion.sampling.pipeline import DEFAULT_STEPS, FRGDOutput, FRGDPipeline
 from .errors import InputError, MissingWeightsError
 from .io import to_float
 from .jobs import CancelToken, ProgressFn, check_cancel, report
@@ -271,7 +271,7 @@ class EnhancePipeline:
         ``mask``: optional photo-sized ``(H, W)`` mask (1 = faces may change there); it is warped into every face crop.
         ``feather``: paste-back soft edge as a fraction of the crop (see :func:`frgd.faces.paste_back`).
         """
-        from .diffusion.pipeline import normalize_seeds
+        from .diffusion.sampling.pipeline import normalize_seeds
         from .faces import align_face, paste_back, select
 
         t0 = time.perf_counter()

@@ -29,7 +29,7 @@ def make_tiny_model(folder: Path) -> Path:
     import torch
 
     from frgd.archs.frgd_unet_arch import FRGDUNet, tiny_config
-    from frgd.diffusion.schedule import make_train_scheduler, save_model_dir
+    from frgd.diffusion.model import make_train_scheduler, save_model_dir
 
     torch.manual_seed(0)
     model = FRGDUNet(**tiny_config(sample_size=64))

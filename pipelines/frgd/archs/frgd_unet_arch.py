@@ -25,7 +25,7 @@ is added to the timestep embedding and so modulates every ResNet block.
 Output: ``(B, 3, H, W)`` the raw prediction, ``v`` (``prediction_type="v_prediction"``) or ``epsilon``. ``H`` and
 ``W`` must be multiples of ``2 ** (len(block_out_channels) - 1)``.
 
-A model directory (see :mod:`frgd.diffusion.schedule`) holds ``config.json`` + ``diffusion_pytorch_model.safetensors``
+A model directory (see :mod:`frgd.diffusion.model`) holds ``config.json`` + ``diffusion_pytorch_model.safetensors``
 (from :meth:`save_pretrained`), ``scheduler/scheduler_config.json`` and ``identity.json``.
 """
 

@@ -150,7 +150,7 @@ def _cmd_enhance(args: argparse.Namespace) -> int:
     if args.mask:
         mask = load_image(args.mask).rgb
         mask = (mask.astype(np.float32) / (65535.0 if mask.dtype == np.uint16 else 255.0)).mean(axis=2)
-    from ..diffusion.pipeline import normalize_seeds
+    from ..diffusion.sampling.pipeline import normalize_seeds
 
     seeds = normalize_seeds(args.seed, args.samples)
     paths = _out_paths(args.out, seeds)
@@ -219,7 +219,7 @@ def _cmd_enhance(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval_faces(args: argparse.Namespace) -> int:
-    from ..diffusion.eval_faces import evaluate_faces
+    from ..eval.faces import evaluate_faces
 
     result = evaluate_faces(
         data_dir=args.data,
@@ -252,7 +252,7 @@ def _cmd_eval_faces(args: argparse.Namespace) -> int:
 def _cmd_bench(args: argparse.Namespace) -> int:
     import torch
 
-    from ..diffusion.eval_faces import bench_sampler
+    from ..eval.faces import bench_sampler
 
     if args.threads is not None:
         if args.threads < 1:

@@ -4,7 +4,7 @@
 [--set section.key=VALUE ...]``
 
 ``--kind`` selects the trainer from :data:`TRAIN_KINDS` (``frgd``, the default: the FRGD diffusion model,
-:mod:`frgd.diffusion.train`); another trainer is added as one entry there. ``--config`` accepts a path or the
+:mod:`frgd.diffusion.training.train`); another trainer is added as one entry there. ``--config`` accepts a path or the
 name of a shipped preset (``train_cpu_smoke``, ``train_frgd128_h100`` in ``frgd_resources/presets``).
 """
 
@@ -24,7 +24,7 @@ logger = logging.getLogger(__name__)
 
 
 def _train_frgd(args: argparse.Namespace, cfg: dict[str, Any]) -> dict[str, Any]:
-    from ..diffusion.train import train
+    from ..diffusion.training.train import train
 
     bar = None
     if not args.json:
@@ -111,7 +111,7 @@ def apply_overrides(cfg: dict[str, Any], sets: list[str]) -> dict[str, Any]:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from ..diffusion.train import load_config
+    from ..diffusion.training.train import load_config
 
     if args.max_steps is not None and args.max_steps < 1:
         raise InputError("--max-steps must be at least 1")

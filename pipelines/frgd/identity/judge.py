@@ -4,7 +4,7 @@
 192-d, run through onnxruntime, no gradients) used only to *measure* identity preservation of restored faces, so that
 improvements obtained by guiding with one network (dlib / facenet) are checked by another one that the sampler never
 saw. Training and guidance code must never import this module (evaluation code such as
-:mod:`frgd.diffusion.eval_faces` does).
+:mod:`frgd.eval.faces` does).
 
 Model: ``mobilefacenet192.onnx`` (``../shared/weights/judge/``, research data, not shipped): input ``N x 3 x 112 x 112``
 RGB aligned on the ArcFace 112 template (:data:`frgd.identity.chips.ARCFACE_112`), normalised ``(x - 127.5) / 128``

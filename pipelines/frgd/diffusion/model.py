@@ -1,4 +1,4 @@
-"""Noise schedules and the FRGD model directory.
+"""The FRGD model bundle: the conditioning layout (:func:`build_cond`), noise schedules and the model directory.
 
 A model directory holds::
 
@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from diffusers import DDPMScheduler
 
-from ..archs.frgd_unet_arch import FRGDUNet
+from ..archs.frgd_unet_arch import COND_CHANNELS, FRGDUNet
 from ..errors import MissingWeightsError
 
 logger = logging.getLogger(__name__)
@@ -140,3 +141,42 @@ def load_model_dir(
             f"{model.config.prediction_type!r}; the folder is corrupt"
         )
     return FRGDModelBundle(model=model, scheduler=scheduler, identity=identity, path=path)
+
+
+def build_cond(
+    degraded: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    known: torch.Tensor | None = None,
+    size: tuple[int, int] | None = None,
+    value_range: str = "[-1,1]",
+) -> torch.Tensor:
+    """Assemble ``cond`` ``(B, 7, H, W)``.
+
+    ``degraded`` ``(B, 3, h, w)`` any size (bicubic-resized to ``size``, default ``known``'s/``mask``'s size or its
+    own); ``mask`` ``(B, 1, H, W)`` (1 = generate; ``None`` = all ones); ``known`` ``(B, 3, H, W)`` (``None`` = zeros).
+    ``value_range`` says whether ``degraded``/``known`` are in ``"[-1,1]"`` or the public ``"[0,1]"``.
+    """
+    if value_range not in ("[-1,1]", "[0,1]"):
+        raise ValueError("value_range must be '[-1,1]' or '[0,1]'")
+    b = degraded.shape[0]
+    if size is None:
+        ref = known if known is not None else mask if mask is not None else degraded
+        size = (int(ref.shape[-2]), int(ref.shape[-1]))
+    deg = degraded.float()
+    if value_range == "[0,1]":
+        deg = deg * 2 - 1
+    if tuple(deg.shape[-2:]) != tuple(size):
+        deg = F.interpolate(deg, size=size, mode="bicubic", align_corners=False)
+    deg = deg.clamp(-1, 1)
+    if mask is None:
+        mask = torch.ones(b, 1, *size, device=deg.device)
+    mask = mask.to(deg.device, deg.dtype)
+    if known is None:
+        kn = torch.zeros(b, 3, *size, device=deg.device)
+    else:
+        kn = known.to(deg.device, deg.dtype)
+        if value_range == "[0,1]":
+            kn = kn * 2 - 1
+    cond = torch.cat([deg, mask, kn * (1 - mask)], dim=1)
+    assert cond.shape[1] == COND_CHANNELS
+    return cond

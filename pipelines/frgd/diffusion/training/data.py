@@ -14,7 +14,7 @@ An item (``dict``) of :class:`FacesDataset`:
 ``degraded``       ``(3, S, S)`` float32 ``[0, 1]``: ``frgd.degrade.degrade_image`` of the target (x2-x16 down,
                    blur, noise in random order, then JPEG; :data:`TRAIN_DEGRADATION`), resized back to ``S`` (bicubic)
 ``mask``           ``(1, S, S)`` float32: fusion mask, 1 = generate (all ones = plain restoration)
-``fusion_noisy``   bool, ``fusion_checker`` bool: see :mod:`frgd.diffusion.fusion`
+``fusion_noisy``   bool, ``fusion_checker`` bool: see :mod:`frgd.diffusion.training.fusion`
 ``reference``      ``(3, 128, 128)`` float32 ``[0, 1]``: a different photo of the same identity when there is one,
                    else an augmented copy of the target (flip, colour jitter, small warp) -- only without embeddings
 ``identity``       ``(D,)`` float32 unit embedding of that reference -- only with an embeddings file
@@ -43,9 +43,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from ..degrade import DegradationConfig, degrade_image
-from ..errors import InputError
-from ..tensor import image_to_tensor
+from ...degrade import DegradationConfig, degrade_image
+from ...errors import InputError
+from ...tensor import image_to_tensor
 from .fusion import TEMPLATE_128, FusionConfig, sample_fusion_mask
 
 logger = logging.getLogger(__name__)

@@ -3,7 +3,7 @@
 One step (per process, batch ``B``)::
 
     x0 = 2 * target - 1;  eps ~ N(0, I);  t ~ U{0..T-1};  x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps
-    known = x_t where the sample uses noisy fusion else x0            (see frgd.diffusion.fusion)
+    known = x_t where the sample uses noisy fusion else x0            (see frgd.diffusion.training.fusion)
     cond = [2 * degraded - 1, M, known * (1 - M)]
     identity = embedding of the reference (precomputed, or the identity encoder on the device), null-dropped with
                probability model.config.identity_dropout
@@ -19,7 +19,7 @@ Run folder (``--output``)::
     samples/step_XXXXXXX.png  quick DDIM restorations of a few fixed val faces (rows: degraded | EMA sample | target)
     checkpoints/step_XXXXXXX/  model.safetensors, ema.safetensors, training_state.pt (optimizer, LR scheduler,
                             torch RNG), state.json (step, EMA counters, numpy/python RNG states, data position)
-    model/                  the final model directory (EMA weights; see frgd.diffusion.schedule)
+    model/                  the final model directory (EMA weights; see frgd.diffusion.model)
 
 ``train.max_minutes`` stops early (checkpoint + export) when the wall-clock budget is spent; the LR schedule keeps
 its length, so size ``train.steps`` to the budget (measure img/s with ``--max-steps 200`` first).
@@ -46,12 +46,12 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from ..archs.frgd_unet_arch import FRGDUNet, tiny_config
-from ..errors import InputError
-from ..jobs import CancelToken, ProgressFn, check_cancel, report
+from ...archs.frgd_unet_arch import FRGDUNet, tiny_config
+from ...errors import InputError
+from ...jobs import CancelToken, ProgressFn, check_cancel, report
+from ..model import IdentityInfo, build_cond, make_train_scheduler, save_model_dir
 from .data import Embeddings, EpochSampler, FacesDataConfig, FacesDataset, SyntheticFaces, collate
-from .fusion import FusionConfig, build_cond, fusion_loss_weights
-from .schedule import IdentityInfo, make_train_scheduler, save_model_dir
+from .fusion import FusionConfig, fusion_loss_weights
 
 logger = logging.getLogger(__name__)
 
@@ -209,7 +209,7 @@ def make_training_inputs(
     noise: torch.Tensor,
     t: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(x_t, cond, target)`` of one batch (see :mod:`frgd.diffusion.fusion`).
+    """``(x_t, cond, target)`` of one batch (see :mod:`frgd.diffusion.training.fusion`).
 
     ``x0`` ``(B, 3, H, W)`` in ``[-1, 1]``; ``degraded`` ``(B, 3, H, W)`` in ``[0, 1]``; ``mask`` ``(B, 1, H, W)``
     (1 = generate); ``noisy`` ``(B,)`` bool (noisy fusion: the known content is ``x_t`` = ``q(x_t | x0)``);
@@ -281,7 +281,7 @@ class Trainer:
         from diffusers.optimization import get_scheduler
         from diffusers.training_utils import EMAModel
 
-        from ..devices import resolve_device
+        from ...devices import resolve_device
 
         self.cfg = cfg
         self.run_dir = Path(run_dir)
@@ -336,7 +336,7 @@ class Trainer:
 
     def identity_encoder(self):
         if self._encoder is None:
-            from ..identity import get_identity_encoder
+            from ...identity import get_identity_encoder
 
             self._encoder = get_identity_encoder(self.cfg["identity"]["backend"], self.accelerator.device)
         return self._encoder

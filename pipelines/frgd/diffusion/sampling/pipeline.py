@@ -6,7 +6,7 @@ from pure noise):
 1. the model predicts ``v``/``eps`` for every sample, with classifier-free guidance on the identity embedding
    (``out = out_null + cfg * (out_id - out_null)``, one batched forward of ``2N`` when ``0 < cfg != 1``);
 2. ``x0_hat`` is derived from it, clamped to ``[-1, 1]`` and corrected by the guidance callbacks of
-   :mod:`frgd.diffusion.guidance` (identity + content; gradients through ``x0_hat`` only, never through the UNet);
+   :mod:`frgd.diffusion.sampling.guidance` (identity + content; gradients through ``x0_hat`` only, not the UNet);
 3. the corrected ``x0`` is turned back into the model's prediction type (consistent with ``x_t``) and the scheduler
    steps;
 4. mask fusion: ``x_{t-1} <- M * x_{t-1} + (1 - M) * q_sample(base, t-1)`` (the model also sees the known content
@@ -31,10 +31,10 @@ import torch
 import torch.nn.functional as F
 from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
 
-from ..devices import resolve_device
-from ..errors import InputError
-from ..jobs import CancelToken, ProgressFn, check_cancel, report
-from .fusion import build_cond
+from ...devices import resolve_device
+from ...errors import InputError
+from ...jobs import CancelToken, ProgressFn, check_cancel, report
+from ..model import build_cond
 from .guidance import (
     ContentGuidance,
     GuidanceContext,
@@ -157,7 +157,7 @@ class FRGDPipeline:
 
         Raises :class:`frgd.errors.MissingWeightsError` when the directory is incomplete.
         """
-        from .schedule import load_model_dir
+        from ..model import load_model_dir
 
         dev = resolve_device(device)
         bundle = load_model_dir(model_dir, device=dev, dtype=dtype)
@@ -174,7 +174,7 @@ class FRGDPipeline:
     def identity_encoder(self):
         """The guidance identity encoder (loaded on first use)."""
         if self._identity_encoder is None:
-            from ..identity import get_identity_encoder
+            from ...identity import get_identity_encoder
 
             self._identity_encoder = get_identity_encoder(self.identity_backend, self.device)
         return self._identity_encoder
@@ -372,7 +372,7 @@ class FRGDPipeline:
         Args:
             references: reference crops ``(N,3,H,W)`` in ``[0,1]`` aligned like the input and/or precomputed ``(N,D)``
                 embeddings; all are averaged and renormalised. ``None``: no-reference mode (null embedding).
-            identity_strength: the slider ``s`` in ``[0,1]`` (see :func:`frgd.diffusion.guidance.slider_to_weights`).
+            identity_strength: the slider ``s`` in ``[0,1]`` (see :func:`.guidance.slider_to_weights`).
             seeds: per-sample seeds (list), a start seed (int: ``k, k+1, ...``) or ``None`` (random, reported).
             steps / scheduler / eta: sampling steps, ``"ddim"`` or ``"dpmpp"``, DDIM stochasticity.
             mask: ``(1,1,128,128)`` 1 = may change (``None``: the whole face); base: ``(1,3,128,128)`` content kept

@@ -1,6 +1,6 @@
 """Fusion supervision: teach the denoiser to keep known content outside a mask and generate inside it.
 
-Design (exactly what :mod:`frgd.diffusion.train` does)
+Design (exactly what :mod:`frgd.diffusion.training.train` does)
 ------------------------------------------------------
 Mask convention: ``M = 1`` **generate here**, ``M = 0`` **keep the known content**. The conditioning tensor is
 ``cond = [degraded (3), M (1), known * (1 - M) (3)]`` (:func:`build_cond`; layout in
@@ -45,8 +45,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..archs.frgd_unet_arch import COND_CHANNELS
-from ..errors import InputError
+from ...errors import InputError
 
 # Five-point template of the 128x128 faces128 crops (left eye, right eye, nose, left/right mouth corner).
 TEMPLATE_128 = np.array(
@@ -253,45 +252,6 @@ def sample_fusion_masks(
         for i in range(batch)
     ]
     return torch.from_numpy(np.stack(masks))[:, None]
-
-
-def build_cond(
-    degraded: torch.Tensor,
-    mask: torch.Tensor | None = None,
-    known: torch.Tensor | None = None,
-    size: tuple[int, int] | None = None,
-    value_range: str = "[-1,1]",
-) -> torch.Tensor:
-    """Assemble ``cond`` ``(B, 7, H, W)``.
-
-    ``degraded`` ``(B, 3, h, w)`` any size (bicubic-resized to ``size``, default ``known``'s/``mask``'s size or its
-    own); ``mask`` ``(B, 1, H, W)`` (1 = generate; ``None`` = all ones); ``known`` ``(B, 3, H, W)`` (``None`` = zeros).
-    ``value_range`` says whether ``degraded``/``known`` are in ``"[-1,1]"`` or the public ``"[0,1]"``.
-    """
-    if value_range not in ("[-1,1]", "[0,1]"):
-        raise ValueError("value_range must be '[-1,1]' or '[0,1]'")
-    b = degraded.shape[0]
-    if size is None:
-        ref = known if known is not None else mask if mask is not None else degraded
-        size = (int(ref.shape[-2]), int(ref.shape[-1]))
-    deg = degraded.float()
-    if value_range == "[0,1]":
-        deg = deg * 2 - 1
-    if tuple(deg.shape[-2:]) != tuple(size):
-        deg = F.interpolate(deg, size=size, mode="bicubic", align_corners=False)
-    deg = deg.clamp(-1, 1)
-    if mask is None:
-        mask = torch.ones(b, 1, *size, device=deg.device)
-    mask = mask.to(deg.device, deg.dtype)
-    if known is None:
-        kn = torch.zeros(b, 3, *size, device=deg.device)
-    else:
-        kn = known.to(deg.device, deg.dtype)
-        if value_range == "[0,1]":
-            kn = kn * 2 - 1
-    cond = torch.cat([deg, mask, kn * (1 - mask)], dim=1)
-    assert cond.shape[1] == COND_CHANNELS
-    return cond
 
 
 def seam_band(mask: torch.Tensor, px: int) -> torch.Tensor:

@@ -1,10 +1,11 @@
 """Sampling guidance for FRGD: identity guidance, content guidance and the one-slider mapping.
 
-The sampler (:class:`frgd.diffusion.pipeline.FRGDPipeline`) predicts the clean face ``x0_hat`` (``(N, 3, 128, 128)`` in
-``[-1, 1]``) at every step and hands it to :func:`apply_guidance`, which calls each guidance callback (guided-diffusion
-``cond_fn`` style) and returns a corrected ``x0``. The sampler then re-derives the noise prediction from the corrected
-``x0`` and the current ``x_t`` (``eps' = (x_t - sqrt(a) x0') / sqrt(1 - a)``), which is exactly guided-diffusion's score
-shift ``eps' = eps - sqrt(1 - a) * grad`` written in ``x0`` units, so it works with DDIM and DPM-Solver++ alike.
+The sampler (:class:`frgd.diffusion.sampling.pipeline.FRGDPipeline`) predicts the clean face ``x0_hat`` (``(N, 3, 128,
+128)`` in ``[-1, 1]``) at every step and hands it to :func:`apply_guidance`, which calls each guidance callback
+(guided-diffusion ``cond_fn`` style) and returns a corrected ``x0``. The sampler then re-derives the noise prediction
+from the corrected ``x0`` and the current ``x_t`` (``eps' = (x_t - sqrt(a) x0') / sqrt(1 - a)``), which is exactly
+guided-diffusion's score shift ``eps' = eps - sqrt(1 - a) * grad`` written in ``x0`` units, so it works with DDIM and
+DPM-Solver++ alike.
 
 * Identity guidance (:class:`IdentityGuidance`): ascend the cosine similarity between the identity encoder's
   embedding of ``x0_hat`` and the reference embedding. The gradient is normalised per sample to unit RMS and scaled by

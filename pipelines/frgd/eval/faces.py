@@ -32,9 +32,9 @@ import torch
 import torch.nn.functional as F
 
 from ..devices import describe_device, resolve_device
+from ..diffusion.sampling.pipeline import DEFAULT_STEPS, FRGDPipeline
 from ..errors import InputError
 from ..tensor import image_to_tensor, tensor_to_image
-from .pipeline import DEFAULT_STEPS, FRGDPipeline
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ def select_pairs(data_dir: str | Path, limit: int, split: str = "val") -> list[t
     """Deterministic ``(target_file, reference_file, identity)`` pairs from ``labels.csv``: round-robin over the
     sorted identities with at least two images; round ``k`` uses image ``k`` as the target and image ``k+1`` (cyclic)
     as the reference, so each face appears once as a target."""
-    from .data import read_labels
+    from ..diffusion.training.data import read_labels
 
     by_id: dict[str, list[str]] = defaultdict(list)
     for r in read_labels(data_dir):
@@ -105,9 +105,9 @@ def evaluate_faces(
     one sample with the reference per slider value (each column with its own seeds), ground truth.
     """
     from ..degrade import degrade_image, fixed_degradation
+    from ..diffusion.training.data import read_image
     from ..enhance import load_frgd_pipeline
     from ..jobs import check_cancel, report
-    from .data import read_image
 
     if limit < 1 or batch < 1:
         raise InputError("limit and batch must be positive")
@@ -255,7 +255,7 @@ def build_bench_pipeline(
 ) -> tuple[FRGDPipeline, str]:
     """A pipeline for timing: a trained folder, or a random-weight model of the ``proposed``/``tiny`` config."""
     from ..archs.frgd_unet_arch import FRGDUNet, tiny_config
-    from .schedule import make_train_scheduler
+    from ..diffusion.model import make_train_scheduler
 
     if model_dir is not None:
         return FRGDPipeline.from_pretrained(model_dir, device=device, identity_encoder=identity_encoder), str(model_dir)
