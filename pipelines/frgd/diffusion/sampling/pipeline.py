@@ -464,7 +464,7 @@ class FRGDPipeline:
             soft = feather_inside(hard, feather)
             img = soft * img + (1 - soft) * base01
         scores = None
-        if ref is not None:
+        if ref is not None and self.identity_backend != "none":  # "none": no encoder here (e.g. a training machine)
             with torch.no_grad():
                 e = F.normalize(self.identity_encoder.embed(img).float(), dim=1)
             scores = (e * (ref[None] if ref.ndim == 1 else ref)).sum(dim=1).cpu()
