@@ -328,6 +328,7 @@ class Trainer:
         self.step = 0
         self._encoder = None
         self._preview: dict[str, Any] | None = None
+        self._preview_no_encoder = False
 
     # -------------------------------------------------------------- helpers
     @property
@@ -506,11 +507,29 @@ class Trainer:
             self._preview = collate([val[(i, 0)] for i in picks])
         return self._preview or None
 
+    def _preview_identity(self, items: dict[str, Any]) -> torch.Tensor | None:
+        """The preview faces' reference embeddings, or ``None`` (null identity) when no encoder can be loaded here
+        (e.g. a training machine without the dlib weights): previews must never stop a run."""
+        from ...errors import MissingWeightsError
+
+        if self._preview_no_encoder:
+            return None
+        try:
+            return self.embed(items)
+        except (MissingWeightsError, ImportError, InputError) as err:
+            logger.warning("sample grids without identity: %s", err)
+            self._preview_no_encoder = True
+            return None
+
     @torch.no_grad()
     def save_samples(self) -> Path | None:
-        """DDIM-sample a few fixed val faces with the EMA weights; PNG grid (rows: degraded | sample | target)."""
+        """Sample a few fixed val faces with the EMA weights through the product sampler (:class:`FRGDPipeline`, same
+        scheduler and steps a user gets; no guidance, plain conditional model); PNG grid (rows: degraded | sample |
+        target)."""
         import cv2
-        from diffusers import DDIMScheduler
+
+        from ..sampling.guidance import GuidanceWeights
+        from ..sampling.pipeline import FRGDPipeline
 
         acc = self.accelerator
         if not acc.is_main_process:
@@ -524,23 +543,24 @@ class Trainer:
         self.ema.store(model.parameters())
         self.ema.copy_to(model.parameters())
         was_training = model.training
-        model.eval()
         try:
-            identity = self.embed(items)
-            ddim = DDIMScheduler.from_config(self.noise_scheduler.config)
-            ddim.set_timesteps(int(tcfg["sample_steps"]))
-            g = torch.Generator(device=dev).manual_seed(1234)
+            identity = self._preview_identity(items)
             deg = items["degraded"].to(dev)
-            x = torch.randn(items["target"].shape, generator=g, device=dev)
-            cond = build_cond(deg * 2 - 1)
-            for t in ddim.timesteps:
-                with acc.autocast():
-                    out = model(x, t.to(dev), cond, identity)
-                x = ddim.step(out.float(), t, x).prev_sample
+            pipe = FRGDPipeline(model, self.noise_scheduler, identity_backend="none", device=dev, name="preview")
+            with acc.autocast():
+                out = pipe(
+                    deg,
+                    references=identity,
+                    reference_per_sample=identity is not None,
+                    num_samples=deg.shape[0],
+                    seeds=1234,
+                    steps=int(tcfg["sample_steps"]),
+                    weights=GuidanceWeights(identity=0.0, content=0.0, cfg=0.0 if identity is None else 1.0),
+                )
         finally:
             self.ema.restore(model.parameters())
             model.train(was_training)
-        sample = (x.clamp(-1, 1) + 1) / 2
+        sample = out.images.to(dev)
         rows = torch.cat([deg, sample, items["target"].to(dev)], dim=2)  # (B, 3, 3S, S)
         grid = torch.cat(list(rows), dim=2).permute(1, 2, 0).float().cpu().numpy()
         out_path = self.run_dir / "samples" / f"step_{self.step:07d}.png"
