@@ -356,8 +356,24 @@ def test_round_with_mismatched_weights_starts_from_scratch(pack_dir, tmp_path):
     assert s["init"]["from"] == "scratch" and "architecture" in s["init"]["reason"]
 
 
+GPU_MACHINE_LACKS = ("platformdirs", "PySide6", "skvideo", "facenet_pytorch", "face_recognition_models", "dlib")
+"""Packages the project installs that the lent GPU machine does not have (its package list: the device tool's
+KINDS.md); diffusers is not there either and comes from the carried zip."""
+
+BLOCKER = """
+import importlib.abc, sys
+class _NotOnTheGPUMachine(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {blocked!r}:
+            raise ModuleNotFoundError(f"No module named {{name!r}} (not on the GPU machine)")
+        return None
+sys.meta_path.insert(0, _NotOnTheGPUMachine())
+"""
+
+
 def test_gpu_round_script_runs_on_cpu(pack_dir, tmp_path):
-    """``scripts/gpu_round.sh`` itself (the one device command), with the trimmed diffusers zip first on the path."""
+    """``scripts/gpu_round.sh`` itself (the one device command), with the trimmed diffusers zip first on the path and
+    the packages the GPU machine lacks made unimportable, so a missing import fails here and not in GPU time."""
     from frgd.cli.cmd_round import trim_diffusers
 
     carry = tmp_path / "carry"
@@ -367,8 +383,13 @@ def test_gpu_round_script_runs_on_cpu(pack_dir, tmp_path):
     preset = tmp_path / "tiny.json"
     preset.write_text(json.dumps({**TINY_ROUND, "round": {**TINY_ROUND["round"], "val_count": 1, "val_scales": [8]}}))
     out = tmp_path / "OUT"
+    block = tmp_path / "block"
+    block.mkdir()
+    (block / "sitecustomize.py").write_text(BLOCKER.format(blocked=set(GPU_MACHINE_LACKS)))
     env = {**os.environ, "OUT": str(out), "PYTHON": sys.executable, "ROUND_CARRY": os.path.relpath(carry, REPO),
-           "ROUND_DEADLINE_S": "6", "PYTHONPATH": ""}  # fmt: skip
+           "ROUND_DEADLINE_S": "6", "PYTHONPATH": str(block)}  # fmt: skip
+    for var in ("FRGD_CACHE_DIR", "FRGD_CONFIG_DIR"):  # the GPU machine has no such settings
+        env.pop(var, None)
     probe = "import diffusers, sys; sys.stdout.write(diffusers.__file__)"
     res = subprocess.run(
         ["bash", str(REPO / "scripts" / "gpu_round.sh"), "--preset", str(preset), "--init", str(tmp_path / "none")],
@@ -377,6 +398,10 @@ def test_gpu_round_script_runs_on_cpu(pack_dir, tmp_path):
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     state = json.loads((out / "round.json").read_text())
     assert state["status"] == "complete" and (out / "round.log").is_file() and (out / "model" / "config.json").is_file()
+    blocked = subprocess.run(
+        [sys.executable, "-c", "import platformdirs"], env={**os.environ, "PYTHONPATH": str(block)}, capture_output=True
+    )
+    assert blocked.returncode != 0  # the blocker is effective
     zpath = subprocess.run(
         [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(carry / 'diffusers.zip')!r}); {probe}"],
         capture_output=True, text=True, check=True,
