@@ -318,8 +318,11 @@ def test_round_rehearsal_run_land_resume_enhance(pack_dir, tmp_path):
         assert all(f.get_tensor(k).dtype == torch.float16 for k in f.keys())
     assert len([p for p in out1.rglob("*") if p.is_file()]) <= 8  # the device returns at most 8 files
 
+    (out1 / "round.log").write_text("the log of round 1\n")
     land_round(out1, weights_dir=weights, results_dir=results)
     assert json.loads((results / "round_001.json").read_text())["round"] == 1
+    assert (results / "round_001.log").read_text() == "the log of round 1\n"
+    assert json.loads((weights / "round.json").read_text())["round"] == 1
     with pytest.raises(InputError):  # the same round cannot land twice
         land_round(out1, weights_dir=weights, results_dir=results)
 
@@ -407,3 +410,14 @@ def test_gpu_round_script_runs_on_cpu(pack_dir, tmp_path):
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     assert "diffusers.zip" in zpath
+
+
+def test_gpu_degradation_ranges_are_the_cpu_pipelines():
+    from dataclasses import fields
+
+    from frgd.degrade import DegradationConfig
+
+    cpu, gpu = DegradationConfig(), GPUDegradation()
+    shared = [f.name for f in fields(GPUDegradation) if hasattr(cpu, f.name)]
+    assert len(shared) >= 11
+    assert all(getattr(gpu, k) == getattr(cpu, k) for k in shared)

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ...degrade import DegradationConfig
 from ...errors import InputError
 from .fusion import TEMPLATE_128, FusionConfig, _free_mask
 
@@ -56,22 +57,27 @@ JPEG_CHROMA = [
 ]  # fmt: skip
 
 
+_CPU = DegradationConfig()
+
+
 @dataclass(frozen=True)
 class GPUDegradation:
-    """Ranges of the on-device degradation (probabilities per sample; see the module docstring)."""
+    """Ranges of the on-device degradation (probabilities per sample; see the module docstring). The defaults are
+    those of the CPU pipeline (:class:`frgd.degrade.DegradationConfig`, one source); ``blur_after_prob`` is the
+    chance that the blur comes after the downscale (the CPU pipeline's ``shuffle_order``)."""
 
-    scale_range: tuple[float, float] = (2.0, 16.0)
-    blur_prob: float = 0.7
+    scale_range: tuple[float, float] = _CPU.scale_range
+    blur_prob: float = _CPU.blur_prob
     blur_after_prob: float = 0.5
-    aniso_prob: float = 0.3
-    blur_sigma: tuple[float, float] = (0.2, 3.0)
-    noise_prob: float = 0.6
-    noise_sigma: tuple[float, float] = (1.0 / 255.0, 25.0 / 255.0)
-    poisson_prob: float = 0.3
-    poisson_peak: tuple[float, float] = (20.0, 1000.0)
-    gray_noise_prob: float = 0.2
-    jpeg_prob: float = 0.7
-    jpeg_quality: tuple[int, int] = (10, 95)
+    aniso_prob: float = _CPU.aniso_prob
+    blur_sigma: tuple[float, float] = _CPU.blur_sigma
+    noise_prob: float = _CPU.noise_prob
+    noise_sigma: tuple[float, float] = _CPU.noise_sigma
+    poisson_prob: float = _CPU.poisson_prob
+    poisson_peak: tuple[float, float] = _CPU.poisson_peak
+    gray_noise_prob: float = _CPU.gray_noise_prob
+    jpeg_prob: float = _CPU.jpeg_prob
+    jpeg_quality: tuple[int, int] = _CPU.jpeg_quality
 
     @classmethod
     def from_dict(cls, d: dict | None) -> GPUDegradation:

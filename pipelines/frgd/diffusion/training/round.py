@@ -50,6 +50,7 @@ logger = logging.getLogger(__name__)
 ROUND_FILE = "round.json"
 MODEL_SUBDIR = "model"
 GRID_FILE = "val_grid_x8.png"
+LOG_FILE = "round.log"
 WEIGHTS_FILE = "diffusion_pytorch_model.safetensors"
 
 ROUND_DEFAULTS: dict[str, Any] = {
@@ -640,7 +641,8 @@ def land_round(
     out_dir: str | Path, weights_dir: str | Path | None = None, results_dir: str | Path | None = None, force=False
 ) -> dict[str, Any]:
     """Install a round's weights as the shipped ``frgd-128`` (fp16 model folder + ``round.json``) and record the round
-    in ``results_dir/round_NNN.json``. Refuses a round that does not follow the installed one (unless ``force``)."""
+    in ``results_dir/round_NNN.json`` (and its ``round.log`` as ``round_NNN.log``). Refuses a round that does not
+    follow the installed one (unless ``force``)."""
     from ..model import load_model_dir
 
     src = Path(out_dir)
@@ -666,6 +668,8 @@ def land_round(
         rd = Path(results_dir)
         rd.mkdir(parents=True, exist_ok=True)
         (rd / f"round_{state['round']:03d}.json").write_text(json.dumps(state, indent=1) + "\n")
+        if (src / LOG_FILE).is_file():
+            shutil.copy2(src / LOG_FILE, rd / f"round_{state['round']:03d}.log")
     logger.info("landed round %d into %s", state["round"], dest)
     return state
 
