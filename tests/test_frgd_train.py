@@ -226,3 +226,27 @@ def test_sample_grids_need_no_identity_encoder(tmp_path, monkeypatch, caplog):
     assert res.step == 2
     assert sorted(p.name for p in (tmp_path / "run" / "samples").iterdir()) == ["step_0000001.png", "step_0000002.png"]
     assert sum("sample grids without identity" in r.message for r in caplog.records) == 1
+
+
+def test_init_from_a_model_folder_and_fp16_export(tmp_path):
+    """``train.init_from`` (``--init-from``) starts from earlier weights with a fresh optimizer; ``export_dtype: fp16``
+    halves the exported file; a folder of another architecture is refused."""
+    from safetensors import safe_open
+
+    first = train(_tiny_cfg(steps=2), tmp_path / "a")
+    cfg = _tiny_cfg(steps=1, init_from=str(first.model_dir), export_dtype="fp16")
+    from frgd.diffusion.training.train import Trainer
+
+    trainer = Trainer(load_config(cfg), tmp_path / "b")
+    start = {k: v.float() for k, v in trainer.unwrapped.state_dict().items()}
+    prev = load_model_dir(first.model_dir).model.state_dict()
+    assert all(torch.equal(start[k], prev[k].float()) for k in prev)
+    res = trainer.run()
+    with safe_open(str(res.model_dir / "diffusion_pytorch_model.safetensors"), "pt") as f:
+        assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.float16}
+    other = _tiny_cfg(steps=1, init_from=str(first.model_dir))
+    other["model"]["block_out_channels"] = [8, 16, 32]
+    with pytest.raises(InputError, match="architecture differs"):
+        train(other, tmp_path / "c")
+    with pytest.raises(InputError, match="export_dtype"):
+        load_config(_tiny_cfg(export_dtype="bf16"))

@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import time
 import zipfile
@@ -131,28 +130,16 @@ def _plan(args: argparse.Namespace) -> int:
     return 0 if plan["fits"] else 2
 
 
-def _parse_sets(items: list[str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for item in items or []:
-        if "=" not in item:
-            raise InputError(f"--set expects KEY=VALUE, got {item!r}")
-        k, v = item.split("=", 1)
-        try:
-            out[k.strip()] = json.loads(v)
-        except json.JSONDecodeError:
-            out[k.strip()] = v
-    return out
-
-
 def _run(args: argparse.Namespace) -> int:
     from ..diffusion.training.round import run_round
+    from .cmd_train import apply_overrides
 
     state = run_round(
         args.pack,
         args.out,
         args.deadline_s,
         preset=args.preset,
-        overrides=_parse_sets(args.set),
+        overrides=apply_overrides({}, args.set or []),
         init_dir=args.init,
         t_start=args.started_at,
     )

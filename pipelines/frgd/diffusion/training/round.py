@@ -140,19 +140,6 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _arch(cfg: dict[str, Any]) -> dict[str, Any]:
-    """The architecture-defining model config (what must match to resume from earlier weights): every
-    :class:`FRGDUNet` constructor argument, defaults filled in, except the training-only ``identity_dropout``."""
-    import inspect
-
-    from ...archs.frgd_unet_arch import FRGDUNet
-
-    params = inspect.signature(FRGDUNet.__init__).parameters
-    full = {k: v.default for k, v in params.items() if k != "self"}
-    full.update({k: v for k, v in cfg.items() if k in full})
-    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in full.items() if k != "identity_dropout"}
-
-
 def previous_round(init_dir: Path) -> dict[str, Any]:
     """``round.json`` of the installed weights (``{}`` before the first round)."""
     p = init_dir / ROUND_FILE
@@ -161,24 +148,23 @@ def previous_round(init_dir: Path) -> dict[str, Any]:
 
 def init_model(cfg: dict[str, Any], init_dir: Path | None, device: torch.device):
     """The preset's model, with the weights of ``init_dir`` when its architecture matches; ``(model, init_record)``."""
-    from ..model import load_model_dir
-    from .train import build_model
+    from .train import build_model, init_weights
 
     model = build_model(cfg)
     rec: dict[str, Any] = {"from": "scratch"}
     weights = None if init_dir is None else init_dir / WEIGHTS_FILE
     if weights is not None and weights.is_file():
-        prev = load_model_dir(init_dir, device="cpu", dtype=torch.float32).model
-        if _arch(dict(prev.config)) == _arch(dict(model.config)):
-            model.load_state_dict(prev.state_dict())
+        try:
+            init_weights(model, init_dir)
+        except InputError:
+            rec = {"from": "scratch", "reason": f"architecture of {init_dir} differs from the preset"}
+            logger.warning("%s has another architecture than the preset: training from scratch", init_dir)
+        else:
             rec = {
                 "from": str(init_dir),
                 "weights_sha256": _sha256(weights),
                 "round": previous_round(init_dir).get("round"),
             }
-        else:
-            rec = {"from": "scratch", "reason": f"architecture of {init_dir} differs from the preset"}
-            logger.warning("%s has another architecture than the preset: training from scratch", init_dir)
     return model.to(device), rec
 
 

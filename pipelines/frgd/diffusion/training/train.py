@@ -99,6 +99,8 @@ DEFAULTS: dict[str, Any] = {
         "sample_count": 4,
         "sample_steps": 25,
         "max_minutes": None,
+        "init_from": None,
+        "export_dtype": "fp32",
     },
 }
 
@@ -144,11 +146,35 @@ def load_config(path_or_dict: str | Path | dict[str, Any]) -> dict[str, Any]:
     cfg = _merge(DEFAULTS, raw)
     fusion = FusionConfig.from_dict(cfg["fusion"])  # validates
     cfg["fusion"] = {k: getattr(fusion, k) for k in fusion.__dataclass_fields__}
+    if cfg["train"]["export_dtype"] not in ("fp32", "fp16"):
+        raise InputError(f"train.export_dtype must be fp32 or fp16, got {cfg['train']['export_dtype']!r}")
     for key in ("batch_size", "steps"):
         v = cfg["train"][key]
         if not isinstance(v, int) or isinstance(v, bool) or v < 1:
             raise InputError(f"train.{key} must be a positive integer, got {v!r}")
     return cfg
+
+
+def architecture(model_config: dict[str, Any]) -> dict[str, Any]:
+    """The architecture-defining part of an :class:`FRGDUNet` config (what must match to start from earlier weights):
+    every constructor argument, defaults filled in, except the training-only ``identity_dropout``."""
+    import inspect
+
+    params = inspect.signature(FRGDUNet.__init__).parameters
+    full = {k: v.default for k, v in params.items() if k != "self"}
+    full.update({k: v for k, v in dict(model_config).items() if k in full})
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in full.items() if k != "identity_dropout"}
+
+
+def init_weights(model: FRGDUNet, model_dir: str | Path) -> None:
+    """Load the weights of a model folder (e.g. the EMA weights of an earlier run or round) into ``model``;
+    :class:`InputError` when its architecture differs."""
+    from ..model import load_model_dir
+
+    prev = load_model_dir(model_dir, device="cpu", dtype=torch.float32).model
+    if architecture(dict(prev.config)) != architecture(dict(model.config)):
+        raise InputError(f"{model_dir}: its architecture differs from the configured model")
+    model.load_state_dict(prev.state_dict())
 
 
 def build_model(cfg: dict[str, Any]) -> FRGDUNet:
@@ -299,6 +325,9 @@ class Trainer:
         np.random.seed(self.seed % 2**32)
         torch.manual_seed(self.seed)
         model = build_model(cfg)
+        if tcfg["init_from"]:  # start from earlier (EMA) weights with a fresh optimizer
+            init_weights(model, tcfg["init_from"])
+            logger.info("initialised from %s", tcfg["init_from"])
         self.pred_type = model.config.prediction_type
         self.noise_scheduler = make_train_scheduler(cfg["scheduler"], prediction_type=self.pred_type)
         self.alphas_cumprod = self.noise_scheduler.alphas_cumprod.to(acc.device)
@@ -672,14 +701,15 @@ class Trainer:
         return bool(over.item())
 
     def export(self, out_dir: Path) -> Path:
-        """Write the EMA weights as a model directory."""
+        """Write the EMA weights as a model directory (``train.export_dtype``: fp32, or fp16 for a half-size file)."""
         model = self.unwrapped
         self.ema.store(model.parameters())
         self.ema.copy_to(model.parameters())
         try:
+            out = copy.deepcopy(model).half() if self.cfg["train"]["export_dtype"] == "fp16" else model
             save_model_dir(
                 out_dir,
-                model,
+                out,
                 self.noise_scheduler,
                 IdentityInfo(backend=self.identity_backend, dim=int(model.config.identity_dim)),
             )
