@@ -421,3 +421,15 @@ def test_gpu_degradation_ranges_are_the_cpu_pipelines():
     shared = [f.name for f in fields(GPUDegradation) if hasattr(cpu, f.name)]
     assert len(shared) >= 11
     assert all(getattr(gpu, k) == getattr(cpu, k) for k in shared)
+
+
+def test_a_failed_validation_keeps_the_round(pack_dir, tmp_path, monkeypatch):
+    import frgd.diffusion.training.round as rnd
+
+    def broken(*a, **k):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(rnd, "validate", broken)
+    s = run_round(pack_dir, tmp_path / "o", 1.0, preset=TINY_ROUND, init_dir=tmp_path / "none")
+    assert s["status"] == "complete" and s["val"] == {"error": "RuntimeError: boom"}
+    assert (tmp_path / "o" / "model" / "diffusion_pytorch_model.safetensors").is_file()

@@ -393,8 +393,9 @@ class RoundTrainer:
                 else:
                     self.forward = self.model
             except Exception as err:  # noqa: BLE001 - a failed compile must not cost the round
-                logger.warning("torch.compile failed (%s): eager", str(err).splitlines()[0][:200])
+                logger.warning("torch.compile failed (%s): eager", (str(err).splitlines() or [""])[0][:200])
                 self.forward = self.model
+                self.opt.zero_grad(set_to_none=True)  # a step that failed half-way leaves no gradients behind
                 res.append({"batch": best["batch"], "compile": True, "img_per_s": None, "error": str(err)[:200]})
         return {"runs": res, "chosen": chosen, "compile_s": compile_s}
 
@@ -531,7 +532,11 @@ class RoundTrainer:
         self.export(status="trained")
         self.timings["export"] = self.elapsed() - t
         t = self.elapsed()
-        val = validate(self.ema_model().to(self.device), self.sched, self.pack, self.r, self.out)
+        try:
+            val = validate(self.ema_model().to(self.device), self.sched, self.pack, self.r, self.out)
+        except Exception as err:  # noqa: BLE001 - the weights are exported; a failed check is recorded, not fatal
+            logger.exception("validation failed")
+            val = {"error": f"{type(err).__name__}: {err}"[:500]}
         self.timings["validate"] = self.elapsed() - t
         return self.write_state("complete", {"val": val})
 
