@@ -86,14 +86,11 @@ class ImageLoadError(InputError):
 # ----------------------------------------------------------------------------------------------------------- reading
 
 
-def read_file_bytes(
+def open_regular_file(
     path: str | os.PathLike[str], *, limit: int = MAX_FILE_BYTES, fail: Callable[[str], Exception] | None = None
-) -> bytes:
-    """The content of the regular file ``path``, at most ``limit`` bytes (checked while reading, so a file that grows
-    or lies about its size cannot exhaust memory). Pipes, devices, sockets and folders are refused without blocking.
-
-    Errors are ``fail(reason)`` (default: :class:`InputError` ``"cannot read PATH: reason"``).
-    """
+) -> io.BufferedReader:
+    """Open ``path`` for binary reading if it is a regular file of at most ``limit`` bytes; pipes, devices, sockets
+    and folders are refused without blocking. Errors are ``fail(reason)`` (default :class:`InputError`)."""
     p = Path(path)
     make = fail or (lambda reason: InputError(f"cannot read {p}: {reason}"))
     try:
@@ -113,24 +110,26 @@ def read_file_bytes(
             raise make("not a regular file (a pipe, device or socket)")
         if st.st_size > limit:
             raise make(f"file is too large ({st.st_size} bytes > limit {limit})")
-        chunks: list[bytes] = []
-        total = 0
-        while True:
-            block = os.read(fd, min(1 << 24, limit + 1 - total))
-            if not block:
-                break
-            chunks.append(block)
-            total += len(block)
-            if total > limit:
-                raise make(f"file is too large (more than the limit of {limit} bytes)")
-        return b"".join(chunks)
-    except OSError as err:
-        raise make(f"cannot read the file ({err.strerror or err})") from err
-    finally:
+        return os.fdopen(fd, "rb")
+    except BaseException:
         os.close(fd)
+        raise
 
 
-# ----------------------------------------------------------------------------------------------------------- loading
+def read_file_bytes(
+    path: str | os.PathLike[str], *, limit: int = MAX_FILE_BYTES, fail: Callable[[str], Exception] | None = None
+) -> bytes:
+    """The content of the regular file ``path`` (:func:`open_regular_file`), at most ``limit`` bytes, checked while
+    reading too (a file that grows or lies about its size cannot exhaust memory)."""
+    make = fail or (lambda reason: InputError(f"cannot read {path}: {reason}"))
+    with open_regular_file(path, limit=limit, fail=make) as f:
+        try:
+            data = f.read(limit + 1)
+        except OSError as err:
+            raise make(f"cannot read the file ({err.strerror or err})") from err
+    if len(data) > limit:
+        raise make(f"file is too large (more than the limit of {limit} bytes)")
+    return data
 
 
 @dataclass
@@ -280,8 +279,9 @@ def load_image_bytes(data: bytes, name: str = "<bytes>", *, max_pixels: int = DE
 def _bomb(name: str, err: Exception, max_pixels: int) -> ImageLoadError:
     """Pillow's decompression-bomb error restated with our limit (Pillow's own threshold is another number)."""
     found = re.search(r"\((\d+) pixels\)", str(err))
-    size = f"{found.group(1)} pixels" if found else "the header size"
-    return _fail(name, f"too many pixels ({size} > limit {max_pixels})")
+    if found and int(found.group(1)) > max_pixels:
+        return _fail(name, f"too many pixels ({found.group(1)} > limit {max_pixels})")
+    return _fail(name, f"too many pixels (Pillow's decompression-bomb guard: {' '.join(str(err).split())})")
 
 
 def _log_warnings(name: str, caught: list[warnings.WarningMessage]) -> None:
@@ -850,6 +850,7 @@ __all__ = [
     "load_image",
     "load_image_bytes",
     "load_rgb",
+    "open_regular_file",
     "read_file_bytes",
     "read_provenance",
     "remove_pending_temps",
