@@ -158,22 +158,25 @@ def test_load_errors_are_input_errors_with_the_usage_exit_code(tmp_path: Path, c
 # ------------------------------------------------------------------------------------------------- decoding noise
 
 
-def _png16(h: int = 40, w: int = 50) -> bytes:
+def _png16(h: int = 40, w: int = 50, ext: str = ".png") -> bytes:
     rng = np.random.default_rng(1)
-    ok, buf = cv2.imencode(".png", rng.integers(0, 65536, (h, w, 3)).astype(np.uint16))
+    ok, buf = cv2.imencode(ext, rng.integers(0, 65536, (h, w, 3)).astype(np.uint16))
     assert ok
     return buf.tobytes()
 
 
-@pytest.mark.parametrize("damage", ["crc", "truncated"])
+@pytest.mark.parametrize("damage", ["crc", "truncated", "tiff"])
 def test_corrupt_16bit_png_prints_nothing_but_our_error(tmp_path: Path, damage: str) -> None:
-    """libpng writes its complaints straight to stderr (fd 2): run the CLI in a subprocess and read all of it."""
-    data = bytearray(_png16())
+    """libpng / libtiff complaints reach stderr (fd 2) through OpenCV: run the CLI in a subprocess and read all of it."""
+    data = bytearray(_png16(ext=".tif" if damage == "tiff" else ".png"))
     if damage == "crc":
         data[200] ^= 0xFF
+    elif damage == "tiff":
+        for i in range(40, 60):
+            data[i] ^= 0x55
     else:
         data = data[: len(data) // 2]
-    p = tmp_path / "c16.png"
+    p = tmp_path / ("c16.tif" if damage == "tiff" else "c16.png")
     p.write_bytes(bytes(data))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     r = subprocess.run([sys.executable, "-m", "frgd.cli.main", "faces", "detect", str(p)], capture_output=True,

@@ -412,13 +412,28 @@ def _check_png_stream(data: bytes) -> None:
         raise ValueError(f"PNG image data has {len(raw)} bytes, the header needs {expected}")
 
 
+def _quiet_cv2(fn: Callable[[], Any]) -> Any:
+    """``fn()`` with OpenCV's logging silenced: its libtiff / libpng complaints about a damaged file would reach stderr
+    before our own one-line error (the failure itself is reported by the caller)."""
+    import cv2
+
+    log = getattr(getattr(cv2, "utils", None), "logging", None)
+    if log is None:  # pragma: no cover - OpenCV builds without the logging module
+        return fn()
+    previous = log.getLogLevel()
+    log.setLogLevel(log.LOG_LEVEL_SILENT)
+    try:
+        return fn()
+    finally:
+        log.setLogLevel(previous)
+
+
 def _decode_cv2_16(data: bytes) -> tuple[np.ndarray, np.ndarray | None, int]:
     import cv2
 
     if data[:8] == b"\x89PNG\r\n\x1a\n":
         _check_png_stream(data)
-
-    arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    arr = _quiet_cv2(lambda: cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED))
     if arr is None:
         raise ValueError("OpenCV could not decode the 16-bit image data")
     if arr.dtype == np.uint8:
