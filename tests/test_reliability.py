@@ -167,7 +167,7 @@ def _png16(h: int = 40, w: int = 50, ext: str = ".png") -> bytes:
 
 @pytest.mark.parametrize("damage", ["crc", "truncated", "tiff"])
 def test_corrupt_16bit_png_prints_nothing_but_our_error(tmp_path: Path, damage: str) -> None:
-    """libpng / libtiff complaints reach stderr (fd 2) through OpenCV: run the CLI in a subprocess and read all of it."""
+    """libpng / libtiff complaints reach stderr (fd 2) through OpenCV: run the CLI in a subprocess, read all of it."""
     data = bytearray(_png16(ext=".tif" if damage == "tiff" else ".png"))
     if damage == "crc":
         data[200] ^= 0xFF

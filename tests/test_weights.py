@@ -538,3 +538,23 @@ def test_import_hashes_a_file_once(test_manifest: Path, tmp_path: Path, monkeypa
     monkeypatch.setattr(W, "file_sha256", lambda p, *a, **k: calls.append(Path(p)) or real(p, *a, **k))
     assert W.import_model(src)[0] == "good"
     assert calls == [src]
+
+
+def test_interrupted_download_leaves_no_partial_file(test_manifest: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl+C (or the CLI's SIGTERM handler) during a download removes its ``.part`` file; a stale one left by a
+    killed download is removed by the next download into that folder."""
+    import urllib.request
+
+    folder = W.entry_cache_dir("good")
+    folder.mkdir(parents=True)
+    stale = folder / ".good.pth.abcd1234.part"
+    stale.write_bytes(b"half")
+    os.utime(stale, (1, 1))
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(urllib.request, "urlopen", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        W.download("good", progress=False)
+    assert list(folder.iterdir()) == []

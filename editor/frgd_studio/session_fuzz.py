@@ -110,13 +110,12 @@ def _forged_npy(shape: tuple[int, ...], descr: str) -> bytes:
 
 
 def _png_header(w: int, h: int) -> bytes:
+    """A well-formed PNG claiming ``w`` x ``h`` pixels with (almost) no image data."""
+    from frgd.io import _png_chunk
+
     ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
-    idat = zlib.compress(b"\x00" * 64)
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
-
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+    chunks = _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + _png_chunk(b"IEND", b"")
+    return b"\x89PNG\r\n\x1a\n" + chunks
 
 
 def _edit_json(meta: Any, rng: np.random.Generator) -> Any:

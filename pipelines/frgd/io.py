@@ -707,13 +707,13 @@ def remove_pending_temps() -> None:
             tmp.unlink()
 
 
-_TEMP_RE = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")
-"""Names of our temp files: ``.NAME.XXXXXXXX.tmp`` (``tempfile.mkstemp(prefix=".NAME.", suffix=".tmp")``)."""
-
-
-def remove_stale_temps(folder: str | os.PathLike[str], *, max_age: float = STALE_TEMP_SECONDS) -> list[Path]:
-    """Delete our own temp files (``.NAME.XXXXXXXX.tmp``, regular, ours, older than ``max_age`` seconds) that a
-    crashed or killed save left in ``folder``; return them. Anything else is left alone."""
+def remove_stale_temps(
+    folder: str | os.PathLike[str], *, max_age: float = STALE_TEMP_SECONDS, suffix: str = ".tmp"
+) -> list[Path]:
+    """Delete our own temp files (``.NAME.XXXXXXXX.tmp``, as ``tempfile.mkstemp(prefix=".NAME.", suffix=suffix)``
+    names them; regular, ours, older than ``max_age`` seconds) that a crashed or killed save left in ``folder``;
+    return them. Anything else is left alone."""
+    pattern = re.compile(r"^\..+\.[A-Za-z0-9_]{8}" + re.escape(suffix) + "$")
     removed = []
     now = time.time()
     try:
@@ -721,7 +721,7 @@ def remove_stale_temps(folder: str | os.PathLike[str], *, max_age: float = STALE
     except OSError:
         return removed
     for e in entries:
-        if not _TEMP_RE.match(e.name):
+        if not pattern.match(e.name):
             continue
         try:
             st = e.stat(follow_symlinks=False)

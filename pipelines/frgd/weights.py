@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import FRGDError, InputError, MissingWeightsError
-from .io import _umask, file_sha256
+from .io import _umask, file_sha256, remove_stale_temps
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -542,6 +542,7 @@ def _fetch(url: str, target: Path, expected: str | None, *, progress: bool, time
 
     from tqdm import tqdm
 
+    remove_stale_temps(target.parent, suffix=".part")  # left by a download that was killed
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
     tmp = Path(tmp_name)
     h = hashlib.sha256()
@@ -570,6 +571,10 @@ def _fetch(url: str, target: Path, expected: str | None, *, progress: bool, time
             tmp.unlink()
         reason = getattr(err, "reason", None) or err
         raise FRGDError(f"cannot download {name} from {url}: {reason}; if you have the file, run {hint}") from err
+    except BaseException:  # Ctrl+C, SIGTERM (the CLI raises on it): no partial file is left behind
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
     actual = h.hexdigest()
     if expected and actual != expected.lower():
         with contextlib.suppress(OSError):
