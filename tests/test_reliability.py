@@ -315,3 +315,25 @@ def test_exit_codes_are_documented_in_help(capsys) -> None:
     assert ei.value.code == EXIT_USAGE
     assert main(["weights", "verify", "gfpgan-v1.4"]) == EXIT_FAILURE  # missing weights
     capsys.readouterr()
+
+
+def test_faces_detect_with_a_minimum_face_larger_than_the_image(tmp_path: Path, capsys) -> None:
+    """Found by ``frgd bench fuzz``: ``--min-size 1e9`` made MTCNN's image pyramid empty (an internal error)."""
+    import json
+
+    src = _photo(tmp_path / "in.png", 40, 50)
+    assert main(["faces", "detect", str(src), "--min-size", "1e9", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["faces"] == []
+
+
+def test_pillow_decoder_logs_stay_quiet(capsys) -> None:
+    """A damaged TIFF made Pillow log an ERROR line before our own one-line error."""
+    import logging
+
+    from frgd.logging_setup import setup_logging
+
+    setup_logging(0)
+    assert logging.getLogger("PIL").getEffectiveLevel() > logging.ERROR
+    setup_logging(2)
+    assert logging.getLogger("PIL").getEffectiveLevel() == logging.DEBUG
+    setup_logging(0)

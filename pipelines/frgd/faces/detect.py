@@ -265,6 +265,8 @@ class FaceDetector:
                 "detecting at %.3gx: faces smaller than %.0f px cannot be found", s, MTCNN_MIN_FACE / min(sx, sy)
             )
         logger.debug("MTCNN on %dx%d (scale %.3g), min face %.1f px", det_img.shape[1], det_img.shape[0], s, mtcnn_min)
+        if mtcnn_min > min(det_img.shape[:2]):  # no face that large fits (MTCNN's image pyramid would be empty)
+            return []
         with self._lock:
             self._mtcnn.min_face_size = mtcnn_min
             with torch.inference_mode():
