@@ -133,11 +133,22 @@ def test_bench_fuzz_writes_its_counts(tmp_path: Path, capsys) -> None:
     from frgd.cli.main import main
 
     out = tmp_path / "fuzz.json"
-    argv = ["bench", "fuzz", "--targets", "images,sessions", "--images", "40", "--sessions", "4", "--json-out"]
+    argv = ["bench", "fuzz", "--targets", "images,cli", "--images", "40", "--cli", "3", "--json-out"]
     assert main([*argv, str(out)]) == 0
     data = json.loads(out.read_text())
-    assert data["cases"] == 44 and data["crashes"] == 0 and data["hangs"] == 0
-    assert [r["target"] for r in data["targets"]] == ["images", "sessions"]
-    assert data["command"].startswith("frgd bench fuzz --targets images,sessions --images 40")
+    assert data["cases"] == 43 and data["crashes"] == 0 and data["hangs"] == 0
+    assert [r["target"] for r in data["targets"]] == ["images", "cli"]
+    assert data["command"].startswith("frgd bench fuzz --targets images,cli --images 40")
     assert main(["bench", "fuzz", "--targets", "nope"]) == 2
+    capsys.readouterr()
+
+
+def test_session_fuzz_command_writes_its_counts(tmp_path: Path, capsys) -> None:
+    from frgd_studio.session_fuzz import main
+
+    out = tmp_path / "sessions.json"
+    assert main(["--cases", "4", "--json-out", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert data["cases"] == 4 and data["crashes"] == 0 and data["targets"][0]["target"] == "sessions"
+    assert data["command"] == "python -m frgd_studio.session_fuzz --cases 4 --seed 0 --timeout 60"
     capsys.readouterr()

@@ -2,7 +2,9 @@
 (whole-file byte damage, hand-edited ``session.json``, arrays of other shapes / dtypes / forged ``.npy`` headers,
 corrupt / bomb / mis-shaped pane PNGs, oversized members) and checks that :func:`frgd_studio.session.load_session`
 either returns a session whose every array fits the document or raises one :class:`frgd.errors.InputError` line, in
-bounded time. Used by the test suite (short run) and ``frgd bench fuzz`` (long run).
+bounded time. Used by the test suite (short run) and, for the long run,
+``python -m frgd_studio.session_fuzz [--cases N] [--seed K] [--json-out FILE]`` (the pipelines' ``frgd bench fuzz``
+cannot import the editor).
 """
 
 from __future__ import annotations
@@ -234,4 +236,38 @@ def fuzz_sessions(cases: int, seed: int = 0, timeout: float = 30.0) -> FuzzStats
     return stats
 
 
-__all__ = ["damaged_session", "fuzz_sessions", "seed_session"]
+def main(argv: list[str] | None = None) -> int:
+    """``python -m frgd_studio.session_fuzz``: the long session-file fuzz run; exit 1 on any crash or hang."""
+    import argparse
+    import os
+
+    from frgd.cli.main import EXIT_FAILURE, EXIT_OK, add_json_flags, check_json_out, emit
+    from frgd.fuzz import fuzz_report, fuzz_text
+
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    p = argparse.ArgumentParser(prog="python -m frgd_studio.session_fuzz", description=__doc__)
+    p.add_argument("--cases", type=int, default=500, metavar="N", help="damaged sessions (default 500)")
+    p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    p.add_argument("--timeout", type=float, default=60.0, metavar="S", help="seconds per case before a hang (60)")
+    add_json_flags(p)
+    args = p.parse_args(argv)
+    try:
+        check_json_out(args)
+        t0 = time.perf_counter()
+        rows = [fuzz_sessions(args.cases, args.seed, timeout=args.timeout).to_dict()]
+        data = {
+            "command": f"python -m frgd_studio.session_fuzz --cases {args.cases} --seed {args.seed} "
+            f"--timeout {args.timeout:g}",
+            **fuzz_report(rows, time.perf_counter() - t0),
+        }
+        emit(args, data, fuzz_text(data))
+    except InputError as err:
+        p.exit(2, f"session_fuzz: error: {err}\n")
+    return EXIT_OK if data["crashes"] == 0 and data["hangs"] == 0 else EXIT_FAILURE
+
+
+__all__ = ["damaged_session", "fuzz_sessions", "main", "seed_session"]
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

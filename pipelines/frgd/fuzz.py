@@ -413,6 +413,36 @@ def fuzz_cli(cases: int, seed: int = 0, workdir: str | os.PathLike[str] | None =
     return stats
 
 
+def fuzz_report(rows: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
+    """The JSON report of a fuzz run: versions, totals and one row per target (:meth:`FuzzStats.to_dict`)."""
+    import platform
+
+    from . import __version__
+
+    return {
+        "frgd": __version__,
+        "python": platform.python_version(),
+        "cpu_count": os.cpu_count(),
+        "seconds": round(seconds, 1),
+        "peak_rss_mb": peak_rss_mb(),
+        "cases": sum(r["cases"] for r in rows),
+        "crashes": sum(r["crashes"] for r in rows),
+        "hangs": sum(r["hangs"] for r in rows),
+        "targets": rows,
+    }
+
+
+def fuzz_text(data: dict[str, Any]) -> str:
+    """The human-readable lines of a :func:`fuzz_report`."""
+    lines = []
+    for r in data["targets"]:
+        outcomes = ", ".join(f"{k} {v}" for k, v in r["outcomes"].items())
+        lines.append(f"{r['target']:<9} {r['cases']} cases, {r['crashes']} crashes, {r['hangs']} hangs ({outcomes})")
+        lines += [f"  crash: {c}" for c in r["crash_examples"]] + [f"  hang: {h}" for h in r["hang_examples"]]
+    lines.append(f"total {data['cases']} cases in {data['seconds']} s, peak RSS {data['peak_rss_mb']} MB")
+    return "\n".join(lines)
+
+
 def peak_rss_mb() -> float:
     """This process's peak resident set size in MB (``ru_maxrss``)."""
     import resource
@@ -427,6 +457,8 @@ __all__ = [
     "FuzzStats",
     "fuzz_cli",
     "fuzz_images",
+    "fuzz_report",
+    "fuzz_text",
     "mutate",
     "peak_rss_mb",
     "run_with_timeout",
