@@ -8,7 +8,8 @@ Every case runs under a time limit (longer is a *hang*) and must keep the contra
 * images: :func:`frgd.io.load_image_bytes` returns a valid image or raises ``ImageLoadError`` with one line;
 * CLI: the exit code is one of :data:`frgd.cli.main.EXIT_CODES` (0, 1 or 2 here), no internal error or traceback, a
   failing command prints one ``frgd: error:`` line, no input file changes, no temp file is left behind, and a failing
-  command leaves nothing new at its destination.
+  command leaves nothing new at its destination (except a complete ``--json-out`` report of a command that reports
+  a failed check, like ``frgd weights verify`` of a missing model, exit 1).
 """
 
 from __future__ import annotations
@@ -230,6 +231,24 @@ def _tree(folder: Path) -> set[str]:
     return {str(p.relative_to(folder)) for p in folder.rglob("*")}
 
 
+def _json_out(argv: list[str], out_dir: Path) -> str | None:
+    """The ``--json-out`` target of ``argv`` relative to ``out_dir`` (``None`` when elsewhere or absent)."""
+    for i, a in enumerate(argv[:-1]):
+        if a == "--json-out" and argv[i + 1].startswith(str(out_dir) + os.sep):
+            return str(Path(argv[i + 1]).relative_to(out_dir))
+    return None
+
+
+def _is_json(path: Path) -> bool:
+    import json
+
+    try:
+        json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return True
+
+
 def _reset_pool(work: Path, pool: dict[Path, bytes]) -> None:
     """Put back every pool file a previous case was allowed to replace (an ``--overwrite`` target)."""
     for p, data in pool.items():
@@ -395,6 +414,11 @@ def fuzz_cli(cases: int, seed: int = 0, workdir: str | os.PathLike[str] | None =
                 for p in work.rglob("*.tmp"):
                     p.unlink()
             new = _tree(out_dir) - tree
+            report = _json_out(argv, out_dir)
+            if rc == EXIT_FAILURE and report in new:  # e.g. `weights verify` reports a missing model, then exits 1
+                new.discard(report)
+                if not _is_json(out_dir / report):
+                    problems.append(f"the report {report} is not complete JSON")
             if rc not in (EXIT_OK, 1000) and new:
                 problems.append(f"a failing command left {sorted(new)[:5]}")
             if problems:
