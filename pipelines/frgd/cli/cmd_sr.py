@@ -13,7 +13,7 @@ from typing import Any
 
 from ..devices import DEVICE_CHOICES
 from ..errors import InputError
-from .main import add_json_flags, emit
+from .main import EXIT_FAILURE, EXIT_OK, add_json_flags, emit
 
 logger = logging.getLogger(__name__)
 
@@ -518,7 +518,7 @@ def _cmd_bench_ncnn(args: argparse.Namespace) -> int:
         for r in rows
     )
     emit(args, data, text)
-    return 0 if data["all_pass"] else 1
+    return EXIT_OK if data["all_pass"] else EXIT_FAILURE
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
