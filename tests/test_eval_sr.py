@@ -104,7 +104,7 @@ def test_unreadable_image_in_set_is_one_line_error(tiny_set, capsys):
     (tiny_set / "HR" / "broken.png").write_bytes(b"not a png")
     with pytest.raises(FRGDError, match="broken.png"):
         load_set(tiny_set, 2)
-    assert main(["eval", "sr", "--model", "bicubic", "--set", str(tiny_set), "--scale", "2"]) == 1
+    assert main(["eval", "sr", "--model", "bicubic", "--set", str(tiny_set), "--scale", "2"]) == 2  # an input error
     err = capsys.readouterr().err
     assert "cannot load image" in err and "broken.png" in err and "internal error" not in err
 

@@ -332,3 +332,28 @@ def test_cli_align_second_of_several_faces(tmp_path, capsys, monkeypatch):
     data = json.loads(capsys.readouterr().out)
     assert [f["face"] for f in data["faces"]] == [1]
     assert (out / "two_face1.png").is_file() and not (out / "two_face0.png").exists()
+
+
+def test_mtcnn_weights_are_loaded_with_weights_only(monkeypatch):
+    """MTCNN's P/R/O-Net weights go through frgd.weights (``torch.load(weights_only=True)``), never through
+    facenet-pytorch's own ``torch.load`` without ``weights_only``; the networks match facenet-pytorch's own loading."""
+    import torch
+    from facenet_pytorch.models.mtcnn import ONet, PNet, RNet
+
+    from frgd.faces.detect import FaceDetector
+
+    real = torch.load
+    calls: list[dict] = []
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", spy)
+    det = FaceDetector(device="cpu")
+    assert len(calls) == 3 and all(c.get("weights_only") is True for c in calls), calls
+    monkeypatch.setattr(torch, "load", real)
+    for name, cls in (("pnet", PNet), ("rnet", RNet), ("onet", ONet)):
+        ref = cls().state_dict()
+        ours = getattr(det._mtcnn, name).state_dict()
+        assert ref.keys() == ours.keys() and all(torch.equal(ref[k], ours[k]) for k in ref)

@@ -243,6 +243,7 @@ def test_bomb_header_rejected_before_decoding() -> None:
     with pytest.raises(ImageLoadError, match="too many pixels") as ei:
         load_image_bytes(data, "bomb.png")
     assert "bomb.png" in str(ei.value)
+    assert f"3600000000 > limit {DEFAULT_MAX_PIXELS}" in str(ei.value), "the message quotes our limit, not Pillow's"
     # just above Pillow's warning threshold: refused by default
     assert Image.MAX_IMAGE_PIXELS == DEFAULT_MAX_PIXELS
     with pytest.raises(ImageLoadError, match="too many pixels"):

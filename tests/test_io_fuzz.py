@@ -166,5 +166,18 @@ def test_through_files(name: str, cut: int, junk: bytes) -> None:
     _assert_valid(img)
 
 
-def test_total_examples() -> None:
-    assert sum(EXAMPLES.values()) >= 1000
+def test_mutations_reach_both_outcomes() -> None:
+    """The mutations are not all trivially rejected nor all harmless: a seeded sample of the bit-flip strategy both
+    decodes some images and rejects others (otherwise the fuzz tests above would exercise only one path)."""
+    rng = np.random.default_rng(0)
+    loaded = rejected = 0
+    for k in range(200):
+        data = bytearray(VALID[NAMES[k % len(NAMES)]])
+        for _ in range(int(rng.integers(1, 4))):
+            data[int(rng.integers(0, len(data)))] ^= int(rng.integers(1, 256))
+        try:
+            _assert_valid(load_image_bytes(bytes(data), "flip", max_pixels=MAX_PIXELS))
+            loaded += 1
+        except ImageLoadError:
+            rejected += 1
+    assert loaded >= 20 and rejected >= 20, (loaded, rejected)

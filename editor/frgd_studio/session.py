@@ -4,11 +4,15 @@ crops) plus one PNG per pane result (``panes/<k>.png``).
 
 The photo itself is not copied into the session; it is loaded from its path and its sha256 is checked
 (a mismatch is reported as a warning, a missing photo is an error). Faces are re-aligned from the stored landmarks.
+
+Loading trusts nothing in the file: every member's size is checked before it is decompressed, ``session.json`` must
+have the expected structure, every array's ``.npy`` header (shape, dtype) is checked against the document before its
+data is read, pane PNGs go through :func:`frgd.io.load_image_bytes` with a pixel limit tied to the photo, and every
+failure is one :class:`InputError`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import logging
@@ -21,13 +25,25 @@ import numpy as np
 
 from frgd.errors import FRGDError, InputError
 
-from .document import Document, Face, Reference, Sample
+from .document import CROP_SIZE, Document, Face, Reference, Sample
 
 logger = logging.getLogger(__name__)
 
 FORMAT = "frgd-studio-session"
 VERSION = 1
 SUFFIX = ".frgd"
+MAX_JSON_BYTES = 16 << 20
+"""Largest ``session.json`` member read (decompressed)."""
+MAX_FACES = 100
+"""Most faces a session may hold."""
+MAX_PER_FACE = 64
+"""Most references, and most samples, one face may hold."""
+MAX_PANES = 16
+"""Most pane results a session may hold."""
+MAX_PANE_SCALE = 8
+"""A pane result may be at most this many times the photo's width and height (the SR / GFPGAN scales are 1..4)."""
+_CROP_RGB = ((CROP_SIZE, CROP_SIZE, 3), np.uint8)
+_CROP_MASK = ((CROP_SIZE, CROP_SIZE), np.float32)
 
 
 def _png_bytes(img: np.ndarray) -> bytes:
@@ -38,15 +54,11 @@ def _png_bytes(img: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def _png_array(data: bytes) -> np.ndarray:
-    from PIL import Image
-
-    with Image.open(io.BytesIO(data)) as im:
-        return np.asarray(im.convert("RGB")).copy()
-
-
 def save_session(doc: Document, path: str | Path, ui: dict[str, Any] | None = None) -> Path:
-    """Write the document to ``path`` (``.frgd`` added when missing). ``ui``: extra UI state (slider, steps...)."""
+    """Write the document to ``path`` (``.frgd`` added when missing; replaced atomically, never the photo).
+    ``ui``: extra UI state (slider, steps...)."""
+    from frgd.io import save_bytes
+
     if doc.photo is None or not doc.photo_path:
         raise InputError("nothing to save: open a photo first")
     path = Path(path)
@@ -97,19 +109,13 @@ def save_session(doc: Document, path: str | Path, ui: dict[str, Any] | None = No
     }
     npz = io.BytesIO()
     np.savez_compressed(npz, **arrays)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
-            z.writestr("session.json", json.dumps(meta, indent=1, default=_json_default))
-            z.writestr("arrays.npz", npz.getvalue())
-            for k, name in enumerate(doc.pane_results):
-                z.writestr(f"panes/{k}.png", _png_bytes(doc.pane_results[name]))
-        tmp.replace(path)
-    except OSError as err:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise FRGDError(f"cannot write {path}: {err.strerror or err}") from err
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("session.json", json.dumps(meta, indent=1, default=_json_default))
+        z.writestr("arrays.npz", npz.getvalue())
+        for k, name in enumerate(doc.pane_results):
+            z.writestr(f"panes/{k}.png", _png_bytes(doc.pane_results[name]))
+    save_bytes(path, buf.getvalue(), overwrite=True, protect=[doc.photo_path])
     logger.info("saved session %s", path)
     return path
 
@@ -140,36 +146,187 @@ class SessionData:
 
 
 def load_session(path: str | Path) -> SessionData:
-    """Read a session file and the photo it refers to (numpy + OpenCV; run it in a job for large photos)."""
+    """Read a session file and the photo it refers to (numpy + OpenCV; run it in a job for large photos).
+
+    Raises :class:`InputError` (one line) for anything wrong with the file: not a regular file, too large, not a zip,
+    damaged members, unexpected structure, arrays of the wrong shape or type, undecodable or oversized pane images.
+    """
+    from frgd.io import MAX_FILE_BYTES, open_regular_file
+
     path = Path(path)
     try:
-        with zipfile.ZipFile(path) as z:
-            meta = json.loads(z.read("session.json"))
-            with np.load(io.BytesIO(z.read("arrays.npz"))) as npz:
-                arrays = {k: npz[k] for k in npz.files}
-            pane_png = {p["file"]: z.read(p["file"]) for p in meta.get("panes", [])}
-    except FileNotFoundError as err:
-        raise InputError(f"session file not found: {path}") from err
-    except OSError as err:
-        raise InputError(f"cannot read {path}: {err.strerror or err}") from err
-    except (zipfile.BadZipFile, KeyError, ValueError, TypeError, AttributeError) as err:
+        with open_regular_file(path, fail=lambda reason: InputError(f"cannot read session {path}: {reason}")) as f:
+            with zipfile.ZipFile(f) as z:
+                return _read_session(path, z, MAX_FILE_BYTES)
+    except _Damaged as err:
+        raise InputError(f"{path} is a damaged FRGD Studio session ({err})") from err
+    except zipfile.BadZipFile as err:
         raise InputError(f"{path} is not a FRGD Studio session ({err})") from err
+    except FRGDError as err:
+        if isinstance(err, InputError):
+            raise
+        raise InputError(str(err)) from err
+    except (OSError, MemoryError) as err:
+        raise InputError(f"cannot read {path}: {getattr(err, 'strerror', None) or type(err).__name__}") from err
+    except Exception as err:  # noqa: BLE001 - zipfile, zlib, numpy, json and OpenCV raise many types on bad data
+        reason = " ".join(f"{type(err).__name__}: {err}".split())[:300]
+        raise InputError(f"{path} is a damaged FRGD Studio session ({reason})") from err
+
+
+class _Damaged(InputError):
+    """A defect inside a session file (reported as "PATH is a damaged FRGD Studio session (defect)")."""
+
+
+def _member(z: zipfile.ZipFile, name: str, limit: int) -> bytes:
+    """Member ``name`` decompressed, refused when its declared or actual size exceeds ``limit`` bytes."""
     try:
-        return _session_data(path, meta, arrays, pane_png)
-    except (KeyError, IndexError, TypeError, ValueError, AttributeError) as err:  # a damaged or hand-edited file
-        raise InputError(f"{path} is a damaged FRGD Studio session ({type(err).__name__}: {err})") from err
+        info = z.getinfo(name)
+    except KeyError:
+        raise _Damaged(f"the session has no {name}") from None
+    if info.file_size > limit:
+        raise _Damaged(f"session member {name} is too large ({info.file_size} bytes > limit {limit})")
+    with z.open(info) as f:
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise _Damaged(f"session member {name} is larger than it claims (> limit {limit})")
+    return data
+
+
+def _check_meta(meta: Any) -> None:
+    """Structure of ``session.json`` (types of every field the loader uses)."""
+
+    def need(ok: bool, what: str) -> None:
+        if not ok:
+            raise _Damaged(f"session.json: {what}")
+
+    need(isinstance(meta.get("photo"), dict) and isinstance(meta["photo"].get("path"), str), "no photo path")
+    faces = meta.get("faces")
+    need(isinstance(faces, list) and len(faces) <= MAX_FACES, f"faces must be a list of at most {MAX_FACES}")
+    for i, fm in enumerate(faces):
+        need(isinstance(fm, dict), f"face {i} is not an object")
+        for key, shape in (("landmarks", (5, 2)), ("box", (4,))):
+            try:
+                arr = np.asarray(fm.get(key), dtype=np.float64)
+            except (TypeError, ValueError):
+                arr = np.zeros(0)
+            need(arr.shape == shape and bool(np.isfinite(arr).all()), f"face {i} {key} must be {shape} finite numbers")
+        need(_is_number(fm.get("score")), f"face {i} score must be a number")
+        refs, samples = fm.get("references"), fm.get("samples")
+        for key, items in (("references", refs), ("samples", samples)):
+            need(isinstance(items, list) and len(items) <= MAX_PER_FACE, f"face {i} {key}: at most {MAX_PER_FACE}")
+        for r in refs:
+            need(isinstance(r, dict) and isinstance(r.get("path"), str), f"face {i}: a reference without a path")
+            need(isinstance(r.get("sha256"), str), f"face {i}: a reference without a sha256")
+            need(_optional_number(r.get("score")), f"face {i}: a reference score is not a number")
+        for smp in samples:
+            need(isinstance(smp, dict), f"face {i}: a sample is not an object")
+            need(all(_is_number(smp.get(k)) for k in ("seed", "identity_strength", "steps")), f"face {i}: bad sample")
+            need(_optional_number(smp.get("identity_score")), f"face {i}: a sample score is not a number")
+            need(smp.get("parameters") is None or isinstance(smp["parameters"], dict), f"face {i}: bad sample")
+        need(_optional_number(fm.get("applied_seed")), f"face {i}: applied_seed is not a number")
+    panes = meta.get("panes", [])
+    need(isinstance(panes, list) and len(panes) <= MAX_PANES, f"panes must be a list of at most {MAX_PANES}")
+    for pm in panes:
+        need(isinstance(pm, dict) and isinstance(pm.get("name"), str) and isinstance(pm.get("file"), str), "bad pane")
+        need(pm.get("params") is None or isinstance(pm["params"], dict), "bad pane parameters")
+    need(len({pm["name"] for pm in panes}) == len(panes), "duplicate pane names")
+    need(meta.get("ui") is None or isinstance(meta["ui"], dict), "ui must be an object")
+    need(_is_number(meta.get("selected", 0)), "selected must be a number")
+    need(meta.get("background") is None or isinstance(meta["background"], str), "background must be a pane name")
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and bool(np.isfinite(v))
+
+
+def _optional_number(v: Any) -> bool:
+    return v is None or _is_number(v)
+
+
+def _expected_arrays(meta: dict) -> dict[str, tuple[tuple[int, ...], type]]:
+    """Every array the document needs, with its shape and dtype."""
+    out: dict[str, tuple[tuple[int, ...], type]] = {}
+    for i, fm in enumerate(meta["faces"]):
+        out[f"f{i}_mask"] = _CROP_MASK
+        out.update({f"f{i}_ref{k}": _CROP_RGB for k in range(len(fm["references"]))})
+        out.update({f"f{i}_sample{k}": _CROP_RGB for k in range(len(fm["samples"]))})
+        if fm.get("applied"):
+            out[f"f{i}_applied"] = _CROP_RGB
+    return out
+
+
+def _read_arrays(data: bytes, expected: dict[str, tuple[tuple[int, ...], type]]) -> dict[str, np.ndarray]:
+    """The expected arrays of ``arrays.npz``; each ``.npy`` header is checked before its data is read."""
+    from numpy.lib import format as npy
+
+    out: dict[str, np.ndarray] = {}
+    with zipfile.ZipFile(io.BytesIO(data)) as z:
+        for key, (shape, dtype) in expected.items():
+            try:
+                info = z.getinfo(f"{key}.npy")
+            except KeyError:
+                raise _Damaged(f"arrays.npz has no {key}") from None
+            want = np.dtype(dtype)
+            if info.file_size > int(np.prod(shape)) * want.itemsize + 4096:
+                raise _Damaged(f"array {key} is too large ({info.file_size} bytes)")
+            with z.open(info) as f:
+                version = npy.read_magic(f)
+                if version not in ((1, 0), (2, 0)):
+                    raise _Damaged(f"array {key} has an unsupported .npy version {version}")
+                read = npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0
+                got_shape, fortran, got_dtype = read(f, max_header_size=4096)
+                if tuple(got_shape) != shape or got_dtype != want or fortran:
+                    raise _Damaged(
+                        f"array {key} is {got_dtype}{list(got_shape)}, expected {want}{list(shape)} (C order)"
+                    )
+                raw = f.read(want.itemsize * int(np.prod(shape)))
+            if len(raw) != want.itemsize * int(np.prod(shape)):
+                raise _Damaged(f"array {key} is truncated")
+            arr = np.frombuffer(raw, dtype=want).reshape(shape).copy()
+            if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+                raise _Damaged(f"array {key} holds NaN or infinite values")
+            out[key] = arr
+    return out
+
+
+def _read_session(path: Path, z: zipfile.ZipFile, limit: int) -> SessionData:
+    try:
+        meta = json.loads(_member(z, "session.json", MAX_JSON_BYTES))
+    except (ValueError, RecursionError) as err:
+        raise InputError(f"{path} is not a FRGD Studio session (session.json: {type(err).__name__})") from err
+    if isinstance(meta, dict) and isinstance(meta.get("version"), int) and meta["version"] > VERSION:
+        raise InputError(f"{path} was written by a newer FRGD Studio (session version {meta['version']})")
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise InputError(f"{path} is not a FRGD Studio session")
+    _check_meta(meta)
+    expected = _expected_arrays(meta)
+    budget = sum(int(np.prod(shape)) * np.dtype(dt).itemsize + 4096 for shape, dt in expected.values()) + 65536
+    arrays = _read_arrays(_member(z, "arrays.npz", min(limit, budget)), expected)
+    pane_png = {pm["file"]: _member(z, pm["file"], limit) for pm in meta.get("panes", [])}
+    return _session_data(path, meta, arrays, pane_png)
+
+
+def _pane_image(data: bytes, name: str, photo_shape: tuple[int, ...]) -> np.ndarray:
+    """A pane result PNG decoded with our limits: RGB uint8 with the photo's aspect, at most ``MAX_PANE_SCALE``x."""
+    from frgd.io import DEFAULT_MAX_PIXELS, load_image_bytes, to_uint8
+
+    h, w = int(photo_shape[0]), int(photo_shape[1])
+    limit = min(DEFAULT_MAX_PIXELS, h * w * MAX_PANE_SCALE * MAX_PANE_SCALE)
+    try:
+        img = load_image_bytes(data, f"pane {name!r}", max_pixels=limit)
+    except InputError as err:
+        raise _Damaged(str(err)) from err
+    if img.height * w != img.width * h:
+        raise _Damaged(f"pane {name!r} is {img.width}x{img.height}, not the shape of the {w}x{h} photo")
+    return to_uint8(img.rgb)
 
 
 def _session_data(path: Path, meta: dict, arrays: dict[str, np.ndarray], pane_png: dict[str, bytes]) -> SessionData:
     from .backend import load_photo, make_face
 
-    if meta.get("format") != FORMAT:
-        raise InputError(f"{path} is not a FRGD Studio session")
-    if int(meta.get("version", 0)) > VERSION:
-        raise InputError(f"{path} was written by a newer FRGD Studio (session version {meta['version']})")
     photo_info = meta["photo"]
     if not Path(photo_info["path"]).is_file():
-        raise FRGDError(f"the session's photo is missing: {photo_info['path']} (move it back or open it again)")
+        raise InputError(f"the session's photo is missing: {photo_info['path']} (move it back or open it again)")
     photo = load_photo(photo_info["path"])
     warnings = []
     if photo_info.get("sha256") and photo.sha256 != photo_info["sha256"]:
@@ -198,7 +355,7 @@ def _session_data(path: Path, meta: dict, arrays: dict[str, np.ndarray], pane_pn
             face.applied_seed = fm.get("applied_seed")
             face.applied_identity = bool(fm.get("applied_identity"))
         faces.append(face)
-    panes = {p["name"]: _png_array(pane_png[p["file"]]) for p in meta.get("panes", [])}
+    panes = {p["name"]: _pane_image(pane_png[p["file"]], p["name"], photo.rgb.shape) for p in meta.get("panes", [])}
     params = {p["name"]: dict(p.get("params") or {}) for p in meta.get("panes", [])}
     background = meta.get("background")
     return SessionData(

@@ -4,9 +4,14 @@
   (``rgb`` ``(H, W, 3)`` uint8 or uint16, optional ``alpha`` ``(H, W)``), with the EXIF orientation applied and
   grayscale / palette / LA / RGBA / CMYK / 16-bit inputs handled. Every failure (missing, unreadable, empty, corrupt,
   truncated, not an image, too many pixels) raises the one error type :class:`ImageLoadError`.
+* :func:`read_file_bytes` is the one way user files are read: regular files only (no pipes, devices or folders),
+  at most :data:`MAX_FILE_BYTES`, enforced while reading.
 * :func:`save_image` writes atomically (temp file in the same folder + rename), never over an existing file unless
   ``overwrite=True`` and never over a ``protect``-ed path (the input photo), and embeds :class:`Provenance` metadata
   (PNG iTXt chunks, JPEG/WebP EXIF, TIFF ImageDescription). :func:`read_provenance` reads it back.
+  :func:`save_bytes` is the same protected atomic save for any bytes (JSON reports, sessions) and
+  :func:`check_output` its up-front check, run before any work. Temp files of interrupted saves are removed on
+  SIGINT/SIGTERM (:func:`remove_pending_temps`) and stale ones of crashed saves on the next save to that folder.
 """
 
 from __future__ import annotations
@@ -17,11 +22,15 @@ import io
 import json
 import logging
 import os
+import re
+import stat
 import struct
 import tempfile
+import threading
+import time
 import warnings
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
@@ -39,7 +48,11 @@ DEFAULT_MAX_PIXELS = 89_478_485
 default ``Image.MAX_IMAGE_PIXELS``, so whatever would trigger Pillow's DecompressionBombWarning is refused too."""
 
 MAX_FILE_BYTES = 1 << 30
-"""Largest file :func:`load_image` reads (1 GiB)."""
+"""Largest file :func:`read_file_bytes` reads (1 GiB): images, session files."""
+
+STALE_TEMP_SECONDS = 600
+"""Temp files of our own atomic saves older than this (seconds) are left-overs of a crashed save: removed on the next
+save to the same folder."""
 
 SUPPORTED_FORMATS = ("JPEG", "PNG", "WEBP", "TIFF", "BMP")
 """Pillow format names :func:`load_image` accepts (multi-picture JPEGs from cameras open as "MPO")."""
@@ -66,11 +79,57 @@ _EXIF_USER_COMMENT = 0x9286
 _TIFF_BITS_PER_SAMPLE = 258
 
 
-class ImageLoadError(FRGDError):
+class ImageLoadError(InputError):
     """An image file could not be loaded (missing, unreadable, empty, corrupt, truncated, not an image, too large)."""
 
 
-# ----------------------------------------------------------------------------------------------------------- loading
+# ----------------------------------------------------------------------------------------------------------- reading
+
+
+def open_regular_file(
+    path: str | os.PathLike[str], *, limit: int = MAX_FILE_BYTES, fail: Callable[[str], Exception] | None = None
+) -> io.BufferedReader:
+    """Open ``path`` for binary reading if it is a regular file of at most ``limit`` bytes; pipes, devices, sockets
+    and folders are refused without blocking. Errors are ``fail(reason)`` (default :class:`InputError`)."""
+    p = Path(path)
+    make = fail or (lambda reason: InputError(f"cannot read {p}: {reason}"))
+    try:
+        # O_NONBLOCK: opening a FIFO for reading must not wait for a writer (regular files ignore the flag)
+        fd = os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+    except FileNotFoundError:
+        raise make("file not found") from None
+    except IsADirectoryError:
+        raise make("it is a folder, not a file") from None
+    except OSError as err:
+        raise make(f"cannot open the file ({err.strerror or err})") from err
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise make("it is a folder, not a file")
+        if not stat.S_ISREG(st.st_mode):
+            raise make("not a regular file (a pipe, device or socket)")
+        if st.st_size > limit:
+            raise make(f"file is too large ({st.st_size} bytes > limit {limit})")
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_file_bytes(
+    path: str | os.PathLike[str], *, limit: int = MAX_FILE_BYTES, fail: Callable[[str], Exception] | None = None
+) -> bytes:
+    """The content of the regular file ``path`` (:func:`open_regular_file`), at most ``limit`` bytes, checked while
+    reading too (a file that grows or lies about its size cannot exhaust memory)."""
+    make = fail or (lambda reason: InputError(f"cannot read {path}: {reason}"))
+    with open_regular_file(path, limit=limit, fail=make) as f:
+        try:
+            data = f.read(limit + 1)
+        except OSError as err:
+            raise make(f"cannot read the file ({err.strerror or err})") from err
+    if len(data) > limit:
+        raise make(f"file is too large (more than the limit of {limit} bytes)")
+    return data
 
 
 @dataclass
@@ -142,19 +201,7 @@ def load_image(path: str | os.PathLike[str], *, max_pixels: int = DEFAULT_MAX_PI
     """Load an image file (JPEG/PNG/WebP/TIFF/BMP) into a :class:`LoadedImage`; raises :class:`ImageLoadError`."""
     p = Path(path)
     name = str(p)
-    try:
-        if not p.exists():
-            raise _fail(name, "file not found")
-        if p.is_dir():
-            raise _fail(name, "it is a folder, not a file")
-        size = p.stat().st_size
-        if size > MAX_FILE_BYTES:
-            raise _fail(name, f"file is too large ({size} bytes > {MAX_FILE_BYTES})")
-        data = p.read_bytes()
-    except ImageLoadError:
-        raise
-    except OSError as err:
-        raise _fail(name, f"cannot read the file ({err.strerror or err})") from err
+    data = read_file_bytes(p, fail=lambda reason: _fail(name, reason))
     img = load_image_bytes(data, name, max_pixels=max_pixels)
     img.path = p
     return img
@@ -180,7 +227,7 @@ def load_image_bytes(data: bytes, name: str = "<bytes>", *, max_pixels: int = DE
             im = Image.open(io.BytesIO(data), formats=list(SUPPORTED_FORMATS))
         _log_warnings(name, caught)
     except Image.DecompressionBombError as err:
-        raise _fail(name, f"too many pixels (decompression bomb guard: {err})") from err
+        raise _bomb(name, err, max_pixels) from err
     except Image.UnidentifiedImageError as err:
         raise _fail(name, "not a supported image (JPEG, PNG, WebP, TIFF or BMP expected)") from err
     except Exception as err:  # noqa: BLE001 - Pillow raises many types on corrupt headers
@@ -203,7 +250,7 @@ def load_image_bytes(data: bytes, name: str = "<bytes>", *, max_pixels: int = DE
         except ImageLoadError:
             raise
         except Image.DecompressionBombError as err:
-            raise _fail(name, f"too many pixels (decompression bomb guard: {err})") from err
+            raise _bomb(name, err, max_pixels) from err
         except MemoryError as err:
             raise _fail(name, "not enough memory to decode it") from err
         except Exception as err:  # noqa: BLE001 - decoders raise OSError/ValueError/SyntaxError/struct.error/...
@@ -227,6 +274,14 @@ def load_image_bytes(data: bytes, name: str = "<bytes>", *, max_pixels: int = DE
         icc_profile=icc if isinstance(icc, bytes) else None,
         exif_applied=applied,
     )
+
+
+def _bomb(name: str, err: Exception, max_pixels: int) -> ImageLoadError:
+    """Pillow's decompression-bomb error restated with our limit (Pillow's own threshold is another number)."""
+    found = re.search(r"\((\d+) pixels\)", str(err))
+    if found and int(found.group(1)) > max_pixels:
+        return _fail(name, f"too many pixels ({found.group(1)} > limit {max_pixels})")
+    return _fail(name, f"too many pixels (Pillow's decompression-bomb guard: {' '.join(str(err).split())})")
 
 
 def _log_warnings(name: str, caught: list[warnings.WarningMessage]) -> None:
@@ -306,10 +361,79 @@ def _decode(im: Any, data: bytes, fmt: str) -> tuple[np.ndarray, np.ndarray | No
     return np.asarray(im), None, 8
 
 
+_ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
+"""Adam7 passes: (x start, y start, x step, y step)."""
+
+
+def _check_png_stream(data: bytes) -> None:
+    """Validate a PNG's chunk structure, CRCs and image data size before OpenCV sees it (libpng prints its own
+    complaints about damaged files straight to stderr). Raises ValueError naming the defect."""
+    if len(data) < 33 or data[12:16] != b"IHDR":
+        raise ValueError("PNG header is truncated")
+    w, h, depth, ctype, _, _, interlace = struct.unpack(">IIBBBBB", data[16:29])
+    channels = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}.get(ctype)
+    if channels is None or depth not in (1, 2, 4, 8, 16) or interlace not in (0, 1):
+        raise ValueError(f"invalid PNG header (bit depth {depth}, colour type {ctype}, interlace {interlace})")
+    pos, idat, ended = 8, [], False
+    while pos + 12 <= len(data):
+        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
+        end = pos + 12 + length
+        if end > len(data):
+            break
+        body = data[pos + 8 : end - 4]
+        if struct.unpack(">I", data[end - 4 : end])[0] != zlib.crc32(kind + body) & 0xFFFFFFFF:
+            raise ValueError(f"PNG chunk {kind!r} has a bad CRC")
+        if kind == b"IDAT":
+            idat.append(body)
+        elif kind == b"IEND":
+            ended = True
+            break
+        pos = end
+    if not ended:
+        raise ValueError("PNG data is truncated (no IEND chunk)")
+
+    def row_bytes(width: int) -> int:
+        return 1 + (width * channels * depth + 7) // 8 if width else 0
+
+    if interlace:
+        expected = sum(
+            row_bytes(max(0, (w - x0 + dx - 1) // dx)) * max(0, (h - y0 + dy - 1) // dy)
+            for x0, y0, dx, dy in _ADAM7
+            if (w - x0 + dx - 1) // dx > 0
+        )
+    else:
+        expected = row_bytes(w) * h
+    dec = zlib.decompressobj()
+    try:
+        raw = dec.decompress(b"".join(idat), expected + 1)
+    except zlib.error as err:
+        raise ValueError(f"PNG image data is corrupt ({err})") from err
+    if len(raw) != expected:
+        raise ValueError(f"PNG image data has {len(raw)} bytes, the header needs {expected}")
+
+
+def _quiet_cv2(fn: Callable[[], Any]) -> Any:
+    """``fn()`` with OpenCV's logging silenced: its libtiff / libpng complaints about a damaged file would reach stderr
+    before our own one-line error (the failure itself is reported by the caller)."""
+    import cv2
+
+    log = getattr(getattr(cv2, "utils", None), "logging", None)
+    if log is None:  # pragma: no cover - OpenCV builds without the logging module
+        return fn()
+    previous = log.getLogLevel()
+    log.setLogLevel(log.LOG_LEVEL_SILENT)
+    try:
+        return fn()
+    finally:
+        log.setLogLevel(previous)
+
+
 def _decode_cv2_16(data: bytes) -> tuple[np.ndarray, np.ndarray | None, int]:
     import cv2
 
-    arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        _check_png_stream(data)
+    arr = _quiet_cv2(lambda: cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED))
     if arr is None:
         raise ValueError("OpenCV could not decode the 16-bit image data")
     if arr.dtype == np.uint8:
@@ -537,13 +661,7 @@ def save_image(
     fmt = SAVE_EXTENSIONS.get(out.suffix.lower())
     if fmt is None:
         raise InputError(f"cannot save {out}: unknown extension (use one of {', '.join(sorted(SAVE_EXTENSIONS))})")
-    for p in protect:
-        if _same_path(out, Path(p)):
-            raise InputError(f"refusing to write {out}: it is the input image; choose another output file")
-    if out.exists() and not overwrite:
-        raise InputError(f"{out} already exists; choose another name or allow overwriting")
-    if out.is_dir():
-        raise InputError(f"cannot save {out}: it is a folder")
+    check_output(out, overwrite=overwrite, protect=protect)
     if not (0 <= int(quality) <= 100):
         raise InputError(f"quality must be 0..100, got {quality}")
     pixels, a = _prepare_pixels(rgb, alpha)
@@ -554,13 +672,89 @@ def save_image(
     except (OSError, ValueError) as err:  # e.g. larger than the format allows (WebP 16383 px, JPEG 65500 px)
         reason = " ".join(str(err).split())
         raise FRGDError(f"cannot save {out} as {fmt}: {reason}; try PNG or TIFF") from err
+    save_bytes(out, data, overwrite=overwrite, protect=protect)
+    logger.debug("saved %s (%s, %d bytes)", out, fmt, len(data))
+    return out
+
+
+def check_output(
+    path: str | os.PathLike[str], *, overwrite: bool = False, protect: Iterable[str | os.PathLike[str]] = ()
+) -> Path:
+    """Up-front check of an output path (run it before any work): :class:`InputError` when ``path`` is one of
+    ``protect`` (the inputs: same path, symlink or hard link; even with ``overwrite``), a folder, or an existing file
+    while ``overwrite`` is False. Returns ``path`` as a :class:`Path`."""
+    out = Path(path)
+    for p in protect:
+        if _same_path(out, Path(p)):
+            raise InputError(f"refusing to write {out}: it is an input image or file; choose another output file")
+    if out.is_dir():
+        raise InputError(f"cannot write {out}: it is a folder")
+    if (out.exists() or out.is_symlink()) and not overwrite:
+        raise InputError(f"{out} already exists; choose another name or allow overwriting (--overwrite)")
+    return out
+
+
+_PENDING_TEMPS: set[Path] = set()
+_PENDING_LOCK = threading.Lock()
+
+
+def remove_pending_temps() -> None:
+    """Delete the temp files of saves in progress (called on SIGTERM; the saves' own clean-up covers SIGINT)."""
+    with _PENDING_LOCK:
+        pending = list(_PENDING_TEMPS)
+    for tmp in pending:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+
+
+def remove_stale_temps(
+    folder: str | os.PathLike[str], *, max_age: float = STALE_TEMP_SECONDS, suffix: str = ".tmp"
+) -> list[Path]:
+    """Delete our own temp files (``.NAME.XXXXXXXX.tmp``, as ``tempfile.mkstemp(prefix=".NAME.", suffix=suffix)``
+    names them; regular, ours, older than ``max_age`` seconds) that a crashed or killed save left in ``folder``;
+    return them. Anything else is left alone."""
+    pattern = re.compile(r"^\..+\.[A-Za-z0-9_]{8}" + re.escape(suffix) + "$")
+    removed = []
+    now = time.time()
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for e in entries:
+        if not pattern.match(e.name):
+            continue
+        try:
+            st = e.stat(follow_symlinks=False)
+            if not stat.S_ISREG(st.st_mode) or now - st.st_mtime < max_age:
+                continue
+            if hasattr(os, "getuid") and st.st_uid != os.getuid():
+                continue
+            os.unlink(e.path)
+        except OSError:
+            continue
+        removed.append(Path(e.path))
+        logger.info("removed %s, left by an interrupted save", e.path)
+    return removed
+
+
+def save_bytes(
+    path: str | os.PathLike[str], data: bytes, *, overwrite: bool = False,
+    protect: Iterable[str | os.PathLike[str]] = (),
+) -> Path:  # fmt: skip
+    """Write ``data`` to ``path`` atomically with the rules of :func:`check_output` (the protected save behind
+    :func:`save_image`, JSON reports and session files). :class:`FRGDError` when writing fails."""
+    out = check_output(path, overwrite=overwrite, protect=protect)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
     except OSError as err:
         raise FRGDError(f"cannot write {out}: {err.strerror or err}") from err
-    tmp = Path(tmp_name)
+    remove_stale_temps(out.parent)
+    tmp: Path | None = None
     try:
+        with _PENDING_LOCK:  # registered at once, so a SIGTERM handler finds it
+            fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+            tmp = Path(tmp_name)
+            _PENDING_TEMPS.add(tmp)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -572,13 +766,15 @@ def save_image(
         else:
             _publish_no_clobber(tmp, out)
     except FileExistsError as err:
-        raise InputError(f"{out} already exists; choose another name or allow overwriting") from err
+        raise InputError(f"{out} already exists; choose another name or allow overwriting (--overwrite)") from err
     except OSError as err:
         raise FRGDError(f"cannot write {out}: {err.strerror or err}") from err
     finally:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-    logger.debug("saved %s (%s, %d bytes)", out, fmt, len(data))
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            with _PENDING_LOCK:
+                _PENDING_TEMPS.discard(tmp)
     return out
 
 
@@ -664,11 +860,17 @@ __all__ = [
     "LoadedImage",
     "Provenance",
     "apply_orientation",
+    "check_output",
     "file_sha256",
     "load_image",
     "load_image_bytes",
     "load_rgb",
+    "open_regular_file",
+    "read_file_bytes",
     "read_provenance",
+    "remove_pending_temps",
+    "remove_stale_temps",
+    "save_bytes",
     "save_image",
     "to_float",
     "to_uint8",

@@ -25,6 +25,7 @@ import importlib.util
 import json
 import logging
 import os
+import pickle
 import shutil
 import sys
 import tempfile
@@ -35,7 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import FRGDError, InputError, MissingWeightsError
-from .io import _umask, file_sha256
+from .io import _umask, file_sha256, remove_stale_temps
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -45,6 +46,9 @@ logger = logging.getLogger(__name__)
 
 MANIFEST_PATH = Path(__file__).with_name("weights_manifest.json")
 KINDS = ("download", "package", "resource", "convert")
+VERIFIED_KINDS = ("download", "package")
+"""Kinds whose files are third-party files of known content: ``frgd weights import`` needs the manifest's sha256 of
+each (``resource`` / ``convert`` files are our own products, safetensors + JSON, and carry none)."""
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 _STATE_KEYS = ("params_ema", "params", "state_dict", "model", "net", "g_ema")
@@ -538,6 +542,7 @@ def _fetch(url: str, target: Path, expected: str | None, *, progress: bool, time
 
     from tqdm import tqdm
 
+    remove_stale_temps(target.parent, suffix=".part")  # left by a download that was killed
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
     tmp = Path(tmp_name)
     h = hashlib.sha256()
@@ -566,6 +571,10 @@ def _fetch(url: str, target: Path, expected: str | None, *, progress: bool, time
             tmp.unlink()
         reason = getattr(err, "reason", None) or err
         raise FRGDError(f"cannot download {name} from {url}: {reason}; if you have the file, run {hint}") from err
+    except BaseException:  # Ctrl+C, SIGTERM (the CLI raises on it): no partial file is left behind
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
     actual = h.hexdigest()
     if expected and actual != expected.lower():
         with contextlib.suppress(OSError):
@@ -619,6 +628,8 @@ def import_model(path: str | os.PathLike[str], name: str | None = None) -> tuple
         if missing:
             raise InputError(f"cannot import {src} as {name}: missing {', '.join(missing)}")
     else:
+        if not src.is_file():
+            raise InputError(f"cannot import {src}: not a regular file")
         sha = hashed[src] = file_sha256(src)
         entry = get_entry(name) if name else _guess_entry(src, sha)
         if entry.single_file:
@@ -634,6 +645,13 @@ def import_model(path: str | os.PathLike[str], name: str | None = None) -> tuple
         dest_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise FRGDError(f"cannot create the weights cache {dest_dir}: {err.strerror or err}") from err
+    unverifiable = [f for _, f in pairs if entry.kind in VERIFIED_KINDS and not entry.expected_sha256(f)]
+    if unverifiable:
+        how = f"`frgd weights download {entry.name}`" + (f" (from {entry.url})" if entry.url else "")
+        raise InputError(
+            f"cannot import {src} as {entry.name}: the manifest has no sha256 for {', '.join(unverifiable)}, so an "
+            f"imported file cannot be verified; get it with {how} instead"
+        )
     for p, fname in pairs:
         actual = hashed.get(p) or file_sha256(p)
         expected = entry.expected_sha256(fname)
@@ -750,8 +768,14 @@ def load_state_dict(
             obj: Any = load_file(str(p), device=str(map_location) if map_location is not None else "cpu")
         else:
             obj = torch.load(p, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:  # torch's weights_only refusal: several lines advising an unsafe load
+        raise FRGDError(
+            f"cannot read weights {p}: refused, it holds Python objects other than tensors (loading them could run "
+            "code); use a state-dict or safetensors file from a trusted source"
+        ) from err
     except Exception as err:  # noqa: BLE001 - corrupt files raise many types
-        raise FRGDError(f"cannot read weights {p}: {type(err).__name__}: {err}") from err
+        reason = " ".join(str(err).split())[:300]
+        raise FRGDError(f"cannot read weights {p}: {type(err).__name__}: {reason}") from err
     if not isinstance(obj, dict):
         raise FRGDError(f"{p} does not hold a state dict (got {type(obj).__name__})")
     if key is not None and key in obj and isinstance(obj[key], dict):

@@ -92,7 +92,7 @@ def _cmd_detect(args: argparse.Namespace) -> int:
 def _cmd_align(args: argparse.Namespace) -> int:
     from ..faces.align import align_face
     from ..faces.detect import select
-    from ..io import Provenance, file_sha256, save_image
+    from ..io import Provenance, check_output, file_sha256, save_bytes, save_image
 
     img, faces = _detect(args)
     if not faces:
@@ -107,20 +107,22 @@ def _cmd_align(args: argparse.Namespace) -> int:
         source_hash = file_sha256(args.image)
     except Exception:  # noqa: BLE001 - provenance is best effort
         source_hash = None
+    protect = [args.image] + ([args.json_out] if args.json_out else [])
+    for f in chosen:  # every output checked before the first is written
+        for ext in ("png", "json"):
+            check_output(out_dir / f"{stem}_face{f.index}.{ext}", overwrite=args.overwrite, protect=protect)
     results = []
     for f in chosen:
         i = f.index
         crop = align_face(img, f.landmarks, args.size, border=args.border)
         png = out_dir / f"{stem}_face{i}.png"
         sidecar = out_dir / f"{stem}_face{i}.json"
-        if sidecar.exists() and not args.overwrite:
-            raise InputError(f"{sidecar} already exists; use --overwrite")
         prov = Provenance(
             model="mtcnn+five-point-alignment",
             parameters={"size": args.size, "face": i, "border": args.border},
             source_hash=source_hash,
         )
-        save_image(png, crop.image, provenance=prov, overwrite=args.overwrite, protect=[args.image])
+        save_image(png, crop.image, provenance=prov, overwrite=args.overwrite, protect=protect)
         meta = {
             "image": str(args.image),
             "face": i,
@@ -129,7 +131,7 @@ def _cmd_align(args: argparse.Namespace) -> int:
             "score": round(float(f.score), 5),
             **crop.to_json(),
         }
-        sidecar.write_text(json.dumps(meta, indent=2) + "\n")
+        save_bytes(sidecar, (json.dumps(meta, indent=2) + "\n").encode(), overwrite=args.overwrite, protect=protect)
         results.append({**meta, "crop": str(png), "sidecar": str(sidecar)})
     data = {"image": str(args.image), "width": int(img.shape[1]), "height": int(img.shape[0]), "faces": results}
     text = "\n".join(

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..devices import DEVICE_CHOICES
 from ..errors import InputError
-from .main import add_json_flags, emit
+from .main import EXIT_FAILURE, EXIT_OK, add_json_flags, emit
 
 logger = logging.getLogger(__name__)
 
@@ -146,11 +146,30 @@ def register(root: argparse._SubParsersAction, groups: dict[str, argparse._SubPa
 # ----------------------------------------------------------------------------------------------------- helpers
 
 
-def _check_out(out: Path) -> None:
-    from ..io import SAVE_EXTENSIONS
+def _check_out(out: Path, src: Path, overwrite: bool) -> None:
+    """Up-front output check (before any work): known extension, not the input (hard links too), not a folder, not
+    an existing file without ``--overwrite``."""
+    from ..io import SAVE_EXTENSIONS, check_output
 
     if out.suffix.lower() not in SAVE_EXTENSIONS:
         raise InputError(f"unsupported output extension {out.suffix!r}; use one of {', '.join(SAVE_EXTENSIONS)}")
+    check_output(out, overwrite=overwrite, protect=[src])
+
+
+def _upscale_alpha(alpha, scale: int):
+    """The photo's alpha ``(H, W)`` upscaled bicubically (tiled) to float ``[0, 1]``, or ``None`` without alpha."""
+    if alpha is None:
+        return None
+    import torch
+
+    from ..sr.registry import get_upscaler
+    from ..sr.tiling import tiled_upscale
+    from ..tensor import image_to_tensor
+
+    a = image_to_tensor(alpha[:, :, None])
+    bic = get_upscaler("bicubic", scale)
+    a_up = tiled_upscale(bic.run, a, scale, tile=512, overlap=8, out_dtype=torch.float32)
+    return a_up[0, 0].clamp(0, 1).numpy()
 
 
 def _progress(label: str, enabled: bool):
@@ -171,15 +190,11 @@ def _cmd_upscale(args: argparse.Namespace) -> int:
     import torch
 
     from ..io import Provenance, file_sha256, load_image, save_image
-    from ..sr.registry import get_upscaler
-    from ..sr.tiling import tiled_upscale
     from ..sr.upscale import UpscalePipeline
     from ..tensor import image_to_tensor, tensor_to_image
 
     src, out = Path(args.image), Path(args.out)
-    _check_out(out)
-    if out.exists() and not args.overwrite:
-        raise InputError(f"{out} already exists; choose another name or pass --overwrite")
+    _check_out(out, src, args.overwrite)
     loaded = load_image(src)
     pipe = UpscalePipeline(args.model, scale=args.scale, device=args.device)
     x = image_to_tensor(loaded.rgb)
@@ -197,12 +212,7 @@ def _cmd_upscale(args: argparse.Namespace) -> int:
     else:  # keep 16-bit photos 16-bit (save_image would round a float result to 8 bits)
         rgb = tensor_to_image(res.image, np.uint16)
     del res.image
-    alpha = None
-    if loaded.alpha is not None:
-        a = image_to_tensor(loaded.alpha[:, :, None])
-        bic = get_upscaler("bicubic", pipe.scale)
-        a_up = tiled_upscale(bic.run, a, pipe.scale, tile=512, overlap=8, out_dtype=torch.float32)
-        alpha = a_up[0, 0].clamp(0, 1).numpy()
+    alpha = _upscale_alpha(loaded.alpha, pipe.scale)
     prov = Provenance(
         model=pipe.upscaler.name,
         parameters={"command": "upscale", "scale": pipe.scale, "tile": res.tile, "overlap": res.overlap},
@@ -235,9 +245,7 @@ def _cmd_restore(args: argparse.Namespace) -> int:
     from ..tensor import tensor_to_image
 
     src, out = Path(args.image), Path(args.out)
-    _check_out(out)
-    if out.exists() and not args.overwrite:
-        raise InputError(f"{out} already exists; choose another name or pass --overwrite")
+    _check_out(out, src, args.overwrite)
     if not 0.0 <= args.weight <= 1.0:
         raise InputError(f"--weight must be in [0, 1], got {args.weight}")
     loaded = load_image(src)
@@ -253,6 +261,7 @@ def _cmd_restore(args: argparse.Namespace) -> int:
         progress=_progress("restore", sys.stderr.isatty() and not args.json),
     )
     rgb = tensor_to_image(res.image, np.uint8 if loaded.rgb.dtype == np.uint8 else np.uint16)
+    alpha = _upscale_alpha(loaded.alpha, res.scale)
     prov = Provenance(
         model=pipe.name,
         seed=args.seed,
@@ -261,7 +270,7 @@ def _cmd_restore(args: argparse.Namespace) -> int:
         identity_changed=True,  # GFPGAN synthesises facial detail from a generative prior
         source_hash=file_sha256(src),
     )  # fmt: skip
-    saved = save_image(out, rgb, provenance=prov, overwrite=args.overwrite, protect=[src])
+    saved = save_image(out, rgb, alpha=alpha, provenance=prov, overwrite=args.overwrite, protect=[src])
     data = {
         "input": str(src),
         "output": str(saved),
@@ -509,7 +518,7 @@ def _cmd_bench_ncnn(args: argparse.Namespace) -> int:
         for r in rows
     )
     emit(args, data, text)
-    return 0 if data["all_pass"] else 1
+    return EXIT_OK if data["all_pass"] else EXIT_FAILURE
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:

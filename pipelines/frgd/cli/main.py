@@ -4,7 +4,9 @@ Commands live in ``frgd/cli/cmd_*.py``; each module defines ``register(root, gro
 subparsers object and ``groups`` maps the shared groups (``eval``, ``bench``, ``weights``, ``faces``) to their
 subparsers. A command's handler is set with ``parser.set_defaults(func=handler)``; it takes ``args`` and returns an
 exit code (``0`` or ``None`` for success). Errors derived from :class:`frgd.errors.FRGDError` become one-line messages
-with a non-zero exit code; so do unexpected exceptions (the traceback is logged with ``-vv``).
+with a non-zero exit code; so do unexpected exceptions (the traceback is logged with ``-vv``). The exit codes are
+:data:`EXIT_CODES` (shown in ``frgd --help``). ``--json-out FILE`` is checked before the command runs and written with
+the same protected atomic save as images (:func:`frgd.io.save_bytes`).
 """
 
 from __future__ import annotations
@@ -13,8 +15,11 @@ import argparse
 import importlib
 import json
 import logging
+import os
 import pkgutil
+import signal
 import sys
+import threading
 from typing import Any
 
 from .. import __version__
@@ -30,22 +35,64 @@ GROUPS = {
     "faces": "detect and align faces",
 }
 
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
+EXIT_CODES = {
+    EXIT_OK: "success",
+    EXIT_FAILURE: "the operation failed (missing model weights, a write error, an internal error)",
+    EXIT_USAGE: "invalid usage or input (bad arguments, an unreadable or invalid input file, a refused output path)",
+    EXIT_INTERRUPTED: "interrupted (Ctrl+C)",
+    EXIT_TERMINATED: "terminated (SIGTERM); temp files of unfinished saves are removed",
+}
+"""The exit codes of every ``frgd`` command (the one source; listed in ``frgd --help``)."""
+
 
 class _Parser(argparse.ArgumentParser):
-    """ArgumentParser whose usage errors exit 2 with a single line."""
+    """ArgumentParser whose usage errors exit :data:`EXIT_USAGE` with a single line."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
+
+
+class Terminated(BaseException):
+    """Raised in the main thread by the CLI's SIGTERM handler (a BaseException, so ``finally`` blocks run)."""
+
+
+def _protected_paths(args: argparse.Namespace) -> list[str]:
+    """Paths ``--json-out`` must never replace: every argument naming an existing file (the inputs, an output already
+    written) and the command's output argument (``-o``) even before it exists."""
+    paths: list[str] = []
+    for key, value in vars(args).items():
+        if key == "json_out":
+            continue
+        for v in value if isinstance(value, (list, tuple)) else [value]:
+            if isinstance(v, (str, os.PathLike)) and str(v) and (key in ("out", "out_dir") or os.path.lexists(v)):
+                paths.append(str(v))
+    return paths
+
+
+def check_json_out(args: argparse.Namespace) -> None:
+    """Refuse a ``--json-out`` FILE that is a folder, an input or output of the command, or (without ``--overwrite``)
+    an existing file: one :class:`InputError` before any work is done."""
+    path = getattr(args, "json_out", None)
+    if path:
+        from ..io import check_output
+
+        check_output(path, overwrite=bool(getattr(args, "overwrite", False)), protect=_protected_paths(args))
 
 
 def emit(args: argparse.Namespace, data: Any, text: str | None = None) -> None:
-    """Print ``data`` as JSON with ``--json`` (or when ``text`` is None), else ``text``; ``--json-out`` saves it."""
+    """Print ``data`` as JSON with ``--json`` (or when ``text`` is None), else ``text``; ``--json-out`` saves it
+    (protected atomic save: never an input, never an existing file without ``--overwrite``)."""
     path = getattr(args, "json_out", None)
     if path:
-        from pathlib import Path
+        from ..io import save_bytes
 
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(json.dumps(data, indent=2, default=str) + "\n")
+        payload = (json.dumps(data, indent=2, default=str) + "\n").encode("utf-8")
+        save_bytes(path, payload, overwrite=bool(getattr(args, "overwrite", False)), protect=_protected_paths(args))
     if getattr(args, "json", False) or text is None:
         sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
     else:
@@ -53,9 +100,14 @@ def emit(args: argparse.Namespace, data: Any, text: str | None = None) -> None:
 
 
 def add_json_flags(p: argparse.ArgumentParser) -> None:
-    """Add ``--json`` (machine output on stdout) and ``--json-out FILE`` (also write the JSON to a file)."""
+    """Add ``--json`` (machine output on stdout), ``--json-out FILE`` (also write the JSON to a file) and, unless the
+    command has it already (add it before calling this), ``--overwrite`` (replace an existing FILE)."""
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
-    p.add_argument("--json-out", dest="json_out", metavar="FILE", help="also write the JSON result to FILE")
+    p.add_argument(
+        "--json-out", dest="json_out", metavar="FILE", help="also write the JSON result to FILE (a new file)"
+    )
+    if "--overwrite" not in p._option_string_actions:
+        p.add_argument("--overwrite", action="store_true", help="replace the --json-out FILE if it exists")
 
 
 def command_modules() -> list[str]:
@@ -66,7 +118,12 @@ def command_modules() -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="frgd", description="FRGD Studio command line: face restoration and super-resolution.")
+    epilog = "exit codes: " + "; ".join(f"{code} {what}" for code, what in EXIT_CODES.items())
+    parser = _Parser(
+        prog="frgd",
+        description="FRGD Studio command line: face restoration and super-resolution.",
+        epilog=epilog,
+    )
     parser.add_argument("--version", action="version", version=f"frgd {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-v info, -vv debug)")
     root = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -83,9 +140,16 @@ def build_parser() -> argparse.ArgumentParser:
 def _group_help(gp: argparse.ArgumentParser):
     def _show(args: argparse.Namespace) -> int:
         gp.print_help(sys.stderr)
-        return 2
+        return EXIT_USAGE
 
     return _show
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    from ..io import remove_pending_temps
+
+    remove_pending_temps()
+    raise Terminated()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -94,26 +158,42 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.verbose)
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
-        return 2
+        return EXIT_USAGE
+    # SIGTERM removes the temp files of unfinished saves, like Ctrl+C; only in the main thread, restored on return
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
+        check_json_out(args)
         code = args.func(args)
-        return int(code or 0)
+        return int(code or EXIT_OK)
+    except Terminated:
+        sys.stderr.write("frgd: terminated\n")
+        return EXIT_TERMINATED
     except Cancelled:
         sys.stderr.write("frgd: cancelled\n")
-        return 130
+        return EXIT_INTERRUPTED
     except KeyboardInterrupt:
         sys.stderr.write("frgd: interrupted\n")
-        return 130
+        return EXIT_INTERRUPTED
     except InputError as err:
-        sys.stderr.write(f"frgd: error: {err}\n")
-        return 2
+        sys.stderr.write(f"frgd: error: {_one_line(err)}\n")
+        return EXIT_USAGE
     except FRGDError as err:
-        sys.stderr.write(f"frgd: error: {err}\n")
-        return 1
+        sys.stderr.write(f"frgd: error: {_one_line(err)}\n")
+        return EXIT_FAILURE
     except Exception as err:  # noqa: BLE001 - the CLI promises one-line errors
         logger.debug("unexpected error", exc_info=True)
-        sys.stderr.write(f"frgd: internal error: {type(err).__name__}: {err} (run with -vv for the traceback)\n")
-        return 1
+        msg = f"{type(err).__name__}: {_one_line(err)}"
+        sys.stderr.write(f"frgd: internal error: {msg} (run with -vv for the traceback)\n")
+        return EXIT_FAILURE
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split())
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ import math
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -100,15 +101,43 @@ class DetectedFace:
         }
 
 
-def _import_mtcnn():
+def _build_mtcnn(device: Any, **settings: Any) -> Any:
+    """facenet-pytorch's ``MTCNN`` with ``settings`` (its ``__init__`` keywords, except ``device``) whose P-, R- and
+    O-Net weights are loaded by :func:`frgd.weights.load_state_dict` (``torch.load(weights_only=True)``, files checked
+    against the manifest entry ``mtcnn``) instead of by facenet-pytorch's own ``torch.load`` without ``weights_only``.
+    """
     try:
         from facenet_pytorch import MTCNN
+        from facenet_pytorch.models.mtcnn import ONet, PNet, RNet
     except ImportError as err:  # pragma: no cover - a hard dependency
         raise FRGDError(
             "face detection needs facenet-pytorch (pip install 'facenet-pytorch>=2.5.3,<2.6'); "
             f"it could not be imported: {err}"
         ) from err
-    return MTCNN
+    from torch import nn
+
+    from ..weights import load_state_dict, weights_files
+
+    files = {p.name: p for p in weights_files("mtcnn")}
+    mtcnn = MTCNN.__new__(MTCNN)
+    nn.Module.__init__(mtcnn)
+    # the attributes MTCNN.__init__ (facenet-pytorch 2.5.x) sets, from its defaults and ``settings``
+    params = {"image_size": 160, "margin": 0, "min_face_size": 20, "thresholds": [0.6, 0.7, 0.7], "factor": 0.709,
+              "post_process": True, "select_largest": True, "selection_method": None, "keep_all": False}  # fmt: skip
+    unknown = set(settings) - set(params)
+    if unknown:
+        raise TypeError(f"unknown MTCNN settings {sorted(unknown)}")
+    params.update(settings)
+    for key, value in params.items():
+        setattr(mtcnn, key, value)
+    if not mtcnn.selection_method:
+        mtcnn.selection_method = "largest" if mtcnn.select_largest else "probability"
+    for attr, cls, fname in (("pnet", PNet, "pnet.pt"), ("rnet", RNet, "rnet.pt"), ("onet", ONet, "onet.pt")):
+        net = cls(pretrained=False)
+        net.load_state_dict(load_state_dict(files[fname]))
+        setattr(mtcnn, attr, net)
+    mtcnn.device = device
+    return mtcnn.to(device).eval()
 
 
 def _resize_map(scale: float) -> tuple[float, float]:
@@ -148,15 +177,14 @@ class FaceDetector:
         self.thresholds = tuple(float(t) for t in thresholds)
         self.factor = float(factor)
         self.max_pixels = int(max_pixels)
-        mtcnn_cls = _import_mtcnn()
-        self._mtcnn = mtcnn_cls(
+        self._mtcnn = _build_mtcnn(
+            self.device,
             keep_all=True,
             min_face_size=MTCNN_MIN_FACE,
             thresholds=list(self.thresholds),
             factor=self.factor,
             post_process=False,
             select_largest=False,
-            device=self.device,
         )
         self._lock = threading.Lock()
 
@@ -237,6 +265,8 @@ class FaceDetector:
                 "detecting at %.3gx: faces smaller than %.0f px cannot be found", s, MTCNN_MIN_FACE / min(sx, sy)
             )
         logger.debug("MTCNN on %dx%d (scale %.3g), min face %.1f px", det_img.shape[1], det_img.shape[0], s, mtcnn_min)
+        if mtcnn_min > min(det_img.shape[:2]):  # no face that large fits (MTCNN's image pyramid would be empty)
+            return []
         with self._lock:
             self._mtcnn.min_face_size = mtcnn_min
             with torch.inference_mode():

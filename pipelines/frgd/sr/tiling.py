@@ -117,7 +117,7 @@ def tiled_upscale(
     overlap = max(0, int(overlap))
     blend = overlap // 2 if blend is None else int(blend)
     blend -= blend % 2
-    if blend > overlap or blend > tile:
+    if blend > overlap or (blend > tile and tile < max(H, W)):  # one tile (e.g. a 1x1 image) needs no blending
         raise InputError(f"blend ({blend}) must not exceed overlap ({overlap}) or tile ({tile})")
     ys, xs = tile_bounds(H, tile), tile_bounds(W, tile)
     min_core = min(min(b - a for a, b in ys), min(b - a for a, b in xs))
