@@ -32,6 +32,23 @@ def _scale(text: str) -> str | float:
         raise argparse.ArgumentTypeError(f"--scale must be 'auto' or a number, got {text!r}") from None
 
 
+def _add_sampler_flags(p: argparse.ArgumentParser) -> None:
+    """``--steps`` and ``--scheduler`` (choices from the scheduler registry)."""
+    from ..diffusion.sampling.schedulers import DEFAULT_SCHEDULER, DEFAULT_STEPS, SCHEDULERS
+
+    p.add_argument(
+        "--steps", type=int, default=DEFAULT_STEPS, metavar="T", help=f"sampling steps (default {DEFAULT_STEPS})"
+    )
+    p.add_argument(
+        "--scheduler",
+        default=DEFAULT_SCHEDULER,
+        choices=tuple(SCHEDULERS),
+        help="sampler: "
+        + "; ".join(f"{k} = {v.help}" for k, v in SCHEDULERS.items())
+        + f" (default {DEFAULT_SCHEDULER})",
+    )
+
+
 def register(root: argparse._SubParsersAction, groups: dict[str, argparse._SubParsersAction]) -> None:
     p = root.add_parser(
         "enhance",
@@ -52,8 +69,7 @@ def register(root: argparse._SubParsersAction, groups: dict[str, argparse._SubPa
     p.add_argument("--identity", type=float, default=0.5, metavar="S", help="identity strength in [0,1] (default 0.5)")
     p.add_argument("--samples", type=int, default=1, metavar="N", help="number of samples (default 1)")
     p.add_argument("--seed", type=int, default=None, metavar="K", help="seed of the first sample (K, K+1, ...)")
-    p.add_argument("--steps", type=int, default=50, metavar="T", help="sampling steps (default 50)")
-    p.add_argument("--scheduler", default="ddim", choices=("ddim", "dpmpp"), help="sampler (default ddim)")
+    _add_sampler_flags(p)
     p.add_argument("--mask", metavar="MASK.png", help="white = may change (photo-sized, or crop-sized with --aligned)")
     p.add_argument("--aligned", action="store_true", help="PHOTO and references are aligned face crops")
     p.add_argument(
@@ -85,8 +101,7 @@ def register(root: argparse._SubParsersAction, groups: dict[str, argparse._SubPa
     ev.add_argument("--model", metavar="DIR", help="FRGD model folder (default: the installed frgd-128)")
     ev.add_argument("--limit", type=int, default=50, metavar="N", help="number of validation faces (default 50)")
     ev.add_argument("--sliders", type=_float_list, default=[0.0, 0.5, 1.0], metavar="S,S", help="slider values")
-    ev.add_argument("--steps", type=int, default=50, metavar="T", help="sampling steps (default 50)")
-    ev.add_argument("--scheduler", default="ddim", choices=("ddim", "dpmpp"), help="sampler (default ddim)")
+    _add_sampler_flags(ev)
     ev.add_argument("--batch", type=int, default=8, metavar="B", help="faces per sampler batch (default 8)")
     ev.add_argument("--seed", type=int, default=0, help="seed (degradation noise and sampling)")
     ev.add_argument("--no-judge", action="store_true", help="skip the judge (identity similarity) metric")
@@ -111,9 +126,8 @@ def register(root: argparse._SubParsersAction, groups: dict[str, argparse._SubPa
     src.add_argument(
         "--config", choices=("proposed", "tiny"), default=None, help="random-weight model (default proposed)"
     )
-    b.add_argument("--steps", type=int, default=50, metavar="T", help="sampling steps (default 50)")
     b.add_argument("--samples", type=int, default=4, metavar="N", help="batch size of the second run (default 4)")
-    b.add_argument("--scheduler", default="ddim", choices=("ddim", "dpmpp"), help="sampler (default ddim)")
+    _add_sampler_flags(b)
     b.add_argument("--identity", type=float, default=0.5, metavar="S", help="slider value (default 0.5)")
     b.add_argument("--no-reference", action="store_true", help="time the no-reference mode (no guidance, no CFG)")
     b.add_argument("--repeats", type=int, default=1, help="timed repeats per configuration (default 1)")

@@ -14,26 +14,43 @@ Rooms:
 Evaluation of FRGD lives in :mod:`frgd.eval.faces`.
 """
 
-from ..archs.frgd_unet_arch import COND_CHANNELS, FRGDUNet, tiny_config
-from .model import (
-    FRGDModelBundle,
-    IdentityInfo,
-    build_cond,
-    load_model_dir,
-    load_scheduler,
-    make_train_scheduler,
-    save_model_dir,
-    save_scheduler,
-)
-from .sampling import FRGDOutput, FRGDPipeline, GuidanceWeights, slider_to_weights
-from .training import (
-    FacesDataConfig,
-    FacesDataset,
-    FusionConfig,
-    SyntheticFaces,
-    sample_fusion_mask,
-    sample_fusion_masks,
-)
+from importlib import import_module
+from typing import Any
+
+_EXPORTS = {
+    "COND_CHANNELS": "..archs.frgd_unet_arch",
+    "FRGDUNet": "..archs.frgd_unet_arch",
+    "tiny_config": "..archs.frgd_unet_arch",
+    "FRGDModelBundle": ".model",
+    "IdentityInfo": ".model",
+    "build_cond": ".model",
+    "load_model_dir": ".model",
+    "load_scheduler": ".model",
+    "make_train_scheduler": ".model",
+    "save_model_dir": ".model",
+    "save_scheduler": ".model",
+    "FRGDOutput": ".sampling",
+    "FRGDPipeline": ".sampling",
+    "GuidanceWeights": ".sampling",
+    "slider_to_weights": ".sampling",
+    "FacesDataConfig": ".training",
+    "FacesDataset": ".training",
+    "FusionConfig": ".training",
+    "SyntheticFaces": ".training",
+    "sample_fusion_mask": ".training",
+    "sample_fusion_masks": ".training",
+}
+"""Public names -> the module that defines them, imported on first access (PEP 562), so that torch-free modules
+such as :mod:`.sampling.schedulers`'s registry can be imported by the CLI parser without loading torch."""
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(_EXPORTS[name], __name__), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "COND_CHANNELS",

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from ..devices import describe_device, resolve_device
-from ..diffusion.sampling.pipeline import DEFAULT_STEPS, FRGDPipeline
+from ..diffusion.sampling.pipeline import DEFAULT_SCHEDULER, DEFAULT_STEPS, FRGDPipeline
 from ..errors import InputError
 from ..tensor import image_to_tensor, tensor_to_image
 
@@ -89,7 +89,7 @@ def evaluate_faces(
     limit: int = 50,
     sliders: list[float] | tuple[float, ...] = (0.0, 0.5, 1.0),
     steps: int = DEFAULT_STEPS,
-    scheduler: str = "ddim",
+    scheduler: str = DEFAULT_SCHEDULER,
     batch: int = 8,
     seed: int = 0,
     judge: bool = True,
@@ -285,7 +285,7 @@ def bench_sampler(
     *,
     steps: int = DEFAULT_STEPS,
     samples: int = 4,
-    scheduler: str = "ddim",
+    scheduler: str = DEFAULT_SCHEDULER,
     identity_strength: float = 0.5,
     with_reference: bool = True,
     repeats: int = 1,
