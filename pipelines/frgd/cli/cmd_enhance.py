@@ -117,14 +117,18 @@ def register(root: argparse._SubParsersAction, groups: dict[str, argparse._SubPa
         "enhance",
         help="FRGD sampling speed (seconds per sample) on this machine",
         description=(
-            "Time FRGD sampling at the default steps for 1 and N samples. --config proposed builds the model "
-            "configuration proposed for training with random weights (speed only, the output is noise)."
+            "Time FRGD sampling at the default settings for 1 and N samples: seconds per sample, where the time goes "
+            "(UNet vs identity guidance) and peak memory. --config builds a preset's model with random weights "
+            "(speed only, the output is noise); default: the round-sized model (round_frgd128.json)."
         ),
     )
     src = b.add_mutually_exclusive_group()
     src.add_argument("--model", metavar="DIR", help="time a trained FRGD model folder")
     src.add_argument(
-        "--config", choices=("proposed", "tiny"), default=None, help="random-weight model (default proposed)"
+        "--config",
+        choices=("round", "proposed", "tiny"),
+        default=None,
+        help="random-weight model: round (round_frgd128.json, ~8 M params, the default), proposed (H100 preset), tiny",
     )
     b.add_argument("--samples", type=int, default=4, metavar="N", help="batch size of the second run (default 4)")
     _add_sampler_flags(b)
@@ -274,7 +278,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     result = bench_sampler(
         model_dir=args.model,
-        config=args.config or ("proposed" if not args.model else None),
+        config=args.config or ("round" if not args.model else None),
         steps=args.steps,
         samples=args.samples,
         scheduler=args.scheduler,
@@ -285,6 +289,10 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     )
     lines = [f"FRGD sampling on {result['device']} ({result['model']}, {args.steps} {args.scheduler} steps):"]
     for r in result["runs"]:
-        lines.append(f"  N={r['num_samples']}: {r['seconds']:.2f} s total, {r['seconds_per_sample']:.2f} s/sample")
+        lines.append(
+            f"  N={r['num_samples']}: {r['seconds']:.2f} s total, {r['seconds_per_sample']:.2f} s/sample "
+            f"(UNet {r['unet_seconds']:.2f} s, guidance {r['guidance_seconds']:.2f} s)"
+        )
+    lines.append(f"  peak memory {result['peak_memory_mib']:.0f} MiB")
     emit(args, result, "\n".join(lines))
     return 0

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 
 from ...devices import resolve_device
 from ...errors import InputError
+from ...identity.meter import MeterReading, choose_meter_backend, load_calibrations, read_meter
 from ...jobs import CancelToken, ProgressFn, check_cancel, report
 from ..model import build_cond
 from .guidance import (
@@ -60,9 +61,12 @@ class FRGDOutput:
     """Result of one :class:`FRGDPipeline` call.
 
     ``images``: ``(N, 3, 128, 128)`` float32 in ``[0, 1]`` (CPU); ``seeds``: the ``N`` seeds (sample ``i`` used
-    ``seeds[i]``); ``identity_scores``: ``(N,)`` guidance-encoder cosine similarity of each result to the reference
-    embedding, or ``None`` without a reference; ``weights``: the guidance weights used; ``timings``: seconds
-    (``references``, ``sampling``, ``total``, ``per_sample``); ``params``: the sampling parameters (for provenance).
+    ``seeds[i]``); ``identity_scores``: ``(N,)`` the identity meter's cosine similarity of each result to the
+    reference (``identity_meter.backend``'s embeddings), or ``None`` without a reference; ``weights``: the guidance
+    weights used; ``timings``: seconds (``references``, ``sampling``, ``model``, ``guidance``, ``total``,
+    ``per_sample``); ``params``: the sampling parameters (for provenance, including ``identity_meter``);
+    ``identity_meter``: verdicts ("same person: likely / unsure / unlikely"), the encoder and whether it is independent
+    of the guidance (:class:`frgd.identity.meter.MeterReading`), or ``None`` without a reference.
     """
 
     images: torch.Tensor
@@ -71,6 +75,7 @@ class FRGDOutput:
     weights: GuidanceWeights
     timings: dict[str, float]
     params: dict[str, Any] = field(default_factory=dict)
+    identity_meter: MeterReading | None = None
 
 
 def normalize_seeds(seeds: Sequence[int] | int | None, num_samples: int) -> list[int]:
@@ -120,9 +125,14 @@ class FRGDPipeline:
         identity_backend: str = "dlib",
         device: torch.device | str = "cpu",
         name: str = "frgd",
+        channels_last: bool | None = None,
     ) -> None:
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
+        self.channels_last = self.device.type == "cpu" if channels_last is None else bool(channels_last)
+        """NHWC activations and weights (default on CPU: about 10 % faster for the round-sized UNet, measured)."""
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
         self.scheduler = scheduler
         if identity_encoder is not None and hasattr(identity_encoder, "to"):
             identity_encoder = identity_encoder.to(self.device)
@@ -288,26 +298,29 @@ class FRGDPipeline:
         emb: torch.Tensor | None,
         cfg: float,
     ) -> torch.Tensor:
-        """Model prediction ``(N,3,H,W)`` float32 with classifier-free guidance on the identity."""
+        """Model prediction ``(N,3,H,W)`` float32 with classifier-free guidance on the identity (no autograd)."""
         n = x.shape[0]
         mdtype = self.model.dtype
+        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
         tt = torch.full((n,), int(t), device=self.device, dtype=torch.long)
         self.model_calls += 1
-        if emb is None or cfg == 0.0:
-            return self.model(x.to(mdtype), tt, cond.to(mdtype), identity=None).float()
-        ident = (emb[None].expand(n, -1) if emb.ndim == 1 else emb).to(mdtype)
-        if cfg == 1.0:
-            return self.model(x.to(mdtype), tt, cond.to(mdtype), identity=ident).float()
-        drop = torch.cat([torch.zeros(n, dtype=torch.bool), torch.ones(n, dtype=torch.bool)]).to(self.device)
-        out = self.model(
-            torch.cat([x, x]).to(mdtype),
-            torch.cat([tt, tt]),
-            torch.cat([cond, cond]).to(mdtype),
-            identity=torch.cat([ident, ident]),
-            drop_identity=drop,
-        ).float()
-        out_id, out_null = out[:n], out[n:]
-        return out_null + cfg * (out_id - out_null)
+        with torch.inference_mode():
+            if emb is None or cfg == 0.0:
+                xin, cin, ident, drop = x, cond, None, None
+            else:
+                ident = (emb[None].expand(n, -1) if emb.ndim == 1 else emb).to(mdtype)
+                xin, cin, drop = x, cond, None
+                if cfg != 1.0:  # one batched call: conditional rows, then null rows
+                    xin, cin, tt = torch.cat([x, x]), torch.cat([cond, cond]), torch.cat([tt, tt])
+                    ident = torch.cat([ident, ident])
+                    drop = torch.cat([torch.zeros(n, dtype=torch.bool), torch.ones(n, dtype=torch.bool)])
+                    drop = drop.to(self.device)
+            xin = xin.to(mdtype).contiguous(memory_format=fmt)
+            cin = cin.to(mdtype).contiguous(memory_format=fmt)
+            out = self.model(xin, tt, cin, identity=ident, drop_identity=drop).float()
+            if drop is not None:
+                out = out[n:] + cfg * (out[:n] - out[n:])
+        return out.contiguous().clone()  # a normal (not inference-mode) tensor
 
     def _x0(self, out: torch.Tensor, x: torch.Tensor, a: float) -> torch.Tensor:
         """``x0_hat`` ``(N,3,H,W)`` from a model output at noise level ``a = abar_t``."""
@@ -321,6 +334,33 @@ class FRGDPipeline:
     def _noise(self, gens: list[torch.Generator], shape: tuple[int, ...]) -> torch.Tensor:
         """One noise tensor per sample from its own generator -> ``(N, *shape)`` on the device."""
         return torch.cat([torch.randn((1, *shape), generator=g) for g in gens]).to(self.device)
+
+    def identity_meter(
+        self, images: torch.Tensor, references: Sequence[torch.Tensor] | torch.Tensor | None, ref: torch.Tensor
+    ) -> tuple[torch.Tensor, MeterReading]:
+        """Meter scores ``(N,)`` and verdicts of ``images`` ``(N,3,S,S)`` in ``[0,1]`` against the references.
+
+        Uses an encoder the guidance did not optimise when one is installed and calibrated and the references are
+        images (:func:`frgd.identity.meter.choose_meter_backend`); otherwise the guidance encoder with ``ref``
+        (``(D,)`` or ``(N,D)`` unit), and the reading says it is not independent (optimistic for guided samples).
+        """
+        cals = load_calibrations()
+        backend, independent = choose_meter_backend(self.identity_backend, cals)
+        refs = [references] if torch.is_tensor(references) else list(references or [])
+        ref_images = [r for r in refs if r.ndim == 4]
+        with torch.inference_mode():
+            if independent and ref_images and ref.ndim == 1:
+                from ...identity import get_identity_encoder
+
+                enc = get_identity_encoder(backend, self.device)
+                r = torch.cat([F.normalize(enc.embed(x.float().clamp(0, 1).to(self.device)).float(), dim=1)
+                               for x in ref_images])  # fmt: skip
+                r = F.normalize(r.mean(0), dim=0)
+            else:
+                enc, r, backend, independent = self.identity_encoder, ref, self.identity_backend, False
+            e = F.normalize(enc.embed(images.to(self.device)).float(), dim=1)
+            scores = (e * (r[None] if r.ndim == 1 else r)).sum(dim=1).cpu().clone()
+        return scores, read_meter(scores.tolist(), backend, independent, cals)
 
     # ------------------------------------------------------------------ sampling
     @torch.no_grad()
@@ -424,13 +464,15 @@ class FRGDPipeline:
 
         # 4. denoising loop
         t_loop = time.perf_counter()
-        t_guide = 0.0
+        t_guide = t_model = 0.0
         for i, t in enumerate(timesteps):
             check_cancel(cancel)
             a, a_next = stepper.alpha_bar(i), stepper.alpha_bar_next(i)
             if noisy_fusion:
                 cond = torch.cat([cond[:, :4], x * (1 - m)], dim=1)  # (a) x_t outside the mask = q(x_t | base)
+            tm = time.perf_counter()
             out = self._model_out(x, t, cond, ref, w.cfg)  # (b)
+            t_model += time.perf_counter() - tm
             x0 = self._x0(out, x, a).clamp(-1, 1)  # (c)
             step_noise = self._noise(gens, (3, S, S)) if eta > 0 else None
             x_next = stepper.step(x0, x, i, step_noise)  # (d)
@@ -452,11 +494,7 @@ class FRGDPipeline:
         if hard is not None:
             soft = feather_inside(hard, feather)
             img = soft * img + (1 - soft) * base01
-        scores = None
-        if ref is not None:
-            with torch.no_grad():
-                e = F.normalize(self.identity_encoder.embed(img).float(), dim=1)
-            scores = (e * (ref[None] if ref.ndim == 1 else ref)).sum(dim=1).cpu()
+        scores, reading = (None, None) if ref is None else self.identity_meter(img, references, ref)
         total = time.perf_counter() - t_start
         params = {
             "model": self.name,
@@ -472,6 +510,7 @@ class FRGDPipeline:
             "has_reference": ref is not None,
             "weights": w.as_dict(),
             "prediction_type": self.prediction_type,
+            "identity_meter": None if reading is None else reading.as_dict(),
         }
         return FRGDOutput(
             images=img.cpu(),
@@ -481,11 +520,13 @@ class FRGDPipeline:
             timings={
                 "references": t_ref,
                 "sampling": t_loop,
+                "model": t_model,
                 "guidance": t_guide,
                 "total": total,
                 "per_sample": total / n,
             },
             params=params,
+            identity_meter=reading,
         )
 
 
