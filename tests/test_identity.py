@@ -533,3 +533,14 @@ def test_committed_meter_calibration_is_sane():
     reading = read_meter([0.936, 0.887], "dlib", independent=False)
     assert reading.verdicts == ["likely", "unlikely"]
     assert "optimistic" in reading.label(0) and reading.as_dict()["independent"] is False
+
+
+def test_meter_label_from_stored_params():
+    from frgd.identity.meter import label_from_params, read_meter
+
+    d = read_meter([0.95, 0.90], "dlib", independent=False).as_dict()
+    assert label_from_params(0.95, d).startswith("same person: likely (0.95, dlib, guidance encoder: optimistic")
+    assert label_from_params(0.90, d).startswith("same person: unsure")
+    assert label_from_params(0.5, {"encoder": "facenet", "independent": True, "calibration": None}).startswith(
+        "same person: unsure (0.50, facenet, independent encoder"
+    )

@@ -189,6 +189,7 @@ def _cmd_enhance(args: argparse.Namespace) -> int:
         info = {"mode": "aligned", "weights": res.weights.as_dict(), "timings": res.timings}
         scores = None if res.identity_scores is None else [round(float(v), 4) for v in res.identity_scores]
         extra = {"identity_scores": scores}
+        meters = [res.identity_meter]
     else:
         res = pipe(
             img, references=refs, scheduler=args.scheduler, scale=args.scale, faces=args.faces, mask=mask, **common
@@ -208,6 +209,7 @@ def _cmd_enhance(args: argparse.Namespace) -> int:
             ],
             "weights": res.faces[0].result.weights.as_dict(),
         }
+        meters = [f.result.identity_meter for f in res.faces]
     ref_hashes = {Path(r).name: file_sha256(r) for r in args.reference}
     source_hash = file_sha256(photo)
     params = {
@@ -221,11 +223,16 @@ def _cmd_enhance(args: argparse.Namespace) -> int:
         **{k: v for k, v in info.items() if k != "timings"},
     }
     written = []
+    meter_info = [None if m is None else m.as_dict() for m in meters]
+    if any(m is not None for m in meter_info):
+        extra["identity_meter"] = meter_info[0] if args.aligned else meter_info
     for k, (pth, seed) in enumerate(zip(paths, seeds)):
+        # per output: the meter's verdict line for each face (encoder named, "optimistic" when it guided)
+        verdicts = [None if m is None else m.label(k) for m in meters]
         prov = Provenance(
             model=f"frgd:{frgd.name}",
             seed=seed,
-            parameters=params,
+            parameters={**params, "identity_meter": verdicts if any(verdicts) else None},
             reference_hashes=ref_hashes,
             identity_changed=True,
             source_hash=source_hash,

@@ -74,8 +74,7 @@ class MeterReading:
 
     def label(self, i: int) -> str:
         """One-line text for sample ``i``, e.g. ``same person: likely (0.95, dlib, guidance encoder: optimistic)``."""
-        who = "independent encoder" if self.independent else "guidance encoder: optimistic"
-        return f"same person: {self.verdicts[i]} ({self.scores[i]:.2f}, {self.backend}, {who})"
+        return _label(self.verdicts[i], self.scores[i], self.backend, self.independent)
 
     def as_dict(self) -> dict[str, Any]:
         """For provenance/JSON: scores, verdicts, encoder, independence, thresholds and their rates."""
@@ -87,6 +86,19 @@ class MeterReading:
             "note": None if self.independent else OPTIMISTIC_NOTE,
             "calibration": None if self.calibration is None else asdict(self.calibration),
         }
+
+
+def _label(verdict: str, score: float, backend: str, independent: bool) -> str:
+    who = "independent encoder" if independent else "guidance encoder: optimistic"
+    return f"same person: {verdict} ({score:.2f}, {backend}, {who})"
+
+
+def label_from_params(score: float, meter: dict[str, Any]) -> str:
+    """The one-line verdict for a stored ``score`` and the ``identity_meter`` dict of a run's parameters
+    (:meth:`MeterReading.as_dict`), e.g. for a gallery tooltip or restored session."""
+    cal = meter.get("calibration")
+    verdict = MeterCalibration(**cal).verdict(float(score)) if cal else "unsure"
+    return _label(verdict, float(score), str(meter.get("encoder")), bool(meter.get("independent")))
 
 
 def calibration_path() -> Path:
@@ -236,6 +248,7 @@ __all__ = [
     "MeterReading",
     "calibrate",
     "choose_meter_backend",
+    "label_from_params",
     "load_calibrations",
     "pair_similarities",
     "read_meter",
