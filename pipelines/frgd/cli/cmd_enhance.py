@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import sys
 from pathlib import Path
 
 from ..devices import DEVICE_CHOICES
@@ -30,6 +32,14 @@ def _scale(text: str) -> str | float:
         return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"--scale must be 'auto' or a number, got {text!r}") from None
+
+
+def _passive_omp_threads() -> None:
+    """Idle OpenMP threads sleep instead of spinning (``OMP_WAIT_POLICY=PASSIVE`` unless set; only effective before
+    torch loads). Measured on the shared 2-core VM, 20 guided steps: 33.3 s instead of 48.4 s per sample, the
+    identity guidance 1.25 s instead of 5.8 s (spinning threads fight the other jobs for the cores)."""
+    if "torch" not in sys.modules:
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def _add_sampler_flags(p: argparse.ArgumentParser) -> None:
@@ -149,6 +159,7 @@ def _out_paths(out: str, seeds: list[int]) -> list[Path]:
 
 
 def _cmd_enhance(args: argparse.Namespace) -> int:
+    _passive_omp_threads()
     import numpy as np
 
     from ..enhance import DEFAULT_SR_MODEL, EnhancePipeline, load_frgd_pipeline
@@ -244,6 +255,7 @@ def _cmd_enhance(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval_faces(args: argparse.Namespace) -> int:
+    _passive_omp_threads()
     from ..eval.faces import evaluate_faces
 
     result = evaluate_faces(
@@ -275,6 +287,7 @@ def _cmd_eval_faces(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
+    _passive_omp_threads()
     import torch
 
     from ..eval.faces import bench_sampler
@@ -294,6 +307,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         repeats=args.repeats,
         device=args.device,
     )
+    result = {"command": "frgd " + " ".join(sys.argv[1:]), **result}
     lines = [f"FRGD sampling on {result['device']} ({result['model']}, {args.steps} {args.scheduler} steps):"]
     for r in result["runs"]:
         lines.append(

@@ -367,6 +367,7 @@ def bench_sampler(
         "parameters": n_params,
         "device": describe_device(dev),
         "torch_threads": torch.get_num_threads(),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         "channels_last": pipe.channels_last,
         "load_average_1min_before": round(load_before, 2),
         "load_average_1min_after": round(_loadavg(), 2),
