@@ -28,12 +28,7 @@ S = 16
 D = 8
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _ctx(a: float, a_next: float, step: int = 0, num_steps: int = 10) -> GuidanceContext:

@@ -57,12 +57,7 @@ def _pipe(prediction_type: str = "v_prediction", beta_schedule: str = "squaredco
     return FRGDPipeline(OracleDenoiser(_clean(), sched.alphas_cumprod, prediction_type), sched)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 OFF = GuidanceWeights(identity=0.0, content=0.0, cfg=0.0)

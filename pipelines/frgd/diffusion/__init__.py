@@ -14,6 +14,7 @@ Rooms:
 Evaluation of FRGD lives in :mod:`frgd.eval.faces`.
 """
 
+from collections.abc import Callable
 from importlib import import_module
 from typing import Any
 
@@ -44,12 +45,21 @@ _EXPORTS = {
 such as :mod:`.sampling.schedulers`'s registry can be imported by the CLI parser without loading torch."""
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(_EXPORTS[name], __name__), name)
-    globals()[name] = value
-    return value
+def lazy_exports(package: str, namespace: dict[str, Any], exports: dict[str, str]) -> Callable[[str], Any]:
+    """A module ``__getattr__`` that imports ``exports[name]`` (relative to ``package``) on first access and caches
+    the value in ``namespace`` (the package's ``globals()``)."""
+
+    def __getattr__(name: str) -> Any:
+        if name not in exports:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        value = getattr(import_module(exports[name], package), name)
+        namespace[name] = value
+        return value
+
+    return __getattr__
+
+
+__getattr__ = lazy_exports(__name__, globals(), _EXPORTS)
 
 
 __all__ = [
