@@ -67,10 +67,10 @@ class GalleryPanel(QWidget):
                 applied = " ✓" if s is chosen else ""
                 sim = "–" if s.identity_score is None else f"{s.identity_score:.2f}"
                 text = f"seed {s.seed}{applied}\nid {s.identity_strength:.2f} · sim {sim}"
-                item = QListWidgetItem(thumb_icon(s.image, 96), text)
                 meter = _meter_label(s)
-                if meter:
+                if meter:  # the verdict under the thumbnail; the full line (encoder, optimistic) in the tooltip
                     text += "\nsame: " + meter.split(" (")[0].removeprefix("same person: ")
+                item = QListWidgetItem(thumb_icon(s.image, 96), text)
                 item.setToolTip(s.label() + f" · {s.steps} steps" + (f"\n{meter}" if meter else ""))
                 self.list.addItem(item)
             if face.samples:
