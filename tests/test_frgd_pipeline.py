@@ -86,10 +86,8 @@ def test_seeds_reproducible_and_batch_independent(pipe, degraded, encoder, sched
     again = pipe(degraded, num_samples=1, seeds=[7], steps=3, scheduler=scheduler, **kw).images
     batch = pipe(degraded, num_samples=3, seeds=[5, 7, 9], steps=3, scheduler=scheduler, **kw).images
     assert torch.equal(a, again)
-    # same seed at another batch position with other samples around it: the same face (float32 round-off only;
-    # channels_last CPU kernels round differently per batch size, and the unit-RMS identity direction amplifies it)
-    torch.testing.assert_close(batch[1:2], a, atol=1e-3, rtol=0)
-    assert float((batch[1:2] - a).abs().mean()) < 5e-5
+    # same seed at another batch position with other samples around it: the same face (float32 round-off only)
+    torch.testing.assert_close(batch[1:2], a, atol=2e-5, rtol=0)
     assert (batch[0] - batch[1]).abs().mean() > 1e-3
     assert (batch[2] - batch[1]).abs().mean() > 1e-3
 

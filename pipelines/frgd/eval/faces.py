@@ -278,7 +278,8 @@ def build_bench_pipeline(
     torch.manual_seed(0)
     model = FRGDUNet(**cfg)
     sched = make_train_scheduler(prediction_type=model.config.prediction_type)
-    return FRGDPipeline(model, sched, identity_encoder, device=device, name=config), desc
+    pipe = FRGDPipeline(model, sched, identity_encoder, device=device, name=config, channels_last=device.type == "cpu")
+    return pipe, desc
 
 
 def _peak_memory_mib(dev: torch.device) -> float:
