@@ -196,3 +196,57 @@ def test_bad_train_numbers_are_one_line_input_errors(tmp_path, capsys):
     assert cli_main(["train", "--config", str(cfg_path), "--set", "train.steps=abc"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("frgd: error: train.steps must be a positive integer") and "\n" not in err
+
+
+def test_sample_grids_need_no_identity_encoder(tmp_path, monkeypatch, caplog):
+    """On a machine without the dlib weights (precomputed embeddings for training), the sample grid is still made,
+    with the null identity, through the product sampler; the run does not stop."""
+    import frgd.identity
+    from frgd.errors import MissingWeightsError
+    from tests.test_frgd_data import _fake_faces128
+
+    root = tmp_path / "faces"
+    _fake_faces128(root)
+    files = [r.split(",")[0] for r in (root / "labels.csv").read_text().splitlines()[1:] if ",train," in r]
+    rng = np.random.default_rng(0)
+    emb = rng.standard_normal((len(files), 128)).astype(np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    np.savez(tmp_path / "emb.npz", files=np.array(files), emb=emb, aug_emb=np.stack([emb, emb], 1),
+             backend=np.array("dlib"))  # fmt: skip
+
+    def no_encoder(*a, **k):
+        raise MissingWeightsError("dlib weights not installed here")
+
+    monkeypatch.setattr(frgd.identity, "get_identity_encoder", no_encoder)
+    cfg = _tiny_cfg(steps=2, batch_size=2, sample_every=1, sample_count=2, sample_steps=2, checkpoint_every=0)
+    cfg["data"] = {"root": str(root), "embeddings": str(tmp_path / "emb.npz"), "size": 32}
+    cfg["identity"] = {"backend": "dlib"}
+    with caplog.at_level("WARNING"):
+        res = train(cfg, tmp_path / "run")
+    assert res.step == 2
+    assert sorted(p.name for p in (tmp_path / "run" / "samples").iterdir()) == ["step_0000001.png", "step_0000002.png"]
+    assert sum("sample grids without identity" in r.message for r in caplog.records) == 1
+
+
+def test_init_from_a_model_folder_and_fp16_export(tmp_path):
+    """``train.init_from`` (``--init-from``) starts from earlier weights with a fresh optimizer; ``export_dtype: fp16``
+    halves the exported file; a folder of another architecture is refused."""
+    from safetensors import safe_open
+
+    first = train(_tiny_cfg(steps=2), tmp_path / "a")
+    cfg = _tiny_cfg(steps=1, init_from=str(first.model_dir), export_dtype="fp16")
+    from frgd.diffusion.training.train import Trainer
+
+    trainer = Trainer(load_config(cfg), tmp_path / "b")
+    start = {k: v.float() for k, v in trainer.unwrapped.state_dict().items()}
+    prev = load_model_dir(first.model_dir).model.state_dict()
+    assert all(torch.equal(start[k], prev[k].float()) for k in prev)
+    res = trainer.run()
+    with safe_open(str(res.model_dir / "diffusion_pytorch_model.safetensors"), "pt") as f:
+        assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.float16}
+    other = _tiny_cfg(steps=1, init_from=str(first.model_dir))
+    other["model"]["block_out_channels"] = [8, 16, 32]
+    with pytest.raises(InputError, match="architecture differs"):
+        train(other, tmp_path / "c")
+    with pytest.raises(InputError, match="export_dtype"):
+        load_config(_tiny_cfg(export_dtype="bf16"))

@@ -43,6 +43,12 @@ def main(argv: list[str] | None = None) -> int:
     from frgd.logging_setup import setup_logging
 
     setup_logging(args.verbose)
+    from .system_check import startup_problem
+
+    problem = startup_problem()
+    if problem:  # Qt would abort with a misleading message
+        sys.stderr.write(f"frgd-studio: error: {problem}\n")
+        return 1
     from PySide6.QtWidgets import QApplication
 
     from .main_window import MainWindow

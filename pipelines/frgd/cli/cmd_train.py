@@ -78,6 +78,11 @@ def register(root: argparse._SubParsersAction, groups: dict[str, argparse._SubPa
     p.add_argument("--output", metavar="DIR", help="run folder (default runs/<config name>)")
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --output")
     p.add_argument("--max-steps", type=int, metavar="N", help="stop after step N (the LR schedule keeps its length)")
+    p.add_argument(
+        "--init-from",
+        metavar="MODEL_DIR",
+        help="start from the weights of a model folder (e.g. the shipped frgd-128) with a fresh optimizer",
+    )
     p.add_argument("--device", metavar="DEV", help="auto|cpu|cuda|mps (overrides train.device)")
     p.add_argument(
         "--set",
@@ -127,6 +132,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
         raw["data"]["embeddings"] = args.embeddings
     if args.device:
         raw["train"]["device"] = args.device
+    if args.init_from:
+        from ..weights import resolve_model_dir
+
+        raw["train"]["init_from"] = str(resolve_model_dir(args.init_from))
     cfg = load_config(apply_overrides(raw, args.set))
     out = TRAIN_KINDS[args.kind](args, cfg)
     text = (

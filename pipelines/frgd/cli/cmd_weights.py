@@ -24,7 +24,7 @@ def register(root: argparse._SubParsersAction, groups: dict[str, argparse._SubPa
         "list",
         help="list every model: kind, licence, size, status, path",
         description="List the models of the weights manifest with their status (present/unverified/mismatch/missing) "
-        f"and local path. Cache folder: $FRGD_CACHE_DIR/weights or the user cache ({W.cache_dir()}).",
+        "and local path. Cache folder: $FRGD_CACHE_DIR/weights or the user cache folder (--json shows it).",
     )
     add_json_flags(p)
     p.set_defaults(func=_cmd_list)

@@ -496,7 +496,9 @@ class FRGDPipeline:
         if hard is not None:
             soft = feather_inside(hard, feather)
             img = soft * img + (1 - soft) * base01
-        scores, reading = (None, None) if ref is None else self.identity_meter(img, references, ref)
+        scores, reading = None, None
+        if ref is not None and self.identity_backend != "none":  # "none": no encoder here (e.g. a training machine)
+            scores, reading = self.identity_meter(img, references, ref)
         total = time.perf_counter() - t_start
         params = {
             "model": self.name,

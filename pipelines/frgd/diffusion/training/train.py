@@ -99,6 +99,8 @@ DEFAULTS: dict[str, Any] = {
         "sample_count": 4,
         "sample_steps": 25,
         "max_minutes": None,
+        "init_from": None,
+        "export_dtype": "fp32",
     },
 }
 
@@ -144,11 +146,35 @@ def load_config(path_or_dict: str | Path | dict[str, Any]) -> dict[str, Any]:
     cfg = _merge(DEFAULTS, raw)
     fusion = FusionConfig.from_dict(cfg["fusion"])  # validates
     cfg["fusion"] = {k: getattr(fusion, k) for k in fusion.__dataclass_fields__}
+    if cfg["train"]["export_dtype"] not in ("fp32", "fp16"):
+        raise InputError(f"train.export_dtype must be fp32 or fp16, got {cfg['train']['export_dtype']!r}")
     for key in ("batch_size", "steps"):
         v = cfg["train"][key]
         if not isinstance(v, int) or isinstance(v, bool) or v < 1:
             raise InputError(f"train.{key} must be a positive integer, got {v!r}")
     return cfg
+
+
+def architecture(model_config: dict[str, Any]) -> dict[str, Any]:
+    """The architecture-defining part of an :class:`FRGDUNet` config (what must match to start from earlier weights):
+    every constructor argument, defaults filled in, except the training-only ``identity_dropout``."""
+    import inspect
+
+    params = inspect.signature(FRGDUNet.__init__).parameters
+    full = {k: v.default for k, v in params.items() if k != "self"}
+    full.update({k: v for k, v in dict(model_config).items() if k in full})
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in full.items() if k != "identity_dropout"}
+
+
+def init_weights(model: FRGDUNet, model_dir: str | Path) -> None:
+    """Load the weights of a model folder (e.g. the EMA weights of an earlier run or round) into ``model``;
+    :class:`InputError` when its architecture differs."""
+    from ..model import load_model_dir
+
+    prev = load_model_dir(model_dir, device="cpu", dtype=torch.float32).model
+    if architecture(dict(prev.config)) != architecture(dict(model.config)):
+        raise InputError(f"{model_dir}: its architecture differs from the configured model")
+    model.load_state_dict(prev.state_dict())
 
 
 def build_model(cfg: dict[str, Any]) -> FRGDUNet:
@@ -299,6 +325,9 @@ class Trainer:
         np.random.seed(self.seed % 2**32)
         torch.manual_seed(self.seed)
         model = build_model(cfg)
+        if tcfg["init_from"]:  # start from earlier (EMA) weights with a fresh optimizer
+            init_weights(model, tcfg["init_from"])
+            logger.info("initialised from %s", tcfg["init_from"])
         self.pred_type = model.config.prediction_type
         self.noise_scheduler = make_train_scheduler(cfg["scheduler"], prediction_type=self.pred_type)
         self.alphas_cumprod = self.noise_scheduler.alphas_cumprod.to(acc.device)
@@ -328,6 +357,7 @@ class Trainer:
         self.step = 0
         self._encoder = None
         self._preview: dict[str, Any] | None = None
+        self._preview_no_encoder = False
 
     # -------------------------------------------------------------- helpers
     @property
@@ -506,11 +536,29 @@ class Trainer:
             self._preview = collate([val[(i, 0)] for i in picks])
         return self._preview or None
 
+    def _preview_identity(self, items: dict[str, Any]) -> torch.Tensor | None:
+        """The preview faces' reference embeddings, or ``None`` (null identity) when no encoder can be loaded here
+        (e.g. a training machine without the dlib weights): previews must never stop a run."""
+        from ...errors import MissingWeightsError
+
+        if self._preview_no_encoder:
+            return None
+        try:
+            return self.embed(items)
+        except (MissingWeightsError, ImportError, InputError) as err:
+            logger.warning("sample grids without identity: %s", err)
+            self._preview_no_encoder = True
+            return None
+
     @torch.no_grad()
     def save_samples(self) -> Path | None:
-        """DDIM-sample a few fixed val faces with the EMA weights; PNG grid (rows: degraded | sample | target)."""
+        """Sample a few fixed val faces with the EMA weights through the product sampler (:class:`FRGDPipeline`, same
+        scheduler and steps a user gets; no guidance, plain conditional model); PNG grid (rows: degraded | sample |
+        target)."""
         import cv2
-        from diffusers import DDIMScheduler
+
+        from ..sampling.guidance import GuidanceWeights
+        from ..sampling.pipeline import FRGDPipeline
 
         acc = self.accelerator
         if not acc.is_main_process:
@@ -524,23 +572,24 @@ class Trainer:
         self.ema.store(model.parameters())
         self.ema.copy_to(model.parameters())
         was_training = model.training
-        model.eval()
         try:
-            identity = self.embed(items)
-            ddim = DDIMScheduler.from_config(self.noise_scheduler.config)
-            ddim.set_timesteps(int(tcfg["sample_steps"]))
-            g = torch.Generator(device=dev).manual_seed(1234)
+            identity = self._preview_identity(items)
             deg = items["degraded"].to(dev)
-            x = torch.randn(items["target"].shape, generator=g, device=dev)
-            cond = build_cond(deg * 2 - 1)
-            for t in ddim.timesteps:
-                with acc.autocast():
-                    out = model(x, t.to(dev), cond, identity)
-                x = ddim.step(out.float(), t, x).prev_sample
+            pipe = FRGDPipeline(model, self.noise_scheduler, identity_backend="none", device=dev, name="preview")
+            with acc.autocast():
+                out = pipe(
+                    deg,
+                    references=identity,
+                    reference_per_sample=identity is not None,
+                    num_samples=deg.shape[0],
+                    seeds=1234,
+                    steps=int(tcfg["sample_steps"]),
+                    weights=GuidanceWeights(identity=0.0, content=0.0, cfg=0.0 if identity is None else 1.0),
+                )
         finally:
             self.ema.restore(model.parameters())
             model.train(was_training)
-        sample = (x.clamp(-1, 1) + 1) / 2
+        sample = out.images.to(dev)
         rows = torch.cat([deg, sample, items["target"].to(dev)], dim=2)  # (B, 3, 3S, S)
         grid = torch.cat(list(rows), dim=2).permute(1, 2, 0).float().cpu().numpy()
         out_path = self.run_dir / "samples" / f"step_{self.step:07d}.png"
@@ -652,14 +701,15 @@ class Trainer:
         return bool(over.item())
 
     def export(self, out_dir: Path) -> Path:
-        """Write the EMA weights as a model directory."""
+        """Write the EMA weights as a model directory (``train.export_dtype``: fp32, or fp16 for a half-size file)."""
         model = self.unwrapped
         self.ema.store(model.parameters())
         self.ema.copy_to(model.parameters())
         try:
+            out = copy.deepcopy(model).half() if self.cfg["train"]["export_dtype"] == "fp16" else model
             save_model_dir(
                 out_dir,
-                model,
+                out,
                 self.noise_scheduler,
                 IdentityInfo(backend=self.identity_backend, dim=int(model.config.identity_dim)),
             )

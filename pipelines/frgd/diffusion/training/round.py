@@ -1,0 +1,717 @@
+"""One FRGD-128 training round: turn one short GPU window into better shipped weights, in one command.
+
+``frgd round run --pack PACK --out OUT --deadline-s 540`` (what ``scripts/gpu_round.sh`` calls on the lent machine):
+
+1. **Set up** (seconds): decode the data pack (:mod:`.pack`) and put every training face on the device as uint8
+   (:class:`.gpu_batch.FaceTensors`); build the model of the preset; start from the last committed EMA weights
+   (``resources/frgd_resources/weights/frgd-128``) when their architecture matches, else from scratch (recorded);
+   a fresh AdamW and a short warm-up; count the model's FLOPs per image (forward + backward) and, on CUDA, the
+   measured bf16 matmul ceiling for the MFU figure.
+2. **Measure** (first minute, the steps train too): img/s at each ``batch_sizes`` entry in eager mode, then with
+   ``torch.compile`` at the best one (``compile: auto`` keeps it only when it is faster); recorded.
+3. **Train until the deadline**: batches are made on the device (:class:`.gpu_batch.GPUBatchMaker`), bf16 autocast,
+   min-SNR-weighted v-prediction loss with the fusion weights of :mod:`.fusion` (one step = the same maths as
+   ``frgd train``: :func:`.train.make_training_inputs`), the learning rate a function of *wall-clock time*
+   (:func:`lr_at`: linear warm-up, cosine to ``lr_min_ratio`` exactly at the training deadline, so a time stop always
+   ends with a low LR), an EMA of the weights, the data share of each step and the loss curve logged; the fp16 EMA
+   weights are exported every ``export_every_s`` so a killed command still returns usable weights.
+4. **Export and check** (last ``reserve_s``): the EMA weights as an fp16 model folder (< 16 MiB), a quick validation
+   on the pack's fixed validation pairs at x8 and x4 (PSNR/SSIM of bicubic and of FRGD at the content end, without and
+   with the reference embedding), a sample grid, and ``round.json`` (round number, parent weights, images seen this
+   round and in total, steps, img/s, MFU, data share, loss curve, validation).
+
+Everything it writes goes to ``OUT`` (at most 8 files: the model folder's 4, ``round.json``, ``round.log`` from the
+shell script, the grid). ``frgd round land OUT`` installs the weights as the default ``frgd-128`` model.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ...errors import InputError
+from .fusion import FusionConfig, fusion_loss_weights
+from .gpu_batch import FaceTensors, GPUBatchMaker, GPUDegradation
+
+logger = logging.getLogger(__name__)
+
+ROUND_FILE = "round.json"
+MODEL_SUBDIR = "model"
+GRID_FILE = "val_grid_x8.png"
+LOG_FILE = "round.log"
+WEIGHTS_FILE = "diffusion_pytorch_model.safetensors"
+
+ROUND_DEFAULTS: dict[str, Any] = {
+    "batch_sizes": [128, 256],
+    "bench_steps": 12,
+    "bench_max_frac": 0.25,
+    "compile": "auto",
+    "bf16": "auto",
+    "channels_last": "auto",
+    "lr": 3e-4,
+    "lr_min_ratio": 0.05,
+    "warmup_s": 20.0,
+    "resume_warmup_s": 8.0,
+    "weight_decay": 0.0,
+    "grad_clip": 1.0,
+    "ema_decay": 0.999,
+    "min_snr_gamma": 5.0,
+    "reserve_s": 60.0,
+    "export_every_s": 120.0,
+    "log_every_s": 10.0,
+    "data_probe_every": 25,
+    "val_count": 48,
+    "val_steps": 25,
+    "val_scheduler": "ddim",
+    "val_scales": [8, 4],
+    "grid_faces": 6,
+    "mask_bank": 2048,
+    "seed": 0,
+    "device": "auto",
+    "degradation": {},
+    "fusion": {},
+}
+
+
+def round_config(preset: str | Path | dict[str, Any], overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The preset (``round_frgd128`` by default in ``frgd_resources/presets``) with its ``round`` section merged over
+    :data:`ROUND_DEFAULTS` and ``overrides`` (``round.key`` values); unknown keys raise :class:`InputError`."""
+    from .train import load_config
+
+    if isinstance(preset, dict):
+        raw = copy.deepcopy(preset)
+    else:
+        p = Path(preset)
+        if not p.is_file():
+            from frgd_resources import resource_path
+
+            p = resource_path("presets", p.name if p.suffix else p.name + ".json")
+        if not p.is_file():
+            raise InputError(f"round preset not found: {preset}")
+        raw = json.loads(p.read_text())
+    rnd = {**ROUND_DEFAULTS, **raw.pop("round", {}), **(overrides or {})}
+    unknown = set(rnd) - set(ROUND_DEFAULTS)
+    if unknown:
+        raise InputError(f"unknown round config keys: {sorted(unknown)}")
+    raw.setdefault("data", {})["size"] = 128
+    cfg = load_config(raw)  # validates model/scheduler sections the same way as `frgd train`
+    cfg["round"] = rnd
+    GPUDegradation.from_dict(rnd["degradation"])
+    FusionConfig.from_dict(rnd["fusion"])
+    return cfg
+
+
+def lr_at(elapsed_s: float, total_s: float, warmup_s: float, peak: float, min_ratio: float) -> float:
+    """Learning rate after ``elapsed_s`` of a ``total_s`` budget: linear warm-up from 0 over ``warmup_s``, then a
+    cosine from ``peak`` to ``min_ratio * peak`` reached exactly at ``total_s`` (held after it)."""
+    if total_s <= 0:
+        return peak * min_ratio
+    warmup_s = min(max(warmup_s, 0.0), 0.5 * total_s)
+    if elapsed_s < warmup_s:
+        return peak * max(elapsed_s, 0.0) / warmup_s
+    frac = min(1.0, (elapsed_s - warmup_s) / max(total_s - warmup_s, 1e-9))
+    return peak * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * frac)))
+
+
+def default_init_dir() -> Path:
+    """Where the shipped ``frgd-128`` weights live in the source tree (the folder ``frgd round land`` writes)."""
+    from frgd_resources import resource_path
+
+    return Path(resource_path("weights", "frgd-128"))
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def previous_round(init_dir: Path) -> dict[str, Any]:
+    """``round.json`` of the installed weights (``{}`` before the first round)."""
+    p = init_dir / ROUND_FILE
+    return json.loads(p.read_text()) if p.is_file() else {}
+
+
+def init_model(cfg: dict[str, Any], init_dir: Path | None, device: torch.device):
+    """The preset's model, with the weights of ``init_dir`` when its architecture matches; ``(model, init_record)``."""
+    from .train import build_model, init_weights
+
+    model = build_model(cfg)
+    rec: dict[str, Any] = {"from": "scratch"}
+    weights = None if init_dir is None else init_dir / WEIGHTS_FILE
+    if weights is not None and weights.is_file():
+        try:
+            init_weights(model, init_dir)
+        except InputError:
+            rec = {"from": "scratch", "reason": f"architecture of {init_dir} differs from the preset"}
+            logger.warning("%s has another architecture than the preset: training from scratch", init_dir)
+        else:
+            rec = {
+                "from": str(init_dir),
+                "weights_sha256": _sha256(weights),
+                "round": previous_round(init_dir).get("round"),
+            }
+    return model.to(device), rec
+
+
+def flops_per_image(model, cond_channels: int, identity_dim: int, device: torch.device) -> float | None:
+    """Forward + backward FLOPs of one 128x128 image (``torch.utils.flop_counter``), or ``None`` if unavailable."""
+    try:
+        from torch.utils.flop_counter import FlopCounterMode
+    except ImportError:  # pragma: no cover - torch >= 2.1 has it
+        return None
+    b = 2
+    x = torch.randn(b, 3, 128, 128, device=device)
+    cond = torch.randn(b, cond_channels, 128, 128, device=device)
+    ident = torch.nn.functional.normalize(torch.randn(b, identity_dim, device=device), dim=1)
+    t = torch.randint(0, 1000, (b,), device=device)
+    counter = FlopCounterMode(display=False)
+    with counter:
+        model(x, t, cond, ident).float().pow(2).mean().backward()
+    model.zero_grad(set_to_none=True)
+    return counter.get_total_flops() / b
+
+
+def matmul_ceiling_tflops(device: torch.device, n: int = 8192, reps: int = 10) -> float | None:
+    """Measured bf16 matmul rate (TFLOP/s) on a CUDA device (random data), else ``None``."""
+    if device.type != "cuda":
+        return None
+    a = torch.randn(n, n, device=device, dtype=torch.bfloat16)
+    b = torch.randn(n, n, device=device, dtype=torch.bfloat16)
+    for _ in range(3):
+        a @ b
+    torch.cuda.synchronize(device)
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    torch.cuda.synchronize(device)
+    return 2 * n**3 * reps / (time.perf_counter() - t0) / 1e12
+
+
+class RoundTrainer:
+    """State of one round (see the module docstring); :meth:`run` does it all."""
+
+    def __init__(
+        self,
+        cfg: dict[str, Any],
+        pack_dir: str | Path,
+        out_dir: str | Path,
+        deadline_s: float,
+        init_dir: str | Path | None = None,
+        t_start: float | None = None,
+    ) -> None:
+        from ...devices import resolve_device
+        from ..model import make_train_scheduler
+        from .pack import load_pack
+
+        # t_start: wall-clock epoch seconds when the command began (the shell script's `date +%s.%N`)
+        self.t0 = time.monotonic() - (0.0 if t_start is None else max(0.0, time.time() - float(t_start)))
+        self.cfg = cfg
+        self.r = cfg["round"]
+        self.deadline_s = float(deadline_s)
+        if self.deadline_s <= self.r["reserve_s"]:
+            raise InputError(f"deadline {deadline_s:g} s leaves no training time after reserve_s={self.r['reserve_s']}")
+        self.out = Path(out_dir)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.device = resolve_device(self.r["device"])
+        self.cuda = self.device.type == "cuda"
+        self.bf16 = self.cuda if self.r["bf16"] == "auto" else bool(self.r["bf16"])
+        self.channels_last = self.cuda if self.r["channels_last"] == "auto" else bool(self.r["channels_last"])
+        self.timings: dict[str, float] = {}
+        seed = int(self.r["seed"])
+        torch.manual_seed(seed)
+        if self.cuda:
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+            torch.backends.cudnn.benchmark = True
+        t = time.perf_counter()
+        self.pack = load_pack(pack_dir)
+        p = self.pack
+        self.data = FaceTensors.build(p.train_images, p.train_ident, p.train_emb, p.train_aug_emb, self.device)
+        self.fusion = FusionConfig.from_dict(self.r["fusion"])
+        self.maker = GPUBatchMaker(
+            self.data,
+            GPUDegradation.from_dict(self.r["degradation"]),
+            self.fusion,
+            seed=seed,
+            bank_size=int(self.r["mask_bank"]),
+        )
+        self.timings["data_setup"] = time.perf_counter() - t
+        self.init_dir = Path(init_dir) if init_dir is not None else default_init_dir()
+        self.prev = previous_round(self.init_dir)
+        self.model, self.init_record = init_model(cfg, self.init_dir, self.device)
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.model.train()
+        self.params = [q for q in self.model.parameters() if q.requires_grad]
+        self.ema = [q.detach().clone().float() for q in self.params]
+        opt_kwargs: dict[str, Any] = {"fused": True} if self.cuda else {}
+        self.opt = torch.optim.AdamW(
+            self.params, lr=0.0, weight_decay=float(self.r["weight_decay"]), betas=(0.9, 0.999), **opt_kwargs
+        )
+        self.pred_type = self.model.config.prediction_type
+        self.sched = make_train_scheduler(cfg["scheduler"], prediction_type=self.pred_type)
+        self.alphas = self.sched.alphas_cumprod.to(self.device)
+        self.forward = self.model
+        self.step = 0
+        self.images = 0
+        self.curve: list[dict[str, float]] = []
+        self.gen = torch.Generator(device=self.device).manual_seed(seed + 1)
+        resumed = self.init_record["from"] != "scratch"
+        self.warmup_s = float(self.r["resume_warmup_s"] if resumed else self.r["warmup_s"])
+        self.train_end_s = self.deadline_s - float(self.r["reserve_s"])
+        self.data_times: list[float] = []
+        self.step_times: list[float] = []
+        self.last_export = 0.0
+
+    # ------------------------------------------------------------------------------------------------ one step
+    def elapsed(self) -> float:
+        return time.monotonic() - self.t0
+
+    def lr(self) -> float:
+        return lr_at(
+            self.elapsed(), self.train_end_s, self.warmup_s, float(self.r["lr"]), float(self.r["lr_min_ratio"])
+        )
+
+    def train_step(self, batch_size: int, probe: bool = False) -> torch.Tensor:
+        """One optimisation step on a fresh on-device batch; returns the (unsynchronised) loss tensor."""
+        from .train import make_training_inputs, min_snr_weight
+
+        dev = self.device
+        if probe:
+            self._sync()
+            t_a = time.perf_counter()
+        batch = self.maker.make(batch_size)
+        if probe:
+            self._sync()
+            t_b = time.perf_counter()
+        b = batch_size
+        x0 = batch.target * 2 - 1
+        noise = torch.randn(x0.shape, generator=self.gen, device=dev)
+        t = torch.randint(0, self.sched.config.num_train_timesteps, (b,), generator=self.gen, device=dev)
+        drop = torch.rand(b, generator=self.gen, device=dev) < float(self.model.config.identity_dropout)
+        x_t, cond, target = make_training_inputs(self.sched, x0, batch.degraded, batch.mask, batch.noisy, noise, t)
+        if self.channels_last:
+            x_t = x_t.contiguous(memory_format=torch.channels_last)
+            cond = cond.contiguous(memory_format=torch.channels_last)
+        for g in self.opt.param_groups:
+            g["lr"] = self.lr()
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=self.bf16):
+            pred = self.forward(x_t, t, cond, batch.identity, drop)
+        err = (pred.float() - target.float()) ** 2
+        w = fusion_loss_weights(batch.mask, batch.checker, self.fusion)
+        per = (w * err).mean(dim=(1, 2, 3))
+        gamma = self.r["min_snr_gamma"]
+        if gamma:
+            per = per * min_snr_weight(self.alphas, t, float(gamma), self.pred_type)
+        loss = per.mean()
+        loss.backward()
+        if self.r["grad_clip"]:
+            torch.nn.utils.clip_grad_norm_(self.params, float(self.r["grad_clip"]))
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+        decay = min(float(self.r["ema_decay"]), (1 + self.step) / (10 + self.step))
+        with torch.no_grad():
+            torch._foreach_lerp_(self.ema, [q.detach().float() for q in self.params], 1 - decay)
+        self.step += 1
+        self.images += b
+        if probe:
+            self._sync()
+            t_c = time.perf_counter()
+            self.data_times.append(t_b - t_a)
+            self.step_times.append(t_c - t_a)
+        return loss.detach()
+
+    def _sync(self) -> None:
+        if self.cuda:
+            torch.cuda.synchronize(self.device)
+
+    def _timed_steps(self, batch_size: int, n: int, warm: int = 2) -> float:
+        """img/s over ``n`` steps after ``warm`` untimed ones (all train)."""
+        for _ in range(warm):
+            self.train_step(batch_size)
+        self._sync()
+        t = time.perf_counter()
+        for _ in range(n):
+            self.train_step(batch_size)
+        self._sync()
+        return batch_size * n / (time.perf_counter() - t)
+
+    # ------------------------------------------------------------------------------------------------ phases
+    def measure(self) -> dict[str, Any]:
+        """Phase 2: img/s per batch size (eager), then compiled at the best; picks the fastest (these steps train)."""
+        res: list[dict[str, Any]] = []
+        n = int(self.r["bench_steps"])
+        budget = float(self.r["bench_max_frac"]) * self.train_end_s
+        for bs in self.r["batch_sizes"]:
+            if res and self.elapsed() > budget:
+                logger.info("bench: out of its time share; skipping batch %d", bs)
+                break
+            try:
+                ips = self._timed_steps(int(bs), n)
+            except torch.OutOfMemoryError:
+                self.opt.zero_grad(set_to_none=True)
+                torch.cuda.empty_cache()
+                res.append({"batch": int(bs), "compile": False, "img_per_s": None, "error": "out of memory"})
+                continue
+            res.append({"batch": int(bs), "compile": False, "img_per_s": ips})
+            logger.info("bench batch %d eager: %.0f img/s", bs, ips)
+        ok = [r for r in res if r["img_per_s"]]
+        if not ok:
+            raise InputError(f"no batch size of {self.r['batch_sizes']} fits on {self.device}")
+        best = max(ok, key=lambda r: r["img_per_s"])
+        chosen = dict(best)
+        compile_s = None
+        want = self.r["compile"]
+        if want is True or (want == "auto" and self.cuda and self.elapsed() < budget):
+            try:
+                t = time.perf_counter()
+                self.forward = torch.compile(self.model)
+                for _ in range(2):
+                    self.train_step(best["batch"])
+                self._sync()
+                compile_s = time.perf_counter() - t
+                ips = self._timed_steps(best["batch"], n, warm=1)
+                res.append({"batch": best["batch"], "compile": True, "img_per_s": ips})
+                logger.info("bench batch %d compiled: %.0f img/s (compile %.0f s)", best["batch"], ips, compile_s)
+                if want is True or ips > 1.05 * best["img_per_s"]:
+                    chosen = res[-1]
+                else:
+                    self.forward = self.model
+            except Exception as err:  # noqa: BLE001 - a failed compile must not cost the round
+                logger.warning("torch.compile failed (%s): eager", (str(err).splitlines() or [""])[0][:200])
+                self.forward = self.model
+                self.opt.zero_grad(set_to_none=True)  # a step that failed half-way leaves no gradients behind
+                res.append({"batch": best["batch"], "compile": True, "img_per_s": None, "error": str(err)[:200]})
+        return {"runs": res, "chosen": chosen, "compile_s": compile_s}
+
+    def train_until_deadline(self, batch_size: int) -> None:
+        """Phase 3: steps until the training deadline; logs, probes the data share, exports periodically."""
+        probe_every = max(1, int(self.r["data_probe_every"]))
+        log_every = float(self.r["log_every_s"])
+        losses: list[torch.Tensor] = []
+        t_log, n_log = self.elapsed(), self.images
+        first = True
+        while first or self.elapsed() < self.train_end_s:  # at least one step: the data share is measured here
+            first = False
+            losses.append(self.train_step(batch_size, probe=self.step % probe_every == 0))
+            now = self.elapsed()
+            if now - t_log >= log_every:
+                loss = float(torch.stack(losses).mean())
+                if not math.isfinite(loss):
+                    raise FloatingPointError(f"loss is {loss} at step {self.step}")
+                row = {
+                    "t": round(now, 2),
+                    "step": self.step,
+                    "images": self.images,
+                    "loss": loss,
+                    "lr": self.lr(),
+                    "img_per_s": (self.images - n_log) / max(now - t_log, 1e-9),
+                }
+                self.curve.append(row)
+                logger.info(
+                    "t %.0f s step %d loss %.4f lr %.2e %.0f img/s", now, self.step, loss, row["lr"], row["img_per_s"]
+                )
+                losses, t_log, n_log = [], now, self.images
+            if now - self.last_export >= float(self.r["export_every_s"]):
+                self.export(status="partial")
+
+    # ------------------------------------------------------------------------------------------------ outputs
+    def ema_model(self):
+        """A float32 copy of the model holding the EMA weights (eval mode)."""
+        m = copy.deepcopy(self.model).float().eval()
+        with torch.no_grad():
+            for q, e in zip([q for q in m.parameters() if q.requires_grad], self.ema):
+                q.copy_(e)
+        return m
+
+    def export(self, status: str, extra: dict[str, Any] | None = None) -> Path:
+        """Write the EMA weights as an fp16 model folder and ``round.json`` into ``OUT`` (atomically replaced)."""
+        from ..model import IdentityInfo, save_model_dir
+
+        m = self.ema_model().half()
+        tmp = self.out / (MODEL_SUBDIR + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        save_model_dir(tmp, m, self.sched, IdentityInfo(backend=self.identity_backend, dim=int(m.config.identity_dim)))
+        final = self.out / MODEL_SUBDIR
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+        self.write_state(status, extra)
+        self.last_export = self.elapsed()
+        return final
+
+    @property
+    def identity_backend(self) -> str:
+        origin = str(self.pack.info.get("origin", ""))
+        return "synthetic" if origin.startswith("synthetic") else str(self.cfg["identity"]["backend"])
+
+    def write_state(self, status: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        prev_cum = self.prev.get("cumulative", {})
+        train_s = (self.curve[-1]["t"] - self.curve[0]["t"]) if len(self.curve) > 1 else None
+        state = {
+            "round": int(self.prev.get("round", 0)) + 1,
+            "status": status,
+            "written": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "device": torch.cuda.get_device_name(self.device) if self.cuda else str(self.device),
+            "torch": torch.__version__,
+            "init": self.init_record,
+            "pack": self.pack.info,
+            "steps": self.step,
+            "images": self.images,
+            "epochs": self.images / max(len(self.data), 1),
+            "elapsed_s": round(self.elapsed(), 1),
+            "timings": {k: round(v, 2) for k, v in self.timings.items()},
+            "bf16": self.bf16,
+            "warmup_s": self.warmup_s,
+            "train_end_s": self.train_end_s,
+            "data_share": (sum(self.data_times) / sum(self.step_times)) if self.step_times else None,
+            "loss_curve": self.curve,
+            "train_window_s": train_s,
+            "cumulative": {
+                "rounds": int(self.prev.get("round", 0)) + 1,
+                "images": int(prev_cum.get("images", 0)) + self.images,
+                "steps": int(prev_cum.get("steps", 0)) + self.step,
+            },
+            "config": {k: v for k, v in self.cfg.items() if k in ("name", "model", "scheduler", "round")},
+        }
+        state.update(getattr(self, "summary", {}))
+        state.update(extra or {})
+        tmp = self.out / (ROUND_FILE + ".tmp")
+        tmp.write_text(json.dumps(state, indent=1, default=float) + "\n")
+        os.replace(tmp, self.out / ROUND_FILE)
+        return state
+
+    def run(self) -> dict[str, Any]:
+        """All phases; returns the final ``round.json`` content."""
+        n_params = sum(q.numel() for q in self.params)
+        fl = flops_per_image(
+            self.model, int(self.model.config.cond_channels), int(self.model.config.identity_dim), self.device
+        )
+        ceiling = matmul_ceiling_tflops(self.device)
+        self.summary: dict[str, Any] = {"params": n_params, "flops_per_image": fl, "matmul_tflops": ceiling}
+        logger.info(
+            "round: %d faces on %s, %.2f M params, %.1f GFLOP/img, init %s",
+            len(self.data), self.device, n_params / 1e6, (fl or 0) / 1e9, self.init_record["from"],
+        )  # fmt: skip
+        self.timings["setup"] = self.elapsed()
+        bench = self.measure()
+        self.summary["bench"] = bench
+        self.timings["bench"] = self.elapsed() - self.timings["setup"]
+        bs = int(bench["chosen"]["batch"])
+        self.export(status="partial")  # usable weights as early as possible
+        t_train = self.elapsed()
+        i_train = self.images
+        self.train_until_deadline(bs)
+        self._sync()
+        dt = self.elapsed() - t_train
+        ips = (self.images - i_train) / max(dt, 1e-9)
+        self.summary.update(
+            {
+                "batch_size": bs,
+                "compiled": bool(bench["chosen"].get("compile")),
+                "img_per_s": ips,
+                "mfu": (ips * fl / (ceiling * 1e12)) if (fl and ceiling) else None,
+            }
+        )
+        self.timings["train"] = dt
+        t = self.elapsed()
+        self.export(status="trained")
+        self.timings["export"] = self.elapsed() - t
+        t = self.elapsed()
+        try:
+            val = validate(self.ema_model().to(self.device), self.sched, self.pack, self.r, self.out)
+        except Exception as err:  # noqa: BLE001 - the weights are exported; a failed check is recorded, not fatal
+            logger.exception("validation failed")
+            val = {"error": f"{type(err).__name__}: {err}"[:500]}
+        self.timings["validate"] = self.elapsed() - t
+        return self.write_state("complete", {"val": val})
+
+
+def validate(model, scheduler, pack, r: dict[str, Any], out_dir: Path | None = None) -> dict[str, Any]:
+    """Quick check on the pack's validation pairs: PSNR/SSIM of bicubic and FRGD (content end, no reference;
+    reference embedding with CFG 1 and 3) at each of ``r["val_scales"]``; a sample grid at the first scale."""
+    from ...degrade import degrade_image, fixed_degradation
+    from ...metrics import psnr, ssim_y
+    from ...tensor import image_to_tensor
+    from ..sampling.guidance import GuidanceWeights
+    from ..sampling.pipeline import FRGDPipeline
+
+    t0 = time.perf_counter()
+    n = min(int(r["val_count"]), len(pack.val_images))
+    if n == 0:
+        return {"skipped": "no validation pairs in the pack"}
+    dev = next(model.parameters()).device
+    pipe = FRGDPipeline(model, scheduler, identity_backend="none", device=dev, name="round")
+    gts = pack.val_images[:n]
+    refs = torch.from_numpy(pack.val_ref_emb[:n]).float()
+    modes = {
+        "frgd_noref_content1": (None, GuidanceWeights(identity=0.0, content=1.0, cfg=0.0)),
+        "frgd_ref_cfg1_content1": (refs, GuidanceWeights(identity=0.0, content=1.0, cfg=1.0)),
+        "frgd_ref_cfg3_content0.1": (refs, GuidanceWeights(identity=0.0, content=0.1, cfg=3.0)),
+    }
+    res: dict[str, Any] = {"faces": n, "steps": int(r["val_steps"]), "scheduler": r["val_scheduler"], "scales": {}}
+    grid_rows = None
+    for si, scale in enumerate(r["val_scales"]):
+        cfg = fixed_degradation(float(scale))
+        lqs = [degrade_image(g, np.random.default_rng([0, i]), cfg).lq for i, g in enumerate(gts)]
+        lq = torch.cat([image_to_tensor(x) for x in lqs])
+        outs: dict[str, np.ndarray] = {}
+        bic = torch.nn.functional.interpolate(lq, size=(128, 128), mode="bicubic", align_corners=False).clamp(0, 1)
+        outs["bicubic"] = _to_u8(bic)
+        for name, (ref, w) in modes.items():
+            o = pipe(
+                lq,
+                references=ref,
+                reference_per_sample=ref is not None,
+                num_samples=n,
+                seeds=list(range(n)),
+                steps=int(r["val_steps"]),
+                scheduler=str(r["val_scheduler"]),
+                weights=w,
+            )
+            outs[name] = _to_u8(o.images)
+        rows = {}
+        for name, arr in outs.items():
+            ps = [psnr(a.astype(np.float64), g.astype(np.float64)) for a, g in zip(arr, gts)]
+            rows[name] = {
+                "psnr": float(np.mean([p for p in ps if math.isfinite(p)])),
+                "ssim": float(np.mean([ssim_y(a, g) for a, g in zip(arr, gts)])),
+            }
+        res["scales"][f"x{scale:g}"] = rows
+        if si == 0:
+            k = min(int(r["grid_faces"]), n)
+            lq_up = torch.nn.functional.interpolate(lq[:k], size=(128, 128), mode="nearest")
+            cols = [_to_u8(lq_up)] + [outs[m][:k] for m in ("bicubic", *modes)] + [gts[:k]]
+            grid_rows = np.concatenate([np.concatenate([c[i] for c in cols], axis=1) for i in range(k)], axis=0)
+    if out_dir is not None and grid_rows is not None:
+        import cv2
+
+        cv2.imwrite(str(Path(out_dir) / GRID_FILE), grid_rows[:, :, ::-1])
+        res["grid_columns"] = ["input (nearest)", "bicubic", *modes, "ground truth"]
+    res["seconds"] = time.perf_counter() - t0
+    return res
+
+
+def _to_u8(x: torch.Tensor) -> np.ndarray:
+    """``(B, 3, H, W)`` [0, 1] -> ``(B, H, W, 3)`` uint8."""
+    return np.round(x.detach().float().clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy() * 255).astype(np.uint8)
+
+
+def run_round(
+    pack_dir: str | Path,
+    out_dir: str | Path,
+    deadline_s: float,
+    preset: str | Path | dict[str, Any] = "round_frgd128",
+    overrides: dict[str, Any] | None = None,
+    init_dir: str | Path | None = None,
+    t_start: float | None = None,
+) -> dict[str, Any]:
+    """Run one round (see the module docstring); returns ``round.json``'s content."""
+    cfg = round_config(preset, overrides)
+    return RoundTrainer(cfg, pack_dir, out_dir, deadline_s, init_dir, t_start).run()
+
+
+# ---------------------------------------------------------------------------------------------------------- land
+
+
+def land_round(
+    out_dir: str | Path, weights_dir: str | Path | None = None, results_dir: str | Path | None = None, force=False
+) -> dict[str, Any]:
+    """Install a round's weights as the shipped ``frgd-128`` (fp16 model folder + ``round.json``) and record the round
+    in ``results_dir/round_NNN.json`` (and its ``round.log`` as ``round_NNN.log``). Refuses a round that does not
+    follow the installed one (unless ``force``)."""
+    from ..model import load_model_dir
+
+    src = Path(out_dir)
+    state_path = src / ROUND_FILE
+    if not state_path.is_file() or not (src / MODEL_SUBDIR / WEIGHTS_FILE).is_file():
+        raise InputError(f"{src} holds no round output ({ROUND_FILE} and {MODEL_SUBDIR}/{WEIGHTS_FILE})")
+    state = json.loads(state_path.read_text())
+    dest = Path(weights_dir) if weights_dir is not None else default_init_dir()
+    installed = previous_round(dest).get("round", 0)
+    if state["round"] != installed + 1 and not force:
+        raise InputError(f"round {state['round']} does not follow the installed round {installed}; use --force")
+    bundle = load_model_dir(src / MODEL_SUBDIR)  # must load
+    if not all(torch.isfinite(q).all() for q in bundle.model.parameters()):
+        raise InputError(f"{src}: the weights hold NaN or inf")
+    tmp = dest.with_name(dest.name + ".landing")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(src / MODEL_SUBDIR, tmp)
+    shutil.copy2(state_path, tmp / ROUND_FILE)
+    if dest.exists():
+        shutil.rmtree(dest)
+    os.replace(tmp, dest)
+    if results_dir is not None:
+        rd = Path(results_dir)
+        rd.mkdir(parents=True, exist_ok=True)
+        (rd / f"round_{state['round']:03d}.json").write_text(json.dumps(state, indent=1) + "\n")
+        if (src / LOG_FILE).is_file():
+            shutil.copy2(src / LOG_FILE, rd / f"round_{state['round']:03d}.log")
+    logger.info("landed round %d into %s", state["round"], dest)
+    return state
+
+
+# ---------------------------------------------------------------------------------------------------------- plan
+
+UPLOAD_LIMIT = 64 * 2**20
+UPLOAD_MARGIN = 4 * 2**20
+
+
+def upload_bytes(repo: str | Path, carry: list[str | Path] | None = None) -> dict[str, Any]:
+    """Bytes one device command uploads: the tracked and untracked-not-ignored files of ``repo`` plus ``carry``."""
+    import subprocess
+
+    repo = Path(repo)
+    try:
+        out = subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=repo,
+            check=True,
+            capture_output=True,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError) as err:
+        raise InputError(f"{repo} is not a git checkout ({err})") from None
+    tree = sum((repo / f).stat().st_size for f in out.decode().split("\0") if f and (repo / f).is_file())
+    carried: dict[str, int] = {}
+    for c in carry or []:
+        p = repo / c
+        if not p.exists():
+            raise InputError(f"carry path {c} does not exist")
+        carried[str(c)] = (
+            p.stat().st_size if p.is_file() else sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
+        )
+    total = tree + sum(carried.values())
+    return {
+        "tree_bytes": tree,
+        "carry_bytes": carried,
+        "total_bytes": total,
+        "limit_bytes": UPLOAD_LIMIT,
+        "margin_bytes": UPLOAD_LIMIT - total,
+        "fits": UPLOAD_LIMIT - total >= UPLOAD_MARGIN,
+    }
+
+
+__all__ = [
+    "ROUND_DEFAULTS",
+    "RoundTrainer",
+    "land_round",
+    "lr_at",
+    "round_config",
+    "run_round",
+    "upload_bytes",
+    "validate",
+]

@@ -1,0 +1,435 @@
+"""The GPU training round, rehearsed on the CPU: on-device batches (against the CPU ops they replace), the data pack,
+the time-based LR schedule, the upload plan, and the whole round end to end (run -> land -> resume -> enhance)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from frgd.degrade import blur_tensor, gaussian_kernel
+from frgd.diffusion.training.fusion import FusionConfig
+from frgd.diffusion.training.gpu_batch import (
+    CANVAS,
+    DOWN_KERNELS,
+    FaceTensors,
+    GPUBatchMaker,
+    GPUDegradation,
+    GPUDegrader,
+    blur_full,
+    checkerboards,
+    gaussian_kernels,
+    gaussian_matrices,
+    jpeg_dct,
+    resize_matrix,
+)
+from frgd.diffusion.training.pack import load_pack, synthetic_source, write_pack
+from frgd.diffusion.training.round import land_round, lr_at, round_config, run_round, upload_bytes
+from frgd.errors import InputError
+
+REPO = Path(__file__).resolve().parents[1]
+
+TINY_ROUND = {
+    "name": "round_test",
+    "model": {
+        "tiny": True,
+        "sample_size": 128,
+        "block_out_channels": [8, 8, 8, 16],  # attention only at 16x16, like the shipped preset
+        "down_block_types": ["DownBlock2D", "DownBlock2D", "DownBlock2D", "AttnDownBlock2D"],
+        "up_block_types": ["AttnUpBlock2D", "UpBlock2D", "UpBlock2D", "UpBlock2D"],
+        "norm_num_groups": 4,
+        "attention_head_dim": 8,
+        "prediction_type": "v_prediction",
+    },
+    "scheduler": {"num_train_timesteps": 1000, "beta_schedule": "squaredcos_cap_v2"},
+    "round": {
+        "batch_sizes": [2, 3],
+        "bench_steps": 1,
+        "compile": False,
+        "bf16": False,
+        "channels_last": False,
+        "reserve_s": 1,
+        "warmup_s": 1,
+        "log_every_s": 0.5,
+        "export_every_s": 1000,
+        "data_probe_every": 1,
+        "val_count": 2,
+        "val_steps": 2,
+        "val_scales": [8, 4],
+        "grid_faces": 2,
+        "mask_bank": 8,
+    },
+}
+
+
+def smooth_images(n: int, size: int, seed: int) -> torch.Tensor:
+    """``(n, 3, size, size)`` smooth random images in [0, 1] (blurred noise + gradients), like photos for JPEG."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, 3, size // 8, size // 8, generator=g)
+    x = F.interpolate(x, size=(size, size), mode="bicubic", align_corners=False)
+    ramp = torch.linspace(0, 1, size)[None, None, None]
+    return (0.7 * x + 0.3 * ramp).clamp(0, 1)
+
+
+# ------------------------------------------------------------------------------------------------- degradation
+
+
+@pytest.mark.parametrize("kernel", DOWN_KERNELS)
+@pytest.mark.parametrize("n_out", [8, 23, 64, 128])
+def test_resize_matrix_equals_torch_interpolate(kernel, n_out):
+    x = torch.rand(2, 3, 128, 128, dtype=torch.float64)
+    w = resize_matrix(128, n_out, kernel)
+    kw = {} if kernel == "area" else {"align_corners": False, "antialias": True}
+    ref = F.interpolate(x, size=(n_out, n_out), mode=kernel, **kw)
+    assert torch.allclose(w @ x @ w.T, ref, atol=1e-12)
+
+
+def test_degrader_resize_only_equals_down_then_bicubic_up():
+    """With blur, noise and JPEG off, the canvas/matrix path equals torch's resize down and bicubic up, per sample."""
+    cfg = GPUDegradation(blur_prob=0.0, noise_prob=0.0, jpeg_prob=0.0)
+    x = torch.rand(6, 3, 128, 128)
+    out, params = GPUDegrader(cfg)(x, torch.Generator().manual_seed(3))
+    assert len(set(params["lr_size"].tolist())) > 1  # several sizes share the canvas
+    for i in range(6):
+        l, k = int(params["lr_size"][i]), DOWN_KERNELS[int(params["kernel"][i])]
+        kw = {} if k == "area" else {"align_corners": False, "antialias": True}
+        lr = F.interpolate(x[i : i + 1], size=(l, l), mode=k, **kw).clamp(0, 1)
+        ref = F.interpolate(lr, size=(128, 128), mode="bicubic", align_corners=False).clamp(0, 1)
+        assert torch.allclose(out[i : i + 1], ref, atol=2e-5), (i, l, k)
+
+
+def test_low_resolution_blur_matches_degrade_blur_with_reflection():
+    lengths = torch.tensor([11, 30, 64])
+    sig = torch.tensor([1.5, 0.7, 2.5])
+    g = gaussian_matrices(sig, lengths)
+    for i, (l, s) in enumerate(zip(lengths.tolist(), sig.tolist())):
+        v = torch.rand(1, 1, l, l, dtype=torch.float64)
+        ref = blur_tensor(v, gaussian_kernel(21, s))[0, 0]
+        canvas = torch.zeros(CANVAS, CANVAS, dtype=torch.float64)
+        canvas[:l, :l] = v[0, 0]
+        idx = torch.clamp(torch.arange(CANVAS), max=l - 1)
+        canvas = canvas[idx][:, idx]
+        ours = g[i].double() @ canvas @ g[i].double().T
+        assert torch.allclose(ours[:l, :l], ref, atol=1e-6)
+        assert torch.allclose(ours[l:, :l], ours[l - 1 : l, :l].expand(CANVAS - l, l))  # replicated padding rows
+    assert torch.equal(gaussian_matrices(torch.zeros(1), torch.tensor([64]))[0], torch.eye(CANVAS))
+
+
+def test_full_resolution_blur_matches_degrade_kernels():
+    sx, sy, th = torch.tensor([2.0, 0.8, 0.0]), torch.tensor([0.9, 0.8, 0.0]), torch.tensor([0.6, 0.0, 0.0])
+    k = gaussian_kernels(sx, sy, th)
+    assert torch.allclose(k[0].double(), torch.from_numpy(gaussian_kernel(21, 2.0, 0.9, 0.6)), atol=1e-6)
+    x = torch.rand(3, 3, 40, 40)
+    out = blur_full(x, k)
+    ref = blur_tensor(x[1:2].double(), gaussian_kernel(21, 0.8)).float()
+    assert torch.allclose(out[1:2], ref, atol=1e-5)
+    assert torch.allclose(out[2], x[2])  # sigma 0: no blur
+
+
+@pytest.mark.parametrize("quality", [10, 30, 60, 90])
+def test_jpeg_dct_matches_libjpeg(quality):
+    x = smooth_images(4, 64, seed=quality)
+    ours = jpeg_dct(x, torch.full((4,), float(quality)))
+    u8 = np.round(x.permute(0, 2, 3, 1).numpy() * 255).astype(np.uint8)
+    for i in range(4):
+        ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(u8[i, :, :, ::-1]), [cv2.IMWRITE_JPEG_QUALITY, quality])
+        lib = cv2.imdecode(buf, cv2.IMREAD_COLOR)[:, :, ::-1]
+        mine = np.round(ours[i].permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+        lib = np.ascontiguousarray(lib)
+        # the same distortion as libjpeg, and far closer to libjpeg's output than either is to the original
+        assert abs(cv2.PSNR(u8[i], mine) - cv2.PSNR(u8[i], lib)) < 0.5
+        assert cv2.PSNR(lib, mine) > cv2.PSNR(u8[i], lib) + 5.0
+    assert not torch.equal(ours, torch.round(x * 255) / 255)  # it does compress
+
+
+def test_jpeg_dct_quality_orders_the_error():
+    x = smooth_images(2, 64, seed=1)
+    errs = [float((jpeg_dct(x, torch.full((2,), float(q))) - x).pow(2).mean()) for q in (10, 50, 95)]
+    assert errs[0] > errs[1] > errs[2]
+    with pytest.raises(InputError):
+        jpeg_dct(torch.rand(1, 3, 20, 20), torch.tensor([50.0]))
+
+
+def test_checkerboards_cells_and_polarity():
+    u = torch.tensor([[0.0, 0.0, 0.0, 0.9], [1.0, 0.5, 0.5, 0.1], [0.5, 0.99, 0.2, 0.9]])
+    m = checkerboards(u, FusionConfig())
+    assert m.shape == (3, 1, 128, 128)
+    assert set(torch.unique(m).tolist()) <= {0.0, 1.0}
+    assert torch.equal(m[0, 0, :2, :4], torch.tensor([[0.0, 0.0, 1.0, 1.0], [0.0, 0.0, 1.0, 1.0]]))  # cell 2, phase 0
+    row = m[1, 0, 40]
+    runs = torch.diff(torch.nonzero(torch.diff(row)).flatten())
+    assert torch.all(runs == 64)  # cell 64
+    assert abs(float(m[2].mean()) - 0.5) < 0.1
+
+
+def _face_tensors(n_ident=(3, 1, 2), seed=0) -> FaceTensors:
+    rng = np.random.default_rng(seed)
+    ident = np.concatenate([np.full(k, i) for i, k in enumerate(n_ident)]).astype(np.int32)
+    n = len(ident)
+    faces = rng.integers(0, 256, (n, 128, 128, 3), dtype=np.uint8)
+    emb = rng.standard_normal((n, 8)).astype(np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    aug = np.zeros((n, 2, 8), np.float32)
+    aug[ident == 1] = rng.standard_normal((1, 2, 8))
+    return FaceTensors.build(faces, ident, emb, aug, "cpu")
+
+
+def test_batch_identity_is_another_photo_or_an_augmentation():
+    data = _face_tensors()
+    maker = GPUBatchMaker(data, seed=1, bank_size=4)
+    ident = np.array([0, 0, 0, 1, 2, 2])
+    for _ in range(5):
+        b = maker.make(6)
+        for i, idx in enumerate(b.index.tolist()):
+            e = b.identity[i]
+            if ident[idx] == 1:  # the only photo: one of its fixed augmentations
+                aug = torch.nn.functional.normalize(data.aug_emb[idx], dim=1)
+                assert min(float((e - a).abs().max()) for a in aug) < 1e-6
+            else:
+                sims = (data.emb @ e).tolist()
+                j = int(np.argmax(sims))
+                assert j != idx and ident[j] == ident[idx]
+    assert torch.equal(
+        GPUBatchMaker(data, seed=1, bank_size=4).make(6).degraded,
+        GPUBatchMaker(data, seed=1, bank_size=4).make(6).degraded,
+    )
+
+
+def test_batch_masks_follow_the_fusion_probabilities():
+    data = _face_tensors((20, 20, 24))
+    maker = GPUBatchMaker(data, fusion=FusionConfig(p_fuse=1.0, p_checker=0.0, p_noisy=1.0), seed=2, bank_size=16)
+    b = maker.make(32)
+    cover = b.mask.mean(dim=(1, 2, 3))
+    assert torch.all(b.noisy) and not torch.any(b.checker)
+    assert torch.all((cover > 0.005) & (cover < 0.96))  # free masks, never all ones
+    plain = GPUBatchMaker(data, fusion=FusionConfig(p_fuse=0.0), seed=2, bank_size=4).make(8)
+    assert torch.all(plain.mask == 1) and not torch.any(plain.noisy)
+
+
+# --------------------------------------------------------------------------------------------------- schedule
+
+
+def test_lr_schedule_is_warmup_then_cosine_to_the_deadline():
+    peak, lo = 1e-3, 0.05
+    f = lambda t: lr_at(t, 100.0, 10.0, peak, lo)  # noqa: E731
+    assert f(0) == 0 and math.isclose(f(5), peak / 2) and math.isclose(f(10), peak)
+    assert math.isclose(f(55), peak * (lo + (1 - lo) / 2))  # cosine midpoint
+    assert math.isclose(f(100), peak * lo) and math.isclose(f(1e6), peak * lo)
+    vals = [f(t) for t in np.linspace(10, 100, 50)]
+    assert all(a >= b for a, b in zip(vals, vals[1:]))
+
+
+def test_round_config_rejects_unknown_keys_and_bad_ranges():
+    with pytest.raises(InputError):
+        round_config(TINY_ROUND, {"bogus": 1})
+    with pytest.raises(InputError):
+        round_config({**TINY_ROUND, "round": {"degradation": {"scale_range": [1.0, 40.0]}}})
+    cfg = round_config("round_frgd128")  # the shipped preset is valid and is the ~8 M-parameter model
+    assert cfg["model"]["block_out_channels"] == [64, 96, 128, 128]
+
+
+# ------------------------------------------------------------------------------------------------------- pack
+
+
+def test_pack_round_trip(tmp_path):
+    src = synthetic_source(n_train=12, n_identities=5, n_val=3, seed=4)
+    src.ident[-4] = 99  # one identity with a single photo: its reference is an augmentation
+    info = write_pack(src, tmp_path, quality=90)
+    assert info["faces_train"] == 12 and info["val_targets"] == 3 and info["single_photo_faces"] == 1
+    pack = load_pack(tmp_path)
+    assert pack.train_images.shape == (12, 128, 128, 3) and pack.val_images.shape == (3, 128, 128, 3)
+    psnr = cv2.PSNR(pack.train_images, src.images[:12])
+    assert psnr > 35
+    cos = (pack.train_emb * src.emb[:12]).sum(1)
+    assert np.all(cos > 0.9999)
+    lonely = src.ident[:12] == 99
+    assert np.allclose(pack.train_aug_emb[lonely], src.aug_emb[:12][lonely], atol=0.003)
+    assert not np.any(pack.train_aug_emb[~lonely])
+    assert np.allclose(pack.val_ref_emb, src.emb[12:], atol=0.01)
+
+
+def test_pack_auto_quality_fits_the_budget(tmp_path):
+    src = synthetic_source(n_train=40, n_identities=8, n_val=2)
+    best = write_pack(src, tmp_path / "a", quality=90)["bytes"]
+    fitted = write_pack(src, tmp_path / "b", quality="auto", budget_bytes=best - 1)
+    assert fitted["webp_quality"] < 90 and fitted["bytes"] <= best - 1
+    with pytest.raises(InputError):
+        write_pack(src, tmp_path / "c", quality="auto", budget_bytes=1000)
+
+
+# ------------------------------------------------------------------------------------------------------- plan
+
+
+def test_upload_bytes_counts_tree_and_carry(tmp_path):
+    repo = tmp_path / "r"
+    repo.mkdir()
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    (repo / ".gitignore").write_text("/.carry/\n")
+    (repo / "a.txt").write_bytes(b"x" * 1000)
+    (repo / ".carry" / "p").mkdir(parents=True)
+    (repo / ".carry" / "p" / "d.bin").write_bytes(b"y" * 5000)
+    plan = upload_bytes(repo, [".carry/p"])
+    assert plan["tree_bytes"] == 1000 + len("/.carry/\n")
+    assert plan["carry_bytes"] == {".carry/p": 5000} and plan["fits"]
+    (repo / "big.bin").write_bytes(b"z" * (61 * 2**20))
+    assert not upload_bytes(repo, [])["fits"]  # under the 4 MiB margin
+    with pytest.raises(InputError):
+        upload_bytes(repo, ["missing"])
+
+
+# ------------------------------------------------------------------------------------------------- end to end
+
+
+@pytest.fixture(scope="module")
+def pack_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("pack")
+    write_pack(synthetic_source(n_train=24, n_identities=6, n_val=2), d, quality=80)
+    return d
+
+
+def test_round_rehearsal_run_land_resume_enhance(pack_dir, tmp_path):
+    """The whole round on CPU with a seconds-long deadline, then land, a second round from the landed weights, and
+    the stable ``frgd enhance --aligned`` command on them."""
+    from safetensors import safe_open
+
+    from frgd.cli.main import main as frgd_main
+    from frgd.diffusion.model import load_model_dir
+
+    weights, results = tmp_path / "weights" / "frgd-128", tmp_path / "results"
+    out1 = tmp_path / "r1"
+    s1 = run_round(pack_dir, out1, deadline_s=4.0, preset=TINY_ROUND, init_dir=weights)
+    assert s1["status"] == "complete" and s1["round"] == 1 and s1["init"]["from"] == "scratch"
+    assert s1["steps"] >= 2 and s1["images"] >= 4 and s1["data_share"] is not None and 0 < s1["data_share"] < 1
+    assert set(s1["val"]["scales"]) == {"x8", "x4"}
+    for rows in s1["val"]["scales"].values():
+        assert {"bicubic", "frgd_noref_content1", "frgd_ref_cfg1_content1"} <= set(rows)
+        assert all(math.isfinite(r["psnr"]) for r in rows.values())
+    assert (out1 / "val_grid_x8.png").is_file() and s1["cumulative"]["images"] == s1["images"]
+    with safe_open(str(out1 / "model" / "diffusion_pytorch_model.safetensors"), "pt") as f:
+        assert all(f.get_tensor(k).dtype == torch.float16 for k in f.keys())
+    assert len([p for p in out1.rglob("*") if p.is_file()]) <= 8  # the device returns at most 8 files
+
+    (out1 / "round.log").write_text("the log of round 1\n")
+    land_round(out1, weights_dir=weights, results_dir=results)
+    assert json.loads((results / "round_001.json").read_text())["round"] == 1
+    assert (results / "round_001.log").read_text() == "the log of round 1\n"
+    assert json.loads((weights / "round.json").read_text())["round"] == 1
+    with pytest.raises(InputError):  # the same round cannot land twice
+        land_round(out1, weights_dir=weights, results_dir=results)
+
+    out2 = tmp_path / "r2"
+    s2 = run_round(pack_dir, out2, deadline_s=3.0, preset=TINY_ROUND, init_dir=weights, overrides={"compile": False})
+    assert s2["round"] == 2 and s2["init"]["round"] == 1 and s2["init"]["from"] == str(weights)
+    assert s2["cumulative"]["images"] == s1["images"] + s2["images"]
+    assert s2["warmup_s"] == round_config(TINY_ROUND)["round"]["resume_warmup_s"]
+
+    lr = tmp_path / "lr.png"
+    face = (load_pack(pack_dir).val_images[0][::8, ::8]).copy()
+    cv2.imwrite(str(lr), face[:, :, ::-1])
+    out_png = tmp_path / "out.png"
+    code = frgd_main(["enhance", str(lr), "--aligned", "--seed", "3", "--samples", "1", "-o", str(out_png),
+                      "--model", str(weights), "--steps", "2"])  # fmt: skip
+    assert code == 0 and cv2.imread(str(out_png)).shape == (128, 128, 3)
+    assert list(load_model_dir(weights).model.config.block_out_channels) == [8, 8, 8, 16]
+
+
+def test_round_with_mismatched_weights_starts_from_scratch(pack_dir, tmp_path):
+    from frgd.archs.frgd_unet_arch import FRGDUNet, tiny_config
+    from frgd.diffusion.model import make_train_scheduler, save_model_dir
+
+    other = tmp_path / "other"
+    save_model_dir(other, FRGDUNet(**tiny_config(sample_size=128)), make_train_scheduler())
+    s = run_round(
+        pack_dir,
+        tmp_path / "o",
+        2.0,
+        preset=TINY_ROUND,
+        init_dir=other,
+        overrides={"val_count": 0, "bf16": True, "channels_last": True},  # the CUDA code paths, on the CPU
+    )
+    assert s["init"]["from"] == "scratch" and "architecture" in s["init"]["reason"]
+
+
+GPU_MACHINE_LACKS = ("platformdirs", "PySide6", "skvideo", "facenet_pytorch", "face_recognition_models", "dlib")
+"""Packages the project installs that the lent GPU machine does not have (its package list: the device tool's
+KINDS.md); diffusers is not there either and comes from the carried zip."""
+
+BLOCKER = """
+import importlib.abc, sys
+class _NotOnTheGPUMachine(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {blocked!r}:
+            raise ModuleNotFoundError(f"No module named {{name!r}} (not on the GPU machine)")
+        return None
+sys.meta_path.insert(0, _NotOnTheGPUMachine())
+"""
+
+
+def test_gpu_round_script_runs_on_cpu(pack_dir, tmp_path):
+    """``scripts/gpu_round.sh`` itself (the one device command), with the trimmed diffusers zip first on the path and
+    the packages the GPU machine lacks made unimportable, so a missing import fails here and not in GPU time."""
+    from frgd.cli.cmd_round import trim_diffusers
+
+    carry = tmp_path / "carry"
+    zsize = trim_diffusers(carry / "diffusers.zip")
+    assert 0 < zsize < 4 * 2**20
+    os.symlink(pack_dir, carry / "pack")
+    preset = tmp_path / "tiny.json"
+    preset.write_text(json.dumps({**TINY_ROUND, "round": {**TINY_ROUND["round"], "val_count": 1, "val_scales": [8]}}))
+    out = tmp_path / "OUT"
+    block = tmp_path / "block"
+    block.mkdir()
+    (block / "sitecustomize.py").write_text(BLOCKER.format(blocked=set(GPU_MACHINE_LACKS)))
+    env = {**os.environ, "OUT": str(out), "PYTHON": sys.executable, "ROUND_CARRY": os.path.relpath(carry, REPO),
+           "ROUND_DEADLINE_S": "6", "PYTHONPATH": str(block)}  # fmt: skip
+    for var in ("FRGD_CACHE_DIR", "FRGD_CONFIG_DIR"):  # the GPU machine has no such settings
+        env.pop(var, None)
+    probe = "import diffusers, sys; sys.stdout.write(diffusers.__file__)"
+    res = subprocess.run(
+        ["bash", str(REPO / "scripts" / "gpu_round.sh"), "--preset", str(preset), "--init", str(tmp_path / "none")],
+        env=env, capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    state = json.loads((out / "round.json").read_text())
+    assert state["status"] == "complete" and (out / "round.log").is_file() and (out / "model" / "config.json").is_file()
+    blocked = subprocess.run(
+        [sys.executable, "-c", "import platformdirs"], env={**os.environ, "PYTHONPATH": str(block)}, capture_output=True
+    )
+    assert blocked.returncode != 0  # the blocker is effective
+    zpath = subprocess.run(
+        [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(carry / 'diffusers.zip')!r}); {probe}"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    assert "diffusers.zip" in zpath
+
+
+def test_gpu_degradation_ranges_are_the_cpu_pipelines():
+    from dataclasses import fields
+
+    from frgd.degrade import DegradationConfig
+
+    cpu, gpu = DegradationConfig(), GPUDegradation()
+    shared = [f.name for f in fields(GPUDegradation) if hasattr(cpu, f.name)]
+    assert len(shared) >= 11
+    assert all(getattr(gpu, k) == getattr(cpu, k) for k in shared)
+
+
+def test_a_failed_validation_keeps_the_round(pack_dir, tmp_path, monkeypatch):
+    import frgd.diffusion.training.round as rnd
+
+    def broken(*a, **k):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(rnd, "validate", broken)
+    s = run_round(pack_dir, tmp_path / "o", 1.0, preset=TINY_ROUND, init_dir=tmp_path / "none")
+    assert s["status"] == "complete" and s["val"] == {"error": "RuntimeError: boom"}
+    assert (tmp_path / "o" / "model" / "diffusion_pytorch_model.safetensors").is_file()
