@@ -430,6 +430,6 @@ def test_a_failed_validation_keeps_the_round(pack_dir, tmp_path, monkeypatch):
         raise RuntimeError("boom")
 
     monkeypatch.setattr(rnd, "validate", broken)
-    s = run_round(pack_dir, tmp_path / "o", 1.0, preset=TINY_ROUND, init_dir=tmp_path / "none")
+    s = run_round(pack_dir, tmp_path / "o", 2.0, preset=TINY_ROUND, init_dir=tmp_path / "none")
     assert s["status"] == "complete" and s["val"] == {"error": "RuntimeError: boom"}
     assert (tmp_path / "o" / "model" / "diffusion_pytorch_model.safetensors").is_file()
