@@ -343,6 +343,11 @@ def test_session_round_trip_and_provenance(window, photo_file, qtbot, tmp_path, 
     resample(window, steps=2, samples=2, seed=11)
     face = doc.faces[0]
     assert face.samples[0].identity_score is not None, "identity scores with a reference"
+    # the identity meter's verdict, naming the encoder and flagging it optimistic (it is the guidance encoder)
+    tip = window.gallery_panel.list.item(0).toolTip()
+    assert "same person: " in tip and "guidance encoder: optimistic" in tip, tip
+    assert "same: " in window.gallery_panel.list.item(0).text()
+    assert face.samples[0].parameters["identity_meter"]["independent"] is False
     window.gallery_panel.list.setCurrentRow(0)
     window.gallery_panel.apply_current()
     assert doc.identity_changed()

@@ -13,10 +13,7 @@ from frgd.diffusion.sampling.guidance import (
     CONTENT_MAX,
     CONTENT_MIN,
     IDENTITY_MAX,
-    ContentGuidance,
-    GuidanceContext,
     GuidanceWeights,
-    IdentityGuidance,
     downscale_to,
     slider_to_weights,
 )
@@ -187,39 +184,9 @@ def test_slider_zero_ignores_the_reference(pipe, degraded):
     assert (c.images - b.images).abs().mean() > 1e-3
 
 
-def test_content_guidance_is_a_projection():
-    g = torch.Generator().manual_seed(0)
-    x0 = torch.rand(2, 3, 32, 32, generator=g) * 2 - 1
-    y = torch.rand(2, 3, 8, 8, generator=g) * 2 - 1
-    ctx = GuidanceContext(alpha_bar=torch.full((2, 1, 1, 1), 0.5), step=0, num_steps=1)
-    full = x0 + ContentGuidance(y, 1.0)(x0, ctx)
-    torch.testing.assert_close(downscale_to(full, (8, 8)), y, atol=1e-5, rtol=0)
-    half = x0 + ContentGuidance(y, 0.5)(x0, ctx)
-    err0 = (downscale_to(x0, (8, 8)) - y).abs().mean()
-    assert (downscale_to(half, (8, 8)) - y).abs().mean() == pytest.approx(0.5 * float(err0), rel=1e-4)
-    # high frequencies (zero mean over each 4x4 block) are untouched
-    hf = full - x0
-    block = F.interpolate(downscale_to(hf, (8, 8)), scale_factor=4, mode="nearest")
-    torch.testing.assert_close(hf, block, atol=1e-6, rtol=0)
-
-
 def _unit(seed: int, dim: int = 128) -> torch.Tensor:
     # a reference direction far from the tiny random encoder's outputs (which are all nearly parallel)
     return F.normalize(torch.randn(1, dim, generator=torch.Generator().manual_seed(seed)), dim=1)
-
-
-def test_identity_guidance_step_raises_similarity(encoder):
-    g = torch.Generator().manual_seed(1)
-    ref = _unit(1)
-    x0 = torch.rand(3, 3, 64, 64, generator=g) * 2 - 1
-    guide = IdentityGuidance(encoder, ref, weight=0.05)
-    ctx = GuidanceContext(alpha_bar=torch.full((3, 1, 1, 1), 0.0), step=0, num_steps=1)
-    before = guide.objective(x0)
-    delta = guide(x0, ctx)
-    after = guide.objective(x0 + delta)
-    assert torch.all(after > before)
-    rms = delta.flatten(1).pow(2).mean(1).sqrt()
-    torch.testing.assert_close(rms, torch.full((3,), 0.05), atol=1e-4, rtol=0)
 
 
 def test_identity_guidance_increases_similarity_in_sampling(pipe, degraded, encoder):
@@ -282,8 +249,20 @@ def test_check_inputs_degraded(pipe):
 def test_from_pretrained_roundtrip(tmp_path, encoder, degraded, pipe):
     d = save_model_dir(tmp_path / "m", pipe.model, pipe.scheduler)
     loaded = FRGDPipeline.from_pretrained(d, device="cpu", identity_encoder=encoder)
+    assert loaded.channels_last and not pipe.channels_last  # from_pretrained owns its model: NHWC on CPU
     a = loaded(degraded, seeds=[2], steps=2).images
     b = pipe(degraded, seeds=[2], steps=2).images
-    torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
+    torch.testing.assert_close(a, b, atol=1e-5, rtol=0)  # NHWC kernels round differently
     with pytest.raises(MissingWeightsError):
         FRGDPipeline.from_pretrained(tmp_path / "missing", device="cpu")
+
+
+def test_identity_meter_reading_in_output_and_params(pipe, degraded):
+    ref = torch.rand(1, 3, S, S, generator=torch.Generator().manual_seed(9))
+    out = pipe(degraded, references=[ref], identity_strength=0.5, num_samples=2, seeds=[1, 2], steps=2)
+    m = out.identity_meter
+    assert m is not None and m.backend == "dlib" and m.independent is False  # no other encoder is installed here
+    assert len(m.verdicts) == 2 and all(v in ("likely", "unsure", "unlikely") for v in m.verdicts)
+    torch.testing.assert_close(torch.tensor(m.scores), out.identity_scores)
+    assert out.params["identity_meter"]["note"] and "optimistic" in out.params["identity_meter"]["note"]
+    assert pipe(degraded, steps=2, seeds=[1]).identity_meter is None

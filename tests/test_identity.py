@@ -500,3 +500,47 @@ def test_eval_identity_needs_pairs_of_both_kinds(tmp_path, capsys):
     rc = main(["eval", "identity", "--data", str(tmp_path), "--per-identity", "1", "--no-dlib", "--no-judge"])
     err = capsys.readouterr().err
     assert rc == 2 and "--per-identity must be >= 2" in err and len(err.strip().splitlines()) == 1
+
+
+# ------------------------------------------------------------------ identity meter
+def test_meter_calibration_rates_and_verdicts():
+    import numpy as np
+
+    from frgd.identity.meter import MAX_FALSE_ACCEPT, MAX_FALSE_REJECT, calibrate, pair_similarities
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(20, 16))
+    ids = np.repeat(np.arange(20), 6)
+    emb = centres[ids] + 0.6 * rng.normal(size=(len(ids), 16))
+    same, diff = pair_similarities(emb, ids)
+    assert len(same) == 20 * 15 and len(same) + len(diff) == len(ids) * (len(ids) - 1) // 2
+    cal = calibrate(same, diff, "toy", "toy")
+    assert cal.false_accept_at_likely <= MAX_FALSE_ACCEPT + 1e-9
+    assert cal.false_reject_at_unlikely <= MAX_FALSE_REJECT + 1e-9
+    assert cal.unlikely_threshold <= cal.likely_threshold
+    assert cal.verdict(cal.likely_threshold) == "likely"
+    assert cal.verdict(cal.unlikely_threshold - 1e-6) == "unlikely"
+    assert cal.verdict((cal.likely_threshold + cal.unlikely_threshold) / 2) in ("unsure", "likely")
+
+
+def test_committed_meter_calibration_is_sane():
+    from frgd.identity.meter import load_calibrations, read_meter
+
+    cal = load_calibrations()["dlib"]
+    assert 0.8 < cal.unlikely_threshold < cal.likely_threshold < 0.99
+    assert cal.false_accept_at_likely <= 0.001 and cal.false_reject_at_unlikely <= 0.01
+    # the example: a stranger (a child) at 0.887 against the true reference's 0.936
+    reading = read_meter([0.936, 0.887], "dlib", independent=False)
+    assert reading.verdicts == ["likely", "unlikely"]
+    assert "optimistic" in reading.label(0) and reading.as_dict()["independent"] is False
+
+
+def test_meter_label_from_stored_params():
+    from frgd.identity.meter import label_from_params, read_meter
+
+    d = read_meter([0.95, 0.90], "dlib", independent=False).as_dict()
+    assert label_from_params(0.95, d).startswith("same person: likely (0.95, dlib, guidance encoder: optimistic")
+    assert label_from_params(0.90, d).startswith("same person: unsure")
+    assert label_from_params(0.5, {"encoder": "facenet", "independent": True, "calibration": None}).startswith(
+        "same person: unsure (0.50, facenet, independent encoder"
+    )

@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 import torch
 
-from .diffusion.sampling.pipeline import DEFAULT_STEPS, FRGDOutput, FRGDPipeline
+from .diffusion.sampling.pipeline import DEFAULT_SCHEDULER, DEFAULT_STEPS, FRGDOutput, FRGDPipeline
 from .errors import InputError, MissingWeightsError
 from .io import to_float
 from .jobs import CancelToken, ProgressFn, check_cancel, report
@@ -258,7 +258,7 @@ class EnhancePipeline:
         num_samples: int = 1,
         seeds: Sequence[int] | int | None = None,
         steps: int = DEFAULT_STEPS,
-        scheduler: str = "ddim",
+        scheduler: str = DEFAULT_SCHEDULER,
         scale: float | str = "auto",
         faces: str | int | Sequence[int] = "all",
         mask: np.ndarray | None = None,

@@ -9,6 +9,16 @@ from .. import commands
 from .common import thumb_icon
 
 
+def _meter_label(sample) -> str:
+    """The identity meter's verdict line for a sample (``""`` without a reference or meter data)."""
+    meter = (getattr(sample, "parameters", None) or {}).get("identity_meter")
+    if sample.identity_score is None or not meter:
+        return ""
+    from frgd.identity.meter import label_from_params  # torch is loaded once FRGD has produced samples
+
+    return label_from_params(sample.identity_score, meter)
+
+
 class GalleryPanel(QWidget):
     def __init__(self, window) -> None:
         super().__init__()
@@ -57,8 +67,11 @@ class GalleryPanel(QWidget):
                 applied = " ✓" if s is chosen else ""
                 sim = "–" if s.identity_score is None else f"{s.identity_score:.2f}"
                 text = f"seed {s.seed}{applied}\nid {s.identity_strength:.2f} · sim {sim}"
+                meter = _meter_label(s)
+                if meter:  # the verdict under the thumbnail; the full line (encoder, optimistic) in the tooltip
+                    text += "\nsame: " + meter.split(" (")[0].removeprefix("same person: ")
                 item = QListWidgetItem(thumb_icon(s.image, 96), text)
-                item.setToolTip(s.label() + f" · {s.steps} steps")
+                item.setToolTip(s.label() + f" · {s.steps} steps" + (f"\n{meter}" if meter else ""))
                 self.list.addItem(item)
             if face.samples:
                 self.list.setCurrentRow(min(max(row, 0), len(face.samples) - 1))

@@ -14,26 +14,53 @@ Rooms:
 Evaluation of FRGD lives in :mod:`frgd.eval.faces`.
 """
 
-from ..archs.frgd_unet_arch import COND_CHANNELS, FRGDUNet, tiny_config
-from .model import (
-    FRGDModelBundle,
-    IdentityInfo,
-    build_cond,
-    load_model_dir,
-    load_scheduler,
-    make_train_scheduler,
-    save_model_dir,
-    save_scheduler,
-)
-from .sampling import FRGDOutput, FRGDPipeline, GuidanceWeights, slider_to_weights
-from .training import (
-    FacesDataConfig,
-    FacesDataset,
-    FusionConfig,
-    SyntheticFaces,
-    sample_fusion_mask,
-    sample_fusion_masks,
-)
+from collections.abc import Callable
+from importlib import import_module
+from typing import Any
+
+_EXPORTS = {
+    "COND_CHANNELS": "..archs.frgd_unet_arch",
+    "FRGDUNet": "..archs.frgd_unet_arch",
+    "tiny_config": "..archs.frgd_unet_arch",
+    "FRGDModelBundle": ".model",
+    "IdentityInfo": ".model",
+    "build_cond": ".model",
+    "load_model_dir": ".model",
+    "load_scheduler": ".model",
+    "make_train_scheduler": ".model",
+    "save_model_dir": ".model",
+    "save_scheduler": ".model",
+    "FRGDOutput": ".sampling",
+    "FRGDPipeline": ".sampling",
+    "GuidanceWeights": ".sampling",
+    "slider_to_weights": ".sampling",
+    "FacesDataConfig": ".training",
+    "FacesDataset": ".training",
+    "FusionConfig": ".training",
+    "SyntheticFaces": ".training",
+    "sample_fusion_mask": ".training",
+    "sample_fusion_masks": ".training",
+}
+"""Public names -> the module that defines them, imported on first access (PEP 562), so that torch-free modules
+such as :mod:`.sampling.schedulers`'s registry can be imported by the CLI parser without loading torch."""
+
+
+def lazy_exports(package: str, namespace: dict[str, Any], exports: dict[str, str]) -> Callable[[str], Any]:
+    """A module ``__getattr__`` that imports ``exports[name]`` (relative to ``package``) on first access and caches
+    the value in ``namespace`` (the package's ``globals()``)."""
+
+    def __getattr__(name: str) -> Any:
+        if name not in exports:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        value = getattr(import_module(exports[name], package), name)
+        namespace[name] = value
+        return value
+
+    return __getattr__
+
+
+__getattr__ = lazy_exports(__name__, globals(), _EXPORTS)
+
 
 __all__ = [
     "COND_CHANNELS",

@@ -32,13 +32,14 @@ import torch
 import torch.nn.functional as F
 
 from ..devices import describe_device, resolve_device
-from ..diffusion.sampling.pipeline import DEFAULT_STEPS, FRGDPipeline
+from ..diffusion.sampling.pipeline import DEFAULT_SCHEDULER, DEFAULT_STEPS, FRGDPipeline
 from ..errors import InputError
 from ..tensor import image_to_tensor, tensor_to_image
 
 logger = logging.getLogger(__name__)
 
 PROPOSED_PRESET = "train_frgd128_h100.json"
+ROUND_PRESET = "round_frgd128.json"
 
 
 # ----------------------------------------------------------------------------------------------------------- data
@@ -89,7 +90,7 @@ def evaluate_faces(
     limit: int = 50,
     sliders: list[float] | tuple[float, ...] = (0.0, 0.5, 1.0),
     steps: int = DEFAULT_STEPS,
-    scheduler: str = "ddim",
+    scheduler: str = DEFAULT_SCHEDULER,
     batch: int = 8,
     seed: int = 0,
     judge: bool = True,
@@ -227,18 +228,23 @@ def evaluate_faces(
 
 
 # ----------------------------------------------------------------------------------------------------------- bench
-def proposed_model_config() -> tuple[dict[str, Any], str]:
-    """The model config of the preset proposed for training (``train_frgd128_h100.json``) and where it was found."""
+BENCH_CONFIGS = {"round": ROUND_PRESET, "proposed": PROPOSED_PRESET, "tiny": None}
+"""``frgd bench enhance --config``: the round-sized model (the default, the model that ships), the larger proposed
+H100 preset, or the tiny test config."""
+
+
+def proposed_model_config(preset: str = PROPOSED_PRESET) -> tuple[dict[str, Any], str]:
+    """The ``model`` section of a training preset (default ``train_frgd128_h100.json``) and where it was found."""
     candidates = []
     try:
         from frgd_resources import resource_path
 
-        candidates.append(resource_path("presets", PROPOSED_PRESET))
+        candidates.append(resource_path("presets", preset))
     except ImportError:  # pragma: no cover - resources package always ships with the source tree
         pass
     here = Path(__file__).resolve()
-    candidates += [p / "presets" / PROPOSED_PRESET for p in here.parents[:4]]
-    candidates += [p / "configs" / PROPOSED_PRESET for p in here.parents[:4]]
+    candidates += [p / "presets" / preset for p in here.parents[:4]]
+    candidates += [p / "configs" / preset for p in here.parents[:4]]
     for c in candidates:
         if c.is_file():
             raw = json.loads(c.read_text())
@@ -247,29 +253,45 @@ def proposed_model_config() -> tuple[dict[str, Any], str]:
                 cfg = cfg["config"]
             shown = f"frgd_resources/presets/{c.name}" if c.parent.name == "presets" else str(c)
             return dict(cfg), shown
-    raise InputError(f"training preset {PROPOSED_PRESET} not found (looked in {', '.join(map(str, candidates[:3]))})")
+    raise InputError(f"training preset {preset} not found (looked in {', '.join(map(str, candidates[:3]))})")
 
 
 def build_bench_pipeline(
     model_dir: str | Path | None, config: str | None, device: torch.device, identity_encoder=None
 ) -> tuple[FRGDPipeline, str]:
-    """A pipeline for timing: a trained folder, or a random-weight model of the ``proposed``/``tiny`` config."""
+    """A pipeline for timing: a trained folder, or a random-weight model of a :data:`BENCH_CONFIGS` config."""
     from ..archs.frgd_unet_arch import FRGDUNet, tiny_config
     from ..diffusion.model import make_train_scheduler
 
     if model_dir is not None:
         return FRGDPipeline.from_pretrained(model_dir, device=device, identity_encoder=identity_encoder), str(model_dir)
-    if config == "tiny":
+    config = config or "round"
+    if config not in BENCH_CONFIGS:
+        raise InputError(f"unknown bench config {config!r}; choose one of {', '.join(BENCH_CONFIGS)}")
+    if BENCH_CONFIGS[config] is None:
         cfg, desc = tiny_config(sample_size=128), "tiny config, random weights (timing only)"
     else:
-        cfg, src = proposed_model_config()
-        desc = f"proposed config from {src}, random weights (timing only)"
+        cfg, src = proposed_model_config(BENCH_CONFIGS[config])
+        desc = f"{config} config from {src}, random weights (timing only)"
     known = set(FRGDUNet.extract_init_dict(cfg)[0]) if hasattr(FRGDUNet, "extract_init_dict") else set(cfg)
     cfg = {k: (tuple(v) if isinstance(v, list) else v) for k, v in cfg.items() if k in known}
     torch.manual_seed(0)
     model = FRGDUNet(**cfg)
     sched = make_train_scheduler(prediction_type=model.config.prediction_type)
-    return FRGDPipeline(model, sched, identity_encoder, device=device, name=config or "proposed"), desc
+    pipe = FRGDPipeline(model, sched, identity_encoder, device=device, name=config, channels_last=device.type == "cpu")
+    return pipe, desc
+
+
+def _peak_memory_mib(dev: torch.device) -> float:
+    """Peak memory in MiB: CUDA ``max_memory_allocated``, else the process's peak resident set size."""
+    if dev.type == "cuda":
+        return torch.cuda.max_memory_allocated(dev) / 2**20
+    try:
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
+    except (ImportError, OSError):  # pragma: no cover - Windows
+        return float("nan")
 
 
 def _loadavg() -> float:
@@ -281,18 +303,19 @@ def _loadavg() -> float:
 
 def bench_sampler(
     model_dir: str | Path | None = None,
-    config: str | None = "proposed",
+    config: str | None = "round",
     *,
     steps: int = DEFAULT_STEPS,
     samples: int = 4,
-    scheduler: str = "ddim",
+    scheduler: str = DEFAULT_SCHEDULER,
     identity_strength: float = 0.5,
     with_reference: bool = True,
     repeats: int = 1,
     device: str | torch.device = "cpu",
     identity_encoder=None,
 ) -> dict[str, Any]:
-    """Seconds per sample for 1 and ``samples`` samples (one batch) at ``steps``; JSON-able dict."""
+    """Seconds per sample for 1 and ``samples`` samples (one batch) at ``steps``, where the time goes (UNet vs
+    identity-guidance encoder), peak memory; a JSON-able dict. A warm-up run (1 step) precedes the timed runs."""
     dev = resolve_device(device)
     load_before = _loadavg()
     pipe, desc = build_bench_pipeline(model_dir, config, dev, identity_encoder)
@@ -303,34 +326,40 @@ def bench_sampler(
         ref = F.normalize(torch.randn(1, pipe.identity_dim, generator=g), dim=1)
         _ = pipe.identity_encoder  # load outside the timed region
     deg = torch.rand(1, 3, pipe.size // 8, pipe.size // 8, generator=torch.Generator().manual_seed(2))
+    common = dict(references=ref, identity_strength=identity_strength, scheduler=scheduler)
+    pipe(deg, num_samples=1, seeds=[0], steps=2, **common)  # warm-up (allocator, kernels)
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
     runs = []
     for n in sorted({1, int(samples)}):
-        best = best_cpu = math.inf
-        calls = 0
+        best: dict[str, Any] = {"seconds": math.inf}
         for _ in range(max(1, repeats)):
             c0 = pipe.model_calls
             t = time.perf_counter()
             c = time.process_time()
-            res = pipe(
-                deg,
-                references=ref,
-                identity_strength=identity_strength,
-                num_samples=n,
-                seeds=list(range(n)),
-                steps=steps,
-                scheduler=scheduler,
-            )
-            best = min(best, time.perf_counter() - t)
-            best_cpu = min(best_cpu, time.process_time() - c)
-            calls = pipe.model_calls - c0
+            res = pipe(deg, num_samples=n, seeds=list(range(n)), steps=steps, **common)
+            if dev.type == "cuda":
+                torch.cuda.synchronize(dev)
+            sec = time.perf_counter() - t
+            if sec < best["seconds"]:
+                best = {
+                    "seconds": sec,
+                    "cpu_seconds": time.process_time() - c,
+                    "model_calls": pipe.model_calls - c0,
+                    "timings": res.timings,
+                    "weights": res.weights.as_dict(),
+                }
+        tm = best["timings"]
         runs.append(
             {
                 "num_samples": n,
-                "seconds": round(best, 3),
-                "seconds_per_sample": round(best / n, 3),
-                "cpu_seconds": round(best_cpu, 3),
-                "model_calls": calls,
-                "weights": res.weights.as_dict(),
+                "seconds": round(best["seconds"], 3),
+                "seconds_per_sample": round(best["seconds"] / n, 3),
+                "cpu_seconds": round(best["cpu_seconds"], 3),
+                "unet_seconds": round(tm["model"], 3),
+                "guidance_seconds": round(tm["guidance"], 3),
+                "model_calls": best["model_calls"],
+                "weights": best["weights"],
             }
         )
     return {
@@ -339,21 +368,34 @@ def bench_sampler(
         "parameters": n_params,
         "device": describe_device(dev),
         "torch_threads": torch.get_num_threads(),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+        "channels_last": pipe.channels_last,
         "load_average_1min_before": round(load_before, 2),
         "load_average_1min_after": round(_loadavg(), 2),
         "steps": steps,
         "scheduler": scheduler,
         "identity_strength": identity_strength,
         "with_reference": with_reference,
+        "identity_encoder": pipe.identity_backend if with_reference else None,
+        "peak_memory_mib": round(_peak_memory_mib(dev), 1),
         "runs": runs,
         "note": (
-            "random weights give the same speed as trained ones; outputs are meaningless. cpu_seconds = process CPU "
-            "time (close to the wall time of an idle machine with --threads 1; wall seconds include contention)"
+            "best of --repeats after a warm-up; random weights give the same speed as trained ones (outputs are "
+            "meaningless). unet_seconds = model forwards (CFG-batched), guidance_seconds = identity encoder "
+            "forward+backward and content projection; cpu_seconds = process CPU time. peak_memory_mib: CUDA max "
+            "allocated, or the process's peak RSS on CPU (includes the identity encoder and Python)"
         ),
     }
 
 
-__all__ = ["bench_sampler", "build_bench_pipeline", "evaluate_faces", "proposed_model_config", "select_pairs"]
+__all__ = [
+    "BENCH_CONFIGS",
+    "bench_sampler",
+    "build_bench_pipeline",
+    "evaluate_faces",
+    "proposed_model_config",
+    "select_pairs",
+]
 
 
 def _write_grid(

@@ -1,20 +1,26 @@
 """Sampling guidance for FRGD: identity guidance, content guidance and the one-slider mapping.
 
-The sampler (:class:`frgd.diffusion.sampling.pipeline.FRGDPipeline`) predicts the clean face ``x0_hat`` (``(N, 3, 128,
-128)`` in ``[-1, 1]``) at every step and hands it to :func:`apply_guidance`, which calls each guidance callback
-(guided-diffusion ``cond_fn`` style) and returns a corrected ``x0``. The sampler then re-derives the noise prediction
-from the corrected ``x0`` and the current ``x_t`` (``eps' = (x_t - sqrt(a) x0') / sqrt(1 - a)``), which is exactly
-guided-diffusion's score shift ``eps' = eps - sqrt(1 - a) * grad`` written in ``x0`` units, so it works with DDIM and
-DPM-Solver++ alike.
+The sampler (:class:`frgd.diffusion.sampling.pipeline.FRGDPipeline`) predicts the clean face ``x0_hat`` (``(N, 3, S,
+S)`` in ``[-1, 1]``) at every step, lets the scheduler step with it, and adds the sum of the guidance callbacks'
+**displacements of the next state** ``x_{t-1}`` (:func:`guidance_delta`). Each guidance's strength is therefore defined
+on the ``x_t`` update, whatever the scheduler (the scheduler never re-derives ``eps`` from a guided ``x0``, so nothing
+cancels or amplifies it):
 
-* Identity guidance (:class:`IdentityGuidance`): ascend the cosine similarity between the identity encoder's
-  embedding of ``x0_hat`` and the reference embedding. The gradient is normalised per sample to unit RMS and scaled by
-  ``weight * sqrt(1 - alpha_bar_t)`` (strong while the face is still forming, fading to zero at the last steps so it
-  cannot paint adversarial high-frequency patterns).
-* Content guidance (:class:`ContentGuidance`): descend ``0.5 * || D(x0_hat) - y ||^2`` where ``y`` is the degraded input
-  at its *own* resolution and ``D`` is an antialiased (area) downscale to that resolution. The step is scaled by the
-  area ratio, so ``weight = 1`` is a full projection (``D(x0') = y`` for integer factors) and only the frequencies the
-  input actually has are constrained: it never pulls the 128 px result towards a blurry upscale.
+* Identity guidance (:class:`IdentityGuidance`): ascend ``cos(E(x0_hat), r)`` (guidance encoder ``E``, reference
+  ``r``). The gradient is normalised per sample to unit RMS (a direction; its size carries no meaning, so a blurry early
+  ``x0_hat`` cannot make a push bigger) and the step's push is ``weight * [G(sigma_t) - G(sigma_next)]``, where
+  ``sigma = sqrt(1 - abar)`` and ``G`` (:func:`identity_schedule`) rises from 0 at ``sigma = IDENTITY_SIGMA_OFF`` to 1
+  at ``sigma = 1`` as a half cosine: the pushes are weak at pure noise (the mean face), strongest mid-trajectory
+  (``sigma ~ 0.6``) and **zero below ``IDENTITY_SIGMA_OFF`` and on the last step** (which lands on output pixels: the
+  regime where a recogniser is fooled without the face changing). The pushes telescope, so ``weight`` is the total RMS
+  displacement in ``[-1, 1]`` units over a whole trajectory, independent of the step count.
+* Content guidance (:class:`ContentGuidance`): DDNM+-style noise-aware projection onto the degraded input ``y`` at its
+  own resolution: ``x_{t-1} += sqrt(abar_next) * weight * lambda_t * A^+(y - A x0_hat)`` with ``A`` an antialiased
+  (area) downscale and ``A^+`` its pseudo-inverse (nearest upsample for integer factors), and
+  ``lambda_t = min(1, rho_next / content_noise)``, ``rho_next = sqrt((1 - abar_next) / abar_next)`` the noise-to-signal
+  ratio of the next state. While the sampler's own noise exceeds the input's assumed noise ``content_noise`` the low
+  frequencies are projected fully (weight 1); below it the projection fades and is 0 on the last step, so the result
+  is faithful to the input's content without copying its noise or JPEG blocks.
 
 The ``weights`` of both callbacks and the classifier-free guidance scale all come from one slider ``s`` in ``[0, 1]``
 through :func:`slider_to_weights` (documented in ``docs/frgd_sampling.md``).
@@ -23,6 +29,7 @@ through :func:`slider_to_weights` (documented in ``docs/frgd_sampling.md``).
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
@@ -31,12 +38,16 @@ import torch.nn.functional as F
 
 logger = logging.getLogger(__name__)
 
-IDENTITY_MAX = 0.3
-"""Identity guidance weight at ``s = 1``: RMS of the per-step ``x0`` correction (``[-1, 1]`` units) at high noise."""
+IDENTITY_MAX = 0.5
+"""Identity guidance weight at ``s = 1``: total RMS displacement of ``x_t`` (``[-1, 1]`` units) over a trajectory."""
+IDENTITY_SIGMA_OFF = 0.25
+"""Identity guidance is off once ``sigma = sqrt(1 - abar_t)`` is below this (the last ~15 % of the trajectory)."""
 CONTENT_MAX = 1.0
-"""Content guidance weight at ``s = 0``: a full projection onto the degraded input at its own scale."""
+"""Content guidance weight at ``s = 0``: a full (noise-aware) projection onto the degraded input at its own scale."""
 CONTENT_MIN = 0.1
 """Content guidance weight at ``s = 1``: small but non-zero, so the face keeps the input's pose, light and colours."""
+CONTENT_NOISE = 0.2
+"""Assumed noise std of the degraded input at its own scale (``[-1, 1]`` units): the projection fades below it."""
 CFG_MAX = 3.0
 """Classifier-free guidance scale on the identity embedding at ``s = 1`` (0 = null embedding only, 1 = conditional)."""
 
@@ -47,14 +58,17 @@ GRAD_EPS = 1e-12
 class GuidanceWeights:
     """Weights used by one sampling run.
 
-    ``identity``: identity-guidance weight (0 = off); ``content``: content-guidance weight (0 = off, 1 = projection);
+    ``identity``: identity-guidance weight (0 = off; total RMS push on ``x_t`` over the trajectory); ``content``:
+    content-guidance weight (0 = off, 1 = full projection while the sampler's noise exceeds ``content_noise``);
     ``cfg``: classifier-free guidance scale on the identity embedding
-    (``out = out_null + cfg * (out_id - out_null)``; 0 = null embedding only, 1 = plain conditional).
+    (``out = out_null + cfg * (out_id - out_null)``; 0 = null embedding only, 1 = plain conditional);
+    ``content_noise``: assumed noise std of the input (``[-1, 1]`` units) below which the projection fades.
     """
 
     identity: float
     content: float
     cfg: float
+    content_noise: float = CONTENT_NOISE
 
     def as_dict(self) -> dict[str, float]:
         return asdict(self)
@@ -80,6 +94,16 @@ def slider_to_weights(s: float, has_reference: bool = True) -> GuidanceWeights:
     return GuidanceWeights(identity=round(IDENTITY_MAX * s, 6), content=content, cfg=round(CFG_MAX * s, 6))
 
 
+def identity_schedule(sigma: float, sigma_off: float = IDENTITY_SIGMA_OFF) -> float:
+    """``G(sigma)``: cumulative share of the identity push above noise level ``sigma`` (0 below ``sigma_off``, 1 at 1).
+
+    ``G = (1 - cos(pi u)) / 2`` with ``u = clip((sigma - sigma_off) / (1 - sigma_off), 0, 1)``; its derivative (the
+    push density) is 0 at both ends and largest at ``u = 1/2``.
+    """
+    u = min(max((float(sigma) - sigma_off) / (1.0 - sigma_off), 0.0), 1.0)
+    return 0.5 * (1.0 - math.cos(math.pi * u))
+
+
 def _rms_normalise(g: torch.Tensor) -> torch.Tensor:
     """Scale each sample of ``g`` ``(N, ...)`` to unit RMS (per sample, so samples never influence each other)."""
     rms = g.flatten(1).pow(2).mean(dim=1).sqrt().clamp_min(GRAD_EPS)
@@ -90,31 +114,40 @@ def _rms_normalise(g: torch.Tensor) -> torch.Tensor:
 class GuidanceContext:
     """What a guidance callback gets besides ``x0_hat``.
 
-    ``alpha_bar``: ``(N, 1, 1, 1)`` cumulative alpha at the current timestep; ``step``: 0-based index of
-    ``num_steps``.
+    ``alpha_bar``: noise level ``abar`` of the current state ``x_t``; ``alpha_bar_next``: that of the state the step
+    produces (1.0 after the last step); ``step``: 0-based index of ``num_steps``.
     """
 
-    alpha_bar: torch.Tensor
+    alpha_bar: float
+    alpha_bar_next: float
     step: int
     num_steps: int
 
+    @property
+    def is_last(self) -> bool:
+        return self.step + 1 >= self.num_steps or self.alpha_bar_next >= 1.0
+
 
 GuidanceFn = Callable[[torch.Tensor, GuidanceContext], torch.Tensor]
-"""``fn(x0_hat (N,3,H,W) in [-1,1] requiring grad, ctx) -> delta_x0 (N,3,H,W)``: the correction to add to ``x0_hat``."""
+"""``fn(x0_hat (N,3,H,W) in [-1,1], ctx) -> delta (N,3,H,W)``: the displacement to add to the next state ``x_{t-1}``."""
 
 
 class IdentityGuidance:
-    """Gradient ascent on ``cos(E(x0_hat), r)`` with the guidance identity encoder ``E`` (never the judge).
+    """Push ``x_{t-1}`` along the gradient of ``cos(E(x0_hat), r)`` with the guidance encoder ``E`` (never the judge).
 
     ``encoder.embed(images (N,3,H,W) in [0,1]) -> (N,D)`` unit embeddings, differentiable; ``reference`` ``(D,)`` or
-    ``(N,D)`` unit embedding(s). After each call ``last_similarity`` holds the ``(N,)`` similarities of ``x0_hat``.
+    ``(N,D)`` unit embedding(s). The push of one step is ``weight * share(ctx) * unit_rms(grad)`` (:meth:`share`).
+    After each evaluated step ``last_similarity`` holds the ``(N,)`` similarities of ``x0_hat``; ``evaluations``
+    counts encoder forward+backward passes (steps with a zero share are skipped).
     """
 
-    def __init__(self, encoder, reference: torch.Tensor, weight: float) -> None:
+    def __init__(self, encoder, reference: torch.Tensor, weight: float, sigma_off: float = IDENTITY_SIGMA_OFF) -> None:
         self.encoder = encoder
         self.reference = F.normalize(reference.float().reshape(-1, reference.shape[-1]), dim=1)
         self.weight = float(weight)
+        self.sigma_off = float(sigma_off)
         self.last_similarity: torch.Tensor | None = None
+        self.evaluations = 0
 
     def objective(self, x0: torch.Tensor) -> torch.Tensor:
         """Per-sample cosine similarity ``(N,)`` of ``x0`` (``[-1, 1]``) to the reference."""
@@ -122,16 +155,25 @@ class IdentityGuidance:
         emb = F.normalize(emb.float(), dim=1)
         return (emb * self.reference.to(emb.device)).sum(dim=1)
 
+    def share(self, ctx: GuidanceContext) -> float:
+        """Share of the total push in this step: ``G(sigma_t) - G(sigma_next)``; 0 on the last step."""
+        if ctx.is_last:
+            return 0.0
+        sig = math.sqrt(max(1.0 - ctx.alpha_bar, 0.0))
+        sig_next = math.sqrt(max(1.0 - ctx.alpha_bar_next, 0.0))
+        return max(identity_schedule(sig, self.sigma_off) - identity_schedule(sig_next, self.sigma_off), 0.0)
+
     def __call__(self, x0: torch.Tensor, ctx: GuidanceContext) -> torch.Tensor:
-        if self.weight == 0.0:
+        share = self.share(ctx)
+        if self.weight == 0.0 or share == 0.0:
             return torch.zeros_like(x0)
         with torch.enable_grad():
             x = x0.detach().requires_grad_(True)
             sim = self.objective(x)
             (grad,) = torch.autograd.grad(sim.sum(), x)
+        self.evaluations += 1
         self.last_similarity = sim.detach()
-        scale = self.weight * (1.0 - ctx.alpha_bar).clamp_min(0.0).sqrt()
-        return scale * _rms_normalise(grad)
+        return (self.weight * share) * _rms_normalise(grad)
 
 
 def downscale_to(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -141,21 +183,31 @@ def downscale_to(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(x, size=size, mode="area")
 
 
-class ContentGuidance:
-    """Keep ``D(x0_hat)`` close to the degraded input ``target`` ``(N or 1, 3, h, w)`` in ``[-1, 1]`` at its own scale.
+def content_lambda(alpha_bar_next: float, noise: float) -> float:
+    """Noise-aware projection strength ``min(1, rho_next / noise)``, ``rho = sqrt((1 - abar) / abar)``; 0 if clean."""
+    if alpha_bar_next >= 1.0:
+        return 0.0
+    rho = math.sqrt((1.0 - alpha_bar_next) / max(alpha_bar_next, 1e-12))
+    return 1.0 if noise <= 0 else min(1.0, rho / noise)
 
-    The correction is ``-weight * (H*W)/(h*w) * grad_x0 0.5||D(x0) - y||^2``; with the area downscale and an integer
-    factor this equals ``-weight * upsample_nearest(D(x0) - y)``, i.e. ``weight = 1`` makes ``D(x0') = y`` exactly.
+
+class ContentGuidance:
+    """Noise-aware projection of ``x0_hat`` onto the degraded input ``target`` ``(N or 1, 3, h, w)`` in ``[-1, 1]``.
+
+    ``A^+(y - A x0)`` is computed as ``-(H*W)/(h*w) * grad_x0 0.5||A x0 - y||^2``, which for the area downscale and an
+    integer factor equals ``upsample_nearest(y - A x0)``: ``A(x0 + A^+(y - A x0)) = y`` exactly. The displacement of
+    ``x_{t-1}`` is ``sqrt(abar_next) * weight * content_lambda(abar_next, noise) * A^+(y - A x0)`` (DDNM+ with the
+    step's own ``eps`` kept, so ``x_{t-1}``'s implied clean image is projected).
     """
 
-    def __init__(self, target: torch.Tensor, weight: float) -> None:
+    def __init__(self, target: torch.Tensor, weight: float, noise: float = CONTENT_NOISE) -> None:
         self.target = target.float()
         self.weight = float(weight)
+        self.noise = float(noise)
         self.last_error: torch.Tensor | None = None
 
-    def __call__(self, x0: torch.Tensor, ctx: GuidanceContext) -> torch.Tensor:
-        if self.weight == 0.0:
-            return torch.zeros_like(x0)
+    def correction(self, x0: torch.Tensor) -> torch.Tensor:
+        """``A^+(y - A x0)`` ``(N,3,H,W)``; also sets ``last_error`` (per-sample MSE at the input scale)."""
         size = tuple(self.target.shape[-2:])
         with torch.enable_grad():
             x = x0.detach().requires_grad_(True)
@@ -164,20 +216,26 @@ class ContentGuidance:
             (grad,) = torch.autograd.grad(loss, x)
         self.last_error = diff.detach().pow(2).flatten(1).mean(dim=1)
         gain = (x0.shape[-2] * x0.shape[-1]) / (size[0] * size[1])
-        return -self.weight * gain * grad
+        return -gain * grad
+
+    def __call__(self, x0: torch.Tensor, ctx: GuidanceContext) -> torch.Tensor:
+        lam = content_lambda(ctx.alpha_bar_next, self.noise)
+        if self.weight == 0.0 or lam == 0.0:
+            return torch.zeros_like(x0)
+        return (math.sqrt(ctx.alpha_bar_next) * self.weight * lam) * self.correction(x0)
 
 
-def apply_guidance(x0: torch.Tensor, guides: Sequence[GuidanceFn], ctx: GuidanceContext) -> torch.Tensor:
-    """Call each guidance callback on ``x0`` ``(N,3,H,W)`` in ``[-1,1]`` and return the corrected, clamped ``x0``.
+def guidance_delta(x0: torch.Tensor, guides: Sequence[GuidanceFn], ctx: GuidanceContext) -> torch.Tensor | None:
+    """Sum of the callbacks' displacements of ``x_{t-1}`` for ``x0_hat`` ``(N,3,H,W)``; ``None`` without guides.
 
-    All callbacks see the same ``x0_hat`` (their corrections are summed, not chained).
+    All callbacks see the same ``x0_hat`` (their displacements are summed, not chained).
     """
     if not guides:
-        return x0
+        return None
     delta = torch.zeros_like(x0)
     for g in guides:
         delta = delta + g(x0, ctx)
-    return (x0 + delta).clamp(-1.0, 1.0)
+    return delta
 
 
 def build_guides(
@@ -195,7 +253,7 @@ def build_guides(
         ident = IdentityGuidance(encoder, reference, weights.identity)
     content = None
     if weights.content > 0 and content_target is not None:
-        content = ContentGuidance(content_target, weights.content)
+        content = ContentGuidance(content_target, weights.content, weights.content_noise)
     return ident, content
 
 
@@ -203,14 +261,18 @@ __all__ = [
     "CFG_MAX",
     "CONTENT_MAX",
     "CONTENT_MIN",
+    "CONTENT_NOISE",
     "IDENTITY_MAX",
+    "IDENTITY_SIGMA_OFF",
     "ContentGuidance",
     "GuidanceContext",
     "GuidanceFn",
     "GuidanceWeights",
     "IdentityGuidance",
-    "apply_guidance",
     "build_guides",
+    "content_lambda",
     "downscale_to",
+    "guidance_delta",
+    "identity_schedule",
     "slider_to_weights",
 ]

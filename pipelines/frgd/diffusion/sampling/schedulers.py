@@ -1,0 +1,162 @@
+"""Sampling schedulers: one registry entry per scheduler; each stepper owns its timesteps *and* its update.
+
+A stepper is built per sampling call from the model's training scheduler (``DDPMScheduler``: betas, 1000 steps) and
+a step count. The sampler asks it, for step ``i`` of ``len(stepper.timesteps)``:
+
+* ``timesteps[i]``: the integer timestep the model is called at;
+* ``alpha_bar(i)``: the noise level ``abar`` of ``x_t`` at that step (to turn the model output into ``x0_hat``);
+* ``alpha_bar_next(i)``: the noise level of the state the step produces; ``1.0`` after the last step, which therefore
+  is a fully clean sample (also the level the sampler re-injects the known content at, with a mask);
+* ``step(x0, x, i, noise)``: ``x_t (N,3,H,W)`` + the (guided) clean prediction ``x0 (N,3,H,W)`` -> the next state.
+
+Adding a scheduler = one :class:`SchedulerSpec` in :data:`SCHEDULERS` (the pipeline, the CLI choices and the editor
+read the registry; importing this module loads neither torch nor diffusers). Exactness (an oracle denoiser lands on
+its clean image at every step count 1..1000, masks included) is tested for every entry in
+``tests/test_frgd_sampling_exact.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+
+if TYPE_CHECKING:  # torch/diffusers stay lazy: the CLI parser reads this registry
+    import torch
+    from diffusers import DDPMScheduler
+
+DEFAULT_SCHEDULER = "dpmpp"
+"""The product default: DPM-Solver++ 2M (few steps)."""
+DEFAULT_STEPS = 15
+"""Default sampling steps for :data:`DEFAULT_SCHEDULER` (the issue's 15-20; 15 keeps one guided sample of the
+round-sized model within the 20 s goal on 2 CPU cores, see ``docs/results/bench_enhance_cpu.json``)."""
+
+
+class Stepper(Protocol):
+    """One sampling run's schedule and update (see the module docstring)."""
+
+    timesteps: list[int]
+
+    def alpha_bar(self, i: int) -> float: ...
+
+    def alpha_bar_next(self, i: int) -> float: ...
+
+    def step(self, x0: torch.Tensor, x: torch.Tensor, i: int, noise: torch.Tensor | None = None) -> torch.Tensor: ...
+
+
+def trailing_timesteps(num_train_timesteps: int, steps: int) -> list[int]:
+    """diffusers' ``"trailing"`` spacing: ``round(arange(T, 0, -T/steps)) - 1``; starts at ``T - 1`` (pure noise)."""
+    ts = np.round(np.arange(num_train_timesteps, 0, -num_train_timesteps / steps)).astype(np.int64) - 1
+    return [int(t) for t in ts]
+
+
+class DDIMStepper:
+    """DDIM (Song et al. 2021) with trailing timesteps; the step after ``timesteps[-1]`` goes to ``abar = 1``.
+
+    ``x_prev = sqrt(a') x0 + sqrt(1 - a' - s^2) eps + s z`` with ``eps = (x - sqrt(a) x0) / sqrt(1 - a)`` and
+    ``s = eta * sqrt((1 - a') / (1 - a)) * sqrt(1 - a / a')``; ``eta = 0`` is deterministic.
+    """
+
+    def __init__(self, train_scheduler: DDPMScheduler, steps: int, eta: float = 0.0) -> None:
+        self.ac = train_scheduler.alphas_cumprod.double()
+        self.timesteps = trailing_timesteps(int(train_scheduler.config.num_train_timesteps), steps)
+        self.eta = float(eta)
+
+    def alpha_bar(self, i: int) -> float:
+        return float(self.ac[self.timesteps[i]])
+
+    def alpha_bar_next(self, i: int) -> float:
+        return 1.0 if i + 1 >= len(self.timesteps) else float(self.ac[self.timesteps[i + 1]])
+
+    def step(self, x0: torch.Tensor, x: torch.Tensor, i: int, noise: torch.Tensor | None = None) -> torch.Tensor:
+        a, ap = self.alpha_bar(i), self.alpha_bar_next(i)
+        if ap >= 1.0:
+            return x0.clone()  # the last step: the clean prediction itself
+        eps = (x - a**0.5 * x0) / (1.0 - a) ** 0.5
+        sigma = self.eta * ((1 - ap) / (1 - a)) ** 0.5 * (1 - a / ap) ** 0.5 if self.eta > 0 else 0.0
+        out = ap**0.5 * x0 + max(1.0 - ap - sigma**2, 0.0) ** 0.5 * eps
+        if sigma > 0:
+            if noise is None:
+                raise ValueError("DDIM with eta > 0 needs step noise")
+            out = out + sigma * noise
+        return out
+
+
+class DPMSolverStepper:
+    """diffusers' DPM-Solver++ 2M (``final_sigmas_type="zero"``: the last step lands on a clean sample).
+
+    The diffusers scheduler owns timesteps, sigmas and the multistep update; it is built with
+    ``prediction_type="sample"`` so it takes the sampler's (guided) ``x0`` directly.
+    """
+
+    def __init__(self, train_scheduler: DDPMScheduler, steps: int, eta: float = 0.0) -> None:
+        from diffusers import DPMSolverMultistepScheduler
+
+        if eta:
+            raise ValueError("DPM-Solver++ is deterministic (eta must be 0)")
+        cfg = dict(train_scheduler.config)
+        self.sched = DPMSolverMultistepScheduler.from_config(
+            cfg,
+            algorithm_type="dpmsolver++",
+            solver_order=2,
+            timestep_spacing="trailing",
+            final_sigmas_type="zero",
+            prediction_type="sample",
+            thresholding=False,
+        )
+        self.sched.set_timesteps(steps)
+        self.timesteps = [int(t) for t in self.sched.timesteps]
+        self.sigmas = [float(s) for s in self.sched.sigmas]
+
+    def _abar(self, sigma: float) -> float:
+        return 1.0 / (1.0 + sigma * sigma)  # VP: alpha_t = 1/sqrt(1+sigma^2), sigma_t = sigma * alpha_t
+
+    def alpha_bar(self, i: int) -> float:
+        return self._abar(self.sigmas[i])
+
+    def alpha_bar_next(self, i: int) -> float:
+        return self._abar(self.sigmas[i + 1])
+
+    def step(self, x0: torch.Tensor, x: torch.Tensor, i: int, noise: torch.Tensor | None = None) -> torch.Tensor:
+        return self.sched.step(x0, self.timesteps[i], x, return_dict=False)[0]
+
+
+@dataclass(frozen=True)
+class SchedulerSpec:
+    """A registry entry: ``factory(train_scheduler, steps, eta) -> Stepper``; ``supports_eta``: stochastic steps."""
+
+    name: str
+    factory: Callable[[DDPMScheduler, int, float], Stepper]
+    supports_eta: bool
+    help: str
+
+
+SCHEDULERS: dict[str, SchedulerSpec] = {
+    s.name: s
+    for s in (
+        SchedulerSpec("dpmpp", DPMSolverStepper, False, "DPM-Solver++ 2M, deterministic, 15-20 steps"),
+        SchedulerSpec("ddim", DDIMStepper, True, "DDIM, eta 0 (deterministic) to 1, about 50 steps"),
+    )
+}
+SCHEDULER_NAMES: tuple[str, ...] = tuple(SCHEDULERS)
+
+
+def make_stepper(name: str, train_scheduler: DDPMScheduler, steps: int, eta: float = 0.0) -> Stepper:
+    """The stepper of registry entry ``name`` for ``steps`` steps (``KeyError`` -> check ``SCHEDULER_NAMES``)."""
+    return SCHEDULERS[name].factory(train_scheduler, int(steps), float(eta))
+
+
+__all__ = [
+    "DEFAULT_SCHEDULER",
+    "DEFAULT_STEPS",
+    "SCHEDULERS",
+    "SCHEDULER_NAMES",
+    "DDIMStepper",
+    "DPMSolverStepper",
+    "SchedulerSpec",
+    "Stepper",
+    "make_stepper",
+    "trailing_timesteps",
+]

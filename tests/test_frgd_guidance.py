@@ -1,0 +1,189 @@
+"""Guidance on analytic objectives: the content projection's fixed point and noise awareness, the identity push
+schedule (mid-trajectory, off at the end, step-count independent) with a linear 'encoder', and noisy fusion."""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from frgd.diffusion.model import make_train_scheduler
+from frgd.diffusion.sampling.guidance import (
+    IDENTITY_SIGMA_OFF,
+    ContentGuidance,
+    GuidanceContext,
+    GuidanceWeights,
+    IdentityGuidance,
+    content_lambda,
+    downscale_to,
+    identity_schedule,
+)
+from frgd.diffusion.sampling.pipeline import FRGDPipeline
+from frgd.diffusion.sampling.schedulers import SCHEDULERS, make_stepper
+
+S = 16
+D = 8
+
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def _ctx(a: float, a_next: float, step: int = 0, num_steps: int = 10) -> GuidanceContext:
+    return GuidanceContext(alpha_bar=a, alpha_bar_next=a_next, step=step, num_steps=num_steps)
+
+
+# ------------------------------------------------------------------ content guidance
+def test_content_projection_fixed_point_and_noise_awareness():
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.rand(2, 3, 32, 32, generator=g) * 2 - 1
+    y = torch.rand(2, 3, 8, 8, generator=g) * 2 - 1
+    guide = ContentGuidance(y, 1.0, noise=0.2)
+    # high noise (rho_next >> noise): the next state's implied clean image is projected exactly, A x0' = y
+    a_next = 0.3
+    full = x0 + guide(x0, _ctx(0.2, a_next)) / math.sqrt(a_next)
+    torch.testing.assert_close(downscale_to(full, (8, 8)), y, atol=1e-5, rtol=0)
+    # the projection's fixed point: an x0 that already matches the input is not moved
+    assert float(guide(full, _ctx(0.2, a_next)).abs().max()) < 1e-5
+    # half weight halves the low-resolution error
+    half = x0 + ContentGuidance(y, 0.5)(x0, _ctx(0.2, a_next)) / math.sqrt(a_next)
+    err0 = (downscale_to(x0, (8, 8)) - y).abs().mean()
+    assert (downscale_to(half, (8, 8)) - y).abs().mean() == pytest.approx(0.5 * float(err0), rel=1e-4)
+    # only the input's frequencies are touched: the correction is constant on each 4x4 block
+    hf = full - x0
+    torch.testing.assert_close(hf, F.interpolate(downscale_to(hf, (8, 8)), scale_factor=4), atol=1e-6, rtol=0)
+    # low noise: the projection fades (lambda = rho / noise) and is off on the last step (output pixels)
+    a_low = 1 / (1 + 0.1**2)  # rho_next = 0.1 = noise / 2
+    assert content_lambda(a_low, 0.2) == pytest.approx(0.5)
+    lo = guide(x0, _ctx(0.9, a_low)) / math.sqrt(a_low)
+    torch.testing.assert_close(lo, 0.5 * (full - x0), atol=1e-5, rtol=0)
+    assert float(guide(x0, _ctx(0.99, 1.0, step=9)).abs().max()) == 0.0
+
+
+def test_content_lambda_is_monotone_in_noise_level():
+    vals = [content_lambda(a, 0.2) for a in (0.01, 0.5, 0.9, 0.96, 0.99, 0.999, 1.0)]
+    assert vals == sorted(vals, reverse=True) and vals[0] == 1.0 and vals[-1] == 0.0
+
+
+# ------------------------------------------------------------------ identity guidance: the schedule
+def test_identity_schedule_shape():
+    assert identity_schedule(1.0) == 1.0 and identity_schedule(IDENTITY_SIGMA_OFF) == 0.0
+    assert identity_schedule(0.0) == 0.0
+    # the push density dG/dsigma is largest mid-way, zero at both ends
+    sig = torch.linspace(IDENTITY_SIGMA_OFF, 1.0, 201).tolist()
+    dens = [identity_schedule(b) - identity_schedule(a) for a, b in zip(sig[:-1], sig[1:])]
+    peak = sig[dens.index(max(dens))]
+    assert abs(peak - (1 + IDENTITY_SIGMA_OFF) / 2) < 0.01
+    assert dens[0] < 0.01 * max(dens) and dens[-1] < 0.01 * max(dens)
+
+
+class LinearEncoder(torch.nn.Module):
+    """An analytic 'identity encoder': ``E(x) = normalize(W vec(x))``; similarity to ``r`` is maximal where
+    ``W vec(x)`` is parallel to ``r``."""
+
+    def __init__(self, seed: int = 0) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.register_buffer("W", torch.randn(D, 3 * S * S, generator=g) / (3 * S * S) ** 0.5)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(x.flatten(1) @ self.W.T, dim=1)
+
+
+@pytest.mark.parametrize("scheduler", list(SCHEDULERS))
+@pytest.mark.parametrize("steps", [3, 7, 20, 50, 200])
+def test_identity_push_is_mid_trajectory_off_at_the_end_and_step_count_independent(scheduler, steps):
+    stepper = make_stepper(scheduler, make_train_scheduler(), steps)
+    enc = LinearEncoder()
+    guide = IdentityGuidance(enc, F.normalize(torch.randn(1, D), dim=1), weight=0.5)
+    x0 = torch.rand(1, 3, S, S, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    pushes, sigmas = [], []
+    n = len(stepper.timesteps)
+    for i in range(n):
+        ctx = _ctx(stepper.alpha_bar(i), stepper.alpha_bar_next(i), i, n)
+        d = guide(x0, ctx)
+        pushes.append(float(d.pow(2).mean().sqrt()))  # RMS of the displacement of x_{t-1}
+        sigmas.append(math.sqrt(1 - stepper.alpha_bar(i)))
+        torch.testing.assert_close(pushes[-1], 0.5 * guide.share(ctx), atol=1e-6, rtol=1e-5)
+    assert pushes[-1] == 0.0  # never on the step that lands on the output
+    assert all(p == 0.0 for p, s in zip(pushes, sigmas) if s <= IDENTITY_SIGMA_OFF)
+    assert guide.evaluations == sum(p > 0 for p in pushes)  # the encoder only runs where the push is on
+    if steps >= 20:
+        assert sum(pushes) == pytest.approx(0.5, abs=0.02)  # the weight is the total push, whatever the step count
+        peak = sigmas[pushes.index(max(pushes))]
+        assert 0.4 < peak < 0.85
+        assert pushes[0] < 0.5 * max(pushes)  # weak at pure noise (blurry mean-face x0_hat)
+
+
+class NoNoiseDenoiser(torch.nn.Module):
+    """A denoiser whose ``x0_hat`` is ``x_t / sqrt(abar_t)`` (predicts no noise): guidance alone shapes the result."""
+
+    def __init__(self, alphas_cumprod: torch.Tensor) -> None:
+        super().__init__()
+        self.ac = alphas_cumprod.double()
+        self.dummy = torch.nn.Parameter(torch.zeros(1))
+        self.config = SimpleNamespace(prediction_type="v_prediction", identity_dim=D, sample_size=S)
+        self.conds: list[torch.Tensor] = []
+        self.inputs: list[torch.Tensor] = []
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.dummy.dtype
+
+    def forward(self, x, t, cond, identity=None, drop_identity=None):
+        self.conds.append(cond.clone())
+        self.inputs.append(x.clone())
+        a = self.ac[int(t.flatten()[0])]
+        sa, s1 = a.sqrt(), (1 - a).sqrt()
+        x0 = (x.double() / sa).clamp(-1, 1)
+        return ((sa * x.double() - x0) / s1).to(x.dtype)
+
+
+def _analytic_pipe() -> FRGDPipeline:
+    sched = make_train_scheduler()
+    return FRGDPipeline(NoNoiseDenoiser(sched.alphas_cumprod), sched, LinearEncoder())
+
+
+@pytest.mark.parametrize("scheduler", list(SCHEDULERS))
+def test_identity_guidance_raises_similarity_monotonically_in_sampling(scheduler):
+    pipe = _analytic_pipe()
+    ref = F.normalize(torch.randn(1, D, generator=torch.Generator().manual_seed(4)), dim=1)
+    deg = torch.full((1, 3, 4, 4), 0.5)
+    sims = []
+    for wid in (0.0, 0.25, 0.5, 1.0):
+        w = GuidanceWeights(identity=wid, content=0.0, cfg=0.0)
+        out = pipe(deg, references=ref, num_samples=2, seeds=[1, 2], steps=20, scheduler=scheduler, weights=w)
+        sims.append(float(out.identity_scores.mean()))
+    assert sims == sorted(sims) and sims[-1] > sims[0] + 0.1, sims
+
+
+@pytest.mark.parametrize("scheduler", list(SCHEDULERS))
+def test_content_guidance_in_sampling_reaches_the_input_without_copying_it_on_the_last_step(scheduler):
+    pipe = _analytic_pipe()
+    y = torch.rand(1, 3, 4, 4, generator=torch.Generator().manual_seed(2)) * 0.6 + 0.2
+    kw = dict(num_samples=2, seeds=[1, 2], steps=20, scheduler=scheduler)
+    free = pipe(y, weights=GuidanceWeights(identity=0.0, content=0.0, cfg=0.0), **kw).images
+    tied = pipe(y, weights=GuidanceWeights(identity=0.0, content=1.0, cfg=0.0), **kw).images
+    err = lambda x: float((downscale_to(x, (4, 4)) - y).abs().mean())  # noqa: E731
+    assert err(tied) < 0.1 * err(free)
+
+
+def test_noisy_fusion_feeds_x_t_outside_the_mask():
+    pipe = _analytic_pipe()
+    mask = torch.zeros(1, 1, S, S)
+    mask[..., 4:12, 4:12] = 1
+    base = torch.rand(1, 3, S, S, generator=torch.Generator().manual_seed(3))
+    deg = torch.full((1, 3, 4, 4), 0.5)
+    w = GuidanceWeights(identity=0.0, content=0.0, cfg=0.0)
+    out = pipe(deg, mask=mask, base=base, steps=6, seeds=[1], weights=w, fusion="noisy")
+    assert torch.equal(out.images[..., ~mask[0, 0].bool()], base[..., ~mask[0, 0].bool()])
+    for x, cond in zip(pipe.model.inputs, pipe.model.conds):
+        torch.testing.assert_close(cond[:, 4:7], x * (1 - mask), atol=0, rtol=0)
+        torch.testing.assert_close(cond[:, 3:4], mask, atol=0, rtol=0)
+    # clean fusion: the base (in [-1, 1]) outside the mask, the same at every step
+    pipe.model.conds.clear()
+    pipe(deg, mask=mask, base=base, steps=6, seeds=[1], weights=w, fusion="clean")
+    for cond in pipe.model.conds:
+        torch.testing.assert_close(cond[:, 4:7], (base * 2 - 1) * (1 - mask), atol=1e-6, rtol=0)
