@@ -182,6 +182,8 @@ def default_frgd_dir() -> Path:
 
 def load_frgd_pipeline(model_dir: str | Path | None, device) -> Any:
     """A cached :class:`frgd.diffusion.sampling.pipeline.FRGDPipeline` for ``model_dir`` (default: installed model)."""
+    import torch
+
     from frgd.diffusion.model import load_model_dir
     from frgd.diffusion.sampling.pipeline import FRGDPipeline
 
@@ -198,6 +200,7 @@ def load_frgd_pipeline(model_dir: str | Path | None, device) -> Any:
             identity_backend=bundle.identity.backend,
             device=device,
             name=path.name,
+            channels_last=torch.device(device).type == "cpu",  # the editor owns this model: faster CPU convolutions
         )
         with _LOCK:
             _FRGD_CACHE[key] = pipe

@@ -11,6 +11,8 @@ from pathlib import Path
 
 from PySide6.QtCore import QSettings
 
+from frgd.diffusion.sampling.schedulers import DEFAULT_STEPS
+
 DEVICE_CHOICES = ("auto", "cuda", "mps", "cpu")
 MAX_RECENT = 10
 
@@ -35,7 +37,7 @@ class Settings:
         "identity_backend": "dlib",
         "brush_size": 24.0,
         "brush_feather": 0.5,
-        "steps": 50,
+        "steps": DEFAULT_STEPS,
         "samples": 4,
         "identity_strength": 0.5,
         "sr_model": "",

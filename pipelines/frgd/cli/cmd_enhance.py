@@ -163,7 +163,7 @@ def _cmd_enhance(args: argparse.Namespace) -> int:
     import numpy as np
 
     from ..enhance import DEFAULT_SR_MODEL, EnhancePipeline, load_frgd_pipeline
-    from ..io import SAVE_EXTENSIONS, Provenance, file_sha256, load_image, load_rgb, save_image
+    from ..io import SAVE_EXTENSIONS, Provenance, check_output, file_sha256, load_image, load_rgb, save_image
 
     photo = Path(args.photo)
     out = Path(args.out)
@@ -185,10 +185,7 @@ def _cmd_enhance(args: argparse.Namespace) -> int:
     paths = _out_paths(args.out, seeds)
     protect = [photo, *args.reference] + ([args.mask] if args.mask else [])
     for pth in paths:
-        if any(pth.resolve() == Path(x).resolve() for x in protect):
-            raise InputError(f"refusing to overwrite an input file: {pth}")
-        if pth.exists() and not args.overwrite:
-            raise InputError(f"output {pth} exists; pass --overwrite or choose another -o")
+        check_output(pth, overwrite=args.overwrite, protect=protect)
 
     frgd = load_frgd_pipeline(args.model, device=args.device)
     sr_model = args.sr_model or DEFAULT_SR_MODEL

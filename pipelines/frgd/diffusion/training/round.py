@@ -73,8 +73,8 @@ ROUND_DEFAULTS: dict[str, Any] = {
     "log_every_s": 10.0,
     "data_probe_every": 25,
     "val_count": 48,
-    "val_steps": 25,
-    "val_scheduler": "ddim",
+    "val_steps": None,  # None: the product defaults (DEFAULT_STEPS of DEFAULT_SCHEDULER)
+    "val_scheduler": None,
     "val_scales": [8, 4],
     "grid_faces": 6,
     "mask_bank": 2048,
@@ -549,6 +549,7 @@ def validate(model, scheduler, pack, r: dict[str, Any], out_dir: Path | None = N
     from ...tensor import image_to_tensor
     from ..sampling.guidance import GuidanceWeights
     from ..sampling.pipeline import FRGDPipeline
+    from ..sampling.schedulers import DEFAULT_SCHEDULER, DEFAULT_STEPS
 
     t0 = time.perf_counter()
     n = min(int(r["val_count"]), len(pack.val_images))
@@ -563,7 +564,9 @@ def validate(model, scheduler, pack, r: dict[str, Any], out_dir: Path | None = N
         "frgd_ref_cfg1_content1": (refs, GuidanceWeights(identity=0.0, content=1.0, cfg=1.0)),
         "frgd_ref_cfg3_content0.1": (refs, GuidanceWeights(identity=0.0, content=0.1, cfg=3.0)),
     }
-    res: dict[str, Any] = {"faces": n, "steps": int(r["val_steps"]), "scheduler": r["val_scheduler"], "scales": {}}
+    steps = int(r["val_steps"] or DEFAULT_STEPS)
+    scheduler_name = str(r["val_scheduler"] or DEFAULT_SCHEDULER)
+    res: dict[str, Any] = {"faces": n, "steps": steps, "scheduler": scheduler_name, "scales": {}}
     grid_rows = None
     for si, scale in enumerate(r["val_scales"]):
         cfg = fixed_degradation(float(scale))
@@ -579,8 +582,8 @@ def validate(model, scheduler, pack, r: dict[str, Any], out_dir: Path | None = N
                 reference_per_sample=ref is not None,
                 num_samples=n,
                 seeds=list(range(n)),
-                steps=int(r["val_steps"]),
-                scheduler=str(r["val_scheduler"]),
+                steps=steps,
+                scheduler=scheduler_name,
                 weights=w,
             )
             outs[name] = _to_u8(o.images)
