@@ -357,6 +357,7 @@ def test_round_with_mismatched_weights_starts_from_scratch(pack_dir, tmp_path):
         overrides={"val_count": 0, "bf16": True, "channels_last": True},  # the CUDA code paths, on the CPU
     )
     assert s["init"]["from"] == "scratch" and "architecture" in s["init"]["reason"]
+    assert s["cumulative"]["images"] == s["images"]
 
 
 GPU_MACHINE_LACKS = ("platformdirs", "PySide6", "skvideo", "facenet_pytorch", "face_recognition_models", "dlib")

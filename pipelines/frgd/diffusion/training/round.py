@@ -460,7 +460,8 @@ class RoundTrainer:
         return "synthetic" if origin.startswith("synthetic") else str(self.cfg["identity"]["backend"])
 
     def write_state(self, status: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-        prev_cum = self.prev.get("cumulative", {})
+        # images and steps add up only along one line of weights (a round from scratch starts a new count)
+        prev_cum = self.prev.get("cumulative", {}) if self.init_record["from"] != "scratch" else {}
         train_s = (self.curve[-1]["t"] - self.curve[0]["t"]) if len(self.curve) > 1 else None
         state = {
             "round": int(self.prev.get("round", 0)) + 1,
