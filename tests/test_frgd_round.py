@@ -348,6 +348,7 @@ def test_round_with_mismatched_weights_starts_from_scratch(pack_dir, tmp_path):
 
     other = tmp_path / "other"
     save_model_dir(other, FRGDUNet(**tiny_config(sample_size=128)), make_train_scheduler())
+    (other / "round.json").write_text(json.dumps({"round": 3, "cumulative": {"images": 999, "steps": 9, "rounds": 3}}))
     s = run_round(
         pack_dir,
         tmp_path / "o",
@@ -357,7 +358,7 @@ def test_round_with_mismatched_weights_starts_from_scratch(pack_dir, tmp_path):
         overrides={"val_count": 0, "bf16": True, "channels_last": True},  # the CUDA code paths, on the CPU
     )
     assert s["init"]["from"] == "scratch" and "architecture" in s["init"]["reason"]
-    assert s["cumulative"]["images"] == s["images"]
+    assert s["round"] == 4 and s["cumulative"]["images"] == s["images"]  # a new line of weights, a new count
 
 
 GPU_MACHINE_LACKS = ("platformdirs", "PySide6", "skvideo", "facenet_pytorch", "face_recognition_models", "dlib")
