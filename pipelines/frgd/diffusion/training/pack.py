@@ -199,7 +199,7 @@ def write_pack(src: PackSource, out: str | Path, quality: int | str = "auto", bu
             aug_row=aug_row,
             aug_q=aug_q,
             aug_scale=aug_scale,
-            val_files=np.array(src.val_files or [""])[: len(src.val_files)],
+            val_files=np.array(src.val_files, dtype=str),
         )
         size = path.stat().st_size
         logger.info("pack at WebP q%d: %.2f MiB (%.1f s)", q, size / 2**20, time.perf_counter() - t0)

@@ -27,7 +27,6 @@ shell script, the grid). ``frgd round land OUT`` installs the weights as the def
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import logging
 import math
@@ -42,6 +41,7 @@ import numpy as np
 import torch
 
 from ...errors import InputError
+from ...io import file_sha256
 from .fusion import FusionConfig, fusion_loss_weights
 from .gpu_batch import FaceTensors, GPUBatchMaker, GPUDegradation
 
@@ -132,14 +132,6 @@ def default_init_dir() -> Path:
     return Path(resource_path("weights", "frgd-128"))
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def previous_round(init_dir: Path) -> dict[str, Any]:
     """``round.json`` of the installed weights (``{}`` before the first round)."""
     p = init_dir / ROUND_FILE
@@ -162,7 +154,7 @@ def init_model(cfg: dict[str, Any], init_dir: Path | None, device: torch.device)
         else:
             rec = {
                 "from": str(init_dir),
-                "weights_sha256": _sha256(weights),
+                "weights_sha256": file_sha256(weights),
                 "round": previous_round(init_dir).get("round"),
             }
     return model.to(device), rec
