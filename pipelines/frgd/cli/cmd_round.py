@@ -78,7 +78,7 @@ def trim_diffusers(dest: Path) -> int:
 
 
 def _pack(args: argparse.Namespace) -> int:
-    from ..diffusion.training.pack import faces128_source, synthetic_source, write_pack
+    from ..diffusion.training.pack import PACK_FILE, faces128_source, synthetic_source, write_pack
     from ..diffusion.training.round import UPLOAD_LIMIT, UPLOAD_MARGIN, upload_bytes
 
     out = Path(args.out)
@@ -92,8 +92,7 @@ def _pack(args: argparse.Namespace) -> int:
         emb = args.embeddings or str(Path(args.faces) / "embeddings_dlib_fp16.npz")
         src = faces128_source(args.faces, emb, val_pairs=args.val_pairs)
     pack_dir = out / PACK_SUBDIR
-    for old in (pack_dir / "faces.npz",):
-        old.unlink(missing_ok=True)  # do not count a previous pack against the budget
+    (pack_dir / PACK_FILE).unlink(missing_ok=True)  # do not count a previous pack against the budget
     root = repo_root()
     rel = out.resolve().relative_to(root) if out.resolve().is_relative_to(root) else None
     plan = upload_bytes(root, [rel] if rel is not None else [])

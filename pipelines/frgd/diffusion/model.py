@@ -30,6 +30,8 @@ logger = logging.getLogger(__name__)
 
 SCHEDULER_SUBDIR = "scheduler"
 IDENTITY_FILE = "identity.json"
+WEIGHTS_FILE = "diffusion_pytorch_model.safetensors"
+"""The weights file of a model folder (diffusers' ``save_pretrained`` name)."""
 BETA_SCHEDULES = ("linear", "squaredcos_cap_v2")
 
 
@@ -119,7 +121,7 @@ def load_model_dir(
 ) -> FRGDModelBundle:
     """Load a model directory written by :func:`save_model_dir` (model in eval mode on ``device``)."""
     path = Path(model_dir)
-    weights = path / "diffusion_pytorch_model.safetensors"
+    weights = path / WEIGHTS_FILE
     if not (path / "config.json").is_file() or not weights.is_file():
         raise MissingWeightsError(
             f"FRGD model weights not found: expected {path}/config.json and {weights.name}; train one with "

@@ -73,10 +73,36 @@ def select_pairs(data_dir: str | Path, limit: int, split: str = "val") -> list[t
     return pairs
 
 
-def _metrics(out: np.ndarray, gt: np.ndarray) -> tuple[float, float]:
+def degrade_faces(gts: list[np.ndarray], scale: float, preset: str = "clean", seed: int = 0) -> list[np.ndarray]:
+    """The deterministic inputs of the evaluation: each ground truth ``(128, 128, 3)`` uint8 degraded by
+    :func:`frgd.degrade.fixed_degradation` (noise seeded per face with ``[seed, i]``) -> ``(h, w, 3)`` float32."""
+    from ..degrade import degrade_image, fixed_degradation
+
+    cfg = fixed_degradation(scale, preset=preset)
+    return [degrade_image(g, np.random.default_rng([seed, i]), cfg).lq for i, g in enumerate(gts)]
+
+
+def upscale_faces(lqs: list[np.ndarray], size: int, mode: str = "bicubic") -> list[np.ndarray]:
+    """Each degraded face resized to ``size`` (``bicubic``: the baseline and the sampler's default base; ``nearest``:
+    the grid's input column) -> ``(size, size, 3)`` uint8."""
+    kw = {"align_corners": False} if mode == "bicubic" else {}
+    return [tensor_to_image(F.interpolate(image_to_tensor(lq), size=(size, size), mode=mode, **kw)[0]) for lq in lqs]
+
+
+def psnr_ssim(outs: list[np.ndarray], gts: list[np.ndarray]) -> dict[str, float]:
+    """Mean RGB PSNR (finite values; 8-bit) and mean SSIM on Y of ``outs`` against ``gts`` (uint8 ``(H, W, 3)``)."""
     from ..metrics import psnr, ssim_y
 
-    return psnr(out.astype(np.float64), gt.astype(np.float64)), ssim_y(out, gt)
+    ps = [psnr(o.astype(np.float64), g.astype(np.float64)) for o, g in zip(outs, gts)]
+    return {
+        "psnr": float(np.mean([p for p in ps if math.isfinite(p)])),
+        "ssim": float(np.mean([ssim_y(o, g) for o, g in zip(outs, gts)])),
+    }
+
+
+def grid_image(columns: list[list[np.ndarray]], rows: int) -> np.ndarray:
+    """``rows`` faces by ``len(columns)`` images (each column a list of ``(H, W, 3)`` uint8) -> one uint8 image."""
+    return np.concatenate([np.concatenate([c[i] for c in columns], axis=1) for i in range(rows)], axis=0)
 
 
 # ----------------------------------------------------------------------------------------------------------- eval
@@ -105,7 +131,7 @@ def evaluate_faces(
     ``grid``: also write a PNG of the first ``grid_faces`` faces, one row each: input (nearest-upscaled), bicubic,
     one sample with the reference per slider value (each column with its own seeds), ground truth.
     """
-    from ..degrade import degrade_image, fixed_degradation
+    from ..degrade import fixed_degradation
     from ..diffusion.training.data import read_image
     from ..enhance import load_frgd_pipeline
     from ..jobs import check_cancel, report
@@ -116,11 +142,10 @@ def evaluate_faces(
     root = Path(data_dir)
     pipe = pipeline or load_frgd_pipeline(model_dir, device=device)
     dev = pipe.device
-    cfg = fixed_degradation(scale, preset=preset)
     pairs = select_pairs(root, limit)
     gts = [read_image(root / t) for t, _, _ in pairs]
     refs = [read_image(root / r) for _, r, _ in pairs]
-    lqs = [degrade_image(g, np.random.default_rng([seed, i]), cfg).lq for i, g in enumerate(gts)]
+    lqs = degrade_faces(gts, scale, preset, seed)
     size = pipe.size
     if judge:
         from ..identity.judge import Judge
@@ -142,9 +167,7 @@ def evaluate_faces(
     def add_row(method: str, outs: list[np.ndarray] | None, slider=None, reference=None, guid=None) -> None:
         row: dict[str, Any] = {"method": method, "slider": slider, "reference": reference}
         if outs is not None:
-            ps, ss = zip(*[_metrics(o, g) for o, g in zip(outs, gts)])
-            row["psnr"] = float(np.mean([p for p in ps if math.isfinite(p)]))
-            row["ssim"] = float(np.mean(ss))
+            row.update(psnr_ssim(outs, gts))
             sims = judge_sims(outs)
         else:
             row["psnr"] = row["ssim"] = None
@@ -154,10 +177,7 @@ def evaluate_faces(
         rows.append(row)
 
     # bicubic baseline = the sampler's default base
-    bic = [
-        tensor_to_image(F.interpolate(image_to_tensor(lq), size=(size, size), mode="bicubic", align_corners=False)[0])
-        for lq in lqs
-    ]
+    bic = upscale_faces(lqs, size)
     if gts[0].shape[0] != size:
         raise InputError(f"the model works at {size} px but the faces are {gts[0].shape[0]} px")
     add_row("bicubic", bic)
@@ -210,7 +230,7 @@ def evaluate_faces(
         "n_faces": len(pairs),
         "scale": scale,
         "preset": preset,
-        "degradation": cfg.name,
+        "degradation": fixed_degradation(scale, preset=preset).name,
         "model": pipe.name,
         "steps": steps,
         "scheduler": scheduler,
@@ -392,7 +412,11 @@ __all__ = [
     "BENCH_CONFIGS",
     "bench_sampler",
     "build_bench_pipeline",
+    "degrade_faces",
     "evaluate_faces",
+    "grid_image",
+    "psnr_ssim",
+    "upscale_faces",
     "proposed_model_config",
     "select_pairs",
 ]
@@ -418,10 +442,7 @@ def _write_grid(
     k = max(1, min(n, len(gts)))
     size = pipe.size
     deg = torch.cat([image_to_tensor(x) for x in lqs[:k]])
-    columns: list[list[np.ndarray]] = [
-        [tensor_to_image(F.interpolate(image_to_tensor(lq), size=(size, size), mode="nearest")[0]) for lq in lqs[:k]],
-        bic[:k],
-    ]
+    columns: list[list[np.ndarray]] = [upscale_faces(lqs[:k], size, "nearest"), bic[:k]]
     seeds_per_column = []
     for si, s in enumerate(sliders):
         seeds = [seed + 1000 * (si + 1) + j for j in range(k)]  # a different seed in every column
@@ -438,7 +459,7 @@ def _write_grid(
         columns.append([tensor_to_image(x) for x in res.images])
         seeds_per_column.append(seeds)
     columns.append(gts[:k])
-    img = np.concatenate([np.concatenate([c[i] for c in columns], axis=1) for i in range(k)], axis=0)
+    img = grid_image(columns, k)
     labels = ["input", "bicubic", *[f"frgd s={s:g}" for s in sliders], "ground truth"]
     prov = Provenance(
         model=pipe.name,

@@ -42,6 +42,7 @@ import torch
 
 from ...errors import InputError
 from ...io import file_sha256
+from ..model import WEIGHTS_FILE
 from .fusion import FusionConfig, fusion_loss_weights
 from .gpu_batch import FaceTensors, GPUBatchMaker, GPUDegradation
 
@@ -51,7 +52,6 @@ ROUND_FILE = "round.json"
 MODEL_SUBDIR = "model"
 GRID_FILE = "val_grid_x8.png"
 LOG_FILE = "round.log"
-WEIGHTS_FILE = "diffusion_pytorch_model.safetensors"
 
 ROUND_DEFAULTS: dict[str, Any] = {
     "batch_sizes": [128, 256],
@@ -88,19 +88,9 @@ ROUND_DEFAULTS: dict[str, Any] = {
 def round_config(preset: str | Path | dict[str, Any], overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """The preset (``round_frgd128`` by default in ``frgd_resources/presets``) with its ``round`` section merged over
     :data:`ROUND_DEFAULTS` and ``overrides`` (``round.key`` values); unknown keys raise :class:`InputError`."""
-    from .train import load_config
+    from .train import load_config, read_config
 
-    if isinstance(preset, dict):
-        raw = copy.deepcopy(preset)
-    else:
-        p = Path(preset)
-        if not p.is_file():
-            from frgd_resources import resource_path
-
-            p = resource_path("presets", p.name if p.suffix else p.name + ".json")
-        if not p.is_file():
-            raise InputError(f"round preset not found: {preset}")
-        raw = json.loads(p.read_text())
+    raw = read_config(preset)
     rnd = {**ROUND_DEFAULTS, **raw.pop("round", {}), **(overrides or {})}
     unknown = set(rnd) - set(ROUND_DEFAULTS)
     if unknown:
@@ -537,9 +527,8 @@ class RoundTrainer:
 def validate(model, scheduler, pack, r: dict[str, Any], out_dir: Path | None = None) -> dict[str, Any]:
     """Quick check on the pack's validation pairs: PSNR/SSIM of bicubic and FRGD (content end, no reference;
     reference embedding with CFG 1 and 3) at each of ``r["val_scales"]``; a sample grid at the first scale."""
-    from ...degrade import degrade_image, fixed_degradation
-    from ...metrics import psnr, ssim_y
-    from ...tensor import image_to_tensor
+    from ...eval.faces import degrade_faces, grid_image, psnr_ssim, upscale_faces
+    from ...tensor import image_to_tensor, tensor_to_image
     from ..sampling.guidance import GuidanceWeights
     from ..sampling.pipeline import FRGDPipeline
     from ..sampling.schedulers import DEFAULT_SCHEDULER, DEFAULT_STEPS
@@ -550,7 +539,7 @@ def validate(model, scheduler, pack, r: dict[str, Any], out_dir: Path | None = N
         return {"skipped": "no validation pairs in the pack"}
     dev = next(model.parameters()).device
     pipe = FRGDPipeline(model, scheduler, identity_backend="none", device=dev, name="round")
-    gts = pack.val_images[:n]
+    gts = list(pack.val_images[:n])
     refs = torch.from_numpy(pack.val_ref_emb[:n]).float()
     modes = {
         "frgd_noref_content1": (None, GuidanceWeights(identity=0.0, content=1.0, cfg=0.0)),
@@ -562,12 +551,9 @@ def validate(model, scheduler, pack, r: dict[str, Any], out_dir: Path | None = N
     res: dict[str, Any] = {"faces": n, "steps": steps, "scheduler": scheduler_name, "scales": {}}
     grid_rows = None
     for si, scale in enumerate(r["val_scales"]):
-        cfg = fixed_degradation(float(scale))
-        lqs = [degrade_image(g, np.random.default_rng([0, i]), cfg).lq for i, g in enumerate(gts)]
+        lqs = degrade_faces(gts, float(scale))  # the inputs of `frgd eval faces` (seed 0)
+        outs: dict[str, list[np.ndarray]] = {"bicubic": upscale_faces(lqs, 128)}
         lq = torch.cat([image_to_tensor(x) for x in lqs])
-        outs: dict[str, np.ndarray] = {}
-        bic = torch.nn.functional.interpolate(lq, size=(128, 128), mode="bicubic", align_corners=False).clamp(0, 1)
-        outs["bicubic"] = _to_u8(bic)
         for name, (ref, w) in modes.items():
             o = pipe(
                 lq,
@@ -579,20 +565,12 @@ def validate(model, scheduler, pack, r: dict[str, Any], out_dir: Path | None = N
                 scheduler=scheduler_name,
                 weights=w,
             )
-            outs[name] = _to_u8(o.images)
-        rows = {}
-        for name, arr in outs.items():
-            ps = [psnr(a.astype(np.float64), g.astype(np.float64)) for a, g in zip(arr, gts)]
-            rows[name] = {
-                "psnr": float(np.mean([p for p in ps if math.isfinite(p)])),
-                "ssim": float(np.mean([ssim_y(a, g) for a, g in zip(arr, gts)])),
-            }
-        res["scales"][f"x{scale:g}"] = rows
+            outs[name] = [tensor_to_image(x) for x in o.images]
+        res["scales"][f"x{scale:g}"] = {name: psnr_ssim(arr, gts) for name, arr in outs.items()}
         if si == 0:
             k = min(int(r["grid_faces"]), n)
-            lq_up = torch.nn.functional.interpolate(lq[:k], size=(128, 128), mode="nearest")
-            cols = [_to_u8(lq_up)] + [outs[m][:k] for m in ("bicubic", *modes)] + [gts[:k]]
-            grid_rows = np.concatenate([np.concatenate([c[i] for c in cols], axis=1) for i in range(k)], axis=0)
+            cols = [upscale_faces(lqs[:k], 128, "nearest")] + [outs[m][:k] for m in ("bicubic", *modes)] + [gts[:k]]
+            grid_rows = grid_image(cols, k)
     if out_dir is not None and grid_rows is not None:
         import cv2
 
@@ -600,11 +578,6 @@ def validate(model, scheduler, pack, r: dict[str, Any], out_dir: Path | None = N
         res["grid_columns"] = ["input (nearest)", "bicubic", *modes, "ground truth"]
     res["seconds"] = time.perf_counter() - t0
     return res
-
-
-def _to_u8(x: torch.Tensor) -> np.ndarray:
-    """``(B, 3, H, W)`` [0, 1] -> ``(B, H, W, 3)`` uint8."""
-    return np.round(x.detach().float().clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy() * 255).astype(np.uint8)
 
 
 def run_round(

@@ -119,13 +119,11 @@ def _merge(base: dict[str, Any], over: dict[str, Any], path: str = "") -> dict[s
     return out
 
 
-def load_config(path_or_dict: str | Path | dict[str, Any]) -> dict[str, Any]:
-    """Read a training config (JSON file or dict) merged over :data:`DEFAULTS`; unknown keys raise InputError.
-
-    A bare file name that does not exist is looked up in ``frgd_resources/presets/``.
-    """
+def read_config(path_or_dict: str | Path | dict[str, Any]) -> dict[str, Any]:
+    """The raw JSON object of a config (a copy for a dict) without its ``_comment`` keys. A bare file name that does
+    not exist is looked up in ``frgd_resources/presets/`` (``.json`` optional)."""
     if isinstance(path_or_dict, dict):
-        raw = path_or_dict
+        raw = copy.deepcopy(path_or_dict)
     else:
         p = Path(path_or_dict)
         if not p.is_file():
@@ -136,13 +134,19 @@ def load_config(path_or_dict: str | Path | dict[str, Any]) -> dict[str, Any]:
             except ImportError:  # pragma: no cover - resources package always installed with the project
                 alt = p
             if not alt.is_file():
-                raise InputError(f"training config not found: {p}")
+                raise InputError(f"config not found: {p}")
             p = alt
         try:
             raw = json.loads(p.read_text())
         except json.JSONDecodeError as err:
             raise InputError(f"{p}: invalid JSON ({err})") from None
-    raw = {k: v for k, v in raw.items() if not k.startswith("_")}  # "_comment" keys
+    return {k: v for k, v in raw.items() if not k.startswith("_")}
+
+
+def load_config(path_or_dict: str | Path | dict[str, Any]) -> dict[str, Any]:
+    """Read a training config (JSON file, preset name or dict; :func:`read_config`) merged over :data:`DEFAULTS`;
+    unknown keys raise InputError."""
+    raw = read_config(path_or_dict)
     cfg = _merge(DEFAULTS, raw)
     fusion = FusionConfig.from_dict(cfg["fusion"])  # validates
     cfg["fusion"] = {k: getattr(fusion, k) for k in fusion.__dataclass_fields__}
