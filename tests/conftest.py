@@ -48,3 +48,14 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
     base = tmp_path_factory.getbasetemp()
     monkeypatch.setenv("FRGD_CACHE_DIR", str(base / "cache"))
     monkeypatch.setenv("FRGD_CONFIG_DIR", str(base / "config"))
+
+
+@pytest.fixture
+def without_shipped_weights(tmp_path, monkeypatch):
+    """Our shipped resources (e.g. the trained ``frgd-128``) look absent: what a user sees after deleting them, or a
+    checkout whose weights failed to install. Returns the empty folder the resources are looked up in."""
+    import frgd.weights as W
+
+    empty = tmp_path / "no_resources"
+    monkeypatch.setattr(W, "_resource_dir", lambda entry: empty / entry.path if entry.path else None)
+    return empty

@@ -176,7 +176,7 @@ def test_job_progress_cancel_and_oom_fallback(qtbot, monkeypatch):
 
 
 # ------------------------------------------------------------------------------------------------------ window level
-def test_missing_weights_pane_explains_and_rest_works(qtbot, tmp_path, photo_file):
+def test_missing_weights_pane_explains_and_rest_works(qtbot, tmp_path, photo_file, without_shipped_weights):
     settings = Settings(tmp_path / "settings.ini")
     settings.set("device", "cpu")
     w = MainWindow(settings, interactive=False)

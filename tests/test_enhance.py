@@ -127,7 +127,7 @@ def test_enhance_photo_cli_and_no_face(tmp_path, model_dir, capsys):
     assert "no face" in capsys.readouterr().err
 
 
-def test_missing_default_weights_is_actionable(capsys, tmp_path):
+def test_missing_default_weights_is_actionable(capsys, tmp_path, without_shipped_weights):
     with pytest.raises(MissingWeightsError) as err:
         load_frgd_pipeline(None, device="cpu")
     msg = str(err.value)
@@ -140,7 +140,7 @@ def test_missing_default_weights_is_actionable(capsys, tmp_path):
     assert err_text.startswith("frgd: error:") and "\n" not in err_text
 
 
-def test_default_model_from_weights_cache(model_dir):
+def test_default_model_from_weights_cache(model_dir, without_shipped_weights):
     import shutil
 
     from frgd.weights import entry_cache_dir

@@ -255,6 +255,11 @@ def test_pack_round_trip(tmp_path):
     assert np.allclose(pack.train_aug_emb[lonely], src.aug_emb[:12][lonely], atol=0.003)
     assert not np.any(pack.train_aug_emb[~lonely])
     assert np.allclose(pack.val_ref_emb, src.emb[12:], atol=0.01)
+    # validation targets are lossless whatever the training quality: every round validates on the same pixels
+    assert np.array_equal(pack.val_images, src.images[12:])
+    write_pack(src, tmp_path / "q60", quality=60)
+    low = load_pack(tmp_path / "q60")
+    assert np.array_equal(low.val_images, src.images[12:]) and cv2.PSNR(low.train_images, src.images[:12]) < psnr
 
 
 def test_pack_auto_quality_fits_the_budget(tmp_path):
@@ -392,7 +397,8 @@ def test_gpu_round_script_runs_on_cpu(pack_dir, tmp_path):
     block.mkdir()
     (block / "sitecustomize.py").write_text(BLOCKER.format(blocked=set(GPU_MACHINE_LACKS)))
     env = {**os.environ, "OUT": str(out), "PYTHON": sys.executable, "ROUND_CARRY": os.path.relpath(carry, REPO),
-           "ROUND_DEADLINE_S": "6", "PYTHONPATH": str(block)}  # fmt: skip
+           "ROUND_DEADLINE_S": "6", "PYTHONPATH": str(block), "ROUND_KEEP": str(tmp_path / "keep"),
+           "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "inductor")}  # fmt: skip
     for var in ("FRGD_CACHE_DIR", "FRGD_CONFIG_DIR"):  # the GPU machine has no such settings
         env.pop(var, None)
     probe = "import diffusers, sys; sys.stdout.write(diffusers.__file__)"
@@ -403,6 +409,23 @@ def test_gpu_round_script_runs_on_cpu(pack_dir, tmp_path):
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     state = json.loads((out / "round.json").read_text())
     assert state["status"] == "complete" and (out / "round.log").is_file() and (out / "model" / "config.json").is_file()
+    # a second call on the same (warm) machine continues from the first one's weights, without landing them
+    keep = tmp_path / "keep"
+    assert json.loads((keep / "round.json").read_text())["round"] == state["round"] and (keep / "config.json").is_file()
+    gone = subprocess.run(
+        ["bash", str(REPO / "scripts" / "gpu_round.sh"), "--preset", str(preset)],
+        env={**env, "ROUND_KEEP": str(tmp_path / "given_back"), "ROUND_CONTINUE": "1"},
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert gone.returncode == 3 and "ROUND_CONTINUE" in gone.stderr  # a fresh machine: nothing to continue from
+    res2 = subprocess.run(
+        ["bash", str(REPO / "scripts" / "gpu_round.sh"), "--preset", str(preset)],
+        env={**env, "ROUND_CONTINUE": "1"}, capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+    assert res2.returncode == 0, res2.stdout[-2000:] + res2.stderr[-2000:]
+    state2 = json.loads((out / "round.json").read_text())
+    assert state2["round"] == state["round"] + 1 and state2["init"]["from"] == str(keep)
+    assert json.loads((keep / "round.json").read_text())["round"] == state2["round"]  # kept for a third call
     blocked = subprocess.run(
         [sys.executable, "-c", "import platformdirs"], env={**os.environ, "PYTHONPATH": str(block)}, capture_output=True
     )
@@ -435,3 +458,26 @@ def test_a_failed_validation_keeps_the_round(pack_dir, tmp_path, monkeypatch):
     s = run_round(pack_dir, tmp_path / "o", 2.0, preset=TINY_ROUND, init_dir=tmp_path / "none")
     assert s["status"] == "complete" and s["val"] == {"error": "RuntimeError: boom"}
     assert (tmp_path / "o" / "model" / "diffusion_pytorch_model.safetensors").is_file()
+
+
+# ------------------------------------------------------------------------------------------------- shipped weights
+def test_shipped_frgd128_is_a_landed_round():
+    """The committed ``frgd-128`` is what the rounds trained: the round preset's architecture, fp16 within the 16 MiB
+    return limit, its ``round.json`` beside it and recorded under docs/results/rounds, finite, and it samples."""
+    from frgd.diffusion.model import WEIGHTS_FILE
+    from frgd.diffusion.training.round import ROUND_FILE, default_init_dir
+    from frgd.diffusion.training.train import architecture
+    from frgd.enhance import load_frgd_pipeline
+
+    d = default_init_dir()
+    state = json.loads((d / ROUND_FILE).read_text())
+    assert state["round"] >= 1 and state["status"] == "complete"
+    recorded = REPO / "docs" / "results" / "rounds" / f"round_{state['round']:03d}.json"
+    assert json.loads(recorded.read_text())["cumulative"] == state["cumulative"]
+    assert (d / WEIGHTS_FILE).stat().st_size < 16 * 2**20
+    pipe = load_frgd_pipeline(None, device="cpu")
+    assert architecture(dict(pipe.model.config)) == architecture(round_config("round_frgd128")["model"])
+    assert all(p.dtype == torch.float32 and torch.isfinite(p).all() for p in pipe.model.parameters())
+    lq = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    out = pipe(lq, num_samples=1, seeds=[0], steps=2, identity_strength=0.0)
+    assert out.images.shape == (1, 3, 128, 128) and torch.isfinite(out.images).all()

@@ -155,9 +155,7 @@ def test_missing_resource_and_convert_messages(test_manifest: Path) -> None:
     assert "`frgd weights download good`" in str(ei.value) and "`frgd weights convert conv`" in str(ei.value)
 
 
-def test_shipped_resource_missing_message_says_how_to_get_it(cache: Path) -> None:
-    if W.find_files("frgd-128") is not None:
-        pytest.skip("frgd-128 is installed here")
+def test_shipped_resource_missing_message_says_how_to_get_it(cache: Path, without_shipped_weights) -> None:
     with pytest.raises(MissingWeightsError, match=r"frgd weights import DIR --name frgd-128"):
         W.weights_path("frgd-128")
 

@@ -174,8 +174,8 @@ def default_frgd_dir() -> Path:
         from frgd.weights import weights_path
     except ImportError as err:  # the weights module is part of the pipelines; keep the editor usable without it
         raise MissingWeightsError(
-            "FRGD model weights are not installed: no trained FRGD model ships yet. Train one with `frgd train` or "
-            "install a model folder with `frgd weights import`, then choose it under Settings > FRGD model folder."
+            "FRGD model weights cannot be found: the `frgd` pipelines that ship them are not importable. Reinstall "
+            "FRGD Studio, or choose a model folder under Settings > FRGD model folder."
         ) from err
     return Path(weights_path("frgd-128"))
 

@@ -5,9 +5,9 @@ Run under a virtual X server (Debian: ``apt-get install xvfb xauth``)::
     xvfb-run -a -s "-screen 0 1680x1050x24" python -m frgd_studio.tools.screenshot --out docs/screenshot.png
 
 It opens ``frgd_resources/demo`` (photo + reference), detects the face, paints an eye mask, runs FRGD for four
-samples, applies one and opens the comparison view, then saves ``QWidget.grab()`` of the window. ``--model DIR``
-picks an FRGD model folder; without one (no trained model ships yet) a tiny *untrained, randomly initialised* FRGD
-model is created in a temporary folder, so its samples are NOT restorations: they only show the workflow.
+samples, applies one and opens the comparison view, then saves ``QWidget.grab()`` of the window. The FRGD model is
+the shipped ``frgd-128`` unless ``--model DIR`` picks another folder; ``--tiny-random`` creates a tiny *untrained,
+randomly initialised* model in a temporary folder (its samples are NOT restorations: they only show the workflow).
 Settings are kept in a temporary folder (the user's settings are not touched).
 """
 
@@ -55,7 +55,8 @@ def _wait(window, app, timeout: float = 600.0) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default="docs/screenshot.png")
-    p.add_argument("--model", help="FRGD model folder (default: a tiny untrained random model)")
+    p.add_argument("--model", help="FRGD model folder (default: the shipped frgd-128)")
+    p.add_argument("--tiny-random", action="store_true", help="use a tiny untrained random model (workflow only)")
     p.add_argument("--steps", type=int, default=15)
     p.add_argument("--samples", type=int, default=4)
     p.add_argument("--seed", type=int, default=2024)
@@ -74,7 +75,12 @@ def main(argv: list[str] | None = None) -> int:
     from frgd_studio.settings import Settings
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
-    model = Path(args.model) if args.model else make_tiny_model(tmp)
+    if args.tiny_random:
+        model = make_tiny_model(tmp)
+    else:
+        from frgd_studio.backend import default_frgd_dir
+
+        model = Path(args.model) if args.model else default_frgd_dir()
     settings = Settings()
     settings.set("device", args.device)
     settings.set("frgd_model", str(model))

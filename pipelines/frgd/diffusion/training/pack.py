@@ -42,6 +42,9 @@ logger = logging.getLogger(__name__)
 PACK_FILE = "faces.npz"
 INFO_FILE = "pack.json"
 QUALITIES = (90, 85, 80, 75, 70, 65, 60)
+#: OpenCV's WebP quality above 100 means lossless: validation targets are stored so, so that every round's
+#: validation (and its bicubic baseline) sees the same ground truth whatever quality the training faces got.
+LOSSLESS = 101
 """WebP qualities tried by ``quality="auto"``, best first."""
 FACE = 128
 
@@ -163,16 +166,19 @@ def write_pack(src: PackSource, out: str | Path, quality: int | str = "auto", bu
     )  # fmt: skip
     fixed = emb_q.nbytes + emb_scale.nbytes + aug_q.nbytes + aug_scale.nbytes + n * 17 + 4096  # + npz headers
 
+    qual_row = np.where(src.split == 0, 0, LOSSLESS)  # 0: the training quality being tried
+
     def encode_all(q: int, step: int = 1) -> list[bytes]:
+        rows = range(0, n, step)
         with ThreadPoolExecutor() as ex:
-            return list(ex.map(lambda im: encode_webp(im, q), src.images[::step]))
+            return list(ex.map(lambda i: encode_webp(src.images[i], int(qual_row[i]) or q), rows))
 
     if quality == "auto":
         if budget_bytes is None:
             raise InputError("quality='auto' needs a byte budget")
         candidates = list(QUALITIES)
         for q in QUALITIES:  # estimate from a sample, keep the qualities that might fit
-            est = sum(len(b) for b in encode_all(q, 16)) * n / len(src.images[::16]) + fixed
+            est = sum(len(b) for b in encode_all(q, 16)) * n / len(range(0, n, 16)) + fixed
             if est <= budget_bytes * 0.99:
                 candidates = [c for c in QUALITIES if c <= q]
                 break
@@ -214,6 +220,7 @@ def write_pack(src: PackSource, out: str | Path, quality: int | str = "auto", bu
         "single_photo_faces": int(lonely.sum()),
         "val_targets": int((src.split == 1).sum()),
         "webp_quality": int(q),
+        "val_lossless": True,
         "bytes": int(size),
         "embedding_dim": int(src.emb.shape[1]),
         "origin": src.origin,

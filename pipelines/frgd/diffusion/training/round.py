@@ -213,7 +213,7 @@ class RoundTrainer:
         self.cuda = self.device.type == "cuda"
         self.bf16 = self.cuda if self.r["bf16"] == "auto" else bool(self.r["bf16"])
         self.channels_last = self.cuda if self.r["channels_last"] == "auto" else bool(self.r["channels_last"])
-        self.timings: dict[str, float] = {}
+        self.timings: dict[str, float] = {"startup": self.elapsed()}  # the command's start to here: imports
         seed = int(self.r["seed"])
         torch.manual_seed(seed)
         if self.cuda:
@@ -233,6 +233,7 @@ class RoundTrainer:
             bank_size=int(self.r["mask_bank"]),
         )
         self.timings["data_setup"] = time.perf_counter() - t
+        t = time.perf_counter()
         self.init_dir = Path(init_dir) if init_dir is not None else default_init_dir()
         self.prev = previous_round(self.init_dir)
         self.model, self.init_record = init_model(cfg, self.init_dir, self.device)
@@ -259,6 +260,7 @@ class RoundTrainer:
         self.data_times: list[float] = []
         self.step_times: list[float] = []
         self.last_export = 0.0
+        self.timings["model_setup"] = time.perf_counter() - t
 
     # ------------------------------------------------------------------------------------------------ one step
     def elapsed(self) -> float:
@@ -481,10 +483,12 @@ class RoundTrainer:
     def run(self) -> dict[str, Any]:
         """All phases; returns the final ``round.json`` content."""
         n_params = sum(q.numel() for q in self.params)
+        t = time.perf_counter()
         fl = flops_per_image(
             self.model, int(self.model.config.cond_channels), int(self.model.config.identity_dim), self.device
         )
         ceiling = matmul_ceiling_tflops(self.device)
+        self.timings["flops_and_ceiling"] = time.perf_counter() - t
         self.summary: dict[str, Any] = {"params": n_params, "flops_per_image": fl, "matmul_tflops": ceiling}
         logger.info(
             "round: %d faces on %s, %.2f M params, %.1f GFLOP/img, init %s",
