@@ -8,6 +8,7 @@ import math
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import cv2
@@ -446,6 +447,93 @@ def test_gpu_degradation_ranges_are_the_cpu_pipelines():
     shared = [f.name for f in fields(GPUDegradation) if hasattr(cpu, f.name)]
     assert len(shared) >= 11
     assert all(getattr(gpu, k) == getattr(cpu, k) for k in shared)
+
+
+def _fake_compile(calls: list, monkeypatch, fail: bool = False):
+    """A stand-in for ``torch.compile``: the background thread's call waits until the training thread has made two
+    more steps (a compile that takes a while), or raises."""
+    import threading
+
+    import frgd.diffusion.training.round as rnd
+
+    steps = [0]
+    train_step = rnd.RoundTrainer.train_step
+
+    def counting(self, *a, **k):
+        steps[0] += 1
+        return train_step(self, *a, **k)
+
+    monkeypatch.setattr(rnd.RoundTrainer, "train_step", counting)
+
+    def compile_(model, *a, **k):
+        def run(*args, **kw):
+            name = threading.current_thread().name
+            calls.append((name, model))
+            if name == "frgd-round-compile":
+                if fail:
+                    raise RuntimeError("inductor exploded")
+                start, t0 = steps[0], time.monotonic()
+                while steps[0] < start + 2 and time.monotonic() - t0 < 60:
+                    time.sleep(0.01)
+            return model(*args, **kw)
+
+        return run
+
+    return compile_
+
+
+def test_background_compile_trains_meanwhile_then_is_adopted(pack_dir, tmp_path, monkeypatch, one_torch_thread):
+    calls: list = []
+    monkeypatch.setattr(torch, "compile", _fake_compile(calls, monkeypatch))
+    rnd = {"compile": True, "compile_min_left_s": 0.0, "batch_sizes": [2]}
+    s = run_round(pack_dir, tmp_path / "o", 8.0, preset=TINY_ROUND, init_dir=tmp_path / "none", overrides=rnd)
+    b = s["bench"]
+    assert b["compile_in_background"] and b["images_during_compile"] >= 2  # eager steps went on meanwhile
+    assert b["chosen"]["compile"] is True and s["compiled"] and b["switch_s"] >= 0
+    assert b["compiled_vs_eager_rel_err"] < 1e-6  # the same model: the agreement check passes
+    background = [m for n, m in calls if n == "frgd-round-compile"]
+    main = [m for n, m in calls if n == "MainThread"]
+    assert len(background) == 1 and main  # compiled once in the thread, then trained with in the main thread
+    assert background[0] is not main[0]  # the thread compiled a copy: the trained weights were never touched there
+    assert s["status"] == "complete" and s["img_per_s_final"] > 0
+
+
+def test_compiled_code_with_the_copys_weights_is_refused(pack_dir, tmp_path, monkeypatch, one_torch_thread):
+    """Were the compiled code to compute with the weights of the copy it was compiled from (stale after eager steps),
+    the agreement check on the captured inputs refuses it and the round stays eager."""
+    first: list = []
+    calls: list = []
+    fake = _fake_compile(calls, monkeypatch)
+
+    def stale(model, *a, **k):
+        first.append(model)
+        return fake(first[0])  # always the copy's weights
+
+    monkeypatch.setattr(torch, "compile", stale)
+    rnd = {"compile": True, "compile_min_left_s": 0.0, "batch_sizes": [2], "lr": 0.05, "warmup_s": 0.01}
+    s = run_round(pack_dir, tmp_path / "o", 8.0, preset=TINY_ROUND, init_dir=tmp_path / "none", overrides=rnd)
+    b = s["bench"]
+    assert b["compiled_vs_eager_rel_err"] > 0.02 and not s["compiled"] and b["chosen"]["compile"] is False
+    assert any("disagrees" in r.get("error", "") for r in b["runs"]) and s["status"] == "complete"
+
+
+def test_a_failed_background_compile_stays_eager(pack_dir, tmp_path, monkeypatch, one_torch_thread):
+    calls: list = []
+    monkeypatch.setattr(torch, "compile", _fake_compile(calls, monkeypatch, fail=True))
+    rnd = {"compile": True, "compile_min_left_s": 0.0, "batch_sizes": [2]}
+    s = run_round(pack_dir, tmp_path / "o", 4.0, preset=TINY_ROUND, init_dir=tmp_path / "none", overrides=rnd)
+    b = s["bench"]
+    assert s["status"] == "complete" and not s["compiled"] and b["chosen"]["compile"] is False
+    assert any("inductor exploded" in r.get("error", "") for r in b["runs"])
+    assert all(n == "frgd-round-compile" for n, _ in calls)
+
+
+def test_synchronous_compile_still_available(pack_dir, tmp_path, monkeypatch, one_torch_thread):
+    calls: list = []
+    monkeypatch.setattr(torch, "compile", _fake_compile(calls, monkeypatch))
+    rnd = {"compile": True, "compile_in_background": False, "batch_sizes": [2]}
+    s = run_round(pack_dir, tmp_path / "o", 4.0, preset=TINY_ROUND, init_dir=tmp_path / "none", overrides=rnd)
+    assert s["compiled"] and s["bench"]["compile_s"] > 0 and {n for n, _ in calls} == {"MainThread"}
 
 
 def test_a_failed_validation_keeps_the_round(pack_dir, tmp_path, monkeypatch):
