@@ -182,10 +182,8 @@ def default_frgd_dir() -> Path:
 
 def load_frgd_pipeline(model_dir: str | Path | None, device) -> Any:
     """A cached :class:`frgd.diffusion.sampling.pipeline.FRGDPipeline` for ``model_dir`` (default: installed model)."""
-    import torch
-
     from frgd.diffusion.model import load_model_dir
-    from frgd.diffusion.sampling.pipeline import FRGDPipeline
+    from frgd.diffusion.sampling.pipeline import FRGDPipeline, prefers_channels_last
 
     path = Path(model_dir) if model_dir else default_frgd_dir()
     key = (str(path.resolve()), str(device))
@@ -200,7 +198,7 @@ def load_frgd_pipeline(model_dir: str | Path | None, device) -> Any:
             identity_backend=bundle.identity.backend,
             device=device,
             name=path.name,
-            channels_last=torch.device(device).type == "cpu",  # the editor owns this model: faster CPU convolutions
+            channels_last=prefers_channels_last(device),  # the editor owns this model
         )
         with _LOCK:
             _FRGD_CACHE[key] = pipe

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from ..devices import describe_device, resolve_device
-from ..diffusion.sampling.pipeline import DEFAULT_SCHEDULER, DEFAULT_STEPS, FRGDPipeline
+from ..diffusion.sampling.pipeline import DEFAULT_SCHEDULER, DEFAULT_STEPS, FRGDPipeline, prefers_channels_last
 from ..errors import InputError
 from ..tensor import image_to_tensor, tensor_to_image
 
@@ -298,7 +298,9 @@ def build_bench_pipeline(
     torch.manual_seed(0)
     model = FRGDUNet(**cfg)
     sched = make_train_scheduler(prediction_type=model.config.prediction_type)
-    pipe = FRGDPipeline(model, sched, identity_encoder, device=device, name=config, channels_last=device.type == "cpu")
+    pipe = FRGDPipeline(
+        model, sched, identity_encoder, device=device, name=config, channels_last=prefers_channels_last(device)
+    )
     return pipe, desc
 
 

@@ -42,10 +42,10 @@ logger = logging.getLogger(__name__)
 PACK_FILE = "faces.npz"
 INFO_FILE = "pack.json"
 QUALITIES = (90, 85, 80, 75, 70, 65, 60)
-#: OpenCV's WebP quality above 100 means lossless: validation targets are stored so, so that every round's
-#: validation (and its bicubic baseline) sees the same ground truth whatever quality the training faces got.
-LOSSLESS = 101
 """WebP qualities tried by ``quality="auto"``, best first."""
+LOSSLESS = 101
+"""OpenCV's WebP quality above 100 means lossless: validation targets are stored so, so that every round's
+validation (and its bicubic baseline) sees the same ground truth whatever quality the training faces got."""
 FACE = 128
 
 
@@ -166,12 +166,11 @@ def write_pack(src: PackSource, out: str | Path, quality: int | str = "auto", bu
     )  # fmt: skip
     fixed = emb_q.nbytes + emb_scale.nbytes + aug_q.nbytes + aug_scale.nbytes + n * 17 + 4096  # + npz headers
 
-    qual_row = np.where(src.split == 0, 0, LOSSLESS)  # 0: the training quality being tried
-
     def encode_all(q: int, step: int = 1) -> list[bytes]:
-        rows = range(0, n, step)
+        """Every ``step``-th face: training faces at quality ``q``, validation targets lossless."""
         with ThreadPoolExecutor() as ex:
-            return list(ex.map(lambda i: encode_webp(src.images[i], int(qual_row[i]) or q), rows))
+            return list(ex.map(lambda i: encode_webp(src.images[i], q if src.split[i] == 0 else LOSSLESS),
+                               range(0, n, step)))  # fmt: skip
 
     if quality == "auto":
         if budget_bytes is None:

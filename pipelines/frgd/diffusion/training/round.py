@@ -189,6 +189,14 @@ def matmul_ceiling_tflops(device: torch.device, n: int = 8192, reps: int = 10) -
     return 2 * n**3 * reps / (time.perf_counter() - t0) / 1e12
 
 
+def compile_not_used(bench: dict[str, Any], batch_size: int, why: BaseException | str) -> None:
+    """Record in ``bench["runs"]`` (and log) a compiled run that training does not use: an error, or a reason."""
+    text = str(why)
+    if isinstance(why, BaseException):
+        logger.warning("torch.compile failed (%s): eager", (text.splitlines() or [""])[0][:200])
+    bench["runs"].append({"batch": batch_size, "compile": True, "img_per_s": None, "error": text[:200]})
+
+
 class RoundTrainer:
     """State of one round (see the module docstring); :meth:`run` does it all."""
 
@@ -266,7 +274,8 @@ class RoundTrainer:
         self.step_times: list[float] = []
         self.last_export = 0.0
         self.bg_compile: dict[str, Any] | None = None  # the background compile in flight (see measure)
-        self.capture_next: list[tuple[torch.Tensor, ...]] | None = None  # train_step appends its forward inputs
+        self.capture_inputs = False  # set: the next train_step keeps a copy of its forward inputs in captured_inputs
+        self.captured_inputs: tuple[torch.Tensor, ...] | None = None
         self.timings["model_setup"] = time.perf_counter() - t
 
     # ------------------------------------------------------------------------------------------------ one step
@@ -301,9 +310,9 @@ class RoundTrainer:
             cond = cond.contiguous(memory_format=torch.channels_last)
         for g in self.opt.param_groups:
             g["lr"] = self.lr()
-        if self.capture_next is not None:  # an example of the real inputs (dtypes, strides) for a background compile
-            self.capture_next.append(tuple(a.detach().clone() for a in (x_t, t, cond, batch.identity, drop)))
-            self.capture_next = None
+        if self.capture_inputs:  # an example of the real inputs (dtypes, strides) for a background compile
+            self.captured_inputs = tuple(a.detach().clone() for a in (x_t, t, cond, batch.identity, drop))
+            self.capture_inputs = False
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=self.bf16):
             pred = self.forward(x_t, t, cond, batch.identity, drop)
         err = (pred.float() - target.float()) ** 2
@@ -414,19 +423,18 @@ class RoundTrainer:
             else:
                 self.forward = self.model
         except Exception as err:  # noqa: BLE001 - a failed compile must not cost the round
-            logger.warning("torch.compile failed (%s): eager", (str(err).splitlines() or [""])[0][:200])
             self.forward = self.model
             self.opt.zero_grad(set_to_none=True)  # a step that failed half-way leaves no gradients behind
-            bench["runs"].append({"batch": batch_size, "compile": True, "img_per_s": None, "error": str(err)[:200]})
+            compile_not_used(bench, batch_size, err)
 
     def start_background_compile(self, batch_size: int, bench: dict[str, Any]) -> None:
         """Compile a copy of the model in a thread, on one captured batch of real inputs (forward and backward, under
         the training autocast), while the caller trains eagerly; :meth:`poll_background_compile` adopts it."""
         import threading
 
-        example: list[tuple[torch.Tensor, ...]] = []
-        self.capture_next = example
+        self.capture_inputs = True
         self.train_step(batch_size)  # trains, and captures its inputs
+        example = self.captured_inputs
         shadow = copy.deepcopy(self.model)
         shadow_params = [q for q in shadow.parameters() if q.requires_grad]
         job: dict[str, Any] = {"batch": batch_size, "bench": bench, "t0": time.perf_counter(), "images0": self.images,
@@ -436,7 +444,7 @@ class RoundTrainer:
             try:
                 compiled = torch.compile(shadow)
                 with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-                    pred = compiled(*example[0])
+                    pred = compiled(*example)
                 loss = pred.float().square().mean()
                 torch.autograd.grad(loss, shadow_params[:1])  # runs (so compiles) the backward; no .grad touched
                 self._sync()
@@ -462,15 +470,14 @@ class RoundTrainer:
         bench["images_during_compile"] = self.images - job["images0"]
         err = job.get("error")
         if err is not None:
-            logger.warning("background torch.compile failed (%s): eager", (str(err).splitlines() or [""])[0][:200])
-            bench["runs"].append({"batch": job["batch"], "compile": True, "img_per_s": None, "error": str(err)[:200]})
+            compile_not_used(bench, job["batch"], err)
             return
         logger.info("background compile done in %.0f s (%d images trained meanwhile)", job["seconds"],
                     bench["images_during_compile"])  # fmt: skip
         if self.train_end_s - self.elapsed() < float(self.r["compile_min_left_s"]):
-            bench["runs"].append({"batch": job["batch"], "compile": True, "img_per_s": None, "error": "too late"})
+            compile_not_used(bench, job["batch"], "too late")
             return
-        self.adopt_compiled(job["batch"], bench, torch.compile(self.model), example=job["example"][0])
+        self.adopt_compiled(job["batch"], bench, torch.compile(self.model), example=job["example"])
 
     def finish_background_compile(self, timeout_s: float = 5.0) -> None:
         """After training: record a background compile that was never adopted; give it ``timeout_s`` to end."""
@@ -480,8 +487,7 @@ class RoundTrainer:
         job["thread"].join(timeout_s)
         done = not job["thread"].is_alive()
         job["bench"].update({"compile_in_background": True, "compile_s": job.get("seconds") if done else None})
-        why = "done after the deadline" if done else "not done by the deadline"
-        job["bench"]["runs"].append({"batch": job["batch"], "compile": True, "img_per_s": None, "error": why})
+        compile_not_used(job["bench"], job["batch"], "done after the deadline" if done else "not done by the deadline")
 
     def train_until_deadline(self, batch_size: int) -> None:
         """Phase 3: steps until the training deadline; logs, probes the data share, exports periodically."""
