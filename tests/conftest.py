@@ -54,8 +54,6 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
 def without_shipped_weights(tmp_path, monkeypatch):
     """Our shipped resources (e.g. the trained ``frgd-128``) look absent: what a user sees after deleting them, or a
     checkout whose weights failed to install. Returns the empty folder the resources are looked up in."""
-    import frgd.weights as W
-
     empty = tmp_path / "no_resources"
-    monkeypatch.setattr(W, "_resource_dir", lambda entry: empty / entry.path if entry.path else None)
+    monkeypatch.setattr("frgd.weights.paths._resource_dir", lambda entry: empty / entry.path if entry.path else None)
     return empty

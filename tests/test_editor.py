@@ -34,10 +34,12 @@ def tiny_model_dir(tmp_path_factory):
 
 @pytest.fixture
 def tiny_identity(monkeypatch):
+    """The tiny random identity encoder wherever the editor or FRGD would load the real one."""
+    import frgd.identity
     from frgd.identity import IdentityEncoder
 
     enc = IdentityEncoder.tiny_random(0)
-    monkeypatch.setattr(backend, "identity_encoder", lambda _backend, _device: enc)
+    monkeypatch.setattr(frgd.identity, "get_identity_encoder", lambda backend="dlib", device="cpu": enc.to(device))
     return enc
 
 
@@ -321,6 +323,7 @@ def test_cancel_frgd_job(window, photo_file, qtbot):
     p = window.frgd_panel
     p.steps.setValue(400)
     p.samples.setValue(1)
+    p.slider.setValue(100)  # the identity end samples all 400 steps (lower values start later: img2img strength)
     job = window.resample()
     qtbot.waitUntil(lambda: job.state == "running", timeout=30000)
     qtbot.waitUntil(lambda: window.progress.maximum() == 400 or job.is_finished, timeout=60000)
@@ -372,6 +375,9 @@ def test_session_round_trip_and_provenance(window, photo_file, qtbot, tmp_path, 
     np.testing.assert_allclose(f2.affine, face.affine, atol=1e-9)
     np.testing.assert_array_equal(f2.mask, face.mask)
     np.testing.assert_array_equal(f2.applied, face.applied)
+    assert face.applied_mask is not None and face.samples[0].paste_mask is not None  # the mouth mask
+    np.testing.assert_array_equal(f2.applied_mask, face.applied_mask)
+    np.testing.assert_array_equal(f2.samples[0].paste_mask, face.samples[0].paste_mask)
     assert [s.seed for s in f2.samples] == [s.seed for s in face.samples]
     for a, b in zip(f2.samples, face.samples):
         np.testing.assert_array_equal(a.image, b.image)
@@ -541,7 +547,7 @@ def test_sr_pane_background_and_drop(window, photo_file, tmp_path):
 
 
 def test_gfpgan_pane_with_tiny_model(window, photo_file, monkeypatch, tmp_path):
-    """The GFPGAN pane runs the real GFPGANPipeline (tiny random GFPGANv1Clean instead of the official weights)."""
+    """The GFPGAN pane runs the real GFPGAN restorer (tiny random GFPGANv1Clean instead of the official weights)."""
     from frgd.archs.gfpganv1_clean_arch import GFPGANv1Clean
     from frgd.sr import gfpgan
 
@@ -566,27 +572,32 @@ def test_gfpgan_pane_with_tiny_model(window, photo_file, monkeypatch, tmp_path):
     assert name not in window.doc.pane_results and window.view_combo.currentText() == "Result"
 
 
-def test_masked_apply_pastes_only_the_changed_region():
-    """Applying an eyes-only edit to a large face leaves the rest of the photo bit-exact (the 128 px crop is not
-    pasted over the whole face, which would blur it)."""
+def test_masked_apply_pastes_only_the_paste_mask():
+    """An eyes-only edit of a large face (its paste mask: the eyes) leaves the rest of the photo bit-exact (the 128 px
+    crop is not pasted over the whole face, which would blur it); the paste mask is the face's, never guessed from
+    pixels."""
     import cv2
 
     from frgd.faces import face_region_mask, transform_points
+    from frgd_studio.document import Document
 
     rng = np.random.default_rng(0)
     photo = cv2.GaussianBlur((rng.random((520, 520, 3)) * 255).astype(np.uint8), (0, 0), 1.0)
     lm = TEMPLATE_512 * (360 / 512) + 80.0  # a 360 px face: its 128 crop is a 3x downscale
-    face = backend.make_face(photo, lm)
-    eyes = face_region_mask(CROP_SIZE, transform_points(face.affine, face.landmarks), "eyes") > 0.5
-    face.applied = np.where(eyes[..., None], 255 - face.crop, face.crop).astype(np.uint8)
-    out = backend.composite_faces(photo, [face])
-    changed = np.abs(out.astype(int) - photo.astype(int)).sum(-1) > 0
+    doc = Document()
+    doc.set_photo(photo)
+    doc.set_faces([backend.make_face(photo, lm)])
+    face = doc.faces[0]
+    eyes = face_region_mask(CROP_SIZE, transform_points(face.affine, face.landmarks), "eyes")
+    doc.set_applied(0, np.where(eyes[..., None] > 0.5, 255 - face.crop, face.crop).astype(np.uint8), 1, True, eyes)
+    changed = np.abs(doc.composite().astype(int) - photo.astype(int)).sum(-1) > 0
     mx, my = lm[3:].mean(axis=0).astype(int)  # the mouth, far from the eyes
     assert not changed[my - 30 : my + 30, mx - 60 : mx + 60].any(), "outside the edit the photo is untouched"
     for ex, ey in lm[:2].astype(int):
         assert changed[ey, ex], "the edited eyes are pasted"
-    face.applied = face.crop.copy()  # applied but identical to the input: nothing changes
-    np.testing.assert_array_equal(backend.composite_faces(photo, [face]), photo)
+    doc.set_applied(0, face.crop.copy(), 1, True, np.zeros_like(eyes))  # an empty paste mask: nothing changes
+    np.testing.assert_array_equal(doc.composite(), photo)
+    assert doc.identity_changed() and not doc.identity_changed("Original")
 
 
 def test_session_io_errors_are_one_line(window, photo_file, tmp_path):

@@ -13,12 +13,15 @@ import frgd.identity
 from frgd.archs.frgd_unet_arch import FRGDUNet, tiny_config
 from frgd.cli.main import main
 from frgd.diffusion.model import make_train_scheduler, save_model_dir
+from frgd.diffusion.sampling.guidance import slider_to_weights
 from frgd.diffusion.sampling.pipeline import FRGDPipeline
-from frgd.enhance import EnhancePipeline, auto_scale, load_frgd_pipeline
+from frgd.diffusion.sampling.schedulers import first_step
 from frgd.errors import InputError, MissingWeightsError
 from frgd.eval.faces import bench_sampler, evaluate_faces, select_pairs
 from frgd.identity import IdentityEncoder
 from frgd.io import load_rgb, read_provenance, save_image
+from frgd.restore import FacePipeline, FaceRequest, FRGDRestorer, auto_scale, load_frgd_pipeline, upscale_photo
+from frgd.tensor import tensor_to_image
 from frgd_resources import resource_path
 
 
@@ -84,34 +87,38 @@ def test_enhance_aligned_mask_keeps_base(pipe):
     crop = _face_like(2, 32)
     mask = np.zeros((128, 128), np.float32)
     mask[40:90, 30:100] = 1
-    enh = EnhancePipeline(pipe)
-    res = enh.enhance_aligned(crop, mask=mask, seeds=[1], steps=2)
+    (res,) = FRGDRestorer(pipe, steps=2).restore_crop(crop, FaceRequest(mask=mask), [1])
     base = torch.nn.functional.interpolate(
         torch.from_numpy(crop.astype(np.float32) / 255).permute(2, 0, 1)[None], size=(128, 128), mode="bicubic"
     ).clamp(0, 1)
-    outside = torch.from_numpy(mask == 0)[None, None].expand(1, 3, 128, 128)
-    assert torch.equal(res.images[outside], base[outside])
+    outside = mask == 0
+    assert res.image.shape == (128, 128, 3) and res.image.dtype == np.uint8
+    np.testing.assert_array_equal(res.image[outside], tensor_to_image(base)[outside])
+    np.testing.assert_array_equal(res.paste_mask, mask)  # an aligned crop's mask is its paste mask
 
 
 def test_enhance_whole_photo(pipe):
     img = load_rgb(resource_path("demo", "astronaut_lowres.jpg"))
     ref = load_rgb(resource_path("demo", "astronaut_reference.jpg"))
-    enh = EnhancePipeline(pipe, sr_model="lanczos")
-    out = enh(img, references=[ref], num_samples=2, seeds=[1, 2], steps=2, identity_strength=0.5)
-    assert len(out.faces) >= 1 and out.sr_model == "lanczos"
+    enh = FacePipeline(FRGDRestorer(pipe, steps=2, identity_strength=0.5), sr_model="lanczos")
+    enh.restorer.references = enh.reference_crops([ref])
+    out = enh(img, num_samples=2, seeds=[1, 2])
+    assert len(out.faces) >= 1 and out.sr_model == "lanczos" and out.identity_changed
     face = out.faces[0]
-    assert out.scale == auto_scale(face.crop.native_scale * face.crop.size / 128)
+    assert [f.number for f in out.faces] == list(range(1, len(out.faces) + 1))
+    assert out.scale == auto_scale(face.crop.native_scale) and face.crop.size == 128
     h, w = img.shape[:2]
-    assert all(im.shape == (h * out.scale, w * out.scale, 3) for im in out.images)
-    canvas = enh.upscale(img.astype(np.float32) / 255, int(out.scale), "lanczos")
-    changed = np.abs(out.images[0] - canvas).max(axis=2) > 0
+    assert all(im.shape == (h * out.scale, w * out.scale, 3) and im.dtype == np.uint8 for im in out.images)
+    canvas, name = upscale_photo(img, int(out.scale), "lanczos")
+    assert name == "lanczos" and np.array_equal(canvas, out.background)
+    changed = np.abs(out.images[0].astype(int) - canvas).max(axis=2) > 0
     assert 0.005 < changed.mean() < 0.5  # the face area changed, the rest is the SR background
     ys, xs = np.nonzero(changed)
-    box = face.detection.box * out.scale
+    box = face.face.box * out.scale
     cy, cx = (box[1] + box[3]) / 2, (box[0] + box[2]) / 2
     assert abs(ys.mean() - cy) < 0.25 * (box[3] - box[1]) + 4 and abs(xs.mean() - cx) < 0.25 * (box[2] - box[0]) + 4
-    assert np.abs(out.images[0] - out.images[1]).mean() > 1e-4
-    assert face.result.identity_scores is not None
+    assert np.abs(out.images[0].astype(int) - out.images[1]).mean() > 1e-4
+    assert face.samples[0].identity_score is not None and face.samples[0].verdict
 
 
 def test_enhance_photo_cli_and_no_face(tmp_path, model_dir, capsys):
@@ -159,13 +166,16 @@ def test_bench_enhance_cli(capsys):
     assert main(args) == 0
     data = json.loads(capsys.readouterr().out)
     assert [r["num_samples"] for r in data["runs"]] == [1, 2]
-    assert all(r["seconds"] > 0 and r["model_calls"] == 2 for r in data["runs"])
+    ran = 2 - first_step(2, slider_to_weights(0.5, has_reference=False).strength)  # bench default slider 0.5
+    assert all(r["seconds"] > 0 and r["model_calls"] == ran for r in data["runs"])
     assert "random weights" in data["model"]
 
 
 def test_bench_with_reference_uses_cfg_batch():
-    res = bench_sampler(config="tiny", steps=2, samples=2, identity_strength=0.5, device="cpu")
-    assert res["runs"][1]["weights"]["cfg"] > 1 and res["runs"][1]["model_calls"] == 2
+    res = bench_sampler(config="tiny", steps=4, samples=2, identity_strength=0.5, device="cpu")
+    w = res["runs"][1]["weights"]
+    assert 0 < w["cfg"] != 1  # both branches, batched into one call per step
+    assert res["runs"][1]["model_calls"] == 4 - first_step(4, w["strength"])
 
 
 def _fake_faces(root, n_ids: int = 3, per_id: int = 2):
@@ -199,6 +209,22 @@ def test_eval_faces_synthetic(tmp_path, pipe):
     assert res["rows"][-1]["guidance_similarity"] is not None and res["n_faces"] == 3
 
 
+def test_eval_faces_first_skips_pairs_and_keeps_each_pairs_seed(tmp_path, pipe):
+    """``first=K`` evaluates pairs K.. of the default order, each with the seed it has in a longer run."""
+    root = _fake_faces(tmp_path / "faces")
+    kw = dict(pipeline=pipe, scale=8, preset="medium", sliders=[0.0], steps=2, batch=1, judge=False)  # noisy inputs
+    whole = evaluate_faces(root, limit=3, **kw)
+    singles = [evaluate_faces(root, limit=1, first=k, **kw) for k in range(3)]
+    assert singles[2]["first_pair"] == 2 and singles[2]["n_faces"] == 1
+    # pair k alone (first=k) gives the PSNR it has inside the 3-face run only if it gets the same face and seed
+    for col in (1, 2):  # frgd s=0 without and with the reference
+        psnrs = [r["rows"][col]["psnr"] for r in singles]
+        assert len(set(psnrs)) == 3
+        assert sum(psnrs) / 3 == pytest.approx(whole["rows"][col]["psnr"], abs=1e-9)
+    with pytest.raises(InputError):
+        evaluate_faces(root, limit=1, first=-1, **kw)
+
+
 def test_eval_faces_writes_sample_grid(tmp_path, pipe):
     from frgd.io import load_rgb, read_provenance
 
@@ -226,7 +252,7 @@ def test_eval_faces_cli_on_shared_val(pipe, monkeypatch, capsys):
 
     data = shared_path("data", "faces128")
     shared_path("weights", "judge")
-    monkeypatch.setattr("frgd.enhance.load_frgd_pipeline", lambda *a, **k: pipe)
+    monkeypatch.setattr("frgd.restore.load_frgd_pipeline", lambda *a, **k: pipe)
     args = ["eval", "faces", "--data", str(data), "--limit", "2", "--sliders", "0,1", "--steps", "2", "--json"]
     assert main([*args, "--device", "cpu"]) == 0
     res = json.loads(capsys.readouterr().out)
@@ -238,16 +264,16 @@ def test_eval_faces_cli_on_shared_val(pipe, monkeypatch, capsys):
 def test_enhance_whole_photo_mask_limits_the_change(pipe):
     img = load_rgb(resource_path("demo", "astronaut_lowres.jpg"))
     h, w = img.shape[:2]
-    enh = EnhancePipeline(pipe, sr_model="bicubic")
-    kw = dict(num_samples=2, seeds=[1, 2], steps=1, scale=2)
-    canvas = enh.upscale(img.astype(np.float32) / 255, 2, "bicubic")
+    enh = FacePipeline(FRGDRestorer(pipe, steps=1), sr_model="bicubic")
+    kw = dict(num_samples=2, seeds=[1, 2], scale=2)
     out = enh(img, mask=np.zeros((h, w), np.uint8), **kw)  # nothing may change
+    canvas = out.background
     assert all(np.array_equal(im, canvas) for im in out.images)
     mask = np.zeros((h, w), np.uint8)
     mask[:, : w // 2] = 255  # white = may change: only the left half
     out = enh(img, mask=mask, **kw)
     for im in out.images:
-        changed = np.abs(im - canvas).max(axis=2) > 0
+        changed = np.abs(im.astype(int) - canvas).max(axis=2) > 0
         assert changed.any() and not changed[:, w + 2 :].any()
     with pytest.raises(InputError, match="photo's size"):
         enh(img, mask=np.zeros((h, w + 1), np.float32), **kw)

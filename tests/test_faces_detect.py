@@ -204,8 +204,8 @@ def test_cli_align_writes_crops_and_sidecars(tmp_path, capsys):
     assert main(["faces", "align", str(path), "-o", str(out), *args]) == 0
     data = json.loads(capsys.readouterr().out)
     assert len(data["faces"]) == 1
-    png = out / "astronaut_reference_face0.png"
-    meta = json.loads((out / "astronaut_reference_face0.json").read_text())
+    png = out / "astronaut_reference_face1.png"  # faces are numbered from 1, left to right
+    meta = json.loads((out / "astronaut_reference_face1.json").read_text())
     crop = load_rgb(png)
     assert crop.shape == (256, 256, 3)
     affine = np.array(meta["affine"])
@@ -214,7 +214,7 @@ def test_cli_align_writes_crops_and_sidecars(tmp_path, capsys):
     assert main(["faces", "align", str(path), "-o", str(out), "--size", "256", "--min-size", "30"]) == 2
     assert "already exists" in capsys.readouterr().err
     assert main(["faces", "align", str(path), "-o", str(out), "--faces", "3", "--min-size", "30"]) == 2
-    assert "out of range" in capsys.readouterr().err
+    assert "no face 3" in capsys.readouterr().err
 
 
 def test_cli_align_no_face(tmp_path, capsys):
@@ -317,7 +317,8 @@ def test_detected_faces_compare_by_identity():
 
 
 def test_cli_align_second_of_several_faces(tmp_path, capsys, monkeypatch):
-    """``frgd faces align --faces 1`` on a photo with two faces writes face 1 (it used to crash in ``list.index``)."""
+    """``frgd faces align --faces 2`` on a photo with two faces writes face 2, the right one (face numbers are
+    1-based, left to right, as in ``frgd enhance`` and the editor; it used to crash in ``list.index``)."""
     import frgd.faces.detect as detect_mod
     from frgd.cli.main import main
     from frgd.io import save_image
@@ -328,10 +329,15 @@ def test_cli_align_second_of_several_faces(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(detect_mod, "detect_faces", lambda img, **kw: faces)
     photo = save_image(tmp_path / "two.png", np.full((200, 260, 3), 120, np.uint8))
     out = tmp_path / "o"
-    assert main(["faces", "align", str(photo), "-o", str(out), "--faces", "1", "--json"]) == 0
+    faces.reverse()  # detection order must not matter
+    assert main(["faces", "align", str(photo), "-o", str(out), "--faces", "2", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert [f["face"] for f in data["faces"]] == [1]
-    assert (out / "two_face1.png").is_file() and not (out / "two_face0.png").exists()
+    assert [f["face"] for f in data["faces"]] == [2]
+    assert data["faces"][0]["box"][0] == 150  # the right-hand face
+    assert (out / "two_face2.png").is_file() and not (out / "two_face1.png").exists()
+    assert main(["faces", "detect", str(photo), "--json"]) == 0
+    det = json.loads(capsys.readouterr().out)
+    assert [f["number"] for f in det["faces"]] == [1, 2] and det["faces"][0]["box"][0] < det["faces"][1]["box"][0]
 
 
 def test_mtcnn_weights_are_loaded_with_weights_only(monkeypatch):

@@ -22,17 +22,17 @@ from frgd.diffusion.training.data import (
     collate,
 )
 from frgd.diffusion.training.fusion import (
-    FACE_REGIONS,
-    TEMPLATE_128,
     FusionConfig,
     checkerboard_mask,
-    face_region_mask,
     fusion_loss_weights,
     sample_fusion_mask,
     sample_fusion_masks,
     seam_band,
 )
 from frgd.errors import InputError
+from frgd.faces.align import FACE_REGIONS, face_region_mask, template
+
+TEMPLATE_128 = template(128)
 
 
 def _make_shards_module():
@@ -90,17 +90,20 @@ def test_checkerboard_cells_and_phase():
 
 
 def test_face_regions_follow_landmarks():
+    """Fusion training draws its face regions with the editor's one geometry (frgd.faces.align.face_region_mask)."""
     for region in FACE_REGIONS:
-        m = face_region_mask(region, TEMPLATE_128, (128, 128))
+        m = face_region_mask((128, 128), TEMPLATE_128, region, feather=0.0)
         assert 0.005 < m.mean() < 0.9, region
-    le = face_region_mask("left_eye", TEMPLATE_128, (128, 128))
+    le = face_region_mask(128, TEMPLATE_128, "left_eye", feather=0.0)
     x, y = TEMPLATE_128[0].round().astype(int)
     assert le[y, x] == 1 and le[y, 127 - x] == 0
-    inside = face_region_mask("face", TEMPLATE_128, (128, 128))
-    outside = face_region_mask("outside_face", TEMPLATE_128, (128, 128))
+    inside = face_region_mask(128, TEMPLATE_128, "face", feather=0.0)
+    outside = face_region_mask(128, TEMPLATE_128, "outside_face", feather=0.0)
     np.testing.assert_array_equal(inside + outside, np.ones((128, 128), np.float32))
-    with pytest.raises(ValueError):
-        face_region_mask("ears", TEMPLATE_128, (128, 128))
+    big = face_region_mask(128, TEMPLATE_128, "mouth", feather=0.0, scale=1.4)
+    assert big.sum() > face_region_mask(128, TEMPLATE_128, "mouth", feather=0.0).sum() * 1.5
+    with pytest.raises(InputError):
+        face_region_mask(128, TEMPLATE_128, "ears")
 
 
 def test_build_cond_layout():

@@ -13,11 +13,14 @@ from frgd.diffusion.sampling.guidance import (
     CONTENT_MAX,
     CONTENT_MIN,
     IDENTITY_MAX,
+    STRENGTH_MIN,
     GuidanceWeights,
     downscale_to,
+    identity_size_factor,
     slider_to_weights,
 )
 from frgd.diffusion.sampling.pipeline import FRGDPipeline, feather_inside, normalize_seeds
+from frgd.diffusion.sampling.schedulers import first_step
 from frgd.errors import Cancelled, InputError, MissingWeightsError
 from frgd.identity import IdentityEncoder
 from frgd.jobs import CancelToken
@@ -157,22 +160,39 @@ def test_cfg_runs_one_batched_call_per_step(pipe, degraded):
     finally:
         handle.remove()
     assert out.weights.cfg == pytest.approx(CFG_MAX * 0.5)
-    assert calls == [4, 4, 4, 4]  # conditional + null branch of 2 samples in one call, once per step
+    assert 0 < out.weights.cfg != 1  # both branches needed
+    ran = 4 - first_step(4, out.weights.strength)  # the slider's img2img strength skips the first steps
+    assert calls == [4] * ran  # conditional + null branch of 2 samples in one call, once per step
     assert out.identity_scores is not None and out.identity_scores.shape == (2,)
 
 
 def test_slider_endpoints():
     w0 = slider_to_weights(0.0)
     w1 = slider_to_weights(1.0)
-    assert w0 == GuidanceWeights(identity=0.0, content=CONTENT_MAX, cfg=0.0)
+    assert w0 == GuidanceWeights(identity=0.0, content=CONTENT_MAX, cfg=0.0, strength=STRENGTH_MIN)
     assert w1.identity == pytest.approx(IDENTITY_MAX) and w1.cfg == pytest.approx(CFG_MAX)
     assert w1.content == pytest.approx(CONTENT_MIN) and 0 < w1.content < w0.content
+    assert 0 < w0.strength < w1.strength == 1.0  # the identity end samples the whole trajectory
     mids = [slider_to_weights(s) for s in (0.0, 0.25, 0.5, 0.75, 1.0)]
-    assert all(a.identity < b.identity and a.cfg < b.cfg and a.content > b.content for a, b in zip(mids, mids[1:]))
+    assert all(
+        a.identity < b.identity and a.cfg < b.cfg and a.content > b.content and a.strength < b.strength
+        for a, b in zip(mids, mids[1:])
+    )
     no_ref = slider_to_weights(1.0, has_reference=False)
     assert no_ref.identity == 0.0 and no_ref.cfg == 0.0 and no_ref.content == pytest.approx(CONTENT_MIN)
+    assert no_ref.strength == 1.0
     with pytest.raises(ValueError):
         slider_to_weights(1.5)
+
+
+def test_identity_weight_follows_the_input_size(pipe, degraded):
+    assert [identity_size_factor(px) for px in (None, 8, 16, 32, 64, 1000)] == [1.0, 1.0, 1.0, 0.5, 0.25, 0.25]
+    assert slider_to_weights(1.0, input_px=32).identity == pytest.approx(IDENTITY_MAX / 2)
+    assert slider_to_weights(1.0, input_px=32).cfg == slider_to_weights(1.0).cfg  # only the identity weight
+    ref = F.normalize(torch.randn(1, 128, generator=torch.Generator().manual_seed(5)), dim=1)
+    px = min(degraded.shape[-2:])
+    out = pipe(degraded, references=ref, identity_strength=1.0, seeds=[1], steps=2)
+    assert out.weights.identity == pytest.approx(IDENTITY_MAX * identity_size_factor(px))
 
 
 def test_slider_zero_ignores_the_reference(pipe, degraded):

@@ -555,7 +555,7 @@ def test_shipped_frgd128_is_a_landed_round():
     from frgd.diffusion.model import WEIGHTS_FILE
     from frgd.diffusion.training.round import ROUND_FILE, default_init_dir
     from frgd.diffusion.training.train import architecture
-    from frgd.enhance import load_frgd_pipeline
+    from frgd.restore import load_frgd_pipeline
 
     d = default_init_dir()
     state = json.loads((d / ROUND_FILE).read_text())

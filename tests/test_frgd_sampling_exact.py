@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from frgd.diffusion.model import make_train_scheduler
 from frgd.diffusion.sampling.guidance import GuidanceWeights
 from frgd.diffusion.sampling.pipeline import FRGDPipeline
-from frgd.diffusion.sampling.schedulers import SCHEDULERS
+from frgd.diffusion.sampling.schedulers import SCHEDULERS, first_step
 
 S = 16
 # every step count 1..20, the DDIM-trailing failures named in the issue (6, 7, 11, 13, 60) and a spread up to 1000
@@ -122,6 +122,35 @@ def test_oracle_with_consistent_content_guidance_stays_exact(scheduler):
     for steps in (1, 7, 20):
         out = pipe(_degraded(), steps=steps, scheduler=scheduler, seeds=[3], weights=w).images
         assert float((out - (_clean() + 1) / 2).abs().max()) < 5e-5, steps
+
+
+@pytest.mark.parametrize("scheduler", list(SCHEDULERS))
+@pytest.mark.parametrize("strength", [0.05, 0.3, 0.5, 0.99])
+def test_oracle_img2img_strength_is_exact_and_runs_the_last_steps(scheduler, strength):
+    """Starting from the base noised to step ``first_step`` still lands on the clean image, with a mask too, and
+    runs exactly the last ``max(1, round(strength * steps))`` steps."""
+    pipe = _pipe()
+    clean01 = (_clean() + 1) / 2
+    mask = torch.zeros(1, 1, S, S)
+    mask[..., 2:12, 4:15] = 1
+    base = torch.rand(1, 3, S, S, generator=torch.Generator().manual_seed(7))
+    for steps in (1, 6, 7, 13, 20, 50):
+        w = GuidanceWeights(identity=0.0, content=0.0, cfg=0.0, strength=strength)
+        pipe.model.calls.clear()
+        out = pipe(_degraded(), steps=steps, scheduler=scheduler, seeds=[4], weights=w).images
+        assert float((out - clean01).abs().max()) < 2e-5, steps
+        assert len(pipe.model.calls) == max(1, round(strength * steps)), steps
+        out = pipe(_degraded(), steps=steps, scheduler=scheduler, seeds=[4], mask=mask, base=base, weights=w).images
+        inside = mask.bool().expand_as(out)
+        assert torch.equal(out[~inside], base.expand_as(out)[~inside])
+        assert float((out - clean01).abs()[inside].max()) < 2e-5, steps
+
+
+def test_first_step_counts():
+    assert [first_step(20, s) for s in (1.0, 0.5, 0.3, 0.01)] == [0, 10, 14, 19]
+    assert first_step(1, 0.2) == 0
+    with pytest.raises(ValueError):
+        first_step(10, 0.0)
 
 
 def test_registry_entries_are_complete():

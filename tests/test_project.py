@@ -131,3 +131,62 @@ def test_building_the_cli_parser_imports_no_torch():
         "assert not heavy, heavy\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
+
+
+# ------------------------------------------------------------------------------------ docs/DEVELOPING.md module table
+
+COMPLETE_ROWS = ("frgd.archs", "frgd.eval", "frgd.faces", "frgd.identity", "frgd.io", "frgd.sr", "frgd.weights",
+                 "frgd.diffusion.training")  # fmt: skip
+"""Rows of the module table that name every module of their package."""
+
+
+def _module_table() -> dict[str, str]:
+    """``{module: what}`` of the "Modules" table of docs/DEVELOPING.md."""
+    text = (REPO / "docs" / "DEVELOPING.md").read_text()
+    section = text.split("## Modules", 1)[1].split("\n## ", 1)[0]
+    rows = {}
+    for line in section.splitlines():
+        m = re.match(r"\| `([\w.]+)` \| (.*) \|$", line)
+        if m:
+            rows[m.group(1)] = m.group(2)
+    return rows
+
+
+def _source_dir(module: str) -> Path:
+    top = module.split(".")[0]
+    root = {"frgd": REPO / "pipelines", "frgd_studio": REPO / "editor"}[top]
+    return root.joinpath(*module.split("."))
+
+
+def _modules_of(package_dir: Path) -> set[str]:
+    return {p.name for p in package_dir.glob("*.py") if p.name != "__init__.py"}
+
+
+def test_module_table_matches_the_tree():
+    """Every module and file the table names exists; every frgd subpackage and top-level module has a row (its own, a
+    package's above it, or rows of its parts); the rows of COMPLETE_ROWS name every module of their package."""
+    rows = _module_table()
+    assert "frgd.weights" in rows and "frgd_studio" in rows
+    problems = []
+    for module, what in rows.items():
+        path = _source_dir(module)
+        if not (path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()):
+            problems.append(f"{module}: no such module or package")
+            continue
+        named = set(re.findall(r"`([\w*]+\.(?:py|json))`", what))
+        for name in named:
+            if not list(path.glob(name)):
+                problems.append(f"{module}: names {name}, which is not in {path.relative_to(REPO)}")
+        if module in COMPLETE_ROWS:
+            missing = sorted(_modules_of(path) - named)
+            if missing:
+                problems.append(f"{module}: does not name {', '.join(missing)}")
+    frgd_dir = REPO / "pipelines" / "frgd"
+    tree = [f"frgd.{p.stem}" for p in frgd_dir.glob("*.py") if p.name != "__init__.py"]
+    tree += [".".join(p.parent.relative_to(REPO / "pipelines").parts) for p in frgd_dir.rglob("*/__init__.py")]
+    for module in sorted(tree):
+        parts = module.split(".")
+        covered = any(".".join(parts[:n]) in rows for n in range(2, len(parts) + 1))  # its row or a package's above
+        if not covered and not any(r.startswith(module + ".") for r in rows):  # or rows of its parts
+            problems.append(f"{module}: has no row")
+    assert not problems, "docs/DEVELOPING.md module table:\n" + "\n".join(problems)

@@ -209,7 +209,6 @@ def test_stale_temps_of_crashed_saves_are_removed_on_the_next_save(tmp_path: Pat
 
 _SLOW_SAVE = """
 import os, sys, time
-import frgd.io as fio
 from frgd.cli import main as cli
 
 real = os.fsync
@@ -217,7 +216,7 @@ def slow(fd):
     real(fd)
     print("writing", flush=True)
     time.sleep(60)
-fio.os.fsync = slow
+os.fsync = slow
 sys.exit(cli.main(sys.argv[1:]))
 """
 
@@ -279,24 +278,17 @@ def test_upscale_of_a_1x1_image(tmp_path: Path, capsys) -> None:
 
 
 def test_restore_keeps_alpha(tmp_path: Path, monkeypatch) -> None:
-    """``frgd restore`` keeps the photo's transparency like ``frgd upscale`` (a stub pipeline stands in for GFPGAN,
-    whose weights the tests do not have)."""
+    """``frgd restore`` keeps the photo's transparency like ``frgd upscale`` (a tiny random GFPGAN stands in for the
+    official weights, which the tests do not have)."""
     import torch
 
     import frgd.sr.gfpgan as gf
+    from frgd.archs.gfpganv1_clean_arch import GFPGANv1Clean
 
-    class _Stub:
-        name = "stub"
-
-        def __init__(self, **kw) -> None:
-            pass
-
-        def __call__(self, rgb, scale, **kw):
-            x = torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255
-            up = torch.nn.functional.interpolate(x, scale_factor=scale, mode="nearest")
-            return type("R", (), {"image": up, "faces": [], "scale": scale, "bg_model": "bicubic"})()
-
-    monkeypatch.setattr(gf, "GFPGANPipeline", _Stub)
+    torch.manual_seed(0)
+    tiny = GFPGANv1Clean(out_size=64, num_style_feat=16, channel_multiplier=1, num_mlp=2, input_is_latent=True,
+                         different_w=True, narrow=1 / 16, sft_half=True, fix_decoder=False)  # fmt: skip
+    monkeypatch.setattr(gf, "load_gfpgan", lambda version="1.4", weights=None, device="cpu": tiny)
     src = _photo(tmp_path / "in.png", alpha=True)
     out = tmp_path / "out.png"
     assert main(["restore", str(src), "-o", str(out), "--scale", "2", "--device", "cpu"]) == 0

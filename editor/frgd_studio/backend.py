@@ -1,8 +1,11 @@
-"""Adapters from the editor to the :mod:`frgd` pipelines.
+"""Adapters from the editor to the :mod:`frgd` pipelines: every face operation goes through :mod:`frgd.restore`, the
+one face pipeline of the CLI and the editor (detection and numbering, the one alignment, the restorers, the paste path
+and the background rule).
 
 Every function that runs torch (face detection, identity encoders, FRGD, GFPGAN, SR) is called from a
 :mod:`frgd_studio.jobs` worker thread with ``(device, progress, cancel)``; the GUI thread only calls the numpy helpers
-(:func:`make_face`, :func:`composite_faces`). Models are cached per (path, device) so resampling is fast.
+(:func:`make_face`). The document pastes faces itself (:meth:`frgd_studio.document.Document.composite`). FRGD models
+are cached per (path, device) so resampling is fast.
 """
 
 from __future__ import annotations
@@ -15,16 +18,17 @@ from typing import Any
 
 import numpy as np
 
-from frgd.errors import FRGDError, InputError, MissingWeightsError
+from frgd.errors import FRGDError
+from frgd.io import to_uint8
 from frgd.jobs import CancelToken, ProgressFn, check_cancel, report
+from frgd.restore import PhotoFace, default_model_dir
 
-from .document import CROP_SIZE, Face, Reference, Sample, to_uint8
+from .document import Face, Reference, Sample
 
 logger = logging.getLogger(__name__)
 
 _LOCK = threading.Lock()
 _FRGD_CACHE: dict[tuple[str, str], Any] = {}
-_IDENTITY_CACHE: dict[tuple[str, str], Any] = {}
 
 
 # ----------------------------------------------------------------------------------------------------- photos, faces
@@ -45,20 +49,13 @@ def load_photo(path: str | Path) -> Photo:
     return Photo(rgb=img.to_uint8(), alpha=alpha, path=str(Path(path).resolve()), sha256=file_sha256(path))
 
 
-def make_face(photo: np.ndarray, landmarks: np.ndarray, box: np.ndarray | None = None, score: float = 1.0) -> Face:
-    """Align the face with ``landmarks`` ``(5, 2)`` (photo pixels) into a 128x128 crop (numpy + OpenCV only)."""
-    from frgd.faces import align_face
-
-    lm = np.asarray(landmarks, np.float64)
-    crop = align_face(photo, lm, CROP_SIZE)
-    if box is None:
-        poly = np.array([[0, 0, 1], [CROP_SIZE, 0, 1], [CROP_SIZE, CROP_SIZE, 1], [0, CROP_SIZE, 1]], float)
-        pts = poly @ crop.inverse.T
-        box = np.array([pts[:, 0].min(), pts[:, 1].min(), pts[:, 0].max(), pts[:, 1].max()])
+def _face(pf: PhotoFace) -> Face:
+    """The document's :class:`Face` of a :class:`frgd.restore.PhotoFace` (its one alignment)."""
+    crop = pf.crop
     return Face(
-        box=np.asarray(box, np.float64),
-        score=float(score),
-        landmarks=lm,
+        box=np.asarray(pf.box, np.float64),
+        score=float(pf.score),
+        landmarks=np.asarray(pf.landmarks, np.float64),
         affine=np.asarray(crop.affine, np.float64),
         inverse=np.asarray(crop.inverse, np.float64),
         crop=to_uint8(crop.image),
@@ -66,75 +63,39 @@ def make_face(photo: np.ndarray, landmarks: np.ndarray, box: np.ndarray | None =
     )
 
 
+def photo_face(face: Face, number: int) -> PhotoFace:
+    """The :class:`frgd.restore.PhotoFace` of the document's face ``number`` (1-based, the list order)."""
+    if face.crop_obj is None:
+        raise FRGDError("face has no alignment; detect faces again")
+    return PhotoFace(number, np.asarray(face.box), float(face.score), np.asarray(face.landmarks), face.crop_obj)
+
+
+def make_face(photo: np.ndarray, landmarks: np.ndarray, box: np.ndarray | None = None, score: float = 1.0) -> Face:
+    """Align the face with ``landmarks`` ``(5, 2)`` (photo pixels) into a 128x128 crop (numpy + OpenCV only)."""
+    from frgd.restore import face_from_landmarks
+
+    return _face(face_from_landmarks(photo, landmarks, box=box, score=score))
+
+
 def detect(
     photo: np.ndarray, device, progress: ProgressFn | None = None, cancel: CancelToken | None = None
 ) -> list[Face]:
-    """Detect every face (MTCNN) and align it; faces are sorted left to right."""
-    from frgd.faces import detect_faces
+    """Detect every face (MTCNN) and align it; the list is in face-number order (left to right, "Face 1" first)."""
+    from frgd.restore import detect_photo_faces
 
-    report(progress, 0, 2, "detecting faces")
-    found = detect_faces(photo, device=device)
+    report(progress, 0, 1, "detecting faces")
+    faces = [_face(f) for f in detect_photo_faces(photo, device=device)]
     check_cancel(cancel)
-    report(progress, 1, 2, f"aligning {len(found)} faces")
-    found = sorted(found, key=lambda f: float(f.box[0]))
-    faces = [make_face(photo, f.landmarks, f.box, f.score) for f in found]
-    report(progress, 2, 2, f"{len(faces)} faces")
+    report(progress, 1, 1, f"{len(faces)} faces")
     return faces
-
-
-def changed_region(face: Face) -> np.ndarray | None:
-    """Paste mask ``(128, 128)`` float32 of an applied face: where it differs from the input crop, grown by 2 px with
-    a soft edge (the seam), or ``None`` when the whole crop changed.
-
-    A masked edit (eyes only, a patch stroke) then leaves the rest of the photo untouched instead of replacing the
-    whole face with the resampled 128 px crop (which blurs large faces).
-    """
-    import cv2
-
-    changed = np.any(face.applied != face.crop, axis=-1)
-    if changed.all():
-        return None
-    grown = cv2.dilate(changed.astype(np.float32), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5)))
-    return np.maximum(cv2.GaussianBlur(grown, (0, 0), 1.0), changed).astype(np.float32)
-
-
-def composite_faces(canvas: np.ndarray, faces: list[Face], scale: float = 1.0) -> np.ndarray:
-    """Paste every face's applied result back into ``canvas`` (the photo, or a pane result ``scale`` x larger); only
-    the region where a face differs from its input crop is pasted (see :func:`changed_region`)."""
-    from frgd.faces import paste_back
-
-    out = canvas
-    for face in faces:
-        if face.applied is None:
-            continue
-        crop = face.crop_obj
-        if crop is None:
-            raise FRGDError("face has no alignment; detect faces again")
-        out = paste_back(out, crop, face.applied, canvas_scale=scale, mask=changed_region(face))
-    return out if out is not canvas else canvas.copy()
 
 
 # -------------------------------------------------------------------------------------------------------- identity
 def identity_encoder(backend: str, device) -> Any:
-    """Cached ``frgd.identity`` encoder (``embed((B,3,H,W) [0,1]) -> (B,D)``)."""
-    from frgd.identity import get_identity_encoder
+    """The ``frgd.identity`` encoder (cached there; ``embed((B,3,H,W) [0,1]) -> (B,D)``)."""
+    import frgd.identity
 
-    key = (backend, str(device))
-    with _LOCK:
-        if key not in _IDENTITY_CACHE:
-            _IDENTITY_CACHE[key] = get_identity_encoder(backend, device)
-        return _IDENTITY_CACHE[key]
-
-
-class LazyIdentityEncoder:
-    """Defers loading the identity encoder until FRGD first needs it (no reference -> never loaded)."""
-
-    def __init__(self, backend: str, device) -> None:
-        self.backend = backend
-        self.device = device
-
-    def embed(self, images):
-        return identity_encoder(self.backend, self.device).embed(images)
+    return frgd.identity.get_identity_encoder(backend, device)
 
 
 def identity_scores(face_crop: np.ndarray, refs: list[np.ndarray], backend: str, device) -> list[float]:
@@ -154,52 +115,27 @@ def identity_scores(face_crop: np.ndarray, refs: list[np.ndarray], backend: str,
 
 
 def load_reference(path: str | Path, device) -> Reference:
-    """Load a reference photo, detect its largest face and align it to 128x128."""
-    from frgd.faces import align_face, detect_faces
+    """Load a reference photo; its largest face aligned to 128x128 (:func:`frgd.restore.reference_crop`)."""
     from frgd.io import file_sha256, load_image
+    from frgd.restore import reference_crop
 
     img = load_image(path).to_uint8()
-    found = detect_faces(img, device=device)
-    if not found:
-        raise InputError(f"no face found in the reference photo {Path(path).name}")
-    best = max(found, key=lambda f: f.size)
-    crop = align_face(img, best.landmarks, CROP_SIZE)
-    return Reference(path=str(Path(path).resolve()), sha256=file_sha256(path), crop=to_uint8(crop.image))
+    crop = reference_crop(img, device=device, name=Path(path).name)
+    return Reference(path=str(Path(path).resolve()), sha256=file_sha256(path), crop=to_uint8(crop))
 
 
 # ------------------------------------------------------------------------------------------------------------ FRGD
-def default_frgd_dir() -> Path:
-    """The installed FRGD model folder; raises :class:`MissingWeightsError` (with how to get it) when absent."""
-    try:
-        from frgd.weights import weights_path
-    except ImportError as err:  # the weights module is part of the pipelines; keep the editor usable without it
-        raise MissingWeightsError(
-            "FRGD model weights cannot be found: the `frgd` pipelines that ship them are not importable. Reinstall "
-            "FRGD Studio, or choose a model folder under Settings > FRGD model folder."
-        ) from err
-    return Path(weights_path("frgd-128"))
+def frgd_pipeline(model_dir: str | Path | None, device) -> Any:
+    """A cached :class:`frgd.diffusion.sampling.pipeline.FRGDPipeline` for ``model_dir`` (default: installed model),
+    loaded by :func:`frgd.restore.load_frgd_pipeline`."""
+    from frgd.restore import load_frgd_pipeline
 
-
-def load_frgd_pipeline(model_dir: str | Path | None, device) -> Any:
-    """A cached :class:`frgd.diffusion.sampling.pipeline.FRGDPipeline` for ``model_dir`` (default: installed model)."""
-    from frgd.diffusion.model import load_model_dir
-    from frgd.diffusion.sampling.pipeline import FRGDPipeline, prefers_channels_last
-
-    path = Path(model_dir) if model_dir else default_frgd_dir()
+    path = Path(model_dir) if model_dir else default_model_dir()
     key = (str(path.resolve()), str(device))
     with _LOCK:
         pipe = _FRGD_CACHE.get(key)
     if pipe is None:
-        bundle = load_model_dir(path, device=device)
-        pipe = FRGDPipeline(
-            bundle.model,
-            bundle.scheduler,
-            LazyIdentityEncoder(bundle.identity.backend, device),
-            identity_backend=bundle.identity.backend,
-            device=device,
-            name=path.name,
-            channels_last=prefers_channels_last(device),  # the editor owns this model
-        )
+        pipe = load_frgd_pipeline(path, device=device)
         with _LOCK:
             _FRGD_CACHE[key] = pipe
     return pipe
@@ -208,17 +144,18 @@ def load_frgd_pipeline(model_dir: str | Path | None, device) -> Any:
 def clear_caches() -> None:
     with _LOCK:
         _FRGD_CACHE.clear()
-        _IDENTITY_CACHE.clear()
 
 
 @dataclass
 class FRGDRequest:
     """Everything one Resample needs (copied from the document on the GUI thread)."""
 
-    face_index: int
-    crop: np.ndarray  # (s, s, 3) uint8 input face (native resolution, see native_degraded)
-    base: np.ndarray | None  # (128, 128, 3) uint8 current result kept outside the mask, None = the input
+    photo: np.ndarray  # (H, W, 3) uint8
+    face: Face
+    number: int  # 1-based face number
     mask: np.ndarray | None  # (128, 128) float, 1 = change; None = whole face
+    base: np.ndarray | None  # (128, 128, 3) uint8 applied result kept outside the mask; None = the input crop
+    base_mask: np.ndarray | None  # paste mask of ``base`` (None: the whole crop)
     references: list[np.ndarray]
     identity_strength: float
     num_samples: int
@@ -227,84 +164,31 @@ class FRGDRequest:
     model_dir: str | None
 
 
-def _resize(img: np.ndarray, size: int) -> np.ndarray:
-    import cv2
-
-    if img.shape[0] == size and img.shape[1] == size:
-        return img
-    interp = cv2.INTER_AREA if img.shape[0] > size else cv2.INTER_CUBIC
-    return cv2.resize(img, (size, size), interpolation=interp)
-
-
 def run_frgd(req: FRGDRequest, device, progress: ProgressFn | None, cancel: CancelToken | None) -> list[Sample]:
-    """Run FRGD for one face; returns one :class:`Sample` per seed (images ``(128, 128, 3)`` uint8).
+    """Run FRGD for one face (:class:`frgd.restore.FRGDRestorer`); one :class:`Sample` per seed (``(128, 128, 3)``
+    uint8 with its paste mask)."""
+    from frgd.diffusion.sampling.pipeline import normalize_seeds
+    from frgd.restore import FaceRequest, FRGDRestorer
 
-    The editor works at 128; a model with another crop size (tiny test models) gets the mask/base resized to its
-    size and its outputs resized back to 128.
-    """
-    import torch
-
-    from frgd.tensor import image_to_tensor, tensor_to_image
-
-    pipe = load_frgd_pipeline(req.model_dir, device)
+    pipe = frgd_pipeline(req.model_dir, device)
     check_cancel(cancel)
-    size = int(getattr(pipe, "size", CROP_SIZE))
-    refs = torch.cat([image_to_tensor(_resize(r, CROP_SIZE)) for r in req.references]) if req.references else None
-    mask = None
-    if req.mask is not None and float(req.mask.max()) > 0.5:
-        m = _resize(np.ascontiguousarray(req.mask, np.float32), size)
-        mask = torch.from_numpy(np.ascontiguousarray(m))[None, None].clamp(0, 1)
-    base = image_to_tensor(_resize(req.base, size)) if req.base is not None and mask is not None else None
-    out = pipe(
-        image_to_tensor(req.crop),
-        references=refs,
-        identity_strength=float(req.identity_strength),
-        num_samples=int(req.num_samples),
-        seeds=req.seeds,
-        steps=int(req.steps),
-        mask=mask,
-        base=base,
-        progress=progress,
-        cancel=cancel,
-    )
-    params = dict(out.params)
-    params["used_reference"] = refs is not None
-    params["model_size"] = size
-    samples = []
-    for i, seed in enumerate(out.seeds):
-        score = None if out.identity_scores is None else float(out.identity_scores[i])
-        img = _resize(tensor_to_image(out.images[i : i + 1]), CROP_SIZE)
-        if mask is not None and size != CROP_SIZE:
-            # the pipeline guarantees "outside the mask equals the base" at its size; keep it exact at 128 too
-            hard = (np.asarray(req.mask) > 0.5)[..., None]
-            img = np.where(hard, img, req.base if req.base is not None else img)
-        samples.append(
-            Sample(
-                image=np.ascontiguousarray(img),
-                seed=int(seed),
-                identity_strength=float(req.identity_strength),
-                steps=int(req.steps),
-                identity_score=score,
-                parameters=params,
-            )
+    restorer = FRGDRestorer(pipe, identity_strength=req.identity_strength, steps=int(req.steps))
+    request = FaceRequest(mask=req.mask, base=req.base, base_paste_mask=req.base_mask, references=req.references)
+    seeds = normalize_seeds(req.seeds, int(req.num_samples))
+    face = photo_face(req.face, req.number)
+    out = restorer.restore(req.photo, face, request, seeds, progress=progress, cancel=cancel)
+    return [
+        Sample(
+            image=s.image,
+            seed=s.seed,
+            identity_strength=float(req.identity_strength),
+            steps=int(req.steps),
+            identity_score=s.identity_score,
+            parameters=s.params,
+            paste_mask=s.paste_mask,
         )
-    return samples
-
-
-def native_degraded(photo: np.ndarray, face: Face) -> np.ndarray:
-    """The face aligned at its native resolution (``round(128 * source px per crop px)``, at least 16, at most 128).
-
-    A 20 px face becomes a ~32 px crop: FRGD's content guidance then compares with what the photo really contains
-    instead of an upsampled blur (the same choice as :mod:`frgd.enhance`).
-    """
-    from frgd.enhance import native_crop_size
-    from frgd.faces import align_face
-
-    native = float(np.sqrt(abs(np.linalg.det(np.asarray(face.inverse)[:, :2]))))
-    size = native_crop_size(native, CROP_SIZE)
-    if size >= CROP_SIZE:
-        return face.crop
-    return to_uint8(align_face(photo, face.landmarks, size).image)
+        for s in out
+    ]
 
 
 # --------------------------------------------------------------------------------------------------- SR and GFPGAN
@@ -316,14 +200,22 @@ class UpscalerInfo:
     problem: str | None = None
 
 
-SR_SCALES = {"bicubic": (2, 3, 4, 8), "lanczos": (2, 3, 4, 8), "frgd-sr": (2, 3, 4)}
+def _bundled_sr_scales() -> dict[str, tuple[int, ...]]:
+    from frgd.sr.registry import sr_methods
+
+    return {m.name: m.scales for m in sr_methods() if m.bundled}
+
+
+SR_SCALES = _bundled_sr_scales()
+"""Scales of the upscalers that ship with FRGD Studio (no weights to check): :func:`frgd.sr.registry.sr_methods`."""
 
 
 def sr_models() -> list[UpscalerInfo]:
-    """Every upscaler the SR pane offers (status not checked here: see :func:`sr_status`, which loads weights)."""
-    from frgd.sr.registry import available_upscalers
+    """Every upscaler the SR pane offers with its label and scales (:func:`frgd.sr.registry.sr_methods`; status not
+    checked here: see :func:`sr_status`, which loads weights)."""
+    from frgd.sr.registry import sr_methods
 
-    return [UpscalerInfo(n, n, SR_SCALES.get(n, (2, 4))) for n in available_upscalers()]
+    return [UpscalerInfo(m.name, m.label, m.scales) for m in sr_methods()]
 
 
 def sr_status(names: list[str]) -> dict[str, str | None]:
@@ -338,13 +230,10 @@ def sr_status(names: list[str]) -> dict[str, str | None]:
 
 
 def run_sr(photo: np.ndarray, name: str, scale: int, device, progress, cancel) -> np.ndarray:
-    """Upscale the whole photo: ``(H, W, 3)`` uint8 -> ``(sH, sW, 3)`` uint8."""
-    from frgd.sr.upscale import UpscalePipeline
-    from frgd.tensor import image_to_tensor, tensor_to_image
+    """Upscale the whole photo (:func:`frgd.restore.upscale_photo`): ``(H, W, 3)`` uint8 -> ``(sH, sW, 3)`` uint8."""
+    from frgd.restore import upscale_photo
 
-    pipe = UpscalePipeline(name, scale, device)
-    out = pipe(image_to_tensor(photo), progress=progress, cancel=cancel)
-    return tensor_to_image(out.image)
+    return upscale_photo(photo, int(scale), name, device=device, progress=progress, cancel=cancel)[0]
 
 
 GFPGAN_VERSIONS = ("v1.4", "v1.3")
@@ -366,15 +255,15 @@ def gfpgan_problem(version: str) -> str | None:
 def run_gfpgan(
     photo: np.ndarray, faces: list[Face], version: str, weight: float, scale: int, device, progress, cancel
 ) -> np.ndarray:
-    """Restore the faces with GFPGAN and paste them over the photo upscaled ``scale`` times -> uint8 image.
+    """Restore the faces with GFPGAN (:class:`frgd.sr.gfpgan.GFPGANRestorer`, seed 0) and paste them over the photo
+    upscaled ``scale`` times (:class:`frgd.restore.FacePipeline`) -> uint8 image.
 
-    The editor's faces are passed on (no second detection); with none, GFPGAN detects its own.
+    The editor's faces are passed on (no second detection); with none, the pipeline detects its own.
     """
-    from frgd.faces import DetectedFace
-    from frgd.sr.gfpgan import GFPGANPipeline
-    from frgd.tensor import tensor_to_image
+    from frgd.restore import FacePipeline
+    from frgd.sr.gfpgan import GFPGANRestorer
 
-    pipe = GFPGANPipeline(version=version.lstrip("v"), device=device)
-    detected = [DetectedFace(box=f.box, score=f.score, landmarks=f.landmarks) for f in faces] or None
-    out = pipe(photo, scale=int(scale), faces=detected, weight=float(weight), progress=progress, cancel=cancel)
-    return tensor_to_image(out.image)
+    restorer = GFPGANRestorer(version=version.lstrip("v"), device=device, weight=float(weight))
+    out = FacePipeline(restorer)(photo, faces=list(faces) or None, seeds=[0], scale=int(scale), progress=progress,
+                                 cancel=cancel)  # fmt: skip
+    return out.images[0]

@@ -129,6 +129,10 @@ class AddSamplesCommand(_Cmd):
         self.doc.set_samples(self.index, self.before)
 
 
+AppliedState = tuple[np.ndarray | None, int | None, bool, np.ndarray | None]
+"""``(image, seed, identity_changed, paste_mask)`` of a face's result (:meth:`Document.set_applied`)."""
+
+
 class AppliedCommand(_Cmd):
     """Set a face's result image (apply a sample, revert, or a patch stroke)."""
 
@@ -136,15 +140,14 @@ class AppliedCommand(_Cmd):
         self,
         doc: Document,
         index: int,
-        after: tuple[np.ndarray | None, int | None, bool],
+        after: AppliedState,
         text: str,
-        before: tuple[np.ndarray | None, int | None, bool] | None = None,
+        before: AppliedState | None = None,
         applied: bool = False,
     ) -> None:
         super().__init__(doc, text)
-        f = doc.faces[index]
         self.index = index
-        self.before = before if before is not None else (f.applied, f.applied_seed, f.applied_identity)
+        self.before = before if before is not None else doc.faces[index].applied_state()
         self.after = after
         self._skip = applied
 
@@ -159,13 +162,15 @@ class AppliedCommand(_Cmd):
 
 
 def apply_sample(doc: Document, index: int, k: int) -> AppliedCommand:
+    from frgd.restore import identity_changed
+
     s = doc.faces[index].samples[k]
-    identity = bool(s.parameters.get("used_reference")) and s.identity_strength > 0
-    return AppliedCommand(doc, index, (s.image, s.seed, identity), f"Apply sample {k + 1} (seed {s.seed})")
+    after = (s.image, s.seed, identity_changed([s.method]), s.paste_mask)
+    return AppliedCommand(doc, index, after, f"Apply sample {k + 1} (seed {s.seed})")
 
 
 def revert_face(doc: Document, index: int) -> AppliedCommand:
-    return AppliedCommand(doc, index, (None, None, False), f"Revert face {index + 1}")
+    return AppliedCommand(doc, index, (None, None, False, None), f"Revert face {index + 1}")
 
 
 class PaneResultCommand(_Cmd):

@@ -4,9 +4,13 @@ The document holds data only (numpy arrays, dataclasses) and emits Qt signals wh
 and :mod:`frgd_studio.commands` changes it (every user-visible change goes through a ``QUndoCommand``).
 Nothing here runs torch: heavy work happens in :mod:`frgd_studio.jobs` and its results are handed to the document.
 
-Spaces: the photo is ``(H, W, 3)`` uint8 RGB. Each face has an aligned crop of ``CROP_SIZE`` x ``CROP_SIZE`` with a
-2x3 ``affine`` (photo -> crop) and its ``inverse`` (crop -> photo). Masks live in crop space, ``(128, 128)`` float32
-in ``[0, 1]`` where 1 = "let FRGD change this"; they are painted in photo space and mapped through ``affine``.
+Spaces: the photo is ``(H, W, 3)`` uint8 RGB. Each face has an aligned crop of ``CROP_SIZE`` x ``CROP_SIZE``
+(:data:`frgd.faces.align.FACE_SIZE`) with a 2x3 ``affine`` (photo -> crop) and its ``inverse`` (crop -> photo). Masks
+live in crop space, ``(128, 128)`` float32 in ``[0, 1]`` where 1 = "let FRGD change this"; they are painted in photo
+space and mapped through ``affine``. Faces are numbered by their list position ("Face 1" = ``faces[0]``), the one
+numbering rule of :func:`frgd.restore.number_faces` (left to right). Every applied face carries its paste mask (from
+the sample, widened by patch strokes), so the result is composed by :func:`frgd.restore.paste_faces` without guessing
+from pixels.
 """
 
 from __future__ import annotations
@@ -19,10 +23,10 @@ from typing import Any
 import numpy as np
 from PySide6.QtCore import QObject, Signal
 
-logger = logging.getLogger(__name__)
+from frgd.faces.align import FACE_SIZE as CROP_SIZE  # side of the aligned face crops and the per-face masks
+from frgd.io import to_uint8
 
-CROP_SIZE = 128
-"""Side of the aligned face crop used by FRGD (and of the per-face masks)."""
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -49,6 +53,12 @@ class Sample:
     steps: int
     identity_score: float | None = None
     parameters: dict[str, Any] = field(default_factory=dict)
+    paste_mask: np.ndarray | None = None  # (128, 128) float32 where it may be pasted; None = the whole crop
+
+    @property
+    def method(self) -> str:
+        """The restoration method that made it (``frgd``)."""
+        return str(self.parameters.get("method", "frgd"))
 
     def label(self) -> str:
         score = "–" if self.identity_score is None else f"{self.identity_score:.2f}"
@@ -71,7 +81,12 @@ class Face:
     samples: list[Sample] = field(default_factory=list)
     applied: np.ndarray | None = None  # (128, 128, 3) uint8 current result for this face, None = unchanged
     applied_seed: int | None = None
-    applied_identity: bool = False  # True when the result came from a sample guided by a reference (strength > 0)
+    applied_identity: bool = False  # the result came from a generative restorer (frgd.restore.identity_changed)
+    applied_mask: np.ndarray | None = None  # (128, 128) float32 paste mask of ``applied``; None = the whole crop
+
+    def applied_state(self) -> tuple[np.ndarray | None, int | None, bool, np.ndarray | None]:
+        """``(applied, applied_seed, applied_identity, applied_mask)``, what :meth:`Document.set_applied` takes."""
+        return self.applied, self.applied_seed, self.applied_identity, self.applied_mask
 
     def result(self) -> np.ndarray:
         """The face as it currently looks in the result, ``(128, 128, 3)`` uint8."""
@@ -204,12 +219,20 @@ class Document(QObject):
         self.samplesChanged.emit(index)
 
     def set_applied(
-        self, index: int, image: np.ndarray | None, seed: int | None = None, identity: bool = False
+        self,
+        index: int,
+        image: np.ndarray | None,
+        seed: int | None = None,
+        identity: bool = False,
+        mask: np.ndarray | None = None,
     ) -> None:
+        """Set face ``index``'s result: ``image`` ``(128, 128, 3)`` (None = revert), its seed, whether it came from a
+        generative restorer and its paste mask ``(128, 128)`` (None = the whole crop)."""
         face = self.faces[index]
         face.applied = None if image is None else np.ascontiguousarray(image, np.uint8).copy()
         face.applied_seed = seed
         face.applied_identity = bool(identity) and image is not None
+        face.applied_mask = None if image is None or mask is None else np.asarray(mask, np.float32).copy()
         self.invalidate()
         self.appliedChanged.emit(index)
 
@@ -244,12 +267,17 @@ class Document(QObject):
         if self.photo is None:
             return None
         if self._composite_cache is None:
-            from .backend import composite_faces
+            from frgd.errors import FRGDError
+            from frgd.restore import paste_faces
 
             base = self.pane_results.get(self.background) if self.background else None
             canvas = self.photo if base is None else base
             scale = canvas.shape[1] / self.photo.shape[1]
-            self._composite_cache = composite_faces(canvas, self.faces, scale)
+            applied = [f for f in self.faces if f.applied is not None]
+            if any(f.crop_obj is None for f in applied):
+                raise FRGDError("face has no alignment; detect faces again")
+            pastes = [(f.crop_obj, f.applied, f.applied_mask) for f in applied]
+            self._composite_cache = paste_faces(canvas, pastes, scale)
         return self._composite_cache
 
     def results(self) -> dict[str, np.ndarray]:
@@ -270,18 +298,18 @@ class Document(QObject):
                 out[f"Face {self.selected + 1}: sample {k + 1} (seed {s.seed})"] = s.image
         return out
 
-    def identity_changed(self) -> bool:
-        """True when an applied face came from a sample that used a reference with identity strength > 0."""
-        return any(f.applied is not None and f.applied_identity for f in self.faces)
+    def identity_changed(self, view: str = "Result") -> bool:
+        """The ``identity_changed`` flag of the image shown as ``view`` (:func:`frgd.restore.identity_changed`): the
+        result with a face from a generative restorer or over a generative pane (GFPGAN), or such a pane itself."""
+        from frgd.restore import identity_changed
+
+        def pane(name: str | None) -> list[str | None]:
+            return [self.pane_params.get(name, {}).get("method")] if name else []
+
+        if view == "Result":
+            faces = any(f.applied is not None and f.applied_identity for f in self.faces)
+            return faces or identity_changed(pane(self.background))
+        return identity_changed(pane(view) if view in self.pane_results else [])
 
     def title(self) -> str:
         return Path(self.photo_path).name if self.photo_path else "untitled"
-
-
-def to_uint8(img: np.ndarray) -> np.ndarray:
-    """Any numpy image (uint8, uint16, float in [0, 1]) -> uint8 of the same shape."""
-    if img.dtype == np.uint8:
-        return img
-    if img.dtype == np.uint16:
-        return np.round(img.astype(np.float32) / 257.0).astype(np.uint8)
-    return np.round(np.clip(img.astype(np.float32), 0, 1) * 255.0).astype(np.uint8)

@@ -335,7 +335,8 @@ class MainWindow(QMainWindow):
             self,
             "FRGD Studio",
             "FRGD Studio: face-recognition-guided diffusion face restoration, GFPGAN and super-resolution.\n"
-            "Results that used a reference identity are marked identity_changed in the saved file.",
+            "Results with faces from a generative restorer (FRGD, GFPGAN) are marked identity_changed in the saved "
+            "file.",
         )
 
     # ---------------------------------------------------------------------------------------------------- jobs
@@ -459,7 +460,7 @@ class MainWindow(QMainWindow):
         refs: dict[str, str] = {}
         models = set()
         for i, f in enumerate(doc.faces):
-            entry: dict[str, Any] = {"index": i, "changed": f.applied is not None, "seed": f.applied_seed}
+            entry: dict[str, Any] = {"number": i + 1, "changed": f.applied is not None, "seed": f.applied_seed}
             sample = f.applied_sample()
             if f.applied is not None and sample is not None:
                 entry.update(sample.parameters)
@@ -479,7 +480,7 @@ class MainWindow(QMainWindow):
             seed=seeds[0] if len(seeds) == 1 else None,
             parameters=params,
             reference_hashes=refs,
-            identity_changed=doc.identity_changed() and view == "Result",
+            identity_changed=doc.identity_changed(view),
             source_hash=doc.photo_sha256,
         )
 
@@ -588,8 +589,10 @@ class MainWindow(QMainWindow):
         return self.run_job("Detect faces", lambda d, p, c: backend.detect(photo, d, p, c), done)
 
     def set_faces_from_landmarks(self, landmarks: list[np.ndarray]) -> None:
-        """Use known landmarks instead of detection (scripting, tests); one undo step."""
-        faces = [backend.make_face(self.doc.photo, lm) for lm in landmarks]
+        """Use known landmarks instead of detection (scripting, tests); one undo step. Numbered like detected faces."""
+        from frgd.restore import number_faces
+
+        faces = number_faces([backend.make_face(self.doc.photo, lm) for lm in landmarks])
         self.stack.push(commands.SetFacesCommand(self.doc, faces))
 
     def add_reference(self, path: str | None = None) -> Job | None:
@@ -674,10 +677,12 @@ class MainWindow(QMainWindow):
         p = self.frgd_panel
         index = self.doc.selected
         req = backend.FRGDRequest(
-            face_index=index,
-            crop=backend.native_degraded(self.doc.photo, face),
-            base=face.result().copy(),
-            mask=face.mask.copy() if float(face.mask.max()) > 0.5 else None,
+            photo=self.doc.photo,
+            face=face,
+            number=index + 1,
+            mask=face.mask.copy() if float(face.mask.max()) > 0.5 else None,  # an empty mask: the whole face
+            base=None if face.applied is None else face.applied.copy(),
+            base_mask=face.applied_mask,
             references=[r.crop for r in face.references],
             identity_strength=p.identity_strength,
             num_samples=p.samples.value(),
@@ -704,12 +709,14 @@ class MainWindow(QMainWindow):
     def region_mask(self, region: str) -> None:
         from frgd.faces import face_region_mask, transform_points
 
+        from .document import CROP_SIZE
+
         face = self.doc.face()
         if face is None:
             return
         lm = transform_points(face.affine, face.landmarks)
         try:
-            mask = face_region_mask(128, lm, region)
+            mask = face_region_mask(CROP_SIZE, lm, region)
         except InputError as err:
             self.error(str(err))
             return

@@ -54,7 +54,7 @@ class StrokeController(QObject):
                 self.message.emit("Patch tool: select a gallery sample to brush from first.")
                 self._face = -1
                 return
-            self._before_applied = (face.applied, face.applied_seed, face.applied_identity)
+            self._before_applied = face.applied_state()
         else:
             self._before = face.mask.copy()
         self._last = (x, y)
@@ -73,12 +73,16 @@ class StrokeController(QObject):
         face = self.doc.faces[self._face]
         cov = brush.face_dab(face, x, y, self.canvas.brush_size, self.feather)
         if self._tool == "patch":
+            from frgd.restore import identity_changed, union_paste_mask
+
             sample = face.samples[self.patch_source]
             img = brush.blend(face.result(), sample.image, cov)
-            identity = face.applied_identity or (
-                bool(sample.parameters.get("used_reference")) and sample.identity_strength > 0
-            )
-            self.doc.set_applied(self._face, img, face.applied_seed, identity)
+            identity = face.applied_identity or identity_changed([sample.method])
+            # the result may now differ from the input where it did before and where the stroke brushed a sample in
+            current = np.zeros_like(cov) if face.applied is None else face.applied_mask
+            brushed = cov if sample.paste_mask is None else cov * sample.paste_mask
+            mask = union_paste_mask(current, brushed)
+            self.doc.set_applied(self._face, img, face.applied_seed, identity, mask)
         else:
             self.doc.set_mask(self._face, brush.paint(face.mask, cov, erase=self._tool == "eraser"))
 
@@ -91,7 +95,7 @@ class StrokeController(QObject):
             if np.array_equal(face.applied, face.crop if before[0] is None else before[0]):
                 self.doc.set_applied(self._face, *before)  # nothing painted (e.g. outside the face): no undo step
             else:
-                after = (face.applied, face.applied_seed, face.applied_identity)
+                after = face.applied_state()
                 text = f"Patch face {self._face + 1} from sample {self.patch_source + 1}"
                 self.stack.push(AppliedCommand(self.doc, self._face, after, text, before=before, applied=True))
         elif not np.array_equal(face.mask, self._before):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from PySide6.QtGui import QImage, QPixmap
 
-from .document import to_uint8
+from frgd.io import to_uint8
 
 
 def to_qimage(img: np.ndarray) -> QImage:

@@ -70,10 +70,14 @@ def save_session(doc: Document, path: str | Path, ui: dict[str, Any] | None = No
         arrays[f"f{i}_mask"] = f.mask.astype(np.float32)
         if f.applied is not None:
             arrays[f"f{i}_applied"] = f.applied
+            if f.applied_mask is not None:
+                arrays[f"f{i}_applied_mask"] = f.applied_mask.astype(np.float32)
         for k, r in enumerate(f.references):
             arrays[f"f{i}_ref{k}"] = r.crop
         for k, s in enumerate(f.samples):
             arrays[f"f{i}_sample{k}"] = s.image
+            if s.paste_mask is not None:
+                arrays[f"f{i}_sample{k}_mask"] = s.paste_mask.astype(np.float32)
         faces.append(
             {
                 "box": np.asarray(f.box).tolist(),
@@ -87,12 +91,14 @@ def save_session(doc: Document, path: str | Path, ui: dict[str, Any] | None = No
                         "steps": s.steps,
                         "identity_score": s.identity_score,
                         "parameters": s.parameters,
+                        "paste_mask": s.paste_mask is not None,
                     }
                     for s in f.samples
                 ],
                 "applied": f.applied is not None,
                 "applied_seed": f.applied_seed,
                 "applied_identity": bool(f.applied_identity),
+                "applied_mask": f.applied is not None and f.applied_mask is not None,
             }
         )
     panes = [{"name": n, "file": f"panes/{k}.png", "params": doc.pane_params.get(n, {})} for k, n in
@@ -250,8 +256,11 @@ def _expected_arrays(meta: dict) -> dict[str, tuple[tuple[int, ...], type]]:
         out[f"f{i}_mask"] = _CROP_MASK
         out.update({f"f{i}_ref{k}": _CROP_RGB for k in range(len(fm["references"]))})
         out.update({f"f{i}_sample{k}": _CROP_RGB for k in range(len(fm["samples"]))})
+        out.update({f"f{i}_sample{k}_mask": _CROP_MASK for k, s in enumerate(fm["samples"]) if s.get("paste_mask")})
         if fm.get("applied"):
             out[f"f{i}_applied"] = _CROP_RGB
+            if fm.get("applied_mask"):
+                out[f"f{i}_applied_mask"] = _CROP_MASK
     return out
 
 
@@ -322,6 +331,8 @@ def _pane_image(data: bytes, name: str, photo_shape: tuple[int, ...]) -> np.ndar
 
 
 def _session_data(path: Path, meta: dict, arrays: dict[str, np.ndarray], pane_png: dict[str, bytes]) -> SessionData:
+    from frgd.restore import identity_changed
+
     from .backend import load_photo, make_face
 
     photo_info = meta["photo"]
@@ -347,13 +358,16 @@ def _session_data(path: Path, meta: dict, arrays: dict[str, np.ndarray], pane_pn
                 steps=int(s["steps"]),
                 identity_score=s.get("identity_score"),
                 parameters=dict(s.get("parameters") or {}),
+                paste_mask=arrays.get(f"f{i}_sample{k}_mask"),
             )
             for k, s in enumerate(fm["samples"])
         ]
         if fm.get("applied"):
             face.applied = arrays[f"f{i}_applied"]
             face.applied_seed = fm.get("applied_seed")
-            face.applied_identity = bool(fm.get("applied_identity"))
+            face.applied_mask = arrays.get(f"f{i}_applied_mask")
+            sample = face.applied_sample()  # sessions before the one identity_changed rule stored a narrower flag
+            face.applied_identity = bool(fm.get("applied_identity")) or identity_changed([sample and sample.method])
         faces.append(face)
     panes = {p["name"]: _pane_image(pane_png[p["file"]], p["name"], photo.rgb.shape) for p in meta.get("panes", [])}
     params = {p["name"]: dict(p.get("params") or {}) for p in meta.get("panes", [])}

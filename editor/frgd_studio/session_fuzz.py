@@ -113,11 +113,11 @@ def _forged_npy(shape: tuple[int, ...], descr: str) -> bytes:
 
 def _png_header(w: int, h: int) -> bytes:
     """A well-formed PNG claiming ``w`` x ``h`` pixels with (almost) no image data."""
-    from frgd.io import _png_chunk
+    from frgd.io.png_chunks import PNG_SIGNATURE, png_chunk
 
     ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
-    chunks = _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + _png_chunk(b"IEND", b"")
-    return b"\x89PNG\r\n\x1a\n" + chunks
+    chunks = png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + png_chunk(b"IEND", b"")
+    return PNG_SIGNATURE + chunks
 
 
 def _edit_json(meta: Any, rng: np.random.Generator) -> Any:

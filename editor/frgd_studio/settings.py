@@ -11,9 +11,9 @@ from pathlib import Path
 
 from PySide6.QtCore import QSettings
 
+from frgd.devices import DEVICE_CHOICES
 from frgd.diffusion.sampling.schedulers import DEFAULT_STEPS
 
-DEVICE_CHOICES = ("auto", "cuda", "mps", "cpu")
 MAX_RECENT = 10
 
 

@@ -10,6 +10,18 @@ if TYPE_CHECKING:  # torch is imported lazily so `frgd --help` and CLI parsing s
     import torch
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
+"""The device names of the CLI and the editor's Device menu (``cuda:N`` picks one GPU)."""
+DEVICE_HELP = "compute device: auto, cpu, cuda, cuda:N (one GPU of several) or mps (default auto)"
+
+
+def device_arg(text: str) -> str:
+    """argparse ``type`` for ``--device``: one of :data:`DEVICE_CHOICES` or ``cuda:N`` (checked without torch)."""
+    import argparse
+
+    spec = text.strip().lower()
+    if spec in DEVICE_CHOICES or (spec.startswith("cuda:") and spec[5:].isdigit()):
+        return spec
+    raise argparse.ArgumentTypeError(f"unknown device {text!r}; choose {', '.join(DEVICE_CHOICES)} or cuda:N")
 
 
 def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:

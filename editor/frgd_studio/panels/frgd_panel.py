@@ -105,11 +105,11 @@ class FRGDPanel(QWidget):
 
     def model_status(self) -> tuple[str | None, str | None]:
         """(model folder, problem text) without loading anything."""
-        from ..backend import default_frgd_dir
+        from frgd.restore import default_model_dir
 
         chosen = self.w.settings.get("frgd_model")
         try:
-            path = Path(chosen) if chosen else default_frgd_dir()
+            path = Path(chosen) if chosen else default_model_dir()
         except FRGDError as err:
             return None, str(err)
         if not (path / "config.json").is_file():

@@ -57,7 +57,7 @@ class GFPGANPanel(QWidget):
         weight = float(self.weight.value())
         scale = int(self.upscale.currentData())
         name = f"GFPGAN {version} ×{scale}"
-        params = {"model": f"GFPGAN{version}", "weight": weight, "upscale": scale}
+        params = {"model": f"GFPGAN{version}", "method": "gfpgan", "weight": weight, "upscale": scale}
 
         def job(device, progress, cancel):
             return backend.run_gfpgan(photo, faces, version, weight, scale, device, progress, cancel)

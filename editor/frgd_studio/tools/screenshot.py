@@ -78,9 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.tiny_random:
         model = make_tiny_model(tmp)
     else:
-        from frgd_studio.backend import default_frgd_dir
+        from frgd.restore import default_model_dir
 
-        model = Path(args.model) if args.model else default_frgd_dir()
+        model = Path(args.model) if args.model else default_model_dir()
     settings = Settings()
     settings.set("device", args.device)
     settings.set("frgd_model", str(model))

@@ -6,9 +6,11 @@ import argparse
 import logging
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from ..devices import DEVICE_CHOICES
+from ..devices import DEVICE_CHOICES, DEVICE_HELP, device_arg
 from ..errors import InputError
 from .main import add_json_flags, emit
 
@@ -59,6 +61,40 @@ def _add_sampler_flags(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_faces_flag(p: argparse.ArgumentParser) -> None:
+    """``--faces``: which faces to restore, parsed by :func:`frgd.restore.choose_faces` (``frgd enhance``,
+    ``frgd restore``)."""
+    p.add_argument(
+        "--faces",
+        default="all",
+        metavar="SEL",
+        help="all | largest | center | face numbers, 1-based from left to right, like 1,3 (default all)",
+    )
+
+
+def add_frgd_flags(p: argparse.ArgumentParser) -> None:
+    """The FRGD settings of ``frgd enhance`` and ``frgd restore --method frgd``: references, identity strength, sampler,
+    model folder."""
+    p.add_argument(
+        "--reference", action="append", default=[], metavar="REF", help="reference photo of the person (repeatable)"
+    )
+    p.add_argument("--identity", type=float, default=0.5, metavar="S", help="identity strength in [0,1] (default 0.5)")
+    _add_sampler_flags(p)
+    p.add_argument("--model", metavar="DIR", help="FRGD model folder (default: the installed frgd-128)")
+
+
+def add_batch_flags(p: argparse.ArgumentParser) -> None:
+    """``--format`` (the outputs of a batch), ``--overwrite`` and the JSON flags of a per-photo command
+    (:mod:`frgd.cli.batch`)."""
+    p.add_argument(
+        "--format", default="png", choices=("png", "jpg", "webp", "tif"), help="output format in batch mode (png)"
+    )
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace existing output files, redo finished photos (never the input)"
+    )
+    add_json_flags(p)
+
+
 def register(root: argparse._SubParsersAction, groups: dict[str, argparse._SubParsersAction]) -> None:
     p = root.add_parser(
         "enhance",
@@ -66,34 +102,35 @@ def register(root: argparse._SubParsersAction, groups: dict[str, argparse._SubPa
         description=(
             "Detect the faces of PHOTO, restore each with the FRGD diffusion model (guided towards the identity of the "
             "--reference photos when given) and paste them back into the photo upscaled by the general SR model. "
+            "Faces are numbered 1, 2, ... from left to right, as in the editor. "
             "With --aligned, PHOTO is an aligned face crop and the 128x128 restored crops are written. One file per "
             "sample: OUT, or OUT_seedK.<ext> when --samples > 1. Provenance (model, seeds, parameters, reference "
-            "hashes) is embedded and every output is flagged identity-changed (a generative restoration)."
+            "hashes) is embedded and every output is flagged identity-changed (a generative restoration). "
+            "Batch: several PHOTOs or a folder write OUT/<name>.<format> into the folder OUT, with a progress bar; "
+            "photos already done (outputs newer than the photo) are skipped unless --overwrite; a photo that fails "
+            "is reported (OUT/frgd_report.json and the last lines) and the others go on; the exit code is then 1."
         ),
     )
-    p.add_argument("photo", metavar="PHOTO", help="input photo (or aligned face crop with --aligned)")
-    p.add_argument("-o", "--out", required=True, metavar="OUT", help="output image path (.png/.jpg/.webp/.tif)")
     p.add_argument(
-        "--reference", action="append", default=[], metavar="REF", help="reference photo of the person (repeatable)"
+        "photo", metavar="PHOTO", nargs="+", help="input photo(s) or folder(s) (aligned crops with --aligned)"
     )
-    p.add_argument("--identity", type=float, default=0.5, metavar="S", help="identity strength in [0,1] (default 0.5)")
+    p.add_argument("-o", "--out", required=True, metavar="OUT", help="output image (.png/.jpg/.webp/.tif), or folder")
+    add_frgd_flags(p)
     p.add_argument("--samples", type=int, default=1, metavar="N", help="number of samples (default 1)")
     p.add_argument("--seed", type=int, default=None, metavar="K", help="seed of the first sample (K, K+1, ...)")
-    _add_sampler_flags(p)
     p.add_argument("--mask", metavar="MASK.png", help="white = may change (photo-sized, or crop-sized with --aligned)")
     p.add_argument("--aligned", action="store_true", help="PHOTO and references are aligned face crops")
     p.add_argument(
         "--sr-model",
         default=None,
         metavar="NAME",
-        help="general SR model of the photo (default auto: realesrgan-x4plus if installed, scale <= 4; else lanczos)",
+        help="general SR model of the photo (default auto: realesrgan-x4plus on a GPU if installed, scale 2..4; "
+        "else lanczos)",
     )
     p.add_argument("--scale", type=_scale, default="auto", metavar="S", help="photo upscale factor or auto (default)")
-    p.add_argument("--faces", default="all", metavar="SEL", help="all | largest | indices like 0,2 (default all)")
-    p.add_argument("--model", metavar="DIR", help="FRGD model folder (default: the installed frgd-128)")
-    p.add_argument("--device", default="auto", choices=DEVICE_CHOICES, help="compute device (default auto)")
-    p.add_argument("--overwrite", action="store_true", help="replace existing output files (never the input)")
-    add_json_flags(p)
+    add_faces_flag(p)
+    p.add_argument("--device", default="auto", type=device_arg, metavar="DEV", help=DEVICE_HELP)
+    add_batch_flags(p)
     p.set_defaults(func=_cmd_enhance)
 
     ev = groups["eval"].add_parser(
@@ -110,6 +147,10 @@ def register(root: argparse._SubParsersAction, groups: dict[str, argparse._SubPa
     ev.add_argument("--preset", default="clean", choices=("clean", "mild", "medium"), help="degradation preset")
     ev.add_argument("--model", metavar="DIR", help="FRGD model folder (default: the installed frgd-128)")
     ev.add_argument("--limit", type=int, default=50, metavar="N", help="number of validation faces (default 50)")
+    ev.add_argument(
+        "--first", type=int, default=0, metavar="K",
+        help="skip the first K validation pairs (a tuning set disjoint from the default one; default 0)",
+    )  # fmt: skip
     ev.add_argument("--sliders", type=_float_list, default=[0.0, 0.5, 1.0], metavar="S,S", help="slider values")
     _add_sampler_flags(ev)
     ev.add_argument("--batch", type=int, default=8, metavar="B", help="faces per sampler batch (default 8)")
@@ -151,104 +192,142 @@ def register(root: argparse._SubParsersAction, groups: dict[str, argparse._SubPa
     b.set_defaults(func=_cmd_bench)
 
 
-def _out_paths(out: str, seeds: list[int]) -> list[Path]:
+def _out_paths(out: str | Path, seeds: list[int]) -> list[Path]:
     path = Path(out)
     if len(seeds) == 1:
         return [path]
     return [path.with_name(f"{path.stem}_seed{s}{path.suffix}") for s in seeds]
 
 
-def _cmd_enhance(args: argparse.Namespace) -> int:
+@dataclass
+class _Enhance:
+    """What every photo of one ``frgd enhance`` run shares: the restorer, the pipeline, references, mask, params."""
+
+    args: argparse.Namespace
+    restorer: Any
+    pipe: Any
+    mask: Any
+    ref_hashes: dict[str, str]
+    protect: list[str]
+
+    def run(self, photo: Path, paths: list[Path], seeds: list[int], overwrite: bool) -> dict[str, Any]:
+        """Restore one photo (or aligned crop) and write ``paths`` (one per seed); returns its JSON record."""
+        from ..io import Provenance, file_sha256, load_rgb, save_image
+        from ..restore import FaceRequest, fit_crop, identity_changed
+
+        args = self.args
+        img = load_rgb(photo)
+        params = {
+            "identity_strength": args.identity,
+            "samples": args.samples,
+            "steps": args.steps,
+            "scheduler": args.scheduler,
+            "aligned": bool(args.aligned),
+            "mask": Path(args.mask).name if args.mask else None,
+            "identity_guided": bool(self.restorer.references) and args.identity > 0,
+        }
+        if args.aligned:
+            mask = None if self.mask is None else fit_crop(self.mask, self.restorer.crop_size)
+            samples = self.restorer.restore_crop(img, FaceRequest(mask=mask), seeds)
+            images = [s.image for s in samples]
+            verdicts = [[s.verdict] for s in samples]
+            changed = identity_changed(s.method for s in samples)
+            scores = [s.identity_score for s in samples]
+            params["mode"] = "aligned"
+            extra: dict[str, Any] = {"identity_scores": None if scores[0] is None else [round(v, 4) for v in scores]}
+            meters = [samples[0].params.get("identity_meter")]
+            timings = {}
+            weights = samples[0].params.get("weights")
+        else:
+            out = self.pipe(img, which=args.faces, num_samples=args.samples, seeds=seeds, scale=args.scale,
+                            mask=self.mask, require_faces=True)  # fmt: skip
+            images, changed = out.images, out.identity_changed
+            verdicts = [out.verdicts(k) for k in range(len(seeds))]
+            params.update(mode="photo", scale=out.scale, sr_model=out.sr_model)
+            extra = {"faces": [f.to_json() for f in out.faces]}
+            meters = [f.samples[0].params.get("identity_meter") for f in out.faces]
+            timings, weights = out.timings, out.faces[0].samples[0].params.get("weights")
+        extra["weights"] = weights
+        if any(m is not None for m in meters):
+            extra["identity_meter"] = meters[0] if args.aligned else meters
+        source_hash = file_sha256(photo)
+        written = []
+        for k, (pth, seed) in enumerate(zip(paths, seeds)):
+            prov = Provenance(
+                model=f"frgd:{self.restorer.name}",
+                seed=seed,
+                parameters={**params, "identity_meter": verdicts[k] if any(verdicts[k]) else None},
+                reference_hashes=self.ref_hashes,
+                identity_changed=changed,
+                source_hash=source_hash,
+            )
+            saved = save_image(pth, images[k], provenance=prov, overwrite=overwrite, protect=[photo, *self.protect])
+            written.append(str(saved))
+        return {"outputs": written, "seeds": seeds, **params, **extra, "timings": timings}
+
+
+def _cmd_enhance(args: argparse.Namespace, label: str = "frgd enhance") -> int:
+    """``frgd enhance`` (also ``frgd restore --method frgd``, which passes its own ``label``)."""
     _passive_omp_threads()
-    import numpy as np
+    from ..diffusion.sampling.pipeline import normalize_seeds
+    from ..io import SAVE_EXTENSIONS, check_output, load_rgb
+    from .batch import collect_inputs, finish_batch, is_batch, plan
 
-    from ..enhance import DEFAULT_SR_MODEL, EnhancePipeline, load_frgd_pipeline
-    from ..io import SAVE_EXTENSIONS, Provenance, check_output, file_sha256, load_image, load_rgb, save_image
-
-    photo = Path(args.photo)
-    out = Path(args.out)
-    if out.suffix.lower() not in SAVE_EXTENSIONS:
-        raise InputError(f"unsupported output extension {out.suffix!r}; use one of {', '.join(SAVE_EXTENSIONS)}")
+    batch = is_batch(args.photo)
+    if not batch and Path(args.out).suffix.lower() not in SAVE_EXTENSIONS:
+        raise InputError(
+            f"unsupported output extension {Path(args.out).suffix!r}; use one of {', '.join(SAVE_EXTENSIONS)}"
+        )
     if not 0.0 <= args.identity <= 1.0:
         raise InputError(f"--identity must be in [0, 1], got {args.identity}")
     if args.samples < 1:
         raise InputError(f"--samples must be at least 1, got {args.samples}")
-    img = load_rgb(photo)
-    refs = [load_rgb(r) for r in args.reference]
+    if batch and args.mask and not args.aligned:
+        raise InputError("--mask is photo-sized: give one photo with it (or --aligned crops of one size)")
+    seeds = normalize_seeds(args.seed, args.samples)
+    protect = [*args.reference] + ([args.mask] if args.mask else [])
+    if batch:
+        items = plan(
+            collect_inputs(args.photo),
+            Path(args.out),
+            lambda src: [p.name for p in _out_paths(f"{src.stem}.{args.format}", seeds)],
+        )
+    else:
+        photo = Path(args.photo[0])
+        load_rgb(photo)  # an unreadable photo is a usage error before the model loads
+        paths = _out_paths(args.out, seeds)
+        for pth in paths:
+            check_output(pth, overwrite=args.overwrite, protect=[photo, *protect])
+
+    ctx = _load_enhance(args, protect)
+    if not batch:
+        data = ctx.run(photo, paths, seeds, args.overwrite)
+        emit(args, data, "\n".join(f"wrote {w} (seed {s})" for w, s in zip(data["outputs"], seeds)))
+        return 0
+    return finish_batch(
+        args, items, lambda item: ctx.run(item.source, item.outputs, seeds, overwrite=True), label=label,
+        protect=protect,
+    )  # fmt: skip
+
+
+def _load_enhance(args: argparse.Namespace, protect: list[str]) -> _Enhance:
+    """Load the model, align the references once, read the mask: the shared state of :meth:`_Enhance.run`."""
+    import numpy as np
+
+    from ..io import file_sha256, load_image, load_rgb
+    from ..restore import FacePipeline, FRGDRestorer, load_frgd_pipeline
+
     mask = None
     if args.mask:
-        mask = load_image(args.mask).rgb
-        mask = (mask.astype(np.float32) / (65535.0 if mask.dtype == np.uint16 else 255.0)).mean(axis=2)
-    from ..diffusion.sampling.pipeline import normalize_seeds
-
-    seeds = normalize_seeds(args.seed, args.samples)
-    paths = _out_paths(args.out, seeds)
-    protect = [photo, *args.reference] + ([args.mask] if args.mask else [])
-    for pth in paths:
-        check_output(pth, overwrite=args.overwrite, protect=protect)
-
+        m = load_image(args.mask).rgb
+        mask = (m.astype(np.float32) / (65535.0 if m.dtype == np.uint16 else 255.0)).mean(axis=2)
     frgd = load_frgd_pipeline(args.model, device=args.device)
-    sr_model = args.sr_model or DEFAULT_SR_MODEL
-    pipe = EnhancePipeline(frgd, sr_model=sr_model, detector_device=frgd.device)
-    common = dict(identity_strength=args.identity, num_samples=args.samples, seeds=seeds, steps=args.steps)
-    if args.aligned:
-        res = pipe.enhance_aligned(img, references=refs, mask=mask, scheduler=args.scheduler, **common)
-        images = [res.images[k].permute(1, 2, 0).numpy() for k in range(args.samples)]
-        info = {"mode": "aligned", "weights": res.weights.as_dict(), "timings": res.timings}
-        scores = None if res.identity_scores is None else [round(float(v), 4) for v in res.identity_scores]
-        extra = {"identity_scores": scores}
-        meters = [res.identity_meter]
-    else:
-        res = pipe(
-            img, references=refs, scheduler=args.scheduler, scale=args.scale, faces=args.faces, mask=mask, **common
-        )
-        images = res.images
-        info = {"mode": "photo", "scale": res.scale, "sr_model": res.sr_model, "timings": res.timings}
-        extra = {
-            "faces": [
-                {
-                    "index": f.index,
-                    "native_scale": round(float(f.crop.native_scale), 4),
-                    "identity_scores": None
-                    if f.result.identity_scores is None
-                    else [round(float(v), 4) for v in f.result.identity_scores],
-                }
-                for f in res.faces
-            ],
-            "weights": res.faces[0].result.weights.as_dict(),
-        }
-        meters = [f.result.identity_meter for f in res.faces]
+    restorer = FRGDRestorer(frgd, identity_strength=args.identity, steps=args.steps, scheduler=args.scheduler)
+    pipe = FacePipeline(restorer, sr_model=args.sr_model or "auto", tile=getattr(args, "tile", "auto"))
+    refs = [load_rgb(r) for r in args.reference]
+    restorer.references = refs if args.aligned else pipe.reference_crops(refs)
     ref_hashes = {Path(r).name: file_sha256(r) for r in args.reference}
-    source_hash = file_sha256(photo)
-    params = {
-        "identity_strength": args.identity,
-        "samples": args.samples,
-        "steps": args.steps,
-        "scheduler": args.scheduler,
-        "aligned": bool(args.aligned),
-        "mask": Path(args.mask).name if args.mask else None,
-        "identity_guided": bool(refs) and args.identity > 0,
-        **{k: v for k, v in info.items() if k != "timings"},
-    }
-    written = []
-    meter_info = [None if m is None else m.as_dict() for m in meters]
-    if any(m is not None for m in meter_info):
-        extra["identity_meter"] = meter_info[0] if args.aligned else meter_info
-    for k, (pth, seed) in enumerate(zip(paths, seeds)):
-        # per output: the meter's verdict line for each face (encoder named, "optimistic" when it guided)
-        verdicts = [None if m is None else m.label(k) for m in meters]
-        prov = Provenance(
-            model=f"frgd:{frgd.name}",
-            seed=seed,
-            parameters={**params, "identity_meter": verdicts if any(verdicts) else None},
-            reference_hashes=ref_hashes,
-            identity_changed=True,
-            source_hash=source_hash,
-        )
-        written.append(str(save_image(pth, images[k], provenance=prov, overwrite=args.overwrite, protect=protect)))
-    data = {"outputs": written, "seeds": seeds, **params, **extra, "timings": info.get("timings")}
-    emit(args, data, "\n".join(f"wrote {w} (seed {s})" for w, s in zip(written, seeds)))
-    return 0
+    return _Enhance(args, restorer, pipe, mask, ref_hashes, protect)
 
 
 def _cmd_eval_faces(args: argparse.Namespace) -> int:
@@ -261,6 +340,7 @@ def _cmd_eval_faces(args: argparse.Namespace) -> int:
         scale=args.scale,
         preset=args.preset,
         limit=args.limit,
+        first=args.first,
         sliders=args.sliders,
         steps=args.steps,
         scheduler=args.scheduler,

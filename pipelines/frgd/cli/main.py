@@ -110,6 +110,19 @@ def add_json_flags(p: argparse.ArgumentParser) -> None:
         p.add_argument("--overwrite", action="store_true", help="replace the --json-out FILE if it exists")
 
 
+def tile_arg(text: str) -> int | str:
+    """argparse ``type`` of ``--tile``: ``auto`` or a tile side in input pixels (``0``: no tiling)."""
+    if text == "auto":
+        return text
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--tile must be 'auto' or an integer, got {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"--tile must be >= 0, got {v}")
+    return v
+
+
 def command_modules() -> list[str]:
     """Names of every ``frgd.cli.cmd_*`` module, sorted."""
     from . import __path__ as pkg_path

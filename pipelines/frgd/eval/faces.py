@@ -73,13 +73,16 @@ def select_pairs(data_dir: str | Path, limit: int, split: str = "val") -> list[t
     return pairs
 
 
-def degrade_faces(gts: list[np.ndarray], scale: float, preset: str = "clean", seed: int = 0) -> list[np.ndarray]:
+def degrade_faces(
+    gts: list[np.ndarray], scale: float, preset: str = "clean", seed: int = 0, first: int = 0
+) -> list[np.ndarray]:
     """The deterministic inputs of the evaluation: each ground truth ``(128, 128, 3)`` uint8 degraded by
-    :func:`frgd.degrade.fixed_degradation` (noise seeded per face with ``[seed, i]``) -> ``(h, w, 3)`` float32."""
+    :func:`frgd.degrade.fixed_degradation` (noise seeded per face with ``[seed, first + i]``, i.e. by pair index when
+    ``gts`` are pairs ``first, first + 1, ...``) -> ``(h, w, 3)`` float32."""
     from ..degrade import degrade_image, fixed_degradation
 
     cfg = fixed_degradation(scale, preset=preset)
-    return [degrade_image(g, np.random.default_rng([seed, i]), cfg).lq for i, g in enumerate(gts)]
+    return [degrade_image(g, np.random.default_rng([seed, first + i]), cfg).lq for i, g in enumerate(gts)]
 
 
 def upscale_faces(lqs: list[np.ndarray], size: int, mode: str = "bicubic") -> list[np.ndarray]:
@@ -114,6 +117,7 @@ def evaluate_faces(
     scale: float = 8.0,
     preset: str = "clean",
     limit: int = 50,
+    first: int = 0,
     sliders: list[float] | tuple[float, ...] = (0.0, 0.5, 1.0),
     steps: int = DEFAULT_STEPS,
     scheduler: str = DEFAULT_SCHEDULER,
@@ -128,24 +132,25 @@ def evaluate_faces(
 ) -> dict[str, Any]:
     """Evaluate FRGD on ``limit`` degraded validation faces; returns a JSON-able dict (see the module docstring).
 
+    ``first``: skip the first ``first`` pairs of :func:`select_pairs` (a tuning set disjoint from the default one).
     ``grid``: also write a PNG of the first ``grid_faces`` faces, one row each: input (nearest-upscaled), bicubic,
     one sample with the reference per slider value (each column with its own seeds), ground truth.
     """
     from ..degrade import fixed_degradation
     from ..diffusion.training.data import read_image
-    from ..enhance import load_frgd_pipeline
     from ..jobs import check_cancel, report
+    from ..restore import load_frgd_pipeline
 
-    if limit < 1 or batch < 1:
-        raise InputError("limit and batch must be positive")
+    if limit < 1 or batch < 1 or first < 0:
+        raise InputError("limit and batch must be positive, first non-negative")
     t0 = time.perf_counter()
     root = Path(data_dir)
     pipe = pipeline or load_frgd_pipeline(model_dir, device=device)
     dev = pipe.device
-    pairs = select_pairs(root, limit)
+    pairs = select_pairs(root, first + limit)[first:]
     gts = [read_image(root / t) for t, _, _ in pairs]
     refs = [read_image(root / r) for _, r, _ in pairs]
-    lqs = degrade_faces(gts, scale, preset, seed)
+    lqs = degrade_faces(gts, scale, preset, seed, first)
     size = pipe.size
     if judge:
         from ..identity.judge import Judge
@@ -206,7 +211,7 @@ def evaluate_faces(
                     reference_per_sample=with_ref,
                     identity_strength=float(s),
                     num_samples=n,
-                    seeds=[seed + j for j in range(i, i + n)],
+                    seeds=[seed + first + j for j in range(i, i + n)],  # pair k always gets seed + k
                     steps=steps,
                     scheduler=scheduler,
                 )
@@ -228,6 +233,7 @@ def evaluate_faces(
         "data": str(root),
         "split": "val",
         "n_faces": len(pairs),
+        "first_pair": first,
         "scale": scale,
         "preset": preset,
         "degradation": fixed_degradation(scale, preset=preset).name,

@@ -27,7 +27,7 @@ import numpy as np
 from ..errors import FRGDError, InputError, MissingWeightsError
 from ..io import ImageLoadError
 from ..jobs import CancelToken, ProgressFn, check_cancel, report
-from ..metrics.imresize import imresize
+from ..metrics.imresize import imresize, modcrop
 from ..metrics.psnr_ssim import psnr, ssim, to_y
 
 logger = logging.getLogger(__name__)
@@ -67,12 +67,6 @@ class SREvalResult:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def modcrop(img: np.ndarray, scale: int) -> np.ndarray:
-    """Crop ``(H, W[, C])`` to multiples of ``scale`` (bottom/right), as MATLAB ``modcrop``."""
-    h, w = img.shape[:2]
-    return img[: h - h % scale, : w - w % scale]
 
 
 def _read(path: Path) -> np.ndarray:

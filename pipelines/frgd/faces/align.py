@@ -38,7 +38,10 @@ TEMPLATE_512: np.ndarray = np.array(
     ],
     dtype=np.float64,
 )
-"""FFHQ-style five-point template for a 512x512 crop (the faces128 template)."""
+"""FFHQ-style five-point template for a 512x512 crop (the faces128 template; :func:`template` scales it)."""
+
+FACE_SIZE = 128
+"""Side of FRGD's aligned face crop: the faces128 crops, the model's input, the editor's face crops and masks."""
 
 DATASET_WARP_SIZE = 512
 """faces128 warped every face to 512x512 before area-downscaling to 128."""
@@ -47,7 +50,9 @@ MAX_SUPERSAMPLE = 8
 
 Border = Literal["reflect", "constant"]
 Interpolation = Literal["cubic", "area"]
-Region = Literal["face", "eyes", "mouth", "nose"]
+Region = Literal["face", "eyes", "mouth", "nose", "left_eye", "right_eye", "lower_face", "outside_face"]
+FACE_REGIONS: tuple[str, ...] = ("left_eye", "right_eye", "eyes", "nose", "mouth", "lower_face", "face", "outside_face")
+"""Every region :func:`face_region_mask` draws (the editor offers face, eyes, mouth and nose; fusion training all)."""
 
 _BORDERS = {"reflect": cv2.BORDER_REFLECT, "constant": cv2.BORDER_CONSTANT}
 
@@ -223,7 +228,7 @@ def supersample_factor(landmarks: np.ndarray, size: int, interpolation: Interpol
 def align_face(
     img: np.ndarray,
     landmarks: np.ndarray,
-    size: int = 128,
+    size: int = FACE_SIZE,
     *,
     border: Border = "reflect",
     interpolation: Interpolation = "area",
@@ -245,14 +250,37 @@ def align_face(
     """
     img = _check_image(img)
     lm = _check_landmarks(landmarks)
-    size = int(size)
-    if size < 8:
+    size = _check_size(size)
+    k = supersample_factor(lm, size, interpolation)
+    m_big = estimate_similarity(lm, template(size * k), method=method)
+    return _warp_crop(img, lm, m_big, size, k, border)
+
+
+def resample_crop(img: np.ndarray, crop: FaceCrop, size: int, *, border: Border = "reflect") -> FaceCrop:
+    """The face of ``crop`` warped again from ``img`` at another crop ``size``, with the SAME geometry (no new fit).
+
+    ``img`` is the photo ``crop`` was aligned from; the new affine is ``crop.affine`` followed by the pixel-centre
+    exact resize by ``size / crop.size``, supersampled like :func:`align_face` (``"area"``). FRGD uses it for the
+    native-resolution input of a small face, so its input, mask and paste-back share one alignment.
+    """
+    img = _check_image(img)
+    size = _check_size(size)
+    k = supersample_factor(crop.landmarks, size, "area")
+    m_big = compose_affine(resize_affine(size * k / crop.size), crop.affine)
+    return _warp_crop(img, crop.landmarks, m_big, size, k, border)
+
+
+def _check_size(size: int) -> int:
+    if int(size) < 8:
         raise InputError(f"crop size must be at least 8, got {size}")
+    return int(size)
+
+
+def _warp_crop(img: np.ndarray, lm: np.ndarray, m_big: np.ndarray, size: int, k: int, border: Border) -> FaceCrop:
+    """Warp ``img`` with ``m_big`` (photo -> ``k * size`` px) bicubically, area-downscale by ``k``: a FaceCrop."""
     if border not in _BORDERS:
         raise InputError(f"unknown border {border!r}; use 'reflect' or 'constant'")
-    k = supersample_factor(lm, size, interpolation)
     warp_size = size * k
-    m_big = estimate_similarity(lm, template(warp_size), method=method)
     src = img if img.dtype in (np.uint8, np.uint16, np.float32) else img.astype(np.float32)
     big = cv2.warpAffine(
         src, m_big, (warp_size, warp_size), flags=cv2.INTER_CUBIC, borderMode=_BORDERS[border], borderValue=0
@@ -308,31 +336,42 @@ def feather_mask(size: int, feather: float = 0.1) -> np.ndarray:
 
 
 def face_region_mask(
-    size: int, landmarks_crop: np.ndarray, region: Region = "face", feather: float = 0.1
+    size: int | tuple[int, int],
+    landmarks_crop: np.ndarray,
+    region: Region = "face",
+    feather: float = 0.1,
+    scale: float = 1.0,
 ) -> np.ndarray:
-    """One-click region mask for the editor, ``(S, S)`` float32 in ``[0, 1]``.
+    """Mask of a named face region from five landmarks, ``(H, W)`` float32 in ``[0, 1]``: the editor's one-click masks
+    and the face-region masks of FRGD's fusion training (:mod:`frgd.diffusion.training.fusion`), one geometry.
 
     Geometry, from the five landmarks in crop pixels (``d`` = eye distance, ``e`` = eye midpoint, ``m`` = mouth-corner
     midpoint, ``h = |m - e|``; ellipses are rotated so their vertical axis runs along ``e -> m``; at the 512 template
     ``d ~= 126``, ``h ~= 131`` px):
 
     - ``"face"``: one ellipse centred at ``e + 0.35 (m - e)``, semi-axes ``1.0 d`` across and ``1.35 h`` along,
-      covering the brows to the chin and cheek to cheek;
+      covering the brows to the chin and cheek to cheek; ``"outside_face"``: its complement;
     - ``"eyes"``: one ellipse per eye, centred on the eye moved ``0.08 h`` up (to take in the lids), semi-axes
-      ``0.33 d`` x ``0.22 d``, rotated with the eye line;
+      ``0.33 d`` x ``0.22 d``, rotated with the eye line; ``"left_eye"`` / ``"right_eye"``: one of them;
     - ``"nose"``: an ellipse from just below the eye line to just below the nose tip ``n``: centre
       ``e + 0.6 (n - e)``, semi-axes ``0.28 d`` across and ``0.6 |n - e|`` along;
     - ``"mouth"``: an ellipse centred at ``m``, semi-axes ``0.5 |mouth right - mouth left| + 0.15 d`` along the
-      mouth line and ``0.3 d`` across it.
+      mouth line and ``0.3 d`` across it;
+    - ``"lower_face"``: an ellipse centred at ``(n + m) / 2 + 0.25 (m - e)``, semi-axes ``0.95 d`` across and
+      ``0.75 d`` along.
 
-    The hard region is blurred with a Gaussian of sigma ``feather * d`` (``feather = 0`` gives a hard mask).
+    ``size``: ``S`` (square) or ``(H, W)``. ``scale`` multiplies every semi-axis (fusion training draws 0.8-1.4).
+    The hard region is blurred with a Gaussian of sigma ``feather * d`` (``feather = 0`` gives a hard mask with
+    antialiased edges).
     """
     lm = _check_landmarks(landmarks_crop, "landmarks_crop")
-    size = int(size)
-    if size <= 0:
+    h_px, w_px = (int(size), int(size)) if np.isscalar(size) else (int(size[0]), int(size[1]))
+    if h_px <= 0 or w_px <= 0:
         raise InputError(f"mask size must be positive, got {size}")
-    if feather < 0:
-        raise InputError(f"feather must be >= 0, got {feather}")
+    if feather < 0 or scale <= 0:
+        raise InputError(f"feather must be >= 0 and scale > 0, got {feather} and {scale}")
+    if region not in FACE_REGIONS:
+        raise InputError(f"unknown region {region!r}; use one of {', '.join(FACE_REGIONS)}")
     le, re_, nose, ml, mr = lm
     eye_c = 0.5 * (le + re_)
     mouth_c = 0.5 * (ml + mr)
@@ -348,10 +387,11 @@ def face_region_mask(
     up_unit = -down / h
 
     ellipses: list[tuple[np.ndarray, float, float, float]] = []  # centre, semi-axis x, semi-axis y, angle (deg)
-    if region == "face":
+    if region in ("face", "outside_face"):
         ellipses.append((eye_c + 0.35 * down, 1.0 * d, 1.35 * h, face_angle))
-    elif region == "eyes":
-        for eye in (le, re_):
+    elif region in ("eyes", "left_eye", "right_eye"):
+        eyes = {"eyes": (le, re_), "left_eye": (le,), "right_eye": (re_,)}[region]
+        for eye in eyes:
             ellipses.append((eye + 0.08 * h * up_unit, 0.33 * d, 0.22 * d, eye_angle))
     elif region == "nose":
         nv = nose - eye_c
@@ -360,19 +400,20 @@ def face_region_mask(
         ellipses.append((eye_c + 0.6 * nv, 0.28 * d, max(0.6 * ln, 0.1 * d), ang))
     elif region == "mouth":
         ellipses.append((mouth_c, 0.5 * float(np.linalg.norm(mr - ml)) + 0.15 * d, 0.3 * d, mouth_angle))
-    else:
-        raise InputError(f"unknown region {region!r}; use face, eyes, mouth or nose")
+    else:  # lower_face
+        ellipses.append((0.5 * (nose + mouth_c) + 0.25 * down, 0.95 * d, 0.75 * d, face_angle))
 
     shift = 4  # sub-pixel precision for cv2.ellipse (1/16 px)
-    mask = np.zeros((size, size), np.float32)
+    mask = np.zeros((h_px, w_px), np.float32)
     for centre, ax, ay, ang in ellipses:
         c = (int(round(centre[0] * (1 << shift))), int(round(centre[1] * (1 << shift))))
-        axes = (max(1, int(round(ax * (1 << shift)))), max(1, int(round(ay * (1 << shift)))))
+        axes = (max(1, int(round(ax * scale * (1 << shift)))), max(1, int(round(ay * scale * (1 << shift)))))
         cv2.ellipse(mask, c, axes, ang, 0, 360, 1.0, thickness=-1, lineType=cv2.LINE_AA, shift=shift)
     sigma = feather * d
     if sigma > 0.3:
         mask = cv2.GaussianBlur(mask, (0, 0), sigmaX=sigma, sigmaY=sigma, borderType=cv2.BORDER_CONSTANT)
-    return np.clip(mask, 0.0, 1.0).astype(np.float32)
+    mask = np.clip(mask, 0.0, 1.0).astype(np.float32)
+    return 1.0 - mask if region == "outside_face" else mask
 
 
 # ----------------------------------------------------------------------------------------------------- paste back

@@ -8,6 +8,8 @@ Public API::
     s = similarity(e, ref)                                 # (B,) cosine; ref (B,D) or (D,)
     enc = IdentityEncoder.tiny_random(seed)                # tiny random weights, same API, for fast tests
 
+Backends are subclasses of :class:`IdentityEncoder` (:class:`DlibIdentityEncoder`, :class:`FacenetIdentityEncoder`),
+known by name once their module is imported (this package imports both).
 :class:`ReferenceEmbeddingCache` caches reference embeddings by file hash; :class:`frgd.identity.judge.Judge` is an
 independent network for evaluation only (never for training or guidance).
 """
@@ -21,11 +23,13 @@ from .encoder import (
     get_identity_encoder,
     similarity,
 )
+from .facenet import FacenetIdentityEncoder  # registers the "facenet" backend with IdentityEncoder
 
 __all__ = [
     "BACKENDS",
     "DLIB_SAME_PERSON_THRESHOLD",
     "DlibIdentityEncoder",
+    "FacenetIdentityEncoder",
     "IdentityEncoder",
     "ReferenceEmbeddingCache",
     "get_identity_encoder",

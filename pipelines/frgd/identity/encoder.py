@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -59,6 +60,13 @@ class IdentityEncoder(nn.Module):
 
     backend: str = ""
     input_template: str = "ffhq"
+    _backends: ClassVar[dict[str, type[IdentityEncoder]]] = {}
+    """Each subclass that declares a ``backend``, by that name (filled by :meth:`__init_subclass__`)."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "backend" in cls.__dict__:
+            IdentityEncoder._backends[cls.backend] = cls
 
     def __init__(
         self,
@@ -175,15 +183,26 @@ class IdentityEncoder(nn.Module):
 
     # -- constructors -------------------------------------------------------------------------------------------
     @staticmethod
+    def backend_class(backend: str) -> type[IdentityEncoder]:
+        """The encoder class of ``backend`` (``"dlib"``, ``"facenet"``); :class:`InputError` for an unknown one.
+
+        The ``facenet`` class registers when :mod:`frgd.identity.facenet` is imported, which :mod:`frgd.identity`
+        does, so both are always known.
+        """
+        cls = IdentityEncoder._backends.get(backend)
+        if cls is None:
+            raise InputError(f"unknown identity backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+        return cls
+
+    @staticmethod
     def tiny_random(seed: int = 0, backend: str = "dlib") -> IdentityEncoder:
         """A tiny random-weights encoder with the real API (same geometry and ``embedding_dim``) for fast tests."""
-        if backend == "dlib":
-            return DlibIdentityEncoder.tiny_random(seed)
-        if backend == "facenet":
-            from .facenet import FacenetIdentityEncoder
+        return IdentityEncoder.backend_class(backend).tiny_random(seed)
 
-            return FacenetIdentityEncoder.tiny_random(seed)
-        raise InputError(f"unknown identity backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    @classmethod
+    def from_pretrained(cls, path: str | Path | None = None) -> IdentityEncoder:
+        """The pretrained network of this backend (``path`` or its installed weights file)."""
+        raise NotImplementedError
 
 
 TINY_DLIB_CONFIG = DlibResNetConfig(
@@ -232,6 +251,11 @@ class DlibIdentityEncoder(IdentityEncoder):
         return cls(net)
 
     @classmethod
+    def from_pretrained(cls, path: str | Path | None = None) -> DlibIdentityEncoder:
+        """dlib's network from ``path`` or the installed ``dlib-resnet-v1`` file (:func:`dlib_weights_file`)."""
+        return cls.from_dat(path if path is not None else dlib_weights_file())
+
+    @classmethod
     def tiny_random(cls, seed: int = 0) -> DlibIdentityEncoder:
         """Tiny random dlib-layout network (4-16 channels, 128-d, 150 chips), deterministic for ``seed``.
 
@@ -273,20 +297,13 @@ def get_identity_encoder(backend: str = "dlib", device: str | torch.device = "cp
     """
     from ..devices import resolve_device
 
-    if backend not in BACKENDS:
-        raise InputError(f"unknown identity backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    cls = IdentityEncoder.backend_class(backend)
     dev = resolve_device(device)
     key = (backend, str(dev))
     with _LOCK:
         enc = _CACHE.get(key)
         if enc is None:
-            if backend == "dlib":
-                enc = DlibIdentityEncoder.from_dat(dlib_weights_file())
-            else:
-                from .facenet import FacenetIdentityEncoder
-
-                enc = FacenetIdentityEncoder.from_pretrained()
-            enc = enc.to(dev)
+            enc = cls.from_pretrained().to(dev)
             _CACHE[key] = enc
             logger.info("loaded identity encoder %s on %s", backend, dev)
         return enc

@@ -4,8 +4,8 @@ Note: ``frgd.metrics.niqe`` is the function; its module is ``frgd.metrics.niqe``
 (import helpers from it with ``from frgd.metrics.niqe import niqe_features``).
 """
 
-from .imresize import imresize, imresize_torch
+from .imresize import imresize, imresize_torch, modcrop
 from .niqe import niqe
 from .psnr_ssim import psnr, psnr_y, rgb2ycbcr_y, ssim, ssim_y, to_y
 
-__all__ = ["imresize", "imresize_torch", "psnr", "psnr_y", "rgb2ycbcr_y", "ssim", "ssim_y", "to_y", "niqe"]
+__all__ = ["imresize", "imresize_torch", "modcrop", "psnr", "psnr_y", "rgb2ycbcr_y", "ssim", "ssim_y", "to_y", "niqe"]

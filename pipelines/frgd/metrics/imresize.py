@@ -119,6 +119,12 @@ def _output_shape(in_shape: tuple[int, int], scale: float | None, output_shape) 
     return out, (s, s)
 
 
+def modcrop(img: np.ndarray, scale: int) -> np.ndarray:
+    """Crop ``(H, W[, C])`` so both sides are multiples of ``scale`` (bottom/right), as MATLAB ``modcrop``."""
+    h, w = img.shape[:2]
+    return img[: h - h % scale, : w - w % scale]
+
+
 def imresize(
     img: np.ndarray,
     scale: float | None = None,

@@ -1,21 +1,20 @@
-"""GFPGAN pane: detect faces, align to 512, restore with GFPGANv1Clean, paste back over the SR-upscaled photo.
+"""GFPGAN: the GFPGANv1Clean network (official v1.3 / v1.4 weights) as a face restorer of :mod:`frgd.restore`.
 
 Weights are the official TencentARC checkpoints (manifest entries ``gfpgan-v1.4`` / ``gfpgan-v1.3``; their
-``params_ema`` state dict) or a local file. The faces go through the network as RGB in ``[-1, 1]`` (like the
-official ``GFPGANer``); the decoder noise is drawn from a seeded generator so results are reproducible.
-
-The background is upscaled by the general SR pane (:class:`frgd.sr.upscale.UpscalePipeline`). With
-``bg_model="auto"`` it is ``realesrgan-x4plus`` when running on CUDA at a scale of at most 4 and its converted
-weights are present (the official demo also only uses Real-ESRGAN on GPU: on CPU a large photo takes many minutes),
-else MATLAB bicubic.
+``params_ema`` state dict) or a local file. :class:`GFPGANRestorer` restores one aligned face (512 x 512 for the
+official models): RGB in ``[-1, 1]`` through the network (like the official ``GFPGANer``), the decoder noise drawn
+from a seeded generator so results are reproducible. Detection, alignment, the background (the one "auto" rule of
+:func:`frgd.restore.background_model`) and the paste-back are :class:`frgd.restore.FacePipeline`'s, which runs this
+restorer for ``frgd restore --method gfpgan`` and the editor's GFPGAN pane.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -23,9 +22,9 @@ import torch
 from ..archs.gfpganv1_clean_arch import OFFICIAL_CONFIG, GFPGANv1Clean
 from ..devices import resolve_device
 from ..errors import FRGDError, InputError
-from ..io import to_float
+from ..io import to_float, to_uint8
 from ..jobs import CancelToken, ProgressFn, check_cancel, report
-from ..tensor import image_to_tensor, tensor_to_image
+from ..restore.methods import FaceRequest, FaceSample, Restorer
 
 logger = logging.getLogger(__name__)
 
@@ -78,87 +77,42 @@ def load_gfpgan(
         return model
 
 
-@dataclass
-class GFPGANOutput:
-    """Result of :class:`GFPGANPipeline`.
-
-    Attributes:
-        image: ``(1, 3, sH, sW)`` float32 in ``[0, 1]``: restored faces pasted over the upscaled photo.
-        faces: the :class:`frgd.faces.detect.DetectedFace` that were restored (input-image coordinates).
-        crops: the aligned :class:`frgd.faces.align.FaceCrop` (``S x S``, ``S`` = model size, 512 for the official).
-        restored: the restored faces, ``(S, S, 3)`` float32 RGB in ``[0, 1]``.
-        scale: output pixels per input pixel; bg_model: the background upscaler used.
-    """
-
-    image: torch.Tensor
-    faces: list = field(default_factory=list)
-    crops: list = field(default_factory=list)
-    restored: list[np.ndarray] = field(default_factory=list)
-    scale: int = 1
-    bg_model: str = ""
-
-
-def _default_bg(device: torch.device, scale: int) -> str:
-    """``bg_model="auto"``: Real-ESRGAN x4plus on CUDA when converted and ``scale <= 4`` (its range), else bicubic."""
-    if device.type == "cuda" and scale <= 4:
-        from ..weights import find_files
-
-        if find_files("realesrgan-x4plus") is not None:
-            return "realesrgan-x4plus"
-    return "bicubic"
-
-
-class GFPGANPipeline:
-    """Whole-photo GFPGAN restoration.
+class GFPGANRestorer(Restorer):
+    """GFPGAN as a :class:`frgd.restore.Restorer`: one aligned ``S x S`` face (``S`` = the model's ``out_size``) ->
+    one sample per seed (the seed drives the decoder noise).
 
     Args:
-        version: ``"1.4"`` or ``"1.3"`` (manifest weights), ignored when ``weights`` or ``model`` is given.
-        weights: path to a local GFPGAN checkpoint (``.pth`` with ``params_ema``, or safetensors).
+        model: an already built :class:`GFPGANv1Clean` (tests, a cache); else ``version`` / ``weights`` are loaded.
+        version: ``"1.4"`` or ``"1.3"`` (manifest weights); weights: a local checkpoint instead.
         device: ``auto|cpu|cuda|mps``.
-        bg_model: background upscaler name (:func:`frgd.sr.registry.available_upscalers`) or ``"auto"``.
-        model: an already built :class:`GFPGANv1Clean` (tests, the editor's cache); its ``out_size`` sets the
-            alignment size.
+        weight: blend of the restored and the aligned input face (1 = GFPGAN only).
     """
+
+    method: ClassVar[str] = "gfpgan"
 
     def __init__(
         self,
+        model: GFPGANv1Clean | None = None,
+        *,
         version: str = "1.4",
         weights: str | Path | None = None,
         device: torch.device | str = "cpu",
-        bg_model: str = "auto",
-        model: GFPGANv1Clean | None = None,
+        weight: float = 1.0,
     ) -> None:
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval() if model is not None else load_gfpgan(version, weights, self.device)
         self.name = f"gfpgan-v{version}" if model is None and weights is None else "gfpgan"
         if weights is not None:
             self.name = f"gfpgan ({Path(weights).name})"
-        self.bg_model = bg_model  # "auto" is resolved per call: it depends on the scale
-        self.size = int(self.model.out_size)
+        self.crop_size = int(self.model.out_size)
+        self.weight = float(weight)
 
-    def check_inputs(self, image: np.ndarray | torch.Tensor, scale: int, weight: float) -> np.ndarray:
-        """Return the image as ``(H, W, 3)`` float32 in ``[0, 1]``; raise :class:`InputError` on bad arguments."""
-        if isinstance(image, torch.Tensor):
-            if image.ndim != 4 or image.shape[:2] != (1, 3):
-                raise InputError(f"expected a (1, 3, H, W) tensor, got {tuple(image.shape)}")
-            img = tensor_to_image(image, np.float32)
-        elif isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 3:
-            img = to_float(image)
-        else:
-            raise InputError(
-                f"expected an (H, W, 3) image or a (1, 3, H, W) tensor, got {getattr(image, 'shape', None)}"
-            )
-        if min(img.shape[:2]) < 16:
-            raise InputError(f"image too small: {img.shape[1]}x{img.shape[0]}")
-        if not 1 <= int(scale) <= 8:
-            raise InputError(f"scale must be 1..8, got {scale}")
-        if not 0.0 <= weight <= 1.0:
-            raise InputError(f"weight must be in [0, 1], got {weight}")
-        return np.ascontiguousarray(img, dtype=np.float32)
+    def params(self) -> dict[str, Any]:
+        return {"weight": self.weight}
 
     @torch.inference_mode()
-    def restore_crop(self, crop: np.ndarray, seed: int | None = 0) -> np.ndarray:
-        """One aligned face ``(S, S, 3)`` float [0, 1] -> restored ``(S, S, 3)`` float32 [0, 1]."""
+    def run(self, crop: np.ndarray, seed: int | None = 0) -> np.ndarray:
+        """The network on one aligned face ``(S, S, 3)`` float in ``[0, 1]`` -> ``(S, S, 3)`` float32 ``[0, 1]``."""
         x = torch.from_numpy(np.ascontiguousarray(crop.transpose(2, 0, 1), dtype=np.float32))[None].to(self.device)
         x = x * 2.0 - 1.0
         devices = [self.device] if self.device.type == "cuda" else []
@@ -169,62 +123,41 @@ class GFPGANPipeline:
         out = (out.float().clamp(-1, 1) + 1.0) / 2.0
         return out[0].permute(1, 2, 0).cpu().numpy()
 
-    def __call__(
+    def restore_crop(
         self,
-        image: np.ndarray | torch.Tensor,
-        scale: int = 2,
-        faces: list | None = None,
-        which: str = "all",
-        weight: float = 1.0,
-        seed: int | None = 0,
-        tile: int | str | None = "auto",
+        content: np.ndarray,
+        request: FaceRequest,
+        seeds: Sequence[int],
+        *,
+        crop: np.ndarray | None = None,
         progress: ProgressFn | None = None,
         cancel: CancelToken | None = None,
-    ) -> GFPGANOutput:
-        """Restore every (selected) face of ``image`` and paste it over the photo upscaled ``scale`` times.
-
-        ``faces``: precomputed detections (skips MTCNN). ``which``: ``all``/``largest``/``center``/indices.
-        ``weight``: blend of restored and aligned input face (1 = GFPGAN only). ``seed``: decoder noise.
-        """
-        from ..faces.align import align_face, paste_back
-        from ..faces.detect import detect_faces, select
-        from .upscale import UpscalePipeline
-
-        img = self.check_inputs(image, scale, weight)
-        h, w = img.shape[:2]
-        check_cancel(cancel)
-        if faces is None:
-            faces = detect_faces(img, device="cpu")
-        faces = select(faces, which, image_shape=(h, w))
-        total = len(faces) + 1
-        report(progress, 0, total, f"{len(faces)} face(s)")
-        crops, restored = [], []
-        for i, face in enumerate(faces):
+    ) -> list[FaceSample]:
+        face = to_float(np.asarray(content))
+        if face.shape != (self.crop_size, self.crop_size, 3):
+            raise InputError(f"GFPGAN restores {self.crop_size} px aligned faces, got shape {face.shape}")
+        samples = []
+        for i, seed in enumerate(seeds):
             check_cancel(cancel)
-            crop = align_face(img, face.landmarks, size=self.size)
-            out = self.restore_crop(crop.image, seed=None if seed is None else seed + i)
-            if weight < 1.0:
-                out = weight * out + (1.0 - weight) * crop.image
-            crops.append(crop)
-            restored.append(out.astype(np.float32))
-            report(progress, i + 1, total, f"face {i + 1}/{len(faces)}")
-
-        check_cancel(cancel)
-        x = image_to_tensor(img)
-        bg_model = _default_bg(self.device, int(scale)) if self.bg_model == "auto" else self.bg_model
-        bg = UpscalePipeline(bg_model, scale=int(scale), device=self.device)(x, tile=tile, cancel=cancel)
-        canvas = tensor_to_image(bg.image, np.float32)
-        for crop, face_img in zip(crops, restored):
-            canvas = paste_back(canvas, crop, face_img, canvas_scale=float(scale))
-        report(progress, total, total, "done")
-        return GFPGANOutput(
-            image=image_to_tensor(canvas),
-            faces=list(faces),
-            crops=crops,
-            restored=restored,
-            scale=int(scale),
-            bg_model=bg_model,
-        )
+            out = self.run(face, seed=int(seed))
+            if self.weight < 1.0:
+                out = self.weight * out + (1.0 - self.weight) * face
+            samples.append(
+                FaceSample(
+                    image=to_uint8(out.astype(np.float32)),
+                    seed=int(seed),
+                    method=self.method,
+                    paste_mask=request.paste_mask(),
+                    params={"model": self.name, "weight": self.weight},
+                )
+            )
+            report(progress, i + 1, len(seeds), f"GFPGAN sample {i + 1}/{len(seeds)}")
+        return samples
 
 
-__all__ = ["GFPGANOutput", "GFPGANPipeline", "VERSIONS", "gfpgan_weights_path", "load_gfpgan"]
+__all__ = [
+    "GFPGANRestorer",
+    "VERSIONS",
+    "gfpgan_weights_path",
+    "load_gfpgan",
+]

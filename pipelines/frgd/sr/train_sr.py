@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from ..archs.edsr_arch import EDSRLite
-from ..metrics.imresize import imresize
+from ..metrics.imresize import imresize, modcrop
 from ..metrics.psnr_ssim import psnr, to_y
 
 logger = logging.getLogger(__name__)
@@ -42,12 +42,6 @@ REPO = Path(__file__).resolve().parents[3]
 DEFAULT_TRAIN = [REPO.parent / "shared/data/sr/train/T91", REPO.parent / "shared/data/sr/train/BSDS400"]
 DEFAULT_VAL = REPO.parent / "shared/data/sr/bench/Set5"
 IMG_EXT = {".png", ".jpg", ".jpeg", ".bmp"}
-
-
-def modcrop(img: np.ndarray, scale: int) -> np.ndarray:
-    """Crop ``(H, W[, C])`` so both sides are multiples of ``scale`` (bottom/right, as MATLAB ``modcrop``)."""
-    h, w = img.shape[:2]
-    return img[: h - h % scale, : w - w % scale]
 
 
 def load_rgb(path: Path) -> np.ndarray:

@@ -38,18 +38,28 @@ import torch.nn.functional as F
 
 logger = logging.getLogger(__name__)
 
-IDENTITY_MAX = 0.5
+IDENTITY_MAX = 0.125
 """Identity guidance weight at ``s = 1``: total RMS displacement of ``x_t`` (``[-1, 1]`` units) over a trajectory."""
 IDENTITY_SIGMA_OFF = 0.25
 """Identity guidance is off once ``sigma = sqrt(1 - abar_t)`` is below this (the last ~15 % of the trajectory)."""
 CONTENT_MAX = 1.0
 """Content guidance weight at ``s = 0``: a full (noise-aware) projection onto the degraded input at its own scale."""
-CONTENT_MIN = 0.1
+CONTENT_MIN = 0.5
 """Content guidance weight at ``s = 1``: small but non-zero, so the face keeps the input's pose, light and colours."""
 CONTENT_NOISE = 0.2
 """Assumed noise std of the degraded input at its own scale (``[-1, 1]`` units): the projection fades below it."""
-CFG_MAX = 3.0
+CFG_MAX = 1.0
 """Classifier-free guidance scale on the identity embedding at ``s = 1`` (0 = null embedding only, 1 = conditional)."""
+
+IDENTITY_FULL_PX = 16
+"""Inputs of at most this many pixels (shorter side) get the full ``IDENTITY_MAX``; larger ones, which already carry
+more of the identity, get ``IDENTITY_MAX * IDENTITY_FULL_PX / px`` (measured: 16 px inputs peak near 0.125, 32 px
+inputs near 0.0625), never less than ``IDENTITY_MIN_SHARE`` of it."""
+IDENTITY_MIN_SHARE = 0.25
+"""Floor of the input-size factor of the identity weight (an extrapolation beyond the measured 16 and 32 px)."""
+STRENGTH_MIN = 0.3
+"""Share of the trajectory sampled at ``s = 0`` (img2img from the noised base): the content end stays close to the
+input (measured above bicubic in PSNR) and runs 30 % of the steps."""
 
 GRAD_EPS = 1e-12
 
@@ -62,36 +72,57 @@ class GuidanceWeights:
     content-guidance weight (0 = off, 1 = full projection while the sampler's noise exceeds ``content_noise``);
     ``cfg``: classifier-free guidance scale on the identity embedding
     (``out = out_null + cfg * (out_id - out_null)``; 0 = null embedding only, 1 = plain conditional);
-    ``content_noise``: assumed noise std of the input (``[-1, 1]`` units) below which the projection fades.
+    ``content_noise``: assumed noise std of the input (``[-1, 1]`` units) below which the projection fades;
+    ``strength``: share of the trajectory that is sampled (diffusers' img2img ``strength``): 1 starts from pure noise,
+    ``0 < strength < 1`` starts from the base noised to the level of step ``(1 - strength) * steps``.
     """
 
     identity: float
     content: float
     cfg: float
     content_noise: float = CONTENT_NOISE
+    strength: float = 1.0
 
     def as_dict(self) -> dict[str, float]:
         return asdict(self)
 
 
-def slider_to_weights(s: float, has_reference: bool = True) -> GuidanceWeights:
-    """Map the one identity slider ``s`` in ``[0, 1]`` to the three guidance weights.
+def identity_size_factor(input_px: int | None) -> float:
+    """Share of ``IDENTITY_MAX`` allowed for an input whose shorter side is ``input_px`` (``None``: 1)."""
+    if input_px is None or input_px <= IDENTITY_FULL_PX:
+        return 1.0
+    return max(IDENTITY_FULL_PX / float(input_px), IDENTITY_MIN_SHARE)
 
-    * ``identity = IDENTITY_MAX * s`` (0 at ``s = 0``),
-    * ``content = CONTENT_MAX - (CONTENT_MAX - CONTENT_MIN) * s`` (1.0 at ``s = 0`` down to 0.1 at ``s = 1``),
+
+def slider_to_weights(s: float, has_reference: bool = True, input_px: int | None = None) -> GuidanceWeights:
+    """Map the one identity slider ``s`` in ``[0, 1]`` to the guidance weights (linear in ``s``).
+
+    * ``identity = IDENTITY_MAX * identity_size_factor(input_px) * s`` (0 at ``s = 0``; at ``s = 1`` 0.125 for an
+      input of 16 px or less, 0.0625 for 32 px: a sharper input already carries the identity and a strong push
+      over-optimises the guidance encoder),
+    * ``content = CONTENT_MAX - (CONTENT_MAX - CONTENT_MIN) * s`` (1.0 at ``s = 0`` down to 0.5 at ``s = 1``),
     * ``cfg = CFG_MAX * s`` (``s = 0``: the reference is ignored and the result equals the no-reference result for the
-      same seed; ``s = 1/3``: plain conditional model; ``s = 1``: scale 3).
+      same seed; ``s = 1``: the plain identity-conditional model),
+    * ``strength = STRENGTH_MIN + (1 - STRENGTH_MIN) * s`` (``s = 0``: the last 30 % of the trajectory, from the
+      noised input; ``s = 1``: from pure noise).
 
     Without a reference, identity guidance and CFG are off (the model gets its learned null embedding) and the slider
-    only sets the content weight (how freely the model may depart from the input).
+    sets the content weight and the strength (how freely the model may depart from the input). The constants were
+    chosen on validation faces outside ``frgd eval faces``' set (docs/frgd_sampling.md, "Tuning").
     """
     if not 0.0 <= float(s) <= 1.0:
         raise ValueError(f"identity strength must be in [0, 1], got {s}")
     s = float(s)
     content = round(CONTENT_MAX - (CONTENT_MAX - CONTENT_MIN) * s, 6)
+    strength = round(STRENGTH_MIN + (1.0 - STRENGTH_MIN) * s, 6)
     if not has_reference:
-        return GuidanceWeights(identity=0.0, content=content, cfg=0.0)
-    return GuidanceWeights(identity=round(IDENTITY_MAX * s, 6), content=content, cfg=round(CFG_MAX * s, 6))
+        return GuidanceWeights(identity=0.0, content=content, cfg=0.0, strength=strength)
+    return GuidanceWeights(
+        identity=round(IDENTITY_MAX * identity_size_factor(input_px) * s, 6),
+        content=content,
+        cfg=round(CFG_MAX * s, 6),
+        strength=strength,
+    )
 
 
 def identity_schedule(sigma: float, sigma_off: float = IDENTITY_SIGMA_OFF) -> float:
@@ -263,7 +294,10 @@ __all__ = [
     "CONTENT_MIN",
     "CONTENT_NOISE",
     "IDENTITY_MAX",
+    "IDENTITY_FULL_PX",
+    "IDENTITY_MIN_SHARE",
     "IDENTITY_SIGMA_OFF",
+    "STRENGTH_MIN",
     "ContentGuidance",
     "GuidanceContext",
     "GuidanceFn",
@@ -274,5 +308,6 @@ __all__ = [
     "downscale_to",
     "guidance_delta",
     "identity_schedule",
+    "identity_size_factor",
     "slider_to_weights",
 ]

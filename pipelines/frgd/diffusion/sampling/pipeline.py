@@ -21,6 +21,7 @@ its fusion noise and (DDIM ``eta > 0``) its step noise, so a seed gives the same
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import secrets
 import time
@@ -34,6 +35,7 @@ import torch.nn.functional as F
 
 from ...devices import resolve_device
 from ...errors import InputError
+from ...faces.align import FACE_SIZE
 from ...identity.meter import MeterReading, choose_meter_backend, load_calibrations, read_meter
 from ...jobs import CancelToken, ProgressFn, check_cancel, report
 from ..model import build_cond
@@ -46,11 +48,10 @@ from .guidance import (
     guidance_delta,
     slider_to_weights,
 )
-from .schedulers import DEFAULT_SCHEDULER, DEFAULT_STEPS, SCHEDULER_NAMES, SCHEDULERS, make_stepper
+from .schedulers import DEFAULT_SCHEDULER, DEFAULT_STEPS, SCHEDULER_NAMES, SCHEDULERS, first_step, make_stepper
 
 logger = logging.getLogger(__name__)
 
-FACE_SIZE = 128
 FUSION_MODES = ("clean", "noisy")
 """Known-content channels of ``cond`` with a mask: the clean base, or each step's ``x_t`` outside the mask."""
 MAX_SEED = 2**63 - 1
@@ -432,9 +433,10 @@ class FRGDPipeline:
         t_ref = time.perf_counter() - t_ref
 
         # 2. weights, conditioning, guidance callbacks
-        w = weights or slider_to_weights(identity_strength, has_reference=ref is not None)
+        input_px = int(min(degraded.shape[-2:]))
+        w = weights or slider_to_weights(identity_strength, has_reference=ref is not None, input_px=input_px)
         if ref is None:
-            w = GuidanceWeights(identity=0.0, content=w.content, cfg=0.0, content_noise=w.content_noise)
+            w = dataclasses.replace(w, identity=0.0, cfg=0.0)
         S = self.size
         deg = degraded.float().clamp(0, 1).to(dev)
         deg = deg.expand(n, -1, -1, -1) if deg.shape[0] == 1 else deg
@@ -463,17 +465,22 @@ class FRGDPipeline:
         # 3. the stepper (owns timesteps and update), initial state
         stepper = make_stepper(scheduler, self.scheduler, steps, eta)
         timesteps = stepper.timesteps
+        first = first_step(len(timesteps), w.strength)
         gens = [torch.Generator("cpu").manual_seed(int(s)) for s in seed_list]
         x = self._noise(gens, (3, S, S))
+        if first > 0:  # img2img: the base noised to the first step's level (inside the mask too)
+            a0 = stepper.alpha_bar(first)
+            x = a0**0.5 * base_pm + (1.0 - a0) ** 0.5 * x
         if hard is not None:
-            a0 = stepper.alpha_bar(0)
+            a0 = stepper.alpha_bar(first)
             known = a0**0.5 * base_pm + (1.0 - a0) ** 0.5 * self._noise(gens, (3, S, S))
             x = m * x + (1 - m) * known
 
         # 4. denoising loop
         t_loop = time.perf_counter()
         t_guide = t_model = 0.0
-        for i, t in enumerate(timesteps):
+        for i in range(first, len(timesteps)):
+            t = timesteps[i]
             check_cancel(cancel)
             a, a_next = stepper.alpha_bar(i), stepper.alpha_bar_next(i)
             if noisy_fusion:
@@ -494,7 +501,12 @@ class FRGDPipeline:
                 known = a_next**0.5 * base_pm + (1.0 - a_next) ** 0.5 * self._noise(gens, (3, S, S))
                 x_next = m * x_next + (1 - m) * known
             x = x_next
-            report(progress, i + 1, steps, f"sampling step {i + 1}/{steps}")
+            report(
+                progress,
+                i + 1 - first,
+                len(timesteps) - first,
+                f"sampling step {i + 1 - first}/{len(timesteps) - first}",
+            )
         t_loop = time.perf_counter() - t_loop
 
         # 5. composite, identity scores

@@ -143,6 +143,15 @@ SCHEDULERS: dict[str, SchedulerSpec] = {
 SCHEDULER_NAMES: tuple[str, ...] = tuple(SCHEDULERS)
 
 
+def first_step(num_steps: int, strength: float) -> int:
+    """Index of the first step sampled at ``strength`` in ``(0, 1]`` (img2img): the last ``max(1, round(strength *
+    num_steps))`` of ``num_steps`` steps run, so ``strength = 1`` is the whole trajectory and any strength runs at
+    least the last step (which lands on a clean image)."""
+    if not 0.0 < float(strength) <= 1.0:
+        raise ValueError(f"strength must be in (0, 1], got {strength}")
+    return num_steps - max(1, min(num_steps, round(float(strength) * num_steps)))
+
+
 def make_stepper(name: str, train_scheduler: DDPMScheduler, steps: int, eta: float = 0.0) -> Stepper:
     """The stepper of registry entry ``name`` for ``steps`` steps (``KeyError`` -> check ``SCHEDULER_NAMES``)."""
     return SCHEDULERS[name].factory(train_scheduler, int(steps), float(eta))
@@ -157,6 +166,7 @@ __all__ = [
     "DPMSolverStepper",
     "SchedulerSpec",
     "Stepper",
+    "first_step",
     "make_stepper",
     "trailing_timesteps",
 ]

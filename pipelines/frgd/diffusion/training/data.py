@@ -45,12 +45,12 @@ from torch.utils.data import Dataset, Sampler
 
 from ...degrade import DegradationConfig, degrade_image
 from ...errors import InputError
+from ...faces.align import FACE_SIZE, template
 from ...tensor import image_to_tensor
-from .fusion import TEMPLATE_128, FusionConfig, sample_fusion_mask
+from .fusion import FusionConfig, sample_fusion_mask
 
 logger = logging.getLogger(__name__)
 
-FACE_SIZE = 128
 EMB_FILE_KEYS = ("files", "emb", "aug_emb")
 TRAIN_DEGRADATION: dict[str, Any] = {"shuffle_order": True}
 """Training defaults under ``FacesDataConfig.degradation``: blur, downscale and noise in random order (JPEG last)."""
@@ -78,7 +78,9 @@ def read_labels(root: str | Path) -> list[FaceRecord]:
     with path.open(newline="") as f:
         for row in csv.DictReader(f):
             lm = np.array([float(v) for v in row["lm"].split()], np.float32).reshape(5, 2) if row.get("lm") else None
-            out.append(FaceRecord(row["file"], row["split"], row["identity"], lm if lm is not None else TEMPLATE_128))
+            out.append(
+                FaceRecord(row["file"], row["split"], row["identity"], lm if lm is not None else template(FACE_SIZE))
+            )
     return out
 
 

@@ -46,18 +46,7 @@ import torch
 import torch.nn.functional as F
 
 from ...errors import InputError
-
-# Five-point template of the 128x128 faces128 crops (left eye, right eye, nose, left/right mouth corner).
-TEMPLATE_128 = np.array(
-    [
-        [48.245, 59.987],
-        [79.726, 60.048],
-        [64.159, 78.505],
-        [50.315, 92.853],
-        [78.272, 92.788],
-    ],
-    dtype=np.float32,
-)
+from ...faces.align import FACE_REGIONS, FACE_SIZE, face_region_mask, template
 
 FUSION_KINDS = ("none", "free", "checker")
 
@@ -139,59 +128,6 @@ def _ellipses(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     return m.astype(np.float32)
 
 
-def face_region_mask(region: str, landmarks: np.ndarray, size: tuple[int, int], scale: float = 1.0) -> np.ndarray:
-    """``(H, W)`` float32 mask of a named face region from five landmarks ``(5, 2)`` (x, y) in pixel coordinates.
-
-    Regions: ``left_eye``, ``right_eye``, ``eyes``, ``nose``, ``mouth``, ``lower_face``, ``face``, ``outside_face``.
-    ``scale`` enlarges the region (1 = nominal).
-    """
-    h, w = size
-    lm = np.asarray(landmarks, np.float32).reshape(5, 2)
-    le, re, nose, ml, mr = lm
-    eye_d = float(np.linalg.norm(re - le)) or 0.25 * w
-    ang = math.degrees(math.atan2(re[1] - le[1], re[0] - le[0]))
-    m = np.zeros((h, w), np.uint8)
-
-    def ell(center, ax, ay):
-        cv2.ellipse(
-            m,
-            (int(round(center[0])), int(round(center[1]))),
-            (int(max(1, ax * scale)), int(max(1, ay * scale))),
-            ang,
-            0,
-            360,
-            1,
-            -1,
-        )
-
-    eye_c = (le + re) / 2
-    mouth_c = (ml + mr) / 2
-    if region in ("left_eye", "eyes"):
-        ell(le, 0.32 * eye_d, 0.2 * eye_d)
-    if region in ("right_eye", "eyes"):
-        ell(re, 0.32 * eye_d, 0.2 * eye_d)
-    if region == "eyes":
-        ell(eye_c, 0.85 * eye_d, 0.2 * eye_d)
-    if region == "nose":
-        ell((eye_c + 2 * nose) / 3, 0.25 * eye_d, 0.45 * eye_d)
-    if region == "mouth":
-        mw = float(np.linalg.norm(mr - ml)) or 0.8 * eye_d
-        ell(mouth_c, 0.7 * mw, 0.35 * mw)
-    if region == "lower_face":
-        ell((nose + mouth_c) / 2 + (mouth_c - eye_c) * 0.25, 0.95 * eye_d, 0.75 * eye_d)
-    if region in ("face", "outside_face"):
-        ell((eye_c + mouth_c) / 2, 1.15 * eye_d, 1.5 * eye_d)
-    out = m.astype(np.float32)
-    if region == "outside_face":
-        out = 1.0 - out
-    if region not in FACE_REGIONS:
-        raise ValueError(f"unknown face region {region!r}; choose one of {FACE_REGIONS}")
-    return out
-
-
-FACE_REGIONS = ("left_eye", "right_eye", "eyes", "nose", "mouth", "lower_face", "face", "outside_face")
-
-
 def _free_mask(rng: np.random.Generator, h: int, w: int, landmarks: np.ndarray) -> np.ndarray:
     def one() -> np.ndarray:
         kind = rng.choice(3, p=[0.35, 0.25, 0.4])
@@ -200,7 +136,8 @@ def _free_mask(rng: np.random.Generator, h: int, w: int, landmarks: np.ndarray) 
         if kind == 1:
             return _ellipses(rng, h, w)
         region = FACE_REGIONS[int(rng.integers(len(FACE_REGIONS)))]
-        return face_region_mask(region, landmarks, (h, w), scale=float(rng.uniform(0.8, 1.4)))
+        soft = face_region_mask((h, w), landmarks, region, feather=0.0, scale=float(rng.uniform(0.8, 1.4)))
+        return (soft > 0.5).astype(np.float32)
 
     for _ in range(8):
         m = one()
@@ -223,12 +160,12 @@ def sample_fusion_mask(
     cfg = cfg or FusionConfig()
     h, w = size
     if landmarks is None:
-        landmarks = TEMPLATE_128 * np.array([w / 128.0, h / 128.0], np.float32)
+        landmarks = template(FACE_SIZE) * np.array([w / FACE_SIZE, h / FACE_SIZE])
     if rng.random() >= cfg.p_fuse:
         return FusionSample(np.ones((h, w), np.float32), "none", False)
     noisy = bool(rng.random() < cfg.p_noisy)
     if rng.random() < cfg.p_checker:
-        scale = min(h, w) / 128.0
+        scale = min(h, w) / FACE_SIZE
         lo = max(1, int(round(cfg.checker_min * scale)))
         hi = max(lo, int(round(cfg.checker_max * scale)))
         cell = int(round(math.exp(rng.uniform(math.log(lo), math.log(hi + 0.999)) - 1e-9)))
@@ -242,7 +179,7 @@ def sample_fusion_masks(
     batch: int,
     generator: np.random.Generator | torch.Generator | int | None,
     cfg: FusionConfig | None = None,
-    size: tuple[int, int] = (128, 128),
+    size: tuple[int, int] = (FACE_SIZE, FACE_SIZE),
     landmarks: np.ndarray | None = None,
 ) -> torch.Tensor:
     """``(B, 1, H, W)`` float32 fusion masks (1 = generate) for a batch; ``landmarks`` ``(B, 5, 2)`` or ``None``."""

@@ -32,10 +32,10 @@ import torch.nn.functional as F
 
 from ...degrade import DegradationConfig
 from ...errors import InputError
-from .fusion import TEMPLATE_128, FusionConfig, _free_mask
+from ...faces.align import FACE_SIZE as FACE  # side of the training faces
+from ...faces.align import template
+from .fusion import FusionConfig, _free_mask
 
-FACE = 128
-"""Side of the training faces."""
 LR_MIN, LR_MAX = 8, 64
 """Low-resolution side range: ``round(128 / scale)`` for scales 16..2."""
 CANVAS = 64
@@ -337,7 +337,7 @@ def mask_bank(n: int, seed: int = 0, size: int = FACE) -> np.ndarray:
     """``(n, size, size)`` bool free fusion masks (strokes, ellipses, face regions) drawn with the CPU pipeline's own
     generator code around the template landmarks, seeded."""
     rng = np.random.default_rng([seed, 4242])
-    lm = TEMPLATE_128 * (size / FACE)
+    lm = template(size)
     return np.stack([_free_mask(rng, size, size, lm) > 0.5 for _ in range(n)])
 
 

@@ -36,6 +36,7 @@ import cv2
 import numpy as np
 
 from ...errors import InputError
+from ...faces.align import FACE_SIZE as FACE
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +47,6 @@ QUALITIES = (90, 85, 80, 75, 70, 65, 60)
 LOSSLESS = 101
 """OpenCV's WebP quality above 100 means lossless: validation targets are stored so, so that every round's
 validation (and its bicubic baseline) sees the same ground truth whatever quality the training faces got."""
-FACE = 128
 
 
 def quantise_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

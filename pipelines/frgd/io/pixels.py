@@ -1,0 +1,23 @@
+"""Pixel value conversions shared by loading, saving and :mod:`frgd.tensor`: uint8 / uint16 / float ``[0, 1]``."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def to_float(arr: np.ndarray) -> np.ndarray:
+    """uint8 / uint16 / float array -> float32 in ``[0, 1]`` (same shape)."""
+    if arr.dtype == np.uint8:
+        return arr.astype(np.float32) / np.float32(255.0)
+    if arr.dtype == np.uint16:
+        return arr.astype(np.float32) / np.float32(65535.0)
+    return np.clip(arr.astype(np.float32, copy=False), 0.0, 1.0)
+
+
+def to_uint8(arr: np.ndarray) -> np.ndarray:
+    """uint8 / uint16 / float ``[0, 1]`` array -> uint8 with rounding (same shape)."""
+    if arr.dtype == np.uint8:
+        return arr
+    if arr.dtype == np.uint16:
+        return ((arr.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+    return np.round(np.clip(arr.astype(np.float32, copy=False), 0.0, 1.0) * 255.0).astype(np.uint8)

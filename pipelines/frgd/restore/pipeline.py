@@ -1,0 +1,359 @@
+"""Whole photos: detect -> choose -> align once -> restore (any :class:`~frgd.restore.methods.Restorer`) -> paste back
+over one background.
+
+The background rule (:func:`background_model`, :func:`upscale_photo`): the rest of the photo is upscaled by the same
+integer ``scale`` with the general SR pane (:class:`frgd.sr.upscale.UpscalePipeline`), so there is no sharp face on a
+blurred body; ``scale="auto"`` is the scale at which the smallest chosen face's crop maps 1:1 (:func:`auto_scale`).
+Faces are pasted with :func:`paste_faces` (feathered, within each sample's paste mask), the one paste path of the
+CLI and the editor. Images keep the photo's dtype (uint8 in, uint8 out), so the CLI and the editor produce the same
+pixels.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError
+from ..faces.align import FaceCrop, paste_back
+from ..jobs import CancelToken, ProgressFn, check_cancel, report
+from .faces import DetectFn, PhotoFace, align_faces, choose_faces, detect_photo_faces, reference_crop
+from .methods import FaceRequest, FaceSample, Restorer, identity_changed
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_SR_MODEL = "auto"
+"""See :func:`background_model`."""
+MAX_SCALE = 8
+DEFAULT_FEATHER = 0.1
+"""Soft edge of a pasted face, as a fraction of its crop (:func:`frgd.faces.align.feather_mask`)."""
+NO_UPSCALE = "none"
+"""The background model reported at scale 1: the photo itself."""
+
+
+# ------------------------------------------------------------------------------------------------------ background
+def auto_scale(native_scale: float) -> int:
+    """Integer photo scale at which a face crop with ``native_scale`` source px per crop px maps 1:1:
+    ``round(1 / native_scale)`` in ``1..8`` (a face larger than its crop: 1)."""
+    if native_scale <= 0 or not math.isfinite(native_scale):
+        return 1
+    return int(min(MAX_SCALE, max(1, round(1.0 / native_scale))))
+
+
+def background_model(name: str, scale: int, device: Any = "cpu") -> str:
+    """THE background rule. ``"auto"``: ``realesrgan-x4plus`` on a CUDA device at a scale of 2..4 (its range) when its
+    converted weights are installed (on a CPU it takes minutes for a photo), else ``lanczos`` (MATLAB lanczos3,
+    always available); scale 1: :data:`NO_UPSCALE`. Other names are returned unchanged."""
+    if int(scale) == 1:
+        return NO_UPSCALE
+    if name != "auto":
+        return name
+    import torch
+
+    if torch.device(device).type == "cuda" and int(scale) <= 4:
+        from ..sr.registry import upscaler_status
+
+        if upscaler_status("realesrgan-x4plus") == "ready":
+            return "realesrgan-x4plus"
+    return "lanczos"
+
+
+def upscale_photo(
+    photo: np.ndarray,
+    scale: int,
+    sr_model: str = DEFAULT_SR_MODEL,
+    *,
+    device: Any = "cpu",
+    tile: int | str | None = "auto",
+    progress: ProgressFn | None = None,
+    cancel: CancelToken | None = None,
+) -> tuple[np.ndarray, str]:
+    """``photo`` ``(H, W, 3)`` upscaled ``scale`` times (tiled) by :func:`background_model`'s choice, in the photo's
+    dtype (uint8, uint16 or float32) -> ``(image (sH, sW, 3), model used)``."""
+    from ..sr.upscale import UpscalePipeline
+    from ..tensor import image_to_tensor, tensor_to_image
+
+    name = background_model(sr_model, scale, device)
+    if name == NO_UPSCALE:
+        return np.array(photo, copy=True), name
+    res = UpscalePipeline(name, int(scale), device=device)(
+        image_to_tensor(photo), tile=tile, progress=progress, cancel=cancel
+    )
+    dtype = photo.dtype if photo.dtype in (np.uint8, np.uint16) else np.float32
+    return tensor_to_image(res.image, dtype), name
+
+
+def paste_faces(
+    canvas: np.ndarray,
+    pastes: Iterable[tuple[FaceCrop, np.ndarray, np.ndarray | None]],
+    scale: float = 1.0,
+    feather: float = DEFAULT_FEATHER,
+) -> np.ndarray:
+    """THE paste path: each ``(crop, image (S', S', 3), paste_mask (S', S') | None)`` blended into ``canvas`` (the
+    photo, or the photo upscaled ``scale`` times) with :func:`frgd.faces.align.paste_back`. Returns a new array."""
+    out = canvas
+    for crop, image, mask in pastes:
+        out = paste_back(out, crop, image, canvas_scale=float(scale), feather=feather, mask=mask)
+    return out if out is not canvas else canvas.copy()
+
+
+# ------------------------------------------------------------------------------------------------------ outputs
+@dataclass(eq=False)
+class RestoredFace:
+    """One face of a :class:`RestoreOutput`: the face (number, box, landmarks, aligned ``crop`` with its affine) and
+    its ``samples`` (one per seed, each with its image, paste mask, identity score and verdict)."""
+
+    face: PhotoFace
+    samples: list[FaceSample]
+
+    @property
+    def number(self) -> int:
+        return self.face.number
+
+    @property
+    def crop(self) -> FaceCrop:
+        return self.face.crop
+
+    def to_json(self) -> dict[str, Any]:
+        scores = [s.identity_score for s in self.samples]
+        return {
+            **self.face.to_json(),
+            "seeds": [s.seed for s in self.samples],
+            "identity_scores": None if all(v is None for v in scores) else [round(float(v), 4) for v in scores],
+            "verdicts": None if all(s.verdict is None for s in self.samples) else [s.verdict for s in self.samples],
+        }
+
+
+@dataclass
+class RestoreOutput:
+    """Result of :class:`FacePipeline`.
+
+    Attributes:
+        images: one whole photo per seed (``seeds[k]`` made ``images[k]``), ``(H * scale, W * scale, 3)`` in the
+            photo's dtype.
+        seeds: the seeds; faces: the restored faces (numbered left to right); background: the upscaled photo the
+            faces were pasted onto; scale / sr_model: its scale and model; method / model: the restorer;
+        identity_changed: :func:`frgd.restore.methods.identity_changed` of the restored faces.
+    """
+
+    images: list[np.ndarray]
+    seeds: list[int]
+    faces: list[RestoredFace]
+    background: np.ndarray
+    scale: int
+    sr_model: str
+    method: str
+    model: str
+    identity_changed: bool
+    timings: dict[str, float] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def verdicts(self, k: int) -> list[str | None]:
+        """Per face, the identity meter's line for output ``k`` (``None`` without a reference)."""
+        return [f.samples[k].verdict for f in self.faces]
+
+
+# ------------------------------------------------------------------------------------------------------ pipeline
+class FacePipeline:
+    """Restore the faces of whole photos with one :class:`~frgd.restore.methods.Restorer` over one background.
+
+    Args:
+        restorer: e.g. :class:`~frgd.restore.methods.FRGDRestorer` or :class:`frgd.sr.gfpgan.GFPGANRestorer`.
+        sr_model: background upscaler name or ``"auto"`` (:func:`background_model`).
+        detect_fn: face detector (default MTCNN on the restorer's device).
+        tile: background tile size (``"auto"``, px, or 0 = whole photo).
+        feather: paste soft edge (fraction of the crop).
+    """
+
+    def __init__(
+        self,
+        restorer: Restorer,
+        *,
+        sr_model: str = DEFAULT_SR_MODEL,
+        detect_fn: DetectFn | None = None,
+        tile: int | str | None = "auto",
+        feather: float = DEFAULT_FEATHER,
+    ) -> None:
+        self.restorer = restorer
+        self.sr_model = sr_model
+        self.detect_fn = detect_fn
+        self.tile = tile
+        self.feather = float(feather)
+
+    @property
+    def device(self) -> Any:
+        return self.restorer.device
+
+    def detect(self, photo: np.ndarray) -> list[PhotoFace]:
+        """Every face of ``photo`` ``(H, W, 3)``, numbered left to right, aligned at the restorer's crop size."""
+        return detect_photo_faces(photo, device=self.device, detect_fn=self.detect_fn, size=self.restorer.crop_size)
+
+    def reference_crops(self, photos: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """The largest face of each reference photo, aligned like the photo's faces."""
+        return [
+            reference_crop(p, device=self.device, detect_fn=self.detect_fn, name=str(i + 1))
+            for i, p in enumerate(photos)
+        ]
+
+    def check_inputs(
+        self, photo: np.ndarray, num_samples: int, scale: int | str, mask: np.ndarray | None
+    ) -> np.ndarray:
+        """The photo as an ``(H, W, 3)`` array; :class:`InputError` on a bad argument."""
+        arr = np.asarray(photo)
+        if arr.ndim != 3 or arr.shape[2] != 3 or min(arr.shape[:2]) < 8:
+            raise InputError(f"expected an (H, W, 3) RGB photo at least 8x8, got shape {arr.shape}")
+        if not isinstance(num_samples, int) or num_samples < 1:
+            raise InputError(f"samples must be a positive integer, got {num_samples!r}")
+        if scale != "auto":
+            try:
+                s = float(scale)
+            except (TypeError, ValueError):
+                raise InputError(f"scale must be 'auto' or an integer, got {scale!r}") from None
+            if s != int(s) or not 1 <= s <= MAX_SCALE:
+                raise InputError(f"scale must be an integer in 1..{MAX_SCALE}, got {scale}")
+        if mask is not None:
+            m = np.asarray(mask)
+            if m.shape != arr.shape[:2]:
+                raise InputError(f"mask must be the photo's size {arr.shape[1]}x{arr.shape[0]}, got shape {m.shape}")
+        if arr.dtype not in (np.uint8, np.uint16):
+            arr = np.clip(arr.astype(np.float32), 0.0, 1.0)
+        return np.ascontiguousarray(arr)
+
+    def __call__(
+        self,
+        photo: np.ndarray,
+        *,
+        faces: Sequence[Any] | None = None,
+        which: str | int | Sequence[int] = "all",
+        num_samples: int = 1,
+        seeds: Sequence[int] | int | None = None,
+        scale: int | str = "auto",
+        mask: np.ndarray | None = None,
+        require_faces: bool = False,
+        progress: ProgressFn | None = None,
+        cancel: CancelToken | None = None,
+    ) -> RestoreOutput:
+        """Restore the chosen faces of ``photo`` ``(H, W, 3)`` and paste them over its upscaled background.
+
+        Args:
+            faces: detections (``box``, ``score``, ``landmarks``) to use instead of detecting; ``which``: the faces
+                to restore (:func:`frgd.restore.faces.choose_faces`: all, largest, center or numbers like ``1,3``).
+            num_samples / seeds: one output photo per seed (:func:`normalize_seeds`: ``None`` random, ``k`` ->
+                ``k, k+1, ...``); every face uses the same seeds.
+            mask: photo-sized ``(H, W)`` float in ``[0, 1]`` (1 = faces may change there), warped into every crop.
+            require_faces: raise :class:`InputError` when no face is found (else the output is the background).
+        """
+        from ..diffusion.sampling.pipeline import normalize_seeds
+
+        t0 = time.perf_counter()
+        img = self.check_inputs(photo, num_samples, scale, mask)
+        seed_list = normalize_seeds(seeds, num_samples)
+        check_cancel(cancel)
+        size = self.restorer.crop_size
+        found = self.detect(img) if faces is None else align_faces(img, faces, size)
+        chosen = choose_faces(found, which)
+        if require_faces and not chosen:
+            raise InputError("no face detected in the photo")
+        t_detect = time.perf_counter() - t0
+        photo_scale = (
+            auto_scale(min((f.crop.native_scale for f in chosen), default=1.0)) if scale == "auto" else int(scale)
+        )
+        mask01 = None if mask is None else _unit_mask(mask)
+
+        units = self.restorer.progress_units(num_samples)
+        total = len(chosen) * units + 1
+        report(progress, 0, total, f"{len(chosen)} face(s)")
+        restored: list[RestoredFace] = []
+        t_restore = time.perf_counter()
+        for j, face in enumerate(chosen):
+            check_cancel(cancel)
+            request = FaceRequest(mask=None if mask01 is None else _crop_mask(mask01, face.crop))
+
+            def face_progress(done: int, tot: int, msg: str, j: int = j, face: PhotoFace = face) -> None:
+                report(progress, j * units + round(units * done / max(tot, 1)), total,
+                       f"face {face.number} ({j + 1}/{len(chosen)}): {msg}")  # fmt: skip
+
+            samples = self.restorer.restore(img, face, request, seed_list, progress=face_progress, cancel=cancel)
+            restored.append(RestoredFace(face, samples))
+            report(progress, (j + 1) * units, total, f"face {face.number} ({j + 1}/{len(chosen)})")
+        t_restore = time.perf_counter() - t_restore
+
+        check_cancel(cancel)
+        t_sr = time.perf_counter()
+        background, sr_name = upscale_photo(
+            img, photo_scale, self.sr_model, device=self.device, tile=self.tile, cancel=cancel
+        )
+        t_sr = time.perf_counter() - t_sr
+        images = [
+            paste_faces(
+                background,
+                [(r.crop, r.samples[k].image, r.samples[k].paste_mask) for r in restored],
+                photo_scale,
+                self.feather,
+            )  # fmt: skip
+            for k in range(len(seed_list))
+        ]
+        report(progress, total, total, "done")
+        params = {
+            "method": self.restorer.method,
+            "model": self.restorer.name,
+            **self.restorer.params(),
+            "num_samples": len(seed_list),
+            "scale": photo_scale,
+            "sr_model": sr_name,
+            "faces": [r.number for r in restored],
+            "masked": mask is not None,
+        }
+        return RestoreOutput(
+            images=images,
+            seeds=seed_list,
+            faces=restored,
+            background=background,
+            scale=photo_scale,
+            sr_model=sr_name,
+            method=self.restorer.method,
+            model=self.restorer.name,
+            identity_changed=identity_changed(s.method for r in restored for s in r.samples),
+            timings={"detect": t_detect, "restore": t_restore, "upscale": t_sr, "total": time.perf_counter() - t0},
+            params=params,
+        )
+
+
+def _unit_mask(mask: np.ndarray) -> np.ndarray:
+    """A photo mask as float32 in ``[0, 1]`` (uint8 / uint16 / 0..255 floats scaled)."""
+    m = np.asarray(mask)
+    if m.dtype == np.uint8:
+        return m.astype(np.float32) / 255.0
+    if m.dtype == np.uint16:
+        return m.astype(np.float32) / 65535.0
+    m = m.astype(np.float32)
+    return np.clip(m / 255.0 if m.max() > 1.0 else m, 0.0, 1.0)
+
+
+def _crop_mask(mask01: np.ndarray, crop: FaceCrop) -> np.ndarray:
+    """The photo mask ``(H, W)`` in the face's crop frame ``(S, S)`` (the face's one affine, bilinear)."""
+    import cv2
+
+    m = cv2.warpAffine(mask01, crop.affine, (crop.size, crop.size), flags=cv2.INTER_LINEAR)
+    return np.clip(m, 0.0, 1.0)
+
+
+__all__ = [
+    "DEFAULT_FEATHER",
+    "DEFAULT_SR_MODEL",
+    "MAX_SCALE",
+    "NO_UPSCALE",
+    "FacePipeline",
+    "RestoreOutput",
+    "RestoredFace",
+    "auto_scale",
+    "background_model",
+    "paste_faces",
+    "upscale_photo",
+]

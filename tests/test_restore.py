@@ -1,0 +1,336 @@
+"""One face pipeline (:mod:`frgd.restore`) for ``frgd enhance``, ``frgd restore`` and the editor: the same pixels, the
+same face numbers, batch runs, and one definition of every rule (tiny random models, CPU)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import frgd.identity
+from frgd.archs.frgd_unet_arch import FRGDUNet, tiny_config
+from frgd.cli.main import main
+from frgd.diffusion.model import make_train_scheduler, save_model_dir
+from frgd.faces.align import TEMPLATE_512
+from frgd.faces.detect import DetectedFace
+from frgd.identity import IdentityEncoder
+from frgd.io import load_rgb, read_provenance, save_image
+from frgd_resources import resource_path
+
+pytest.importorskip("pytestqt")
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO = resource_path("demo", "astronaut_lowres.jpg")
+REFERENCE = resource_path("demo", "astronaut_reference.jpg")
+
+
+@pytest.fixture(autouse=True)
+def _one_thread_tiny_identity(monkeypatch):
+    """One torch thread; the tiny random identity encoder wherever the real one would load."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    enc = IdentityEncoder.tiny_random(0)
+    monkeypatch.setattr(frgd.identity, "get_identity_encoder", lambda backend="dlib", device="cpu": enc.to(device))
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    model = FRGDUNet(**tiny_config(sample_size=128))
+    return save_model_dir(tmp_path_factory.mktemp("frgd") / "tiny128", model, make_train_scheduler())
+
+
+@pytest.fixture
+def tiny_gfpgan(monkeypatch, tmp_path):
+    """A tiny random GFPGANv1Clean instead of the official weights, for the CLI and the editor alike."""
+    from frgd.archs.gfpganv1_clean_arch import GFPGANv1Clean
+    from frgd.sr import gfpgan
+
+    torch.manual_seed(0)
+    tiny = GFPGANv1Clean(out_size=64, num_style_feat=16, channel_multiplier=1, num_mlp=2, input_is_latent=True,
+                         different_w=True, narrow=1 / 16, sft_half=True, fix_decoder=False)  # fmt: skip
+    monkeypatch.setattr(gfpgan, "gfpgan_weights_path", lambda version="1.4", weights=None: tmp_path / "w.pth")
+    monkeypatch.setattr(gfpgan, "load_gfpgan", lambda version="1.4", weights=None, device="cpu": tiny)
+    return tiny
+
+
+def _face(cx: float, cy: float, eye_dist: float, score: float = 0.99) -> DetectedFace:
+    t = TEMPLATE_512 - TEMPLATE_512.mean(0)
+    lm = t * (eye_dist / np.linalg.norm(t[1] - t[0])) + (cx, cy)
+    box = np.array([lm[:, 0].min() - 6, lm[:, 1].min() - 8, lm[:, 0].max() + 6, lm[:, 1].max() + 6])
+    return DetectedFace(box=box, score=score, landmarks=lm)
+
+
+def _fake_detector(monkeypatch, faces_for_shape):
+    """MTCNN replaced by ``faces_for_shape((H, W)) -> [DetectedFace]`` (the editor and the CLI detect through it)."""
+    import frgd.faces.detect as detect_mod
+
+    def fake(img, **kw):
+        faces = faces_for_shape(img.shape[:2])
+        for i, f in enumerate(faces):
+            f.index = i
+        return faces
+
+    monkeypatch.setattr(detect_mod, "detect_faces", fake)
+
+
+def _photo(seed: int, h: int, w: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
+    img = np.stack([0.5 + 0.3 * np.sin(5 * xx + seed), 0.4 + 0.3 * yy, 0.45 + 0.1 * rng.random((h, w))], -1)
+    return (np.clip(img, 0, 1) * 255).astype(np.uint8)
+
+
+# --------------------------------------------------------------------------------------- (a) the same pixels
+def test_frgd_cli_and_editor_give_identical_pixels(tmp_path, model_dir, qapp, capsys):
+    """``frgd enhance`` and the editor (detect, resample, SR background, apply) make the same photo, bit for bit."""
+    from frgd_studio import backend
+    from frgd_studio.document import Document
+
+    out = tmp_path / "cli.png"
+    args = ["enhance", str(DEMO), "--model", str(model_dir), "--steps", "2", "--seed", "3", "--identity", "0.7"]
+    args += ["--reference", str(REFERENCE), "--scale", "2", "--sr-model", "bicubic", "--device", "cpu"]
+    assert main([*args, "-o", str(out), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    cli = load_rgb(out)
+
+    photo = backend.load_photo(DEMO)
+    faces = backend.detect(photo.rgb, torch.device("cpu"))
+    assert [f["number"] for f in data["faces"]] == list(range(1, len(faces) + 1))
+    ref = backend.load_reference(REFERENCE, torch.device("cpu"))
+    doc = Document()
+    doc.set_photo(photo.rgb, photo.path, photo.sha256)
+    doc.set_faces(faces)
+    bg = backend.run_sr(photo.rgb, "bicubic", 2, torch.device("cpu"), None, None)
+    doc.set_pane_result("SR", bg, {"model": "bicubic"})
+    doc.set_background("SR")
+    for i, face in enumerate(faces):
+        req = backend.FRGDRequest(photo.rgb, face, i + 1, None, None, None, [ref.crop], 0.7, 1, [3], 2, str(model_dir))
+        (sample,) = backend.run_frgd(req, torch.device("cpu"), None, None)
+        assert sample.identity_score == pytest.approx(data["faces"][i]["identity_scores"][0], abs=1e-4)
+        doc.set_applied(i, sample.image, sample.seed, True, sample.paste_mask)
+    np.testing.assert_array_equal(doc.composite(), cli)
+    assert read_provenance(out)["identity_changed"] is True and doc.identity_changed()
+
+
+def test_gfpgan_cli_and_editor_give_identical_pixels(tmp_path, tiny_gfpgan, capsys):
+    """``frgd restore --method gfpgan`` and the editor's GFPGAN pane make the same photo, bit for bit."""
+    from frgd_studio import backend
+
+    out = tmp_path / "gfpgan.png"
+    args = ["restore", str(DEMO), "--method", "gfpgan", "--scale", "2", "--seed", "0", "--device", "cpu"]
+    assert main([*args, "-o", str(out), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["bg_model"] == "lanczos" and len(data["faces"]) >= 1
+    photo = backend.load_photo(DEMO)
+    faces = backend.detect(photo.rgb, torch.device("cpu"))
+    pane = backend.run_gfpgan(photo.rgb, faces, "v1.4", 1.0, 2, torch.device("cpu"), None, None)
+    np.testing.assert_array_equal(pane, load_rgb(out))
+
+
+# --------------------------------------------------------------------------------------- (b) batch
+def test_enhance_batch_folder_with_a_corrupt_photo(tmp_path, model_dir, monkeypatch, capsys):
+    """20 photos, one corrupt: a progress bar, the others written, the corrupt one reported (exit 1), a rerun skips
+    what is done, --overwrite redoes it."""
+    _fake_detector(monkeypatch, lambda hw: [_face(hw[1] / 2, hw[0] / 2, hw[1] / 4)])
+    src = tmp_path / "photos"
+    src.mkdir()
+    for k in range(19):
+        save_image(src / f"p{k:02d}.png", _photo(k, 40, 48))
+    (src / "p07_broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not a jpeg")
+    out = tmp_path / "out"
+    args = ["enhance", str(src), "-o", str(out), "--model", str(model_dir), "--steps", "1", "--seed", "0"]
+    args += ["--scale", "1", "--device", "cpu"]
+    assert main(args) == 1
+    captured = capsys.readouterr()
+    assert "20/20" in captured.err  # the progress bar
+    assert "19 done, 0 skipped (already done), 1 failed of 20" in captured.out
+    assert "p07_broken.jpg" in captured.out.splitlines()[-1]
+    report = json.loads((out / "frgd_report.json").read_text())
+    assert report["failed"] == 1 and report["failed_files"][0]["source"].endswith("p07_broken.jpg")
+    assert "cannot load image" in report["failed_files"][0]["error"]
+    written = sorted(p.name for p in out.glob("*.png"))
+    assert written == [f"p{k:02d}.png" for k in range(19)]
+    assert read_provenance(out / "p03.png")["identity_changed"] is True
+    times = {p: p.stat().st_mtime_ns for p in out.glob("*.png")}
+
+    assert main([*args, "--json"]) == 1  # the rerun skips the finished photos
+    again = json.loads(capsys.readouterr().out)
+    assert (again["done"], again["skipped"], again["failed"]) == (0, 19, 1)
+    assert {p: p.stat().st_mtime_ns for p in out.glob("*.png")} == times
+    (src / "p07_broken.jpg").unlink()
+    assert main([*args, "--json", "--overwrite"]) == 0
+    assert json.loads(capsys.readouterr().out)["done"] == 19
+
+
+def test_restore_gfpgan_batch_folder_with_a_corrupt_photo(tmp_path, tiny_gfpgan, monkeypatch, capsys):
+    """``frgd restore --method gfpgan`` on a folder: like ``frgd enhance``, the corrupt photo is reported (exit 1),
+    the others written with the one identity_changed rule, and a rerun skips what is done."""
+    _fake_detector(monkeypatch, lambda hw: [_face(hw[1] / 2, hw[0] / 2, hw[1] / 4)])
+    src = tmp_path / "photos"
+    src.mkdir()
+    for k in range(3):
+        save_image(src / f"p{k}.png", _photo(k, 40, 48))
+    (src / "p1_broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not a jpeg")
+    out = tmp_path / "out"
+    args = ["restore", str(src), "-o", str(out), "--method", "gfpgan", "--scale", "2", "--bg-model", "bicubic"]
+    args += ["--device", "cpu"]
+    assert main(args) == 1
+    captured = capsys.readouterr()
+    assert "3 done, 0 skipped (already done), 1 failed of 4" in captured.out
+    assert "p1_broken.jpg" in captured.out.splitlines()[-1]
+    report = json.loads((out / "frgd_report.json").read_text())
+    assert report["command"] == "frgd restore" and report["failed"] == 1
+    assert report["failed_files"][0]["source"].endswith("p1_broken.jpg")
+    assert sorted(p.name for p in out.glob("*.png")) == ["p0.png", "p1.png", "p2.png"]
+    prov = read_provenance(out / "p0.png")
+    assert prov["identity_changed"] is True and prov["parameters"]["method"] == "gfpgan"
+    assert load_rgb(out / "p0.png").shape == (80, 96, 3)
+    times = {p: p.stat().st_mtime_ns for p in out.glob("*.png")}
+
+    assert main([*args, "--json"]) == 1  # the rerun skips the finished photos
+    again = json.loads(capsys.readouterr().out)
+    assert (again["done"], again["skipped"], again["failed"]) == (0, 3, 1)
+    assert {p: p.stat().st_mtime_ns for p in out.glob("*.png")} == times
+
+
+def test_upscale_batch_folder(tmp_path, capsys):
+    """``frgd upscale`` on a folder of 3 photos: OUT/<name>.<format> for each, a report, exit 0; a rerun skips."""
+    src = tmp_path / "photos"
+    src.mkdir()
+    for k in range(3):
+        save_image(src / f"p{k}.png", _photo(k, 10, 12))
+    out = tmp_path / "out"
+    args = ["upscale", str(src), "-o", str(out), "--model", "bicubic", "--scale", "2", "--device", "cpu"]
+    assert main([*args, "--format", "webp", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert (data["done"], data["failed"], data["total"]) == (3, 0, 3)
+    assert sorted(p.name for p in out.iterdir()) == ["frgd_report.json", "p0.webp", "p1.webp", "p2.webp"]
+    assert load_rgb(out / "p2.webp").shape == (20, 24, 3)
+    assert read_provenance(out / "p0.webp")["model"] == "bicubic"
+    assert main([*args, "--format", "webp"]) == 0
+    assert "0 done, 3 skipped (already done), 0 failed of 3" in capsys.readouterr().out
+
+
+def test_restore_method_frgd_is_frgd_enhance(tmp_path, model_dir, capsys):
+    """``frgd restore --method frgd`` is ``frgd enhance`` (its loading and run): the same pixels for the same seed
+    and settings."""
+    common = [str(DEMO), "--model", str(model_dir), "--steps", "2", "--seed", "3", "--identity", "0.7"]
+    common += ["--reference", str(REFERENCE), "--scale", "2", "--device", "cpu", "--faces", "1"]
+    assert main(["enhance", *common, "--sr-model", "bicubic", "-o", str(tmp_path / "enhance.png")]) == 0
+    assert main(["restore", *common, "--method", "frgd", "--bg-model", "bicubic", "-o", str(tmp_path / "r.png")]) == 0
+    capsys.readouterr()
+    np.testing.assert_array_equal(load_rgb(tmp_path / "r.png"), load_rgb(tmp_path / "enhance.png"))
+    prov = read_provenance(tmp_path / "r.png")
+    assert prov["identity_changed"] is True and prov["model"].startswith("frgd:")
+
+
+# --------------------------------------------------------------------------------------- (c) face numbers
+def test_face_numbers_are_the_same_in_the_cli_and_the_editor(tmp_path, model_dir, monkeypatch, capsys, qapp):
+    """Faces are numbered 1, 2, 3 from left to right everywhere, whatever order the detector returns them in."""
+    from frgd_studio import backend
+
+    # largest first (MTCNN's order), which is not left to right
+    _fake_detector(monkeypatch, lambda hw: [_face(100, 50, 30), _face(160, 50, 20), _face(40, 50, 16)])
+    photo = tmp_path / "three.png"
+    save_image(photo, _photo(1, 100, 200))
+    args = ["enhance", str(photo), "--model", str(model_dir), "--steps", "1", "--seed", "1", "--scale", "1"]
+    assert main([*args, "--device", "cpu", "-o", str(tmp_path / "all.png"), "--json"]) == 0
+    cli = json.loads(capsys.readouterr().out)["faces"]
+    editor = backend.detect(load_rgb(photo), torch.device("cpu"))
+    assert [f["number"] for f in cli] == [1, 2, 3]
+    for f, e in zip(cli, editor):
+        np.testing.assert_allclose(f["box"], e.box, atol=0.01)
+    assert [round((f["box"][0] + f["box"][2]) / 2) for f in cli] == [40, 100, 160]
+    assert main([*args, "--faces", "2", "-o", str(tmp_path / "two.png"), "--json"]) == 0
+    (only,) = json.loads(capsys.readouterr().out)["faces"]
+    assert only["number"] == 2 and only["box"] == cli[1]["box"]
+    assert main([*args, "--faces", "0", "-o", str(tmp_path / "zero.png")]) == 2
+    assert "numbered 1..3 from left to right" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------------- (d) one source per rule
+def _sources() -> dict[Path, str]:
+    return {p: p.read_text() for root in ("pipelines", "editor") for p in (REPO / root).rglob("*.py")}
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        r"^FACE_SIZE = ",  # the aligned crop size
+        r"^TEMPLATE_512(: [^=]+)? = ",  # the five-point template
+        r"^def template\(",
+        r"^def face_region_mask\(",
+        r"^DEVICE_CHOICES = ",
+        r"^def to_uint8\(",
+        r"^def modcrop\(",
+        r"^def identity_changed\(",
+        r"^def number_faces\(",
+        r"^def load_frgd_pipeline\(",
+        r"^def default_model_dir\(",
+        r"^def background_model\(",
+        r"^def auto_scale\(",
+        r"^def paste_faces\(",
+        r"^def native_crop_size\(",
+    ],
+)
+def test_every_rule_is_defined_once(pattern):
+    where = [str(p.relative_to(REPO)) for p, text in _sources().items() if re.search(pattern, text, re.M)]
+    assert len(where) == 1, f"{pattern!r} defined in {where}"
+
+
+def _callers(name: str) -> set[str]:
+    """Files under pipelines/ and editor/ whose code calls the function ``name(...)`` (``self.name()`` aside)."""
+    import ast
+
+    users = set()
+    for p, text in _sources().items():
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.Call):
+                f = node.func
+                method = isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name) and f.value.id == "self"
+                if (isinstance(f, ast.Name) and f.id == name) or (
+                    isinstance(f, ast.Attribute) and f.attr == name and not method
+                ):
+                    users.add(str(p.relative_to(REPO)))
+    return users
+
+
+@pytest.mark.parametrize(
+    ("name", "allowed"),
+    [
+        # the paste path: frgd.restore.paste_faces
+        ("paste_back", {"pipelines/frgd/restore/pipeline.py"}),
+        # alignment: the restore API (and `frgd faces align`, which writes aligned crops)
+        ("align_face", {"pipelines/frgd/restore/faces.py", "pipelines/frgd/cli/cmd_faces.py"}),
+        ("resample_crop", {"pipelines/frgd/restore/faces.py"}),
+        (
+            "detect_faces",
+            {"pipelines/frgd/restore/faces.py", "pipelines/frgd/cli/cmd_faces.py", "pipelines/frgd/identity/cache.py"},
+        ),  # fmt: skip
+        # the background of restored photos: frgd.restore.upscale_photo (`frgd upscale` and the SR bench aside)
+        (
+            "UpscalePipeline",
+            {"pipelines/frgd/restore/pipeline.py", "pipelines/frgd/cli/cmd_sr.py", "pipelines/frgd/eval/bench_sr.py"},
+        ),  # fmt: skip
+        ("background_model", {"pipelines/frgd/restore/pipeline.py"}),
+    ],
+)
+def test_one_paste_align_and_background_path(name, allowed):
+    """Align, paste and the background choice are implemented once: no other module calls them."""
+    users = _callers(name) - {"pipelines/frgd/faces/align.py", "pipelines/frgd/faces/detect.py"}
+    assert users <= allowed, f"{name} is called outside the restore API: {sorted(users - allowed)}"
+
+
+def test_editor_document_does_not_import_the_backend():
+    """document.py <-> backend.py is no import circle any more: the backend uses the document, not the reverse."""
+    text = (REPO / "editor/frgd_studio/document.py").read_text()
+    assert not re.search(
+        r"^\s*from \.backend import|^\s*from \. import backend|import frgd_studio\.backend", text, re.M
+    )
