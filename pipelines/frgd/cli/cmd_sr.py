@@ -6,9 +6,11 @@ convert`` is in :mod:`frgd.cli.cmd_weights`."""
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -192,19 +194,33 @@ def _upscale_one(args: argparse.Namespace, pipe: Any, src: Path, out: Path, over
 def _cmd_upscale(args: argparse.Namespace) -> int:
     from ..io import load_image
     from ..sr.upscale import UpscalePipeline
-    from .batch import finish_batch
 
     items, single = _single_or_batch(args, args.image)
     if single:
         load_image(single[0])  # an unreadable image is a usage error before the model loads
     pipe = UpscalePipeline(args.model, scale=args.scale, device=args.device)
+    return _run_single_or_batch(
+        args, items, single, functools.partial(_upscale_one, args, pipe), "upscale",
+        lambda d: f"wrote {d['output']} ({d['size_out'][0]}x{d['size_out'][1]}, {d['model']} x{d['scale']}, "
+                  f"{d['tiles']} tile(s), {d['seconds']:.1f} s on {d['device']})",
+    )  # fmt: skip
+
+
+def _run_single_or_batch(
+    args: argparse.Namespace, items: Any, single: Any, one: Callable[..., dict], command: str,
+    summary: Callable[[dict], str],
+) -> int:  # fmt: skip
+    """Run ``one(src, out, overwrite, progress=None) -> record`` over the batch ``items`` (through
+    :func:`frgd.cli.batch.finish_batch`) or on the ``single`` ``(src, out)`` pair with a progress bar, printing
+    ``summary(record)``; returns the exit code."""
+    from .batch import finish_batch
+
     if items is not None:
-        work = lambda item: _upscale_one(args, pipe, item.source, item.outputs[0], True)  # noqa: E731
-        return finish_batch(args, items, work, label="frgd upscale")
-    show = _progress("upscale", sys.stderr.isatty() and not args.json)
-    d = _upscale_one(args, pipe, *single, args.overwrite, progress=show)
-    emit(args, d, f"wrote {d['output']} ({d['size_out'][0]}x{d['size_out'][1]}, {d['model']} x{d['scale']}, "
-                  f"{d['tiles']} tile(s), {d['seconds']:.1f} s on {d['device']})")  # fmt: skip
+        work = lambda item: one(item.source, item.outputs[0], True)  # noqa: E731
+        return finish_batch(args, items, work, label=f"frgd {command}")
+    show = _progress(command, sys.stderr.isatty() and not args.json)
+    d = one(*single, args.overwrite, progress=show)
+    emit(args, d, summary(d))
     return 0
 
 
@@ -241,7 +257,6 @@ def _restore_one(args: argparse.Namespace, pipe: Any, src: Path, out: Path, over
 def _cmd_restore(args: argparse.Namespace) -> int:
     from ..io import load_image
     from ..restore import FacePipeline, restorer_class
-    from .batch import finish_batch
 
     cls = restorer_class(args.method)  # InputError (exit 2) for a method not in RESTORERS
     if args.method == "frgd":
@@ -256,14 +271,11 @@ def _cmd_restore(args: argparse.Namespace) -> int:
         load_image(single[0])  # an unreadable photo is a usage error before the model loads
     restorer = cls(version=args.version, weights=args.weights, device=args.device, weight=args.weight)
     pipe = FacePipeline(restorer, sr_model=args.bg_model, tile=args.tile)
-    if items is not None:
-        work = lambda item: _restore_one(args, pipe, item.source, item.outputs[0], True)  # noqa: E731
-        return finish_batch(args, items, work, label="frgd restore")
-    show = _progress("restore", sys.stderr.isatty() and not args.json)
-    d = _restore_one(args, pipe, *single, args.overwrite, progress=show)
-    emit(args, d, f"wrote {d['output']}: {len(d['faces'])} face(s) restored with {d['model']}, "
-                  f"background {d['bg_model']}")  # fmt: skip
-    return 0
+    return _run_single_or_batch(
+        args, items, single, functools.partial(_restore_one, args, pipe), "restore",
+        lambda d: f"wrote {d['output']}: {len(d['faces'])} face(s) restored with {d['model']}, "
+                  f"background {d['bg_model']}",
+    )  # fmt: skip
 
 
 def _restore_frgd(args: argparse.Namespace) -> int:
