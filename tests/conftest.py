@@ -57,3 +57,14 @@ def without_shipped_weights(tmp_path, monkeypatch):
     empty = tmp_path / "no_resources"
     monkeypatch.setattr("frgd.weights.paths._resource_dir", lambda entry: empty / entry.path if entry.path else None)
     return empty
+
+
+@pytest.fixture
+def tiny_identity(monkeypatch):
+    """The tiny random identity encoder wherever the editor or FRGD would load the real one."""
+    import frgd.identity
+    from frgd.identity import IdentityEncoder
+
+    enc = IdentityEncoder.tiny_random(0)
+    monkeypatch.setattr(frgd.identity, "get_identity_encoder", lambda backend="dlib", device="cpu": enc.to(device))
+    return enc

@@ -13,10 +13,10 @@ from PySide6.QtCore import QPoint, QPointF, Qt  # noqa: E402
 from PySide6.QtTest import QTest  # noqa: E402
 
 from frgd.faces import TEMPLATE_512  # noqa: E402
-from frgd_studio import backend, commands  # noqa: E402
-from frgd_studio.document import CROP_SIZE, Reference  # noqa: E402
 from frgd_studio.main_window import MainWindow  # noqa: E402
-from frgd_studio.settings import Settings  # noqa: E402
+from frgd_studio.model import backend, commands  # noqa: E402
+from frgd_studio.model.document import CROP_SIZE, Reference  # noqa: E402
+from frgd_studio.model.settings import Settings  # noqa: E402
 
 FACE_LANDMARKS = TEMPLATE_512 * (90 / 512) + np.array([60.0, 40.0])  # a ~90 px face at a known place
 
@@ -30,17 +30,6 @@ def tiny_model_dir(tmp_path_factory):
     model = FRGDUNet(**tiny_config())
     sched = make_train_scheduler(prediction_type=model.config.prediction_type)
     return save_model_dir(tmp_path_factory.mktemp("frgd_tiny"), model, sched)
-
-
-@pytest.fixture
-def tiny_identity(monkeypatch):
-    """The tiny random identity encoder wherever the editor or FRGD would load the real one."""
-    import frgd.identity
-    from frgd.identity import IdentityEncoder
-
-    enc = IdentityEncoder.tiny_random(0)
-    monkeypatch.setattr(frgd.identity, "get_identity_encoder", lambda backend="dlib", device="cpu": enc.to(device))
-    return enc
 
 
 @pytest.fixture
@@ -59,7 +48,7 @@ def photo_file(tmp_path):
 
 @pytest.fixture
 def window(qtbot, tmp_path, tiny_model_dir, tiny_identity):
-    settings = Settings(tmp_path / "settings.ini")
+    settings = Settings(tmp_path / "settings.json")
     settings.set("device", "cpu")
     settings.set("frgd_model", str(tiny_model_dir))
     w = MainWindow(settings, interactive=False)
@@ -67,7 +56,7 @@ def window(qtbot, tmp_path, tiny_model_dir, tiny_identity):
     w.resize(1200, 800)
     w.show()
     qtbot.waitExposed(w)
-    w.frgd_panel.refresh_model()
+    w.model.refresh_panes()
     assert w.jobs.wait(60)
     yield w
     w.jobs.shutdown()
@@ -75,10 +64,11 @@ def window(qtbot, tmp_path, tiny_model_dir, tiny_identity):
 
 
 def open_with_faces(window, path) -> None:
-    job = window.open_photo(path, detect=False)
+    job = window.model.open_photo(path, detect=False)
     assert window.jobs.wait(30), "opening the photo did not finish"
     assert job.state == "done", job.error
-    window.set_faces_from_landmarks([FACE_LANDMARKS])
+    job = window.model.set_faces_from_landmarks([FACE_LANDMARKS])  # aligned in a job, off the GUI thread
+    assert window.jobs.wait(30) and job.state == "done", job.error
     assert len(window.doc.faces) == 1
 
 
@@ -101,7 +91,7 @@ def resample(window, steps=2, samples=2, seed=7):
     p.samples.setValue(samples)
     p.seed.setValue(seed)
     p.lock_seed.setChecked(True)
-    job = window.resample()
+    job = window.model.frgd.run()
     assert job is not None, window.errors
     assert window.jobs.wait(90), "FRGD job did not finish"
     return job
@@ -109,13 +99,13 @@ def resample(window, steps=2, samples=2, seed=7):
 
 # ------------------------------------------------------------------------------------------------------ unit level
 def test_settings_persist_and_recent(tmp_path):
-    s = Settings(tmp_path / "s.ini")
+    s = Settings(tmp_path / "s.json")
     s.set("device", "cpu")
     s.set("steps", 12)
     s.set("brush_size", 7.5)
     for k in range(12):
         s.add_recent(str(tmp_path / f"p{k}.png"))
-    s2 = Settings(tmp_path / "s.ini")
+    s2 = Settings(tmp_path / "s.json")
     assert s2.get("device") == "cpu" and s2.get("steps") == 12 and s2.get("brush_size") == 7.5
     recent = s2.recent_files()
     assert len(recent) == 10 and recent[0].endswith("p11.png")
@@ -124,13 +114,17 @@ def test_settings_persist_and_recent(tmp_path):
 
 
 def test_job_progress_cancel_and_oom_fallback(qtbot, monkeypatch):
+    """The model's job queue with the Qt poster: progress arrives on the GUI thread with an ETA, cancel stops at the
+    next step, a GPU OOM retries on the CPU with a notice, an unexpected error keeps its traceback."""
     import threading
     import time
 
     from frgd import devices
-    from frgd_studio.jobs import JobManager
+    from frgd_studio.model.jobs import JobQueue
+    from frgd_studio.qtpost import QtPoster
 
-    mgr = JobManager()
+    poster = QtPoster()
+    mgr = JobQueue(poster.post, poster.pump)
     main = threading.get_ident()
     seen = []
 
@@ -142,7 +136,7 @@ def test_job_progress_cancel_and_oom_fallback(qtbot, monkeypatch):
         return "finished"
 
     job = mgr.submit("slow", slow, "cpu")
-    job.progress.connect(lambda d, t, m, eta: seen.append((d, eta, threading.get_ident() == main)))
+    job.progress.connect(lambda p: seen.append((p.done, p.eta, threading.get_ident() == main)))
     qtbot.waitUntil(lambda: len(seen) >= 3, timeout=10000)
     job.cancel()
     assert mgr.wait(10)
@@ -175,23 +169,25 @@ def test_job_progress_cancel_and_oom_fallback(qtbot, monkeypatch):
     job.failed.connect(lambda msg, tb: errors.append((msg, tb)))
     assert mgr.wait(10)
     assert job.state == "failed" and errors and "bad thing" in errors[0][0] and "Traceback" in errors[0][1]
+    mgr.shutdown()
 
 
 # ------------------------------------------------------------------------------------------------------ window level
 def test_missing_weights_pane_explains_and_rest_works(qtbot, tmp_path, photo_file, without_shipped_weights):
-    settings = Settings(tmp_path / "settings.ini")
+    settings = Settings(tmp_path / "settings.json")
     settings.set("device", "cpu")
     w = MainWindow(settings, interactive=False)
     qtbot.addWidget(w)
-    w.frgd_panel.refresh_model()
+    w.model.refresh_panes()
     text = w.frgd_panel.notice.text()
     assert "frgd-128" in text and "frgd weights import" in text
     assert not w.frgd_panel.resample_button.isEnabled()
     assert "not installed" in w.model_label.text()
     open_with_faces(w, photo_file)
     assert not w.frgd_panel.resample_button.isEnabled()
-    assert w.resample() is None and "frgd weights import" in w.errors[-1]
-    w.region_mask("face")  # masks still work without weights
+    assert w.model.frgd.run() is None and "frgd weights import" in w.errors[-1]
+    assert "train_frgd128_h100.json" not in w.errors[-1], "R names real commands, not a config that does not exist"
+    w.model.region_mask("face")  # masks still work without weights
     assert w.doc.faces[0].mask.max() > 0.9
     w.jobs.shutdown()
 
@@ -226,9 +222,9 @@ def test_paint_mask_is_one_undo_step(window, photo_file):
     window.stack.redo()
     np.testing.assert_array_equal(window.doc.faces[0].mask, mask)
 
-    window.invert_mask()
+    window.model.invert_mask()
     np.testing.assert_allclose(window.doc.faces[0].mask, 1 - mask)
-    window.clear_mask()
+    window.model.clear_mask()
     assert window.doc.faces[0].mask.max() == 0.0
     window.stack.undo()
     window.stack.undo()
@@ -309,7 +305,7 @@ def test_frgd_gallery_apply_patch_undo_redo(window, photo_file):
 
 def test_masked_resample_keeps_outside(window, photo_file):
     open_with_faces(window, photo_file)
-    window.region_mask("eyes")
+    window.model.region_mask("eyes")
     face = window.doc.faces[0]
     resample(window, steps=2, samples=1, seed=3)
     s = face.samples[0]
@@ -324,7 +320,7 @@ def test_cancel_frgd_job(window, photo_file, qtbot):
     p.steps.setValue(400)
     p.samples.setValue(1)
     p.slider.setValue(100)  # the identity end samples all 400 steps (lower values start later: img2img strength)
-    job = window.resample()
+    job = window.model.frgd.run()
     qtbot.waitUntil(lambda: job.state == "running", timeout=30000)
     qtbot.waitUntil(lambda: window.progress.maximum() == 400 or job.is_finished, timeout=60000)
     window.cancel_jobs()
@@ -340,8 +336,8 @@ def test_session_round_trip_and_provenance(window, photo_file, qtbot, tmp_path, 
     open_with_faces(window, photo_file)
     doc = window.doc
     ref_crop = np.full((CROP_SIZE, CROP_SIZE, 3), 120, np.uint8)
-    window.stack.push(commands.add_reference(doc, 0, Reference(str(tmp_path / "ref.jpg"), "ab" * 32, ref_crop, 0.5)))
-    window.region_mask("mouth")
+    window.model.push(commands.add_reference(doc, 0, Reference(str(tmp_path / "ref.jpg"), "ab" * 32, ref_crop, 0.5)))
+    window.model.region_mask("mouth")
     window.frgd_panel.slider.setValue(80)
     resample(window, steps=2, samples=2, seed=11)
     face = doc.faces[0]
@@ -355,19 +351,22 @@ def test_session_round_trip_and_provenance(window, photo_file, qtbot, tmp_path, 
     window.gallery_panel.apply_current()
     assert doc.identity_changed()
 
-    out = window.save_result(tmp_path / "out.png")
+    window.show_result("Original")  # what is exported does not depend on "Show:"
+    out = window.model.export(tmp_path / "out.png", "Result")
     prov = read_provenance(out)
     assert prov["identity_changed"] is True and prov["seed"] == 11
     assert prov["source_hash"] == doc.photo_sha256 and prov["reference_hashes"] == {"ref.jpg": "ab" * 32}
-    assert window.save_result(photo_file, overwrite=True) is None, "never over the original"
+    assert window.model.export(photo_file, "Result", overwrite=True) is None, "never over the original"
     assert "input image" in window.errors[-1]
 
-    path = window.save_session(tmp_path / "s.frgd")
+    job = window.model.save_session(tmp_path / "s.frgd")
+    assert window.jobs.wait(60) and job.state == "done", job.error
+    path = job.result
     assert path is not None and window.stack.isClean()
 
     w2 = MainWindow(window.settings, interactive=False)
     qtbot.addWidget(w2)
-    job = w2.open_session(path)
+    job = w2.model.open_session(path)
     assert w2.jobs.wait(60) and job.state == "done", job.error
     d2 = w2.doc
     assert d2.photo_sha256 == doc.photo_sha256 and d2.selected == doc.selected
@@ -417,7 +416,7 @@ def test_open_demo_detect_and_reference(window, tiny_identity):
         photo, ref = demo_paths()
     except Exception as err:  # pragma: no cover - demo not shipped in this tree
         pytest.skip(str(err))
-    window.open_photo(photo, reference=str(ref) if ref else None)
+    window.model.open_photo(photo, reference=str(ref) if ref else None)
     for _ in range(3):  # open -> detect -> add reference
         assert window.jobs.wait(120)
     assert not window.errors, window.errors
@@ -455,9 +454,9 @@ def test_shortcuts_and_stale_results(window, photo_file, qtbot):
     # a result that arrives after another photo was opened is dropped, not applied to the new photo
     window.frgd_panel.steps.setValue(3)
     n = window.stack.count()
-    job = window.resample()
+    job = window.model.frgd.run()
     window.doc.set_photo(window.doc.photo.copy(), str(photo_file))  # another photo opened while FRGD runs
-    window.set_faces_from_landmarks([FACE_LANDMARKS])
+    window.model.set_faces_from_landmarks([FACE_LANDMARKS])
     assert window.jobs.wait(60)
     assert job.state == "done" and len(job.result) == window.frgd_panel.samples.value()
     assert window.doc.faces[0].samples == [] and window.stack.count() == n + 1
@@ -481,7 +480,7 @@ def test_main_entry_opens_photo(qtbot, photo_file):
         seen["shape"] = win.doc.photo.shape
         seen["title"] = win.windowTitle()
         seen["device"] = win.device_label.text()
-        win.interactive = False  # no "quit without saving?" question in a test
+        win.model.ask_unsaved = lambda _title: "discard"  # the "unsaved changes" question, answered
         win.close()
         QApplication.instance().quit()
 
@@ -558,7 +557,7 @@ def test_gfpgan_pane_with_tiny_model(window, photo_file, monkeypatch, tmp_path):
     monkeypatch.setattr(gfpgan, "load_gfpgan", lambda version="1.4", weights=None, device="cpu": tiny)
     open_with_faces(window, photo_file)
     pane = window.gfpgan_panel
-    pane.refresh()
+    window.model.gfpgan.refresh_status()
     assert pane.run_button.isEnabled() and not pane.notice.isVisible()
     pane.upscale.setCurrentIndex(pane.upscale.findData(2))
     pane.run()
@@ -579,7 +578,7 @@ def test_masked_apply_pastes_only_the_paste_mask():
     import cv2
 
     from frgd.faces import face_region_mask, transform_points
-    from frgd_studio.document import Document
+    from frgd_studio.model.document import Document
 
     rng = np.random.default_rng(0)
     photo = cv2.GaussianBlur((rng.random((520, 520, 3)) * 255).astype(np.uint8), (0, 0), 1.0)
@@ -604,11 +603,12 @@ def test_session_io_errors_are_one_line(window, photo_file, tmp_path):
     open_with_faces(window, photo_file)
     blocker = tmp_path / "not_a_folder"
     blocker.write_text("x")
-    assert window.save_session(blocker / "s.frgd") is None, "an unwritable session path is an error, not a crash"
-    assert window.errors[-1].startswith("cannot write") and not window.stack.isClean()
+    job = window.model.save_session(blocker / "s.frgd")
+    assert window.jobs.wait(30) and job.state == "failed", "an unwritable session path is an error, not a crash"
+    assert "cannot write" in window.errors[-1] and not window.stack.isClean()
     folder = tmp_path / "folder.frgd"
     folder.mkdir()
-    job = window.open_session(folder)
+    job = window.model.open_session(folder)
     assert window.jobs.wait(30)
     assert job.state == "failed" and job.traceback == "", job.error
     assert "cannot read" in window.errors[-1]
@@ -616,14 +616,16 @@ def test_session_io_errors_are_one_line(window, photo_file, tmp_path):
     import json
     import zipfile
 
-    good = window.save_session(tmp_path / "good.frgd")
+    job = window.model.save_session(tmp_path / "good.frgd")
+    assert window.jobs.wait(30) and job.state == "done", job.error
+    good = job.result
     with zipfile.ZipFile(good) as z:
         meta, arrays = json.loads(z.read("session.json")), z.read("arrays.npz")
     del meta["faces"][0]["landmarks"]  # a damaged / hand-edited session
     with zipfile.ZipFile(tmp_path / "damaged.frgd", "w") as z:
         z.writestr("session.json", json.dumps(meta))
         z.writestr("arrays.npz", arrays)
-    job = window.open_session(tmp_path / "damaged.frgd")
+    job = window.model.open_session(tmp_path / "damaged.frgd")
     assert window.jobs.wait(30)
     assert job.state == "failed" and job.traceback == "", job.error
     assert "damaged FRGD Studio session" in window.errors[-1]
@@ -635,17 +637,18 @@ def test_results_for_replaced_faces_are_dropped(window, photo_file, tmp_path):
     open_with_faces(window, photo_file)
     doc = window.doc
     window.frgd_panel.steps.setValue(3)
-    job = window.resample()
-    window.set_faces_from_landmarks([FACE_LANDMARKS])  # detect again while FRGD runs (same photo, new faces)
+    job = window.model.frgd.run()
+    new_faces = [backend.make_face(doc.photo, FACE_LANDMARKS)]
+    window.model.push(commands.SetFacesCommand(doc, new_faces))  # detect again while FRGD runs (same photo)
     n = window.stack.count()
     assert window.jobs.wait(60) and job.state == "done"
     assert doc.faces[0].samples == [] and window.stack.count() == n
 
     crop = np.full((CROP_SIZE, CROP_SIZE, 3), 100, np.uint8)
     for k in range(2):
-        window.stack.push(commands.add_reference(doc, 0, Reference(str(tmp_path / f"r{k}.jpg"), str(k), crop)))
-    job = window.score_references()
-    window.stack.push(commands.remove_reference(doc, 0, 0))  # removed while the scores are computed
+        window.model.push(commands.add_reference(doc, 0, Reference(str(tmp_path / f"r{k}.jpg"), str(k), crop)))
+    job = window.model.score_references()
+    window.model.push(commands.remove_reference(doc, 0, 0))  # removed while the scores are computed
     assert window.jobs.wait(60) and job.state == "done"
     refs = doc.faces[0].references
     assert [r.sha256 for r in refs] == ["1"] and refs[0].score is not None
@@ -654,13 +657,13 @@ def test_results_for_replaced_faces_are_dropped(window, photo_file, tmp_path):
 def test_stroke_that_changes_nothing_is_no_undo_step(window, photo_file):
     """A brush or patch stroke outside every face changes nothing: no undo step, the face is not marked restored and
     the saved result does not claim a changed identity."""
-    from frgd_studio.document import Sample
+    from frgd_studio.model.document import Sample
 
     open_with_faces(window, photo_file)
     doc = window.doc
     face = doc.faces[0]
     sample = Sample(255 - face.crop, 3, 0.8, 2, parameters={"used_reference": True})
-    window.stack.push(commands.AddSamplesCommand(doc, 0, [sample]))
+    window.model.push(commands.AddSamplesCommand(doc, 0, [sample]))
     window.set_brush_size(6.0)
     n = window.stack.count()
     for tool in ("brush", "eraser", "patch"):
@@ -688,7 +691,7 @@ def test_provenance_of_a_locked_seed_sampled_twice(window, photo_file, tmp_path)
     assert [s.seed for s in face.samples] == [7, 7]
     window.gallery_panel.list.setCurrentRow(1)
     window.gallery_panel.apply_current()  # the second run (slider 0.9)
-    prov = read_provenance(window.save_result(tmp_path / "out.png"))
+    prov = read_provenance(window.model.export(tmp_path / "out.png", "Result"))
     assert prov["parameters"]["faces"][0]["identity_strength"] == pytest.approx(0.9)
     marks = [window.gallery_panel.list.item(k).text().split("\n")[0] for k in range(2)]
     assert marks == ["seed 7", "seed 7 ✓"]
@@ -697,11 +700,11 @@ def test_provenance_of_a_locked_seed_sampled_twice(window, photo_file, tmp_path)
 def test_patch_stroke_redraws_the_photo_once_per_event_loop_turn(window, photo_file, qtbot, monkeypatch):
     """The patch brush changes the result at every dab; the whole-photo redraw (composite + pixmap, ~0.1 s for a
     12 MP photo) happens once per event-loop turn, not once per dab."""
-    from frgd_studio.document import Sample
+    from frgd_studio.model.document import Sample
 
     open_with_faces(window, photo_file)
     face = window.doc.faces[0]
-    window.stack.push(commands.AddSamplesCommand(window.doc, 0, [Sample(255 - face.crop, 3, 0.0, 2)]))
+    window.model.push(commands.AddSamplesCommand(window.doc, 0, [Sample(255 - face.crop, 3, 0.0, 2)]))
     window.gallery_panel.patch_button.click()
     window.set_brush_size(2.0)
     qtbot.wait(20)
@@ -728,13 +731,13 @@ def test_save_result_keeps_the_photo_transparency(window, tmp_path):
     rgba[..., :3] = 128
     rgba[..., 3] = np.tile(np.linspace(0, 255, 80).astype(np.uint8), (60, 1))
     Image.fromarray(rgba).save(tmp_path / "cutout.png")
-    job = window.open_photo(tmp_path / "cutout.png", detect=False)
+    job = window.model.open_photo(tmp_path / "cutout.png", detect=False)
     assert window.jobs.wait(30) and job.state == "done", job.error
     for name, scale in (("Result", 1), ("SR bicubic ×2", 2)):
         if scale > 1:
-            window.stack.push(commands.PaneResultCommand(window.doc, name, np.zeros((120, 160, 3), np.uint8)))
-            window.show_result(name)
-        out = window.save_result(tmp_path / f"out{scale}.png")
+            window.model.push(commands.PaneResultCommand(window.doc, name, np.zeros((120, 160, 3), np.uint8)))
+        window.show_result("Original")  # Export writes the chosen image, not the shown one
+        out = window.model.export(tmp_path / f"out{scale}.png", name)
         with Image.open(out) as im:
             assert im.mode == "RGBA" and im.size == (80 * scale, 60 * scale)
             alpha = np.asarray(im)[..., 3]
@@ -742,3 +745,242 @@ def test_save_result_keeps_the_photo_transparency(window, tmp_path):
             np.testing.assert_array_equal(alpha, rgba[..., 3])
         else:
             assert alpha[:, 0].max() < 10 and alpha[:, -1].min() > 245
+
+
+# ------------------------------------------------------------------------------------------- issue 13: the model layer
+@pytest.mark.parametrize("answer", ["cancel", "discard", "save"])
+def test_unsaved_prompt_on_open_session_drop_and_quit(window, photo_file, tmp_path, qtbot, answer):
+    """Open photo, open session, drop, a recent file and quit ask Save / Discard / Cancel about unsaved edits (a mask
+    edit counts); Save saves the session first, Cancel keeps everything."""
+    from PySide6.QtCore import QMimeData, QUrl
+    from PySide6.QtGui import QDropEvent
+
+    open_with_faces(window, photo_file)
+    session = tmp_path / "first.frgd"
+    job = window.model.save_session(session)
+    assert window.jobs.wait(30) and job.state == "done" and window.stack.isClean()
+    asked = []
+    window.model.ask_unsaved = lambda title: asked.append(title) or answer
+    window.model.ask_session_path = lambda default: str(tmp_path / "saved.frgd")
+
+    def edit() -> None:
+        window.model.region_mask("face")
+        assert not window.stack.isClean()
+
+    other = tmp_path / "other.png"
+    from PIL import Image
+
+    Image.fromarray(np.zeros((50, 60, 3), np.uint8)).save(other)
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(other))])
+    drop = QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                      Qt.KeyboardModifier.NoModifier)  # fmt: skip
+    actions = {
+        "open photo": lambda: window.model.open_photo(other, detect=False),
+        "open session": lambda: window.model.open_session(session),
+        "drop": lambda: window.dropEvent(drop),
+        "recent file": lambda: window.recent_menu.actions()[0].trigger(),
+    }
+    for what, act in actions.items():
+        if window.doc.photo.shape != (200, 240, 3) or not window.doc.faces:
+            window.stack.setClean()  # (the detection of the dropped photo is an edit)
+            open_with_faces(window, photo_file)
+        edit()
+        asked.clear()
+        act()
+        assert window.jobs.wait(60) and window.jobs.wait(5)
+        assert asked == [window.doc.title()] or asked == ["photo.png"], f"{what}: asked {asked}"
+        if answer == "cancel":
+            assert not window.stack.isClean() and window.doc.faces[0].mask.max() > 0.9, what
+        else:  # the other document replaced the edited one
+            assert all(f.mask.max() == 0.0 for f in window.doc.faces), what
+        if answer == "save":
+            assert (tmp_path / "saved.frgd").is_file(), what
+    edit()
+    asked.clear()
+    window.close()
+    qtbot.wait(10)
+    assert window.jobs.wait(30)
+    assert asked, "quit asks too"
+    assert window.isVisible() == (answer == "cancel"), "Cancel keeps the window open; Save saves, then quits"
+
+
+def test_export_names_what_it_saves_regardless_of_show(window, photo_file, tmp_path):
+    from frgd.io import load_image, read_provenance
+    from frgd_studio.dialogs import ExportDialog
+
+    open_with_faces(window, photo_file)
+    resample(window, steps=2, samples=1, seed=4)
+    window.gallery_panel.apply_current()
+    window.model.push(commands.PaneResultCommand(window.doc, "SR bicubic ×2", np.zeros((400, 480, 3), np.uint8),
+                                                 {"model": "bicubic", "scale": 2}))  # fmt: skip
+    window.stack.undo()
+    window.stack.redo()  # undo/redo switched "Show:" back and forth before; Export does not read it
+    window.show_result("Original")
+    assert window.a_export.shortcut().toString() == "Ctrl+E"
+    assert window.a_save_session.shortcut().toString() == "Ctrl+S"
+    dlg = ExportDialog(window.model, window)
+    assert dlg.choice() == "Result"
+    assert (
+        dlg.description.text()
+        == "Result: face 1 restored with FRGD, on the original photo — 240×200, identity changed: yes"
+    )
+    dlg.combo.setCurrentText("SR bicubic ×2")
+    assert dlg.description.text().startswith("SR bicubic ×2: whole-photo pane result of bicubic — 480×400")
+    out = window.model.export(tmp_path / "r.png", "Result")
+    np.testing.assert_array_equal(load_image(out).to_uint8(), window.doc.composite())
+    assert read_provenance(out)["identity_changed"] is True and window.view_combo.currentText() == "Original"
+
+
+def test_selection_and_scores_are_no_undo_steps(window, photo_file, tmp_path):
+    open_with_faces(window, photo_file)
+    doc = window.doc
+    crop = np.full((CROP_SIZE, CROP_SIZE, 3), 100, np.uint8)
+    window.model.push(commands.add_reference(doc, 0, Reference(str(tmp_path / "ref.jpg"), "0", crop)))
+    window.stack.setClean()
+    n = window.stack.count()
+    window.faces_panel.list.setCurrentRow(-1)
+    doc.select(-1)
+    window.faces_panel.list.setCurrentRow(0)
+    assert doc.selected == 0
+    job = window.model.score_references()
+    assert window.jobs.wait(60) and job.state == "done", job.error
+    assert window.stack.count() == n and window.stack.isClean()
+    score = doc.faces[0].references[0].score
+    assert window.statusBar().currentMessage() == f"Reference scores: ref.jpg {score:.2f}"
+    assert f"{score:.3f}" in window.references_panel.list.item(0).text()
+
+
+def test_long_messages_wrap_without_widening_the_dock(window, qtbot):
+    from frgd_studio.panels.common import NOTICE_STYLE
+
+    qtbot.wait(50)
+    dock = window.docks["FRGD"]
+    canvas_w, dock_w = window.canvas.width(), dock.width()
+    hint = (window.frgd_panel.sizeHint().width(), dock.sizeHint().width())
+    text = "missing weights 'frgd-128': expected at /a/very/long/path/" + "x" * 120 + "/frgd-128; " + "word " * 120
+    window.frgd_panel.notice.show_text(text)
+    window.gfpgan_panel.notice.show_text(text)
+    qtbot.wait(50)
+    assert (window.frgd_panel.sizeHint().width(), dock.sizeHint().width()) == hint
+    assert window.canvas.width() == canvas_w and dock.width() == dock_w
+    notice = window.frgd_panel.notice
+    assert notice.wordWrap() and notice.full_text == text and notice.text().replace("\u200b", "") == text
+    assert notice.height() > 3 * notice.fontMetrics().height(), "the whole text is shown, wrapped"
+    assert "#1f1f1f" in NOTICE_STYLE and "e0b050" not in notice.styleSheet()
+
+
+def test_long_messages_do_not_make_the_window_taller_than_a_screen(window, qtbot):
+    """A wrapped notice asks for the height its text needs at the width it has, not at a few pixels (one word per
+    line), so the docks and the window keep a small minimum height; the whole text still fits."""
+    from PySide6.QtWidgets import QLabel
+
+    text = "missing weights 'gfpgan-v1.4': expected at /home/user/.cache/frgd-studio/weights/gfpgan-v1.4; " + (
+        "run `frgd weights download gfpgan-v1.4`, or import the file you have. " * 4
+    )
+    for panel in (window.frgd_panel, window.gfpgan_panel, window.sr_panel):
+        panel.notice.show_text(text)
+    window.resize(1200, 800)
+    qtbot.wait(100)
+    assert window.minimumSizeHint().height() < 600 and window.height() <= 800  # the side panels scroll
+    notice = window.gfpgan_panel.notice
+    window.docks["GFPGAN"].raise_()
+    qtbot.wait(100)
+    plain = QLabel(notice.text())  # the text's own height at the notice's width, with the notice's style
+    plain.setWordWrap(True)
+    plain.setStyleSheet(notice.styleSheet())
+    assert notice.height() >= plain.heightForWidth(notice.width()), "no line is cut off"
+    narrow = notice.width() // 2
+    window.docks["GFPGAN"].setMaximumWidth(window.docks["GFPGAN"].width() - narrow)  # a narrower dock: more lines
+    qtbot.wait(100)
+    assert notice.height() >= plain.heightForWidth(notice.width())
+
+
+def test_session_save_runs_as_a_job(window, photo_file, tmp_path, qtbot, monkeypatch):
+    import threading
+    import time
+
+    from frgd_studio import session
+
+    open_with_faces(window, photo_file)
+    threads, real = [], session.save_session
+
+    def slow_save(doc, path, ui=None):
+        threads.append(threading.current_thread() is threading.main_thread())
+        time.sleep(0.5)
+        return real(doc, path, ui)
+
+    monkeypatch.setattr(session, "save_session", slow_save)
+    t0 = time.perf_counter()
+    job = window.model.save_session(tmp_path / "s.frgd")
+    assert time.perf_counter() - t0 < 0.3, "the GUI thread does not wait for the file"
+    qtbot.waitUntil(lambda: window.progress.isVisible())
+    window.model.region_mask("eyes")  # editing during the save is safe: the snapshot is written
+    assert window.jobs.wait(30) and job.state == "done" and threads == [False]
+    assert not window.stack.isClean(), "the edit made during the save is still unsaved"
+    assert window.statusBar().currentMessage().startswith("Saved session")
+
+
+def test_weights_buttons_import_and_download(qtbot, tmp_path, tiny_model_dir, monkeypatch, without_shipped_weights):
+    """Missing weights: each pane shows Download (URL + sha256) and Import…; an import makes the FRGD pane ready without
+    a restart; offline, Download fails with a message naming the import alternative."""
+    monkeypatch.setenv("FRGD_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("FRGD_OFFLINE", "1")
+    settings = Settings(tmp_path / "settings.json")
+    settings.set("device", "cpu")
+    w = MainWindow(settings, interactive=False)
+    qtbot.addWidget(w)
+    box = w.frgd_panel.weights
+    assert list(box.buttons) == ["import:frgd-128"] and not w.frgd_panel.resample_button.isEnabled()
+    assert "not installed" in w.model_label.text()
+    gfp = w.gfpgan_panel.weights
+    assert set(gfp.buttons) == {"download:gfpgan-v1.4", "import:gfpgan-v1.4"}
+    assert "https://" in gfp.buttons["download:gfpgan-v1.4"].toolTip()
+    gfp.buttons["download:gfpgan-v1.4"].click()
+    assert w.jobs.wait(30)
+    assert "offline" in w.errors[-1] and "frgd weights import" in w.errors[-1]
+    asked = []
+    w.ui.open_folder = lambda title: asked.append(title) or str(tiny_model_dir)
+    box.buttons["import:frgd-128"].click()
+    assert w.jobs.wait(60), w.errors
+    assert asked and w.model.frgd.status().ready and box.buttons == {} and not w.frgd_panel.notice.isVisible()
+    assert w.model_label.text() == "FRGD model: frgd-128"
+    w.jobs.shutdown()
+
+
+def test_weights_installed_by_the_cli_show_up_without_restart(qtbot, tmp_path, tiny_model_dir, photo_file, monkeypatch,
+                                                               without_shipped_weights):  # fmt: skip
+    """`frgd weights import` in a terminal while the editor runs: the periodic check makes the FRGD pane ready."""
+    from frgd.weights import import_model
+
+    monkeypatch.setenv("FRGD_CACHE_DIR", str(tmp_path / "cache"))
+    settings = Settings(tmp_path / "settings.json")
+    settings.set("device", "cpu")
+    w = MainWindow(settings, interactive=False)
+    qtbot.addWidget(w)
+    w.model.refresh_panes()
+    open_with_faces(w, photo_file)
+    assert not w.frgd_panel.resample_button.isEnabled()
+    import_model(tiny_model_dir, "frgd-128")
+    qtbot.waitUntil(lambda: w.frgd_panel.resample_button.isEnabled(), timeout=10000)
+    assert not w.frgd_panel.notice.isVisible() and w.model_label.text() == "FRGD model: frgd-128"
+    w.jobs.shutdown()
+
+
+def test_before_after_split_on_the_canvas(window, photo_file):
+    """View > Compare Before/After splits the main canvas (original left, shown image right); the split stays on the
+    same photo column when zoomed in; a new photo turns it off and unchecks the action."""
+    open_with_faces(window, photo_file)
+    c = window.canvas
+    window.a_split.trigger()
+    assert window.a_split.isChecked() and c.compare_active
+    c.set_split(0.3)
+    c.zoom_by(4.0)
+    c.centerOn(QPointF(0.3 * window.doc.photo.shape[1], 100.0))
+    assert c.compare_active and c.split_fraction == pytest.approx(0.3)
+    window.a_split.trigger()
+    assert not c.compare_active and not window.a_split.isChecked()
+    window.a_split.trigger()
+    job = window.model.open_photo(photo_file, detect=False)  # the same file again: nothing unsaved, no question
+    assert window.jobs.wait(30) and job.state == "done", job.error
+    assert not c.compare_active and not window.a_split.isChecked()

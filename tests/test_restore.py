@@ -90,8 +90,8 @@ def _photo(seed: int, h: int, w: int) -> np.ndarray:
 # --------------------------------------------------------------------------------------- (a) the same pixels
 def test_frgd_cli_and_editor_give_identical_pixels(tmp_path, model_dir, qapp, capsys):
     """``frgd enhance`` and the editor (detect, resample, SR background, apply) make the same photo, bit for bit."""
-    from frgd_studio import backend
-    from frgd_studio.document import Document
+    from frgd_studio.model import backend
+    from frgd_studio.model.document import Document
 
     out = tmp_path / "cli.png"
     args = ["enhance", str(DEMO), "--model", str(model_dir), "--steps", "2", "--seed", "3", "--identity", "0.7"]
@@ -121,7 +121,7 @@ def test_frgd_cli_and_editor_give_identical_pixels(tmp_path, model_dir, qapp, ca
 
 def test_gfpgan_cli_and_editor_give_identical_pixels(tmp_path, tiny_gfpgan, capsys):
     """``frgd restore --method gfpgan`` and the editor's GFPGAN pane make the same photo, bit for bit."""
-    from frgd_studio import backend
+    from frgd_studio.model import backend
 
     out = tmp_path / "gfpgan.png"
     args = ["restore", str(DEMO), "--method", "gfpgan", "--scale", "2", "--seed", "0", "--device", "cpu"]
@@ -234,7 +234,7 @@ def test_restore_method_frgd_is_frgd_enhance(tmp_path, model_dir, capsys):
 # --------------------------------------------------------------------------------------- (c) face numbers
 def test_face_numbers_are_the_same_in_the_cli_and_the_editor(tmp_path, model_dir, monkeypatch, capsys, qapp):
     """Faces are numbered 1, 2, 3 from left to right everywhere, whatever order the detector returns them in."""
-    from frgd_studio import backend
+    from frgd_studio.model import backend
 
     # largest first (MTCNN's order), which is not left to right
     _fake_detector(monkeypatch, lambda hw: [_face(100, 50, 30), _face(160, 50, 20), _face(40, 50, 16)])
@@ -330,7 +330,7 @@ def test_one_paste_align_and_background_path(name, allowed):
 
 def test_editor_document_does_not_import_the_backend():
     """document.py <-> backend.py is no import circle any more: the backend uses the document, not the reverse."""
-    text = (REPO / "editor/frgd_studio/document.py").read_text()
+    text = (REPO / "editor/frgd_studio/model/document.py").read_text()
     assert not re.search(
         r"^\s*from \.backend import|^\s*from \. import backend|import frgd_studio\.backend", text, re.M
     )

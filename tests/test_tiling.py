@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from frgd.archs.srvgg_arch import SRVGGNetCompact
 from frgd.errors import Cancelled, InputError
 from frgd.jobs import CancelToken
-from frgd.sr.tiling import choose_tile, tile_bounds, tiled_upscale
+from frgd.sr.tiling import choose_tile, padded_tiles, tile_bounds, tiled_upscale
 
 
 def _net(seed: int = 0) -> SRVGGNetCompact:
@@ -136,3 +136,20 @@ def test_shipped_frgd_sr_tiles_exactly_with_its_default_overlap() -> None:
     whole = pipe(x, tile=0).image
     tiled = pipe(x, tile=24).image
     assert (whole - tiled).abs().max().item() < 1e-4
+
+
+@pytest.mark.parametrize(
+    "size,tile,overlap", [((37, 53), 16, 8), ((30, 45), 15, 4), ((20, 20), 32, 8), ((9, 70), 16, 0)]
+)
+def test_padded_tiles_are_the_boxes_tiled_upscale_runs(size, tile, overlap) -> None:
+    """:func:`padded_tiles` (used by the time estimate) lists exactly the inputs ``fn`` sees, in order."""
+    x = torch.arange(size[0] * size[1], dtype=torch.float32).reshape(1, 1, *size)
+    seen = []
+
+    def fn(t: torch.Tensor) -> torch.Tensor:
+        y0, x0 = divmod(int(t[0, 0, 0, 0].item()), size[1])
+        seen.append((y0, y0 + t.shape[-2], x0, x0 + t.shape[-1]))
+        return t
+
+    tiled_upscale(fn, x, 1, tile=tile, overlap=overlap, blend=0)
+    assert seen == padded_tiles(*size, tile, overlap) and len(seen) >= 1

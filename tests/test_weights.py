@@ -193,6 +193,25 @@ def test_download_verifies_and_shows_progress(test_manifest: Path, cache: Path, 
     assert path.stat().st_mtime_ns == mtime
 
 
+def test_download_reports_progress_and_cancels(test_manifest: Path, cache: Path) -> None:
+    """The editor's Download job: ``on_progress(bytes, total, message)`` and ``cancel`` (no partial file left)."""
+    from frgd.errors import Cancelled
+    from frgd.jobs import CancelToken
+
+    token = CancelToken()
+    token.cancel()
+    with pytest.raises(Cancelled):
+        W.download("good", progress=False, cancel=token)
+    assert not (cache / "good").exists() or list((cache / "good").iterdir()) == []
+    seen = []
+    W.download("good", progress=False, on_progress=lambda d, t, m: seen.append((d, t, m)), cancel=CancelToken())
+    assert seen[0] == (0, len(PAYLOAD), "downloading good") and seen[-1] == (
+        len(PAYLOAD),
+        len(PAYLOAD),
+        "downloading good",
+    )
+
+
 def test_download_sha_mismatch_discards(test_manifest: Path, cache: Path) -> None:
     with pytest.raises(FRGDError, match="sha256 mismatch") as ei:
         W.download("badsha", progress=False)

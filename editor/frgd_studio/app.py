@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     from PySide6.QtWidgets import QApplication
 
     from .main_window import MainWindow
-    from .settings import Settings
+    from .model.settings import Settings
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("FRGD Studio")
@@ -60,9 +60,11 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings()
     if args.device:
         settings.set("device", args.device)
+    window = MainWindow(settings)  # reads the device setting above
     if args.model:
-        settings.set("frgd_model", str(Path(args.model).resolve()))
-    window = MainWindow(settings)  # reads the device and model settings above
+        problem = window.model.frgd.set_model_folder(args.model)  # validated before it is stored
+        if problem:
+            window.error(f"--model {args.model}: {problem}")
     window.show()
     photo, reference = args.photo, args.reference
     if args.demo:
@@ -75,9 +77,9 @@ def main(argv: list[str] | None = None) -> int:
             reference = reference or (str(demo_ref) if demo_ref else None)
     if photo:
         if Path(photo).suffix.lower() == ".frgd":
-            window.open_session(photo)
+            window.model.open_session(photo)
         else:
-            window.open_photo(photo, reference=reference)
+            window.model.open_photo(photo, reference=reference)
     return app.exec()
 
 

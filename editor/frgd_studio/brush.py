@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .document import CROP_SIZE, Face
+from .model.document import CROP_SIZE, Face
 
 
 def disc(cx: float, cy: float, radius: float, feather: float, size: int = CROP_SIZE) -> np.ndarray:

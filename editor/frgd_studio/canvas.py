@@ -6,13 +6,33 @@ emits photo coordinates in the OpenCV convention used by :mod:`frgd.faces` (pixe
 
 Navigation: mouse wheel zooms around the cursor; drag with the middle button, or with the left button while Space is
 held (or in the Select tool), pans; :meth:`fit` and :meth:`actual_size` reset the zoom.
+
+Before/after split (:meth:`Canvas.set_compare`): a *before* image is drawn over the shown (*after*) image, clipped to
+the part left of a vertical line at :attr:`Canvas.split_fraction` of the photo width. Both images live in the same
+scene rectangle, so zoom and pan move them together; the line, its handle and the two labels are drawn in viewport
+pixels (not scaled by zoom). Dragging the handle (in any tool) moves the split; painting elsewhere still paints.
+:class:`SplitOverlay` and :class:`ClippedPixmapItem` are shared with the comparison view (:mod:`frgd_studio.compare`).
 """
 
 from __future__ import annotations
 
+import logging
+from typing import TYPE_CHECKING
+
 import numpy as np
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
-from PySide6.QtGui import QBrush, QColor, QPainter, QPen, QPolygonF, QTransform
+from PySide6.QtGui import (
+    QBrush,
+    QColor,
+    QFont,
+    QFontMetricsF,
+    QPainter,
+    QPainterPath,
+    QPen,
+    QPixmap,
+    QPolygonF,
+    QTransform,
+)
 from PySide6.QtWidgets import (
     QGraphicsEllipseItem,
     QGraphicsItem,
@@ -21,10 +41,16 @@ from PySide6.QtWidgets import (
     QGraphicsScene,
     QGraphicsSimpleTextItem,
     QGraphicsView,
+    QStyleOptionGraphicsItem,
+    QWidget,
 )
 
-from .document import Document
 from .qtimage import mask_overlay, to_pixmap
+
+if TYPE_CHECKING:
+    from .model.document import Document
+
+logger = logging.getLogger(__name__)
 
 TOOLS = ("select", "brush", "eraser", "patch")
 FACE_COLOR = QColor(60, 200, 255)
@@ -39,8 +65,178 @@ def crop_to_scene_transform(inverse: np.ndarray) -> QTransform:
     return QTransform(m[0, 0], m[1, 0], m[0, 1], m[1, 1], dx, dy)
 
 
+class ClippedPixmapItem(QGraphicsPixmapItem):
+    """A pixmap item painted only left of a scene x (:attr:`clip_x`): the *before* side of a split."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.clip_x = float("inf")
+        self.setTransformationMode(Qt.TransformationMode.SmoothTransformation)
+
+    def set_clip_x(self, x: float) -> None:
+        """Paint only the part of the pixmap left of scene x ``x``."""
+        if x != self.clip_x:
+            self.clip_x = float(x)
+            self.update()
+
+    def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem, widget: QWidget | None = None) -> None:
+        if self.clip_x == float("inf"):
+            super().paint(painter, option, widget)
+            return
+        right = self.mapFromScene(QPointF(self.clip_x, 0.0)).x()
+        br = self.boundingRect()
+        if right <= br.left():
+            return
+        painter.save()
+        painter.setClipRect(
+            QRectF(br.left(), br.top(), min(right, br.right()) - br.left(), br.height()), Qt.ClipOperation.IntersectClip
+        )
+        super().paint(painter, option, widget)
+        painter.restore()
+
+
+class SplitOverlay:
+    """Geometry, hit test and painting of a vertical before/after split over a ``QGraphicsView``'s scene rect.
+
+    The split sits at :attr:`fraction` (0..1) of the scene rect's width, so zooming and panning keep it on the same
+    image column; the line, the round handle and the ``Before:``/``After:`` labels are painted in viewport pixels from
+    the view's ``drawForeground`` (:meth:`paint`). ``before_item`` is clipped to the left of the line.
+    """
+
+    HANDLE_RADIUS = 13.0
+    GRAB_DISTANCE = 6.0  # viewport pixels either side of the line that grab it as well as the handle
+    LABEL_MARGIN = 8.0
+
+    def __init__(self, view: QGraphicsView, before_item: ClippedPixmapItem) -> None:
+        self.view = view
+        self.before_item = before_item
+        self.fraction = 0.5
+        self.before_name = ""
+        self.after_name = ""
+
+    def scene_x(self) -> float:
+        """Scene x of the split line."""
+        r = self.view.sceneRect()
+        return float(r.left() + self.fraction * r.width())
+
+    def set_fraction(self, fraction: float) -> bool:
+        """Move the split (clamped to 0..1); True when it moved."""
+        f = float(min(max(fraction, 0.0), 1.0)) if np.isfinite(fraction) else self.fraction
+        changed = f != self.fraction
+        self.fraction = f
+        self.update_clip()
+        return changed
+
+    def update_clip(self) -> None:
+        """Re-clip the before image at the line (after the split or the scene rect changed) and repaint."""
+        self.before_item.set_clip_x(self.scene_x())
+        self.view.viewport().update()
+
+    def photo_rect(self) -> QRectF:
+        """The scene rect in viewport pixels."""
+        return self.view.viewportTransform().mapRect(self.view.sceneRect())
+
+    def line_x(self) -> float:
+        """Viewport x of the split line."""
+        return float(self.view.viewportTransform().map(QPointF(self.scene_x(), 0.0)).x())
+
+    def handle_center(self) -> QPointF:
+        """Viewport position of the handle: on the line, halfway down the visible part of the image."""
+        visible = self.photo_rect() & QRectF(self.view.viewport().rect())
+        y = visible.center().y() if not visible.isEmpty() else self.view.viewport().height() / 2
+        return QPointF(self.line_x(), y)
+
+    def hit(self, pos: QPointF) -> bool:
+        """True when viewport position ``pos`` grabs the split (on the handle or within a few pixels of the line)."""
+        c = self.handle_center()
+        dx, dy = pos.x() - c.x(), pos.y() - c.y()
+        if dx * dx + dy * dy <= (self.HANDLE_RADIUS + 3.0) ** 2:
+            return True
+        r = self.photo_rect()
+        return abs(dx) <= self.GRAB_DISTANCE and r.top() <= pos.y() <= r.bottom()
+
+    def fraction_at(self, x: float) -> float:
+        """The split fraction that puts the line at viewport x ``x`` (not clamped)."""
+        r = self.view.sceneRect()
+        if r.width() <= 0:
+            return self.fraction
+        inverse, _ok = self.view.viewportTransform().inverted()
+        return float((inverse.map(QPointF(x, 0.0)).x() - r.left()) / r.width())
+
+    def paint(self, painter: QPainter) -> None:
+        """Draw the line, its handle and the labels (call from ``drawForeground``; works in viewport pixels)."""
+        visible = self.photo_rect() & QRectF(self.view.viewport().rect())
+        if visible.isEmpty():
+            return
+        x = self.line_x()
+        painter.save()
+        painter.resetTransform()
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        if visible.left() - 2 <= x <= visible.right() + 2:
+            top, bottom = QPointF(x, visible.top()), QPointF(x, visible.bottom())
+            painter.setPen(QPen(QColor(0, 0, 0, 150), 4.0))
+            painter.drawLine(top, bottom)
+            painter.setPen(QPen(QColor(255, 255, 255), 2.0))
+            painter.drawLine(top, bottom)
+            self._paint_handle(painter, self.handle_center())
+        font = QFont(painter.font())
+        font.setPointSizeF(9.0)
+        painter.setFont(font)
+        fm = QFontMetricsF(font)
+        left_side = QRectF(
+            visible.left(), visible.top(), max(0.0, min(x, visible.right()) - visible.left()), visible.height()
+        )
+        right_side = QRectF(
+            max(x, visible.left()), visible.top(), max(0.0, visible.right() - max(x, visible.left())), visible.height()
+        )
+        for text, side, before in (
+            (f"Before: {self.before_name}" if self.before_name else "Before", left_side, True),
+            (f"After: {self.after_name}" if self.after_name else "After", right_side, False),
+        ):
+            if side.width() <= 0:
+                continue
+            w, h = fm.horizontalAdvance(text) + 10.0, fm.height() + 6.0
+            left = side.right() - self.LABEL_MARGIN - w if before else side.left() + self.LABEL_MARGIN
+            box = QRectF(left, side.top() + self.LABEL_MARGIN, w, h)
+            painter.save()
+            painter.setClipRect(side)
+            painter.setPen(QPen(QColor(255, 255, 255, 70), 1.0))
+            painter.setBrush(QColor(20, 20, 24, 190))
+            painter.drawRoundedRect(box, 4.0, 4.0)
+            painter.setPen(QColor(235, 235, 235))
+            painter.drawText(box, int(Qt.AlignmentFlag.AlignCenter), text)
+            painter.restore()
+        painter.restore()
+
+    def _paint_handle(self, painter: QPainter, c: QPointF) -> None:
+        r = self.HANDLE_RADIUS
+        painter.setPen(QPen(QColor(255, 255, 255), 2.0))
+        painter.setBrush(QColor(30, 30, 34, 210))
+        painter.drawEllipse(c, r, r)
+        arrows = QPainterPath()
+        for sign in (-1.0, 1.0):
+            tip = QPointF(c.x() + sign * r * 0.65, c.y())
+            arrows.addPolygon(
+                QPolygonF(
+                    [
+                        tip,
+                        QPointF(c.x() + sign * r * 0.2, c.y() - r * 0.35),
+                        QPointF(c.x() + sign * r * 0.2, c.y() + r * 0.35),
+                    ]
+                )
+            )
+            arrows.closeSubpath()
+        painter.setPen(Qt.PenStyle.NoPen)
+        painter.setBrush(QColor(255, 255, 255))
+        painter.drawPath(arrows)
+
+
 class Canvas(QGraphicsView):
-    """Interactive photo view. Paint tools emit ``stroke*`` signals in photo (OpenCV) coordinates."""
+    """Interactive photo view. Paint tools emit ``stroke*`` signals in photo (OpenCV) coordinates.
+
+    ``compareChanged(bool)`` fires when the before/after split is turned on or off, ``splitChanged(float)`` when its
+    position (a fraction of the photo width) moves.
+    """
 
     strokeBegan = Signal(float, float)
     strokeMoved = Signal(float, float)
@@ -49,8 +245,10 @@ class Canvas(QGraphicsView):
     zoomChanged = Signal(float)
     toolChanged = Signal(str)
     brushSizeChanged = Signal(float)
+    compareChanged = Signal(bool)
+    splitChanged = Signal(float)
 
-    def __init__(self, doc: Document, parent=None) -> None:
+    def __init__(self, doc: Document, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.doc = doc
         self.setScene(QGraphicsScene(self))
@@ -67,6 +265,11 @@ class Canvas(QGraphicsView):
         self.image_item.setTransformationMode(Qt.TransformationMode.SmoothTransformation)
         self.image_item.setZValue(0)
         self.scene().addItem(self.image_item)
+        self.before_item = ClippedPixmapItem()  # the "before" image of the split, above the result, below the faces
+        self.before_item.setZValue(1)
+        self.before_item.setVisible(False)
+        self.scene().addItem(self.before_item)
+        self.split = SplitOverlay(self, self.before_item)
         self.face_items: list[tuple[QGraphicsPolygonItem, QGraphicsSimpleTextItem, QGraphicsPixmapItem]] = []
         self.cursor_item = QGraphicsEllipseItem()
         pen = QPen(QColor(255, 255, 255), 1.5)
@@ -85,6 +288,10 @@ class Canvas(QGraphicsView):
         self._space = False
         self._pan_last = QPointF()
         self._image_shape: tuple[int, int] | None = None
+        self._before_width = 0
+        self._split_drag = False
+        self._split_grab_dx = 0.0
+        self._split_hover = False
 
         doc.photoChanged.connect(self._on_photo)
         doc.facesChanged.connect(self.refresh_faces)
@@ -93,6 +300,7 @@ class Canvas(QGraphicsView):
 
     # ----- content ---------------------------------------------------------------------------------------------
     def _on_photo(self) -> None:
+        self.set_compare(None)  # the before image belonged to the previous photo
         self.set_image(self.doc.photo)
         self.refresh_faces()
         self.fit()
@@ -108,6 +316,81 @@ class Canvas(QGraphicsView):
         photo = self.doc.photo if self.doc.photo is not None else img
         self.image_item.setScale(photo.shape[1] / img.shape[1])
         self.scene().setSceneRect(QRectF(0, 0, photo.shape[1], photo.shape[0]))
+        if self.compare_active:
+            self._place_before()
+
+    # ----- before/after split ----------------------------------------------------------------------------------
+    @property
+    def compare_active(self) -> bool:
+        """True while the before/after split is shown."""
+        return self.before_item.isVisible()
+
+    @property
+    def split_fraction(self) -> float:
+        """Position of the split line as a fraction (0..1) of the photo width."""
+        return self.split.fraction
+
+    def set_compare(self, before: np.ndarray | None, before_name: str = "", after_name: str = "") -> None:
+        """Show ``before`` (``(h, w, 3)``, any size: scaled to cover the photo's scene rect) left of the split line and
+        the shown image (:meth:`set_image`, the *after*) right of it; ``None`` turns the split off. The names label the
+        two sides. The split position, the zoom and the shown image are kept."""
+        was = self.compare_active
+        if before is None:
+            self.before_item.setVisible(False)
+            self.before_item.setPixmap(QPixmap())
+            self._before_width = 0
+            self._set_split_hover(False)
+        else:
+            self.before_item.setPixmap(to_pixmap(before))
+            self._before_width = int(before.shape[1])
+            if self.scene().sceneRect().isEmpty():
+                self.scene().setSceneRect(QRectF(0, 0, before.shape[1], before.shape[0]))
+            self.before_item.setVisible(True)
+            self._place_before()
+            self.set_compare_labels(before_name, after_name)
+        self.viewport().update()
+        if was != self.compare_active:
+            logger.debug("before/after split %s", "on" if self.compare_active else "off")
+            self.compareChanged.emit(self.compare_active)
+
+    def set_compare_labels(self, before_name: str, after_name: str) -> None:
+        """Rename the two sides of the split (e.g. after the shown image changed)."""
+        self.split.before_name, self.split.after_name = str(before_name), str(after_name)
+        self.viewport().update()
+
+    def set_split(self, fraction: float) -> None:
+        """Move the split line to ``fraction`` (clamped to 0..1) of the photo width."""
+        if self.split.set_fraction(fraction):
+            self.splitChanged.emit(self.split.fraction)
+
+    def _place_before(self) -> None:
+        if self._before_width > 0:
+            self.before_item.setScale(self.scene().sceneRect().width() / self._before_width)
+        self.split.update_clip()
+
+    def _set_split_hover(self, on: bool) -> None:
+        if on == self._split_hover:
+            return
+        self._split_hover = on
+        if on:
+            self.cursor_item.setVisible(False)
+            self.viewport().setCursor(Qt.CursorShape.SplitHCursor)
+        elif not self._panning:
+            self._restore_cursor()
+
+    def _restore_cursor(self) -> None:
+        painting = self.tool != "select"
+        self.viewport().setCursor(Qt.CursorShape.CrossCursor if painting else Qt.CursorShape.ArrowCursor)
+
+    def drawForeground(self, painter: QPainter, rect: QRectF) -> None:  # noqa: N802 - Qt override
+        super().drawForeground(painter, rect)
+        if self.compare_active:
+            self.split.paint(painter)
+
+    def scrollContentsBy(self, dx: int, dy: int) -> None:  # noqa: N802 - Qt override
+        super().scrollContentsBy(dx, dy)
+        if self.compare_active:
+            self.viewport().update()  # the handle and the labels stay put in the viewport: no scrolled copy
 
     def refresh_faces(self) -> None:
         for poly, label, overlay in self.face_items:
@@ -215,6 +498,12 @@ class Canvas(QGraphicsView):
 
     def mousePressEvent(self, event) -> None:  # noqa: N802
         pos = event.position()
+        if self.compare_active and event.button() == Qt.MouseButton.LeftButton and self.split.hit(pos):
+            self._split_drag = True
+            self._split_grab_dx = pos.x() - self.split.line_x()
+            self._set_split_hover(True)
+            event.accept()
+            return
         if event.button() == Qt.MouseButton.MiddleButton or (
             event.button() == Qt.MouseButton.LeftButton and (self._space or self.tool == "select")
         ):
@@ -238,6 +527,10 @@ class Canvas(QGraphicsView):
 
     def mouseMoveEvent(self, event) -> None:  # noqa: N802
         pos = event.position()
+        if self._split_drag:
+            self.set_split(self.split.fraction_at(pos.x() - self._split_grab_dx))
+            event.accept()
+            return
         if self._panning:
             d = pos - self._pan_last
             self._pan_last = QPointF(pos)
@@ -245,6 +538,11 @@ class Canvas(QGraphicsView):
             self.verticalScrollBar().setValue(self.verticalScrollBar().value() - int(round(d.y())))
             event.accept()
             return
+        if self.compare_active and not self._painting:
+            self._set_split_hover(self.split.hit(pos))
+            if self._split_hover:
+                super().mouseMoveEvent(event)
+                return
         scene = self.mapToScene(pos.toPoint())
         if self.tool != "select":
             self.cursor_item.setVisible(True)
@@ -257,6 +555,11 @@ class Canvas(QGraphicsView):
         super().mouseMoveEvent(event)
 
     def mouseReleaseEvent(self, event) -> None:  # noqa: N802
+        if self._split_drag and event.button() == Qt.MouseButton.LeftButton:
+            self._split_drag = False
+            self._set_split_hover(self.split.hit(event.position()))
+            event.accept()
+            return
         if self._panning and event.button() in (Qt.MouseButton.MiddleButton, Qt.MouseButton.LeftButton):
             self._panning = False
             self.set_tool(self.tool)
@@ -271,6 +574,7 @@ class Canvas(QGraphicsView):
 
     def leaveEvent(self, event) -> None:  # noqa: N802
         self.cursor_item.setVisible(False)
+        self._set_split_hover(False)
         super().leaveEvent(event)
 
     def keyPressEvent(self, event) -> None:  # noqa: N802

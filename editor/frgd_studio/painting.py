@@ -10,22 +10,21 @@ from __future__ import annotations
 
 import numpy as np
 from PySide6.QtCore import QObject, Signal
-from PySide6.QtGui import QUndoStack
 
 from . import brush
-from .commands import AppliedCommand, MaskCommand, SelectFaceCommand
-from .document import Document
+from .model.commands import AppliedCommand, MaskCommand, UndoSink
+from .model.document import Document
 
 
 class StrokeController(QObject):
-    """Connects a :class:`~frgd_studio.canvas.Canvas` to the document and the undo stack."""
+    """Connects a :class:`~frgd_studio.canvas.Canvas` to the document and the model's undo sink (``undo.push``)."""
 
     message = Signal(str)
 
-    def __init__(self, doc: Document, stack: QUndoStack, canvas, parent: QObject | None = None) -> None:
+    def __init__(self, doc: Document, undo: UndoSink, canvas, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.doc = doc
-        self.stack = stack
+        self.undo = undo
         self.canvas = canvas
         self.feather = 0.5
         self.patch_source: int | None = None  # gallery index used by the patch tool
@@ -42,7 +41,7 @@ class StrokeController(QObject):
         self._tool = self.canvas.tool
         idx = self.doc.face_at(x, y)
         if idx >= 0 and idx != self.doc.selected:
-            self.stack.push(SelectFaceCommand(self.doc, idx))
+            self.doc.select(idx)  # selecting is not an edit: no undo step
         face = self.doc.face()
         if face is None:
             self.message.emit("Detect faces first: the mask is painted on a face.")
@@ -97,9 +96,9 @@ class StrokeController(QObject):
             else:
                 after = face.applied_state()
                 text = f"Patch face {self._face + 1} from sample {self.patch_source + 1}"
-                self.stack.push(AppliedCommand(self.doc, self._face, after, text, before=before, applied=True))
+                self.undo.push(AppliedCommand(self.doc, self._face, after, text, before=before, applied=True))
         elif not np.array_equal(face.mask, self._before):
             text = "Erase mask" if self._tool == "eraser" else "Paint mask"
-            self.stack.push(MaskCommand(self.doc, self._face, self._before, face.mask, text, applied=True))
+            self.undo.push(MaskCommand(self.doc, self._face, self._before, face.mask, text, applied=True))
         self._face = -1
         self._last = None

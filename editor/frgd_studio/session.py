@@ -25,7 +25,7 @@ import numpy as np
 
 from frgd.errors import FRGDError, InputError
 
-from .document import CROP_SIZE, Document, Face, Reference, Sample
+from .model.document import CROP_SIZE, Document, Face, Reference, Sample
 
 logger = logging.getLogger(__name__)
 
@@ -333,7 +333,7 @@ def _pane_image(data: bytes, name: str, photo_shape: tuple[int, ...]) -> np.ndar
 def _session_data(path: Path, meta: dict, arrays: dict[str, np.ndarray], pane_png: dict[str, bytes]) -> SessionData:
     from frgd.restore import identity_changed
 
-    from .backend import load_photo, make_face
+    from .model.backend import load_photo, make_face
 
     photo_info = meta["photo"]
     if not Path(photo_info["path"]).is_file():

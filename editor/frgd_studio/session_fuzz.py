@@ -26,7 +26,7 @@ import numpy as np
 from frgd.errors import InputError
 from frgd.fuzz import FuzzStats, mutate, run_with_timeout
 
-from .document import CROP_SIZE
+from .model.document import CROP_SIZE
 
 _JUNK: list[Any] = [None, -1, 0, 1e308, float("inf"), "x", "", [], {}, [1, 2, 3], True, [[0.0] * 2] * 5, {"a": 1}]
 _SHAPES: list[tuple[tuple[int, ...], str]] = [
@@ -48,8 +48,8 @@ def seed_session(work: Path) -> Path:
     from frgd.faces.align import TEMPLATE_512
     from frgd.io import file_sha256, save_image
 
-    from .backend import make_face
-    from .document import Document, Reference, Sample
+    from .model.backend import make_face
+    from .model.document import Document, Reference, Sample
     from .session import save_session
 
     rng = np.random.default_rng(0)

@@ -1,6 +1,6 @@
-"""Dock panels of the main window. Each panel observes the :class:`~frgd_studio.document.Document`, pushes
-commands on the window's undo stack and starts torch work through the window's :class:`~frgd_studio.jobs.JobManager`.
-"""
+"""Dock panels of the main window. Each panel renders the :class:`~frgd_studio.model.editor.EditorModel`'s state
+(document events, pane ``changed`` events) and calls its actions; dialogs go through :class:`~frgd_studio.ui.ViewHooks`.
+Panels never import the main window (an import-linter contract)."""
 
 from .faces import FacesPanel
 from .frgd_panel import FRGDPanel

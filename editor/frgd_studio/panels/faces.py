@@ -3,24 +3,17 @@
 from __future__ import annotations
 
 from PySide6.QtCore import QSize
-from PySide6.QtWidgets import (
-    QGridLayout,
-    QListWidget,
-    QListWidgetItem,
-    QPushButton,
-    QVBoxLayout,
-    QWidget,
-)
+from PySide6.QtWidgets import QGridLayout, QListWidget, QListWidgetItem, QPushButton, QVBoxLayout, QWidget
 
-from .. import commands
+from ..model.editor import EditorModel
 from .common import thumb_icon
 
 
 class FacesPanel(QWidget):
-    def __init__(self, window) -> None:
+    def __init__(self, model: EditorModel) -> None:
         super().__init__()
-        self.w = window
-        doc = window.doc
+        self.model = model
+        doc = model.doc
         self.list = QListWidget()
         self.list.setIconSize(QSize(64, 64))
         self.detect_button = QPushButton("Detect faces")
@@ -36,7 +29,7 @@ class FacesPanel(QWidget):
         for k, region in enumerate(("face", "eyes", "mouth")):
             b = QPushButton(f"Mask {region}")
             b.setToolTip(f"Set the mask of the selected face to its {region} region (one undo step)")
-            b.clicked.connect(lambda _=False, r=region: self.w.region_mask(r))
+            b.clicked.connect(lambda _=False, r=region: model.region_mask(r))
             self.region_buttons[region] = b
             grid.addWidget(b, 2 + k // 2, k % 2)
         grid.addWidget(self.revert_button, 3, 1)
@@ -44,11 +37,12 @@ class FacesPanel(QWidget):
         lay.addWidget(self.list, 1)
         lay.addLayout(grid)
 
-        self.detect_button.clicked.connect(window.detect_faces)
-        self.clear_button.clicked.connect(window.clear_mask)
-        self.invert_button.clicked.connect(window.invert_mask)
-        self.revert_button.clicked.connect(self._revert)
+        self.detect_button.clicked.connect(lambda: model.detect())
+        self.clear_button.clicked.connect(model.clear_mask)
+        self.invert_button.clicked.connect(model.invert_mask)
+        self.revert_button.clicked.connect(model.revert_face)
         self.list.currentRowChanged.connect(self._row_changed)
+        doc.photoChanged.connect(self.refresh)
         doc.facesChanged.connect(self.refresh)
         doc.appliedChanged.connect(lambda _i: self.refresh())
         doc.selectionChanged.connect(self._sync_selection)
@@ -56,18 +50,20 @@ class FacesPanel(QWidget):
         self.refresh()
 
     def refresh(self) -> None:
+        doc = self.model.doc
         self._updating = True
         self.list.clear()
-        for i, face in enumerate(self.w.doc.faces):
+        for i, face in enumerate(doc.faces):
             state = "restored" if face.applied is not None else "input"
-            item = QListWidgetItem(thumb_icon(face.result(), 64), f"Face {i + 1}  ({state}, p={face.score:.2f})")
-            self.list.addItem(item)
-        self.list.setCurrentRow(self.w.doc.selected)
+            self.list.addItem(
+                QListWidgetItem(thumb_icon(face.result(), 64), f"Face {i + 1}  ({state}, p={face.score:.2f})")
+            )
+        self.list.setCurrentRow(doc.selected)
         self._updating = False
-        has = bool(self.w.doc.faces)
+        has = bool(doc.faces)
         for b in (self.revert_button, self.clear_button, self.invert_button, *self.region_buttons.values()):
             b.setEnabled(has)
-        self.detect_button.setEnabled(self.w.doc.photo is not None)
+        self.detect_button.setEnabled(doc.photo is not None)
 
     def _sync_selection(self, index: int) -> None:
         self._updating = True
@@ -75,11 +71,5 @@ class FacesPanel(QWidget):
         self._updating = False
 
     def _row_changed(self, row: int) -> None:
-        if self._updating or row < 0 or row == self.w.doc.selected:
-            return
-        self.w.stack.push(commands.SelectFaceCommand(self.w.doc, row))
-
-    def _revert(self) -> None:
-        face = self.w.doc.face()
-        if face is not None and face.applied is not None:
-            self.w.stack.push(commands.revert_face(self.w.doc, self.w.doc.selected))
+        if not self._updating and row >= 0:
+            self.model.select(row)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from PySide6.QtCore import QSize
 from PySide6.QtWidgets import QHBoxLayout, QListView, QListWidget, QListWidgetItem, QPushButton, QVBoxLayout, QWidget
 
-from .. import commands
+from ..model.editor import EditorModel
+from ..ui import ViewHooks
 from .common import thumb_icon
 
 
@@ -20,9 +21,10 @@ def _meter_label(sample) -> str:
 
 
 class GalleryPanel(QWidget):
-    def __init__(self, window) -> None:
+    def __init__(self, model: EditorModel, ui: ViewHooks) -> None:
         super().__init__()
-        self.w = window
+        self.model = model
+        self.ui = ui
         self.list = QListWidget()
         self.list.setViewMode(QListView.ViewMode.IconMode)
         self.list.setIconSize(QSize(96, 96))
@@ -49,7 +51,7 @@ class GalleryPanel(QWidget):
         self.patch_button.clicked.connect(self._patch)
         self.compare_button.clicked.connect(self._compare)
         self.list.currentRowChanged.connect(self._row_changed)
-        doc = window.doc
+        doc = model.doc
         doc.samplesChanged.connect(lambda _i: self.refresh())
         doc.selectionChanged.connect(lambda _i: self.refresh())
         doc.facesChanged.connect(self.refresh)
@@ -60,7 +62,7 @@ class GalleryPanel(QWidget):
         row = self.list.currentRow()
         self.list.blockSignals(True)
         self.list.clear()
-        face = self.w.doc.face()
+        face = self.model.doc.face()
         if face is not None:
             chosen = face.applied_sample()
             for s in face.samples:
@@ -82,24 +84,20 @@ class GalleryPanel(QWidget):
         ok = row >= 0
         for b in (self.apply_button, self.patch_button, self.compare_button):
             b.setEnabled(ok)
-        self.w.strokes.patch_source = row if ok else None
+        self.ui.set_patch_source(row if ok else None)
 
     def apply_current(self) -> None:
-        row = self.list.currentRow()
-        face = self.w.doc.face()
-        if face is None or not 0 <= row < len(face.samples):
-            return
-        self.w.stack.push(commands.apply_sample(self.w.doc, self.w.doc.selected, row))
+        self.model.apply_sample(self.list.currentRow())
 
     def _patch(self) -> None:
-        self.w.strokes.patch_source = self.list.currentRow()
-        self.w.set_tool("patch")
+        self.ui.set_patch_source(self.list.currentRow())
+        self.ui.set_tool("patch")
 
     def _compare(self) -> None:
         row = self.list.currentRow()
-        face = self.w.doc.face()
+        face = self.model.doc.face()
         if face is None or row < 0:
             return
-        n = self.w.doc.selected + 1
+        n = self.model.doc.selected + 1
         left = f"Face {n}: result" if face.applied is not None else f"Face {n}: input"
-        self.w.show_compare(left, f"Face {n}: sample {row + 1} (seed {face.samples[row].seed})")
+        self.ui.show_compare(left, f"Face {n}: sample {row + 1} (seed {face.samples[row].seed})")

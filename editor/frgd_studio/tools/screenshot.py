@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from frgd_studio.app import demo_paths
     from frgd_studio.main_window import MainWindow
-    from frgd_studio.settings import Settings
+    from frgd_studio.model.settings import Settings
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     if args.tiny_random:
@@ -83,28 +83,26 @@ def main(argv: list[str] | None = None) -> int:
         model = Path(args.model) if args.model else default_model_dir()
     settings = Settings()
     settings.set("device", args.device)
-    settings.set("frgd_model", str(model))
     w, h = (int(v) for v in args.size.split("x"))
     window = MainWindow(settings, interactive=False)
+    problem = window.model.frgd.set_model_folder(model)
+    if problem:
+        raise SystemExit(problem)
     window.resize(w, h)
     window.show()
-    window.frgd_panel.refresh_model()
     _wait(window, app)
 
     photo, ref = demo_paths()
-    window.open_photo(photo, reference=str(ref) if ref else None)
+    window.model.open_photo(photo, reference=str(ref) if ref else None)
     for _ in range(3):
         _wait(window, app)
     if not window.doc.faces:
         raise SystemExit(f"no face detected in the demo photo; errors: {window.errors}")
-    window.region_mask("eyes")
-    panel = window.frgd_panel
-    panel.steps.setValue(args.steps)
-    panel.samples.setValue(args.samples)
-    panel.seed.setValue(args.seed)
-    panel.lock_seed.setChecked(True)
-    panel.slider.setValue(60)
-    window.resample()
+    window.model.region_mask("eyes")
+    for key, value in (("steps", args.steps), ("samples", args.samples), ("seed", args.seed), ("lock_seed", True),
+                       ("identity_strength", 0.6)):  # fmt: skip
+        window.model.frgd.set_param(key, value)
+    window.model.frgd.run()
     _wait(window, app)
     if not window.doc.faces[0].samples:
         raise SystemExit(f"FRGD produced no samples; errors: {window.errors}")

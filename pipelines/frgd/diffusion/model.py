@@ -116,6 +116,36 @@ def save_model_dir(
     return out
 
 
+def missing_model_message(path: str | Path) -> str:
+    """The actionable "no FRGD model in ``path``" text: the files expected and the real commands that make or
+    install one (the shipped ``train_frgd128_h100`` preset, ``frgd weights import``)."""
+    return (
+        f"FRGD model weights not found: expected {Path(path)}/config.json and {WEIGHTS_FILE}; install a model folder "
+        "with `frgd weights import DIR --name frgd-128`, or train one with "
+        "`frgd train --config train_frgd128_h100 --data FACES_DIR --output runs/frgd128` and import RUN/model"
+    )
+
+
+def is_model_dir(path: str | Path) -> bool:
+    """True when ``path`` holds an FRGD model folder's config and weights (nothing is loaded)."""
+    p = Path(path)
+    return (p / "config.json").is_file() and (p / WEIGHTS_FILE).is_file()
+
+
+def read_identity_info(model_dir: str | Path, default_dim: int = 128) -> IdentityInfo:
+    """The identity encoder a model folder was trained with (its ``identity.json``; dlib when absent or unreadable):
+    the one parse of ``identity.json`` (the CLI, the pipelines and the editor's reference scores)."""
+    ident_path = Path(model_dir) / IDENTITY_FILE
+    try:
+        raw = json.loads(ident_path.read_text())
+        return IdentityInfo(backend=str(raw.get("backend", "dlib")), dim=int(raw.get("dim", default_dim)))
+    except FileNotFoundError:
+        logger.warning("%s has no %s; assuming the dlib backend", model_dir, IDENTITY_FILE)
+    except (OSError, ValueError, TypeError, AttributeError) as err:
+        logger.warning("%s: unreadable %s (%s); assuming the dlib backend", model_dir, IDENTITY_FILE, err)
+    return IdentityInfo(dim=default_dim)
+
+
 def load_model_dir(
     model_dir: str | Path, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
 ) -> FRGDModelBundle:
@@ -123,20 +153,11 @@ def load_model_dir(
     path = Path(model_dir)
     weights = path / WEIGHTS_FILE
     if not (path / "config.json").is_file() or not weights.is_file():
-        raise MissingWeightsError(
-            f"FRGD model weights not found: expected {path}/config.json and {weights.name}; train one with "
-            "`frgd train --config train_frgd128_h100.json` or install a model folder with `frgd weights import`"
-        )
+        raise MissingWeightsError(missing_model_message(path))
     model = FRGDUNet.from_pretrained(path, use_safetensors=True, torch_dtype=dtype)
     model = model.to(device=device).eval()
     scheduler = load_scheduler(path)
-    ident_path = path / IDENTITY_FILE
-    if ident_path.is_file():
-        raw = json.loads(ident_path.read_text())
-        identity = IdentityInfo(backend=str(raw.get("backend", "dlib")), dim=int(raw.get("dim", 128)))
-    else:
-        logger.warning("%s has no %s; assuming the dlib backend", path, IDENTITY_FILE)
-        identity = IdentityInfo(dim=int(model.config.identity_dim))
+    identity = read_identity_info(path, default_dim=int(model.config.identity_dim))
     if scheduler.config.prediction_type != model.config.prediction_type:
         raise MissingWeightsError(
             f"{path}: scheduler prediction_type {scheduler.config.prediction_type!r} does not match the model's "

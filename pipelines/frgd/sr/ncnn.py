@@ -9,6 +9,11 @@ Format reference (ncnn wiki "param and model file structure"): the text ``.param
 then ``layer_count blob_count``, then one line per layer ``type name n_bottom n_top bottoms... tops... k=v ...``;
 keys ``<= -23300`` hold arrays ``-(23300 + id)=n,v1,...,vn``. The ``.bin`` concatenates each layer's weights in layer
 order; a "tagged" blob starts with a 4-byte tag, payloads are padded to 4 bytes.
+
+Cancellation: no upscaler of the SR pane runs the ncnn runtime (an uninterruptible C call). The Real-ESRGAN ncnn
+models are read here, converted to PyTorch once (:mod:`frgd.sr.ncnn_convert`) and run as torch modules, whose layers
+check the job's :class:`frgd.jobs.CancelToken` (:mod:`frgd.sr.cancel`). The runtime only runs in
+``frgd bench ncnn`` (parity on one small seeded input), which takes no cancel token.
 """
 
 from __future__ import annotations

@@ -42,6 +42,9 @@ logger = logging.getLogger(__name__)
 
 MAX_INTERP_SCALE = 8
 INTERP_DEFAULT_SCALE = 4
+FAST_CPU_MACS_PER_PIXEL = 2.0e6
+"""A learned upscaler is *fast on CPU* up to this many multiply-accumulates per input pixel (animevideov3: 0.62 M,
+about 30 s per input megapixel on 2 cores; x4plus: 17.9 M, about 16 min for 0.9 MP)."""
 
 
 # ------------------------------------------------------------------------------------------------------ loaders
@@ -94,7 +97,9 @@ class SRMethod:
     ``weights``: the manifest entry that must be present (or convertible) for :func:`upscaler_status` to say
     ``"ready"``; ``None`` for interpolation. ``bytes_per_pixel``: float32 working memory per input pixel, used to
     size tiles (interpolation: per output pixel, so times ``scale ** 2``). ``kernel``: the ``imresize`` kernel of
-    interpolation rows.
+    interpolation rows. ``macs_per_pixel``: the network's multiply-accumulates per input pixel at its largest native
+    scale (0 for interpolation); it ranks speed (:attr:`fast_on_cpu`, :func:`fast_alternative`). ``for_photos``:
+    trained for photographs (False: e.g. an anime/video model), so :func:`fast_alternative` may suggest it for a photo.
     """
 
     name: str
@@ -105,6 +110,13 @@ class SRMethod:
     weights: str | None = None
     bytes_per_pixel: float = 8_000.0
     kernel: str | None = None
+    macs_per_pixel: float = 0.0
+    for_photos: bool = True
+
+    @property
+    def fast_on_cpu(self) -> bool:
+        """Interpolation, or a network of at most :data:`FAST_CPU_MACS_PER_PIXEL` multiply-accumulates per pixel."""
+        return self.macs_per_pixel <= FAST_CPU_MACS_PER_PIXEL
 
     @property
     def default_scale(self) -> int:
@@ -127,18 +139,20 @@ class SRMethod:
 
 
 # `frgd bench sr` on CPU measured 17.9 kB (x4plus), 1.4-1.7 kB (animevideov3) and 2.1 kB (frgd-sr x4) of working
-# memory per input pixel (docs/results/bench_sr_cpu*.json); the values here add margin.
+# memory per input pixel (docs/results/bench_sr_cpu*.json); the values here add margin. macs_per_pixel: the Conv2d
+# multiply-accumulates of the architecture per input pixel (RRDBNet 64/23/32 x4, SRVGGNetCompact 64/16 x4, EDSRLite
+# 48/8 x4), checked against the architectures by tests/test_sr_cancel.py.
 SR_METHODS: dict[str, SRMethod] = {
     m.name: m
     for m in (
         SRMethod("bicubic", "bicubic", (2, 3, 4, 8), bytes_per_pixel=40.0, kernel="bicubic"),
         SRMethod("lanczos", "lanczos", (2, 3, 4, 8), bytes_per_pixel=40.0, kernel="lanczos3"),
         SRMethod("realesrgan-x4plus", "realesrgan-x4plus", (2, 4), native=(4,), load=_load_realesrgan,
-                 weights="realesrgan-x4plus", bytes_per_pixel=24_000),
+                 weights="realesrgan-x4plus", bytes_per_pixel=24_000, macs_per_pixel=17_926_848),
         SRMethod("realesr-animevideov3", "realesr-animevideov3", (2, 4), native=(4,), load=_load_realesrgan,
-                 weights="realesr-animevideov3", bytes_per_pixel=3_000),
+                 weights="realesr-animevideov3", bytes_per_pixel=3_000, macs_per_pixel=619_200, for_photos=False),
         SRMethod("frgd-sr", "frgd-sr", (2, 3, 4), native=(2, 3, 4), load=_load_frgd_sr, weights="frgd-sr-x4",
-                 bytes_per_pixel=4_000),
+                 bytes_per_pixel=4_000, macs_per_pixel=374_544),
     )
 }  # fmt: skip
 """Every upscaler, in the order the CLI and the editor list them."""
@@ -271,3 +285,51 @@ def upscaler_status(name: str) -> str:
     if find_files(entry.name) is not None or (entry.source and source_path(entry.source) is not None):
         return "ready"
     return missing_message(entry)
+
+
+# ----------------------------------------------------------------------------------------------- speed advice
+
+
+def _device_type(device: Any) -> str:
+    """``"cpu"``, ``"cuda"``, ... of a :class:`torch.device`, a device string (``"auto"`` resolved) or any object
+    with a ``type`` attribute."""
+    if isinstance(device, str):
+        if device.strip().lower() == "auto":
+            from ..devices import resolve_device
+
+            return resolve_device("auto").type
+        return device.strip().lower().split(":")[0]
+    return str(getattr(device, "type", device))
+
+
+def fast_alternative(name: str, scale: int, device: Any = "cpu") -> str | None:
+    """On CPU, for a learned upscaler that is not :attr:`SRMethod.fast_on_cpu`, the name of a fast learned upscaler
+    of the table that is made for photos (:attr:`SRMethod.for_photos`) and offers ``scale`` (ready ones first, then
+    table order); else ``None`` (GPU or other devices, interpolation, an already fast method, or no fast method offers
+    ``scale``). Cheap: no model is built."""
+    method = _method(name)
+    if _device_type(device) != "cpu" or method.load is None or method.fast_on_cpu:
+        return None
+    cands = [m for m in SR_METHODS.values()
+             if m.load is not None and m.fast_on_cpu and m.for_photos and int(scale) in m.scales]  # fmt: skip
+    if not cands:
+        return None
+    ready = [m for m in cands if upscaler_status(m.name) == "ready"]
+    return (ready or cands)[0].name
+
+
+def estimate_upscale_seconds(
+    name: str, scale: int, height: int, width: int, device: Any = "cpu", *, tile: int | str | None = "auto"
+) -> float:
+    """Measured seconds the network calls of upscaling a ``height`` x ``width`` photo with ``name`` at ``scale`` on
+    ``device`` will take (``tile`` as :class:`frgd.sr.upscale.UpscalePipeline` takes it): the network runs on its
+    real tile size for about 2 s, is stopped, extrapolated by its convolution work and summed over the real tile
+    layout (:mod:`frgd.sr.estimate`; cached per process). Builds the model (raises :class:`MissingWeightsError` when
+    absent); the first call per (name, scale, device, threads, tile size) takes a few seconds: call it off the GUI
+    thread."""
+    from .estimate import estimate_seconds
+
+    method, s = _method(name), int(scale)
+    return estimate_seconds(
+        (method.name, s), lambda dev: get_upscaler(method.name, s, dev), height, width, device, tile
+    )

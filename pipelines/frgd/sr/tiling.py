@@ -22,6 +22,7 @@ import contextlib
 import logging
 import math
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -35,6 +36,52 @@ UpscaleFn = Callable[[torch.Tensor], torch.Tensor]
 DEFAULT_OVERLAP = 16
 MIN_TILE = 32
 FINALIZE_ROWS = 256
+
+
+DEFAULT_CPU_MEM_CAP = 1.0e9
+"""Working-memory budget for one tile on CPU (bytes); the output buffer comes on top."""
+
+
+def overlap_for_radius(radius: int | None) -> int:
+    """Context pixels per tile side for a receptive radius (input pixels): enough for exact tiling when it is known
+    (with the default blend band, ``overlap / 2``, tiling is exact for ``R <= 3/4 * overlap``), else 16."""
+    if radius is None:
+        return DEFAULT_OVERLAP
+    ov = max(4, math.ceil(4 * radius / 3))
+    return ov + ov % 2
+
+
+def memory_cap(device: torch.device, mem_cap: float | None = None) -> float:
+    """Bytes one tile may use: ``mem_cap`` if given, else half the free memory of a CUDA device or 1 GB on CPU."""
+    if mem_cap:
+        return float(mem_cap)
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return 0.5 * free
+    return DEFAULT_CPU_MEM_CAP
+
+
+def resolve_tile(
+    h: int,
+    w: int,
+    tile: int | str | None,
+    upscaler: Any,
+    overlap: int,
+    mem_cap: float | None = None,
+    fp16: bool = True,
+) -> int:
+    """Core tile side for an ``h`` x ``w`` input to ``upscaler`` (a :class:`frgd.sr.registry.Upscaler`: its
+    ``tileable``, ``bytes_per_pixel`` and ``device``): ``tile`` itself, the whole image for ``0``/``None`` or an
+    untileable upscaler, or for ``"auto"`` :func:`choose_tile` under :func:`memory_cap` (``fp16`` on CUDA: half the
+    activation memory)."""
+    if tile in (None, 0) or not upscaler.tileable:
+        return max(h, w)
+    if tile == "auto":
+        bpp = upscaler.bytes_per_pixel
+        if fp16 and upscaler.device.type == "cuda":
+            bpp *= 0.5  # fp16 activations
+        return choose_tile(h, w, bpp, memory_cap(upscaler.device, mem_cap), overlap)
+    return int(tile)
 
 
 def choose_tile(height: int, width: int, bytes_per_pixel: float, mem_cap_bytes: float, overlap: int) -> int:
@@ -54,6 +101,20 @@ def tile_bounds(length: int, tile: int) -> list[tuple[int, int]]:
     n = max(1, math.ceil(length / tile))
     edges = [round(i * length / n) for i in range(n + 1)]
     return list(zip(edges[:-1], edges[1:]))
+
+
+def padded_tiles(height: int, width: int, tile: int, overlap: int) -> list[tuple[int, int, int, int]]:
+    """The input boxes ``(y0, y1, x0, x1)`` :func:`tiled_upscale` feeds the network, in call order: each core tile of
+    :func:`tile_bounds` grown by ``overlap`` pixels per side, clipped at the border (one box when it all fits)."""
+    tile, overlap = (int(tile) if tile else max(height, width)), max(0, int(overlap))
+    ys, xs = tile_bounds(height, tile), tile_bounds(width, tile)
+    if len(ys) * len(xs) == 1:
+        return [(0, height, 0, width)]
+    return [
+        (max(0, y0 - overlap), min(height, y1 + overlap), max(0, x0 - overlap), min(width, x1 + overlap))
+        for y0, y1 in ys
+        for x0, x1 in xs
+    ]
 
 
 def _ramp_up(n: int, device: torch.device) -> torch.Tensor:
@@ -104,7 +165,9 @@ def tiled_upscale(
     every side. ``blend``: cross-fade band (even, ``<= overlap``; default ``overlap // 2``). ``dtype``:
     ``torch.float16`` runs ``fn`` under CUDA autocast (ignored on CPU, where float32 is used). The result lives on
     ``x.device`` in ``out_dtype`` (uint8 results are ``round(clamp(y, 0, 1) * 255)``).
-    Reports ``progress(done, total, "tile i/n")`` after each tile; ``cancel`` is checked before each tile.
+    Reports ``progress(done, total, "tile i/n")`` after each tile; ``cancel`` is checked before each tile (to stop
+    *inside* a tile, wrap the call in :func:`frgd.sr.cancel.cancel_checkpoints` of the network, as
+    :class:`frgd.sr.upscale.UpscalePipeline` does). The boxes fed to ``fn`` are :func:`padded_tiles`.
     """
     if x.ndim != 4 or x.shape[0] != 1:
         raise InputError(f"tiled_upscale expects a (1, C, H, W) tensor, got {tuple(x.shape)}")

@@ -10,7 +10,6 @@ Usage::
 from __future__ import annotations
 
 import logging
-import math
 import time
 from dataclasses import dataclass
 
@@ -19,13 +18,12 @@ import torch
 from ..devices import describe_device, is_oom
 from ..errors import FRGDError, InputError
 from ..jobs import CancelToken, ProgressFn
+from .cancel import cancel_checkpoints
 from .registry import Upscaler, get_upscaler
-from .tiling import DEFAULT_OVERLAP, choose_tile, tile_bounds, tiled_upscale
+from .tiling import overlap_for_radius, resolve_tile, tile_bounds, tiled_upscale
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_CPU_MEM_CAP = 1.0e9
-"""Working-memory budget for one tile on CPU (bytes); the output buffer comes on top."""
 MAX_INPUT_PIXELS = 64_000_000
 
 
@@ -80,24 +78,8 @@ class UpscalePipeline:
             raise InputError(f"overlap must be >= 0, got {overlap}")
 
     def default_overlap(self) -> int:
-        """Context pixels per tile side: enough for exact tiling when the receptive field is known, else 16.
-
-        With the default blend band (``overlap / 2``) tiling is exact for a radius ``R <= 3/4 * overlap``.
-        """
-        r = self.upscaler.receptive_radius
-        if r is None:
-            return DEFAULT_OVERLAP
-        ov = max(4, math.ceil(4 * r / 3))
-        return ov + ov % 2
-
-    def _mem_cap(self, mem_cap: float | None) -> float:
-        if mem_cap:
-            return float(mem_cap)
-        dev = self.upscaler.device
-        if dev.type == "cuda":
-            free, _ = torch.cuda.mem_get_info(dev)
-            return 0.5 * free
-        return DEFAULT_CPU_MEM_CAP
+        """Context pixels per tile side (:func:`frgd.sr.tiling.overlap_for_radius` of the receptive radius)."""
+        return overlap_for_radius(self.upscaler.receptive_radius)
 
     def resolve_tile(
         self,
@@ -109,16 +91,10 @@ class UpscalePipeline:
         fp16: bool = True,
     ) -> int:
         """Core tile side for an ``h`` x ``w`` input: explicit, ``0``/``None`` = whole image, or from the memory cap
-        (``fp16``: the network runs under CUDA autocast, half the activation memory)."""
-        if tile in (None, 0) or not self.upscaler.tileable:
-            return max(h, w)
-        if tile == "auto":
-            bpp = self.upscaler.bytes_per_pixel
-            if fp16 and self.upscaler.device.type == "cuda":
-                bpp *= 0.5  # fp16 activations
-            ov = self.default_overlap() if overlap is None else overlap
-            return choose_tile(h, w, bpp, self._mem_cap(mem_cap), ov)
-        return int(tile)
+        (``fp16``: the network runs under CUDA autocast, half the activation memory); see
+        :func:`frgd.sr.tiling.resolve_tile`."""
+        ov = self.default_overlap() if overlap is None else overlap
+        return resolve_tile(h, w, tile, self.upscaler, overlap=ov, mem_cap=mem_cap, fp16=fp16)
 
     def __call__(
         self,
@@ -137,6 +113,8 @@ class UpscalePipeline:
         no tiling, or a core tile side in input pixels. ``overlap``: context pixels per tile side (default
         :meth:`default_overlap`). ``fp16``: CUDA autocast (ignored on CPU).
         On a CUDA out-of-memory error the tile is halved and the image retried (down to 64 px).
+        ``cancel`` is checked before every tile and, for network upscalers, before every layer of the network
+        (:func:`frgd.sr.cancel.cancel_checkpoints`), so :class:`frgd.errors.Cancelled` comes within one layer.
         """
         overlap = self.default_overlap() if overlap is None else int(overlap)
         self.check_inputs(x, tile, overlap)
@@ -147,10 +125,11 @@ class UpscalePipeline:
         t0 = time.perf_counter()
         while True:
             try:
-                img = tiled_upscale(
-                    up.run, x, up.scale, tile=t, overlap=overlap, progress=progress, cancel=cancel, dtype=dtype,
-                    device=up.device, out_dtype=out_dtype,
-                )  # fmt: skip
+                with cancel_checkpoints(up.module, cancel):
+                    img = tiled_upscale(
+                        up.run, x, up.scale, tile=t, overlap=overlap, progress=progress, cancel=cancel, dtype=dtype,
+                        device=up.device, out_dtype=out_dtype,
+                    )  # fmt: skip
                 break
             except RuntimeError as err:
                 if not is_oom(err):

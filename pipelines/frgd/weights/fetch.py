@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ..errors import FRGDError, MissingWeightsError
 from ..io.files import normal_mode, remove_stale_temps
+from ..jobs import CancelToken, ProgressFn, check_cancel, report
 from .catalog import get_entry
 from .convert import convert_model
 from .integrity import record_hash, status
@@ -29,8 +30,19 @@ def _offline() -> bool:
     return os.environ.get("FRGD_OFFLINE", "").strip().lower() not in ("", "0", "false", "no")
 
 
-def download(name: str, progress: bool = True, *, force: bool = False, timeout: float = 60.0) -> Path:
+def download(
+    name: str,
+    progress: bool = True,
+    *,
+    force: bool = False,
+    timeout: float = 60.0,
+    on_progress: ProgressFn | None = None,
+    cancel: CancelToken | None = None,
+) -> Path:
     """Download ``name`` into the cache (temp file, sha256 check, atomic rename); return :func:`weights_path`.
+
+    ``progress``: a tqdm bar on stderr; ``on_progress(bytes_done, bytes_total, message)`` (total 0 = unknown) and
+    ``cancel`` (:class:`frgd.errors.Cancelled` at the next chunk, no partial file left) serve the editor's jobs.
 
     ``convert`` entries download their source and convert. Network errors and sha256 mismatches raise a one-line
     :class:`FRGDError` naming the URL and the ``frgd weights import`` alternative. Set ``FRGD_OFFLINE=1`` to refuse.
@@ -38,7 +50,7 @@ def download(name: str, progress: bool = True, *, force: bool = False, timeout: 
     entry = get_entry(name)
     if entry.kind == "convert":
         if entry.source and source_path(entry.source) is None:
-            download(entry.source, progress=progress, timeout=timeout)
+            download(entry.source, progress=progress, timeout=timeout, on_progress=on_progress, cancel=cancel)
         return convert_model(name, force=force)
     if entry.kind != "download":
         if find_files(name) is None:
@@ -58,7 +70,8 @@ def download(name: str, progress: bool = True, *, force: bool = False, timeout: 
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise FRGDError(f"cannot create the weights cache {target.parent}: {err.strerror or err}") from err
-    sha = _fetch(entry.url, target, entry.expected_sha256(), progress=progress, timeout=timeout, name=name, hint=imp)
+    sha = _fetch(entry.url, target, entry.expected_sha256(), progress=progress, timeout=timeout, name=name, hint=imp,
+                 on_progress=on_progress, cancel=cancel)  # fmt: skip
     record_hash(target, sha)
     if entry.expected_sha256() is None:
         logger.warning("%s: downloaded file is unverified (no sha256 in the manifest); sha256=%s", name, sha)
@@ -66,7 +79,7 @@ def download(name: str, progress: bool = True, *, force: bool = False, timeout: 
 
 
 def _fetch(url: str, target: Path, expected: str | None, *, progress: bool, timeout: float, name: str,
-           hint: str) -> str:  # fmt: skip
+           hint: str, on_progress: ProgressFn | None = None, cancel: CancelToken | None = None) -> str:  # fmt: skip
     """Stream ``url`` to ``target`` atomically; return its sha256. Raises one-line :class:`FRGDError`."""
     import urllib.error
     import urllib.request
@@ -87,10 +100,13 @@ def _fetch(url: str, target: Path, expected: str | None, *, progress: bool, time
                 total=total_n, unit="B", unit_scale=True, unit_divisor=1024, desc=name, file=sys.stderr,
                 disable=not progress, leave=False,
             ) as bar:  # fmt: skip
+                report(on_progress, 0, total_n or 0, f"downloading {name}")
                 while chunk := resp.read(1 << 20):
+                    check_cancel(cancel)
                     out.write(chunk)
                     h.update(chunk)
                     bar.update(len(chunk))
+                    report(on_progress, out.tell(), total_n or 0, f"downloading {name}")
             if total_n is not None and out.tell() != total_n:
                 raise FRGDError(f"download of {name} from {url} was cut short ({out.tell()} of {total_n} bytes)")
     except FRGDError:

@@ -9,9 +9,11 @@
    measured bf16 matmul ceiling for the MFU figure.
 2. **Measure** (first minute, the steps train too): img/s at each ``batch_sizes`` entry in eager mode, then with
    ``torch.compile`` at the best one (``compile: auto`` keeps it only when it is faster); recorded. On the H100 the
-   compile took 100 s (round 1), so by default (``compile_in_background``) a copy of the model is compiled in a
-   background thread on one captured batch while eager steps go on training; when it is done the trainer compiles its
-   own model, which then finds the kernels in inductor's cache, and times it.
+   compile takes 88-100 s and then more than doubles the img/s (rounds 1 and 3). ``compile_in_background`` (off by
+   default) compiles a copy of the model in a background thread on one captured batch while eager steps go on
+   training, then the trainer compiles its own model from inductor's cache; on the H100 (round 3, first call) the
+   eager steps fell from 428 to 23-115 img/s meanwhile and the process ran out of GPU memory (71.5 GiB allocated), so
+   the synchronous compile is the default.
 3. **Train until the deadline**: batches are made on the device (:class:`.gpu_batch.GPUBatchMaker`), bf16 autocast,
    min-SNR-weighted v-prediction loss with the fusion weights of :mod:`.fusion` (one step = the same maths as
    ``frgd train``: :func:`.train.make_training_inputs`), the learning rate a function of *wall-clock time*
@@ -61,7 +63,7 @@ ROUND_DEFAULTS: dict[str, Any] = {
     "bench_steps": 12,
     "bench_max_frac": 0.25,
     "compile": "auto",
-    "compile_in_background": True,
+    "compile_in_background": False,  # True: measured slower and out of memory on the H100 (round 3); see above
     "compile_min_left_s": 45.0,  # adopt a background compile only with this much training time left
     "bf16": "auto",
     "channels_last": "auto",

@@ -1,8 +1,8 @@
 """Document model of the editor: the photo, its faces and everything the user made for each face.
 
-The document holds data only (numpy arrays, dataclasses) and emits Qt signals when it changes; widgets observe it
-and :mod:`frgd_studio.commands` changes it (every user-visible change goes through a ``QUndoCommand``).
-Nothing here runs torch: heavy work happens in :mod:`frgd_studio.jobs` and its results are handed to the document.
+The document holds data only (numpy arrays, dataclasses) and emits :class:`~.events.Event` s when it changes (no
+Qt); widgets observe it and :mod:`.commands` changes it (every user-visible change is a command, a ``QUndoCommand`` on
+the Qt side). Nothing here runs torch: heavy work happens in :mod:`.jobs` and its results are handed to the document.
 
 Spaces: the photo is ``(H, W, 3)`` uint8 RGB. Each face has an aligned crop of ``CROP_SIZE`` x ``CROP_SIZE``
 (:data:`frgd.faces.align.FACE_SIZE`) with a 2x3 ``affine`` (photo -> crop) and its ``inverse`` (crop -> photo). Masks
@@ -21,10 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QObject, Signal
 
 from frgd.faces.align import FACE_SIZE as CROP_SIZE  # side of the aligned face crops and the per-face masks
 from frgd.io import to_uint8
+
+from .events import Event
 
 logger = logging.getLogger(__name__)
 
@@ -123,20 +124,18 @@ class Face:
         return 0 <= u < CROP_SIZE and 0 <= v < CROP_SIZE
 
 
-class Document(QObject):
-    """The open photo and all per-face state. Signals carry the face index where it applies."""
+class Document:
+    """The open photo and all per-face state. Events carry the face index where it applies."""
 
-    photoChanged = Signal()
-    facesChanged = Signal()
-    selectionChanged = Signal(int)
-    maskChanged = Signal(int)
-    referencesChanged = Signal(int)
-    samplesChanged = Signal(int)
-    appliedChanged = Signal(int)
-    paneResultsChanged = Signal()
-
-    def __init__(self, parent: QObject | None = None) -> None:
-        super().__init__(parent)
+    def __init__(self) -> None:
+        self.photoChanged = Event("photoChanged")
+        self.facesChanged = Event("facesChanged")
+        self.selectionChanged = Event("selectionChanged")  # (index)
+        self.maskChanged = Event("maskChanged")  # (index)
+        self.referencesChanged = Event("referencesChanged")  # (index)
+        self.samplesChanged = Event("samplesChanged")  # (index)
+        self.appliedChanged = Event("appliedChanged")  # (index)
+        self.paneResultsChanged = Event("paneResultsChanged")
         self.photo: np.ndarray | None = None
         self.alpha: np.ndarray | None = None
         self.photo_path: str | None = None
@@ -212,6 +211,14 @@ class Document(QObject):
 
     def set_references(self, index: int, refs: list[Reference]) -> None:
         self.faces[index].references = list(refs)
+        self.referencesChanged.emit(index)
+
+    def set_reference_scores(self, index: int, scores: dict[int, float]) -> None:
+        """Store measured identity scores ``{id(reference): score}`` in place: a measurement, not an edit (no undo
+        step; every undo snapshot holding the same :class:`Reference` sees it)."""
+        for ref in self.faces[index].references:
+            if id(ref) in scores:
+                ref.score = float(scores[id(ref)])
         self.referencesChanged.emit(index)
 
     def set_samples(self, index: int, samples: list[Sample]) -> None:
@@ -310,6 +317,24 @@ class Document(QObject):
             faces = any(f.applied is not None and f.applied_identity for f in self.faces)
             return faces or identity_changed(pane(self.background))
         return identity_changed(pane(view) if view in self.pane_results else [])
+
+    def snapshot(self) -> Document:
+        """A copy that later edits do not change (faces and lists copied; arrays are replaced by edits, never written
+        in place, so they are shared), e.g. what a session save job writes while the user keeps editing."""
+        from dataclasses import replace
+
+        snap = Document()
+        snap.photo, snap.alpha = self.photo, self.alpha
+        snap.photo_path, snap.photo_sha256 = self.photo_path, self.photo_sha256
+        snap.faces = [
+            replace(f, references=[replace(r) for r in f.references], samples=list(f.samples)) for f in self.faces
+        ]
+        snap.selected = self.selected
+        snap.pane_results = dict(self.pane_results)
+        snap.pane_params = {k: dict(v) for k, v in self.pane_params.items()}
+        snap.background = self.background
+        snap.generation = self.generation
+        return snap
 
     def title(self) -> str:
         return Path(self.photo_path).name if self.photo_path else "untitled"

@@ -1,5 +1,7 @@
-"""Undoable document changes. Every user-visible change of a :class:`~frgd_studio.document.Document` is one of these
-``QUndoCommand`` objects pushed on the window's ``QUndoStack``.
+"""Undoable document changes, without Qt. Every user-visible change of a :class:`~.document.Document` is one of
+these :class:`Command` objects pushed on an :class:`UndoSink` (the window's ``QUndoStack`` through
+:class:`frgd_studio.undo.QtUndoSink`, which wraps each one in a ``QUndoCommand``; :class:`ListUndoSink` without Qt).
+Selecting a face and measuring identity scores are not document changes (no command, no "modified" mark).
 
 Commands store the state before and after, so ``undo``/``redo`` restore it exactly. A mask or patch stroke is applied
 live while the user drags (for feedback) and pushed once on release as ONE command holding the stroke's before/after
@@ -8,8 +10,9 @@ live while the user drags (for feedback) and pushed once on release as ONE comma
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import numpy as np
-from PySide6.QtGui import QUndoCommand
 
 from .document import Document, Face, Reference, Sample
 
@@ -18,7 +21,87 @@ def _name(path: str) -> str:
     return path.replace("\\", "/").rsplit("/", 1)[-1]
 
 
-class _Cmd(QUndoCommand):
+class Command:
+    """One undoable change: ``redo()`` applies it (called once when pushed), ``undo()`` restores the state before.
+    ``text`` is the undo/redo menu text; ``merge_id`` >= 0 lets a sink merge consecutive commands of the same id."""
+
+    merge_id: int = -1
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def redo(self) -> None:
+        raise NotImplementedError
+
+    def undo(self) -> None:
+        raise NotImplementedError
+
+    def merge_with(self, other: Command) -> bool:
+        """Absorb ``other`` (same ``merge_id``, pushed right after); False when it cannot."""
+        return False
+
+
+class UndoSink(Protocol):
+    """Where the model pushes its commands (``push`` calls ``redo``); the clean state marks a saved document."""
+
+    def push(self, command: Command) -> None: ...
+
+    def clear(self) -> None: ...
+
+    def set_clean(self) -> None: ...
+
+    def is_clean(self) -> bool: ...
+
+
+class ListUndoSink:
+    """An undo stack in a list (the model's sink without Qt: tests, scripts)."""
+
+    def __init__(self) -> None:
+        self.commands: list[Command] = []
+        self.index = 0  # commands[:index] are done
+        self.clean_index: int | None = 0
+
+    def push(self, command: Command) -> None:
+        del self.commands[self.index :]
+        if self.clean_index is not None and self.clean_index > self.index:
+            self.clean_index = None
+        command.redo()
+        last = self.commands[-1] if self.commands else None
+        mergeable = last is not None and command.merge_id >= 0 and last.merge_id == command.merge_id
+        if mergeable and last.merge_with(command):
+            return
+        self.commands.append(command)
+        self.index = len(self.commands)
+
+    def undo(self) -> None:
+        if self.index > 0:
+            self.index -= 1
+            self.commands[self.index].undo()
+
+    def redo(self) -> None:
+        if self.index < len(self.commands):
+            self.commands[self.index].redo()
+            self.index += 1
+
+    def count(self) -> int:
+        return len(self.commands)
+
+    def texts(self) -> list[str]:
+        return [c.text for c in self.commands[: self.index]]
+
+    def clear(self) -> None:
+        self.commands.clear()
+        self.index = 0
+        self.clean_index = 0
+
+    def set_clean(self) -> None:
+        self.clean_index = self.index
+
+    def is_clean(self) -> bool:
+        return self.clean_index == self.index
+
+
+class _Cmd(Command):
     def __init__(self, doc: Document, text: str) -> None:
         super().__init__(text)
         self.doc = doc
@@ -40,19 +123,6 @@ class SetFacesCommand(_Cmd):
         self.doc.set_faces(faces)
         if sel != self.doc.selected:
             self.doc.select(sel)
-
-
-class SelectFaceCommand(_Cmd):
-    def __init__(self, doc: Document, index: int) -> None:
-        super().__init__(doc, f"Select face {index + 1}")
-        self.before = doc.selected
-        self.after = index
-
-    def redo(self) -> None:
-        self.doc.select(self.after)
-
-    def undo(self) -> None:
-        self.doc.select(self.before)
 
 
 class MaskCommand(_Cmd):

@@ -3,9 +3,9 @@ one face pipeline of the CLI and the editor (detection and numbering, the one al
 and the background rule).
 
 Every function that runs torch (face detection, identity encoders, FRGD, GFPGAN, SR) is called from a
-:mod:`frgd_studio.jobs` worker thread with ``(device, progress, cancel)``; the GUI thread only calls the numpy helpers
-(:func:`make_face`). The document pastes faces itself (:meth:`frgd_studio.document.Document.composite`). FRGD models
-are cached per (path, device) so resampling is fast.
+:mod:`.jobs` worker thread with ``(device, progress, cancel)``, never on the GUI thread (alignment too:
+:func:`make_face` runs in a job). The document pastes faces itself (:meth:`.document.Document.composite`). FRGD models
+are cached per (path, device) so resampling is fast. No Qt here.
 """
 
 from __future__ import annotations
@@ -267,3 +267,53 @@ def run_gfpgan(
     out = FacePipeline(restorer)(photo, faces=list(faces) or None, seeds=[0], scale=int(scale), progress=progress,
                                  cancel=cancel)  # fmt: skip
     return out.images[0]
+
+
+# ------------------------------------------------------------------------------------------------ model facts, weights
+def identity_backend_of(model_dir: str | Path | None, fallback: str) -> str:
+    """The identity encoder of an FRGD model folder (:func:`frgd.diffusion.model.read_identity_info`, the one parse of
+    ``identity.json``); ``fallback`` without a model. Worker thread (imports torch)."""
+    if not model_dir:
+        return fallback
+    from frgd.diffusion.model import read_identity_info
+
+    return read_identity_info(model_dir).backend
+
+
+@dataclass(frozen=True)
+class SREstimate:
+    """Expected seconds of an upscale on this device, and the fast model suggested instead (``None``: none)."""
+
+    name: str
+    seconds: float
+    alternative: str | None = None
+    alternative_seconds: float | None = None
+
+
+def sr_estimate(name: str, scale: int, height: int, width: int, device) -> SREstimate | None:
+    """:func:`frgd.sr.registry.estimate_upscale_seconds` and ``fast_alternative`` for a run of ``name`` on ``device``;
+    ``None`` where the registry has no estimate (older pipelines) or the device is not a CPU (fast enough)."""
+    from frgd.sr import registry
+
+    estimate = getattr(registry, "estimate_upscale_seconds", None)
+    fast = getattr(registry, "fast_alternative", None)
+    if estimate is None or getattr(device, "type", str(device)) != "cpu":
+        return None
+    seconds = float(estimate(name, int(scale), int(height), int(width), device))
+    alt = fast(name, int(scale), device) if fast is not None else None
+    alt_s = float(estimate(alt, int(scale), int(height), int(width), device)) if alt else None
+    return SREstimate(name, seconds, alt, alt_s)
+
+
+def download_weights(name: str, progress: ProgressFn | None, cancel: CancelToken | None) -> Path:
+    """Fetch the manifest entry ``name`` (URL + sha256, :func:`frgd.weights.download`) with progress and cancel."""
+    from frgd.weights import download
+
+    return download(name, progress=False, on_progress=progress, cancel=cancel)
+
+
+def import_weights(path: str | Path, name: str | None) -> tuple[str, Path]:
+    """Install a weights file or model folder the user has (:func:`frgd.weights.import_model`)."""
+    from frgd.weights import import_model
+
+    return import_model(path, name)

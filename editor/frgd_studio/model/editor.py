@@ -1,0 +1,467 @@
+"""``EditorModel``: the editor without Qt. It owns the document, the settings, the job queue, the undo sink and the
+panes, and implements every action (open photo/session with the unsaved-changes question, detect/align faces, add and
+score references, masks, apply/revert, save session, export with provenance). Widgets render its state and call its
+actions; questions to the user go through injectable callables (``ask_unsaved``, ``ask_session_path``), so the
+model runs headless in tests.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from frgd.errors import FRGDError, InputError
+
+from . import backend, commands
+from .commands import Command, UndoSink
+from .document import CROP_SIZE, Document, Face
+from .events import Event
+from .jobs import Job, JobFn, JobQueue
+from .panes import FRGDPane, GFPGANPane, Pane, SRPane
+from .settings import Settings
+
+logger = logging.getLogger(__name__)
+
+UNSAVED_ANSWERS = ("save", "discard", "cancel")
+METHOD_LABELS = {"frgd": "FRGD", "gfpgan": "GFPGAN"}
+
+
+@dataclass(frozen=True)
+class ExportPlan:
+    """What Export writes: the ``choice`` (``Result``, ``Original`` or a pane result), its image ``(H, W, 3)`` uint8
+    and the sentence that names it."""
+
+    choice: str
+    image: np.ndarray
+    description: str
+
+
+class EditorModel:
+    """The document, its actions and the panes (every pane the same way: :class:`~.panes.Pane`)."""
+
+    def __init__(self, settings: Settings | None = None, undo: UndoSink | None = None,
+                 jobs: JobQueue | None = None) -> None:  # fmt: skip
+        self.settings = settings or Settings()
+        self.undo: UndoSink = undo or commands.ListUndoSink()
+        self.jobs = jobs or JobQueue()
+        self.doc = Document()
+        self.session_path: str | None = None
+        self.errors: list[str] = []
+        self._pushes = 0  # commands pushed: a save marks the document clean only if none came after its snapshot
+        self.statusMessage = Event("statusMessage")  # (text, ms)
+        self.errorRaised = Event("errorRaised")  # (message, details)
+        self.resultShown = Event("resultShown")  # (name): a pane result to show
+        self.recentChanged = Event("recentChanged")  # (paths)
+        self.deviceChanged = Event("deviceChanged")
+        self.ask_unsaved: Callable[[str], str] = lambda _title: "discard"
+        """``ask_unsaved(document title) -> "save" | "discard" | "cancel"`` (the Qt shell shows a dialog)."""
+        self.ask_session_path: Callable[[str], str | None] = lambda default: default
+        """``ask_session_path(default path) -> path or None`` (Save Session As)."""
+        self.frgd = FRGDPane(self)
+        self.gfpgan = GFPGANPane(self)
+        self.sr = SRPane(self)
+        self.panes: dict[str, Pane] = {p.name: p for p in (self.frgd, self.gfpgan, self.sr)}
+        self.refresh_panes()
+
+    # ------------------------------------------------------------------------------------------------ plumbing
+    def status(self, text: str, ms: int = 6000) -> None:
+        self.statusMessage.emit(text, ms)
+
+    def error(self, message: str, details: str = "") -> None:
+        logger.warning("%s", message)
+        self.errors.append(message)
+        self.errorRaised.emit(message, details)
+
+    def push(self, command: Command) -> None:
+        """Apply a document change as one undo step."""
+        self._pushes += 1
+        self.undo.push(command)
+
+    def show_result(self, name: str) -> None:
+        self.resultShown.emit(name)
+
+    def refresh_panes(self) -> None:
+        """Re-check every pane's weights (cheap; the live status of downloads made outside the editor)."""
+        for pane in self.panes.values():
+            pane.refresh_status()
+
+    def run_job(self, name: str, fn: JobFn, on_success: Callable[[Any], None] | None = None,
+                same_photo: bool = True) -> Job:  # fmt: skip
+        """Run ``fn(device, progress, cancel)`` on the queue; with ``same_photo`` the result is dropped when another
+        photo was opened meanwhile. Failures, cancels and notices become error/status messages."""
+        gen = self.doc.generation
+        job = self.jobs.submit(name, fn, str(self.settings.get("device")))
+        job.succeeded.connect(lambda _r: self.status(f"{name}: done"))
+        if on_success is not None:
+
+            def deliver(result: Any) -> None:
+                if same_photo and gen != self.doc.generation:
+                    logger.info("%s: result dropped (another photo was opened)", name)
+                    return
+                on_success(result)
+
+            job.succeeded.connect(deliver)
+        job.failed.connect(lambda msg, tb: self.error(f"{name} failed: {msg}", tb))
+        job.cancelled.connect(lambda: self.status(f"{name}: cancelled"))
+        job.notice.connect(lambda msg: self.status(msg, 15000))
+        self.status(f"{name}…", 0)
+        return job
+
+    def same_face(self, index: int, face: Face) -> bool:
+        """True when ``face`` is still the document's face ``index``; else (faces detected again while a job ran)
+        the job's result is dropped with a status message."""
+        if self.doc.face(index) is face:
+            return True
+        self.status("Result dropped: the faces were detected again while it was computed.", 15000)
+        return False
+
+    @property
+    def modified(self) -> bool:
+        """Unsaved edits (any command since the last open or session save, mask edits included)."""
+        return self.doc.photo is not None and not self.undo.is_clean()
+
+    def confirm_discard(self, retry: Callable[[], Any]) -> bool:
+        """True when the current document may be replaced now. With unsaved edits the user is asked: Discard ->
+        True; Cancel -> False; Save -> the session is saved (a job) and ``retry()`` runs once it succeeded -> False."""
+        if not self.modified:
+            return True
+        answer = self.ask_unsaved(self.doc.title())
+        if answer not in UNSAVED_ANSWERS:
+            raise ValueError(f"ask_unsaved answered {answer!r}, not one of {UNSAVED_ANSWERS}")
+        if answer == "discard":
+            return True
+        if answer == "save":
+            job = self.save_session()
+            if job is not None:
+                job.succeeded.connect(lambda _p: self.modified or retry())
+        return False
+
+    # -------------------------------------------------------------------------------------------- open / save
+    def open_photo(self, path: str | Path, detect: bool = True, reference: str | None = None) -> Job | None:
+        """Load a photo in the background (after the unsaved-changes question); then detect faces (and add
+        ``reference`` to the first face)."""
+        if not self.confirm_discard(lambda: self.open_photo(path, detect, reference)):
+            return None
+        path = str(path)
+
+        def done(photo: backend.Photo) -> None:
+            self.undo.clear()
+            self.session_path = None
+            self.doc.set_photo(photo.rgb, photo.path, photo.sha256, photo.alpha)
+            self.recentChanged.emit(self.settings.add_recent(photo.path))
+            self.status(f"Opened {photo.path} ({photo.rgb.shape[1]}x{photo.rgb.shape[0]})")
+            if detect:
+                job = self.detect()
+                if reference and job is not None:
+                    job.succeeded.connect(lambda _r: self.doc.faces and self.add_reference(reference))
+
+        return self.run_job(f"Open {Path(path).name}", lambda _d, _p, _c: backend.load_photo(path), done, False)
+
+    def open_session(self, path: str | Path) -> Job | None:
+        """Load a ``.frgd`` session in the background (after the unsaved-changes question)."""
+        if not self.confirm_discard(lambda: self.open_session(path)):
+            return None
+        from ..session import apply_session, load_session
+
+        path = str(path)
+
+        def done(data) -> None:
+            self.undo.clear()
+            apply_session(self.doc, data)
+            ui = {k: v for k, v in (data.ui or {}).items() if k in FRGDPane.PARAMS}
+            for key, value in ui.items():
+                try:
+                    self.frgd.set_param(key, value)
+                except (ValueError, TypeError) as err:
+                    logger.warning("session: %s", err)
+            self.session_path = path
+            self.recentChanged.emit(self.settings.add_recent(path))
+            for w in data.warnings:
+                self.error(w)
+            self.status(f"Opened session {path}")
+
+        return self.run_job(f"Open session {Path(path).name}", lambda _d, _p, _c: load_session(path), done, False)
+
+    def open_any(self, path: str | Path) -> Job | None:
+        """Open a photo or (``.frgd``) a session: recent files and drag and drop."""
+        return self.open_session(path) if Path(path).suffix.lower() == ".frgd" else self.open_photo(path)
+
+    def default_session_path(self) -> str:
+        return self.session_path or str(Path(self.doc.photo_path or "session").with_suffix(".frgd"))
+
+    def session_ui(self) -> dict[str, Any]:
+        p = self.frgd.params()
+        return {k: getattr(p, k) for k in FRGDPane.PARAMS}
+
+    def save_session(self, path: str | Path | None = None) -> Job | None:
+        """Save the session as a job: the document is snapshotted here (GUI thread) and written on the worker, so
+        edits made meanwhile are neither saved half nor lost; they keep the document marked modified."""
+        from ..session import save_session
+
+        if self.doc.photo is None:
+            return None
+        if path is None:
+            path = self.ask_session_path(self.default_session_path())
+            if not path:
+                return None
+        snapshot, ui = self.doc.snapshot(), self.session_ui()
+        pushes = self._pushes
+        undo_index = self._undo_index()
+
+        def done(out: Path) -> None:
+            self.session_path = str(out)
+            if pushes == self._pushes and undo_index == self._undo_index():
+                self.undo.set_clean()
+            self.recentChanged.emit(self.settings.add_recent(str(out)))
+            self.status(f"Saved session {out}")
+
+        return self.run_job(f"Save session {Path(path).name}", lambda _d, _p, _c: save_session(snapshot, path, ui),
+                            done, same_photo=True)  # fmt: skip
+
+    def _undo_index(self) -> int:
+        index = getattr(self.undo, "index", None)
+        return int(index() if callable(index) else index or 0)
+
+    # ------------------------------------------------------------------------------------------------ faces
+    def detect(self) -> Job | None:
+        photo = self.doc.photo
+        if photo is None:
+            return None
+
+        def done(faces: list[Face]) -> None:
+            if not faces:
+                self.status("No face found. Try a larger photo, or open another one.", 15000)
+            self.push(commands.SetFacesCommand(self.doc, faces))
+
+        return self.run_job("Detect faces", lambda d, p, c: backend.detect(photo, d, p, c), done)
+
+    def set_faces_from_landmarks(self, landmarks: list[np.ndarray]) -> Job | None:
+        """Use known landmarks instead of detection (scripting, tests): aligned in a job, one undo step. Numbered like
+        detected faces."""
+        photo = self.doc.photo
+        if photo is None:
+            return None
+        lms = [np.asarray(lm, np.float64).copy() for lm in landmarks]
+
+        def align(_d, progress, cancel) -> list[Face]:
+            from frgd.jobs import check_cancel, report
+            from frgd.restore import number_faces
+
+            out = []
+            for k, lm in enumerate(lms):
+                check_cancel(cancel)
+                report(progress, k, len(lms), "aligning faces")
+                out.append(backend.make_face(photo, lm))
+            return number_faces(out)
+
+        return self.run_job("Align faces", align, lambda faces: self.push(commands.SetFacesCommand(self.doc, faces)))
+
+    def select(self, index: int) -> None:
+        """Select face ``index`` (a view state: no undo step, not a change of the document)."""
+        if index != self.doc.selected:
+            self.doc.select(index)
+
+    def identity_backend(self) -> str:
+        """The identity encoder for reference scores: the FRGD model's (``identity.json``) or the setting. Worker
+        thread (reads the model folder through :func:`frgd.diffusion.model.read_identity_info`)."""
+        return backend.identity_backend_of(self.frgd.model_dir(), str(self.settings.get("identity_backend")))
+
+    def add_reference(self, path: str | Path) -> Job | None:
+        if self.doc.face() is None:
+            self.status("Detect faces first, then add a reference for the selected face.")
+            return None
+        index, face = self.doc.selected, self.doc.face()
+        crop, path = face.crop, str(path)
+
+        def job(device, progress, cancel):
+            ref = backend.load_reference(path, device)
+            try:
+                ref.score = backend.identity_scores(crop, [ref.crop], self.identity_backend(), device)[0]
+            except (FRGDError, ImportError) as err:  # the reference is still usable for FRGD
+                logger.warning("identity score unavailable: %s", err)
+            return ref
+
+        def done(ref) -> None:
+            if self.same_face(index, face):
+                self.push(commands.add_reference(self.doc, index, ref))
+
+        return self.run_job(f"Add reference {Path(path).name}", job, done)
+
+    def remove_reference(self, k: int) -> None:
+        face = self.doc.face()
+        if face is not None and face.references:
+            k = k if 0 <= k < len(face.references) else len(face.references) - 1
+            self.push(commands.remove_reference(self.doc, self.doc.selected, k))
+
+    def score_references(self) -> Job | None:
+        """Measure each reference's identity similarity to the input face and report them (a measurement: no undo
+        step, the document is not marked modified)."""
+        face = self.doc.face()
+        if face is None or not face.references:
+            return None
+        index, crop, refs = self.doc.selected, face.crop, list(face.references)
+
+        def job(device, _p, _c):
+            return backend.identity_scores(crop, [r.crop for r in refs], self.identity_backend(), device)
+
+        def done(scores: list[float]) -> None:
+            if not self.same_face(index, face):
+                return
+            # the list may have changed while scoring: rescore the references that are still there
+            self.doc.set_reference_scores(index, {id(r): s for r, s in zip(refs, scores)})
+            text = ", ".join(f"{Path(r.path).name} {s:.2f}" for r, s in zip(refs, scores))
+            self.status(f"Reference scores: {text}", 30000)
+
+        return self.run_job("Identity scores", job, done)
+
+    # ------------------------------------------------------------------------------------------------ masks, results
+    def clear_mask(self) -> None:
+        if self.doc.face() is not None:
+            self.push(commands.clear_mask(self.doc, self.doc.selected))
+
+    def invert_mask(self) -> None:
+        if self.doc.face() is not None:
+            self.push(commands.invert_mask(self.doc, self.doc.selected))
+
+    def region_mask(self, region: str) -> None:
+        from frgd.faces import face_region_mask, transform_points
+
+        face = self.doc.face()
+        if face is None:
+            return
+        lm = transform_points(face.affine, face.landmarks)
+        try:
+            mask = face_region_mask(CROP_SIZE, lm, region)
+        except InputError as err:
+            self.error(str(err))
+            return
+        self.push(commands.MaskCommand(self.doc, self.doc.selected, face.mask, mask, f"Mask {region}"))
+
+    def apply_sample(self, k: int) -> None:
+        face = self.doc.face()
+        if face is not None and 0 <= k < len(face.samples):
+            self.push(commands.apply_sample(self.doc, self.doc.selected, k))
+
+    def revert_face(self) -> None:
+        face = self.doc.face()
+        if face is not None and face.applied is not None:
+            self.push(commands.revert_face(self.doc, self.doc.selected))
+
+    def set_device(self, device: str) -> None:
+        self.settings.set("device", device)
+        backend.clear_caches()
+        self.deviceChanged.emit()
+
+    def device_text(self) -> str:
+        spec = self.settings.get("device")
+        try:
+            from frgd.devices import describe_device, resolve_device
+
+            return describe_device(resolve_device(spec))
+        except FRGDError as err:
+            return f"{spec}: {err}"
+
+    # ------------------------------------------------------------------------------------------------ export
+    def export_choices(self) -> list[str]:
+        """What Export can write: ``Result``, ``Original`` and every pane result (independent of the shown view)."""
+        return [] if self.doc.photo is None else ["Result", "Original", *self.doc.pane_results]
+
+    def export_image(self, choice: str) -> np.ndarray:
+        doc = self.doc
+        if choice == "Result":
+            return doc.composite()
+        if choice == "Original":
+            return doc.photo
+        if choice in doc.pane_results:
+            return doc.pane_results[choice]
+        raise InputError(f"nothing to export named {choice!r}; choose one of {', '.join(self.export_choices())}")
+
+    def export_plan(self, choice: str) -> ExportPlan:
+        """The image ``choice`` names and the sentence that says what it is, e.g. ``Result: faces 1, 2 restored
+        with FRGD, pasted on SR bicubic ×2 — 480×400, identity changed: yes``."""
+        doc = self.doc
+        img = self.export_image(choice)
+        if choice == "Result":
+            by_method: dict[str, list[int]] = {}
+            for i, f in enumerate(doc.faces):
+                if f.applied is not None:
+                    s = f.applied_sample()
+                    by_method.setdefault(s.method if s else "frgd", []).append(i + 1)
+            parts = [f"face{'s' if len(n) > 1 else ''} {', '.join(map(str, n))} restored with "
+                     f"{METHOD_LABELS.get(m, m)}" for m, n in by_method.items()]  # fmt: skip
+            what = "; ".join(parts) or "no face restored"
+            what += f", pasted on {doc.background}" if doc.background else ", on the original photo"
+        elif choice == "Original":
+            what = "the photo as opened"
+        else:
+            model = doc.pane_params.get(choice, {}).get("model")
+            what = "whole-photo pane result" + (f" of {model}" if model else "")
+        changed = "yes" if doc.identity_changed(choice) else "no"
+        return ExportPlan(choice, img, f"{choice}: {what} — {img.shape[1]}×{img.shape[0]}, identity changed: {changed}")
+
+    def default_export_path(self) -> Path:
+        src = Path(self.doc.photo_path or "result.png")
+        base, k = src.with_name(f"{src.stem}_frgd.png"), 2
+        while base.exists():
+            base, k = src.with_name(f"{src.stem}_frgd_{k}.png"), k + 1
+        return base
+
+    def provenance(self, choice: str = "Result") -> Any:
+        """The :class:`frgd.io.Provenance` of the exported ``choice`` (models, seeds, references, identity flag)."""
+        from frgd.io import Provenance
+
+        doc = self.doc
+        params: dict[str, Any] = {"view": choice, "faces": []}
+        seeds, refs, models = [], {}, set()
+        for i, f in enumerate(doc.faces):
+            entry: dict[str, Any] = {"number": i + 1, "changed": f.applied is not None, "seed": f.applied_seed}
+            sample = f.applied_sample()
+            if f.applied is not None and sample is not None:
+                entry.update(sample.parameters)
+                models.add(str(sample.parameters.get("model", "frgd")))
+                seeds.append(sample.seed)
+                if sample.parameters.get("used_reference"):
+                    refs.update({Path(r.path).name: r.sha256 for r in f.references})
+            params["faces"].append(entry)
+        if choice in doc.pane_params:
+            params["pane"] = doc.pane_params[choice]
+            models.add(str(doc.pane_params[choice].get("model")))
+        if doc.background:
+            params["background"] = {"name": doc.background, **doc.pane_params.get(doc.background, {})}
+        return Provenance(
+            model=", ".join(sorted(models)) or None,
+            seed=seeds[0] if len(seeds) == 1 else None,
+            parameters=params,
+            reference_hashes=refs,
+            identity_changed=doc.identity_changed(choice),
+            source_hash=doc.photo_sha256,
+        )
+
+    def export(self, path: str | Path, choice: str = "Result", overwrite: bool = False) -> Path | None:
+        """Write ``choice`` with provenance (the photo's transparency kept); never over the original photo."""
+        from frgd.io import save_image
+
+        if self.doc.photo is None:
+            return None
+        try:
+            img = self.export_image(choice)
+            alpha = self.doc.alpha
+            if alpha is not None and alpha.shape != img.shape[:2]:
+                import cv2
+
+                alpha = cv2.resize(alpha, (img.shape[1], img.shape[0]), interpolation=cv2.INTER_LINEAR)
+            out = save_image(path, img, alpha=alpha, provenance=self.provenance(choice), overwrite=overwrite,
+                             protect=[self.doc.photo_path] if self.doc.photo_path else [])  # fmt: skip
+        except FRGDError as err:
+            self.error(str(err))
+            return None
+        self.status(f"Exported {choice} to {out}")
+        return out
+
+    def shutdown(self) -> None:
+        self.jobs.shutdown()

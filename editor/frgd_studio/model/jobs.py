@@ -1,0 +1,243 @@
+"""The job queue without Qt: torch work runs on one worker thread, never on the GUI thread.
+
+A job is a function ``fn(device, progress, cancel) -> result``. :class:`JobQueue` runs jobs one after another on its
+worker thread (they share the CPU/GPU), turns ``progress(done, total, message)`` into :class:`Progress` with an ETA,
+cancels through :class:`frgd.jobs.CancelToken` (the job stops at its next step), and on a GPU out-of-memory error
+posts a notice and retries once on the CPU. Every callback (the :class:`Job` events) is delivered through the
+injected ``post(callable)``: the Qt shell posts to the GUI thread (:mod:`frgd_studio.qtpost`); without one, callbacks
+wait in a queue until :meth:`JobQueue.drain` (tests, scripts).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from frgd.errors import Cancelled, FRGDError
+from frgd.jobs import CancelToken, ProgressFn
+
+from .events import Event
+
+logger = logging.getLogger(__name__)
+
+JobFn = Callable[[Any, ProgressFn, CancelToken], Any]
+"""``fn(device: torch.device, progress, cancel) -> result``."""
+Post = Callable[[Callable[[], None]], None]
+"""``post(fn)``: run ``fn()`` later on the thread that owns the model (thread-safe)."""
+
+JOB_STATES = ("queued", "running", "done", "failed", "cancelled")
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A job's progress: ``done`` of ``total`` steps, a message and the seconds left (``eta`` -1 = unknown)."""
+
+    done: int
+    total: int
+    message: str = ""
+    eta: float = -1.0
+
+
+class Job:
+    """One background job. Its events (``progress(Progress)``, ``succeeded(result)``, ``failed(message, traceback)``
+    (traceback "" for an :class:`FRGDError`), ``cancelled()``, ``notice(message)``, ``ended()``) are posted."""
+
+    def __init__(self, name: str, fn: JobFn, device: str = "auto", cpu_fallback: bool = True) -> None:
+        self.name = name
+        self.fn = fn
+        self.device_spec = device
+        self.cpu_fallback = cpu_fallback
+        self.token = CancelToken()
+        self.state = "queued"
+        self.result: Any = None
+        self.error: str | None = None
+        self.traceback = ""
+        self.device_used: str | None = None
+        self.last_progress: Progress | None = None
+        self.progress = Event("progress")
+        self.succeeded = Event("succeeded")
+        self.failed = Event("failed")
+        self.cancelled = Event("cancelled")
+        self.notice = Event("notice")
+        self.ended = Event("ended")
+        self._t0 = 0.0
+        self._post: Post = lambda fn: fn()
+
+    def cancel(self) -> None:
+        """Ask the job to stop at its next step (thread-safe)."""
+        self.token.cancel()
+
+    @property
+    def is_finished(self) -> bool:
+        return self.state in ("done", "failed", "cancelled")
+
+    # runs on the worker thread ------------------------------------------------------------------------------------
+    def _report(self, done: int, total: int, message: str = "") -> None:
+        elapsed = time.perf_counter() - self._t0
+        eta = elapsed / done * (total - done) if done > 0 and total > 0 else -1.0
+        p = Progress(int(done), int(total), str(message), float(eta))
+        self.last_progress = p
+        self._post(lambda: self.progress.emit(p))
+
+    def run(self) -> None:
+        """Run ``fn`` (worker thread); the outcome is posted as events."""
+        from frgd.devices import is_oom, resolve_device
+
+        self.state = "running"
+        self._t0 = time.perf_counter()
+        try:
+            self.token.raise_if_cancelled()
+            device = resolve_device(self.device_spec)
+            self.device_used = str(device)
+            try:
+                self.result = self.fn(device, self._report, self.token)
+            except Exception as err:
+                if not (self.cpu_fallback and getattr(device, "type", "cpu") != "cpu" and is_oom(err)):
+                    raise
+                logger.warning("%s: out of memory on %s, retrying on the CPU", self.name, device)
+                msg = f"{self.name}: GPU out of memory on {device}; retrying on the CPU (slower)."
+                self._post(lambda: self.notice.emit(msg))
+                _free_gpu_memory()
+                self._t0 = time.perf_counter()
+                self.device_used = "cpu"
+                import torch
+
+                self.result = self.fn(torch.device("cpu"), self._report, self.token)
+            self.state = "done"
+        except Cancelled:
+            self.state = "cancelled"
+        except FRGDError as err:
+            self.state = "failed"
+            self.error = str(err)
+        except Exception as err:  # unexpected: keep the traceback for the details pane
+            logger.exception("job %s failed", self.name)
+            self.state = "failed"
+            self.error = f"{type(err).__name__}: {err}"
+            self.traceback = traceback.format_exc()
+
+    def _emit_outcome(self) -> None:
+        if self.state == "done":
+            self.succeeded.emit(self.result)
+        elif self.state == "cancelled":
+            self.cancelled.emit()
+        elif self.state == "failed":
+            self.failed.emit(self.error or "failed", self.traceback)
+        self.ended.emit()
+
+
+def _free_gpu_memory() -> None:
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except Exception:  # pragma: no cover - best effort
+        logger.debug("could not empty the CUDA cache", exc_info=True)
+
+
+class JobQueue:
+    """Runs jobs one at a time on a worker thread; tracks the unfinished ones (``jobs``, ``busy``).
+
+    ``post``: how callbacks reach the owner's thread (default: kept until :meth:`drain`). ``pump``: what
+    :meth:`wait` calls while it waits (default :meth:`drain`; the Qt shell processes events).
+    """
+
+    def __init__(self, post: Post | None = None, pump: Callable[[], None] | None = None) -> None:
+        self._pending: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self.post: Post = post or self._pending.put
+        self.pump = pump or self.drain
+        self.jobs: list[Job] = []
+        self.started = Event("started")  # (job)
+        self.ended = Event("ended")  # (job)
+        self.busyChanged = Event("busyChanged")  # (busy)
+        self._queue: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.jobs)
+
+    def submit(
+        self,
+        name: str,
+        fn: JobFn,
+        device: str = "auto",
+        on_success: Callable[[Any], None] | None = None,
+        cpu_fallback: bool = True,
+    ) -> Job:
+        """Queue ``fn`` and return its :class:`Job`; ``on_success(result)`` is posted like every event."""
+        job = Job(name, fn, device, cpu_fallback)
+        job._post = self.post
+        if on_success is not None:
+            job.succeeded.connect(on_success)
+        job.ended.connect(lambda j=job: self._ended(j))
+        was_busy = self.busy
+        self.jobs.append(job)
+        self.started.emit(job)
+        if not was_busy:
+            self.busyChanged.emit(True)
+        self._ensure_worker()
+        self._queue.put(job)
+        return job
+
+    def _ensure_worker(self) -> None:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._work, name="frgd-jobs", daemon=True)
+                self._thread.start()
+
+    def _work(self) -> None:
+        while True:
+            job = self._queue.get()
+            if job is None:
+                return
+            job.run()
+            self.post(job._emit_outcome)
+
+    def _ended(self, job: Job) -> None:
+        if job in self.jobs:
+            self.jobs.remove(job)
+        self.ended.emit(job)
+        if not self.jobs:
+            self.busyChanged.emit(False)
+
+    def drain(self) -> int:
+        """Run the callbacks posted to the default queue (the owner's thread); returns how many ran."""
+        n = 0
+        while True:
+            try:
+                fn = self._pending.get_nowait()
+            except queue.Empty:
+                return n
+            fn()
+            n += 1
+
+    def cancel_all(self) -> None:
+        for job in list(self.jobs):
+            job.cancel()
+
+    def wait(self, timeout_s: float = 60.0) -> bool:
+        """Deliver callbacks until every job has ended (tests, shutdown); False on timeout."""
+        deadline = time.monotonic() + timeout_s
+        while self.jobs and time.monotonic() < deadline:
+            self.pump()
+            if self.jobs:
+                time.sleep(0.005)
+        self.pump()
+        return not self.jobs
+
+    def shutdown(self, timeout_s: float = 10.0) -> None:
+        """Cancel every job and stop the worker thread (waits up to ``timeout_s``)."""
+        self.cancel_all()
+        thread = self._thread
+        if thread is not None and thread.is_alive():
+            self._queue.put(None)
+            thread.join(timeout_s)
+        self._thread = None

@@ -1,0 +1,354 @@
+"""The editor model without Qt (no QApplication): events, typed versioned settings, the job queue with callbacks
+drained on the caller's thread, actions with a list undo sink, the unsaved-changes question, session save as a job,
+export, and the panes' weights status (import/download without a restart)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from frgd.faces import TEMPLATE_512
+from frgd_studio.model import backend, commands
+from frgd_studio.model.document import CROP_SIZE, Reference
+from frgd_studio.model.editor import EditorModel
+from frgd_studio.model.events import Event
+from frgd_studio.model.jobs import JobQueue
+from frgd_studio.model.settings import SETTINGS_VERSION, EditorSettings, Settings
+
+FACE_LANDMARKS = TEMPLATE_512 * (90 / 512) + np.array([60.0, 40.0])
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory):
+    from frgd_studio.tools.screenshot import make_tiny_model
+
+    return make_tiny_model(tmp_path_factory.mktemp("frgd_tiny_model"))
+
+
+@pytest.fixture
+def photo_file(tmp_path):
+    from PIL import Image
+
+    yy, xx = np.mgrid[0:200, 0:240].astype(np.float32)
+    img = np.stack([xx / 240, yy / 200, 0.5 + 0.3 * np.sin(xx / 9)], -1)
+    path = tmp_path / "photo.png"
+    Image.fromarray(np.round(img * 255).astype(np.uint8)).save(path)
+    return path
+
+
+@pytest.fixture
+def empty_cache(tmp_path, monkeypatch, without_shipped_weights):
+    """An empty weights cache of this test only, and no shipped weights."""
+    monkeypatch.setenv("FRGD_CACHE_DIR", str(tmp_path / "cache"))
+
+
+@pytest.fixture
+def model(tmp_path):
+    settings = Settings(tmp_path / "settings.json")
+    settings.set("device", "cpu")
+    m = EditorModel(settings)
+    m.statuses = []
+    m.statusMessage.connect(lambda text, _ms: m.statuses.append(text))
+    yield m
+    m.shutdown()
+
+
+def open_with_faces(model: EditorModel, path) -> None:
+    job = model.open_photo(path, detect=False)
+    assert model.jobs.wait(30) and job.state == "done", job.error
+    job = model.set_faces_from_landmarks([FACE_LANDMARKS])
+    assert model.jobs.wait(30) and job.state == "done", job.error
+    assert len(model.doc.faces) == 1
+
+
+def test_the_model_imports_no_qt():
+    code = (
+        "import sys\n"
+        "import frgd_studio.model.editor, frgd_studio.model.panes, frgd_studio.session\n"
+        "assert 'PySide6' not in sys.modules, sorted(m for m in sys.modules if m.startswith('PySide6'))\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_event_connect_disconnect_emit():
+    ev, seen = Event("x"), []
+    fn = ev.connect(lambda *a: seen.append(a))
+    ev.emit(1, "a")
+    ev.disconnect(fn)
+    ev.emit(2)
+    assert seen == [(1, "a")] and len(ev) == 0
+
+
+# ------------------------------------------------------------------------------------------------------ settings
+def test_settings_are_typed_validated_and_versioned(tmp_path, caplog):
+    path = tmp_path / "s.json"
+    s = Settings(path)
+    s.set("device", "cpu")
+    s.set("steps", 12)
+    for k in range(12):
+        s.add_recent(str(tmp_path / f"p{k}.png"))
+    data = json.loads(path.read_text())
+    assert data["version"] == SETTINGS_VERSION and data["device"] == "cpu" and data["steps"] == 12
+    s2 = Settings(path)
+    assert s2.values.device == "cpu" and s2.values.steps == 12 and isinstance(s2.values.brush_size, float)
+    assert len(s2.recent_files()) == 10 and s2.recent_files()[0].endswith("p11.png")
+    for key, bad in (("device", "tpu"), ("steps", 0), ("samples", "four"), ("identity_strength", 1.5)):
+        with pytest.raises(ValueError, match=key):
+            s2.set(key, bad)
+    assert s2.values.device == "cpu", "an invalid value is not stored"
+
+    # a damaged file: each invalid value falls back to its default with a warning, the valid ones are kept
+    path.write_text(json.dumps({"version": SETTINGS_VERSION, "device": "tpu", "steps": -3, "samples": 3,
+                                "brush_size": "big", "recent_files": "x", "nonsense": 1}))  # fmt: skip
+    with caplog.at_level(logging.WARNING):
+        s3 = Settings(path)
+    d = EditorSettings()
+    assert (s3.values.device, s3.values.steps, s3.values.brush_size) == (d.device, d.steps, d.brush_size)
+    assert s3.values.samples == 3 and s3.values.recent_files == []
+    assert "invalid device" in caplog.text and "unknown key 'nonsense'" in caplog.text
+    path.write_text("{not json")
+    assert Settings(path).values == EditorSettings()
+
+
+def test_settings_migrate_the_old_ini_once(tmp_path):
+    ini = tmp_path / "frgd-studio.ini"
+    ini.write_text(
+        "[General]\ndevice=cpu\nsteps=7\nbrush_size=12.5\nidentity_strength=2.0\n"
+        f"recent_files={tmp_path / 'a.png'}, {tmp_path / 'b.png'}\n"
+    )
+    s = Settings(tmp_path / "frgd-studio.json")
+    assert (s.values.device, s.values.steps, s.values.brush_size) == ("cpu", 7, 12.5)
+    assert s.values.identity_strength == EditorSettings().identity_strength, "an invalid old value: the default"
+    assert s.recent_files() == [str(tmp_path / "a.png"), str(tmp_path / "b.png")]
+    assert json.loads((tmp_path / "frgd-studio.json").read_text())["version"] == SETTINGS_VERSION
+    ini.write_text("[General]\ndevice=cuda\n")  # migrated once: the JSON file wins from now on
+    assert Settings(tmp_path / "frgd-studio.json").values.device == "cpu"
+
+
+# ------------------------------------------------------------------------------------------------------ jobs
+def test_job_queue_posts_callbacks_to_the_owner_thread():
+    jobs = JobQueue()  # callbacks wait until drain(): here, this thread
+    main, seen = threading.get_ident(), []
+
+    def slow(_device, progress, cancel):
+        for i in range(200):
+            cancel.raise_if_cancelled()
+            progress(i + 1, 200, "step")
+            time.sleep(0.005)
+        return "finished"
+
+    job = jobs.submit("slow", slow, "cpu")
+    job.progress.connect(lambda p: seen.append((p.done, p.eta, threading.get_ident() == main)))
+    t0 = time.monotonic()
+    while len(seen) < 3 and time.monotonic() - t0 < 10:
+        jobs.drain()
+        time.sleep(0.01)
+    job.cancel()
+    assert jobs.wait(10) and job.state == "cancelled" and not jobs.busy
+    assert seen and all(on_main for *_x, on_main in seen) and seen[-1][1] >= 0
+
+    results = []
+    job = jobs.submit("ok", lambda _d, _p, _c: 42, "cpu", on_success=results.append)
+    t0 = time.monotonic()
+    while job.state != "done" and time.monotonic() - t0 < 10:
+        time.sleep(0.01)
+    assert results == [], "nothing is delivered before the owner drains"
+    assert jobs.wait(10) and results == [42]
+
+    failed = []
+    job = jobs.submit("boom", lambda _d, _p, _c: 1 / 0, "cpu")
+    job.failed.connect(lambda msg, tb: failed.append((msg, tb)))
+    assert jobs.wait(10) and job.state == "failed" and "ZeroDivisionError" in failed[0][0] and failed[0][1]
+    jobs.shutdown()
+
+
+# ------------------------------------------------------------------------------------------------------ actions
+def test_actions_undo_and_what_is_not_an_edit(model, photo_file, monkeypatch):
+    import frgd.identity
+    from frgd.identity import IdentityEncoder
+
+    enc = IdentityEncoder.tiny_random(0)
+    monkeypatch.setattr(frgd.identity, "get_identity_encoder", lambda backend="dlib", device="cpu": enc.to(device))
+    open_with_faces(model, photo_file)
+    undo: commands.ListUndoSink = model.undo
+    assert model.modified and undo.texts() == ["Detect faces (1)"]
+    model.region_mask("eyes")
+    mask = model.doc.faces[0].mask.copy()
+    assert mask.max() > 0.9 and undo.texts()[-1] == "Mask eyes"
+    model.invert_mask()
+    undo.undo()
+    np.testing.assert_array_equal(model.doc.faces[0].mask, mask)
+    undo.redo()
+    np.testing.assert_allclose(model.doc.faces[0].mask, 1 - mask)
+
+    # selecting and scoring are not edits: no undo step, the document is not marked modified
+    crop = np.full((CROP_SIZE, CROP_SIZE, 3), 100, np.uint8)
+    for k in range(2):
+        model.push(commands.add_reference(model.doc, 0, Reference(f"/refs/r{k}.jpg", str(k), crop)))
+    undo.set_clean()
+    n = undo.count()
+    model.select(-1)
+    model.select(0)
+    job = model.score_references()
+    assert model.jobs.wait(60) and job.state == "done", job.error
+    assert undo.count() == n and not model.modified
+    refs = model.doc.faces[0].references
+    assert all(r.score is not None for r in refs)
+    assert model.statuses[-1] == f"Reference scores: r0.jpg {refs[0].score:.2f}, r1.jpg {refs[1].score:.2f}"
+
+
+@pytest.mark.parametrize("answer", ["cancel", "discard", "save"])
+def test_unsaved_changes_question_on_open(model, photo_file, tmp_path, answer):
+    open_with_faces(model, photo_file)
+    model.region_mask("face")  # a mask edit counts as a change
+    asked = []
+    model.ask_unsaved = lambda title: asked.append(title) or answer
+    model.ask_session_path = lambda default: str(tmp_path / "saved.frgd")
+    other = tmp_path / "other.png"
+    from PIL import Image
+
+    Image.fromarray(np.zeros((50, 60, 3), np.uint8)).save(other)
+    job = model.open_photo(other, detect=False)
+    assert asked == ["photo.png"] and (job is None) == (answer != "discard"), "Save opens once the session is saved"
+    assert model.jobs.wait(60)
+    if answer == "cancel":
+        assert model.doc.photo.shape == (200, 240, 3) and model.modified
+        assert not (tmp_path / "saved.frgd").exists()
+    else:
+        assert model.doc.photo.shape == (50, 60, 3) and not model.modified
+        assert (tmp_path / "saved.frgd").is_file() == (answer == "save")
+    if answer == "save":
+        from frgd_studio.session import load_session
+
+        assert load_session(tmp_path / "saved.frgd").faces[0].mask.max() > 0.9, "the session holds the mask"
+    asked.clear()
+    model.open_photo(other, detect=False)  # asked again only while the edits are still unsaved
+    assert model.jobs.wait(30) and asked == (["photo.png"] if answer == "cancel" else [])
+
+
+def test_session_save_is_a_job_of_a_snapshot(model, photo_file, tmp_path):
+    from frgd_studio.session import load_session
+
+    open_with_faces(model, photo_file)
+    job = model.save_session(tmp_path / "s.frgd")
+    model.region_mask("mouth")  # edited while the worker writes: not in the file, and still unsaved
+    assert model.jobs.wait(60) and job.state == "done", job.error
+    assert load_session(job.result).faces[0].mask.max() == 0.0
+    assert model.modified
+    job = model.save_session()  # Save: the session path chosen before
+    assert model.jobs.wait(60) and job.state == "done" and not model.modified
+    assert model.session_path == str(job.result) and model.settings.recent_files()[0] == str(job.result)
+
+
+def test_export_names_and_writes_the_chosen_image(model, photo_file, tmp_path):
+    from frgd.io import load_image, read_provenance
+
+    open_with_faces(model, photo_file)
+    face = model.doc.faces[0]
+    s = commands.Sample(255 - face.crop, 5, 0.5, 2, parameters={"method": "frgd", "model": "frgd-tiny"})
+    model.push(commands.AddSamplesCommand(model.doc, 0, [s]))
+    model.apply_sample(0)
+    up = np.zeros((400, 480, 3), np.uint8)
+    model.push(commands.PaneResultCommand(model.doc, "SR bicubic ×2", up, {"model": "bicubic", "scale": 2}))
+    model.push(commands.BackgroundCommand(model.doc, "SR bicubic ×2"))
+    assert model.export_choices() == ["Result", "Original", "SR bicubic ×2"]
+    plan = model.export_plan("Result")
+    assert (
+        plan.description
+        == "Result: face 1 restored with FRGD, pasted on SR bicubic ×2 — 480×400, identity changed: yes"
+    )
+    assert model.export_plan("Original").description.endswith("240×200, identity changed: no")
+    out = model.export(tmp_path / "orig.png", "Original")
+    np.testing.assert_array_equal(load_image(out).to_uint8(), model.doc.photo)
+    assert read_provenance(out)["identity_changed"] is False
+    out = model.export(tmp_path / "result.png", "Result")
+    assert load_image(out).to_uint8().shape == (400, 480, 3) and read_provenance(out)["identity_changed"] is True
+
+
+# ------------------------------------------------------------------------------------------------------ panes
+def test_frgd_pane_goes_ready_after_an_import_without_restart(model, tiny_model_dir, empty_cache):
+    pane = model.frgd
+    model.refresh_panes()
+    st = pane.status()
+    assert not st.ready and "frgd-128" in st.message and "frgd weights import" in st.message
+    assert [f.kind for f in st.fixes] == ["import"] and st.fixes[0].folder, "our own model has no URL to download"
+    assert "train_frgd128_h100.json" not in st.message
+    changes = []
+    pane.changed.connect(lambda: changes.append(pane.status().ready))
+    job = pane.import_weights(tiny_model_dir, st.fixes[0].entry)
+    assert model.jobs.wait(60) and job.state == "done", job.error
+    assert pane.status().ready and changes[-1] is True and pane.status().model == "frgd-128"
+
+
+def test_weights_installed_outside_the_editor_are_picked_up(model, tiny_model_dir, empty_cache):
+    from frgd.weights import import_model
+
+    model.refresh_panes()
+    assert not model.frgd.status().ready
+    import_model(tiny_model_dir, "frgd-128")  # e.g. `frgd weights import` in a terminal while the editor runs
+    model.refresh_panes()  # what the window does when activated and every few seconds
+    assert model.frgd.status().ready
+
+
+def test_invalid_model_folder_is_refused_and_a_stale_one_explained(model, tmp_path, tiny_model_dir):
+    bad = tmp_path / "not_a_model"
+    bad.mkdir()
+    problem = model.frgd.set_model_folder(bad)
+    assert problem and "frgd weights import" in problem and "train_frgd128_h100 " in problem
+    assert model.settings.get("frgd_model") == "", "an invalid choice is not stored"
+    assert model.frgd.set_model_folder(tiny_model_dir) is None and model.frgd.model_dir() == str(tiny_model_dir)
+    model.settings.set("frgd_model", str(bad))  # stored by an older version, or the folder was emptied since
+    m2 = EditorModel(model.settings)
+    msg = m2.frgd.status().message or ""
+    assert str(bad) in msg and "instead" in msg
+    assert m2.frgd.model_dir() != str(bad)
+    m2.shutdown()
+
+
+def test_download_offline_fails_with_a_clear_message(model, monkeypatch):
+    monkeypatch.setenv("FRGD_OFFLINE", "1")
+    pane = model.gfpgan
+    model.refresh_panes()
+    st = pane.status()
+    assert not st.ready
+    fix = next(f for f in st.fixes if f.kind == "download")
+    assert fix.url and fix.url.startswith("https://") and fix.entry == "gfpgan-v1.4"
+    job = pane.download(fix.entry)
+    assert model.jobs.wait(30) and job.state == "failed"
+    assert "offline" in model.errors[-1] and "frgd weights import" in model.errors[-1]
+    assert any(f.kind == "import" for f in st.fixes)
+
+
+def test_slow_cpu_upscale_asks_first(model, photo_file, monkeypatch):
+    from frgd.sr import registry
+
+    monkeypatch.setattr(
+        registry,
+        "estimate_upscale_seconds",
+        lambda name, scale, h, w, device: 960.0 if name == "realesrgan-x4plus" else 0.5,
+        raising=False,
+    )
+    monkeypatch.setattr(registry, "fast_alternative", lambda name, scale, device: "bicubic", raising=False)
+    monkeypatch.setattr(backend, "sr_status", lambda names: dict.fromkeys(names))
+    job = model.open_photo(photo_file, detect=False)
+    assert model.jobs.wait(30) and job.state == "done"
+    pane = model.sr
+    pane.set_model("realesrgan-x4plus")
+    pane.set_scale(2)
+    asked = []
+    for answer in ("cancel", "fast"):
+        pane.set_model("realesrgan-x4plus")
+        pane.ask_slow = lambda est, a=answer: asked.append(est) or a
+        pane.run()
+        assert model.jobs.wait(60)
+    assert [(e.name, e.seconds, e.alternative, e.alternative_seconds) for e in asked] == [
+        ("realesrgan-x4plus", 960.0, "bicubic", 0.5)] * 2  # fmt: skip
+    assert list(model.doc.pane_results) == ["SR bicubic ×2"], "cancel ran nothing; the fast model ran"
+    assert model.errors == []
