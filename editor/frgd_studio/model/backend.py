@@ -291,17 +291,15 @@ class SREstimate:
 
 
 def sr_estimate(name: str, scale: int, height: int, width: int, device) -> SREstimate | None:
-    """:func:`frgd.sr.registry.estimate_upscale_seconds` and ``fast_alternative`` for a run of ``name`` on ``device``;
-    ``None`` where the registry has no estimate (older pipelines) or the device is not a CPU (fast enough)."""
-    from frgd.sr import registry
+    """:func:`frgd.sr.registry.estimate_upscale_seconds` of a run of ``name`` on ``device``, with the
+    :func:`frgd.sr.registry.fast_alternative` and its own estimate; ``None`` off the CPU (fast enough)."""
+    from frgd.sr.registry import estimate_upscale_seconds, fast_alternative
 
-    estimate = getattr(registry, "estimate_upscale_seconds", None)
-    fast = getattr(registry, "fast_alternative", None)
-    if estimate is None or getattr(device, "type", str(device)) != "cpu":
+    if getattr(device, "type", str(device)) != "cpu":
         return None
-    seconds = float(estimate(name, int(scale), int(height), int(width), device))
-    alt = fast(name, int(scale), device) if fast is not None else None
-    alt_s = float(estimate(alt, int(scale), int(height), int(width), device)) if alt else None
+    seconds = float(estimate_upscale_seconds(name, int(scale), int(height), int(width), device))
+    alt = fast_alternative(name, int(scale), device)
+    alt_s = float(estimate_upscale_seconds(alt, int(scale), int(height), int(width), device)) if alt else None
     return SREstimate(name, seconds, alt, alt_s)
 
 

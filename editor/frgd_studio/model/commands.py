@@ -52,18 +52,22 @@ class UndoSink(Protocol):
 
     def is_clean(self) -> bool: ...
 
+    def index(self) -> int:
+        """Commands done: the position in the stack (with a push counter, it tells whether anything changed)."""
+        ...
+
 
 class ListUndoSink:
     """An undo stack in a list (the model's sink without Qt: tests, scripts)."""
 
     def __init__(self) -> None:
         self.commands: list[Command] = []
-        self.index = 0  # commands[:index] are done
+        self._index = 0  # commands[:_index] are done
         self.clean_index: int | None = 0
 
     def push(self, command: Command) -> None:
-        del self.commands[self.index :]
-        if self.clean_index is not None and self.clean_index > self.index:
+        del self.commands[self._index :]
+        if self.clean_index is not None and self.clean_index > self._index:
             self.clean_index = None
         command.redo()
         last = self.commands[-1] if self.commands else None
@@ -71,34 +75,38 @@ class ListUndoSink:
         if mergeable and last.merge_with(command):
             return
         self.commands.append(command)
-        self.index = len(self.commands)
+        self._index = len(self.commands)
 
     def undo(self) -> None:
-        if self.index > 0:
-            self.index -= 1
-            self.commands[self.index].undo()
+        if self._index > 0:
+            self._index -= 1
+            self.commands[self._index].undo()
 
     def redo(self) -> None:
-        if self.index < len(self.commands):
-            self.commands[self.index].redo()
-            self.index += 1
+        if self._index < len(self.commands):
+            self.commands[self._index].redo()
+            self._index += 1
+
+    def index(self) -> int:
+        """Commands done (the position in the stack, as ``QUndoStack.index``)."""
+        return self._index
 
     def count(self) -> int:
         return len(self.commands)
 
     def texts(self) -> list[str]:
-        return [c.text for c in self.commands[: self.index]]
+        return [c.text for c in self.commands[: self._index]]
 
     def clear(self) -> None:
         self.commands.clear()
-        self.index = 0
+        self._index = 0
         self.clean_index = 0
 
     def set_clean(self) -> None:
-        self.clean_index = self.index
+        self.clean_index = self._index
 
     def is_clean(self) -> bool:
-        return self.clean_index == self.index
+        return self.clean_index == self._index
 
 
 class _Cmd(Command):

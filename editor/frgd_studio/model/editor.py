@@ -211,21 +211,17 @@ class EditorModel:
                 return None
         snapshot, ui = self.doc.snapshot(), self.session_ui()
         pushes = self._pushes
-        undo_index = self._undo_index()
+        undo_index = self.undo.index()
 
         def done(out: Path) -> None:
             self.session_path = str(out)
-            if pushes == self._pushes and undo_index == self._undo_index():
+            if pushes == self._pushes and undo_index == self.undo.index():
                 self.undo.set_clean()
             self.recentChanged.emit(self.settings.add_recent(str(out)))
             self.status(f"Saved session {out}")
 
         return self.run_job(f"Save session {Path(path).name}", lambda _d, _p, _c: save_session(snapshot, path, ui),
                             done, same_photo=True)  # fmt: skip
-
-    def _undo_index(self) -> int:
-        index = getattr(self.undo, "index", None)
-        return int(index() if callable(index) else index or 0)
 
     # ------------------------------------------------------------------------------------------------ faces
     def detect(self) -> Job | None:

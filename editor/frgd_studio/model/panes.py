@@ -403,17 +403,14 @@ class SRPane(Pane):
             name, scale = info.name, self.scale
 
             def decide(est: backend.SREstimate | None) -> None:
-                if est is None or est.seconds < SLOW_SR_SECONDS:
-                    self.run(check_time=False)
-                    return
-                answer = self.ask_slow(est)
+                slow = est is not None and est.seconds >= SLOW_SR_SECONDS
+                answer = self.ask_slow(est) if slow else "run"
                 if answer == "fast" and est.alternative:
                     self.set_model(est.alternative)
-                    self.run(check_time=False)
-                elif answer == "run":
-                    self.run(check_time=False)
-                else:
+                elif answer != "run":
                     self.host.status("Upscale cancelled.")
+                    return
+                self.run(check_time=False)
 
             return self.host.run_job(f"Estimate {name} ×{scale}",
                                      lambda d, _p, _c: backend.sr_estimate(name, scale, h, w, d), decide)  # fmt: skip

@@ -103,17 +103,21 @@ def tile_bounds(length: int, tile: int) -> list[tuple[int, int]]:
     return list(zip(edges[:-1], edges[1:]))
 
 
+def padded_span(lo: int, hi: int, length: int, overlap: int) -> tuple[int, int]:
+    """The input span a core span ``[lo, hi)`` of an axis of ``length`` pixels is run with: ``overlap`` context
+    pixels on each side, clipped at the border."""
+    return max(0, lo - overlap), min(length, hi + overlap)
+
+
 def padded_tiles(height: int, width: int, tile: int, overlap: int) -> list[tuple[int, int, int, int]]:
     """The input boxes ``(y0, y1, x0, x1)`` :func:`tiled_upscale` feeds the network, in call order: each core tile of
-    :func:`tile_bounds` grown by ``overlap`` pixels per side, clipped at the border (one box when it all fits)."""
+    :func:`tile_bounds` grown by :func:`padded_span` (one box when it all fits)."""
     tile, overlap = (int(tile) if tile else max(height, width)), max(0, int(overlap))
     ys, xs = tile_bounds(height, tile), tile_bounds(width, tile)
     if len(ys) * len(xs) == 1:
         return [(0, height, 0, width)]
     return [
-        (max(0, y0 - overlap), min(height, y1 + overlap), max(0, x0 - overlap), min(width, x1 + overlap))
-        for y0, y1 in ys
-        for x0, x1 in xs
+        (*padded_span(y0, y1, height, overlap), *padded_span(x0, x1, width, overlap)) for y0, y1 in ys for x0, x1 in xs
     ]
 
 
@@ -209,13 +213,13 @@ def tiled_upscale(
     strip: torch.Tensor | None = None  # float32 accumulator for output rows [strip_top, ...)
     strip_top = 0
     for y0, y1 in ys:
-        py0, py1 = max(0, y0 - overlap), min(H, y1 + overlap)
+        py0, py1 = padded_span(y0, y1, H, overlap)
         # output rows touched by this tile row: [row_lo, row_hi) in input pixels
         row_lo = y0 - half if y0 > 0 else 0
         row_hi = y1 + half if y1 < H else H
         for x0, x1 in xs:
             check_cancel(cancel)
-            px0, px1 = max(0, x0 - overlap), min(W, x1 + overlap)
+            px0, px1 = padded_span(x0, x1, W, overlap)
             inp = x[:, :, py0:py1, px0:px1].to(run_device, non_blocking=True)
             with torch.inference_mode(), autocast:
                 res = fn(inp)
