@@ -12,6 +12,7 @@ pytest.importorskip("pytestqt")
 from PySide6.QtCore import QPoint, QPointF, Qt  # noqa: E402
 from PySide6.QtTest import QTest  # noqa: E402
 
+from frgd.diffusion.sampling.schedulers import RESAMPLE_MAX  # noqa: E402
 from frgd.faces import TEMPLATE_512  # noqa: E402
 from frgd_studio.main_window import MainWindow  # noqa: E402
 from frgd_studio.model import backend, commands  # noqa: E402
@@ -314,6 +315,19 @@ def test_masked_resample_keeps_outside(window, photo_file):
     assert s.parameters["masked"] is True
 
 
+def test_harmonise_box_reaches_the_sampler_and_the_sample(window, photo_file):
+    """The FRGD panel's Harmonise box is a persisted setting; a Resample with it runs the harmonising passes (the
+    sample's parameters record them, so a session keeps how each alternative was made)."""
+    open_with_faces(window, photo_file)
+    p = window.frgd_panel
+    assert p.harmonise.value() == 0 and p.harmonise.maximum() == RESAMPLE_MAX
+    p.harmonise.setValue(1)
+    assert window.model.settings.get("harmonise") == 1
+    resample(window, steps=3, samples=1, seed=5)
+    face = window.doc.faces[0]
+    assert face.samples[-1].parameters["weights"]["resample"] == 1
+
+
 def test_cancel_frgd_job(window, photo_file, qtbot):
     open_with_faces(window, photo_file)
     p = window.frgd_panel
@@ -474,7 +488,7 @@ def test_main_entry_opens_photo(qtbot, photo_file):
     def check_and_quit() -> None:
         wins = [w for w in QApplication.topLevelWidgets() if isinstance(w, MainWindow) and w.isVisible()]
         win = wins[-1]
-        if win.doc.photo is None or win.jobs.busy:
+        if win.doc.photo is None or win.jobs.busy or win.device_label.text().endswith("…"):
             QTimer.singleShot(100, check_and_quit)
             return
         seen["shape"] = win.doc.photo.shape

@@ -233,6 +233,36 @@ def test_unsaved_changes_question_on_open(model, photo_file, tmp_path, answer):
     assert model.jobs.wait(30) and asked == (["photo.png"] if answer == "cancel" else [])
 
 
+def test_the_device_label_is_resolved_off_the_owner_thread(model, monkeypatch):
+    """Resolving the device (torch, maybe CUDA start-up) runs on a helper thread; the text is posted back to the
+    owner's thread like a job event, and an error becomes text instead of an exception."""
+    import torch
+
+    import frgd.devices
+
+    threads = []
+
+    def fake_resolve(spec):
+        threads.append(threading.current_thread())
+        return torch.device("cpu")
+
+    monkeypatch.setattr(frgd.devices, "resolve_device", fake_resolve)
+    got: list[tuple[str, threading.Thread]] = []
+    model.request_device_text(lambda text: got.append((text, threading.current_thread()))).join(10)
+    assert threads and threads[0] is not threading.main_thread()
+    assert got == []  # posted, not called from the helper thread
+    model.jobs.drain()
+    assert len(got) == 1 and "CPU" in got[0][0] and got[0][1] is threading.main_thread()
+
+    def broken(spec):
+        raise RuntimeError("driver exploded")
+
+    monkeypatch.setattr(frgd.devices, "resolve_device", broken)
+    model.request_device_text(lambda text: got.append((text, threading.current_thread()))).join(10)
+    model.jobs.drain()
+    assert got[-1][0] == "cpu: driver exploded"
+
+
 def test_session_save_is_a_job_of_a_snapshot(model, photo_file, tmp_path):
     from frgd_studio.session import load_session
 

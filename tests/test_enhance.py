@@ -13,8 +13,8 @@ import frgd.identity
 from frgd.archs.frgd_unet_arch import FRGDUNet, tiny_config
 from frgd.cli.main import main
 from frgd.diffusion.model import make_train_scheduler, save_model_dir
-from frgd.diffusion.sampling.guidance import slider_to_weights
-from frgd.diffusion.sampling.pipeline import FRGDPipeline
+from frgd.diffusion.sampling.guidance import RESAMPLE_MAX, GuidanceWeights, slider_to_weights
+from frgd.diffusion.sampling.pipeline import FRGDPipeline, planned_model_calls
 from frgd.diffusion.sampling.schedulers import first_step
 from frgd.errors import InputError, MissingWeightsError
 from frgd.eval.faces import bench_sampler, evaluate_faces, select_pairs
@@ -81,6 +81,24 @@ def test_enhance_aligned_cli(tmp_path, model_dir, capsys):
     assert np.array_equal(load_rgb(files[0]), imgs[0])
     # never over the input
     assert main(["enhance", str(inp), "--aligned", "--model", str(model_dir), "--steps", "1", "-o", str(inp)]) == 2
+
+
+def test_enhance_harmonise_flag(tmp_path, model_dir, capsys):
+    """``--harmonise N`` reaches the sampler (another sample for the same seed, recorded in the provenance); a value
+    outside 0..RESAMPLE_MAX is a usage error (exit 2) from the parser."""
+    inp = save_image(tmp_path / "face.png", _face_like(0, 48))
+    base = ["enhance", str(inp), "--aligned", "--model", str(model_dir), "--seed", "2", "--steps", "3"]
+    base += ["--device", "cpu", "--identity", "1"]
+    assert main([*base, "-o", str(tmp_path / "h0.png")]) == 0
+    assert main([*base, "--harmonise", "1", "-o", str(tmp_path / "h1.png")]) == 0
+    capsys.readouterr()
+    prov = read_provenance(tmp_path / "h1.png")
+    assert prov["parameters"]["harmonise"] == 1 and read_provenance(tmp_path / "h0.png")["parameters"]["harmonise"] == 0
+    assert not np.array_equal(load_rgb(tmp_path / "h0.png"), load_rgb(tmp_path / "h1.png"))
+    with pytest.raises(SystemExit) as exc:  # refused by the parser, before any model loads
+        main([*base, "--harmonise", str(RESAMPLE_MAX + 1), "-o", str(tmp_path / "bad.png")])
+    assert exc.value.code == 2 and f"--harmonise must be an integer in 0..{RESAMPLE_MAX}" in capsys.readouterr().err
+    assert not (tmp_path / "bad.png").exists()
 
 
 def test_enhance_aligned_mask_keeps_base(pipe):
@@ -166,7 +184,9 @@ def test_bench_enhance_cli(capsys):
     assert main(args) == 0
     data = json.loads(capsys.readouterr().out)
     assert [r["num_samples"] for r in data["runs"]] == [1, 2]
-    ran = 2 - first_step(2, slider_to_weights(0.5, has_reference=False).strength)  # bench default slider 0.5
+    w = slider_to_weights(0.5, has_reference=False)  # the bench's default slider 0.5
+    ran = planned_model_calls(make_train_scheduler(), "dpmpp", 2, w)
+    assert ran == 2 - first_step(2, w.strength)  # by default no harmonising passes
     assert all(r["seconds"] > 0 and r["model_calls"] == ran for r in data["runs"])
     assert "random weights" in data["model"]
 
@@ -175,7 +195,8 @@ def test_bench_with_reference_uses_cfg_batch():
     res = bench_sampler(config="tiny", steps=4, samples=2, identity_strength=0.5, device="cpu")
     w = res["runs"][1]["weights"]
     assert 0 < w["cfg"] != 1  # both branches, batched into one call per step
-    assert res["runs"][1]["model_calls"] == 4 - first_step(4, w["strength"])
+    planned = planned_model_calls(make_train_scheduler(), "dpmpp", 4, GuidanceWeights(**w))
+    assert res["runs"][1]["model_calls"] == planned == 4 - first_step(4, w["strength"])  # no harmonising passes
 
 
 def _fake_faces(root, n_ids: int = 3, per_id: int = 2):

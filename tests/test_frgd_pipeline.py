@@ -13,13 +13,14 @@ from frgd.diffusion.sampling.guidance import (
     CONTENT_MAX,
     CONTENT_MIN,
     IDENTITY_MAX,
+    RESAMPLE_MAX,
     STRENGTH_MIN,
     GuidanceWeights,
     downscale_to,
     identity_size_factor,
     slider_to_weights,
 )
-from frgd.diffusion.sampling.pipeline import FRGDPipeline, feather_inside, normalize_seeds
+from frgd.diffusion.sampling.pipeline import FRGDPipeline, feather_inside, normalize_seeds, planned_model_calls
 from frgd.diffusion.sampling.schedulers import first_step
 from frgd.errors import Cancelled, InputError, MissingWeightsError
 from frgd.identity import IdentityEncoder
@@ -127,10 +128,13 @@ def test_cancel_stops_within_one_step(pipe, degraded):
     token = CancelToken()
     seen = []
 
+    at_cancel = []
+
     def progress(done, total, msg):
         seen.append(done)
         if done == 2:
             token.cancel()
+            at_cancel.append(len(calls))
 
     calls, handle = _count_calls(pipe)
     try:
@@ -139,7 +143,7 @@ def test_cancel_stops_within_one_step(pipe, degraded):
     finally:
         handle.remove()
     assert seen == [1, 2]
-    assert len(calls) == 2  # no model call after the cancel request
+    assert len(calls) == at_cancel[0] >= 2  # no model call after the cancel request
 
     token2 = CancelToken()
     token2.cancel()
@@ -161,8 +165,9 @@ def test_cfg_runs_one_batched_call_per_step(pipe, degraded):
         handle.remove()
     assert out.weights.cfg == pytest.approx(CFG_MAX * 0.5)
     assert 0 < out.weights.cfg != 1  # both branches needed
-    ran = 4 - first_step(4, out.weights.strength)  # the slider's img2img strength skips the first steps
-    assert calls == [4] * ran  # conditional + null branch of 2 samples in one call, once per step
+    ran = planned_model_calls(pipe.scheduler, "dpmpp", 4, out.weights)  # img2img strength, harmonising passes
+    assert ran == 4 - first_step(4, out.weights.strength)  # by default no harmonising passes
+    assert calls == [4] * ran  # conditional + null branch of 2 samples in one call, once per model call
     assert out.identity_scores is not None and out.identity_scores.shape == (2,)
 
 
@@ -226,6 +231,34 @@ def test_content_weight_pulls_towards_input(pipe, degraded):
     tied = pipe(degraded, weights=GuidanceWeights(identity=0.0, content=1.0, cfg=0.0), **kw).images
     err = lambda x: float((downscale_to(x, (8, 8)) - degraded).abs().mean())  # noqa: E731
     assert err(tied) < 0.05 < err(free)
+
+
+def test_harmonising_passes_are_seeded_counted_and_checked(pipe, degraded):
+    """``harmonise=1``: one more model call per step above ``RESAMPLE_SIGMA_MIN`` (each pass a guided trial step and
+    fresh seeded noise back), deterministic for a seed, a different sample than without; out-of-range values are
+    usage errors; the weights record the passes."""
+    ref = [_unit(8)]
+    kw = dict(references=ref, identity_strength=1.0, num_samples=2, seeds=[5, 6], steps=6)
+    calls, handle = _count_calls(pipe)
+    try:
+        one = pipe(degraded, harmonise=1, **kw)
+    finally:
+        handle.remove()
+    assert len(calls) == planned_model_calls(pipe.scheduler, "dpmpp", 6, one.weights) > 6
+    assert one.weights.resample == 1 and one.params["weights"]["resample"] == 1
+    torch.testing.assert_close(pipe(degraded, harmonise=1, **kw).images, one.images, rtol=0, atol=0)
+    assert not torch.allclose(pipe(degraded, harmonise=0, **kw).images, one.images)
+    for bad in (-1, RESAMPLE_MAX + 1, 1.5):
+        with pytest.raises(InputError, match="harmonise"):
+            pipe(degraded, harmonise=bad, **kw)
+
+
+def test_content_guidance_still_pulls_towards_the_input_with_harmonising_passes(pipe, degraded):
+    kw = dict(num_samples=2, seeds=[1, 2], steps=4, harmonise=1)
+    free = pipe(degraded, weights=GuidanceWeights(identity=0.0, content=0.0, cfg=0.0), **kw).images
+    tied = pipe(degraded, weights=GuidanceWeights(identity=0.0, content=1.0, cfg=0.0), **kw).images
+    err = lambda x: float((downscale_to(x, (8, 8)) - degraded).abs().mean())  # noqa: E731
+    assert err(tied) < 0.5 * err(free)
 
 
 def test_epsilon_model_and_references_as_embeddings(encoder, degraded):

@@ -231,6 +231,26 @@ def test_restore_method_frgd_is_frgd_enhance(tmp_path, model_dir, capsys):
     assert prov["identity_changed"] is True and prov["model"].startswith("frgd:")
 
 
+@pytest.mark.parametrize(
+    ("extra", "named"),
+    [
+        (["--identity", "0.9"], "--identity is FRGD's"),
+        (["--steps", "30", "--model", "somewhere"], "--steps, --model are FRGD's"),
+        (["--scheduler", "ddim"], "--scheduler is FRGD's"),
+        (["--harmonise", "1"], "--harmonise is FRGD's"),
+        (["--reference", str(REFERENCE)], "--reference is FRGD's"),
+    ],
+)
+def test_restore_gfpgan_refuses_the_frgd_flags_it_would_ignore(tmp_path, capsys, extra, named):
+    """``frgd restore --method gfpgan`` with an FRGD-only flag is a usage error (exit 2) naming the flag, before any
+    model loads, instead of a result that silently ignores it."""
+    out = tmp_path / "r.png"
+    assert main(["restore", str(DEMO), "-o", str(out), "--method", "gfpgan", "--device", "cpu", *extra]) == 2
+    err = capsys.readouterr().err
+    assert named in err and "--method frgd" in err
+    assert not out.exists()
+
+
 # --------------------------------------------------------------------------------------- (c) face numbers
 def test_face_numbers_are_the_same_in_the_cli_and_the_editor(tmp_path, model_dir, monkeypatch, capsys, qapp):
     """Faces are numbered 1, 2, 3 from left to right everywhere, whatever order the detector returns them in."""

@@ -181,7 +181,16 @@ class MainWindow(QMainWindow):
             box.exec()
 
     def update_status_device(self) -> None:
-        self.device_label.setText(f"Device: {self.model.device_text()}")
+        """Show the chosen device; it is resolved off the GUI thread (starting CUDA can take seconds)."""
+        spec = self.model.settings.get("device")
+        self.device_label.setText(f"Device: {spec} …")
+        self.model.request_device_text(self._show_device_text)
+
+    def _show_device_text(self, text: str) -> None:
+        try:
+            self.device_label.setText(f"Device: {text}")
+        except RuntimeError:  # the window was closed before the device was resolved
+            pass
 
     def update_status_model(self) -> None:
         s = self.model.frgd.status()

@@ -162,6 +162,7 @@ class FRGDRequest:
     seeds: list[int] | None
     steps: int
     model_dir: str | None
+    harmonise: int = 0  # harmonising passes per step (frgd.diffusion.sampling.guidance.RESAMPLE)
 
 
 def run_frgd(req: FRGDRequest, device, progress: ProgressFn | None, cancel: CancelToken | None) -> list[Sample]:
@@ -172,7 +173,9 @@ def run_frgd(req: FRGDRequest, device, progress: ProgressFn | None, cancel: Canc
 
     pipe = frgd_pipeline(req.model_dir, device)
     check_cancel(cancel)
-    restorer = FRGDRestorer(pipe, identity_strength=req.identity_strength, steps=int(req.steps))
+    restorer = FRGDRestorer(
+        pipe, identity_strength=req.identity_strength, steps=int(req.steps), harmonise=int(req.harmonise)
+    )
     request = FaceRequest(mask=req.mask, base=req.base, base_paste_mask=req.base_mask, references=req.references)
     seeds = normalize_seeds(req.seeds, int(req.num_samples))
     face = photo_face(req.face, req.number)

@@ -8,6 +8,7 @@ model runs headless in tests.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -354,6 +355,7 @@ class EditorModel:
         self.deviceChanged.emit()
 
     def device_text(self) -> str:
+        """The chosen device in words (resolves it: imports torch and may initialise CUDA; not on the GUI thread)."""
         spec = self.settings.get("device")
         try:
             from frgd.devices import describe_device, resolve_device
@@ -361,6 +363,21 @@ class EditorModel:
             return describe_device(resolve_device(spec))
         except FRGDError as err:
             return f"{spec}: {err}"
+
+    def request_device_text(self, on_text: Callable[[str], None]) -> threading.Thread:
+        """Resolve :meth:`device_text` on a short-lived daemon thread and post ``on_text(text)`` to the owner's thread
+        (like every job event): starting CUDA can take seconds and the GUI thread never runs torch."""
+
+        def work() -> None:
+            try:
+                text = self.device_text()
+            except Exception as err:  # noqa: BLE001 - a label, never a crash
+                text = f"{self.settings.get('device')}: {err}"
+            self.jobs.post(lambda: on_text(text))
+
+        thread = threading.Thread(target=work, name="frgd-device-label", daemon=True)
+        thread.start()
+        return thread
 
     # ------------------------------------------------------------------------------------------------ export
     def export_choices(self) -> list[str]:

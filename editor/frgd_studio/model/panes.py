@@ -160,6 +160,7 @@ class FRGDParams:
     samples: int
     seed: int
     lock_seed: bool
+    harmonise: int
 
     def seeds_for_run(self) -> list[int] | None:
         """Locked: ``[seed, seed+1, ...]``; unlocked: ``None`` (the pipeline draws and reports random seeds)."""
@@ -172,7 +173,7 @@ class FRGDPane(Pane):
     """Identity-guided diffusion for the selected face: parameters, the model folder, Resample."""
 
     name = "FRGD"
-    PARAMS = ("identity_strength", "steps", "samples", "seed", "lock_seed")
+    PARAMS = ("identity_strength", "steps", "samples", "seed", "lock_seed", "harmonise")
 
     def params(self) -> FRGDParams:
         s = self.host.settings
@@ -258,6 +259,7 @@ class FRGDPane(Pane):
             num_samples=p.samples,
             seeds=p.seeds_for_run(),
             steps=p.steps,
+            harmonise=p.harmonise,
             model_dir=path,
         )
 

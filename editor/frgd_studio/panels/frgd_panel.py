@@ -38,6 +38,12 @@ class FRGDPanel(QWidget):
         self.slider_value = QLabel()
         self.steps = QSpinBox()
         self.steps.setRange(*(int(v) for v in RANGES["steps"]))
+        self.harmonise = QSpinBox()
+        self.harmonise.setRange(*(int(v) for v in RANGES["harmonise"]))
+        self.harmonise.setToolTip(
+            "Harmonising passes per step: the model re-reads what the guidance did before the next step (fewer "
+            "cracks and smears toward the identity end; each pass costs one more model call per step)"
+        )
         self.samples = QSpinBox()
         self.samples.setRange(*(int(v) for v in RANGES["samples"]))
         self.seed = QSpinBox()
@@ -62,6 +68,7 @@ class FRGDPanel(QWidget):
         seed_row.addWidget(self.lock_seed)
         form = QFormLayout()
         form.addRow("Steps", self.steps)
+        form.addRow("Harmonise", self.harmonise)
         form.addRow("Samples per run", self.samples)
         form.addRow("Seed", seed_row)
         model_row = QHBoxLayout()
@@ -77,6 +84,7 @@ class FRGDPanel(QWidget):
 
         self.slider.valueChanged.connect(lambda v: pane.set_param("identity_strength", v / 100.0))
         self.steps.valueChanged.connect(lambda v: pane.set_param("steps", int(v)))
+        self.harmonise.valueChanged.connect(lambda v: pane.set_param("harmonise", int(v)))
         self.samples.valueChanged.connect(lambda v: pane.set_param("samples", int(v)))
         self.seed.valueChanged.connect(lambda v: pane.set_param("seed", int(v)))
         self.lock_seed.toggled.connect(lambda on: pane.set_param("lock_seed", bool(on)))
@@ -96,7 +104,8 @@ class FRGDPanel(QWidget):
         """Show the pane's parameters and status."""
         p = self.pane.params()
         for widget, value in ((self.slider, int(round(100 * p.identity_strength))), (self.steps, p.steps),
-                              (self.samples, p.samples), (self.seed, p.seed)):  # fmt: skip
+                              (self.harmonise, p.harmonise), (self.samples, p.samples),
+                              (self.seed, p.seed)):  # fmt: skip
             if widget.value() != value:
                 widget.setValue(value)
         if self.lock_seed.isChecked() != p.lock_seed:

@@ -45,8 +45,8 @@ def _passive_omp_threads() -> None:
 
 
 def _add_sampler_flags(p: argparse.ArgumentParser) -> None:
-    """``--steps`` and ``--scheduler`` (choices from the scheduler registry)."""
-    from ..diffusion.sampling.schedulers import DEFAULT_SCHEDULER, DEFAULT_STEPS, SCHEDULERS
+    """``--steps``, ``--scheduler`` (choices from the scheduler registry) and ``--harmonise``."""
+    from ..diffusion.sampling.schedulers import DEFAULT_SCHEDULER, DEFAULT_STEPS, RESAMPLE, RESAMPLE_MAX, SCHEDULERS
 
     p.add_argument(
         "--steps", type=int, default=DEFAULT_STEPS, metavar="T", help=f"sampling steps (default {DEFAULT_STEPS})"
@@ -58,6 +58,25 @@ def _add_sampler_flags(p: argparse.ArgumentParser) -> None:
         help="sampler: "
         + "; ".join(f"{k} = {v.help}" for k, v in SCHEDULERS.items())
         + f" (default {DEFAULT_SCHEDULER})",
+    )
+
+    def harmonise_arg(text: str) -> int:
+        try:
+            n = int(text)
+        except ValueError:
+            n = -1
+        if not 0 <= n <= RESAMPLE_MAX:
+            raise argparse.ArgumentTypeError(f"--harmonise must be an integer in 0..{RESAMPLE_MAX}, got {text!r}")
+        return n
+
+    p.add_argument(
+        "--harmonise",
+        type=harmonise_arg,
+        default=RESAMPLE,
+        metavar="N",
+        help=f"harmonising passes per sampling step, 0..{RESAMPLE_MAX}: each lets the model re-read what the guidance "
+        "did (fewer cracks and smears at the identity end, one more model call per step; "
+        f"default {RESAMPLE})",
     )
 
 
@@ -72,9 +91,26 @@ def add_faces_flag(p: argparse.ArgumentParser) -> None:
     )
 
 
+FRGD_ONLY_FLAGS = ("--reference", "--identity", "--steps", "--scheduler", "--harmonise", "--model")
+"""The flags of :func:`add_frgd_flags`: ``frgd restore`` refuses them with another ``--method`` (which would ignore
+them)."""
+
+
+def frgd_flags_given(args: argparse.Namespace) -> list[str]:
+    """Those of :data:`FRGD_ONLY_FLAGS` whose value in ``args`` differs from :func:`add_frgd_flags`' default."""
+    p = argparse.ArgumentParser(add_help=False)
+    add_frgd_flags(p)
+    given = []
+    for flag in FRGD_ONLY_FLAGS:
+        dest = flag.lstrip("-").replace("-", "_")
+        if getattr(args, dest, None) != p.get_default(dest):
+            given.append(flag)
+    return given
+
+
 def add_frgd_flags(p: argparse.ArgumentParser) -> None:
     """The FRGD settings of ``frgd enhance`` and ``frgd restore --method frgd``: references, identity strength, sampler,
-    model folder."""
+    model folder (:data:`FRGD_ONLY_FLAGS`)."""
     p.add_argument(
         "--reference", action="append", default=[], metavar="REF", help="reference photo of the person (repeatable)"
     )
@@ -222,6 +258,7 @@ class _Enhance:
             "samples": args.samples,
             "steps": args.steps,
             "scheduler": args.scheduler,
+            "harmonise": args.harmonise,
             "aligned": bool(args.aligned),
             "mask": Path(args.mask).name if args.mask else None,
             "identity_guided": bool(self.restorer.references) and args.identity > 0,
@@ -322,7 +359,9 @@ def _load_enhance(args: argparse.Namespace, protect: list[str]) -> _Enhance:
         m = load_image(args.mask).rgb
         mask = (m.astype(np.float32) / (65535.0 if m.dtype == np.uint16 else 255.0)).mean(axis=2)
     frgd = load_frgd_pipeline(args.model, device=args.device)
-    restorer = FRGDRestorer(frgd, identity_strength=args.identity, steps=args.steps, scheduler=args.scheduler)
+    restorer = FRGDRestorer(
+        frgd, identity_strength=args.identity, steps=args.steps, scheduler=args.scheduler, harmonise=args.harmonise
+    )
     pipe = FacePipeline(restorer, sr_model=args.sr_model or "auto", tile=getattr(args, "tile", "auto"))
     refs = [load_rgb(r) for r in args.reference]
     restorer.references = refs if args.aligned else pipe.reference_crops(refs)
@@ -344,6 +383,7 @@ def _cmd_eval_faces(args: argparse.Namespace) -> int:
         sliders=args.sliders,
         steps=args.steps,
         scheduler=args.scheduler,
+        harmonise=args.harmonise,
         batch=args.batch,
         seed=args.seed,
         judge=not args.no_judge,
@@ -379,6 +419,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         steps=args.steps,
         samples=args.samples,
         scheduler=args.scheduler,
+        harmonise=args.harmonise,
         identity_strength=args.identity,
         with_reference=not args.no_reference,
         repeats=args.repeats,

@@ -16,7 +16,7 @@ from typing import Any
 
 from ..devices import DEVICE_HELP, device_arg
 from ..errors import InputError
-from .cmd_enhance import add_batch_flags, add_faces_flag, add_frgd_flags
+from .cmd_enhance import add_batch_flags, add_faces_flag, add_frgd_flags, frgd_flags_given
 from .main import emit, tile_arg
 
 logger = logging.getLogger(__name__)
@@ -262,8 +262,12 @@ def _cmd_restore(args: argparse.Namespace) -> int:
     if args.method == "frgd":
         return _restore_frgd(args)
 
-    if args.reference:
-        raise InputError(f"--reference needs --method frgd ({args.method} takes no reference photo)")
+    ignored = frgd_flags_given(args)
+    if ignored:
+        raise InputError(
+            f"{', '.join(ignored)} {'is' if len(ignored) == 1 else 'are'} FRGD's: use --method frgd "
+            f"({args.method} takes no reference photo and has no sampler)"
+        )
     if not 0.0 <= args.weight <= 1.0:
         raise InputError(f"--weight must be in [0, 1], got {args.weight}")
     items, single = _single_or_batch(args, args.image)

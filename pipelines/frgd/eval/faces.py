@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from ..devices import describe_device, resolve_device
+from ..diffusion.sampling.guidance import RESAMPLE
 from ..diffusion.sampling.pipeline import DEFAULT_SCHEDULER, DEFAULT_STEPS, FRGDPipeline, prefers_channels_last
 from ..errors import InputError
 from ..tensor import image_to_tensor, tensor_to_image
@@ -121,6 +122,7 @@ def evaluate_faces(
     sliders: list[float] | tuple[float, ...] = (0.0, 0.5, 1.0),
     steps: int = DEFAULT_STEPS,
     scheduler: str = DEFAULT_SCHEDULER,
+    harmonise: int | None = None,
     batch: int = 8,
     seed: int = 0,
     judge: bool = True,
@@ -214,6 +216,7 @@ def evaluate_faces(
                     seeds=[seed + first + j for j in range(i, i + n)],  # pair k always gets seed + k
                     steps=steps,
                     scheduler=scheduler,
+                    harmonise=harmonise,
                 )
                 outs.extend(tensor_to_image(x) for x in res.images)
                 if res.identity_scores is not None:
@@ -226,8 +229,9 @@ def evaluate_faces(
     if grid is not None:
         check_cancel(cancel)
         grid_info = _write_grid(
-            grid, pipe, lqs, bic, gts, ref_emb, sliders, grid_faces, seed=seed, steps=steps, scheduler=scheduler
-        )
+            grid, pipe, lqs, bic, gts, ref_emb, sliders, grid_faces, seed=seed, steps=steps, scheduler=scheduler,
+            harmonise=harmonise,
+        )  # fmt: skip
     return {
         "grid": grid_info,
         "data": str(root),
@@ -240,6 +244,7 @@ def evaluate_faces(
         "model": pipe.name,
         "steps": steps,
         "scheduler": scheduler,
+        "harmonise": RESAMPLE if harmonise is None else harmonise,
         "seed": seed,
         "device": describe_device(dev),
         "metrics": {
@@ -336,6 +341,7 @@ def bench_sampler(
     steps: int = DEFAULT_STEPS,
     samples: int = 4,
     scheduler: str = DEFAULT_SCHEDULER,
+    harmonise: int | None = None,
     identity_strength: float = 0.5,
     with_reference: bool = True,
     repeats: int = 1,
@@ -354,7 +360,7 @@ def bench_sampler(
         ref = F.normalize(torch.randn(1, pipe.identity_dim, generator=g), dim=1)
         _ = pipe.identity_encoder  # load outside the timed region
     deg = torch.rand(1, 3, pipe.size // 8, pipe.size // 8, generator=torch.Generator().manual_seed(2))
-    common = dict(references=ref, identity_strength=identity_strength, scheduler=scheduler)
+    common = dict(references=ref, identity_strength=identity_strength, scheduler=scheduler, harmonise=harmonise)
     pipe(deg, num_samples=1, seeds=[0], steps=2, **common)  # warm-up (allocator, kernels)
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
@@ -443,6 +449,7 @@ def _write_grid(
     seed: int,
     steps: int,
     scheduler: str,
+    harmonise: int | None = None,
 ) -> dict[str, Any]:
     """Sample grid (rows = faces; columns = input, bicubic, one sample per slider value, ground truth) -> PNG."""
     from ..io import Provenance, save_image
@@ -463,6 +470,7 @@ def _write_grid(
             seeds=seeds,
             steps=steps,
             scheduler=scheduler,
+            harmonise=harmonise,
         )
         columns.append([tensor_to_image(x) for x in res.images])
         seeds_per_column.append(seeds)

@@ -256,14 +256,16 @@ class FRGDRestorer(Restorer):
         identity_strength: float = 0.5,
         steps: int | None = None,
         scheduler: str | None = None,
+        harmonise: int | None = None,
     ) -> None:
-        from ..diffusion.sampling.schedulers import DEFAULT_SCHEDULER, DEFAULT_STEPS
+        from ..diffusion.sampling.schedulers import DEFAULT_SCHEDULER, DEFAULT_STEPS, RESAMPLE
 
         self.pipe = pipe
         self.references = list(references)
         self.identity_strength = float(identity_strength)
         self.steps = int(DEFAULT_STEPS if steps is None else steps)
         self.scheduler = scheduler or DEFAULT_SCHEDULER
+        self.harmonise = int(RESAMPLE if harmonise is None else harmonise)
         self.crop_size = FACE_SIZE
 
     @property
@@ -281,7 +283,12 @@ class FRGDRestorer(Restorer):
         return self.steps
 
     def params(self) -> dict[str, Any]:
-        return {"identity_strength": self.identity_strength, "steps": self.steps, "scheduler": self.scheduler}
+        return {
+            "identity_strength": self.identity_strength,
+            "steps": self.steps,
+            "scheduler": self.scheduler,
+            "harmonise": self.harmonise,
+        }
 
     def restore_crop(
         self,
@@ -314,6 +321,7 @@ class FRGDRestorer(Restorer):
             seeds=list(seeds),
             steps=self.steps,
             scheduler=self.scheduler,
+            harmonise=self.harmonise,
             mask=mask,
             base=base,
             progress=progress,

@@ -36,6 +36,8 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 
+from .schedulers import RESAMPLE, RESAMPLE_MAX
+
 logger = logging.getLogger(__name__)
 
 IDENTITY_MAX = 0.125
@@ -57,6 +59,8 @@ more of the identity, get ``IDENTITY_MAX * IDENTITY_FULL_PX / px`` (measured: 16
 inputs near 0.0625), never less than ``IDENTITY_MIN_SHARE`` of it."""
 IDENTITY_MIN_SHARE = 0.25
 """Floor of the input-size factor of the identity weight (an extrapolation beyond the measured 16 and 32 px)."""
+RESAMPLE_SIGMA_MIN = IDENTITY_SIGMA_OFF
+"""Steps below this noise level are not repeated (identity guidance is off there and the content projection fades)."""
 STRENGTH_MIN = 0.3
 """Share of the trajectory sampled at ``s = 0`` (img2img from the noised base): the content end stays close to the
 input (measured above bicubic in PSNR) and runs 30 % of the steps."""
@@ -74,7 +78,9 @@ class GuidanceWeights:
     (``out = out_null + cfg * (out_id - out_null)``; 0 = null embedding only, 1 = plain conditional);
     ``content_noise``: assumed noise std of the input (``[-1, 1]`` units) below which the projection fades;
     ``strength``: share of the trajectory that is sampled (diffusers' img2img ``strength``): 1 starts from pure noise,
-    ``0 < strength < 1`` starts from the base noised to the level of step ``(1 - strength) * steps``.
+    ``0 < strength < 1`` starts from the base noised to the level of step ``(1 - strength) * steps``;
+    ``resample``: harmonising passes before each step at ``sigma >= RESAMPLE_SIGMA_MIN`` (:data:`RESAMPLE`; 0 = none;
+    a step's guidance pushes are shared equally by its passes, so the weights keep their meaning).
     """
 
     identity: float
@@ -82,6 +88,7 @@ class GuidanceWeights:
     cfg: float
     content_noise: float = CONTENT_NOISE
     strength: float = 1.0
+    resample: int = RESAMPLE
 
     def as_dict(self) -> dict[str, float]:
         return asdict(self)
@@ -297,6 +304,9 @@ __all__ = [
     "IDENTITY_FULL_PX",
     "IDENTITY_MIN_SHARE",
     "IDENTITY_SIGMA_OFF",
+    "RESAMPLE",
+    "RESAMPLE_MAX",
+    "RESAMPLE_SIGMA_MIN",
     "STRENGTH_MIN",
     "ContentGuidance",
     "GuidanceContext",

@@ -40,6 +40,8 @@ from ...identity.meter import MeterReading, choose_meter_backend, load_calibrati
 from ...jobs import CancelToken, ProgressFn, check_cancel, report
 from ..model import build_cond
 from .guidance import (
+    RESAMPLE_MAX,
+    RESAMPLE_SIGMA_MIN,
     ContentGuidance,
     GuidanceContext,
     GuidanceWeights,
@@ -48,7 +50,16 @@ from .guidance import (
     guidance_delta,
     slider_to_weights,
 )
-from .schedulers import DEFAULT_SCHEDULER, DEFAULT_STEPS, SCHEDULER_NAMES, SCHEDULERS, first_step, make_stepper
+from .schedulers import (
+    DEFAULT_SCHEDULER,
+    DEFAULT_STEPS,
+    SCHEDULER_NAMES,
+    SCHEDULERS,
+    ddim_update,
+    first_step,
+    make_stepper,
+    renoise,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -89,6 +100,23 @@ def normalize_seeds(seeds: Sequence[int] | int | None, num_samples: int) -> list
     if len(out) != num_samples:
         raise InputError(f"got {len(out)} seeds for {num_samples} samples; give one seed per sample or a single int")
     return out
+
+
+def resample_passes(w: GuidanceWeights, alpha_bar: float, alpha_bar_next: float) -> int:
+    """Harmonising passes before a step from ``alpha_bar`` to ``alpha_bar_next``: ``w.resample`` while the noise level
+    ``sqrt(1 - alpha_bar)`` is at least :data:`.guidance.RESAMPLE_SIGMA_MIN`, never before the last step."""
+    if w.resample <= 0 or alpha_bar_next >= 1.0 or (1.0 - alpha_bar) ** 0.5 < RESAMPLE_SIGMA_MIN:
+        return 0
+    return int(w.resample)
+
+
+def planned_model_calls(train_scheduler, scheduler: str, steps: int, w: GuidanceWeights) -> int:
+    """UNet calls of one sampling run (classifier-free guidance batches its two branches into one call): one per step
+    sampled at ``w.strength``, plus the harmonising passes (:func:`resample_passes`)."""
+    stepper = make_stepper(scheduler, train_scheduler, steps)
+    n = len(stepper.timesteps)
+    first = first_step(n, w.strength)
+    return sum(1 + resample_passes(w, stepper.alpha_bar(i), stepper.alpha_bar_next(i)) for i in range(first, n))
 
 
 def noised(x0: torch.Tensor, alpha_bar: float, noise: torch.Tensor) -> torch.Tensor:
@@ -396,6 +424,7 @@ class FRGDPipeline:
         weights: GuidanceWeights | None = None,
         reference_per_sample: bool = False,
         fusion: str = "clean",
+        harmonise: int | None = None,
         progress: ProgressFn | None = None,
         cancel: CancelToken | None = None,
     ) -> FRGDOutput:
@@ -417,6 +446,9 @@ class FRGDPipeline:
                 guided towards reference ``i`` (evaluation batches of different people).
             fusion: with a mask, the known-content channels of ``cond``: ``"clean"`` (the base) or ``"noisy"`` (each
                 step's ``x_t`` outside the mask, training's noisy fusion).
+            harmonise: harmonising passes per step (overrides ``weights.resample``; ``None``: the weights' own,
+                :data:`.guidance.RESAMPLE`); each costs one more model call per step above
+                :data:`.guidance.RESAMPLE_SIGMA_MIN`.
         """
         # 1. inputs, seeds, references
         t_start = time.perf_counter()
@@ -426,6 +458,8 @@ class FRGDPipeline:
         )  # fmt: skip
         if fusion not in FUSION_MODES:
             raise InputError(f"fusion must be one of {', '.join(FUSION_MODES)}, got {fusion!r}")
+        if harmonise is not None and not (isinstance(harmonise, int) and 0 <= harmonise <= RESAMPLE_MAX):
+            raise InputError(f"harmonise must be an integer in 0..{RESAMPLE_MAX}, got {harmonise!r}")
         check_cancel(cancel)
         n = num_samples
         seed_list = normalize_seeds(seeds, n)
@@ -442,6 +476,8 @@ class FRGDPipeline:
         w = weights or slider_to_weights(identity_strength, has_reference=ref is not None, input_px=input_px)
         if ref is None:
             w = dataclasses.replace(w, identity=0.0, cfg=0.0)
+        if harmonise is not None:
+            w = dataclasses.replace(w, resample=int(harmonise))
         S = self.size
         deg = degraded.float().clamp(0, 1).to(dev)
         deg = deg.expand(n, -1, -1, -1) if deg.shape[0] == 1 else deg
@@ -484,22 +520,31 @@ class FRGDPipeline:
         t_guide = t_model = 0.0
         for i in range(first, len(timesteps)):
             t = timesteps[i]
-            check_cancel(cancel)
             a, a_next = stepper.alpha_bar(i), stepper.alpha_bar_next(i)
-            if noisy_fusion:
-                cond = torch.cat([cond[:, :4], x * (1 - m)], dim=1)  # (a) x_t outside the mask = q(x_t | base)
-            tm = time.perf_counter()
-            out = self._model_out(x, t, cond, ref, w.cfg)  # (b)
-            t_model += time.perf_counter() - tm
-            x0 = self._x0(out, x, a).clamp(-1, 1)  # (c)
+            passes = 1 + resample_passes(w, a, a_next)
+            for r in range(passes):
+                check_cancel(cancel)
+                if noisy_fusion:
+                    cond = torch.cat([cond[:, :4], x * (1 - m)], dim=1)  # (a) x_t outside the mask = q(x_t | base)
+                tm = time.perf_counter()
+                out = self._model_out(x, t, cond, ref, w.cfg)  # (b)
+                t_model += time.perf_counter() - tm
+                x0 = self._x0(out, x, a).clamp(-1, 1)  # (c)
+                tg = time.perf_counter()
+                ctx = GuidanceContext(alpha_bar=a, alpha_bar_next=a_next, step=i, num_steps=len(timesteps))
+                delta = guidance_delta(x0, guides, ctx)  # (e), shared equally by the passes
+                t_guide += time.perf_counter() - tg
+                if delta is not None:
+                    delta = m * (delta / passes)
+                if r + 1 < passes:  # (g) a harmonising pass: a guided trial DDIM step, then back to this level
+                    x_trial = ddim_update(x0, x, a, a_next) + (0.0 if delta is None else delta)
+                    x = renoise(x_trial, a, a_next, self._noise(gens, (3, S, S)))
+                    if hard is not None:
+                        x = m * x + (1 - m) * noised(base_pm, a, self._noise(gens, (3, S, S)))
             step_noise = self._noise(gens, (3, S, S)) if eta > 0 else None
             x_next = stepper.step(x0, x, i, step_noise)  # (d)
-            tg = time.perf_counter()
-            ctx = GuidanceContext(alpha_bar=a, alpha_bar_next=a_next, step=i, num_steps=len(timesteps))
-            delta = guidance_delta(x0, guides, ctx)  # (e)
-            t_guide += time.perf_counter() - tg
             if delta is not None:
-                x_next = x_next + m * delta
+                x_next = x_next + delta
             if hard is not None and i + 1 < len(timesteps):  # (f) at the stepper's own next level
                 x_next = m * x_next + (1 - m) * noised(base_pm, a_next, self._noise(gens, (3, S, S)))
             x = x_next
@@ -567,5 +612,7 @@ __all__ = [
     "IdentityGuidance",
     "feather_inside",
     "normalize_seeds",
+    "planned_model_calls",
     "prefers_channels_last",
+    "resample_passes",
 ]

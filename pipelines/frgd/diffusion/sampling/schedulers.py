@@ -33,6 +33,17 @@ DEFAULT_STEPS = 15
 """Default sampling steps for :data:`DEFAULT_SCHEDULER` (the issue's 15-20; 15 keeps one guided sample of the
 round-sized model within the 20 s goal on 2 CPU cores, see ``docs/results/bench_enhance_cpu.json``)."""
 
+RESAMPLE = 0
+"""Default harmonising passes per step (time travel; off). With ``n > 0``, before a step whose noise level
+``sigma`` is at least :data:`.guidance.RESAMPLE_SIGMA_MIN` the sampler makes ``n`` trial steps, each a guided DDIM
+step to the next level and back to this one with fresh noise (``q(x_t | x_{t-1})``); the step's guidance pushes are
+shared equally by its passes. The model re-reads what the pushes did before the trajectory moves on: with the round-3
+weights at x8 one pass removed most of the cracks and smears across noses and mouths at the identity end, at the price
+of one more model call per step and a lower judge score at mid-slider (docs/frgd_sampling.md, "Harmonising passes"),
+so it is opt-in (``frgd enhance --harmonise 1``, the editor's Harmonise box)."""
+RESAMPLE_MAX = 4
+"""Most harmonising passes accepted per step."""
+
 
 class Stepper(Protocol):
     """One sampling run's schedule and update (see the module docstring)."""
@@ -74,14 +85,32 @@ class DDIMStepper:
         a, ap = self.alpha_bar(i), self.alpha_bar_next(i)
         if ap >= 1.0:
             return x0.clone()  # the last step: the clean prediction itself
-        eps = (x - a**0.5 * x0) / (1.0 - a) ** 0.5
         sigma = self.eta * ((1 - ap) / (1 - a)) ** 0.5 * (1 - a / ap) ** 0.5 if self.eta > 0 else 0.0
-        out = ap**0.5 * x0 + max(1.0 - ap - sigma**2, 0.0) ** 0.5 * eps
-        if sigma > 0:
-            if noise is None:
-                raise ValueError("DDIM with eta > 0 needs step noise")
-            out = out + sigma * noise
-        return out
+        if sigma > 0 and noise is None:
+            raise ValueError("DDIM with eta > 0 needs step noise")
+        return ddim_update(x0, x, a, ap, sigma, noise)
+
+
+def ddim_update(
+    x0: torch.Tensor,
+    x: torch.Tensor,
+    a: float,
+    a_next: float,
+    sigma: float = 0.0,
+    noise: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """One DDIM update of ``x`` ``(N,3,H,W)`` at level ``abar = a`` with clean prediction ``x0`` to level ``a_next``:
+    ``sqrt(a_next) x0 + sqrt(1 - a_next - sigma^2) eps + sigma z``, ``eps = (x - sqrt(a) x0) / sqrt(1 - a)``."""
+    eps = (x - a**0.5 * x0) / (1.0 - a) ** 0.5
+    out = a_next**0.5 * x0 + max(1.0 - a_next - sigma**2, 0.0) ** 0.5 * eps
+    return out + sigma * noise if sigma > 0 and noise is not None else out
+
+
+def renoise(x_next: torch.Tensor, a: float, a_next: float, noise: torch.Tensor) -> torch.Tensor:
+    """Back from level ``a_next`` to the noisier level ``a`` (``a < a_next``): a draw of the forward process
+    ``q(x_t | x_{t-1}) = N(sqrt(a / a_next) x_{t-1}, (1 - a / a_next) I)`` with ``noise`` ``(N,3,H,W)``."""
+    r = a / a_next
+    return r**0.5 * x_next + (1.0 - r) ** 0.5 * noise
 
 
 class DPMSolverStepper:
@@ -160,12 +189,16 @@ def make_stepper(name: str, train_scheduler: DDPMScheduler, steps: int, eta: flo
 __all__ = [
     "DEFAULT_SCHEDULER",
     "DEFAULT_STEPS",
+    "RESAMPLE",
+    "RESAMPLE_MAX",
     "SCHEDULERS",
     "SCHEDULER_NAMES",
     "DDIMStepper",
     "DPMSolverStepper",
     "SchedulerSpec",
     "Stepper",
+    "ddim_update",
+    "renoise",
     "first_step",
     "make_stepper",
     "trailing_timesteps",

@@ -657,10 +657,10 @@ def validate(model, scheduler, pack, r: dict[str, Any], out_dir: Path | None = N
     pipe = FRGDPipeline(model, scheduler, identity_backend="none", device=dev, name="round")
     gts = list(pack.val_images[:n])
     refs = torch.from_numpy(pack.val_ref_emb[:n]).float()
-    modes = {
-        "frgd_noref_content1": (None, GuidanceWeights(identity=0.0, content=1.0, cfg=0.0)),
-        "frgd_ref_cfg1_content1": (refs, GuidanceWeights(identity=0.0, content=1.0, cfg=1.0)),
-        "frgd_ref_cfg3_content0.1": (refs, GuidanceWeights(identity=0.0, content=0.1, cfg=3.0)),
+    modes = {  # fixed weights without harmonising passes (as in rounds 1-3), so that rounds compare
+        "frgd_noref_content1": (None, GuidanceWeights(identity=0.0, content=1.0, cfg=0.0, resample=0)),
+        "frgd_ref_cfg1_content1": (refs, GuidanceWeights(identity=0.0, content=1.0, cfg=1.0, resample=0)),
+        "frgd_ref_cfg3_content0.1": (refs, GuidanceWeights(identity=0.0, content=0.1, cfg=3.0, resample=0)),
     }
     steps = int(r["val_steps"] or DEFAULT_STEPS)
     scheduler_name = str(r["val_scheduler"] or DEFAULT_SCHEDULER)
