@@ -68,3 +68,23 @@ def tiny_identity(monkeypatch):
     enc = IdentityEncoder.tiny_random(0)
     monkeypatch.setattr(frgd.identity, "get_identity_encoder", lambda backend="dlib", device="cpu": enc.to(device))
     return enc
+
+
+@pytest.fixture
+def tiny_srvgg():
+    """Factory ``make(num_conv, seed=0)``: a small x4 ``SRVGGNetCompact`` (8 features, ``num_conv`` body convolutions,
+    so ``num_conv + 2`` 3x3 convolutions and a receptive-field radius of that many input pixels) with seeded
+    N(0, 0.2) weights, in eval mode."""
+    import torch
+
+    from frgd.archs.srvgg_arch import SRVGGNetCompact
+
+    def make(num_conv: int, seed: int = 0) -> SRVGGNetCompact:
+        torch.manual_seed(seed)
+        net = SRVGGNetCompact(num_feat=8, num_conv=num_conv, upscale=4).eval()
+        with torch.no_grad():
+            for p in net.parameters():
+                p.normal_(0, 0.2)
+        return net
+
+    return make

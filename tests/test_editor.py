@@ -3,13 +3,16 @@ tiny random model, cancel, undo/redo, session round trip, provenance, comparison
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
 pytest.importorskip("pytestqt")
 
-from PySide6.QtCore import QPoint, QPointF, Qt  # noqa: E402
+from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl  # noqa: E402
+from PySide6.QtGui import QDropEvent  # noqa: E402
 from PySide6.QtTest import QTest  # noqa: E402
 
 from frgd.diffusion.sampling.schedulers import RESAMPLE_MAX  # noqa: E402
@@ -84,6 +87,19 @@ def stroke(canvas, points) -> None:
     for p in points[1:]:
         QTest.mouseMove(vp, view_point(canvas, *p))
     QTest.mouseRelease(vp, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, view_point(canvas, *points[-1]))
+
+
+def black_photo_drop(path: Path) -> tuple[QMimeData, QDropEvent]:
+    """Write a black 50x60 photo to ``path`` and build the event of dropping it on a window (the mime data is
+    returned too: the event does not own it, so the caller keeps it alive)."""
+    from PIL import Image
+
+    Image.fromarray(np.zeros((50, 60, 3), np.uint8)).save(path)
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(path))])
+    event = QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                       Qt.KeyboardModifier.NoModifier)  # fmt: skip
+    return mime, event
 
 
 def resample(window, steps=2, samples=2, seed=7):
@@ -514,8 +530,6 @@ def test_main_entry_opens_photo(qtbot, photo_file):
 
 def test_sr_pane_background_and_drop(window, photo_file, tmp_path):
     """SR pane (bicubic needs no weights): result listed, shown, used as the canvas faces are pasted onto."""
-    from PySide6.QtCore import QMimeData, QUrl
-    from PySide6.QtGui import QDropEvent
 
     open_with_faces(window, photo_file)
     sr = window.sr_panel
@@ -544,14 +558,7 @@ def test_sr_pane_background_and_drop(window, photo_file, tmp_path):
     assert "frgd weights" in window.gfpgan_panel.notice.text() or "not available" in window.gfpgan_panel.notice.text()
 
     # drag and drop a photo onto the window opens it
-    other = tmp_path / "other.png"
-    from PIL import Image
-
-    Image.fromarray(np.zeros((50, 60, 3), np.uint8)).save(other)
-    mime = QMimeData()
-    mime.setUrls([QUrl.fromLocalFile(str(other))])
-    ev = QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
-                    Qt.KeyboardModifier.NoModifier)  # fmt: skip
+    _mime, ev = black_photo_drop(tmp_path / "other.png")
     window.dropEvent(ev)
     for _ in range(2):
         assert window.jobs.wait(60)
@@ -766,8 +773,6 @@ def test_save_result_keeps_the_photo_transparency(window, tmp_path):
 def test_unsaved_prompt_on_open_session_drop_and_quit(window, photo_file, tmp_path, qtbot, answer):
     """Open photo, open session, drop, a recent file and quit ask Save / Discard / Cancel about unsaved edits (a mask
     edit counts); Save saves the session first, Cancel keeps everything."""
-    from PySide6.QtCore import QMimeData, QUrl
-    from PySide6.QtGui import QDropEvent
 
     open_with_faces(window, photo_file)
     session = tmp_path / "first.frgd"
@@ -782,13 +787,7 @@ def test_unsaved_prompt_on_open_session_drop_and_quit(window, photo_file, tmp_pa
         assert not window.stack.isClean()
 
     other = tmp_path / "other.png"
-    from PIL import Image
-
-    Image.fromarray(np.zeros((50, 60, 3), np.uint8)).save(other)
-    mime = QMimeData()
-    mime.setUrls([QUrl.fromLocalFile(str(other))])
-    drop = QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
-                      Qt.KeyboardModifier.NoModifier)  # fmt: skip
+    _mime, drop = black_photo_drop(other)
     actions = {
         "open photo": lambda: window.model.open_photo(other, detect=False),
         "open session": lambda: window.model.open_session(session),

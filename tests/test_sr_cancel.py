@@ -42,15 +42,6 @@ def _tiny_rrdb(seed: int = 0) -> RRDBNet:
     return RRDBNet(num_feat=8, num_block=4, num_grow_ch=4, scale=4).eval()
 
 
-def _tiny_srvgg(seed: int = 0) -> SRVGGNetCompact:
-    torch.manual_seed(seed)
-    net = SRVGGNetCompact(num_feat=8, num_conv=6, upscale=4).eval()
-    with torch.no_grad():
-        for p in net.parameters():
-            p.normal_(0, 0.2)
-    return net
-
-
 def _register(monkeypatch, name: str, net: nn.Module, macs: float = 0.0, scales: tuple[int, ...] = (4,)) -> None:
     """A table row ``name`` whose loader returns ``net`` (no weights: status ``ready``)."""
     row = SRMethod(name, name, scales, native=(4,), load=lambda n, native, dev: net, macs_per_pixel=macs)
@@ -105,9 +96,9 @@ def test_cancel_from_a_hook_stops_mid_tile_and_leaves_the_model_reusable(monkeyp
     assert again.n_tiles > 1 and torch.equal(again.image, plain)
 
 
-def test_cancel_from_another_thread_mid_conv_stack() -> None:
+def test_cancel_from_another_thread_mid_conv_stack(tiny_srvgg) -> None:
     """The GUI thread cancels while the worker is inside a tile: the worker stops at the next convolution."""
-    net = _tiny_srvgg()
+    net = tiny_srvgg(6)
     convs = [m for m in net.body if isinstance(m, nn.Conv2d)]
     mid = len(convs) // 2
     ran: list[int] = []
@@ -130,9 +121,9 @@ def test_cancel_from_another_thread_mid_conv_stack() -> None:
     assert token.cancelled and ran == list(range(mid + 1)) and len(convs) > mid + 1
 
 
-def test_no_cancel_token_changes_nothing(monkeypatch) -> None:
+def test_no_cancel_token_changes_nothing(tiny_srvgg, monkeypatch) -> None:
     """``cancel=None`` installs no hook and gives exactly the old tiled result; an idle token gives the same bits."""
-    net = _tiny_srvgg(1)
+    net = tiny_srvgg(6, 1)
     _register(monkeypatch, "tiny-vgg", net)
     up = get_upscaler("tiny-vgg", 4)
     pipe = UpscalePipeline(up)
@@ -148,10 +139,10 @@ def test_no_cancel_token_changes_nothing(monkeypatch) -> None:
     assert torch.equal(pipe(x, tile=16, cancel=CancelToken()).image, old) and seen
 
 
-def test_cancel_latency_benchmark_runs_and_cleans_up(monkeypatch) -> None:
+def test_cancel_latency_benchmark_runs_and_cleans_up(tiny_srvgg, monkeypatch) -> None:
     from frgd.sr.cancel import measure_cancel_latency
 
-    net = _tiny_srvgg(2)
+    net = tiny_srvgg(6, 2)
     _register(monkeypatch, "tiny-vgg", net)
     res = measure_cancel_latency(get_upscaler("tiny-vgg", 4), (24, 24), delays=(0.0,), worst_layer="body.4")
     assert res["checkpoints"] == len(checkpoint_layers(net)) and res["tile_seconds"] > 0

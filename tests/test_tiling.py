@@ -8,28 +8,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from frgd.archs.srvgg_arch import SRVGGNetCompact
 from frgd.errors import Cancelled, InputError
 from frgd.jobs import CancelToken
 from frgd.sr.tiling import choose_tile, padded_tiles, tile_bounds, tiled_upscale
-
-
-def _net(seed: int = 0) -> SRVGGNetCompact:
-    """Five 3x3 convolutions: receptive-field radius 5 input pixels."""
-    torch.manual_seed(seed)
-    net = SRVGGNetCompact(num_feat=8, num_conv=3, upscale=4).eval()
-    with torch.no_grad():
-        for p in net.parameters():
-            p.normal_(0, 0.2)
-    return net
 
 
 @pytest.mark.parametrize(
     "size,tile,overlap,blend",
     [((37, 53), 16, 8, 4), ((37, 53), 20, 6, 2), ((64, 48), 32, 10, 10), ((31, 29), 8, 6, 2), ((37, 53), 16, 5, 0)],
 )
-def test_tiled_equals_untiled_when_overlap_covers_receptive_field(size, tile, overlap, blend) -> None:
-    net = _net()
+def test_tiled_equals_untiled_when_overlap_covers_receptive_field(tiny_srvgg, size, tile, overlap, blend) -> None:
+    net = tiny_srvgg(3)  # five 3x3 convolutions: receptive-field radius 5 input pixels
     x = torch.rand(1, 3, *size, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         ref = net(x)
@@ -38,9 +27,9 @@ def test_tiled_equals_untiled_when_overlap_covers_receptive_field(size, tile, ov
     assert (out - ref).abs().max().item() < 1e-4
 
 
-def test_too_small_overlap_is_detectably_different() -> None:
+def test_too_small_overlap_is_detectably_different(tiny_srvgg) -> None:
     """The equality above is not vacuous: with 1 px of context the tile borders differ."""
-    net = _net()
+    net = tiny_srvgg(3)
     x = torch.rand(1, 3, 40, 40, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         ref = net(x)
@@ -69,8 +58,8 @@ def test_blend_weights_partition_unity_and_hide_seams() -> None:
     assert max_jump < 1.0 * math.pi / (2 * band_px) + 1e-4
 
 
-def test_uint8_output_matches_rounded_untiled() -> None:
-    net = _net(3)
+def test_uint8_output_matches_rounded_untiled(tiny_srvgg) -> None:
+    net = tiny_srvgg(3, 3)
     x = torch.rand(1, 3, 30, 34, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         ref = (net(x).clamp(0, 1) * 255).round()

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from frgd.diffusion.sampling.schedulers import RESAMPLE
 from frgd.errors import FRGDError
 from frgd.io import to_uint8
 from frgd.jobs import CancelToken, ProgressFn, check_cancel, report
@@ -162,7 +163,7 @@ class FRGDRequest:
     seeds: list[int] | None
     steps: int
     model_dir: str | None
-    harmonise: int = 0  # harmonising passes per step (frgd.diffusion.sampling.guidance.RESAMPLE)
+    harmonise: int = RESAMPLE  # harmonising passes per step
 
 
 def run_frgd(req: FRGDRequest, device, progress: ProgressFn | None, cancel: CancelToken | None) -> list[Sample]:

@@ -244,6 +244,8 @@ class FRGDPipeline:
         eta: float,
         content_size: int | None,
         feather: int,
+        fusion: str = "clean",
+        harmonise: int | None = None,
     ) -> None:
         """Validate every argument of :meth:`__call__`; raises :class:`InputError` with a one-line message."""
         if not torch.is_tensor(degraded) or degraded.ndim != 4 or degraded.shape[1] != 3:
@@ -271,6 +273,10 @@ class FRGDPipeline:
             raise InputError(f"content_size must be in 4..{self.size}, got {content_size}")
         if feather < 0:
             raise InputError(f"feather must be >= 0, got {feather}")
+        if fusion not in FUSION_MODES:
+            raise InputError(f"fusion must be one of {', '.join(FUSION_MODES)}, got {fusion!r}")
+        if harmonise is not None and not (isinstance(harmonise, int) and 0 <= harmonise <= RESAMPLE_MAX):
+            raise InputError(f"harmonise must be an integer in 0..{RESAMPLE_MAX}, got {harmonise!r}")
         normalize_seeds(seeds, num_samples)  # raises on a length mismatch
         if seeds is not None and not isinstance(seeds, int):
             for s in seeds:
@@ -454,12 +460,8 @@ class FRGDPipeline:
         t_start = time.perf_counter()
         self.check_inputs(
             degraded, references, identity_strength, num_samples, seeds, steps, scheduler, mask, base, eta,
-            content_size, feather,
+            content_size, feather, fusion, harmonise,
         )  # fmt: skip
-        if fusion not in FUSION_MODES:
-            raise InputError(f"fusion must be one of {', '.join(FUSION_MODES)}, got {fusion!r}")
-        if harmonise is not None and not (isinstance(harmonise, int) and 0 <= harmonise <= RESAMPLE_MAX):
-            raise InputError(f"harmonise must be an integer in 0..{RESAMPLE_MAX}, got {harmonise!r}")
         check_cancel(cancel)
         n = num_samples
         seed_list = normalize_seeds(seeds, n)
@@ -522,6 +524,7 @@ class FRGDPipeline:
             t = timesteps[i]
             a, a_next = stepper.alpha_bar(i), stepper.alpha_bar_next(i)
             passes = 1 + resample_passes(w, a, a_next)
+            ctx = GuidanceContext(alpha_bar=a, alpha_bar_next=a_next, step=i, num_steps=len(timesteps))
             for r in range(passes):
                 check_cancel(cancel)
                 if noisy_fusion:
@@ -531,7 +534,6 @@ class FRGDPipeline:
                 t_model += time.perf_counter() - tm
                 x0 = self._x0(out, x, a).clamp(-1, 1)  # (c)
                 tg = time.perf_counter()
-                ctx = GuidanceContext(alpha_bar=a, alpha_bar_next=a_next, step=i, num_steps=len(timesteps))
                 delta = guidance_delta(x0, guides, ctx)  # (e), shared equally by the passes
                 t_guide += time.perf_counter() - tg
                 if delta is not None:
