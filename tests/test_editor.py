@@ -997,3 +997,147 @@ def test_before_after_split_on_the_canvas(window, photo_file):
     job = window.model.open_photo(photo_file, detect=False)  # the same file again: nothing unsaved, no question
     assert window.jobs.wait(30) and job.state == "done", job.error
     assert not c.compare_active and not window.a_split.isChecked()
+
+
+# ------------------------------------------------------------------------------------------------ FRGD preview
+def tiny_prior_pipeline(model_dir, with_prior: bool = True):
+    """The cached CPU FRGD pipeline of ``model_dir`` (the one the editor's jobs use) with a tiny prior whose estimate
+    differs from its input (a non-zero tail), or with none."""
+    from frgd.archs.face_prior_arch import FacePriorNet
+
+    pipe = backend.frgd_pipeline(model_dir, torch.device("cpu"))
+    pipe.prior, pipe.prior_name = None, None
+    if with_prior:
+        torch.manual_seed(1)
+        prior = FacePriorNet(channels=(8, 12), blocks=0, mid_blocks=0)
+        with torch.no_grad():
+            prior.tail.weight.normal_(0, 0.2)
+            prior.tail.bias.fill_(0.1)
+        pipe.prior, pipe.prior_name = prior.eval(), "tiny-prior"
+    return pipe
+
+
+def shown_image(window) -> np.ndarray:
+    from frgd_studio.qtimage import from_qimage
+
+    return from_qimage(window.canvas.image_item.pixmap().toImage())
+
+
+def test_frgd_preview_shows_the_prior_estimate_until_the_samples_arrive(window, photo_file, tiny_model_dir):
+    """Resample on a face without a mask: the prior's estimate is pasted in the face's place (the samples' paste
+    path) before the samples arrive, labelled; it goes when they arrive and was never a document change."""
+    from frgd.restore import paste_faces
+
+    open_with_faces(window, photo_file)
+    tiny_prior_pipeline(tiny_model_dir)
+    m, doc, face = window.model, window.doc, window.doc.faces[0]
+    photo = doc.photo.copy()
+    statuses, seen = [], []
+    m.statusMessage.connect(lambda text, _ms: statuses.append(text))
+    m.previewChanged.connect(lambda: seen.append((m.preview, len(face.samples), shown_image(window),
+                                                  window.canvas.badge)))  # fmt: skip
+    np.testing.assert_array_equal(shown_image(window), photo)
+    n = window.stack.count()
+    job = resample(window, steps=2, samples=1, seed=3)
+    assert job.state == "done", (job.error, window.errors)
+
+    assert len(seen) == 2, "shown once, taken away once"
+    preview, n_samples, shown, badge = seen[0]
+    assert preview is not None and preview.index == 0 and preview.face is face
+    assert n_samples == 0, "the preview comes before the samples"
+    assert preview.image.shape == (CROP_SIZE, CROP_SIZE, 3) and preview.image.dtype == np.uint8
+    assert not np.array_equal(preview.image, face.crop), "the prior's estimate, not the input"
+    np.testing.assert_array_equal(shown, paste_faces(photo, [(face.crop_obj, preview.image, None)]))
+    changed = np.abs(shown.astype(int) - photo.astype(int)).sum(-1) > 0
+    x0, y0, x1, y1 = [int(v) for v in face.box]
+    assert changed[y0:y1, x0:x1].any() and not changed[:, 230:].any(), "pasted in the face's place only"
+    assert "preview" in badge and "FRGD face 1: preview (prior estimate); samples follow" in statuses
+
+    gone, n_samples, shown, badge = seen[1]
+    assert gone is None and n_samples == 1 and badge == "" and m.preview is None
+    np.testing.assert_array_equal(shown, photo)
+    np.testing.assert_array_equal(shown_image(window), photo)
+    assert face.samples[0].parameters["base"] == "tiny-prior", "the samples started from the same estimate"
+    assert window.stack.count() == n + 1, "only the samples are an undo step"
+    assert face.applied is None and not doc.has_changes()
+    np.testing.assert_array_equal(m.export_image("Result"), photo)
+
+
+def test_frgd_preview_only_with_a_prior_and_without_a_mask(window, photo_file, tiny_model_dir):
+    """No prior: no preview (a first Resample asks the loading job, later ones submit no preview job at all); a mask
+    painted: the samples keep the input outside it, so no preview either."""
+    open_with_faces(window, photo_file)
+    m, face = window.model, window.doc.faces[0]
+    names, seen = [], []
+    window.jobs.started.connect(lambda j: names.append(j.name))
+    m.previewChanged.connect(lambda: seen.append(m.preview))
+    assert backend.frgd_has_prior(window.model.frgd.model_dir()) is None  # nothing loaded yet
+    resample(window, steps=2, samples=1, seed=3)  # the tiny model has no prior of its size
+    assert names == ["FRGD face 1 preview", "FRGD face 1"] and seen == [] and len(face.samples) == 1
+    assert backend.frgd_has_prior(window.model.frgd.model_dir()) is False
+    resample(window, steps=2, samples=1, seed=4)
+    assert names[2:] == ["FRGD face 1"] and seen == []
+    assert face.samples[-1].parameters["base"] == "bicubic"
+
+    tiny_prior_pipeline(tiny_model_dir)
+    m.region_mask("eyes")
+    resample(window, steps=2, samples=1, seed=5)
+    assert names[3:] == ["FRGD face 1"] and seen == [] and m.preview is None
+
+
+def test_frgd_preview_goes_on_cancel_and_on_another_face(window, photo_file, tiny_model_dir, qtbot):
+    open_with_faces(window, photo_file)
+    tiny_prior_pipeline(tiny_model_dir)
+    m, photo = window.model, window.doc.photo.copy()
+    p = window.frgd_panel
+    p.steps.setValue(400)
+    p.samples.setValue(1)
+    p.slider.setValue(100)  # the identity end samples all 400 steps
+    for leave in ("cancel", "select"):
+        job = m.frgd.run()
+        qtbot.waitUntil(lambda: m.preview is not None, timeout=30000)
+        assert not np.array_equal(shown_image(window), photo) and window.canvas.badge
+        if leave == "select":
+            m.select(-1)  # another (here: no) face
+            assert m.preview is None and window.canvas.badge == ""
+            np.testing.assert_array_equal(shown_image(window), photo)
+        window.cancel_jobs()
+        assert window.jobs.wait(60) and job.state == "cancelled"
+        assert m.preview is None and window.canvas.badge == "" and window.doc.faces[0].samples == []
+        np.testing.assert_array_equal(shown_image(window), photo)
+        m.select(0)
+
+
+def test_frgd_preview_is_a_view_state(window, photo_file, tmp_path):
+    """A preview is never part of the document (not exported, not in the comparison list, no undo step) and goes when
+    a sample is chosen or applied, the samples change, or another photo is opened."""
+    from frgd_studio.model.document import Sample
+    from frgd_studio.model.panes import FacePreview
+
+    open_with_faces(window, photo_file)
+    m, doc, face = window.model, window.doc, window.doc.faces[0]
+    photo = doc.photo.copy()
+    n, clean = window.stack.count(), window.stack.cleanIndex()
+
+    def show() -> None:
+        m.show_preview(FacePreview(0, face, 255 - face.crop))
+        assert m.preview is not None and not np.array_equal(shown_image(window), photo)
+
+    show()
+    assert window.stack.count() == n and window.stack.cleanIndex() == clean
+    np.testing.assert_array_equal(m.export_image("Result"), photo)
+    assert m.export_choices() == ["Result", "Original"] and "Result" not in doc.results()
+    samples = [Sample(face.crop // 2, 1, 0.5, 2), Sample(face.crop // 3, 2, 0.5, 2)]
+    m.push(commands.AddSamplesCommand(doc, 0, samples))  # samples arrive
+    assert m.preview is None
+    show()
+    window.gallery_panel.list.setCurrentRow(1)  # the user picks a sample
+    assert m.preview is None
+    show()
+    m.apply_sample(0)
+    assert m.preview is None
+    show()
+    job = m.open_photo(photo_file, detect=False)
+    assert window.jobs.wait(30) and job.state == "done", job.error
+    assert m.preview is None
+    np.testing.assert_array_equal(shown_image(window), photo)

@@ -225,9 +225,16 @@ def test_eval_faces_synthetic(tmp_path, pipe):
     root = _fake_faces(tmp_path / "faces")
     res = evaluate_faces(root, pipeline=pipe, scale=8, limit=3, sliders=[0.0, 1.0], steps=2, batch=2, judge=False)
     methods = [r["method"] for r in res["rows"]]
-    assert methods == ["bicubic", "frgd s=0 no-ref", "frgd s=1 no-ref", "frgd s=0 ref", "frgd s=1 ref"]
+    frgd_rows = ["frgd s=0 no-ref", "frgd s=1 no-ref", "frgd s=0 ref", "frgd s=1 ref"]
+    assert methods == ["bicubic", *(["prior"] if pipe.prior is not None else []), *frgd_rows]
+    assert res["prior"] == pipe.prior_name
     assert all(np.isfinite(r["psnr"]) and 0 < r["ssim"] <= 1 for r in res["rows"])
     assert res["rows"][-1]["guidance_similarity"] is not None and res["n_faces"] == 3
+    off = evaluate_faces(root, pipeline=pipe, scale=8, limit=3, sliders=[1.0], steps=2, batch=2, judge=False,
+                         use_prior=False)  # fmt: skip
+    assert [r["method"] for r in off["rows"]] == ["bicubic", "frgd s=1 no-ref", "frgd s=1 ref"] and off["prior"] is None
+    same = [r for r in res["rows"] if r["slider"] == 1.0]  # s = 1 starts from pure noise: the base plays no part
+    assert [r["psnr"] for r in off["rows"][1:]] == [r["psnr"] for r in same]
 
 
 def test_eval_faces_first_skips_pairs_and_keeps_each_pairs_seed(tmp_path, pipe):
@@ -255,11 +262,12 @@ def test_eval_faces_writes_sample_grid(tmp_path, pipe):
         root, pipeline=pipe, scale=8, limit=3, sliders=[0.0, 0.5, 1.0], steps=2, batch=2, judge=False, grid=grid,
         grid_faces=2,
     )  # fmt: skip
-    s = pipe.size
+    s, k = pipe.size, 6 + (pipe.prior is not None)
     img = load_rgb(grid)
-    assert img.shape == (2 * s, 6 * s, 3)  # input, bicubic, 3 sliders, ground truth
-    cols = [img[:s, i * s : (i + 1) * s].astype(int) for i in range(6)]
-    assert all(np.abs(cols[i] - cols[j]).max() > 0 for i in range(6) for j in range(i + 1, 6))
+    assert img.shape == (2 * s, k * s, 3)  # input, bicubic, [prior,] 3 sliders, ground truth
+    assert res["grid"]["columns"][2] == ("prior" if pipe.prior is not None else "frgd s=0")
+    cols = [img[:s, i * s : (i + 1) * s].astype(int) for i in range(k)]
+    assert all(np.abs(cols[i] - cols[j]).max() > 0 for i in range(k) for j in range(i + 1, k))
     seeds = res["grid"]["seeds"]
     assert len({tuple(x) for x in seeds}) == 3  # every slider column has its own seeds
     prov = read_provenance(grid)

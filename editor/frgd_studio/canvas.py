@@ -292,6 +292,7 @@ class Canvas(QGraphicsView):
         self._split_drag = False
         self._split_grab_dx = 0.0
         self._split_hover = False
+        self.badge = ""  # a note drawn at the bottom left of the viewport (the FRGD preview's label); "" = none
 
         doc.photoChanged.connect(self._on_photo)
         doc.facesChanged.connect(self.refresh_faces)
@@ -382,14 +383,40 @@ class Canvas(QGraphicsView):
         painting = self.tool != "select"
         self.viewport().setCursor(Qt.CursorShape.CrossCursor if painting else Qt.CursorShape.ArrowCursor)
 
+    def set_badge(self, text: str) -> None:
+        """Label what the canvas shows with ``text`` at the bottom left of the viewport (``""``: no label)."""
+        if text != self.badge:
+            self.badge = str(text)
+            self.viewport().update()
+
     def drawForeground(self, painter: QPainter, rect: QRectF) -> None:  # noqa: N802 - Qt override
         super().drawForeground(painter, rect)
         if self.compare_active:
             self.split.paint(painter)
+        if self.badge:
+            self._paint_badge(painter)
+
+    def _paint_badge(self, painter: QPainter) -> None:
+        """The :attr:`badge` in a rounded box at the bottom left, in viewport pixels (not scaled by zoom)."""
+        painter.save()
+        painter.resetTransform()
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        font = QFont(painter.font())
+        font.setPointSizeF(9.0)
+        painter.setFont(font)
+        fm = QFontMetricsF(font)
+        m, h = SplitOverlay.LABEL_MARGIN, fm.height() + 6.0
+        box = QRectF(m, self.viewport().height() - m - h, fm.horizontalAdvance(self.badge) + 10.0, h)
+        painter.setPen(QPen(QColor(255, 200, 40, 160), 1.0))
+        painter.setBrush(QColor(20, 20, 24, 190))
+        painter.drawRoundedRect(box, 4.0, 4.0)
+        painter.setPen(QColor(235, 235, 235))
+        painter.drawText(box, int(Qt.AlignmentFlag.AlignCenter), self.badge)
+        painter.restore()
 
     def scrollContentsBy(self, dx: int, dy: int) -> None:  # noqa: N802 - Qt override
         super().scrollContentsBy(dx, dy)
-        if self.compare_active:
+        if self.compare_active or self.badge:
             self.viewport().update()  # the handle and the labels stay put in the viewport: no scrolled copy
 
     def refresh_faces(self) -> None:

@@ -102,6 +102,7 @@ class MainWindow(QMainWindow):
         m.resultShown.connect(self.show_result)
         m.recentChanged.connect(self.refresh_recent)
         m.deviceChanged.connect(self.update_status_device)
+        m.previewChanged.connect(self._preview_changed)
         m.frgd.changed.connect(self.update_status_model)
         self.doc.photoChanged.connect(self._photo_changed)
         # a patch stroke changes the result at every dab: redraw the whole photo once per event-loop turn, not per dab
@@ -322,9 +323,18 @@ class MainWindow(QMainWindow):
     def refresh_view(self) -> None:
         if self.doc.photo is not None:
             name = self.shown_name()
-            self.canvas.set_image(self.model.export_image(name))
+            img = self.model.export_image(name)
+            p = self.model.preview if name == "Result" else None  # the preview stands in for samples: only there
+            self.canvas.set_image(img if p is None else self.model.with_preview(img))
+            self.canvas.set_badge("" if p is None else f"Face {p.index + 1}: preview (prior estimate); samples follow")
             if self.canvas.compare_active:
                 self.canvas.set_compare_labels("Original", name)
+        else:
+            self.canvas.set_badge("")
+
+    def _preview_changed(self) -> None:
+        """Show or take away the FRGD preview (drawn over the Result view, labelled on the canvas)."""
+        self.refresh_view()
 
     def set_before_after(self, on: bool) -> None:
         """Split the canvas: the original photo left of the line, the shown image right of it (zooms and pans with

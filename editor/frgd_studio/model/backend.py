@@ -142,6 +142,15 @@ def frgd_pipeline(model_dir: str | Path | None, device) -> Any:
     return pipe
 
 
+def frgd_has_prior(model_dir: str | Path | None) -> bool | None:
+    """Whether the cached FRGD pipeline of ``model_dir`` has a prior; ``None`` when none is loaded yet (no torch:
+    the cache is cleared whenever the device or the model folder changes)."""
+    path = str((Path(model_dir) if model_dir else default_model_dir()).resolve())
+    with _LOCK:
+        pipes = [p for (k, _d), p in _FRGD_CACHE.items() if k == path]
+    return None if not pipes else any(getattr(p, "prior", None) is not None for p in pipes)
+
+
 def clear_caches() -> None:
     with _LOCK:
         _FRGD_CACHE.clear()
@@ -193,6 +202,27 @@ def run_frgd(req: FRGDRequest, device, progress: ProgressFn | None, cancel: Canc
         )
         for s in out
     ]
+
+
+def frgd_preview(req: FRGDRequest, device, cancel: CancelToken | None = None) -> np.ndarray | None:
+    """The FRGD prior's estimate of the face of ``req`` (one cheap forward pass of
+    :meth:`~frgd.diffusion.sampling.pipeline.FRGDPipeline.preview` on the crop the sampler receives,
+    :func:`frgd.restore.faces.native_content`) as a ``(128, 128, 3)`` uint8 crop, pasted like a sample; ``None`` when
+    the pipeline has no prior or cannot be loaded (the sampling job that follows reports why)."""
+    from frgd.restore import fit_crop, native_content
+    from frgd.tensor import image_to_tensor, tensor_to_image
+
+    try:
+        pipe = frgd_pipeline(req.model_dir, device)
+        face = photo_face(req.face, req.number)
+    except FRGDError as err:
+        logger.info("no FRGD preview: %s", err)
+        return None
+    if getattr(pipe, "prior", None) is None:
+        return None
+    check_cancel(cancel)
+    est = pipe.preview(image_to_tensor(native_content(req.photo, face.crop)))
+    return np.ascontiguousarray(fit_crop(tensor_to_image(est), face.crop.size))
 
 
 # --------------------------------------------------------------------------------------------------- SR and GFPGAN

@@ -23,7 +23,7 @@ from .commands import Command, UndoSink
 from .document import CROP_SIZE, Document, Face
 from .events import Event
 from .jobs import Job, JobFn, JobQueue
-from .panes import FRGDPane, GFPGANPane, Pane, SRPane
+from .panes import FacePreview, FRGDPane, GFPGANPane, Pane, SRPane
 from .settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -59,6 +59,9 @@ class EditorModel:
         self.resultShown = Event("resultShown")  # (name): a pane result to show
         self.recentChanged = Event("recentChanged")  # (paths)
         self.deviceChanged = Event("deviceChanged")
+        self.previewChanged = Event("previewChanged")  # (): the FRGD preview (:attr:`preview`) appeared or went
+        self.preview: FacePreview | None = None
+        """The instant preview of a running Resample (shown over its face, never part of the document)."""
         self.ask_unsaved: Callable[[str], str] = lambda _title: "discard"
         """``ask_unsaved(document title) -> "save" | "discard" | "cancel"`` (the Qt shell shows a dialog)."""
         self.ask_session_path: Callable[[str], str | None] = lambda default: default
@@ -68,6 +71,11 @@ class EditorModel:
         self.sr = SRPane(self)
         self.panes: dict[str, Pane] = {p.name: p for p in (self.frgd, self.gfpgan, self.sr)}
         self.refresh_panes()
+        # the preview goes when its samples arrive, a sample is applied, or another face or photo is chosen
+        for event in (self.doc.selectionChanged, self.doc.samplesChanged, self.doc.appliedChanged):
+            event.connect(lambda _i: self.show_preview(None))
+        for event in (self.doc.photoChanged, self.doc.facesChanged):
+            event.connect(lambda: self.show_preview(None))
 
     # ------------------------------------------------------------------------------------------------ plumbing
     def status(self, text: str, ms: int = 6000) -> None:
@@ -85,6 +93,22 @@ class EditorModel:
 
     def show_result(self, name: str) -> None:
         self.resultShown.emit(name)
+
+    def show_preview(self, preview: FacePreview | None) -> None:
+        """Show the FRGD ``preview`` over its face (``None``: take it away); emits ``previewChanged`` on a change."""
+        if preview is not self.preview:
+            self.preview = preview
+            self.previewChanged.emit()
+
+    def with_preview(self, image: np.ndarray) -> np.ndarray:
+        """``image`` (the shown photo, result or pane result, any scale of the photo) with the :attr:`preview` pasted
+        in its face's place by the samples' paste path (:func:`frgd.restore.paste_faces`); ``image`` without one."""
+        p, doc = self.preview, self.doc
+        if p is None or doc.photo is None or doc.face(p.index) is not p.face or p.face.crop_obj is None:
+            return image
+        from frgd.restore import paste_faces
+
+        return paste_faces(image, [(p.face.crop_obj, p.image, None)], image.shape[1] / doc.photo.shape[1])
 
     def refresh_panes(self) -> None:
         """Re-check every pane's weights (cheap; the live status of downloads made outside the editor)."""

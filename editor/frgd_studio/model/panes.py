@@ -16,11 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
+
 from frgd.errors import FRGDError
 
 from . import backend
 from .commands import AddSamplesCommand, BackgroundCommand, Command, PaneResultCommand
-from .document import Document
+from .document import Document, Face
 from .events import Event
 from .jobs import Job, JobFn
 from .settings import RANGES, Settings
@@ -51,6 +53,8 @@ class PaneHost(Protocol):
     def refresh_panes(self) -> None: ...
 
     def same_face(self, index: int, face: Any) -> bool: ...
+
+    def show_preview(self, preview: FacePreview | None) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -169,6 +173,17 @@ class FRGDParams:
         return None
 
 
+@dataclass(frozen=True, eq=False)
+class FacePreview:
+    """The instant preview of a Resample: the FRGD prior's estimate ``image`` ``(128, 128, 3)`` uint8 of the
+    document's face ``index`` (``face``: the :class:`Face` it was computed for), shown in the face's place until the
+    samples arrive. A view state, never part of the document (no undo step, not saved, not exported)."""
+
+    index: int
+    face: Face
+    image: np.ndarray
+
+
 class FRGDPane(Pane):
     """Identity-guided diffusion for the selected face: parameters, the model folder, Resample."""
 
@@ -269,7 +284,25 @@ class FRGDPane(Pane):
                 if samples and not p.lock_seed:  # show the first seed so the user can lock and reproduce it
                     self.set_param("seed", min(int(samples[0].seed), int(RANGES["seed"][1])))
 
-        return self.host.run_job(f"FRGD face {index + 1}", lambda d, pr, c: backend.run_frgd(req, d, pr, c), done)
+        if req.mask is None and req.base is None and backend.frgd_has_prior(path) is not False:
+            self._preview(req, index, face)  # the samples start from the prior's estimate: show it first
+        job = self.host.run_job(f"FRGD face {index + 1}", lambda d, pr, c: backend.run_frgd(req, d, pr, c), done)
+        job.ended.connect(lambda: self.host.show_preview(None))  # done, failed or cancelled: the preview goes
+        return job
+
+    def _preview(self, req: backend.FRGDRequest, index: int, face: Face) -> Job:
+        """Queue the prior's estimate of face ``index`` just before its sampling job (the queue runs jobs in order, so
+        it arrives first); it is shown while that face is still the selected one. Without a prior: nothing."""
+
+        def show(image: np.ndarray | None) -> None:
+            doc = self.host.doc
+            if image is None or doc.selected != index or doc.face(index) is not face:
+                return
+            self.host.show_preview(FacePreview(index, face, image))
+            self.host.status(f"FRGD face {index + 1}: preview (prior estimate); samples follow", 0)
+
+        return self.host.run_job(f"FRGD face {index + 1} preview",
+                                 lambda d, _p, c: backend.frgd_preview(req, d, c), show)  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------------------- GFPGAN

@@ -51,6 +51,9 @@ class GalleryPanel(QWidget):
         self.patch_button.clicked.connect(self._patch)
         self.compare_button.clicked.connect(self._compare)
         self.list.currentRowChanged.connect(self._row_changed)
+        # choosing a sample takes the FRGD preview away (refresh() blocks these: only the user's choice counts)
+        self.list.currentRowChanged.connect(lambda _r: model.show_preview(None))
+        self.list.itemClicked.connect(lambda _it: model.show_preview(None))
         doc = model.doc
         doc.samplesChanged.connect(lambda _i: self.refresh())
         doc.selectionChanged.connect(lambda _i: self.refresh())

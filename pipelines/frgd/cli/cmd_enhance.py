@@ -45,7 +45,7 @@ def _passive_omp_threads() -> None:
 
 
 def _add_sampler_flags(p: argparse.ArgumentParser) -> None:
-    """``--steps``, ``--scheduler`` (choices from the scheduler registry) and ``--harmonise``."""
+    """``--steps``, ``--scheduler`` (choices from the scheduler registry), ``--harmonise`` and ``--no-prior``."""
     from ..diffusion.sampling.schedulers import DEFAULT_SCHEDULER, DEFAULT_STEPS, RESAMPLE, RESAMPLE_MAX, SCHEDULERS
 
     p.add_argument(
@@ -78,6 +78,12 @@ def _add_sampler_flags(p: argparse.ArgumentParser) -> None:
         "did (fewer cracks and smears at the identity end, one more model call per step; "
         f"default {RESAMPLE})",
     )
+    p.add_argument(
+        "--no-prior",
+        action="store_true",
+        help="start from the bicubic upscale of the input instead of the FRGD prior's estimate (the default when the "
+        "prior is installed: a sharper content end)",
+    )
 
 
 def add_faces_flag(p: argparse.ArgumentParser) -> None:
@@ -91,7 +97,7 @@ def add_faces_flag(p: argparse.ArgumentParser) -> None:
     )
 
 
-FRGD_ONLY_FLAGS = ("--reference", "--identity", "--steps", "--scheduler", "--harmonise", "--model")
+FRGD_ONLY_FLAGS = ("--reference", "--identity", "--steps", "--scheduler", "--harmonise", "--no-prior", "--model")
 """The flags of :func:`add_frgd_flags`: ``frgd restore`` refuses them with another ``--method`` (which would ignore
 them)."""
 
@@ -259,6 +265,7 @@ class _Enhance:
             "steps": args.steps,
             "scheduler": args.scheduler,
             "harmonise": args.harmonise,
+            "prior": None if args.no_prior else self.restorer.pipe.prior_name,
             "aligned": bool(args.aligned),
             "mask": Path(args.mask).name if args.mask else None,
             "identity_guided": bool(self.restorer.references) and args.identity > 0,
@@ -360,8 +367,9 @@ def _load_enhance(args: argparse.Namespace, protect: list[str]) -> _Enhance:
         mask = (m.astype(np.float32) / (65535.0 if m.dtype == np.uint16 else 255.0)).mean(axis=2)
     frgd = load_frgd_pipeline(args.model, device=args.device)
     restorer = FRGDRestorer(
-        frgd, identity_strength=args.identity, steps=args.steps, scheduler=args.scheduler, harmonise=args.harmonise
-    )
+        frgd, identity_strength=args.identity, steps=args.steps, scheduler=args.scheduler, harmonise=args.harmonise,
+        use_prior=not args.no_prior,
+    )  # fmt: skip
     pipe = FacePipeline(restorer, sr_model=args.sr_model or "auto", tile=getattr(args, "tile", "auto"))
     refs = [load_rgb(r) for r in args.reference]
     restorer.references = refs if args.aligned else pipe.reference_crops(refs)
@@ -384,6 +392,7 @@ def _cmd_eval_faces(args: argparse.Namespace) -> int:
         steps=args.steps,
         scheduler=args.scheduler,
         harmonise=args.harmonise,
+        use_prior=not args.no_prior,
         batch=args.batch,
         seed=args.seed,
         judge=not args.no_judge,
@@ -420,6 +429,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         samples=args.samples,
         scheduler=args.scheduler,
         harmonise=args.harmonise,
+        use_prior=not args.no_prior,
         identity_strength=args.identity,
         with_reference=not args.no_reference,
         repeats=args.repeats,

@@ -10,8 +10,9 @@ from ``labels.csv``) for each slider value, and compared with the ground truth:
   evaluation only, never used for guidance) of the result and the ground truth;
 * ``guidance_similarity`` (with a reference): the guidance encoder's similarity of the result to the reference.
 
-Bicubic upscaling of the degraded face (the sampler's default base) is the baseline row; the reference photo itself is
-reported as a judge-only row (how similar a *different* photo of the person is to the ground truth).
+Bicubic upscaling of the degraded face is the baseline row; with the FRGD prior installed (:mod:`frgd.diffusion.prior`,
+the sampler's default base and the editor's preview) its estimate alone is the ``prior`` row; the reference photo
+itself is reported as a judge-only row (how similar a *different* photo of the person is to the ground truth).
 
 Benchmark (:func:`bench_sampler`): seconds per sample for 1 and ``N`` samples in one batch.
 """
@@ -123,6 +124,7 @@ def evaluate_faces(
     steps: int = DEFAULT_STEPS,
     scheduler: str = DEFAULT_SCHEDULER,
     harmonise: int | None = None,
+    use_prior: bool = True,
     batch: int = 8,
     seed: int = 0,
     judge: bool = True,
@@ -188,6 +190,10 @@ def evaluate_faces(
     if gts[0].shape[0] != size:
         raise InputError(f"the model works at {size} px but the faces are {gts[0].shape[0]} px")
     add_row("bicubic", bic)
+    prior_on = use_prior and pipe.prior is not None
+    if prior_on:  # the prior's estimate alone: FRGD's base, the editor's preview
+        est = torch.cat([pipe.preview(image_to_tensor(lq)) for lq in lqs])
+        add_row("prior", [tensor_to_image(x) for x in est])
     if judge:
         add_row("reference photo (judge only)", None)
 
@@ -217,6 +223,7 @@ def evaluate_faces(
                     steps=steps,
                     scheduler=scheduler,
                     harmonise=harmonise,
+                    use_prior=use_prior,
                 )
                 outs.extend(tensor_to_image(x) for x in res.images)
                 if res.identity_scores is not None:
@@ -230,7 +237,7 @@ def evaluate_faces(
         check_cancel(cancel)
         grid_info = _write_grid(
             grid, pipe, lqs, bic, gts, ref_emb, sliders, grid_faces, seed=seed, steps=steps, scheduler=scheduler,
-            harmonise=harmonise,
+            harmonise=harmonise, use_prior=use_prior,
         )  # fmt: skip
     return {
         "grid": grid_info,
@@ -245,6 +252,7 @@ def evaluate_faces(
         "steps": steps,
         "scheduler": scheduler,
         "harmonise": RESAMPLE if harmonise is None else harmonise,
+        "prior": pipe.prior_name if prior_on else None,
         "seed": seed,
         "device": describe_device(dev),
         "metrics": {
@@ -342,6 +350,7 @@ def bench_sampler(
     samples: int = 4,
     scheduler: str = DEFAULT_SCHEDULER,
     harmonise: int | None = None,
+    use_prior: bool = True,
     identity_strength: float = 0.5,
     with_reference: bool = True,
     repeats: int = 1,
@@ -360,7 +369,10 @@ def bench_sampler(
         ref = F.normalize(torch.randn(1, pipe.identity_dim, generator=g), dim=1)
         _ = pipe.identity_encoder  # load outside the timed region
     deg = torch.rand(1, 3, pipe.size // 8, pipe.size // 8, generator=torch.Generator().manual_seed(2))
-    common = dict(references=ref, identity_strength=identity_strength, scheduler=scheduler, harmonise=harmonise)
+    common = dict(
+        references=ref, identity_strength=identity_strength, scheduler=scheduler, harmonise=harmonise,
+        use_prior=use_prior,
+    )  # fmt: skip
     pipe(deg, num_samples=1, seeds=[0], steps=2, **common)  # warm-up (allocator, kernels)
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
@@ -450,14 +462,19 @@ def _write_grid(
     steps: int,
     scheduler: str,
     harmonise: int | None = None,
+    use_prior: bool = True,
 ) -> dict[str, Any]:
-    """Sample grid (rows = faces; columns = input, bicubic, one sample per slider value, ground truth) -> PNG."""
+    """Sample grid (rows = faces; columns = input, bicubic, [prior,] one sample per slider value, ground truth) ->
+    PNG."""
     from ..io import Provenance, save_image
 
     k = max(1, min(n, len(gts)))
     size = pipe.size
     deg = torch.cat([image_to_tensor(x) for x in lqs[:k]])
     columns: list[list[np.ndarray]] = [upscale_faces(lqs[:k], size, "nearest"), bic[:k]]
+    prior_on = use_prior and pipe.prior is not None
+    if prior_on:
+        columns.append([tensor_to_image(x) for x in pipe.preview(deg)])
     seeds_per_column = []
     for si, s in enumerate(sliders):
         seeds = [seed + 1000 * (si + 1) + j for j in range(k)]  # a different seed in every column
@@ -471,12 +488,13 @@ def _write_grid(
             steps=steps,
             scheduler=scheduler,
             harmonise=harmonise,
+            use_prior=use_prior,
         )
         columns.append([tensor_to_image(x) for x in res.images])
         seeds_per_column.append(seeds)
     columns.append(gts[:k])
     img = grid_image(columns, k)
-    labels = ["input", "bicubic", *[f"frgd s={s:g}" for s in sliders], "ground truth"]
+    labels = ["input", "bicubic", *(["prior"] if prior_on else []), *[f"frgd s={s:g}" for s in sliders], "ground truth"]
     prov = Provenance(
         model=pipe.name,
         seed=seed,

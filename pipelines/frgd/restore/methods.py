@@ -257,6 +257,7 @@ class FRGDRestorer(Restorer):
         steps: int | None = None,
         scheduler: str | None = None,
         harmonise: int | None = None,
+        use_prior: bool = True,
     ) -> None:
         from ..diffusion.sampling.schedulers import DEFAULT_SCHEDULER, DEFAULT_STEPS, RESAMPLE
 
@@ -266,6 +267,8 @@ class FRGDRestorer(Restorer):
         self.steps = int(DEFAULT_STEPS if steps is None else steps)
         self.scheduler = scheduler or DEFAULT_SCHEDULER
         self.harmonise = int(RESAMPLE if harmonise is None else harmonise)
+        self.use_prior = bool(use_prior)
+        """Start from the pipeline's prior estimate (when it has one) instead of the bicubic upscale."""
         self.crop_size = FACE_SIZE
 
     @property
@@ -288,6 +291,7 @@ class FRGDRestorer(Restorer):
             "steps": self.steps,
             "scheduler": self.scheduler,
             "harmonise": self.harmonise,
+            "prior": self.pipe.prior_name if self.use_prior else None,
         }
 
     def restore_crop(
@@ -322,6 +326,7 @@ class FRGDRestorer(Restorer):
             steps=self.steps,
             scheduler=self.scheduler,
             harmonise=self.harmonise,
+            use_prior=self.use_prior,
             mask=mask,
             base=base,
             progress=progress,

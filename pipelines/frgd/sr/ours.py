@@ -2,7 +2,8 @@
 
 Weights: manifest entries ``frgd-sr-x{2,3,4}`` (kind ``resource``): ``frgd_resources/weights/frgd-sr-x{s}/`` with
 ``config.json`` (constructor arguments of :class:`frgd.archs.edsr_arch.EDSRLite` plus training metadata) and
-``model.safetensors``, loaded through :mod:`frgd.weights`.
+``model.safetensors`` (float16: half the upload of a GPU training round, which carries the whole tree; Set5 x2 PSNR
+37.318483 dB against 37.318467 dB with the float32 weights), loaded through :mod:`frgd.weights` into float32.
 """
 
 from __future__ import annotations
@@ -55,8 +56,8 @@ def load_frgd_sr(scale: int, device: torch.device | str = "cpu", directory: str 
 
 
 def save_frgd_sr(model: EDSRLite, directory: str | Path, extra: dict[str, Any] | None = None) -> Path:
-    """Write ``config.json`` (architecture + ``extra`` metadata) and ``model.safetensors`` (float32) there."""
+    """Write ``config.json`` (architecture + ``extra`` metadata) and ``model.safetensors`` (float16) there."""
     from .. import weights
 
     config = {"arch": ARCH, **model.config(), **(extra or {})}
-    return weights.save_pretrained(directory, model, config)
+    return weights.save_pretrained(directory, model, config, dtype=torch.float16)

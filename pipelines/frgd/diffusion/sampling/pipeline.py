@@ -39,6 +39,7 @@ from ...faces.align import FACE_SIZE
 from ...identity.meter import MeterReading, choose_meter_backend, load_calibrations, read_meter
 from ...jobs import CancelToken, ProgressFn, check_cancel, report
 from ..model import build_cond
+from ..prior import PRIOR_WEIGHTS, apply_prior
 from .guidance import (
     RESAMPLE_MAX,
     RESAMPLE_SIGMA_MIN,
@@ -166,6 +167,8 @@ class FRGDPipeline:
         device: torch.device | str = "cpu",
         name: str = "frgd",
         channels_last: bool = False,
+        prior=None,
+        prior_name: str | None = None,
     ) -> None:
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
@@ -184,6 +187,9 @@ class FRGDPipeline:
         """Face crop size ``S`` the model works at (128 for released models; tiny test models may use less)."""
         self.model_calls = 0
         """Number of model forward calls so far (each CFG-batched call counts once)."""
+        self.prior = None if prior is None else prior.to(self.device).eval()
+        """The FRGD prior (:mod:`frgd.diffusion.prior`): the default base and the preview; ``None``: bicubic."""
+        self.prior_name = (prior_name or "prior") if prior is not None else None
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -193,15 +199,26 @@ class FRGDPipeline:
         device: torch.device | str = "auto",
         dtype: torch.dtype = torch.float32,
         identity_encoder=None,
+        prior: str | Path | None = "auto",
     ) -> FRGDPipeline:
         """Load a model directory (``config.json`` + safetensors + ``scheduler/`` + ``identity.json``).
 
-        Raises :class:`frgd.errors.MissingWeightsError` when the directory is incomplete.
+        ``prior``: ``"auto"`` the installed FRGD prior (:data:`frgd.diffusion.prior.PRIOR_WEIGHTS`) when it is
+        installed and trained at the model's size (else none), a prior folder, or ``None`` (bicubic base).
+        Raises :class:`frgd.errors.MissingWeightsError` when the directory (or an explicit prior folder) is incomplete.
         """
         from ..model import load_model_dir
+        from ..prior import installed_prior, load_prior
 
         dev = resolve_device(device)
         bundle = load_model_dir(model_dir, device=dev, dtype=dtype)
+        size = int(getattr(bundle.model.config, "sample_size", FACE_SIZE) or FACE_SIZE)
+        prior_net, prior_name = None, None
+        if prior == "auto":
+            prior_net = installed_prior(dev, size=size)
+            prior_name = None if prior_net is None else PRIOR_WEIGHTS
+        elif prior is not None:
+            prior_net, prior_name = load_prior(prior, dev), Path(prior).name
         return cls(
             bundle.model,
             bundle.scheduler,
@@ -210,6 +227,8 @@ class FRGDPipeline:
             device=dev,
             name=Path(model_dir).name,
             channels_last=prefers_channels_last(dev),
+            prior=prior_net,
+            prior_name=prior_name,
         )
 
     @property
@@ -311,6 +330,22 @@ class FRGDPipeline:
                 raise InputError(f"{name} values must be in [0, 1]")
 
     # ------------------------------------------------------------------ helpers
+    def _prior_base(self, deg128: torch.Tensor) -> torch.Tensor:
+        """The prior's estimate ``(B,3,S,S)`` in [0,1] of the bicubic-upscaled inputs ``deg128`` (B,3,S,S)."""
+        return apply_prior(self.prior, deg128, self.size)
+
+    @torch.no_grad()
+    def preview(self, degraded: torch.Tensor, use_prior: bool = True) -> torch.Tensor:
+        """The instant preview and default base of ``degraded`` ``(B,3,h,w)`` in [0,1]: the prior's estimate
+        ``(B,3,S,S)`` in [0,1] (one cheap forward pass), or the bicubic upscale without a prior."""
+        if not torch.is_tensor(degraded) or degraded.ndim != 4 or degraded.shape[1] != 3:
+            raise InputError(f"degraded must be a (B,3,H,W) tensor, got {getattr(degraded, 'shape', type(degraded))}")
+        S = self.size
+        deg = degraded.float().clamp(0, 1).to(self.device)
+        deg128 = F.interpolate(deg, size=(S, S), mode="bicubic", align_corners=False).clamp(0, 1)
+        out = self._prior_base(deg128) if (use_prior and self.prior is not None) else deg128
+        return out.cpu()
+
     def encode_references(
         self, references: Sequence[torch.Tensor] | torch.Tensor | None, per_sample: bool = False
     ) -> torch.Tensor | None:
@@ -431,6 +466,7 @@ class FRGDPipeline:
         reference_per_sample: bool = False,
         fusion: str = "clean",
         harmonise: int | None = None,
+        use_prior: bool = True,
         progress: ProgressFn | None = None,
         cancel: CancelToken | None = None,
     ) -> FRGDOutput:
@@ -443,7 +479,8 @@ class FRGDPipeline:
             seeds: per-sample seeds (list), a start seed (int: ``k, k+1, ...``) or ``None`` (random, reported).
             steps / scheduler / eta: sampling steps, a :data:`.schedulers.SCHEDULERS` name, stochasticity (DDIM).
             mask: ``(1,1,128,128)`` 1 = may change (``None``: the whole face); base: ``(1,3,128,128)`` content kept
-                outside the mask (default: bicubic upscale of ``degraded``).
+                outside the mask and the img2img start (default: the bicubic upscale of ``degraded``; without a
+                mask, :meth:`preview`, the prior's estimate, when the pipeline has a prior).
             content_size: resolution at which content guidance compares with the input (default: the input size when
                 smaller than 128, else 64).
             feather: px of inward feathering of the final composite (0 = hard mask; outside the mask is exact anyway).
@@ -455,6 +492,7 @@ class FRGDPipeline:
             harmonise: harmonising passes per step (overrides ``weights.resample``; ``None``: the weights' own,
                 :data:`.guidance.RESAMPLE`); each costs one more model call per step above
                 :data:`.guidance.RESAMPLE_SIGMA_MIN`.
+            use_prior: ``False``: the default base is the bicubic upscale even without a mask and with a prior.
         """
         # 1. inputs, seeds, references
         t_start = time.perf_counter()
@@ -490,7 +528,12 @@ class FRGDPipeline:
         else:
             content_hw = (int(content_size), int(content_size))
         content_target = F.interpolate(deg, size=content_hw, mode="area") if (h, wd) != content_hw else deg
-        base01 = deg128 if base is None else base.float().to(dev).expand(n, -1, -1, -1)
+        # a whole-face sample starts from the prior's estimate; with a mask the kept region stays the input's upscale
+        prior_used = base is None and mask is None and use_prior and self.prior is not None
+        if base is not None:
+            base01 = base.float().to(dev).expand(n, -1, -1, -1)
+        else:
+            base01 = self._prior_base(deg128) if prior_used else deg128
         hard = None if mask is None else (mask.float().to(dev) > 0.5).float().expand(n, -1, -1, -1)
         m = torch.ones(n, 1, S, S, device=dev) if hard is None else hard
         base_pm = base01 * 2 - 1
@@ -578,6 +621,7 @@ class FRGDPipeline:
             "masked": mask is not None,
             "feather": feather,
             "fusion": fusion if hard is not None else None,
+            "base": "given" if base is not None else (self.prior_name if prior_used else "bicubic"),
             "has_reference": ref is not None,
             "weights": w.as_dict(),
             "prediction_type": self.prediction_type,
