@@ -113,6 +113,7 @@ def main() -> int:
         "steps": args.steps,
         "scheduler": args.scheduler,
         "model": pipe.name,
+        "prior": pipe.prior_name,  # the base of whole-face samples (None: bicubic)
         "device": "cpu",
         "rows": rows,
     }

@@ -16,8 +16,6 @@ import math
 from pathlib import Path
 
 import numpy as np
-import scipy.ndimage
-import scipy.special
 
 from ..errors import MissingWeightsError
 from .psnr_ssim import to_y
@@ -26,9 +24,16 @@ __all__ = ["niqe", "niqe_params_path", "niqe_features"]
 
 PATCH = 96
 _GAMMA_RANGE = np.arange(0.2, 10, 0.001)
-_PREC_GAMMAS = scipy.special.gamma(2.0 / _GAMMA_RANGE) ** 2 / (
-    scipy.special.gamma(1.0 / _GAMMA_RANGE) * scipy.special.gamma(3.0 / _GAMMA_RANGE)
-)
+
+
+@functools.cache
+def _prec_gammas() -> np.ndarray:
+    """The AGGD shape table over ``_GAMMA_RANGE`` (scipy is imported here, not when ``frgd.metrics`` is imported: a
+    timed first call elsewhere, such as the upscalers' run-time probe, must not pay for it)."""
+    import scipy.special
+
+    g = scipy.special.gamma
+    return g(2.0 / _GAMMA_RANGE) ** 2 / (g(1.0 / _GAMMA_RANGE) * g(3.0 / _GAMMA_RANGE))
 
 
 def niqe_params_path() -> Path:
@@ -61,6 +66,8 @@ def _gauss_window(lw: int = 3, sigma: float = 7.0 / 6.0) -> np.ndarray:
 
 def _mscn(image: np.ndarray, c: float = 1.0) -> np.ndarray:
     """Mean-subtracted contrast-normalised coefficients (7x7 separable Gaussian, zero padding), float32."""
+    import scipy.ndimage
+
     img = image.astype(np.float32)
     w = _gauss_window()
     mu = np.zeros_like(img)
@@ -84,7 +91,9 @@ def _aggd(x: np.ndarray) -> tuple[float, float, float, float]:
     m2 = x2.mean()
     r_hat = (np.abs(x).mean() ** 2) / m2 if m2 != 0 else math.inf
     rhat_norm = r_hat * ((gamma_hat**3 + 1) * (gamma_hat + 1)) / (gamma_hat**2 + 1) ** 2
-    alpha = float(_GAMMA_RANGE[np.argmin((_PREC_GAMMAS - rhat_norm) ** 2)])
+    alpha = float(_GAMMA_RANGE[np.argmin((_prec_gammas() - rhat_norm) ** 2)])
+    import scipy.special
+
     g1, g2, g3 = (scipy.special.gamma(k / alpha) for k in (1.0, 2.0, 3.0))
     ratio = math.sqrt(g1) / math.sqrt(g3)
     bl, br = ratio * lms, ratio * rms

@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.ndimage import correlate1d
 
 __all__ = ["rgb2ycbcr_y", "to_y", "psnr_y", "ssim_y", "psnr", "ssim"]
 
@@ -85,6 +84,8 @@ def _gaussian_1d(size: int = 11, sigma: float = 1.5) -> np.ndarray:
 
 def ssim(a: np.ndarray, b: np.ndarray, peak: float = 255.0) -> float:
     """Mean SSIM of two 2-D float arrays (0..``peak``), Gaussian 11x11 sigma 1.5 window, 'valid' filtering."""
+    from scipy.ndimage import correlate1d  # here, not at import: importing frgd.metrics must stay cheap (niqe.py)
+
     x = np.asarray(a, np.float64)
     y = np.asarray(b, np.float64)
     if x.ndim != 2 or x.shape != y.shape:
