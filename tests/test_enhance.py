@@ -101,6 +101,24 @@ def test_enhance_harmonise_flag(tmp_path, model_dir, capsys):
     assert not (tmp_path / "bad.png").exists()
 
 
+def test_enhance_no_prior_flag(tmp_path, model_dir, capsys):
+    """By default a whole face starts from the installed prior's estimate (recorded as ``prior``); ``--no-prior``
+    starts from the bicubic upscale: another sample for the same seed, recorded as ``None``."""
+    from frgd.diffusion.prior import PRIOR_WEIGHTS, installed_prior
+
+    if installed_prior(size=128) is None:
+        pytest.skip("no FRGD prior installed in this checkout")
+    inp = save_image(tmp_path / "face.png", _face_like(0, 24))
+    base = ["enhance", str(inp), "--aligned", "--model", str(model_dir), "--seed", "2", "--steps", "3"]
+    base += ["--device", "cpu", "--identity", "0"]
+    assert main([*base, "-o", str(tmp_path / "p.png")]) == 0
+    assert main([*base, "--no-prior", "-o", str(tmp_path / "b.png")]) == 0
+    capsys.readouterr()
+    assert read_provenance(tmp_path / "p.png")["parameters"]["prior"] == PRIOR_WEIGHTS
+    assert read_provenance(tmp_path / "b.png")["parameters"]["prior"] is None
+    assert not np.array_equal(load_rgb(tmp_path / "p.png"), load_rgb(tmp_path / "b.png"))
+
+
 def test_enhance_aligned_mask_keeps_base(pipe):
     crop = _face_like(2, 32)
     mask = np.zeros((128, 128), np.float32)
