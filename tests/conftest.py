@@ -6,6 +6,7 @@ Tests that read research data from ``../shared`` use :func:`shared_path`, which 
 
 from __future__ import annotations
 
+import csv
 import os
 from pathlib import Path
 
@@ -23,6 +24,15 @@ def shared_path(*parts: str) -> Path:
     if not p.exists():
         pytest.skip(f"shared data not available: {p}")
     return p
+
+
+def write_labels(root: Path, rows: list[dict[str, str]]) -> Path:
+    """Write a faces128-style ``root/labels.csv`` (columns ``file, split, identity, lm``) for a fake faces folder."""
+    with (root / "labels.csv").open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=["file", "split", "identity", "lm"])
+        w.writeheader()
+        w.writerows(rows)
+    return root
 
 
 @pytest.fixture

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import csv
 import json
 
 import numpy as np
 import pytest
 import torch
+from conftest import write_labels
 
 import frgd.identity
 from frgd.archs.frgd_unet_arch import FRGDUNet, tiny_config
@@ -225,11 +225,7 @@ def _fake_faces(root, n_ids: int = 3, per_id: int = 2):
             f = f"val/id{i}_{k}.png"
             save_image(root / f, _face_like(10 * i + k, 128))
             rows.append({"file": f, "split": "val", "identity": f"x:{i}", "lm": ""})
-    with (root / "labels.csv").open("w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=["file", "split", "identity", "lm"])
-        w.writeheader()
-        w.writerows(rows)
-    return root
+    return write_labels(root, rows)
 
 
 def test_select_pairs(tmp_path):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import importlib.util
 from pathlib import Path
 
@@ -10,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, shared_path
+from conftest import REPO, shared_path, write_labels
 
 from frgd.diffusion.model import build_cond
 from frgd.diffusion.training.data import (
@@ -153,10 +152,7 @@ def _fake_faces128(root: Path) -> None:
             cv2.imwrite(str(root / rel), img[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])
             lm = " ".join(f"{v:.1f}" for v in TEMPLATE_128.reshape(-1))
             rows.append({"file": rel, "split": split, "identity": f"syn:{ident}", "lm": lm})
-    with (root / "labels.csv").open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=["file", "split", "identity", "lm"])
-        w.writeheader()
-        w.writerows(rows)
+    write_labels(root, rows)
 
 
 def test_folder_and_shards_give_identical_items(tmp_path):

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import csv
 import json
 
 import numpy as np
 import pytest
 import torch
+from conftest import write_labels
 from torch import nn
 
 from frgd.archs.face_prior_arch import FacePriorNet
@@ -143,11 +143,7 @@ def _fake_faces(root, n_ids: int = 4, per_id: int = 2):
                 img = np.stack([0.5 + 0.3 * np.sin((4 + i) * xx), 0.4 + 0.2 * yy, 0.3 + 0.1 * noise], -1)
                 save_image(root / f, (np.clip(img, 0, 1) * 255).astype(np.uint8))
                 rows.append({"file": f, "split": split, "identity": f"{split}:{i}", "lm": ""})
-    with (root / "labels.csv").open("w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=["file", "split", "identity", "lm"])
-        w.writeheader()
-        w.writerows(rows)
-    return root
+    return write_labels(root, rows)
 
 
 def test_training_round_trip_on_cpu(tmp_path):

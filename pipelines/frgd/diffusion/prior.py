@@ -49,13 +49,8 @@ def load_prior(directory: str | Path | None = None, device: torch.device | str =
     model = weights.load_pretrained(d, build_prior, device=device).float()
     model.requires_grad_(False)
     size = weights.load_config(d).get("sample_size")
-    model.sample_size = None if size is None else int(size)
+    model.sample_size = None if size is None else int(size)  # the face size it was trained at (None: not recorded)
     return model
-
-
-def prior_size(model: FacePriorNet) -> int | None:
-    """Face size the prior was trained at (its config's ``sample_size``; ``None`` when not recorded)."""
-    return getattr(model, "sample_size", None)
 
 
 def installed_prior(device: torch.device | str = "cpu", size: int | None = None) -> FacePriorNet | None:
@@ -68,8 +63,8 @@ def installed_prior(device: torch.device | str = "cpu", size: int | None = None)
     except MissingWeightsError as err:
         logger.info("no FRGD prior: %s", err)
         return None
-    if size is not None and prior_size(model) != int(size):
-        logger.info("the installed FRGD prior works at %s px, not %d: not used", prior_size(model), size)
+    if size is not None and model.sample_size != int(size):
+        logger.info("the installed FRGD prior works at %s px, not %d: not used", model.sample_size, size)
         return None
     return model
 
@@ -105,6 +100,5 @@ __all__ = [
     "build_prior",
     "installed_prior",
     "load_prior",
-    "prior_size",
     "save_prior",
 ]

@@ -330,10 +330,6 @@ class FRGDPipeline:
                 raise InputError(f"{name} values must be in [0, 1]")
 
     # ------------------------------------------------------------------ helpers
-    def _prior_base(self, deg128: torch.Tensor) -> torch.Tensor:
-        """The prior's estimate ``(B,3,S,S)`` in [0,1] of the bicubic-upscaled inputs ``deg128`` (B,3,S,S)."""
-        return apply_prior(self.prior, deg128, self.size)
-
     @torch.no_grad()
     def preview(self, degraded: torch.Tensor, use_prior: bool = True) -> torch.Tensor:
         """The instant preview and default base of ``degraded`` ``(B,3,h,w)`` in [0,1]: the prior's estimate
@@ -342,9 +338,9 @@ class FRGDPipeline:
             raise InputError(f"degraded must be a (B,3,H,W) tensor, got {getattr(degraded, 'shape', type(degraded))}")
         S = self.size
         deg = degraded.float().clamp(0, 1).to(self.device)
-        deg128 = F.interpolate(deg, size=(S, S), mode="bicubic", align_corners=False).clamp(0, 1)
-        out = self._prior_base(deg128) if (use_prior and self.prior is not None) else deg128
-        return out.cpu()
+        if use_prior and self.prior is not None:
+            return apply_prior(self.prior, deg, S).cpu()
+        return F.interpolate(deg, size=(S, S), mode="bicubic", align_corners=False).clamp(0, 1).cpu()
 
     def encode_references(
         self, references: Sequence[torch.Tensor] | torch.Tensor | None, per_sample: bool = False
@@ -533,7 +529,7 @@ class FRGDPipeline:
         if base is not None:
             base01 = base.float().to(dev).expand(n, -1, -1, -1)
         else:
-            base01 = self._prior_base(deg128) if prior_used else deg128
+            base01 = apply_prior(self.prior, deg128, S) if prior_used else deg128
         hard = None if mask is None else (mask.float().to(dev) > 0.5).float().expand(n, -1, -1, -1)
         m = torch.ones(n, 1, S, S, device=dev) if hard is None else hard
         base_pm = base01 * 2 - 1
