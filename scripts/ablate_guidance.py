@@ -3,8 +3,9 @@
 Each ``--variant NAME=identity,content,cfg,strength,harmonise`` is one row: the sampler run with
 ``GuidanceWeights(identity, content, cfg, strength=strength)`` and ``harmonise`` passes, with the reference of
 ``frgd eval faces`` (another photo of the same person) and its inputs and seeds (pair ``k`` gets seed ``seed + k``).
-Rows report PSNR/SSIM and the judge's identity similarity to the ground truth, next to bicubic; ``--grid`` writes
-one column per variant (research data: look at it, never commit it).
+``--identity-views`` sets the views identity guidance averages over (default: the product's ``IDENTITY_VIEWS``).
+Rows report PSNR/SSIM and the judge's identity similarity to the ground truth, next to bicubic; ``--grid`` writes one
+column per variant (research data: look at it, never commit it).
 
 Usage (the tuning faces of docs/frgd_sampling.md, outside the evaluation set)::
 
@@ -20,12 +21,13 @@ import json
 import logging
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from frgd.diffusion.sampling.guidance import GuidanceWeights
+from frgd.diffusion.sampling.guidance import IDENTITY_VIEWS, VIEWS, GuidanceWeights, check_views
 from frgd.diffusion.training.data import read_image
 from frgd.eval.faces import degrade_faces, grid_image, psnr_ssim, select_pairs, upscale_faces
 from frgd.identity.judge import Judge
@@ -56,6 +58,13 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=15)
     ap.add_argument("--scheduler", default="dpmpp")
     ap.add_argument("--variant", type=parse_variant, action="append", required=True)
+    ap.add_argument(
+        "--identity-views",
+        type=lambda t: check_views(t.split(",")),
+        default=IDENTITY_VIEWS,
+        help=f"comma-separated views of x0_hat for identity guidance, of {', '.join(VIEWS)} "
+        f"(default {','.join(IDENTITY_VIEWS)})",
+    )
     ap.add_argument("--json-out", help="write the rows here (JSON)")
     ap.add_argument("--grid", help="PNG: input, bicubic, one column per variant, ground truth")
     args = ap.parse_args()
@@ -81,6 +90,7 @@ def main() -> int:
     logger.info("%s", rows[-1])
     columns = [upscale_faces(lqs, pipe.size, "nearest"), bic]
     for name, w in args.variant:
+        w = replace(w, identity_views=args.identity_views)
         t0 = time.perf_counter()
         out = pipe(
             deg,

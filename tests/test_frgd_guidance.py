@@ -13,10 +13,13 @@ import torch.nn.functional as F
 from frgd.diffusion.model import make_train_scheduler
 from frgd.diffusion.sampling.guidance import (
     IDENTITY_SIGMA_OFF,
+    IDENTITY_VIEWS,
     ContentGuidance,
     GuidanceContext,
     GuidanceWeights,
     IdentityGuidance,
+    build_guides,
+    check_views,
     content_lambda,
     downscale_to,
     identity_schedule,
@@ -115,6 +118,45 @@ def test_identity_push_is_mid_trajectory_off_at_the_end_and_step_count_independe
         peak = sigmas[pushes.index(max(pushes))]
         assert 0.4 < peak < 0.85
         assert pushes[0] < 0.5 * max(pushes)  # weak at pure noise (blurry mean-face x0_hat)
+
+
+# ------------------------------------------------------------------ identity guidance: views
+def test_identity_objective_is_the_mean_similarity_over_the_views():
+    enc = LinearEncoder()
+    ref = F.normalize(torch.randn(2, D, generator=torch.Generator().manual_seed(5)), dim=1)
+    x0 = torch.rand(2, 3, S, S, generator=torch.Generator().manual_seed(6)) * 2 - 1
+    sim = lambda x: (enc.embed((x + 1) * 0.5) * ref).sum(1)  # noqa: E731
+    plain = IdentityGuidance(enc, ref, 0.5, views=("identity",))
+    both = IdentityGuidance(enc, ref, 0.5, views=("identity", "hflip"))
+    torch.testing.assert_close(plain.objective(x0), sim(x0))
+    torch.testing.assert_close(both.objective(x0), 0.5 * (sim(x0) + sim(x0.flip(-1))))
+    assert not torch.allclose(both.objective(x0), plain.objective(x0))  # a random encoder is not mirror-invariant
+
+
+def test_mirrored_views_give_mirrored_pushes():
+    """With the face and its mirror image as views, mirroring ``x0_hat`` mirrors the push (it cannot favour one side);
+    with one view it does not (a random linear encoder has no symmetry of its own)."""
+    enc = LinearEncoder(seed=3)
+    ref = F.normalize(torch.randn(1, D, generator=torch.Generator().manual_seed(7)), dim=1)
+    x0 = torch.rand(1, 3, S, S, generator=torch.Generator().manual_seed(8)) * 2 - 1
+    ctx = _ctx(0.3, 0.4, step=3, num_steps=10)
+    both = IdentityGuidance(enc, ref, 0.5, views=("identity", "hflip"))
+    torch.testing.assert_close(both(x0.flip(-1), ctx), both(x0, ctx).flip(-1), atol=1e-6, rtol=1e-5)
+    one = IdentityGuidance(enc, ref, 0.5, views=("identity",))
+    assert (one(x0.flip(-1), ctx) - one(x0, ctx).flip(-1)).abs().max() > 1e-3
+    assert both.evaluations == 2 and one.evaluations == 2  # one batched encoder pass per guided step
+
+
+def test_identity_views_are_checked_and_reach_the_guide():
+    assert IDENTITY_VIEWS == check_views(list(IDENTITY_VIEWS))
+    w = GuidanceWeights(identity=0.1, content=0.0, cfg=1.0, identity_views=["hflip"])
+    assert w.identity_views == ("hflip",) and w.as_dict()["identity_views"] == ["hflip"]
+    assert GuidanceWeights(identity=0.1, content=0.0, cfg=1.0).identity_views == IDENTITY_VIEWS
+    for bad in ((), ("identity", "rot90")):
+        with pytest.raises(ValueError, match="identity views"):
+            GuidanceWeights(identity=0.1, content=0.0, cfg=1.0, identity_views=bad)
+    ident, _ = build_guides(w, encoder=LinearEncoder(), reference=torch.randn(1, D))
+    assert ident.views == ("hflip",)
 
 
 class NoNoiseDenoiser(torch.nn.Module):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -14,6 +16,7 @@ from frgd.diffusion.sampling.guidance import (
     CONTENT_MIN,
     IDENTITY_MAX,
     RESAMPLE_MAX,
+    STRENGTH_MAX_PRIOR,
     STRENGTH_MIN,
     GuidanceWeights,
     downscale_to,
@@ -186,6 +189,11 @@ def test_slider_endpoints():
     no_ref = slider_to_weights(1.0, has_reference=False)
     assert no_ref.identity == 0.0 and no_ref.cfg == 0.0 and no_ref.content == pytest.approx(CONTENT_MIN)
     assert no_ref.strength == 1.0
+    # from the prior's estimate the slider spans a shorter trajectory; only the strength changes
+    pri = [slider_to_weights(s, from_prior=True) for s in (0.0, 0.25, 0.5, 0.75, 1.0)]
+    assert pri[0] == w0 and pri[-1].strength == pytest.approx(STRENGTH_MAX_PRIOR) and STRENGTH_MAX_PRIOR < 1.0
+    assert all(a.strength < b.strength for a, b in zip(pri, pri[1:]))
+    assert all(dataclasses.replace(p, strength=m.strength) == m for p, m in zip(pri, mids))
     with pytest.raises(ValueError):
         slider_to_weights(1.5)
 

@@ -14,6 +14,7 @@ from frgd.archs.face_prior_arch import FacePriorNet
 from frgd.archs.frgd_unet_arch import FRGDUNet, tiny_config
 from frgd.diffusion.model import make_train_scheduler, save_model_dir
 from frgd.diffusion.prior import PRIOR_WEIGHTS, apply_prior, installed_prior, load_prior, save_prior
+from frgd.diffusion.sampling.guidance import STRENGTH_MAX_PRIOR, STRENGTH_MIN, slider_to_weights
 from frgd.diffusion.sampling.pipeline import FRGDPipeline
 from frgd.diffusion.training import train_prior
 from frgd.errors import InputError, MissingWeightsError
@@ -85,9 +86,11 @@ def test_installed_prior_is_used_only_at_its_size():
 
 
 def test_identity_prior_changes_no_pixel(tiny_pipe):
-    """A prior whose estimate is its input (the untrained net) gives the bicubic pipeline's samples bit for bit."""
+    """A prior whose estimate is its input (the untrained net) gives the bicubic pipeline's samples bit for bit (at the
+    same weights: the slider alone maps to a shorter trajectory from the prior, see the next test)."""
     deg = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(0))
-    kw = dict(num_samples=2, seeds=[3, 4], steps=3, identity_strength=0.3)
+    w = slider_to_weights(0.3, has_reference=False, from_prior=True)
+    kw = dict(num_samples=2, seeds=[3, 4], steps=3, weights=w)
     ident = _with_prior(tiny_pipe, FacePriorNet(channels=(8, 12), blocks=1, mid_blocks=0))
     a = tiny_pipe(deg, **kw)
     b = ident(deg, **kw)
@@ -120,6 +123,25 @@ def test_prior_is_the_preview_and_the_start_of_a_whole_face(tiny_pipe):
     given = torch.full((1, 3, S, S), 0.25)
     g = pp(deg, base=given, **kw)
     assert torch.equal(g.images[outside], given[outside]) and g.params["base"] == "given"
+
+
+@pytest.mark.parametrize("s", [0.0, 0.5, 1.0])
+def test_the_slider_samples_less_of_the_trajectory_only_from_the_prior(tiny_pipe, s):
+    """Strength ``STRENGTH_MIN -> STRENGTH_MAX_PRIOR`` for a whole face that starts from the prior's estimate;
+    ``STRENGTH_MIN -> 1`` from the bicubic upscale, under a mask and from a given base."""
+    S = tiny_pipe.size
+    pp = _with_prior(tiny_pipe, ConstantPrior(torch.full((1, 3, S, S), 0.5)))
+    deg = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(2))
+    mask = torch.zeros(1, 1, S, S)
+    mask[..., 8:24, 8:24] = 1
+    kw = dict(num_samples=1, seeds=[1], steps=3, identity_strength=s)
+    strength = lambda out: out.params["weights"]["strength"]  # noqa: E731
+    assert strength(pp(deg, **kw)) == pytest.approx(STRENGTH_MIN + (STRENGTH_MAX_PRIOR - STRENGTH_MIN) * s)
+    full = STRENGTH_MIN + (1.0 - STRENGTH_MIN) * s
+    assert strength(pp(deg, use_prior=False, **kw)) == pytest.approx(full)
+    assert strength(pp(deg, mask=mask, **kw)) == pytest.approx(full)
+    assert strength(pp(deg, base=torch.full((1, 3, S, S), 0.25), **kw)) == pytest.approx(full)
+    assert strength(tiny_pipe(deg, **kw)) == pytest.approx(full)  # no prior installed
 
 
 def test_apply_prior_resizes_and_clamps():

@@ -509,7 +509,11 @@ class FRGDPipeline:
 
         # 2. weights, conditioning, guidance callbacks
         input_px = int(min(degraded.shape[-2:]))
-        w = weights or slider_to_weights(identity_strength, has_reference=ref is not None, input_px=input_px)
+        # a whole-face sample starts from the prior's estimate; with a mask the kept region stays the input's upscale
+        prior_used = base is None and mask is None and use_prior and self.prior is not None
+        w = weights or slider_to_weights(
+            identity_strength, has_reference=ref is not None, input_px=input_px, from_prior=prior_used
+        )
         if ref is None:
             w = dataclasses.replace(w, identity=0.0, cfg=0.0)
         if harmonise is not None:
@@ -524,8 +528,6 @@ class FRGDPipeline:
         else:
             content_hw = (int(content_size), int(content_size))
         content_target = F.interpolate(deg, size=content_hw, mode="area") if (h, wd) != content_hw else deg
-        # a whole-face sample starts from the prior's estimate; with a mask the kept region stays the input's upscale
-        prior_used = base is None and mask is None and use_prior and self.prior is not None
         if base is not None:
             base01 = base.float().to(dev).expand(n, -1, -1, -1)
         else:
