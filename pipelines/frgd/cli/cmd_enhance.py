@@ -265,7 +265,7 @@ class _Enhance:
             "steps": args.steps,
             "scheduler": args.scheduler,
             "harmonise": args.harmonise,
-            "prior": None if args.no_prior else self.restorer.pipe.prior_name,
+            "prior": self.restorer.params()["prior"],
             "aligned": bool(args.aligned),
             "mask": Path(args.mask).name if args.mask else None,
             "identity_guided": bool(self.restorer.references) and args.identity > 0,

@@ -237,7 +237,7 @@ class IdentityGuidance:
     def objective(self, x0: torch.Tensor) -> torch.Tensor:
         """Per-sample cosine similarity ``(N,)`` of ``x0`` (``[-1, 1]``) to the reference, averaged over the views."""
         n, k = x0.shape[0], len(self.views)
-        x = torch.cat([VIEWS[v](x0) for v in self.views]) if k > 1 else VIEWS[self.views[0]](x0)
+        x = torch.cat([VIEWS[v](x0) for v in self.views])
         emb = F.normalize(self.encoder.embed(((x + 1.0) * 0.5).clamp(0.0, 1.0)).float(), dim=1)
         ref = self.reference.to(emb.device)
         return (emb.view(k, n, -1) * ref).sum(dim=2).mean(dim=0)
