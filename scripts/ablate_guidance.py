@@ -4,8 +4,8 @@ Each ``--variant NAME=identity,content,cfg,strength,harmonise`` is one row: the 
 ``GuidanceWeights(identity, content, cfg, strength=strength)`` and ``harmonise`` passes, with the reference of
 ``frgd eval faces`` (another photo of the same person) and its inputs and seeds (pair ``k`` gets seed ``seed + k``).
 ``--identity-views`` sets the views identity guidance averages over (default: the product's ``IDENTITY_VIEWS``).
-Rows report PSNR/SSIM and the judge's identity similarity to the ground truth, next to bicubic; ``--grid`` writes one
-column per variant (research data: look at it, never commit it).
+Rows report PSNR/SSIM, the judge's identity similarity to the ground truth and the guidance encoder's to the
+reference, next to bicubic; ``--grid`` writes one column per variant (research data: look at it, never commit it).
 
 Usage (the tuning faces of docs/frgd_sampling.md, outside the evaluation set)::
 
@@ -103,12 +103,15 @@ def main() -> int:
             weights=w,
         )
         imgs = [tensor_to_image(x) for x in out.images]
+        with torch.inference_mode():
+            g_emb = torch.nn.functional.normalize(pipe.identity_encoder.embed(out.images).float(), dim=1)
         rows.append(
             {
                 "variant": name,
                 "weights": w.as_dict(),
                 **psnr_ssim(imgs, gts),
                 "judge_similarity": judged(imgs),
+                "guidance_similarity": float((g_emb * ref_emb.float()).sum(1).mean()),
                 "seconds": round(time.perf_counter() - t0, 1),
             }
         )

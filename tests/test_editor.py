@@ -15,7 +15,7 @@ from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl  # noqa: E402
 from PySide6.QtGui import QDropEvent  # noqa: E402
 from PySide6.QtTest import QTest  # noqa: E402
 
-from frgd.diffusion.sampling.schedulers import RESAMPLE_MAX  # noqa: E402
+from frgd.diffusion.sampling.schedulers import CANDIDATES_MAX, RESAMPLE_MAX  # noqa: E402
 from frgd.faces import TEMPLATE_512  # noqa: E402
 from frgd_studio.main_window import MainWindow  # noqa: E402
 from frgd_studio.model import backend, commands  # noqa: E402
@@ -342,6 +342,24 @@ def test_harmonise_box_reaches_the_sampler_and_the_sample(window, photo_file):
     resample(window, steps=3, samples=1, seed=5)
     face = window.doc.faces[0]
     assert face.samples[-1].parameters["weights"]["resample"] == 1
+
+
+def test_candidates_box_reaches_the_sampler_with_a_reference(window, photo_file, tmp_path, tiny_identity):
+    """The Candidates box is a persisted setting; with a reference a Resample keeps the most reference-like of that
+    many candidates per sample (recorded in the sample's parameters); without one there is nothing to choose by."""
+    open_with_faces(window, photo_file)
+    p, doc = window.frgd_panel, window.doc
+    assert p.candidates.value() == 1 and p.candidates.maximum() == CANDIDATES_MAX
+    p.candidates.setValue(3)
+    assert window.model.settings.get("candidates") == 3
+    p.slider.setValue(100)
+    resample(window, steps=2, samples=1, seed=5)
+    assert doc.faces[0].samples[-1].parameters["candidates"] is None  # no reference yet
+    ref_crop = np.full((CROP_SIZE, CROP_SIZE, 3), 120, np.uint8)
+    window.model.push(commands.add_reference(doc, 0, Reference(str(tmp_path / "ref.jpg"), "ab" * 32, ref_crop, 0.5)))
+    resample(window, steps=2, samples=1, seed=5)
+    rec = doc.faces[0].samples[-1].parameters["candidates"]
+    assert rec["count"] == 3 and len(rec["seeds"][0]) == 3 and rec["seeds"][0][0] == 5
 
 
 def test_cancel_frgd_job(window, photo_file, qtbot):

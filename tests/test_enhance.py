@@ -17,7 +17,7 @@ from frgd.diffusion.sampling.guidance import RESAMPLE_MAX, GuidanceWeights, slid
 from frgd.diffusion.sampling.pipeline import FRGDPipeline, planned_model_calls
 from frgd.diffusion.sampling.schedulers import first_step
 from frgd.errors import InputError, MissingWeightsError
-from frgd.eval.faces import bench_sampler, evaluate_faces, select_pairs
+from frgd.eval.faces import REPEAT_SEED_STRIDE, bar_status, bench_sampler, evaluate_faces, select_pairs, slider_gains
 from frgd.identity import IdentityEncoder
 from frgd.io import load_rgb, read_provenance, save_image
 from frgd.restore import FacePipeline, FaceRequest, FRGDRestorer, auto_scale, load_frgd_pipeline, upscale_photo
@@ -98,6 +98,35 @@ def test_enhance_harmonise_flag(tmp_path, model_dir, capsys):
     with pytest.raises(SystemExit) as exc:  # refused by the parser, before any model loads
         main([*base, "--harmonise", str(RESAMPLE_MAX + 1), "-o", str(tmp_path / "bad.png")])
     assert exc.value.code == 2 and f"--harmonise must be an integer in 0..{RESAMPLE_MAX}" in capsys.readouterr().err
+    assert not (tmp_path / "bad.png").exists()
+
+
+def test_enhance_candidates_flag(tmp_path, model_dir, capsys):
+    """``--candidates K`` keeps, per output, the most reference-like of K samples: the pixels of candidate
+    ``chosen`` of the seed (``candidate_seeds``), recorded in the provenance; it needs a reference (a usage error,
+    exit 2, before any model loads) and K in 1..CANDIDATES_MAX."""
+    from frgd.diffusion.sampling.pipeline import CANDIDATES_MAX, candidate_seeds
+
+    inp = save_image(tmp_path / "face.png", _face_like(0, 24))
+    ref = save_image(tmp_path / "ref.png", _face_like(1, 128))
+    base = ["enhance", str(inp), "--aligned", "--model", str(model_dir), "--seed", "2", "--steps", "2"]
+    base += ["--device", "cpu", "--identity", "1", "--json"]
+    assert main([*base, "--reference", str(ref), "--candidates", "3", "-o", str(tmp_path / "c.png")]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["candidates"] == 3 and read_provenance(tmp_path / "c.png")["parameters"]["candidates"] == 3
+    scores = []
+    for k, seed in enumerate(candidate_seeds(2, 3)):  # each candidate on its own, as a plain sample of its seed
+        out = tmp_path / f"plain{k}.png"
+        assert main([*base, "--reference", str(ref), "--seed", str(seed), "-o", str(out)]) == 0
+        scores.append(json.loads(capsys.readouterr().out)["identity_scores"][0])
+    best = int(np.argmax(scores))
+    assert best != 0, scores  # the seed's own sample was not the one kept: a choice was made
+    diff = np.abs(load_rgb(tmp_path / "c.png").astype(int) - load_rgb(tmp_path / f"plain{best}.png").astype(int))
+    assert diff.max() <= 1  # the same candidate (a batch of 3 rounds differently from a batch of 1)
+    assert data["identity_scores"][0] == pytest.approx(max(scores), abs=2e-3)
+    for bad, msg in ((["--candidates", "2"], "needs --reference"), (["--candidates", str(CANDIDATES_MAX + 1)], "1..")):
+        assert main([*base, *bad, "-o", str(tmp_path / "bad.png")]) == 2
+        assert msg in capsys.readouterr().err
     assert not (tmp_path / "bad.png").exists()
 
 
@@ -250,6 +279,102 @@ def test_eval_faces_synthetic(tmp_path, pipe):
     # s = 1 from the bicubic base starts from pure noise; from the prior's estimate it samples STRENGTH_MAX_PRIOR of it
     same = [r for r in res["rows"] if r["slider"] == 1.0]
     assert ([r["psnr"] for r in off["rows"][1:]] == [r["psnr"] for r in same]) == (pipe.prior is None)
+
+
+class _FakeJudge:
+    """A stand-in for the evaluation judge: unit embeddings of a fixed random projection of the 8x8 thumbnail."""
+
+    def __init__(self, *a, **k) -> None:
+        self.W = torch.randn(16, 3 * 64, generator=torch.Generator().manual_seed(0))
+
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        x = torch.nn.functional.adaptive_avg_pool2d(images.float(), 8).flatten(1) - 0.5
+        return torch.nn.functional.normalize(x @ self.W.T, dim=1)
+
+
+def test_eval_faces_repeats_average_the_runs_of_their_seeds(tmp_path, pipe, monkeypatch):
+    """``repeats=2`` is the face-by-face mean of the run at ``seed`` and the run at ``seed + REPEAT_SEED_STRIDE``
+    (clean degradation: the seed only picks the sampling noise), and every judged row keeps its per-face values."""
+    monkeypatch.setattr("frgd.identity.judge.Judge", _FakeJudge)
+    root = _fake_faces(tmp_path / "faces")
+    kw = dict(pipeline=pipe, scale=8, limit=3, sliders=[0.0, 1.0], steps=2, batch=2)
+    both = evaluate_faces(root, repeats=2, **kw)
+    runs = [evaluate_faces(root, seed=s, **kw) for s in (0, REPEAT_SEED_STRIDE)]
+    assert both["repeats"] == 2 and runs[0]["repeats"] == 1
+    for k, row in enumerate(both["rows"]):
+        one, two = runs[0]["rows"][k], runs[1]["rows"][k]
+        assert row["method"] == one["method"] and len(row["judge_per_face"]) == 3
+        assert row["judge_similarity"] == pytest.approx(np.mean(row["judge_per_face"]), abs=1e-5)
+        expect = (np.asarray(one["judge_per_face"]) + np.asarray(two["judge_per_face"])) / 2
+        np.testing.assert_allclose(row["judge_per_face"], expect, atol=2e-5)
+        if row["psnr"] is not None:
+            assert row["psnr"] == pytest.approx((one["psnr"] + two["psnr"]) / 2, abs=1e-9)
+    frgd_rows = [r for r in runs[0]["rows"] if r["slider"] is not None]
+    assert (
+        frgd_rows[0]["judge_per_face"] != [r for r in runs[1]["rows"] if r["slider"] is not None][-1]["judge_per_face"]
+    )
+    assert len(both["slider_gains"]) == 2 and set(both["bar"]) >= {"rises_with_slider", "holds"}
+    with pytest.raises(InputError):
+        evaluate_faces(root, repeats=0, **kw)
+
+
+def _rows(bic=(22.0, 0.30), s0=(23.0, [0.40, 0.50, 0.60]), s1_ref=(22.5, [0.50, 0.55, 0.58]), s1_noref=(22.6, None)):
+    def row(method, slider, ref, psnr, faces):
+        judge = None if faces is None else float(np.mean(faces))
+        return {"method": method, "slider": slider, "reference": ref, "psnr": psnr, "judge_similarity": judge,
+                "judge_per_face": faces}  # fmt: skip
+
+    noref1 = s1_noref[1] if s1_noref[1] is not None else [0.42, 0.5, 0.61]
+    return [
+        row("bicubic", None, None, bic[0], None) | {"judge_similarity": bic[1]},
+        row("frgd s=0 no-ref", 0.0, False, s0[0], s0[1]),
+        row("frgd s=1 no-ref", 1.0, False, s1_noref[0], noref1),
+        row("frgd s=0 ref", 0.0, True, s0[0], s0[1]),
+        row("frgd s=1 ref", 1.0, True, s1_ref[0], s1_ref[1]),
+    ]
+
+
+def test_slider_gains_are_paired_means_with_their_standard_error():
+    gains = slider_gains(_rows())
+    assert [(g["reference"], g["from"], g["to"]) for g in gains] == [(False, 0.0, 1.0), (True, 0.0, 1.0)]
+    d = np.array([0.10, 0.05, -0.02])
+    g = gains[1]
+    assert g["gain"] == pytest.approx(d.mean(), abs=1e-5) and g["faces_up"] == 2 and g["faces"] == 3
+    assert g["se"] == pytest.approx(d.std(ddof=1) / np.sqrt(3), abs=1e-5)
+    assert slider_gains([{**r, "judge_per_face": None} for r in _rows()]) == []
+
+
+def test_bar_status_checks_each_clause_of_the_bar():
+    assert bar_status(_rows()) == {
+        "reference_above_no_reference": True,
+        "no_reference_above_bicubic": True,
+        "rises_with_slider": True,
+        "content_end_psnr_not_below_bicubic": True,
+        "holds": True,
+    }
+    falls = bar_status(_rows(s1_ref=(22.5, [0.35, 0.5, 0.58])))  # mean paired gain -0.0233 < 0
+    assert falls["rises_with_slider"] is False and falls["holds"] is False
+    assert bar_status(_rows(s1_noref=(22.6, [0.6, 0.6, 0.6])))["reference_above_no_reference"] is False
+    assert bar_status(_rows(bic=(22.0, 0.505)))["no_reference_above_bicubic"] is False  # s = 0: 0.5
+    assert bar_status(_rows(bic=(23.1, 0.3)))["content_end_psnr_not_below_bicubic"] is False
+    unjudged = [{**r, "judge_similarity": None, "judge_per_face": None} for r in _rows()]
+    st = bar_status(unjudged)
+    assert st["rises_with_slider"] is None and st["reference_above_no_reference"] is None
+    assert st["content_end_psnr_not_below_bicubic"] is True and st["holds"] is False
+
+
+def test_eval_faces_candidates_apply_to_the_rows_with_a_reference(tmp_path, pipe):
+    root = _fake_faces(tmp_path / "faces")
+    kw = dict(pipeline=pipe, scale=8, limit=2, sliders=[0.0, 1.0], steps=2, batch=2, judge=False)
+    one, two = evaluate_faces(root, **kw), evaluate_faces(root, candidates=3, **kw)
+    assert one["candidates"] == 1 and two["candidates"] == 3
+    rows = {r["method"]: (a, r) for a, r in zip(one["rows"], two["rows"])}
+    for method in ("frgd s=0 no-ref", "frgd s=1 no-ref", "frgd s=0 ref"):  # nothing to choose by: unchanged
+        assert rows[method][0]["psnr"] == rows[method][1]["psnr"]
+    a, b = rows["frgd s=1 ref"]
+    assert b["guidance_similarity"] >= a["guidance_similarity"] - 1e-4  # the kept candidates include each seed's own
+    with pytest.raises(InputError, match="candidates"):
+        evaluate_faces(root, candidates=9, **kw)
 
 
 def test_eval_faces_first_skips_pairs_and_keeps_each_pairs_seed(tmp_path, pipe):

@@ -23,7 +23,15 @@ from frgd.diffusion.sampling.guidance import (
     identity_size_factor,
     slider_to_weights,
 )
-from frgd.diffusion.sampling.pipeline import FRGDPipeline, feather_inside, normalize_seeds, planned_model_calls
+from frgd.diffusion.sampling.pipeline import (
+    CANDIDATES_MAX,
+    MAX_SEED,
+    FRGDPipeline,
+    candidate_seeds,
+    feather_inside,
+    normalize_seeds,
+    planned_model_calls,
+)
 from frgd.diffusion.sampling.schedulers import first_step
 from frgd.errors import Cancelled, InputError, MissingWeightsError
 from frgd.identity import IdentityEncoder
@@ -233,6 +241,46 @@ def test_identity_guidance_increases_similarity_in_sampling(pipe, degraded, enco
     assert float(s1.identity_scores.mean()) > float(s0.identity_scores.mean())
 
 
+def test_candidate_seeds_start_with_the_seed_and_are_stable():
+    assert candidate_seeds(7, 1) == [7]
+    four = candidate_seeds(7, 4)
+    assert four[0] == 7 and len(set(four)) == 4 and four == candidate_seeds(7, 4)
+    assert all(0 <= c <= MAX_SEED for c in four) and not set(four[1:]) & set(candidate_seeds(8, 4))
+
+
+@pytest.mark.parametrize("per_sample", [False, True])
+def test_best_of_keeps_the_candidate_most_like_the_reference(pipe, degraded, per_sample):
+    """``candidates=k`` equals sampling all candidates in one batch and keeping, per sample, the one whose guidance
+    encoder similarity to its reference is highest; the output keeps the requested seeds and records the choice."""
+    k, seeds = 3, [4, 9]
+    deg = torch.cat([degraded, degraded.flip(-1)]) if per_sample else degraded
+    refs = torch.cat([_unit(8), _unit(10)]) if per_sample else _unit(8)
+    kw = dict(identity_strength=0.7, steps=3, reference_per_sample=per_sample)
+    best = pipe(deg, references=refs, num_samples=2, seeds=seeds, candidates=k, **kw)
+    cand = [candidate_seeds(s, k) for s in seeds]
+    every = refs.repeat_interleave(k, 0) if per_sample else refs
+    deg_all = deg.repeat_interleave(k, 0) if per_sample else deg
+    allc = pipe(deg_all, references=every, num_samples=2 * k, seeds=[c for cs in cand for c in cs], **kw)
+    ref = pipe.encode_references(every, per_sample=per_sample)
+    sims = (F.normalize(pipe.identity_encoder.embed(allc.images), dim=1) * ref).sum(1).view(2, k)
+    pick = sims.argmax(1)
+    assert pick.tolist() != [0, 0]  # a choice was made: not simply each seed's plain sample
+    idx = torch.arange(2) * k + pick
+    assert torch.equal(best.images, allc.images[idx])
+    torch.testing.assert_close(best.identity_scores, allc.identity_scores[idx])
+    assert best.seeds == seeds and best.params["num_samples"] == 2 and len(best.identity_meter.scores) == 2
+    rec = best.params["candidates"]
+    assert rec["count"] == k and rec["seeds"] == cand and rec["chosen"] == pick.tolist()
+    assert best.params["identity_meter"]["scores"] == [round(float(v), 4) for v in best.identity_scores]
+    plain = pipe(deg, references=refs, num_samples=2, seeds=seeds, **kw)
+    assert plain.params["candidates"] is None
+    # s = 0 ignores the reference: nothing to choose by, one sample (the no-reference sample of the seed)
+    zero = pipe(deg, references=refs, num_samples=2, seeds=seeds, candidates=k, **{**kw, "identity_strength": 0.0})
+    no_ref = pipe(deg, num_samples=2, seeds=seeds, steps=3, identity_strength=0.0)
+    assert zero.params["candidates"] is None and torch.equal(zero.images, no_ref.images)
+    torch.testing.assert_close(plain.images, allc.images[torch.arange(2) * k], atol=2e-5, rtol=0)  # candidate 0
+
+
 def test_content_weight_pulls_towards_input(pipe, degraded):
     kw = dict(num_samples=2, seeds=[1, 2], steps=4)
     free = pipe(degraded, weights=GuidanceWeights(identity=0.0, content=0.0, cfg=0.0), **kw).images
@@ -293,6 +341,10 @@ def test_epsilon_model_and_references_as_embeddings(encoder, degraded):
         {"references": [torch.rand(3, 8)]},
         {"eta": 0.5, "scheduler": "dpmpp"},
         {"content_size": 200},
+        {"candidates": 2},  # no reference to choose by
+        {"candidates": 0, "references": [torch.rand(1, 3, S, S)]},
+        {"candidates": CANDIDATES_MAX + 1, "references": [torch.rand(1, 3, S, S)]},
+        {"candidates": 2.0, "references": [torch.rand(1, 3, S, S)]},
     ],
 )
 def test_check_inputs(pipe, degraded, kwargs):

@@ -173,6 +173,7 @@ class FRGDRequest:
     steps: int
     model_dir: str | None
     harmonise: int = RESAMPLE  # harmonising passes per step
+    candidates: int = 1  # with a reference: keep the most reference-like of this many per sample
 
 
 def run_frgd(req: FRGDRequest, device, progress: ProgressFn | None, cancel: CancelToken | None) -> list[Sample]:
@@ -184,8 +185,9 @@ def run_frgd(req: FRGDRequest, device, progress: ProgressFn | None, cancel: Canc
     pipe = frgd_pipeline(req.model_dir, device)
     check_cancel(cancel)
     restorer = FRGDRestorer(
-        pipe, identity_strength=req.identity_strength, steps=int(req.steps), harmonise=int(req.harmonise)
-    )
+        pipe, identity_strength=req.identity_strength, steps=int(req.steps), harmonise=int(req.harmonise),
+        candidates=int(req.candidates) if req.references else 1,  # nothing to choose by without a reference
+    )  # fmt: skip
     request = FaceRequest(mask=req.mask, base=req.base, base_paste_mask=req.base_mask, references=req.references)
     seeds = normalize_seeds(req.seeds, int(req.num_samples))
     face = photo_face(req.face, req.number)

@@ -165,6 +165,7 @@ class FRGDParams:
     seed: int
     lock_seed: bool
     harmonise: int
+    candidates: int
 
     def seeds_for_run(self) -> list[int] | None:
         """Locked: ``[seed, seed+1, ...]``; unlocked: ``None`` (the pipeline draws and reports random seeds)."""
@@ -188,7 +189,7 @@ class FRGDPane(Pane):
     """Identity-guided diffusion for the selected face: parameters, the model folder, Resample."""
 
     name = "FRGD"
-    PARAMS = ("identity_strength", "steps", "samples", "seed", "lock_seed", "harmonise")
+    PARAMS = ("identity_strength", "steps", "samples", "seed", "lock_seed", "harmonise", "candidates")
 
     def params(self) -> FRGDParams:
         s = self.host.settings
@@ -275,6 +276,7 @@ class FRGDPane(Pane):
             seeds=p.seeds_for_run(),
             steps=p.steps,
             harmonise=p.harmonise,
+            candidates=p.candidates,
             model_dir=path,
         )
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from frgd.devices import DEVICE_CHOICES
-from frgd.diffusion.sampling.schedulers import DEFAULT_STEPS, RESAMPLE, RESAMPLE_MAX
+from frgd.diffusion.sampling.schedulers import CANDIDATES_MAX, DEFAULT_STEPS, RESAMPLE, RESAMPLE_MAX
 from frgd.io.files import atomic_write_bytes
 
 logger = logging.getLogger(__name__)
@@ -35,6 +35,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "brush_feather": (0.0, 1.0),
     "steps": (1, 1000),
     "harmonise": (0, RESAMPLE_MAX),
+    "candidates": (1, CANDIDATES_MAX),
     "samples": (1, 16),
     "identity_strength": (0.0, 1.0),
     "sr_scale": (1, 8),
@@ -55,6 +56,7 @@ class EditorSettings:
     brush_feather: float = 0.5
     steps: int = DEFAULT_STEPS
     harmonise: int = RESAMPLE
+    candidates: int = 1
     samples: int = 4
     identity_strength: float = 0.5
     seed: int = 1234

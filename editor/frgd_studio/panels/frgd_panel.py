@@ -44,6 +44,12 @@ class FRGDPanel(QWidget):
             "Harmonising passes per step: the model re-reads what the guidance did before the next step (fewer "
             "cracks and smears toward the identity end; each pass costs one more model call per step)"
         )
+        self.candidates = QSpinBox()
+        self.candidates.setRange(*(int(v) for v in RANGES["candidates"]))
+        self.candidates.setToolTip(
+            "With a reference: draw this many candidates for each sample and keep the one the identity encoder finds "
+            "most like the reference (each candidate costs one more sample's time)"
+        )
         self.samples = QSpinBox()
         self.samples.setRange(*(int(v) for v in RANGES["samples"]))
         self.seed = QSpinBox()
@@ -69,6 +75,7 @@ class FRGDPanel(QWidget):
         form = QFormLayout()
         form.addRow("Steps", self.steps)
         form.addRow("Harmonise", self.harmonise)
+        form.addRow("Candidates", self.candidates)
         form.addRow("Samples per run", self.samples)
         form.addRow("Seed", seed_row)
         model_row = QHBoxLayout()
@@ -85,6 +92,7 @@ class FRGDPanel(QWidget):
         self.slider.valueChanged.connect(lambda v: pane.set_param("identity_strength", v / 100.0))
         self.steps.valueChanged.connect(lambda v: pane.set_param("steps", int(v)))
         self.harmonise.valueChanged.connect(lambda v: pane.set_param("harmonise", int(v)))
+        self.candidates.valueChanged.connect(lambda v: pane.set_param("candidates", int(v)))
         self.samples.valueChanged.connect(lambda v: pane.set_param("samples", int(v)))
         self.seed.valueChanged.connect(lambda v: pane.set_param("seed", int(v)))
         self.lock_seed.toggled.connect(lambda on: pane.set_param("lock_seed", bool(on)))
@@ -104,7 +112,8 @@ class FRGDPanel(QWidget):
         """Show the pane's parameters and status."""
         p = self.pane.params()
         for widget, value in ((self.slider, int(round(100 * p.identity_strength))), (self.steps, p.steps),
-                              (self.harmonise, p.harmonise), (self.samples, p.samples),
+                              (self.harmonise, p.harmonise), (self.candidates, p.candidates),
+                              (self.samples, p.samples),
                               (self.seed, p.seed)):  # fmt: skip
             if widget.value() != value:
                 widget.setValue(value)

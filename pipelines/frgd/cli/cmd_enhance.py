@@ -97,7 +97,9 @@ def add_faces_flag(p: argparse.ArgumentParser) -> None:
     )
 
 
-FRGD_ONLY_FLAGS = ("--reference", "--identity", "--steps", "--scheduler", "--harmonise", "--no-prior", "--model")
+FRGD_ONLY_FLAGS = (
+    "--reference", "--identity", "--candidates", "--steps", "--scheduler", "--harmonise", "--no-prior", "--model",
+)  # fmt: skip
 """The flags of :func:`add_frgd_flags`: ``frgd restore`` refuses them with another ``--method`` (which would ignore
 them)."""
 
@@ -114,6 +116,17 @@ def frgd_flags_given(args: argparse.Namespace) -> list[str]:
     return given
 
 
+def check_candidates(k: int, has_reference: bool) -> None:
+    """``--candidates``: an integer in ``1..CANDIDATES_MAX``, and above 1 only with a reference (the choice needs one);
+    a usage error before any model loads."""
+    from ..diffusion.sampling.pipeline import CANDIDATES_MAX
+
+    if not 1 <= k <= CANDIDATES_MAX:
+        raise InputError(f"--candidates must be in 1..{CANDIDATES_MAX}, got {k}")
+    if k > 1 and not has_reference:
+        raise InputError("--candidates needs --reference: the candidate most like the reference is kept")
+
+
 def add_frgd_flags(p: argparse.ArgumentParser) -> None:
     """The FRGD settings of ``frgd enhance`` and ``frgd restore --method frgd``: references, identity strength, sampler,
     model folder (:data:`FRGD_ONLY_FLAGS`)."""
@@ -121,6 +134,11 @@ def add_frgd_flags(p: argparse.ArgumentParser) -> None:
         "--reference", action="append", default=[], metavar="REF", help="reference photo of the person (repeatable)"
     )
     p.add_argument("--identity", type=float, default=0.5, metavar="S", help="identity strength in [0,1] (default 0.5)")
+    p.add_argument(
+        "--candidates", type=int, default=1, metavar="C",
+        help="sample every output C times and keep the one the identity encoder finds most like the reference "
+        "(needs --reference; C times the sampling time; default 1)",
+    )  # fmt: skip
     _add_sampler_flags(p)
     p.add_argument("--model", metavar="DIR", help="FRGD model folder (default: the installed frgd-128)")
 
@@ -197,6 +215,14 @@ def register(root: argparse._SubParsersAction, groups: dict[str, argparse._SubPa
     _add_sampler_flags(ev)
     ev.add_argument("--batch", type=int, default=8, metavar="B", help="faces per sampler batch (default 8)")
     ev.add_argument("--seed", type=int, default=0, help="seed (degradation noise and sampling)")
+    ev.add_argument(
+        "--repeats", type=int, default=1, metavar="R",
+        help="samples per face and setting, with other seeds (default 1; more make the slider gains less noisy)",
+    )  # fmt: skip
+    ev.add_argument(
+        "--candidates", type=int, default=1, metavar="C",
+        help="rows with a reference: keep the most reference-like of C samples (frgd enhance --candidates; default 1)",
+    )  # fmt: skip
     ev.add_argument("--no-judge", action="store_true", help="skip the judge (identity similarity) metric")
     ev.add_argument("--device", default="auto", choices=DEVICE_CHOICES, help="compute device (default auto)")
     ev.add_argument(
@@ -266,6 +292,7 @@ class _Enhance:
             "scheduler": args.scheduler,
             "harmonise": args.harmonise,
             "prior": self.restorer.params()["prior"],
+            "candidates": args.candidates,
             "aligned": bool(args.aligned),
             "mask": Path(args.mask).name if args.mask else None,
             "identity_guided": bool(self.restorer.references) and args.identity > 0,
@@ -281,7 +308,7 @@ class _Enhance:
             extra: dict[str, Any] = {"identity_scores": None if scores[0] is None else [round(v, 4) for v in scores]}
             meters = [samples[0].params.get("identity_meter")]
             timings = {}
-            weights = samples[0].params.get("weights")
+            first = samples[0].params
         else:
             out = self.pipe(img, which=args.faces, num_samples=args.samples, seeds=seeds, scale=args.scale,
                             mask=self.mask, require_faces=True)  # fmt: skip
@@ -290,8 +317,9 @@ class _Enhance:
             params.update(mode="photo", scale=out.scale, sr_model=out.sr_model)
             extra = {"faces": [f.to_json() for f in out.faces]}
             meters = [f.samples[0].params.get("identity_meter") for f in out.faces]
-            timings, weights = out.timings, out.faces[0].samples[0].params.get("weights")
-        extra["weights"] = weights
+            timings, first = out.timings, out.faces[0].samples[0].params
+        extra["weights"] = first.get("weights")
+        params["candidates"] = (first.get("candidates") or {}).get("count", 1)  # 1 where s = 0 ignores the reference
         if any(m is not None for m in meters):
             extra["identity_meter"] = meters[0] if args.aligned else meters
         source_hash = file_sha256(photo)
@@ -326,6 +354,7 @@ def _cmd_enhance(args: argparse.Namespace, label: str = "frgd enhance") -> int:
         raise InputError(f"--identity must be in [0, 1], got {args.identity}")
     if args.samples < 1:
         raise InputError(f"--samples must be at least 1, got {args.samples}")
+    check_candidates(args.candidates, bool(args.reference))
     if batch and args.mask and not args.aligned:
         raise InputError("--mask is photo-sized: give one photo with it (or --aligned crops of one size)")
     seeds = normalize_seeds(args.seed, args.samples)
@@ -368,7 +397,7 @@ def _load_enhance(args: argparse.Namespace, protect: list[str]) -> _Enhance:
     frgd = load_frgd_pipeline(args.model, device=args.device)
     restorer = FRGDRestorer(
         frgd, identity_strength=args.identity, steps=args.steps, scheduler=args.scheduler, harmonise=args.harmonise,
-        use_prior=not args.no_prior,
+        use_prior=not args.no_prior, candidates=args.candidates,
     )  # fmt: skip
     pipe = FacePipeline(restorer, sr_model=args.sr_model or "auto", tile=getattr(args, "tile", "auto"))
     refs = [load_rgb(r) for r in args.reference]
@@ -395,6 +424,8 @@ def _cmd_eval_faces(args: argparse.Namespace) -> int:
         use_prior=not args.no_prior,
         batch=args.batch,
         seed=args.seed,
+        repeats=args.repeats,
+        candidates=args.candidates,
         judge=not args.no_judge,
         device=args.device,
         grid=args.grid,
@@ -406,6 +437,13 @@ def _cmd_eval_faces(args: argparse.Namespace) -> int:
         sim_txt = f" judge {sim:.3f}" if sim is not None else ""
         quality = "" if row["psnr"] is None else f" PSNR {row['psnr']:.2f} SSIM {row['ssim']:.4f}"
         lines.append(f"  {row['method']:<28}{quality}{sim_txt}")
+    for g in result["slider_gains"]:
+        se = "" if g["se"] is None else f" +- {g['se']:.3f}"
+        who = "ref" if g["reference"] else "no-ref"
+        up = f"{g['faces_up']}/{g['faces']} faces up"
+        lines.append(f"  judge s={g['from']:g} -> {g['to']:g} {who:<6} {g['gain']:+.3f}{se} ({up})")
+    bar = result["bar"]
+    lines.append("bar: " + ", ".join(f"{k} {'-' if v is None else ('yes' if v else 'NO')}" for k, v in bar.items()))
     if result["grid"]:
         lines.append(f"grid: {result['grid']['path']} ({', '.join(result['grid']['columns'])})")
     emit(args, result, "\n".join(lines))

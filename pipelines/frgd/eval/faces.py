@@ -14,6 +14,10 @@ Bicubic upscaling of the degraded face is the baseline row; with the FRGD prior 
 the sampler's default base and the editor's preview) its estimate alone is the ``prior`` row; the reference photo
 itself is reported as a judge-only row (how similar a *different* photo of the person is to the ground truth).
 
+Every judged row keeps ``judge_per_face`` (the mean over ``repeats`` samples of each face), so that
+:func:`slider_gains` reports the paired change between consecutive slider values with its standard error, and
+:func:`bar_status` evaluates issue 10's bar on the rows (the sample grid is the one part left to the eye).
+
 Benchmark (:func:`bench_sampler`): seconds per sample for 1 and ``N`` samples in one batch.
 """
 
@@ -34,12 +38,20 @@ import torch.nn.functional as F
 
 from ..devices import describe_device, resolve_device
 from ..diffusion.sampling.guidance import RESAMPLE
-from ..diffusion.sampling.pipeline import DEFAULT_SCHEDULER, DEFAULT_STEPS, FRGDPipeline, prefers_channels_last
+from ..diffusion.sampling.pipeline import (
+    CANDIDATES_MAX,
+    DEFAULT_SCHEDULER,
+    DEFAULT_STEPS,
+    FRGDPipeline,
+    prefers_channels_last,
+)
 from ..errors import InputError
 from ..tensor import image_to_tensor, tensor_to_image
 
 logger = logging.getLogger(__name__)
 
+REPEAT_SEED_STRIDE = 100_000
+"""Repeat ``r`` of pair ``k`` samples with seed ``seed + k + r * REPEAT_SEED_STRIDE`` (repeat 0: a single run's)."""
 PROPOSED_PRESET = "train_frgd128_h100.json"
 ROUND_PRESET = "round_frgd128.json"
 
@@ -127,6 +139,8 @@ def evaluate_faces(
     use_prior: bool = True,
     batch: int = 8,
     seed: int = 0,
+    repeats: int = 1,
+    candidates: int = 1,
     judge: bool = True,
     device: str | torch.device = "auto",
     grid: str | Path | None = None,
@@ -137,6 +151,10 @@ def evaluate_faces(
     """Evaluate FRGD on ``limit`` degraded validation faces; returns a JSON-able dict (see the module docstring).
 
     ``first``: skip the first ``first`` pairs of :func:`select_pairs` (a tuning set disjoint from the default one).
+    ``repeats``: samples per face and setting (seeds :data:`REPEAT_SEED_STRIDE` apart): PSNR/SSIM average all of them,
+    ``judge_per_face`` averages each face's; more repeats make :func:`slider_gains` less noisy.
+    ``candidates``: with a reference, each sample is the most reference-like of this many (the pipeline's
+    ``candidates``; rows without a reference have nothing to choose by and sample once).
     ``grid``: also write a PNG of the first ``grid_faces`` faces, one row each: input (nearest-upscaled), bicubic,
     one sample with the reference per slider value (each column with its own seeds), ground truth.
     """
@@ -145,8 +163,10 @@ def evaluate_faces(
     from ..jobs import check_cancel, report
     from ..restore import load_frgd_pipeline
 
-    if limit < 1 or batch < 1 or first < 0:
-        raise InputError("limit and batch must be positive, first non-negative")
+    if limit < 1 or batch < 1 or repeats < 1 or first < 0:
+        raise InputError("limit, batch and repeats must be positive, first non-negative")
+    if not 1 <= candidates <= CANDIDATES_MAX:
+        raise InputError(f"candidates must be in 1..{CANDIDATES_MAX}, got {candidates}")
     t0 = time.perf_counter()
     root = Path(data_dir)
     pipe = pipeline or load_frgd_pipeline(model_dir, device=device)
@@ -166,22 +186,26 @@ def evaluate_faces(
     gt_emb = None if judge_net is None else judge_net.embed(torch.cat([image_to_tensor(x) for x in gts]))
 
     def judge_sims(imgs_u8: list[np.ndarray]) -> list[float] | None:
+        """Per-face judge similarity to the ground truth; ``imgs_u8`` holds ``r`` repeats of the faces in order
+        (face ``k`` of repeat ``j`` at ``j * n + k``), averaged per face."""
         if judge_net is None:
             return None
-        a = judge_net.embed(torch.cat([image_to_tensor(x) for x in imgs_u8]))
-        return (a * gt_emb).sum(1).tolist()
+        emb = judge_net.embed(torch.cat([image_to_tensor(x) for x in imgs_u8]))
+        sims = (emb.view(-1, len(gts), gt_emb.shape[1]) * gt_emb).sum(2)
+        return sims.mean(0).tolist()
 
     rows: list[dict[str, Any]] = []
 
     def add_row(method: str, outs: list[np.ndarray] | None, slider=None, reference=None, guid=None) -> None:
         row: dict[str, Any] = {"method": method, "slider": slider, "reference": reference}
         if outs is not None:
-            row.update(psnr_ssim(outs, gts))
+            row.update(psnr_ssim(outs, gts * (len(outs) // len(gts))))
             sims = judge_sims(outs)
         else:
             row["psnr"] = row["ssim"] = None
             sims = judge_sims(refs)
         row["judge_similarity"] = None if sims is None else float(np.mean(sims))
+        row["judge_per_face"] = None if sims is None else [round(float(v), 5) for v in sims]
         row["guidance_similarity"] = None if guid is None else float(np.mean(guid))
         rows.append(row)
 
@@ -198,7 +222,7 @@ def evaluate_faces(
         add_row("reference photo (judge only)", None)
 
     ref_emb = None
-    total = len(sliders) * 2 * math.ceil(len(pairs) / batch)
+    total = len(sliders) * 2 * repeats * math.ceil(len(pairs) / batch)
     done = 0
     for with_ref in (False, True):
         if with_ref:
@@ -209,7 +233,7 @@ def evaluate_faces(
         for s in sliders:
             outs: list[np.ndarray] = []
             guid: list[float] = []
-            for i in range(0, len(pairs), batch):
+            for rep, i in ((rep, i) for rep in range(repeats) for i in range(0, len(pairs), batch)):
                 check_cancel(cancel)
                 deg = torch.cat([image_to_tensor(x) for x in lqs[i : i + batch]])
                 n = deg.shape[0]
@@ -219,11 +243,13 @@ def evaluate_faces(
                     reference_per_sample=with_ref,
                     identity_strength=float(s),
                     num_samples=n,
-                    seeds=[seed + first + j for j in range(i, i + n)],  # pair k always gets seed + k
+                    # pair k always gets seed + k (+ the repeat's stride)
+                    seeds=[seed + first + j + rep * REPEAT_SEED_STRIDE for j in range(i, i + n)],
                     steps=steps,
                     scheduler=scheduler,
                     harmonise=harmonise,
                     use_prior=use_prior,
+                    candidates=candidates if with_ref else 1,
                 )
                 outs.extend(tensor_to_image(x) for x in res.images)
                 if res.identity_scores is not None:
@@ -254,16 +280,88 @@ def evaluate_faces(
         "harmonise": RESAMPLE if harmonise is None else harmonise,
         "prior": pipe.prior_name if prior_on else None,
         "seed": seed,
+        "repeats": repeats,
+        "candidates": candidates,
         "device": describe_device(dev),
         "metrics": {
             "psnr": "RGB, 0..255, outputs rounded to 8 bits",
             "ssim": "Y (BT.601), Gaussian 11x11",
             "judge_similarity": "cosine of the judge embeddings of result and ground truth (evaluation only)",
             "guidance_similarity": "guidance encoder cosine of result and reference",
+            "judge_per_face": "judge_similarity of each face (mean over its repeats)",
         },
         "rows": rows,
+        "slider_gains": slider_gains(rows),
+        "bar": bar_status(rows),
         "seconds": time.perf_counter() - t0,
     }
+
+
+# ----------------------------------------------------------------------------------------------------------- the bar
+def slider_gains(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Paired change of the per-face judge similarity between consecutive slider values, with and without a
+    reference: ``gain`` (mean over faces of ``sim(b) - sim(a)``), ``se`` (its standard error, ``std(ddof=1) /
+    sqrt(n)``; ``None`` for one face) and ``faces_up`` (faces whose similarity rose). Empty without judged rows."""
+    out = []
+    for ref in (False, True):
+        frgd = sorted(
+            (r for r in rows if r.get("slider") is not None and r.get("reference") is ref and r.get("judge_per_face")),
+            key=lambda r: r["slider"],
+        )
+        for a, b in zip(frgd, frgd[1:]):
+            d = np.asarray(b["judge_per_face"], dtype=np.float64) - np.asarray(a["judge_per_face"], dtype=np.float64)
+            out.append(
+                {
+                    "reference": ref,
+                    "from": a["slider"],
+                    "to": b["slider"],
+                    "gain": round(float(d.mean()), 5),
+                    "se": round(float(d.std(ddof=1) / math.sqrt(len(d))), 5) if len(d) > 1 else None,
+                    "faces_up": int((d > 0).sum()),
+                    "faces": int(len(d)),
+                }
+            )
+    return out
+
+
+def bar_status(rows: list[dict[str, Any]]) -> dict[str, bool | None]:
+    """Issue 10's bar on evaluation rows (``None``: not measurable here, e.g. without the judge or with one slider).
+
+    * ``reference_above_no_reference``: judge with a reference > without, at every slider value above 0 (at 0 the
+      reference is ignored by design);
+    * ``no_reference_above_bicubic``: judge without a reference > bicubic, at every slider value;
+    * ``rises_with_slider``: with a reference, the judge's mean paired gain is positive at every slider step
+      (:func:`slider_gains`);
+    * ``content_end_psnr_not_below_bicubic``: PSNR at the lowest slider value, with and without a reference, is at
+      least bicubic's;
+    * ``holds``: all four are true. The sample grid ("faces, not mush") is left to the eye.
+    """
+    bic = next((r for r in rows if r["method"] == "bicubic"), None)
+    frgd = [r for r in rows if r.get("slider") is not None]
+    judged = bic is not None and bic.get("judge_similarity") is not None and bool(frgd)
+    by = {(r["slider"], r["reference"]): r for r in frgd}
+    above0 = sorted({s for s, _ in by if s > 0})
+    status: dict[str, bool | None] = {
+        "reference_above_no_reference": None,
+        "no_reference_above_bicubic": None,
+        "rises_with_slider": None,
+        "content_end_psnr_not_below_bicubic": None,
+    }
+    if judged and above0 and all((s, f) in by for s in above0 for f in (False, True)):
+        status["reference_above_no_reference"] = all(
+            by[(s, True)]["judge_similarity"] > by[(s, False)]["judge_similarity"] for s in above0
+        )
+    no_ref = [r for r in frgd if r["reference"] is False]
+    if judged and no_ref:
+        status["no_reference_above_bicubic"] = all(r["judge_similarity"] > bic["judge_similarity"] for r in no_ref)
+    steps = [g for g in slider_gains(rows) if g["reference"]]
+    if steps:
+        status["rises_with_slider"] = all(g["gain"] > 0 for g in steps)
+    if bic is not None and frgd:
+        low = min(r["slider"] for r in frgd)
+        status["content_end_psnr_not_below_bicubic"] = all(r["psnr"] >= bic["psnr"] for r in frgd if r["slider"] == low)
+    status["holds"] = all(v is True for v in status.values())
+    return status
 
 
 # ----------------------------------------------------------------------------------------------------------- bench
@@ -437,7 +535,10 @@ def bench_sampler(
 __all__ = [
     "BENCH_CONFIGS",
     "bench_sampler",
+    "REPEAT_SEED_STRIDE",
+    "bar_status",
     "build_bench_pipeline",
+    "slider_gains",
     "degrade_faces",
     "evaluate_faces",
     "grid_image",

@@ -258,6 +258,7 @@ class FRGDRestorer(Restorer):
         scheduler: str | None = None,
         harmonise: int | None = None,
         use_prior: bool = True,
+        candidates: int = 1,
     ) -> None:
         from ..diffusion.sampling.schedulers import DEFAULT_SCHEDULER, DEFAULT_STEPS, RESAMPLE
 
@@ -269,6 +270,8 @@ class FRGDRestorer(Restorer):
         self.harmonise = int(RESAMPLE if harmonise is None else harmonise)
         self.use_prior = bool(use_prior)
         """Start from the pipeline's prior estimate (when it has one) instead of the bicubic upscale."""
+        self.candidates = int(candidates)
+        """Candidates per sample; the one most like the reference is kept (needs a reference when > 1)."""
         self.crop_size = FACE_SIZE
 
     @property
@@ -292,6 +295,7 @@ class FRGDRestorer(Restorer):
             "scheduler": self.scheduler,
             "harmonise": self.harmonise,
             "prior": self.pipe.prior_name if self.use_prior else None,
+            "candidates": self.candidates,
         }
 
     def restore_crop(
@@ -327,6 +331,7 @@ class FRGDRestorer(Restorer):
             scheduler=self.scheduler,
             harmonise=self.harmonise,
             use_prior=self.use_prior,
+            candidates=self.candidates,
             mask=mask,
             base=base,
             progress=progress,

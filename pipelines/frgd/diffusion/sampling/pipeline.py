@@ -15,6 +15,11 @@
 5. composite ``M' * x0 + (1 - M') * base`` with the hard (or inward-feathered) mask, so outside the mask the output
    *equals* the base; identity scores for the meter.
 
+With ``candidates = K > 1`` (:meth:`FRGDPipeline._best_of`) every requested sample is sampled ``K`` times (its seed and
+``K - 1`` seeds derived from it, :func:`candidate_seeds`) in one batch, and the candidate whose guidance-encoder
+similarity to the reference is highest is kept (reranking by the guidance encoder; never the judge or the meter's
+independent encoder, so the meter stays independent).
+
 Seeds are per sample: each sample owns a CPU ``torch.Generator`` seeded with its seed that draws its initial noise,
 its fusion noise and (DDIM ``eta > 0``) its step noise, so a seed gives the same face whatever the batch holds.
 """
@@ -22,6 +27,7 @@ its fusion noise and (DDIM ``eta > 0``) its step noise, so a seed gives the same
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import secrets
 import time
@@ -52,6 +58,7 @@ from .guidance import (
     slider_to_weights,
 )
 from .schedulers import (
+    CANDIDATES_MAX,
     DEFAULT_SCHEDULER,
     DEFAULT_STEPS,
     SCHEDULER_NAMES,
@@ -101,6 +108,16 @@ def normalize_seeds(seeds: Sequence[int] | int | None, num_samples: int) -> list
     if len(out) != num_samples:
         raise InputError(f"got {len(out)} seeds for {num_samples} samples; give one seed per sample or a single int")
     return out
+
+
+def candidate_seeds(seed: int, k: int) -> list[int]:
+    """The ``k`` seeds of sample ``seed``'s candidates: ``seed`` itself (so ``k = 1`` is the plain sample), then
+    ``k - 1`` seeds derived from ``(seed, c)`` by SHA-256 in ``0..MAX_SEED`` (stable across runs and machines)."""
+    derived = (
+        int.from_bytes(hashlib.sha256(f"frgd-candidate:{int(seed)}:{c}".encode()).digest()[:8], "big") >> 1
+        for c in range(1, int(k))
+    )
+    return [int(seed), *derived]
 
 
 def resample_passes(w: GuidanceWeights, alpha_bar: float, alpha_bar_next: float) -> int:
@@ -265,6 +282,7 @@ class FRGDPipeline:
         feather: int,
         fusion: str = "clean",
         harmonise: int | None = None,
+        candidates: int = 1,
     ) -> None:
         """Validate every argument of :meth:`__call__`; raises :class:`InputError` with a one-line message."""
         if not torch.is_tensor(degraded) or degraded.ndim != 4 or degraded.shape[1] != 3:
@@ -296,6 +314,11 @@ class FRGDPipeline:
             raise InputError(f"fusion must be one of {', '.join(FUSION_MODES)}, got {fusion!r}")
         if harmonise is not None and not (isinstance(harmonise, int) and 0 <= harmonise <= RESAMPLE_MAX):
             raise InputError(f"harmonise must be an integer in 0..{RESAMPLE_MAX}, got {harmonise!r}")
+        if not (isinstance(candidates, int) and not isinstance(candidates, bool) and 1 <= candidates <= CANDIDATES_MAX):
+            raise InputError(f"candidates must be an integer in 1..{CANDIDATES_MAX}, got {candidates!r}")
+        if candidates > 1 and (references is None or self.identity_backend == "none"):
+            why = "a reference" if references is None else "an identity encoder (this model has none)"
+            raise InputError(f"candidates > 1 needs {why}: the candidate most like the reference is kept")
         normalize_seeds(seeds, num_samples)  # raises on a length mismatch
         if seeds is not None and not isinstance(seeds, int):
             for s in seeds:
@@ -463,6 +486,7 @@ class FRGDPipeline:
         fusion: str = "clean",
         harmonise: int | None = None,
         use_prior: bool = True,
+        candidates: int = 1,
         progress: ProgressFn | None = None,
         cancel: CancelToken | None = None,
     ) -> FRGDOutput:
@@ -489,14 +513,26 @@ class FRGDPipeline:
                 :data:`.guidance.RESAMPLE`); each costs one more model call per step above
                 :data:`.guidance.RESAMPLE_SIGMA_MIN`.
             use_prior: ``False``: the default base is the bicubic upscale even without a mask and with a prior.
+            candidates: sample each output ``K`` times and keep the candidate most like the reference (needs a
+                reference; costs ``K`` samples per output; :meth:`_best_of`). Where the weights ignore the reference
+                (``s = 0``) one sample is drawn, the same as without a reference.
         """
         # 1. inputs, seeds, references
         t_start = time.perf_counter()
         self.check_inputs(
             degraded, references, identity_strength, num_samples, seeds, steps, scheduler, mask, base, eta,
-            content_size, feather, fusion, harmonise,
+            content_size, feather, fusion, harmonise, candidates,
         )  # fmt: skip
         check_cancel(cancel)
+        uses_reference = (weights.identity > 0 or weights.cfg > 0) if weights else float(identity_strength) > 0
+        if candidates > 1 and uses_reference:  # at s = 0 the reference is ignored: nothing to choose by
+            return self._best_of(
+                candidates, degraded, references=references, identity_strength=identity_strength,
+                num_samples=num_samples, seeds=seeds, steps=steps, scheduler=scheduler, mask=mask, base=base, eta=eta,
+                content_size=content_size, feather=feather, weights=weights,
+                reference_per_sample=reference_per_sample, fusion=fusion, harmonise=harmonise, use_prior=use_prior,
+                progress=progress, cancel=cancel,
+            )  # fmt: skip
         n = num_samples
         seed_list = normalize_seeds(seeds, n)
         dev = self.device
@@ -624,6 +660,7 @@ class FRGDPipeline:
             "weights": w.as_dict(),
             "prediction_type": self.prediction_type,
             "identity_meter": None if reading is None else reading.as_dict(),
+            "candidates": None,
         }
         return FRGDOutput(
             images=img.cpu(),
@@ -642,8 +679,74 @@ class FRGDPipeline:
             identity_meter=reading,
         )
 
+    def _best_of(
+        self,
+        k: int,
+        degraded: torch.Tensor,
+        *,
+        references: Sequence[torch.Tensor] | torch.Tensor,
+        num_samples: int,
+        seeds: Sequence[int] | int | None,
+        reference_per_sample: bool,
+        mask: torch.Tensor | None,
+        base: torch.Tensor | None,
+        **kw: Any,
+    ) -> FRGDOutput:
+        """``num_samples`` outputs, each the best of ``k`` candidates sampled in one batch of ``num_samples * k``.
+
+        Candidate ``c`` of sample ``i`` uses ``candidate_seeds(seeds[i], k)[c]``; the kept one has the highest
+        guidance-encoder cosine similarity to the reference (per sample with ``reference_per_sample``). The output
+        keeps the requested seeds (seed and ``k`` give the same face); ``params["candidates"]`` records ``k``, each
+        sample's candidate seeds, their similarities and the chosen index.
+        """
+        t0 = time.perf_counter()
+        n = num_samples
+        seed_list = normalize_seeds(seeds, n)
+        cand = [candidate_seeds(s, k) for s in seed_list]
+
+        def expand(t: torch.Tensor | None) -> torch.Tensor | None:  # (1 or n, ...) -> (1 or n*k, ...)
+            return t if t is None or t.shape[0] == 1 else t.repeat_interleave(k, dim=0)
+
+        refs = [references] if torch.is_tensor(references) else list(references)
+        if reference_per_sample:
+            refs = [r.repeat_interleave(k, dim=0) for r in refs]
+        out = self(
+            expand(degraded), references=refs, num_samples=n * k, seeds=[c for cs in cand for c in cs],
+            mask=expand(mask), base=expand(base), reference_per_sample=reference_per_sample, **kw,
+        )  # fmt: skip
+        ref = self.encode_references(refs, per_sample=reference_per_sample)
+        with torch.inference_mode():
+            e = F.normalize(self.identity_encoder.embed(out.images.to(self.device)).float(), dim=1)
+            sims = (e * (ref[None] if ref.ndim == 1 else ref)).sum(dim=1).cpu().view(n, k)
+        best = sims.argmax(dim=1)
+        idx = torch.arange(n) * k + best
+        scores, reading = out.identity_scores, out.identity_meter
+        if scores is not None:
+            scores = scores[idx]
+        if reading is not None:
+            keep = idx.tolist()
+            reading = dataclasses.replace(
+                reading, scores=[reading.scores[j] for j in keep], verdicts=[reading.verdicts[j] for j in keep]
+            )
+        params = {
+            **out.params,
+            "num_samples": n,
+            "identity_meter": None if reading is None else reading.as_dict(),
+            "candidates": {
+                "count": k,
+                "rule": "kept the candidate with the highest guidance-encoder similarity to the reference",
+                "seeds": cand,
+                "guidance_similarity": [[round(float(v), 4) for v in row] for row in sims],
+                "chosen": best.tolist(),
+            },
+        }
+        total = time.perf_counter() - t0
+        timings = {**out.timings, "total": total, "per_sample": total / n}
+        return FRGDOutput(out.images[idx], seed_list, scores, out.weights, timings, params, reading)
+
 
 __all__ = [
+    "CANDIDATES_MAX",
     "DEFAULT_SCHEDULER",
     "DEFAULT_STEPS",
     "FACE_SIZE",
@@ -654,6 +757,7 @@ __all__ = [
     "FRGDOutput",
     "FRGDPipeline",
     "IdentityGuidance",
+    "candidate_seeds",
     "feather_inside",
     "normalize_seeds",
     "planned_model_calls",

@@ -43,6 +43,9 @@ of one more model call per step and a lower judge score at mid-slider (docs/frgd
 so it is opt-in (``frgd enhance --harmonise 1``, the editor's Harmonise box)."""
 RESAMPLE_MAX = 4
 """Most harmonising passes accepted per step."""
+CANDIDATES_MAX = 8
+"""Most candidates per sample (``FRGDPipeline.__call__``'s ``candidates``; each costs one more sample). Here with the
+other light sampling constants, so the editor's settings read it without loading torch."""
 
 
 class Stepper(Protocol):
@@ -187,6 +190,7 @@ def make_stepper(name: str, train_scheduler: DDPMScheduler, steps: int, eta: flo
 
 
 __all__ = [
+    "CANDIDATES_MAX",
     "DEFAULT_SCHEDULER",
     "DEFAULT_STEPS",
     "RESAMPLE",
