@@ -357,6 +357,8 @@ def test_bar_status_checks_each_clause_of_the_bar():
     assert bar_status(_rows(s1_noref=(22.6, [0.6, 0.6, 0.6])))["reference_above_no_reference"] is False
     assert bar_status(_rows(bic=(22.0, 0.505)))["no_reference_above_bicubic"] is False  # s = 0: 0.5
     assert bar_status(_rows(bic=(23.1, 0.3)))["content_end_psnr_not_below_bicubic"] is False
+    no_content_end = bar_status([r for r in _rows() if r["slider"] != 0.0])
+    assert no_content_end["content_end_psnr_not_below_bicubic"] is None and no_content_end["holds"] is False
     unjudged = [{**r, "judge_similarity": None, "judge_per_face": None} for r in _rows()]
     st = bar_status(unjudged)
     assert st["rises_with_slider"] is None and st["reference_above_no_reference"] is None
