@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from frgd.diffusion.sampling.guidance import IDENTITY_VIEWS, VIEWS, GuidanceWeights, check_views
+from frgd.diffusion.sampling.pipeline import similarity
 from frgd.diffusion.training.data import read_image
 from frgd.eval.faces import degrade_faces, grid_image, psnr_ssim, select_pairs, upscale_faces
 from frgd.identity.judge import Judge
@@ -103,15 +104,13 @@ def main() -> int:
             weights=w,
         )
         imgs = [tensor_to_image(x) for x in out.images]
-        with torch.inference_mode():
-            g_emb = torch.nn.functional.normalize(pipe.identity_encoder.embed(out.images).float(), dim=1)
         rows.append(
             {
                 "variant": name,
                 "weights": w.as_dict(),
                 **psnr_ssim(imgs, gts),
                 "judge_similarity": judged(imgs),
-                "guidance_similarity": float((g_emb * ref_emb.float()).sum(1).mean()),
+                "guidance_similarity": float(similarity(pipe.identity_encoder, out.images, ref_emb).mean()),
                 "seconds": round(time.perf_counter() - t0, 1),
             }
         )

@@ -116,17 +116,6 @@ def frgd_flags_given(args: argparse.Namespace) -> list[str]:
     return given
 
 
-def check_candidates(k: int, has_reference: bool) -> None:
-    """``--candidates``: an integer in ``1..CANDIDATES_MAX``, and above 1 only with a reference (the choice needs one);
-    a usage error before any model loads."""
-    from ..diffusion.sampling.pipeline import CANDIDATES_MAX
-
-    if not 1 <= k <= CANDIDATES_MAX:
-        raise InputError(f"--candidates must be in 1..{CANDIDATES_MAX}, got {k}")
-    if k > 1 and not has_reference:
-        raise InputError("--candidates needs --reference: the candidate most like the reference is kept")
-
-
 def add_frgd_flags(p: argparse.ArgumentParser) -> None:
     """The FRGD settings of ``frgd enhance`` and ``frgd restore --method frgd``: references, identity strength, sampler,
     model folder (:data:`FRGD_ONLY_FLAGS`)."""
@@ -292,7 +281,6 @@ class _Enhance:
             "scheduler": args.scheduler,
             "harmonise": args.harmonise,
             "prior": self.restorer.params()["prior"],
-            "candidates": args.candidates,
             "aligned": bool(args.aligned),
             "mask": Path(args.mask).name if args.mask else None,
             "identity_guided": bool(self.restorer.references) and args.identity > 0,
@@ -341,7 +329,7 @@ class _Enhance:
 def _cmd_enhance(args: argparse.Namespace, label: str = "frgd enhance") -> int:
     """``frgd enhance`` (also ``frgd restore --method frgd``, which passes its own ``label``)."""
     _passive_omp_threads()
-    from ..diffusion.sampling.pipeline import normalize_seeds
+    from ..diffusion.sampling.pipeline import check_candidates, normalize_seeds
     from ..io import SAVE_EXTENSIONS, check_output, load_rgb
     from .batch import collect_inputs, finish_batch, is_batch, plan
 
@@ -354,7 +342,8 @@ def _cmd_enhance(args: argparse.Namespace, label: str = "frgd enhance") -> int:
         raise InputError(f"--identity must be in [0, 1], got {args.identity}")
     if args.samples < 1:
         raise InputError(f"--samples must be at least 1, got {args.samples}")
-    check_candidates(args.candidates, bool(args.reference))
+    # a usage error before any model loads
+    check_candidates(args.candidates, bool(args.reference), name="--candidates", reference="--reference")
     if batch and args.mask and not args.aligned:
         raise InputError("--mask is photo-sized: give one photo with it (or --aligned crops of one size)")
     seeds = normalize_seeds(args.seed, args.samples)

@@ -39,10 +39,10 @@ import torch.nn.functional as F
 from ..devices import describe_device, resolve_device
 from ..diffusion.sampling.guidance import RESAMPLE
 from ..diffusion.sampling.pipeline import (
-    CANDIDATES_MAX,
     DEFAULT_SCHEDULER,
     DEFAULT_STEPS,
     FRGDPipeline,
+    check_candidates,
     prefers_channels_last,
 )
 from ..errors import InputError
@@ -165,8 +165,7 @@ def evaluate_faces(
 
     if limit < 1 or batch < 1 or repeats < 1 or first < 0:
         raise InputError("limit, batch and repeats must be positive, first non-negative")
-    if not 1 <= candidates <= CANDIDATES_MAX:
-        raise InputError(f"candidates must be in 1..{CANDIDATES_MAX}, got {candidates}")
+    check_candidates(candidates)  # before any sampling (rows without a reference sample once)
     t0 = time.perf_counter()
     root = Path(data_dir)
     pipe = pipeline or load_frgd_pipeline(model_dir, device=device)

@@ -120,6 +120,25 @@ def candidate_seeds(seed: int, k: int) -> list[int]:
     return [int(seed), *derived]
 
 
+def check_candidates(k: int, has_reference: bool | None = None, *, name: str = "candidates",
+                     reference: str = "a reference") -> None:  # fmt: skip
+    """The one rule for ``candidates`` (the pipeline, ``frgd enhance --candidates``, ``frgd eval faces``): an integer in
+    ``1..CANDIDATES_MAX``, and above 1 only with a reference (``has_reference`` ``None``: not checked here). ``name``
+    and ``reference`` word the :class:`InputError` for the caller (a flag name, ``--reference``)."""
+    if not (isinstance(k, int) and not isinstance(k, bool) and 1 <= k <= CANDIDATES_MAX):
+        raise InputError(f"{name} must be an integer in 1..{CANDIDATES_MAX}, got {k!r}")
+    if k > 1 and has_reference is False:
+        raise InputError(f"{name} > 1 needs {reference}: the candidate most like the reference is kept")
+
+
+def similarity(encoder, images: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    """Cosine similarity ``(N,)`` (CPU) of ``encoder``'s embeddings of ``images`` ``(N,3,S,S)`` in ``[0,1]`` to the unit
+    reference ``ref`` ``(D,)`` (shared) or ``(N,D)`` (one per image), on ``ref``'s device."""
+    with torch.inference_mode():
+        e = F.normalize(encoder.embed(images.to(ref.device)).float(), dim=1)
+        return (e * (ref[None] if ref.ndim == 1 else ref)).sum(dim=1).cpu().clone()
+
+
 def resample_passes(w: GuidanceWeights, alpha_bar: float, alpha_bar_next: float) -> int:
     """Harmonising passes before a step from ``alpha_bar`` to ``alpha_bar_next``: ``w.resample`` while the noise level
     ``sqrt(1 - alpha_bar)`` is at least :data:`.guidance.RESAMPLE_SIGMA_MIN`, never before the last step."""
@@ -314,11 +333,9 @@ class FRGDPipeline:
             raise InputError(f"fusion must be one of {', '.join(FUSION_MODES)}, got {fusion!r}")
         if harmonise is not None and not (isinstance(harmonise, int) and 0 <= harmonise <= RESAMPLE_MAX):
             raise InputError(f"harmonise must be an integer in 0..{RESAMPLE_MAX}, got {harmonise!r}")
-        if not (isinstance(candidates, int) and not isinstance(candidates, bool) and 1 <= candidates <= CANDIDATES_MAX):
-            raise InputError(f"candidates must be an integer in 1..{CANDIDATES_MAX}, got {candidates!r}")
-        if candidates > 1 and (references is None or self.identity_backend == "none"):
-            why = "a reference" if references is None else "an identity encoder (this model has none)"
-            raise InputError(f"candidates > 1 needs {why}: the candidate most like the reference is kept")
+        check_candidates(candidates, references is not None)
+        if candidates > 1 and self.identity_backend == "none":
+            raise InputError("candidates > 1 needs an identity encoder (this model has none)")
         normalize_seeds(seeds, num_samples)  # raises on a length mismatch
         if seeds is not None and not isinstance(seeds, int):
             for s in seeds:
@@ -460,8 +477,7 @@ class FRGDPipeline:
                 r = F.normalize(r.mean(0), dim=0)
             else:
                 enc, r, backend, independent = self.identity_encoder, ref, self.identity_backend, False
-            e = F.normalize(enc.embed(images.to(self.device)).float(), dim=1)
-            scores = (e * (r[None] if r.ndim == 1 else r)).sum(dim=1).cpu().clone()
+        scores = similarity(enc, images, r)
         return scores, read_meter(scores.tolist(), backend, independent, cals)
 
     # ------------------------------------------------------------------ sampling
@@ -715,9 +731,7 @@ class FRGDPipeline:
             mask=expand(mask), base=expand(base), reference_per_sample=reference_per_sample, **kw,
         )  # fmt: skip
         ref = self.encode_references(refs, per_sample=reference_per_sample)
-        with torch.inference_mode():
-            e = F.normalize(self.identity_encoder.embed(out.images.to(self.device)).float(), dim=1)
-            sims = (e * (ref[None] if ref.ndim == 1 else ref)).sum(dim=1).cpu().view(n, k)
+        sims = similarity(self.identity_encoder, out.images, ref).view(n, k)
         best = sims.argmax(dim=1)
         idx = torch.arange(n) * k + best
         scores, reading = out.identity_scores, out.identity_meter
@@ -758,9 +772,11 @@ __all__ = [
     "FRGDPipeline",
     "IdentityGuidance",
     "candidate_seeds",
+    "check_candidates",
     "feather_inside",
     "normalize_seeds",
     "planned_model_calls",
     "prefers_channels_last",
     "resample_passes",
+    "similarity",
 ]
