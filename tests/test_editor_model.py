@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -295,11 +296,41 @@ def test_export_names_and_writes_the_chosen_image(model, photo_file, tmp_path):
         == "Result: face 1 restored with FRGD, pasted on SR bicubic ×2 — 480×400, identity changed: yes"
     )
     assert model.export_plan("Original").description.endswith("240×200, identity changed: no")
-    out = model.export(tmp_path / "orig.png", "Original")
+    out = exported(model, tmp_path / "orig.png", "Original")
     np.testing.assert_array_equal(load_image(out).to_uint8(), model.doc.photo)
     assert read_provenance(out)["identity_changed"] is False
-    out = model.export(tmp_path / "result.png", "Result")
+    out = exported(model, tmp_path / "result.png", "Result")
     assert load_image(out).to_uint8().shape == (400, 480, 3) and read_provenance(out)["identity_changed"] is True
+    assert model.statuses[-1] == f"Exported Result to {out}"
+
+
+def exported(model: EditorModel, path, choice: str) -> Path:
+    """Export ``choice`` (a job) and wait for it; returns the written path."""
+    job = model.export(path, choice)
+    assert job is not None and model.jobs.wait(30) and job.state == "done", job.error
+    return job.result
+
+
+def test_export_writes_the_document_as_it_was_when_asked(model, photo_file, tmp_path):
+    """Export takes the image and provenance on the GUI thread and writes on the worker: an edit made while the
+    export waits behind another job is not in the file, and the GUI thread never encodes."""
+    from frgd.io import load_image, read_provenance
+
+    open_with_faces(model, photo_file)
+    before = model.doc.composite().copy()
+    gate = threading.Event()
+    blocker = model.run_job("busy", lambda _d, _p, _c: gate.wait(30))
+    job = model.export(tmp_path / "r.png", "Result")
+    assert job.state == "queued" and not (tmp_path / "r.png").exists(), "nothing is written on the GUI thread"
+    face = model.doc.faces[0]
+    s = commands.Sample(255 - face.crop, 5, 0.5, 2, parameters={"method": "frgd", "model": "frgd-tiny"})
+    model.push(commands.AddSamplesCommand(model.doc, 0, [s]))
+    model.apply_sample(0)
+    assert not np.array_equal(model.doc.composite(), before)
+    gate.set()
+    assert model.jobs.wait(30) and blocker.state == "done" and job.state == "done", job.error
+    np.testing.assert_array_equal(load_image(job.result).to_uint8(), before)
+    assert read_provenance(job.result)["identity_changed"] is False
 
 
 # ------------------------------------------------------------------------------------------------------ panes

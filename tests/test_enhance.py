@@ -146,6 +146,13 @@ def test_enhance_no_prior_flag(tmp_path, model_dir, capsys):
     assert read_provenance(tmp_path / "p.png")["parameters"]["prior"] == PRIOR_WEIGHTS
     assert read_provenance(tmp_path / "b.png")["parameters"]["prior"] is None
     assert not np.array_equal(load_rgb(tmp_path / "p.png"), load_rgb(tmp_path / "b.png"))
+    assert read_provenance(tmp_path / "b.png")["parameters"]["base"] == "bicubic"
+    # under a mask the kept region is the input's upscale: no prior is used, and the provenance says so
+    mask = save_image(tmp_path / "m.png", np.full((128, 128, 3), 255, np.uint8))
+    assert main([*base, "--mask", str(mask), "-o", str(tmp_path / "m_out.png")]) == 0
+    capsys.readouterr()
+    masked = read_provenance(tmp_path / "m_out.png")["parameters"]
+    assert masked["prior"] is None and masked["base"] == "bicubic"
 
 
 def test_enhance_aligned_mask_keeps_base(pipe):

@@ -479,26 +479,33 @@ class EditorModel:
             source_hash=doc.photo_sha256,
         )
 
-    def export(self, path: str | Path, choice: str = "Result", overwrite: bool = False) -> Path | None:
-        """Write ``choice`` with provenance (the photo's transparency kept); never over the original photo."""
+    def export(self, path: str | Path, choice: str = "Result", overwrite: bool = False) -> Job | None:
+        """Write ``choice`` with provenance (the photo's transparency kept; never over the original photo) as a job:
+        the image and its provenance are taken here (GUI thread), so edits made meanwhile are not exported half;
+        encoding and writing, seconds for a large upscale, run on the worker. The job's result is the written path."""
         from frgd.io import save_image
 
         if self.doc.photo is None:
             return None
         try:
             img = self.export_image(choice)
-            alpha = self.doc.alpha
-            if alpha is not None and alpha.shape != img.shape[:2]:
-                import cv2
-
-                alpha = cv2.resize(alpha, (img.shape[1], img.shape[0]), interpolation=cv2.INTER_LINEAR)
-            out = save_image(path, img, alpha=alpha, provenance=self.provenance(choice), overwrite=overwrite,
-                             protect=[self.doc.photo_path] if self.doc.photo_path else [])  # fmt: skip
+            prov = self.provenance(choice)
         except FRGDError as err:
             self.error(str(err))
             return None
-        self.status(f"Exported {choice} to {out}")
-        return out
+        alpha = self.doc.alpha
+        protect = [self.doc.photo_path] if self.doc.photo_path else []
+
+        def write(_device: Any, _progress: Any, _cancel: Any) -> Path:
+            a = alpha
+            if a is not None and a.shape != img.shape[:2]:
+                import cv2
+
+                a = cv2.resize(a, (img.shape[1], img.shape[0]), interpolation=cv2.INTER_LINEAR)
+            return save_image(path, img, alpha=a, provenance=prov, overwrite=overwrite, protect=protect)
+
+        return self.run_job(f"Export {choice}", write, lambda out: self.status(f"Exported {choice} to {out}"),
+                            same_photo=False)  # fmt: skip
 
     def shutdown(self) -> None:
         self.jobs.shutdown()

@@ -411,8 +411,11 @@ def step_export(wt: Walkthrough) -> None:
         choice = dlg.choice()
         dlg.close()
         dlg.deleteLater()
-        out = m.export(wt.tmp / "export" / "astronaut_frgd.png", choice)
-        wt.check(out is not None and Path(out).is_file(), "the export is written", repr(w.errors))
+        job = m.export(wt.tmp / "export" / "astronaut_frgd.png", choice)
+        if job is not None:
+            wt.settle(60.0)
+        out = None if job is None else job.result
+        wt.check(out is not None and Path(out).is_file(), "the export is written (a job)", repr(w.errors))
         prov = read_provenance(out) or {}
         wt.check(prov.get("identity_changed") is True, "its provenance says identity_changed", repr(prov))
         wt.check(prov.get("source_hash") == w.doc.photo_sha256, "its provenance names the source photo")

@@ -307,6 +307,10 @@ class _Enhance:
             meters = [f.samples[0].params.get("identity_meter") for f in out.faces]
             timings, first = out.timings, out.faces[0].samples[0].params
         extra["weights"] = first.get("weights")
+        # what the faces started from: a mask keeps the input's upscale outside it, so no prior is used there
+        params["base"] = first.get("base")
+        if params["base"] != params["prior"]:
+            params["prior"] = None
         params["candidates"] = (first.get("candidates") or {}).get("count", 1)  # 1 where s = 0 ignores the reference
         if any(m is not None for m in meters):
             extra["identity_meter"] = meters[0] if args.aligned else meters
