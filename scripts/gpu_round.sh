@@ -7,7 +7,8 @@
 # diffusers from the carried zip. ROUND_DEADLINE_S (default 540) is the whole command's wall-clock budget.
 # A finished round also leaves its weights in ROUND_KEEP (/tmp, kept while the machine stays warm, 30 s after a call):
 # a second call made at once with ROUND_CONTINUE=1 starts from them (no landing, no new pack, no upload of weights)
-# and finds torch.compile's cache of the first call there too.
+# and finds torch.compile's cache of the first call there too. A carried compile_cache.bin (an earlier session's
+# compiled kernels) is loaded before compiling.
 set -uo pipefail
 started=$(date +%s.%N)
 cd "$(dirname "$0")/.."
@@ -24,6 +25,10 @@ if [ -n "${ROUND_CONTINUE:-}" ]; then
     exit 3
   fi
   set -- --init "$keep" "$@"
+fi
+cache="$carry/compile_cache.bin"  # an earlier round's compiled kernels (frgd round land keeps them in the carry)
+if [ -f "$cache" ]; then
+  set -- --compile-cache "$cache" "$@"
 fi
 "${PYTHON:-python3}" -m frgd.cli.main -v round run --pack "$carry/pack" --out "$out" \
   --deadline-s "${ROUND_DEADLINE_S:-540}" --started-at "$started" "$@" 2>&1 | tee "$out/round.log"

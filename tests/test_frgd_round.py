@@ -410,6 +410,7 @@ def test_gpu_round_script_runs_on_cpu(pack_dir, tmp_path):
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     state = json.loads((out / "round.json").read_text())
     assert state["status"] == "complete" and (out / "round.log").is_file() and (out / "model" / "config.json").is_file()
+    assert state["compile_cache_given"] is None  # none carried yet
     # a second call on the same (warm) machine continues from the first one's weights, without landing them
     keep = tmp_path / "keep"
     assert json.loads((keep / "round.json").read_text())["round"] == state["round"] and (keep / "config.json").is_file()
@@ -419,6 +420,7 @@ def test_gpu_round_script_runs_on_cpu(pack_dir, tmp_path):
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert gone.returncode == 3 and "ROUND_CONTINUE" in gone.stderr  # a fresh machine: nothing to continue from
+    (carry / "compile_cache.bin").write_bytes(b"an earlier round's kernels")  # landed from an earlier session
     res2 = subprocess.run(
         ["bash", str(REPO / "scripts" / "gpu_round.sh"), "--preset", str(preset)],
         env={**env, "ROUND_CONTINUE": "1"}, capture_output=True, text=True, timeout=240,
@@ -426,6 +428,7 @@ def test_gpu_round_script_runs_on_cpu(pack_dir, tmp_path):
     assert res2.returncode == 0, res2.stdout[-2000:] + res2.stderr[-2000:]
     state2 = json.loads((out / "round.json").read_text())
     assert state2["round"] == state["round"] + 1 and state2["init"]["from"] == str(keep)
+    assert state2["compile_cache_given"] == "compile_cache.bin"  # the script passes a carried cache to the round
     assert json.loads((keep / "round.json").read_text())["round"] == state2["round"]  # kept for a third call
     blocked = subprocess.run(
         [sys.executable, "-c", "import platformdirs"], env={**os.environ, "PYTHONPATH": str(block)}, capture_output=True
@@ -536,6 +539,86 @@ def test_the_default_compile_is_synchronous(pack_dir, tmp_path, monkeypatch, one
     rnd = {"compile": True, "batch_sizes": [2]}
     s = run_round(pack_dir, tmp_path / "o", 4.0, preset=TINY_ROUND, init_dir=tmp_path / "none", overrides=rnd)
     assert s["compiled"] and s["bench"]["compile_s"] > 0 and {n for n, _ in calls} == {"MainThread"}
+
+
+def _fake_cache(monkeypatch, payload: bytes = b"compiled kernels", load_error: bool = False) -> list[bytes]:
+    """Stand-ins for torch's portable compile cache: save returns ``payload``; load records what it was given."""
+    from types import SimpleNamespace
+
+    loaded: list[bytes] = []
+
+    def load(data: bytes):
+        if load_error:
+            raise RuntimeError("made by another torch")
+        loaded.append(data)
+        return SimpleNamespace(artifacts={"inductor": ["a", "b"], "aot_autograd": ["c"]})
+
+    monkeypatch.setattr(
+        torch.compiler, "save_cache_artifacts", lambda: (payload, SimpleNamespace(artifacts={"x": [1]}))
+    )
+    monkeypatch.setattr(torch.compiler, "load_cache_artifacts", load)
+    return loaded
+
+
+def test_compile_cache_goes_from_one_round_to_the_next(pack_dir, tmp_path, monkeypatch, one_torch_thread):
+    """A compiled round saves the compile cache into OUT; landing keeps it in the carry folder; the next round loads it
+    before compiling and trusts the compiled model only after it agrees with the eager one on real inputs."""
+    calls: list = []
+    monkeypatch.setattr(torch, "compile", _fake_compile(calls, monkeypatch))
+    loaded = _fake_cache(monkeypatch)
+    weights, results, carry = tmp_path / "weights", tmp_path / "results", tmp_path / "carry"
+    rnd = {"compile": True, "batch_sizes": [2]}
+    s1 = run_round(pack_dir, tmp_path / "r1", 4.0, preset=TINY_ROUND, init_dir=weights, overrides=rnd)
+    assert s1["compiled"] and s1["bench"]["compile_cache"]["save"]["saved_bytes"] == len(b"compiled kernels")
+    assert (tmp_path / "r1" / "compile_cache.bin").read_bytes() == b"compiled kernels" and not loaded
+    assert s1["compile_cache_given"] is None and "compiled_vs_eager_rel_err" not in s1["bench"]
+    assert len([p for p in (tmp_path / "r1").rglob("*") if p.is_file()]) <= 8  # the device returns at most 8 files
+    land_round(tmp_path / "r1", weights_dir=weights, results_dir=results, carry_dir=carry)
+    assert (carry / "compile_cache.bin").read_bytes() == b"compiled kernels"
+
+    s2 = run_round(pack_dir, tmp_path / "r2", 4.0, preset=TINY_ROUND, init_dir=weights, overrides=rnd,
+                   compile_cache=carry / "compile_cache.bin")  # fmt: skip
+    got = s2["bench"]["compile_cache"]
+    assert (
+        loaded == [b"compiled kernels"]
+        and got["bytes"] == 16
+        and got["artifacts"] == {"inductor": 2, "aot_autograd": 1}
+    )
+    assert (
+        s2["bench"]["compiled_vs_eager_rel_err"] < 1e-6
+        and s2["compiled"]
+        and s2["compile_cache_given"] == "compile_cache.bin"
+    )
+
+    # over the size cap: not saved (the upload has no room for it); an unloadable cache is skipped, not fatal
+    small = {**rnd, "compile_cache_max_mib": 1e-6}
+    s3 = run_round(pack_dir, tmp_path / "r3", 4.0, preset=TINY_ROUND, init_dir=weights, overrides=small)
+    assert s3["bench"]["compile_cache"]["save"]["why"] == "over compile_cache_max_mib"
+    assert not (tmp_path / "r3" / "compile_cache.bin").exists() and s3["compiled"]
+    _fake_cache(monkeypatch, load_error=True)
+    s4 = run_round(pack_dir, tmp_path / "r4", 4.0, preset=TINY_ROUND, init_dir=weights, overrides=rnd,
+                   compile_cache=carry / "compile_cache.bin")  # fmt: skip
+    assert "another torch" in s4["bench"]["compile_cache"]["error"] and s4["compiled"] and s4["status"] == "complete"
+
+
+def test_cached_code_that_disagrees_with_eager_is_refused(pack_dir, tmp_path, monkeypatch, one_torch_thread):
+    """Were a loaded cache to hand back code that computes something else (here: another model's weights), the
+    agreement check refuses it and the round trains eagerly."""
+    from frgd.diffusion.training.train import build_model
+
+    _fake_cache(monkeypatch)
+    cache = tmp_path / "compile_cache.bin"
+    cache.write_bytes(b"foreign")
+    torch.manual_seed(123)
+    other = build_model(round_config(TINY_ROUND))
+    monkeypatch.setattr(torch, "compile", lambda model, *a, **k: other)
+    rnd = {"compile": True, "batch_sizes": [2]}
+    s = run_round(pack_dir, tmp_path / "o", 4.0, preset=TINY_ROUND, init_dir=tmp_path / "none", overrides=rnd,
+                  compile_cache=cache)  # fmt: skip
+    b = s["bench"]
+    assert b["compiled_vs_eager_rel_err"] > 0.02 and not s["compiled"] and b["chosen"]["compile"] is False
+    assert any("disagrees" in r.get("error", "") for r in b["runs"]) and s["status"] == "complete"
+    assert not (tmp_path / "o" / "compile_cache.bin").exists()  # nothing compiled is kept for the next round
 
 
 def test_a_failed_validation_keeps_the_round(pack_dir, tmp_path, monkeypatch):

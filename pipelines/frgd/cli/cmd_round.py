@@ -141,6 +141,7 @@ def _run(args: argparse.Namespace) -> int:
         overrides=apply_overrides({}, args.set or []),
         init_dir=args.init,
         t_start=args.started_at,
+        compile_cache=args.compile_cache,
     )
     val = state.get("val", {}).get("scales", {})
     summary = "; ".join(
@@ -159,7 +160,8 @@ def _land(args: argparse.Namespace) -> int:
     from ..diffusion.training.round import land_round
 
     results = Path(args.results) if args.results else repo_root() / "docs" / "results" / "rounds"
-    state = land_round(args.round_dir, weights_dir=args.weights, results_dir=results, force=args.force)
+    carry = Path(args.carry) if args.carry else repo_root() / CARRY_DIR
+    state = land_round(args.round_dir, weights_dir=args.weights, results_dir=results, force=args.force, carry_dir=carry)
     emit(args, {"round": state["round"], "results": str(results)}, f"landed round {state['round']}")
     return 0
 
@@ -193,6 +195,9 @@ def register(root, groups) -> None:
     rn.add_argument("--init", metavar="DIR", help="start from these weights (default: the shipped frgd-128)")
     rn.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a round setting (JSON value)")
     rn.add_argument(
+        "--compile-cache", metavar="FILE", help="an earlier round's compile_cache.bin, loaded before compiling"
+    )
+    rn.add_argument(
         "--started-at", type=float, metavar="EPOCH", help="when the command began (epoch s; counts toward the deadline)"
     )
     add_json_flags(rn)
@@ -205,5 +210,6 @@ def register(root, groups) -> None:
     )
     ld.add_argument("--results", metavar="DIR", help="round records folder (default docs/results/rounds)")
     ld.add_argument("--force", action="store_true", help="land even if the round number does not follow")
+    ld.add_argument("--carry", metavar="DIR", help=f"keep the round's compile cache here (default {CARRY_DIR})")
     add_json_flags(ld)
     ld.set_defaults(func=_land)

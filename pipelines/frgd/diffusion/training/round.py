@@ -26,7 +26,16 @@
    round and in total, steps, img/s, MFU, data share, loss curve, validation).
 
 Everything it writes goes to ``OUT`` (at most 8 files: the model folder's 4, ``round.json``, ``round.log`` from the
-shell script, the grid). ``frgd round land OUT`` installs the weights as the default ``frgd-128`` model.
+shell script, the grid, and ``compile_cache.bin``). ``frgd round land OUT`` installs the weights as the default
+``frgd-128`` model.
+
+**The compile cache** (``compile_cache.bin``): ``torch.compile`` cost 88-106 s of every session's first call (rounds
+1, 3, 4), while a second call on the same warm machine found inductor's cache and switched in 8 s (round 5). After a
+compiled run is adopted, the round saves torch's portable cache artifacts (``torch.compiler.save_cache_artifacts``:
+the compiled graphs and kernels) when they are at most ``compile_cache_max_mib``; ``frgd round land`` keeps them in
+the carry folder, and the next session's first call (``--compile-cache``, passed by ``scripts/gpu_round.sh`` when the
+file is carried) loads them before compiling. A cache made for another torch, driver or GPU is simply not hit; a
+loaded cache is trusted only after the compiled and the eager model agree on a batch of real inputs.
 """
 
 from __future__ import annotations
@@ -54,6 +63,7 @@ from .gpu_batch import FaceTensors, GPUBatchMaker, GPUDegradation
 logger = logging.getLogger(__name__)
 
 ROUND_FILE = "round.json"
+COMPILE_CACHE_FILE = "compile_cache.bin"
 MODEL_SUBDIR = "model"
 GRID_FILE = "val_grid_x8.png"
 LOG_FILE = "round.log"
@@ -65,6 +75,7 @@ ROUND_DEFAULTS: dict[str, Any] = {
     "compile": "auto",
     "compile_in_background": False,  # True: measured slower and out of memory on the H100 (round 3); see above
     "compile_min_left_s": 45.0,  # adopt a background compile only with this much training time left
+    "compile_cache_max_mib": 4.0,  # save the compile cache for the next session only up to this size (upload room)
     "bf16": "auto",
     "channels_last": "auto",
     "lr": 3e-4,
@@ -191,6 +202,47 @@ def matmul_ceiling_tflops(device: torch.device, n: int = 8192, reps: int = 10) -
     return 2 * n**3 * reps / (time.perf_counter() - t0) / 1e12
 
 
+def load_compile_cache(path: str | Path) -> dict[str, Any]:
+    """Load torch's portable compile-cache artifacts from ``path`` (before ``torch.compile``); returns the record
+    (``bytes``, ``load_s``, ``artifacts`` per kind, or ``error``: a cache that cannot load is skipped)."""
+    path = Path(path)
+    rec: dict[str, Any] = {"file": path.name}
+    try:
+        data = path.read_bytes()
+        rec["bytes"] = len(data)
+        t = time.perf_counter()
+        info = torch.compiler.load_cache_artifacts(data)
+        rec["load_s"] = time.perf_counter() - t
+        rec["artifacts"] = {k: len(v) for k, v in getattr(info, "artifacts", {}).items()} if info else {}
+    except Exception as err:  # noqa: BLE001 - a stale or foreign cache must not cost the round
+        rec["error"] = f"{type(err).__name__}: {err}"[:200]
+        logger.warning("compile cache %s not loaded: %s", path, rec["error"])
+    return rec
+
+
+def save_compile_cache(out_dir: Path, max_bytes: int) -> dict[str, Any]:
+    """Write this process's compile-cache artifacts to ``out_dir/compile_cache.bin`` when at most ``max_bytes``;
+    returns the record (``saved_bytes``; ``bytes`` and ``why`` when not saved)."""
+    t = time.perf_counter()
+    try:
+        art = torch.compiler.save_cache_artifacts()
+    except Exception as err:  # noqa: BLE001
+        return {"saved_bytes": 0, "why": f"{type(err).__name__}: {err}"[:200]}
+    if not art:
+        return {"saved_bytes": 0, "why": "no artifacts"}
+    data, info = art
+    kinds = getattr(info, "artifacts", {})
+    rec: dict[str, Any] = {"bytes": len(data), "artifacts": {k: len(v) for k, v in kinds.items()}}
+    if len(data) > max_bytes:
+        logger.info("compile cache %.1f MiB > %.1f MiB: not saved", len(data) / 2**20, max_bytes / 2**20)
+        return {**rec, "saved_bytes": 0, "why": "over compile_cache_max_mib"}
+    tmp = out_dir / (COMPILE_CACHE_FILE + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, out_dir / COMPILE_CACHE_FILE)
+    logger.info("compile cache saved: %.2f MiB", len(data) / 2**20)
+    return {**rec, "saved_bytes": len(data), "save_s": time.perf_counter() - t}
+
+
 def compile_not_used(bench: dict[str, Any], batch_size: int, why: BaseException | str) -> None:
     """Record in ``bench["runs"]`` (and log) a compiled run that training does not use: an error, or a reason."""
     text = str(why)
@@ -210,7 +262,9 @@ class RoundTrainer:
         deadline_s: float,
         init_dir: str | Path | None = None,
         t_start: float | None = None,
+        compile_cache: str | Path | None = None,
     ) -> None:
+        """``compile_cache``: an earlier round's ``compile_cache.bin``, loaded before compiling (module docstring)."""
         from ...devices import resolve_device
         from ..model import make_train_scheduler
         from .pack import load_pack
@@ -224,6 +278,7 @@ class RoundTrainer:
             raise InputError(f"deadline {deadline_s:g} s leaves no training time after reserve_s={self.r['reserve_s']}")
         self.out = Path(out_dir)
         self.out.mkdir(parents=True, exist_ok=True)
+        self.compile_cache = None if compile_cache is None else Path(compile_cache)
         self.device = resolve_device(self.r["device"])
         self.cuda = self.device.type == "cuda"
         self.bf16 = self.cuda if self.r["bf16"] == "auto" else bool(self.r["bf16"])
@@ -385,8 +440,16 @@ class RoundTrainer:
             if self.r["compile_in_background"]:
                 self.start_background_compile(int(best["batch"]), bench)
             else:
+                bs = int(best["batch"])
+                example = None
+                if self.compile_cache is not None and self.compile_cache.is_file():
+                    bench["compile_cache"] = load_compile_cache(self.compile_cache)
+                    if "error" not in bench["compile_cache"]:  # trust cached code only once it agrees with eager
+                        self.capture_inputs = True
+                        self.train_step(bs)
+                        example = self.captured_inputs
                 t = time.perf_counter()
-                self.adopt_compiled(int(best["batch"]), bench, torch.compile(self.model))
+                self.adopt_compiled(bs, bench, torch.compile(self.model), example=example)
                 bench["compile_s"] = time.perf_counter() - t
         return bench
 
@@ -422,6 +485,8 @@ class RoundTrainer:
             logger.info("bench batch %d compiled: %.0f img/s (switch %.0f s)", batch_size, ips, bench["switch_s"])
             if want is True or ips > 1.05 * eager["img_per_s"]:
                 bench["chosen"] = run
+                max_bytes = int(float(self.r["compile_cache_max_mib"]) * 2**20)
+                bench.setdefault("compile_cache", {}).update(save=save_compile_cache(self.out, max_bytes))
             else:
                 self.forward = self.model
         except Exception as err:  # noqa: BLE001 - a failed compile must not cost the round
@@ -599,6 +664,8 @@ class RoundTrainer:
         ceiling = matmul_ceiling_tflops(self.device)
         self.timings["flops_and_ceiling"] = time.perf_counter() - t
         self.summary: dict[str, Any] = {"params": n_params, "flops_per_image": fl, "matmul_tflops": ceiling}
+        # the carried compile cache given to this round (loaded only when it compiles: bench["compile_cache"])
+        self.summary["compile_cache_given"] = None if self.compile_cache is None else self.compile_cache.name
         logger.info(
             "round: %d faces on %s, %.2f M params, %.1f GFLOP/img, init %s",
             len(self.data), self.device, n_params / 1e6, (fl or 0) / 1e9, self.init_record["from"],
@@ -704,21 +771,27 @@ def run_round(
     overrides: dict[str, Any] | None = None,
     init_dir: str | Path | None = None,
     t_start: float | None = None,
+    compile_cache: str | Path | None = None,
 ) -> dict[str, Any]:
     """Run one round (see the module docstring); returns ``round.json``'s content."""
     cfg = round_config(preset, overrides)
-    return RoundTrainer(cfg, pack_dir, out_dir, deadline_s, init_dir, t_start).run()
+    return RoundTrainer(cfg, pack_dir, out_dir, deadline_s, init_dir, t_start, compile_cache).run()
 
 
 # ---------------------------------------------------------------------------------------------------------- land
 
 
 def land_round(
-    out_dir: str | Path, weights_dir: str | Path | None = None, results_dir: str | Path | None = None, force=False
+    out_dir: str | Path,
+    weights_dir: str | Path | None = None,
+    results_dir: str | Path | None = None,
+    force: bool = False,
+    carry_dir: str | Path | None = None,
 ) -> dict[str, Any]:
     """Install a round's weights as the shipped ``frgd-128`` (fp16 model folder + ``round.json``) and record the round
     in ``results_dir/round_NNN.json`` (and its ``round.log`` as ``round_NNN.log``). Refuses a round that does not
-    follow the installed one (unless ``force``)."""
+    follow the installed one (unless ``force``). The round's ``compile_cache.bin``, if any, replaces the one in
+    ``carry_dir`` (the next round's upload; never committed)."""
     from ..model import load_model_dir
 
     src = Path(out_dir)
@@ -746,6 +819,10 @@ def land_round(
         (rd / f"round_{state['round']:03d}.json").write_text(json.dumps(state, indent=1) + "\n")
         if (src / LOG_FILE).is_file():
             shutil.copy2(src / LOG_FILE, rd / f"round_{state['round']:03d}.log")
+    if carry_dir is not None and (src / COMPILE_CACHE_FILE).is_file():
+        Path(carry_dir).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src / COMPILE_CACHE_FILE, Path(carry_dir) / COMPILE_CACHE_FILE)
+        logger.info("kept the compile cache in %s for the next round's first call", carry_dir)
     logger.info("landed round %d into %s", state["round"], dest)
     return state
 
