@@ -4,6 +4,7 @@ the time-based LR schedule, the upload plan, and the whole round end to end (run
 from __future__ import annotations
 
 import json
+import lzma
 import math
 import os
 import subprocess
@@ -569,26 +570,21 @@ def test_compile_cache_goes_from_one_round_to_the_next(pack_dir, tmp_path, monke
     weights, results, carry = tmp_path / "weights", tmp_path / "results", tmp_path / "carry"
     rnd = {"compile": True, "batch_sizes": [2]}
     s1 = run_round(pack_dir, tmp_path / "r1", 4.0, preset=TINY_ROUND, init_dir=weights, overrides=rnd)
-    assert s1["compiled"] and s1["bench"]["compile_cache"]["save"]["saved_bytes"] == len(b"compiled kernels")
-    assert (tmp_path / "r1" / "compile_cache.bin").read_bytes() == b"compiled kernels" and not loaded
+    saved = s1["bench"]["compile_cache"]["save"]
+    stored = (tmp_path / "r1" / "compile_cache.bin").read_bytes()
+    assert s1["compiled"] and saved["raw_bytes"] == len(b"compiled kernels") and saved["saved_bytes"] == len(stored)
+    assert lzma.decompress(stored) == b"compiled kernels" and not loaded  # stored compressed
     assert s1["compile_cache_given"] is None and "compiled_vs_eager_rel_err" not in s1["bench"]
     assert len([p for p in (tmp_path / "r1").rglob("*") if p.is_file()]) <= 8  # the device returns at most 8 files
     land_round(tmp_path / "r1", weights_dir=weights, results_dir=results, carry_dir=carry)
-    assert (carry / "compile_cache.bin").read_bytes() == b"compiled kernels"
+    assert (carry / "compile_cache.bin").read_bytes() == stored
 
     s2 = run_round(pack_dir, tmp_path / "r2", 4.0, preset=TINY_ROUND, init_dir=weights, overrides=rnd,
                    compile_cache=carry / "compile_cache.bin")  # fmt: skip
     got = s2["bench"]["compile_cache"]
-    assert (
-        loaded == [b"compiled kernels"]
-        and got["bytes"] == 16
-        and got["artifacts"] == {"inductor": 2, "aot_autograd": 1}
-    )
-    assert (
-        s2["bench"]["compiled_vs_eager_rel_err"] < 1e-6
-        and s2["compiled"]
-        and s2["compile_cache_given"] == "compile_cache.bin"
-    )
+    assert loaded == [b"compiled kernels"] and got["bytes"] == len(stored)
+    assert got["artifacts"] == {"inductor": 2, "aot_autograd": 1} and s2["compile_cache_given"] == "compile_cache.bin"
+    assert s2["bench"]["compiled_vs_eager_rel_err"] < 1e-6 and s2["compiled"]
 
     # over the size cap: not saved (the upload has no room for it); an unloadable cache is skipped, not fatal
     small = {**rnd, "compile_cache_max_mib": 1e-6}
@@ -608,7 +604,7 @@ def test_cached_code_that_disagrees_with_eager_is_refused(pack_dir, tmp_path, mo
 
     _fake_cache(monkeypatch)
     cache = tmp_path / "compile_cache.bin"
-    cache.write_bytes(b"foreign")
+    cache.write_bytes(lzma.compress(b"foreign"))
     torch.manual_seed(123)
     other = build_model(round_config(TINY_ROUND))
     monkeypatch.setattr(torch, "compile", lambda model, *a, **k: other)
