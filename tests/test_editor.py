@@ -21,6 +21,7 @@ from frgd_studio.main_window import MainWindow  # noqa: E402
 from frgd_studio.model import backend, commands  # noqa: E402
 from frgd_studio.model.document import CROP_SIZE, Reference  # noqa: E402
 from frgd_studio.model.settings import Settings  # noqa: E402
+from tests.test_editor_model import exported  # noqa: E402
 
 FACE_LANDMARKS = TEMPLATE_512 * (90 / 512) + np.array([60.0, 40.0])  # a ~90 px face at a known place
 
@@ -65,13 +66,6 @@ def window(qtbot, tmp_path, tiny_model_dir, tiny_identity):
     yield w
     w.jobs.shutdown()
     backend.clear_caches()
-
-
-def exported(window, path, choice: str) -> Path:
-    """Export ``choice`` (a job) and wait for it; returns the written path."""
-    job = window.model.export(path, choice)
-    assert job is not None and window.jobs.wait(30) and job.state == "done", job.error
-    return job.result
 
 
 def open_with_faces(window, path) -> None:
@@ -407,7 +401,7 @@ def test_session_round_trip_and_provenance(window, photo_file, qtbot, tmp_path, 
     assert doc.identity_changed()
 
     window.show_result("Original")  # what is exported does not depend on "Show:"
-    out = exported(window, tmp_path / "out.png", "Result")
+    out = exported(window.model, tmp_path / "out.png", "Result")
     prov = read_provenance(out)
     assert prov["identity_changed"] is True and prov["seed"] == 11
     assert prov["source_hash"] == doc.photo_sha256 and prov["reference_hashes"] == {"ref.jpg": "ab" * 32}
@@ -738,7 +732,7 @@ def test_provenance_of_a_locked_seed_sampled_twice(window, photo_file, tmp_path)
     assert [s.seed for s in face.samples] == [7, 7]
     window.gallery_panel.list.setCurrentRow(1)
     window.gallery_panel.apply_current()  # the second run (slider 0.9)
-    prov = read_provenance(exported(window, tmp_path / "out.png", "Result"))
+    prov = read_provenance(exported(window.model, tmp_path / "out.png", "Result"))
     assert prov["parameters"]["faces"][0]["identity_strength"] == pytest.approx(0.9)
     marks = [window.gallery_panel.list.item(k).text().split("\n")[0] for k in range(2)]
     assert marks == ["seed 7", "seed 7 ✓"]
@@ -784,7 +778,7 @@ def test_save_result_keeps_the_photo_transparency(window, tmp_path):
         if scale > 1:
             window.model.push(commands.PaneResultCommand(window.doc, name, np.zeros((120, 160, 3), np.uint8)))
         window.show_result("Original")  # Export writes the chosen image, not the shown one
-        out = exported(window, tmp_path / f"out{scale}.png", name)
+        out = exported(window.model, tmp_path / f"out{scale}.png", name)
         with Image.open(out) as im:
             assert im.mode == "RGBA" and im.size == (80 * scale, 60 * scale)
             alpha = np.asarray(im)[..., 3]
@@ -866,7 +860,7 @@ def test_export_names_what_it_saves_regardless_of_show(window, photo_file, tmp_p
     )
     dlg.combo.setCurrentText("SR bicubic ×2")
     assert dlg.description.text().startswith("SR bicubic ×2: whole-photo pane result of bicubic — 480×400")
-    out = exported(window, tmp_path / "r.png", "Result")
+    out = exported(window.model, tmp_path / "r.png", "Result")
     np.testing.assert_array_equal(load_image(out).to_uint8(), window.doc.composite())
     assert read_provenance(out)["identity_changed"] is True and window.view_combo.currentText() == "Original"
 

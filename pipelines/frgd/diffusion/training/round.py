@@ -203,6 +203,11 @@ def matmul_ceiling_tflops(device: torch.device, n: int = 8192, reps: int = 10) -
     return 2 * n**3 * reps / (time.perf_counter() - t0) / 1e12
 
 
+def _artifact_counts(info: Any) -> dict[str, int]:
+    """Artifacts per kind (``inductor``, ``aot_autograd``, ...) of torch's cache-artifact info."""
+    return {k: len(v) for k, v in getattr(info, "artifacts", {}).items()} if info else {}
+
+
 def load_compile_cache(path: str | Path) -> dict[str, Any]:
     """Load torch's portable compile-cache artifacts from ``path`` (LZMA-compressed, see :func:`save_compile_cache`;
     before ``torch.compile``); returns the record (``bytes`` stored, ``load_s``, ``artifacts`` per kind, or ``error``:
@@ -217,7 +222,7 @@ def load_compile_cache(path: str | Path) -> dict[str, Any]:
         t = time.perf_counter()
         info = torch.compiler.load_cache_artifacts(lzma.decompress(stored))
         rec["load_s"] = time.perf_counter() - t
-        rec["artifacts"] = {k: len(v) for k, v in getattr(info, "artifacts", {}).items()} if info else {}
+        rec["artifacts"] = _artifact_counts(info)
     except Exception as err:  # noqa: BLE001 - a stale or foreign cache must not cost the round
         rec["error"] = f"{type(err).__name__}: {err}"[:200]
         logger.warning("compile cache %s not loaded: %s", path, rec["error"])
@@ -239,12 +244,7 @@ def save_compile_cache(out_dir: Path, max_bytes: int) -> dict[str, Any]:
         return {"saved_bytes": 0, "why": "no artifacts"}
     raw, info = art
     data = lzma.compress(raw, preset=6)
-    kinds = getattr(info, "artifacts", {})
-    rec: dict[str, Any] = {
-        "raw_bytes": len(raw),
-        "bytes": len(data),
-        "artifacts": {k: len(v) for k, v in kinds.items()},
-    }
+    rec: dict[str, Any] = {"raw_bytes": len(raw), "bytes": len(data), "artifacts": _artifact_counts(info)}
     if len(data) > max_bytes:
         logger.info("compile cache %.1f MiB > %.1f MiB: not saved", len(data) / 2**20, max_bytes / 2**20)
         return {**rec, "saved_bytes": 0, "why": "over compile_cache_max_mib"}
@@ -408,6 +408,14 @@ class RoundTrainer:
             self.step_times.append(t_c - t_a)
         return loss.detach()
 
+    def train_step_capturing(self, batch_size: int) -> tuple[torch.Tensor, ...]:
+        """One training step that also returns a copy of its forward inputs (real dtypes and strides): the example a
+        compiled model must agree with the eager one on."""
+        self.capture_inputs = True
+        self.train_step(batch_size)
+        assert self.captured_inputs is not None
+        return self.captured_inputs
+
     def _sync(self) -> None:
         if self.cuda:
             torch.cuda.synchronize(self.device)
@@ -457,9 +465,7 @@ class RoundTrainer:
                 if self.compile_cache is not None and self.compile_cache.is_file():
                     bench["compile_cache"] = load_compile_cache(self.compile_cache)
                     if "error" not in bench["compile_cache"]:  # trust cached code only once it agrees with eager
-                        self.capture_inputs = True
-                        self.train_step(bs)
-                        example = self.captured_inputs
+                        example = self.train_step_capturing(bs)
                 t = time.perf_counter()
                 self.adopt_compiled(bs, bench, torch.compile(self.model), example=example)
                 bench["compile_s"] = time.perf_counter() - t
@@ -509,9 +515,7 @@ class RoundTrainer:
         the training autocast), while the caller trains eagerly; :meth:`poll_background_compile` adopts it."""
         import threading
 
-        self.capture_inputs = True
-        self.train_step(batch_size)  # trains, and captures its inputs
-        example = self.captured_inputs
+        example = self.train_step_capturing(batch_size)
         shadow = copy.deepcopy(self.model)
         shadow_params = [q for q in shadow.parameters() if q.requires_grad]
         job: dict[str, Any] = {"batch": batch_size, "bench": bench, "t0": time.perf_counter(), "images0": self.images,
