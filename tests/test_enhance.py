@@ -288,6 +288,20 @@ def test_eval_faces_synthetic(tmp_path, pipe):
     assert ([r["psnr"] for r in off["rows"][1:]] == [r["psnr"] for r in same]) == (pipe.prior is None)
 
 
+def test_eval_identity_use_cli(tmp_path, model_dir, capsys):
+    """``frgd eval identity-use`` on a faces folder: one row per scale and timestep, and a usage error for one face.
+    (The numbers themselves are checked against closed-form losses in tests/test_identity_use.py.)"""
+    root = _fake_faces(tmp_path / "faces")
+    args = ["eval", "identity-use", "--data", str(root), "--model", str(model_dir), "--limit", "3", "--device", "cpu"]
+    assert main([*args, "--scales", "8", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["faces"] == 3 and list(data["scales"]) == ["x8"] and data["identity_backend"] == "dlib"
+    rows = data["scales"]["x8"]["rows"]
+    assert [r["t"] for r in rows] == [100, 300, 500, 700, 900]
+    assert all(r["mse_ref"] > 0 and r["gain_vs_null"]["faces"] == 3 for r in rows)
+    assert main([*args[:-4], "--limit", "1"]) == 2 and "--limit" in capsys.readouterr().err
+
+
 class _FakeJudge:
     """A stand-in for the evaluation judge: unit embeddings of a fixed random projection of the 8x8 thumbnail."""
 

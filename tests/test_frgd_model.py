@@ -7,7 +7,14 @@ import json
 import pytest
 import torch
 
-from frgd.archs.frgd_unet_arch import COND_CHANNELS, FRGDUNet, default_block_types, tiny_config
+from frgd.archs.frgd_unet_arch import (
+    COND_CHANNELS,
+    FRGDUNet,
+    default_block_types,
+    identity_statistics,
+    standardise_identity_input,
+    tiny_config,
+)
 from frgd.diffusion.model import (
     IdentityInfo,
     load_model_dir,
@@ -138,3 +145,69 @@ def test_model_dir_errors(tmp_path, tiny):
         load_model_dir(tmp_path / "absent")
     with pytest.raises(ValueError, match="prediction_type"):
         save_model_dir(tmp_path / "x", tiny, make_train_scheduler(prediction_type="epsilon"))
+
+
+# ------------------------------------------------------------------------------ standardised identity input
+def _cone(n: int = 64, seed: int = 1) -> torch.Tensor:
+    """Unit embeddings in a narrow cone, like face-recognition embeddings of different people."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.nn.functional.normalize(3.0 * torch.randn(128, generator=g) + torch.randn(n, 128, generator=g), dim=1)
+
+
+def test_identity_statistics_standardise_to_zero_mean_unit_rms():
+    e = _cone()
+    center, scale = identity_statistics(e)
+    z = (torch.nn.functional.normalize(e.double(), dim=1) - torch.tensor(center, dtype=torch.float64)) / scale
+    assert float(z.mean(0).abs().max()) < 1e-12 and abs(float(z.pow(2).mean()) - 1.0) < 1e-12
+    assert scale < 0.1  # a narrow cone: components vary by a few hundredths
+    with pytest.raises(ValueError):
+        identity_statistics(e[:1])
+    with pytest.raises(ValueError):
+        identity_statistics(e[:1].repeat(4, 1))  # no variation
+
+
+def test_standardising_a_trained_model_keeps_its_function(tmp_path):
+    """``standardise_identity_input`` changes what the first identity layer sees, not what the model computes: the
+    same outputs for real identities, dropped ones and the null embedding; the statistics are in the config, survive
+    a save/load (float32 and float16), and a second conversion is refused."""
+    torch.manual_seed(0)
+    m = FRGDUNet(**tiny_config()).eval()
+    with torch.no_grad():  # a "trained" first layer, not the init
+        m.identity_mlp[0].weight.normal_(0, 0.3)
+        m.identity_mlp[0].bias.normal_(0, 0.3)
+    x, cond, _ = _inputs(b=4)
+    t = torch.tensor([3, 300, 600, 900])
+    e, drop = _cone(4, seed=2), torch.tensor([False, True, False, False])
+    with torch.no_grad():
+        before = m(x, t, cond, identity=e, drop_identity=drop), m(x, t, cond)
+        center, scale = identity_statistics(_cone())
+        standardise_identity_input(m, center, scale)
+        after = m(x, t, cond, identity=e, drop_identity=drop), m(x, t, cond)
+    for b, a in zip(before, after):
+        torch.testing.assert_close(a, b, atol=2e-5, rtol=1e-4)
+    assert m.config.identity_center == pytest.approx(center) and m.config.identity_scale == scale
+    with pytest.raises(ValueError, match="already"):
+        standardise_identity_input(m, center, scale)
+    save_model_dir(tmp_path / "m", m, make_train_scheduler())
+    for dtype, tol in ((torch.float32, 1e-6), (torch.float16, 2e-2)):
+        back = load_model_dir(tmp_path / "m", dtype=dtype).model
+        assert back.config.identity_scale == scale and back.identity_mean is not None
+        with torch.no_grad():
+            y = back(x.to(dtype), t, cond.to(dtype), identity=e.to(dtype), drop_identity=drop).float()
+        torch.testing.assert_close(y, after[0], atol=tol, rtol=tol)
+
+
+def test_standardised_input_is_what_the_first_layer_sees():
+    """With statistics set (not converted) the first layer's input is ``(e - center) / scale``."""
+    torch.manual_seed(0)
+    center, scale = identity_statistics(_cone())
+    m = FRGDUNet(**tiny_config(identity_center=center, identity_scale=scale)).eval()
+    seen = []
+    m.identity_mlp[0].register_forward_hook(lambda mod, inp, out: seen.append(inp[0]))
+    e = _cone(3, seed=5)
+    with torch.no_grad():
+        m.identity_embedding(e, 3)
+    torch.testing.assert_close(seen[0], (e - torch.tensor(center)) / scale, atol=1e-5, rtol=1e-5)
+    for bad in ({"identity_center": center[:5]}, {"identity_center": center, "identity_scale": 0.0}):
+        with pytest.raises(ValueError):
+            FRGDUNet(**tiny_config(**bad))

@@ -281,6 +281,36 @@ def test_best_of_keeps_the_candidate_most_like_the_reference(pipe, degraded, per
     torch.testing.assert_close(plain.images, allc.images[torch.arange(2) * k], atol=2e-5, rtol=0)  # candidate 0
 
 
+@pytest.mark.parametrize("per_sample", [False, True])
+def test_best_of_encodes_each_reference_once_and_reuses_the_meters_scores(pipe, degraded, per_sample, monkeypatch):
+    """Choosing among ``k`` candidates costs no encoder pass beyond sampling the ``n * k`` candidates: per-sample
+    references are embedded once per sample (not once per candidate), and the candidates the (guidance-encoder)
+    meter scored are not embedded again. Counted in images through the guidance encoder, against a plain call
+    that samples the same ``n * k`` candidates."""
+    n, k, seeds = 2, 3, [4, 9]
+    deg = torch.cat([degraded, degraded.flip(-1)]) if per_sample else degraded
+    g = torch.Generator().manual_seed(11)
+    refs = torch.rand(n if per_sample else 1, 3, S, S, generator=g)
+    kw = dict(identity_strength=0.7, steps=3, reference_per_sample=per_sample)
+    embedded: list[int] = []
+    embed = pipe.identity_encoder.embed
+    monkeypatch.setattr(pipe.identity_encoder, "embed", lambda x: embedded.append(x.shape[0]) or embed(x))
+    best = pipe(deg, references=refs, num_samples=n, seeds=seeds, candidates=k, **kw)
+    assert best.identity_meter is not None and not best.identity_meter.independent
+    n_best, embedded[:] = sum(embedded), []
+    every = refs.repeat_interleave(k, 0) if per_sample else refs
+    deg_all = deg.repeat_interleave(k, 0) if per_sample else deg
+    cand = [c for s in seeds for c in candidate_seeds(s, k)]
+    allc = pipe(deg_all, references=every, num_samples=n * k, seeds=cand, **kw)
+    n_plain = sum(embedded)
+    assert n_best == n_plain - (n * k - n if per_sample else 0)
+    idx = torch.arange(n) * k + torch.tensor(best.params["candidates"]["chosen"])
+    torch.testing.assert_close(best.images, allc.images[idx], atol=1e-5, rtol=0)
+    want = allc.reference_embedding[idx] if per_sample else allc.reference_embedding
+    torch.testing.assert_close(best.reference_embedding, want)
+    assert best.reference_embedding.shape == ((n, pipe.identity_dim) if per_sample else (pipe.identity_dim,))
+
+
 def test_content_weight_pulls_towards_input(pipe, degraded):
     kw = dict(num_samples=2, seeds=[1, 2], steps=4)
     free = pipe(degraded, weights=GuidanceWeights(identity=0.0, content=0.0, cfg=0.0), **kw).images

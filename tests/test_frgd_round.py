@@ -321,6 +321,9 @@ def test_round_rehearsal_run_land_resume_enhance(pack_dir, tmp_path):
         assert {"bicubic", "frgd_noref_content1", "frgd_ref_cfg1_content1"} <= set(rows)
         assert all(math.isfinite(r["psnr"]) for r in rows.values())
     assert (out1 / "val_grid_x8.png").is_file() and s1["cumulative"]["images"] == s1["images"]
+    use = s1["val"]["identity_use"]["scales"]
+    assert set(use) == {"x8", "x4"} and all(math.isfinite(u["mean_gain_vs_null"]) for u in use.values())
+    assert s1["identity_input"]["how"] == "set on the fresh model"
     with safe_open(str(out1 / "model" / "diffusion_pytorch_model.safetensors"), "pt") as f:
         assert all(f.get_tensor(k).dtype == torch.float16 for k in f.keys())
     assert len([p for p in out1.rglob("*") if p.is_file()]) <= 8  # the device returns at most 8 files
@@ -338,6 +341,9 @@ def test_round_rehearsal_run_land_resume_enhance(pack_dir, tmp_path):
     assert s2["round"] == 2 and s2["init"]["round"] == 1 and s2["init"]["from"] == str(weights)
     assert s2["cumulative"]["images"] == s1["images"] + s2["images"]
     assert s2["warmup_s"] == round_config(TINY_ROUND)["round"]["resume_warmup_s"]
+    assert s2["identity_input"]["how"] == "kept from the initial weights"
+    landed = load_model_dir(weights).model.config
+    assert len(landed.identity_center) == landed.identity_dim and landed.identity_scale == s1["identity_input"]["scale"]
 
     lr = tmp_path / "lr.png"
     face = (load_pack(pack_dir).val_images[0][::8, ::8]).copy()
@@ -366,6 +372,34 @@ def test_round_with_mismatched_weights_starts_from_scratch(pack_dir, tmp_path):
     )
     assert s["init"]["from"] == "scratch" and "architecture" in s["init"]["reason"]
     assert s["round"] == 4 and s["cumulative"]["images"] == s["images"]  # a new line of weights, a new count
+
+
+def test_identity_input_is_converted_kept_set_or_left():
+    """``prepare_identity_input``: trained weights without a standardised identity input are converted with their
+    function kept (what round 6 does to round 5's weights); weights that have one keep it; a fresh model gets it set;
+    ``identity_standardise: false`` leaves the input as it is."""
+    from frgd.archs.frgd_unet_arch import FRGDUNet, tiny_config
+    from frgd.diffusion.training.train import prepare_identity_input
+
+    g = torch.Generator().manual_seed(0)
+    emb = torch.nn.functional.normalize(2 * torch.randn(16, generator=g) + torch.randn(40, 16, generator=g), dim=1)
+    x, cond = torch.randn(2, 3, 32, 32, generator=g), torch.randn(2, 7, 32, 32, generator=g)
+    t, ident = torch.tensor([100, 700]), emb[:2]
+    torch.manual_seed(0)
+    trained = FRGDUNet(**tiny_config(identity_dim=16)).eval()
+    with torch.no_grad():
+        before = trained(x, t, cond, identity=ident)
+        rec = prepare_identity_input(trained, emb.numpy(), enabled=True, trained=True)
+        torch.testing.assert_close(trained(x, t, cond, identity=ident), before, atol=2e-5, rtol=1e-4)
+    assert rec["how"].startswith("converted") and rec["embeddings"] == 40 and trained.config.identity_center
+    assert prepare_identity_input(trained, emb.numpy(), True, True)["how"] == "kept from the initial weights"
+    fresh = FRGDUNet(**tiny_config(identity_dim=16))
+    w = fresh.identity_mlp[0].weight.detach().clone()
+    assert prepare_identity_input(fresh, emb.numpy(), True, False)["how"] == "set on the fresh model"
+    assert torch.equal(fresh.identity_mlp[0].weight, w) and fresh.config.identity_scale == rec["scale"]
+    off = FRGDUNet(**tiny_config(identity_dim=16))
+    assert prepare_identity_input(off, emb.numpy(), False, True) == {"standardised": False}
+    assert off.config.identity_center is None
 
 
 GPU_MACHINE_LACKS = ("platformdirs", "PySide6", "skvideo", "facenet_pytorch", "face_recognition_models", "dlib")

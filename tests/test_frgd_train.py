@@ -95,6 +95,9 @@ def test_loss_falls_synthetic(tmp_path):
     assert last < 0.7 * first, (first, last)
     bundle = load_model_dir(res.model_dir)
     assert bundle.identity.backend == "synthetic"
+    # the identity input was standardised with the training set's identity vectors (frgd.archs.frgd_unet_arch)
+    assert len(bundle.model.config.identity_center) == bundle.model.config.identity_dim
+    assert 0 < bundle.model.config.identity_scale < 1
 
 
 def test_exact_resume(tmp_path):

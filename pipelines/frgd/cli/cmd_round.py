@@ -152,6 +152,11 @@ def _run(args: argparse.Namespace) -> int:
         f"round {state['round']}: {state['steps']} steps, {state['images']} images "
         f"({state.get('img_per_s') or 0:.0f} img/s, batch {state.get('batch_size')}), {summary}"
     )
+    use = state.get("val", {}).get("identity_use")
+    if use:  # does the conditional model use the reference yet (frgd.eval.identity_use)?
+        from ..eval.identity_use import summary_lines
+
+        text += "\nidentity use (loss with the reference vs null / a wrong one):\n" + "\n".join(summary_lines(use))
     emit(args, state, text)
     return 0
 

@@ -86,7 +86,9 @@ class FRGDOutput:
     weights used; ``timings``: seconds (``references``, ``sampling``, ``model``, ``guidance``, ``total``,
     ``per_sample``); ``params``: the sampling parameters (for provenance, including ``identity_meter``);
     ``identity_meter``: verdicts ("same person: likely / unsure / unlikely"), the encoder and whether it is independent
-    of the guidance (:class:`frgd.identity.meter.MeterReading`), or ``None`` without a reference.
+    of the guidance (:class:`frgd.identity.meter.MeterReading`), or ``None`` without a reference;
+    ``reference_embedding``: the guidance encoder's unit reference embedding the samples were guided towards, ``(D,)``
+    (or ``(N, D)`` with ``reference_per_sample``), or ``None`` without a reference.
     """
 
     images: torch.Tensor
@@ -96,6 +98,7 @@ class FRGDOutput:
     timings: dict[str, float]
     params: dict[str, Any] = field(default_factory=dict)
     identity_meter: MeterReading | None = None
+    reference_embedding: torch.Tensor | None = None
 
 
 def normalize_seeds(seeds: Sequence[int] | int | None, num_samples: int) -> list[int]:
@@ -693,6 +696,7 @@ class FRGDPipeline:
             },
             params=params,
             identity_meter=reading,
+            reference_embedding=None if ref is None else ref.cpu(),
         )
 
     def _best_of(
@@ -723,18 +727,19 @@ class FRGDPipeline:
         def expand(t: torch.Tensor | None) -> torch.Tensor | None:  # (1 or n, ...) -> (1 or n*k, ...)
             return t if t is None or t.shape[0] == 1 else t.repeat_interleave(k, dim=0)
 
-        refs = [references] if torch.is_tensor(references) else list(references)
-        if reference_per_sample:
-            refs = [r.repeat_interleave(k, dim=0) for r in refs]
+        if reference_per_sample:  # encoded once per sample, not once per candidate (the meter needs no images here)
+            references = self.encode_references(references, per_sample=True).repeat_interleave(k, dim=0)
         out = self(
-            expand(degraded), references=refs, num_samples=n * k, seeds=[c for cs in cand for c in cs],
+            expand(degraded), references=references, num_samples=n * k, seeds=[c for cs in cand for c in cs],
             mask=expand(mask), base=expand(base), reference_per_sample=reference_per_sample, **kw,
         )  # fmt: skip
-        ref = self.encode_references(refs, per_sample=reference_per_sample)
-        sims = similarity(self.identity_encoder, out.images, ref).view(n, k)
+        scores, reading = out.identity_scores, out.identity_meter
+        if reading is not None and not reading.independent:  # the meter already scored them with the guidance encoder
+            sims = scores.view(n, k)
+        else:
+            sims = similarity(self.identity_encoder, out.images, out.reference_embedding.to(self.device)).view(n, k)
         best = sims.argmax(dim=1)
         idx = torch.arange(n) * k + best
-        scores, reading = out.identity_scores, out.identity_meter
         if scores is not None:
             scores = scores[idx]
         if reading is not None:
@@ -756,7 +761,9 @@ class FRGDPipeline:
         }
         total = time.perf_counter() - t0
         timings = {**out.timings, "total": total, "per_sample": total / n}
-        return FRGDOutput(out.images[idx], seed_list, scores, out.weights, timings, params, reading)
+        ref = out.reference_embedding
+        ref = ref[idx] if ref is not None and ref.ndim == 2 else ref
+        return FRGDOutput(out.images[idx], seed_list, scores, out.weights, timings, params, reading, ref)
 
 
 __all__ = [

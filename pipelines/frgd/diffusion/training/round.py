@@ -96,6 +96,8 @@ ROUND_DEFAULTS: dict[str, Any] = {
     "val_scheduler": None,
     "val_scales": [8, 4],
     "grid_faces": 6,
+    "val_identity_use": True,  # the loss with the right / a wrong / no reference embedding (frgd.eval.identity_use)
+    "identity_standardise": True,  # standardise the identity input with the pack's embeddings (FRGDUNet docstring)
     "mask_bank": 2048,
     "seed": 0,
     "device": "auto",
@@ -319,6 +321,11 @@ class RoundTrainer:
         self.init_dir = Path(init_dir) if init_dir is not None else default_init_dir()
         self.prev = previous_round(self.init_dir)
         self.model, self.init_record = init_model(cfg, self.init_dir, self.device)
+        from .train import prepare_identity_input
+
+        self.identity_input = prepare_identity_input(
+            self.model, p.train_emb, bool(self.r["identity_standardise"]), self.init_record["from"] != "scratch"
+        )
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.model.train()
@@ -642,6 +649,7 @@ class RoundTrainer:
             "device": torch.cuda.get_device_name(self.device) if self.cuda else str(self.device),
             "torch": torch.__version__,
             "init": self.init_record,
+            "identity_input": self.identity_input,
             "pack": self.pack.info,
             "steps": self.step,
             "images": self.images,
@@ -771,6 +779,10 @@ def validate(model, scheduler, pack, r: dict[str, Any], out_dir: Path | None = N
             k = min(int(r["grid_faces"]), n)
             cols = [upscale_faces(lqs[:k], 128, "nearest")] + [outs[m][:k] for m in ("bicubic", *modes)] + [gts[:k]]
             grid_rows = grid_image(cols, k)
+    if r["val_identity_use"]:  # whether the conditional model uses the reference at all (no sampling, seconds)
+        from ...eval.identity_use import identity_use
+
+        res["identity_use"] = identity_use(model, scheduler, gts, refs, scales=[float(s) for s in r["val_scales"]])
     if out_dir is not None and grid_rows is not None:
         import cv2
 

@@ -46,7 +46,13 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from ...archs.frgd_unet_arch import FRGDUNet, tiny_config
+from ...archs.frgd_unet_arch import (
+    IDENTITY_STATISTICS,
+    FRGDUNet,
+    identity_statistics,
+    standardise_identity_input,
+    tiny_config,
+)
 from ...errors import InputError
 from ...jobs import CancelToken, ProgressFn, check_cancel, report
 from ..model import IdentityInfo, build_cond, make_train_scheduler, save_model_dir
@@ -100,6 +106,7 @@ DEFAULTS: dict[str, Any] = {
         "sample_steps": 25,
         "max_minutes": None,
         "init_from": None,
+        "identity_standardise": True,  # standardise the identity input with the training embeddings (FRGDUNet)
         "export_dtype": "fp32",
     },
 }
@@ -161,24 +168,49 @@ def load_config(path_or_dict: str | Path | dict[str, Any]) -> dict[str, Any]:
 
 def architecture(model_config: dict[str, Any]) -> dict[str, Any]:
     """The architecture-defining part of an :class:`FRGDUNet` config (what must match to start from earlier weights):
-    every constructor argument, defaults filled in, except the training-only ``identity_dropout``."""
+    every constructor argument, defaults filled in, except the training-only ``identity_dropout`` and the identity
+    input's statistics (``identity_center``, ``identity_scale``: data, not shapes;
+    :func:`init_weights` carries them)."""
     import inspect
 
     params = inspect.signature(FRGDUNet.__init__).parameters
     full = {k: v.default for k, v in params.items() if k != "self"}
     full.update({k: v for k, v in dict(model_config).items() if k in full})
-    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in full.items() if k != "identity_dropout"}
+    skip = {"identity_dropout", *IDENTITY_STATISTICS}
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in full.items() if k not in skip}
 
 
 def init_weights(model: FRGDUNet, model_dir: str | Path) -> None:
-    """Load the weights of a model folder (e.g. the EMA weights of an earlier run or round) into ``model``;
-    :class:`InputError` when its architecture differs."""
+    """Load the weights of a model folder (e.g. the EMA weights of an earlier run or round) into ``model``, with the
+    statistics of its identity input (the weights' function depends on them); :class:`InputError` when its
+    architecture differs."""
     from ..model import load_model_dir
 
     prev = load_model_dir(model_dir, device="cpu", dtype=torch.float32).model
     if architecture(dict(prev.config)) != architecture(dict(model.config)):
         raise InputError(f"{model_dir}: its architecture differs from the configured model")
     model.load_state_dict(prev.state_dict())
+    model.set_identity_statistics(prev.config.identity_center, prev.config.identity_scale)
+
+
+def prepare_identity_input(model, train_emb: np.ndarray, enabled: bool, trained: bool) -> dict[str, Any]:
+    """Standardise ``model``'s identity input with the statistics of the training embeddings ``(N, D)`` (both trainers)
+    (:class:`frgd.archs.frgd_unet_arch.FRGDUNet`): kept when the initial weights have it; otherwise converted
+    keeping the function of ``trained`` weights (:func:`~frgd.archs.frgd_unet_arch.standardise_identity_input`),
+    or set on a fresh model. Returns the record (``round.json``, the run's log)."""
+    if model.config.identity_center is not None:
+        return {"standardised": True, "how": "kept from the initial weights", "scale": model.config.identity_scale}
+    if not enabled:
+        return {"standardised": False}
+    center, scale = identity_statistics(torch.from_numpy(np.asarray(train_emb, np.float32)))
+    if trained:
+        standardise_identity_input(model, center, scale)
+        how = "converted: the initial weights' function kept"
+    else:
+        model.set_identity_statistics(center, scale)
+        how = "set on the fresh model"
+    logger.info("identity input standardised (%s; scale %.4f from %d embeddings)", how, scale, len(train_emb))
+    return {"standardised": True, "how": how, "scale": scale, "embeddings": int(len(train_emb))}
 
 
 def build_model(cfg: dict[str, Any]) -> FRGDUNet:
@@ -189,6 +221,19 @@ def build_model(cfg: dict[str, Any]) -> FRGDUNet:
     if int(m.setdefault("sample_size", size)) != size:  # before tiny_config, whose default is 32
         raise InputError(f"model.sample_size {m['sample_size']} differs from data.size {size}")
     return FRGDUNet(**(tiny_config(**m) if tiny else m))
+
+
+def training_embeddings(dataset) -> np.ndarray | None:
+    """``(N, D)`` identity embeddings of a training set's faces, for :func:`prepare_identity_input`: the precomputed
+    ones of a :class:`FacesDataset`, the identity vectors of :class:`SyntheticFaces`; ``None`` when they are encoded
+    on the fly (nothing to compute statistics from before training)."""
+    if isinstance(dataset, SyntheticFaces):
+        return np.asarray(dataset.identity_vectors, np.float32)
+    emb = getattr(dataset, "embeddings", None)
+    if emb is None:
+        return None
+    rows = [emb.index[r.file] for r in dataset.records if r.file in emb.index]
+    return emb.emb[rows] if len(rows) >= 2 else None
 
 
 def build_dataset(cfg: dict[str, Any], split: str, identity_dim: int = 128, preview: int = 4):
@@ -332,6 +377,15 @@ class Trainer:
         if tcfg["init_from"]:  # start from earlier (EMA) weights with a fresh optimizer
             init_weights(model, tcfg["init_from"])
             logger.info("initialised from %s", tcfg["init_from"])
+        self.dataset = build_dataset(cfg, "train", model.config.identity_dim)
+        emb = training_embeddings(self.dataset)
+        if emb is None:
+            self.identity_input: dict[str, Any] = {"standardised": model.config.identity_center is not None}
+            logger.info("identity input as the weights have it: no precomputed embeddings to standardise with")
+        else:
+            self.identity_input = prepare_identity_input(
+                model, emb, bool(tcfg["identity_standardise"]), bool(tcfg["init_from"])
+            )
         self.pred_type = model.config.prediction_type
         self.noise_scheduler = make_train_scheduler(cfg["scheduler"], prediction_type=self.pred_type)
         self.alphas_cumprod = self.noise_scheduler.alphas_cumprod.to(acc.device)
@@ -354,7 +408,6 @@ class Trainer:
         self.model, self.optimizer = acc.prepare(model, optimizer)
         self.ema.to(acc.device)
         self.fusion_cfg = FusionConfig.from_dict(cfg["fusion"])
-        self.dataset = build_dataset(cfg, "train", model.config.identity_dim)
         self.batch_size = int(tcfg["batch_size"])
         self.gen = torch.Generator(device=acc.device)
         self.gen.manual_seed(self.seed * 1000 + acc.process_index + 1)
