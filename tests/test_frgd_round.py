@@ -342,6 +342,17 @@ def test_round_rehearsal_run_land_resume_enhance(pack_dir, tmp_path):
     assert s2["cumulative"]["images"] == s1["images"] + s2["images"]
     assert s2["warmup_s"] == round_config(TINY_ROUND)["round"]["resume_warmup_s"]
     assert s2["identity_input"]["how"] == "kept from the initial weights"
+    # a round whose validation regressed is not landed (its record is kept); --force lands it
+    worse = json.loads((out2 / "round.json").read_text())
+    worse["val"]["scales"]["x8"]["frgd_noref_content1"]["psnr"] = (
+        s1["val"]["scales"]["x8"]["frgd_noref_content1"]["psnr"] - 0.5
+    )
+    (out2 / "round.json").write_text(json.dumps(worse))
+    with pytest.raises(InputError, match="x8 content end"):
+        land_round(out2, weights_dir=weights, results_dir=results)
+    assert json.loads((results / "round_002_not_landed.json").read_text())["not_landed"][0].startswith("x8")
+    assert json.loads((weights / "round.json").read_text())["round"] == 1
+    assert land_round(out2, weights_dir=weights, results_dir=results, force=True)["round"] == 2
     landed = load_model_dir(weights).model.config
     assert len(landed.identity_center) == landed.identity_dim and landed.identity_scale == s1["identity_input"]["scale"]
 
@@ -372,6 +383,21 @@ def test_round_with_mismatched_weights_starts_from_scratch(pack_dir, tmp_path):
     )
     assert s["init"]["from"] == "scratch" and "architecture" in s["init"]["reason"]
     assert s["round"] == 4 and s["cumulative"]["images"] == s["images"]  # a new line of weights, a new count
+
+
+def test_regressions_compare_the_content_end_on_the_same_validation():
+    from frgd.diffusion.training.round import LAND_ROW, LAND_TOLERANCE_DB, regressions
+
+    def state(x8: float, x4: float, faces: int = 48) -> dict:
+        return {"val": {"faces": faces, "scales": {"x8": {LAND_ROW: {"psnr": x8}}, "x4": {LAND_ROW: {"psnr": x4}}}}}
+
+    old = state(21.72, 25.93)
+    assert regressions(state(21.80, 25.93), old) == []
+    assert regressions(state(21.72 - LAND_TOLERANCE_DB / 2, 25.93), old) == []  # within the tolerance
+    assert regressions(state(21.60, 26.10), old) == ["x8 content end 21.60 dB < 21.72 dB"]
+    assert len(regressions(state(21.60, 25.80), old)) == 2
+    assert regressions(state(20.0, 20.0, faces=24), old) == []  # another validation set: nothing to compare
+    assert regressions({"val": {"error": "boom"}}, old) == [] and regressions(state(1, 1), {}) == []
 
 
 def test_identity_input_is_converted_kept_set_or_left():

@@ -818,9 +818,10 @@ def land_round(
     carry_dir: str | Path | None = None,
 ) -> dict[str, Any]:
     """Install a round's weights as the shipped ``frgd-128`` (fp16 model folder + ``round.json``) and record the round
-    in ``results_dir/round_NNN.json`` (and its ``round.log`` as ``round_NNN.log``). Refuses a round that does not
-    follow the installed one (unless ``force``). The round's ``compile_cache.bin``, if any, replaces the one in
-    ``carry_dir`` (the next round's upload; never committed)."""
+    in ``results_dir/round_NNN.json`` (and its ``round.log`` as ``round_NNN.log``). Refuses (unless ``force``) a round
+    that does not follow the installed one, and one whose validation regressed (:func:`regressions`: its record is
+    kept as ``round_NNN_not_landed.json``, and the next round starts again from the installed weights). The round's
+    ``compile_cache.bin``, if any, replaces the one in ``carry_dir`` (the next round's upload; never committed)."""
     from ..model import load_model_dir
 
     src = Path(out_dir)
@@ -835,6 +836,17 @@ def land_round(
     bundle = load_model_dir(src / MODEL_SUBDIR)  # must load
     if not all(torch.isfinite(q).all() for q in bundle.model.parameters()):
         raise InputError(f"{src}: the weights hold NaN or inf")
+    worse = regressions(state, previous_round(dest))
+    if worse and not force:
+        if results_dir is not None:
+            Path(results_dir).mkdir(parents=True, exist_ok=True)
+            rec = Path(results_dir) / f"round_{state['round']:03d}_not_landed.json"
+            rec.write_text(json.dumps({**state, "not_landed": worse}, indent=1) + "\n")
+        raise InputError(
+            f"round {state['round']} is worse than the installed round {installed} on its validation ("
+            + "; ".join(worse)
+            + "): not landed (the record is kept; --force lands it anyway)"
+        )
     tmp = dest.with_name(dest.name + ".landing")
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(src / MODEL_SUBDIR, tmp)
@@ -854,6 +866,28 @@ def land_round(
         logger.info("kept the compile cache in %s for the next round's first call", carry_dir)
     logger.info("landed round %d into %s", state["round"], dest)
     return state
+
+
+LAND_TOLERANCE_DB = 0.05
+"""A round whose content-end validation PSNR falls more than this below the installed round's, at any scale, is not
+landed (rounds 3-5 moved it by +0.03 to +0.10 dB per round on the same 48 pairs)."""
+LAND_ROW = "frgd_noref_content1"
+
+
+def regressions(state: dict[str, Any], installed: dict[str, Any], tol_db: float = LAND_TOLERANCE_DB) -> list[str]:
+    """Where ``state``'s validation is worse than ``installed``'s: the content-end PSNR (:data:`LAND_ROW`) at each
+    scale both measured, by more than ``tol_db``; ``[]`` when either has no validation to compare (the first round,
+    a failed check) or the validation sets differ."""
+    new, old = state.get("val") or {}, installed.get("val") or {}
+    if "scales" not in new or "scales" not in old or new.get("faces") != old.get("faces"):
+        return []
+    out = []
+    for scale, rows in new["scales"].items():
+        before = old["scales"].get(scale, {}).get(LAND_ROW, {}).get("psnr")
+        after = rows.get(LAND_ROW, {}).get("psnr")
+        if before is not None and after is not None and after < before - tol_db:
+            out.append(f"{scale} content end {after:.2f} dB < {before:.2f} dB")
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------------- plan
@@ -900,6 +934,7 @@ __all__ = [
     "ROUND_DEFAULTS",
     "RoundTrainer",
     "land_round",
+    "regressions",
     "lr_at",
     "round_config",
     "run_round",
