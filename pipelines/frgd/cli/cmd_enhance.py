@@ -35,6 +35,12 @@ def _float_list(text: str) -> list[float]:
     return vals
 
 
+def _add_val_faces_flags(p: argparse.ArgumentParser) -> None:
+    """``--data`` (the faces128 validation faces) and ``--model`` of the ``frgd eval`` commands on FRGD."""
+    p.add_argument("--data", required=True, metavar="DIR", help="faces128 folder (labels.csv, val/)")
+    p.add_argument("--model", metavar="DIR", help="FRGD model folder (default: the installed frgd-128)")
+
+
 def _scale_list(text: str) -> list[float]:
     vals = _numbers(text)
     if any(not 1.0 <= v <= 32.0 for v in vals):
@@ -206,10 +212,9 @@ def register(root: argparse._SubParsersAction, groups: dict[str, argparse._SubPa
             "PSNR/SSIM and the independent judge's identity similarity to the ground truth, next to bicubic."
         ),
     )
-    ev.add_argument("--data", required=True, metavar="DIR", help="faces128 folder (labels.csv, val/)")
+    _add_val_faces_flags(ev)
     ev.add_argument("--scale", type=float, default=8.0, help="downscale factor (default 8: 16 px faces)")
     ev.add_argument("--preset", default="clean", choices=("clean", "mild", "medium"), help="degradation preset")
-    ev.add_argument("--model", metavar="DIR", help="FRGD model folder (default: the installed frgd-128)")
     ev.add_argument("--limit", type=int, default=50, metavar="N", help="number of validation faces (default 50)")
     ev.add_argument(
         "--first", type=int, default=0, metavar="K",
@@ -245,8 +250,7 @@ def register(root: argparse._SubParsersAction, groups: dict[str, argparse._SubPa
             "relative gains per timestep (frgd.eval.identity_use). Zero gains: the model ignores the identity."
         ),
     )
-    iu.add_argument("--data", required=True, metavar="DIR", help="faces128 folder (labels.csv, val/)")
-    iu.add_argument("--model", metavar="DIR", help="FRGD model folder (default: the installed frgd-128)")
+    _add_val_faces_flags(iu)
     iu.add_argument("--limit", type=int, default=48, metavar="N", help="number of validation faces (default 48)")
     iu.add_argument("--scales", type=_scale_list, default=[8.0, 4.0], metavar="S,S", help="downscale factors")
     iu.add_argument("--seed", type=int, default=0, help="seed of the noise draws (default 0)")

@@ -194,10 +194,11 @@ def init_weights(model: FRGDUNet, model_dir: str | Path) -> None:
 
 
 def prepare_identity_input(model, train_emb: np.ndarray, enabled: bool, trained: bool) -> dict[str, Any]:
-    """Standardise ``model``'s identity input with the statistics of the training embeddings ``(N, D)`` (both trainers)
-    (:class:`frgd.archs.frgd_unet_arch.FRGDUNet`): kept when the initial weights have it; otherwise converted
-    keeping the function of ``trained`` weights (:func:`~frgd.archs.frgd_unet_arch.standardise_identity_input`),
-    or set on a fresh model. Returns the record (``round.json``, the run's log)."""
+    """Standardise ``model``'s identity input with the statistics of the training embeddings ``(N, D)`` (rounds and
+    ``frgd train``; :class:`frgd.archs.frgd_unet_arch.FRGDUNet`): kept when the initial weights have it; otherwise
+    converted keeping the function of ``trained`` weights
+    (:func:`~frgd.archs.frgd_unet_arch.standardise_identity_input`), or set on a fresh model. Returns the record
+    (``round.json``, the run's log)."""
     if model.config.identity_center is not None:
         return {"standardised": True, "how": "kept from the initial weights", "scale": model.config.identity_scale}
     if not enabled:
