@@ -30,7 +30,7 @@ import torch
 from frgd.diffusion.sampling.guidance import IDENTITY_VIEWS, VIEWS, GuidanceWeights, check_views
 from frgd.diffusion.sampling.pipeline import similarity
 from frgd.diffusion.training.data import read_image
-from frgd.eval.faces import degrade_faces, grid_image, psnr_ssim, select_pairs, upscale_faces
+from frgd.eval.faces import degrade_faces, grid_image, psnr_ssim, reference_embeddings, select_pairs, upscale_faces
 from frgd.identity.judge import Judge
 from frgd.io import save_image
 from frgd.restore import load_frgd_pipeline
@@ -84,7 +84,7 @@ def main() -> int:
         emb = judge.embed(torch.cat([image_to_tensor(x) for x in imgs]))
         return float((emb * gt_emb).sum(1).mean())
 
-    ref_emb = pipe.encode_references(torch.cat([image_to_tensor(r) for r in refs]), per_sample=True)
+    ref_emb = reference_embeddings(pipe, refs)
     deg = torch.cat([image_to_tensor(x) for x in lqs])
     bic = upscale_faces(lqs, pipe.size)
     rows = [{"variant": "bicubic", **psnr_ssim(bic, gts), "judge_similarity": judged(bic)}]

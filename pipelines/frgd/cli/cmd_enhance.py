@@ -482,13 +482,10 @@ def _cmd_eval_faces(args: argparse.Namespace) -> int:
 
 def _cmd_eval_identity_use(args: argparse.Namespace) -> int:
     _passive_omp_threads()
-    import torch
-
     from ..diffusion.training.data import read_image
-    from ..eval.faces import select_pairs
+    from ..eval.faces import reference_embeddings, select_pairs
     from ..eval.identity_use import identity_use, summary_lines
     from ..restore import load_frgd_pipeline
-    from ..tensor import image_to_tensor
 
     if args.limit < 2:
         raise InputError(f"--limit must be at least 2, got {args.limit}")
@@ -496,8 +493,7 @@ def _cmd_eval_identity_use(args: argparse.Namespace) -> int:
     pipe = load_frgd_pipeline(args.model, device=args.device)
     pairs = select_pairs(args.data, args.limit)
     gts = [read_image(Path(args.data) / t) for t, _, _ in pairs]
-    refs = torch.cat([image_to_tensor(read_image(Path(args.data) / r)) for _, r, _ in pairs])
-    ref_emb = torch.cat([pipe.encode_references(refs[i : i + 32], per_sample=True) for i in range(0, len(refs), 32)])
+    ref_emb = reference_embeddings(pipe, [read_image(Path(args.data) / r) for _, r, _ in pairs])
     result = identity_use(
         pipe.model, pipe.scheduler, gts, ref_emb.cpu(), identities=[i for _, _, i in pairs], scales=args.scales,
         seed=args.seed,

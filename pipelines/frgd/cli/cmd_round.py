@@ -214,7 +214,9 @@ def register(root, groups) -> None:
         "--weights", metavar="DIR", help="install here instead of resources/frgd_resources/weights/frgd-128"
     )
     ld.add_argument("--results", metavar="DIR", help="round records folder (default docs/results/rounds)")
-    ld.add_argument("--force", action="store_true", help="land even if the round number does not follow")
+    ld.add_argument(
+        "--force", action="store_true", help="land even if the round number does not follow or its validation got worse"
+    )
     ld.add_argument("--carry", metavar="DIR", help=f"keep the round's compile cache here (default {CARRY_DIR})")
     add_json_flags(ld)
     ld.set_defaults(func=_land)

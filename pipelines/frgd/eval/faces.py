@@ -99,6 +99,14 @@ def degrade_faces(
     return [degrade_image(g, np.random.default_rng([seed, first + i]), cfg).lq for i, g in enumerate(gts)]
 
 
+def reference_embeddings(pipe: FRGDPipeline, refs: list[np.ndarray], batch: int = 32) -> torch.Tensor:
+    """The guidance encoder's unit embedding of each reference photo ``(H, W, 3)`` uint8 -> ``(N, D)`` (one per pair,
+    not averaged), encoded ``batch`` at a time."""
+    ref_t = torch.cat([image_to_tensor(r) for r in refs])
+    chunks = [ref_t[i : i + batch] for i in range(0, len(refs), batch)]
+    return torch.cat([pipe.encode_references(c, per_sample=True) for c in chunks])
+
+
 def upscale_faces(lqs: list[np.ndarray], size: int, mode: str = "bicubic") -> list[np.ndarray]:
     """Each degraded face resized to ``size`` (``bicubic``: the baseline and the sampler's default base; ``nearest``:
     the grid's input column) -> ``(size, size, 3)`` uint8."""
@@ -225,10 +233,7 @@ def evaluate_faces(
     done = 0
     for with_ref in (False, True):
         if with_ref:
-            ref_t = torch.cat([image_to_tensor(r) for r in refs])
-            ref_emb = torch.cat(
-                [pipe.encode_references(ref_t[i : i + 32], per_sample=True) for i in range(0, len(refs), 32)]
-            )
+            ref_emb = reference_embeddings(pipe, refs)
         for s in sliders:
             outs: list[np.ndarray] = []
             guid: list[float] = []
