@@ -3,7 +3,8 @@
 Each ``--variant NAME=identity,content,cfg,strength,harmonise`` is one row: the sampler run with
 ``GuidanceWeights(identity, content, cfg, strength=strength)`` and ``harmonise`` passes, with the reference of
 ``frgd eval faces`` (another photo of the same person) and its inputs and seeds (pair ``k`` gets seed ``seed + k``).
-``--identity-views`` sets the views identity guidance averages over (default: the product's ``IDENTITY_VIEWS``).
+``--identity-views`` sets the views identity guidance averages over (default: the product's ``IDENTITY_VIEWS``),
+``--identity-gradient`` where it takes its gradient (``x0`` or ``denoiser``; default ``IDENTITY_GRADIENT``).
 Rows report PSNR/SSIM, the judge's identity similarity to the ground truth and the guidance encoder's to the
 reference, next to bicubic; ``--grid`` writes one column per variant (research data: look at it, never commit it).
 
@@ -27,7 +28,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from frgd.diffusion.sampling.guidance import IDENTITY_VIEWS, VIEWS, GuidanceWeights, check_views
+from frgd.diffusion.sampling.guidance import (
+    IDENTITY_GRADIENT,
+    IDENTITY_GRADIENTS,
+    IDENTITY_VIEWS,
+    VIEWS,
+    GuidanceWeights,
+    check_views,
+)
 from frgd.diffusion.sampling.pipeline import similarity
 from frgd.diffusion.training.data import read_image
 from frgd.eval.faces import degrade_faces, grid_image, psnr_ssim, reference_embeddings, select_pairs, upscale_faces
@@ -66,6 +74,12 @@ def main() -> int:
         help=f"comma-separated views of x0_hat for identity guidance, of {', '.join(VIEWS)} "
         f"(default {','.join(IDENTITY_VIEWS)})",
     )
+    ap.add_argument(
+        "--identity-gradient",
+        choices=IDENTITY_GRADIENTS,
+        default=IDENTITY_GRADIENT,
+        help=f"where identity guidance takes its gradient (default {IDENTITY_GRADIENT})",
+    )
     ap.add_argument("--json-out", help="write the rows here (JSON)")
     ap.add_argument("--grid", help="PNG: input, bicubic, one column per variant, ground truth")
     args = ap.parse_args()
@@ -91,7 +105,7 @@ def main() -> int:
     logger.info("%s", rows[-1])
     columns = [upscale_faces(lqs, pipe.size, "nearest"), bic]
     for name, w in args.variant:
-        w = replace(w, identity_views=args.identity_views)
+        w = replace(w, identity_views=args.identity_views, identity_gradient=args.identity_gradient)
         t0 = time.perf_counter()
         out = pipe(
             deg,

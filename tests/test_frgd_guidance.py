@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from frgd.diffusion.model import make_train_scheduler
 from frgd.diffusion.sampling.guidance import (
+    IDENTITY_GRADIENT,
     IDENTITY_SIGMA_OFF,
     IDENTITY_VIEWS,
     ContentGuidance,
@@ -95,18 +96,28 @@ class LinearEncoder(torch.nn.Module):
         return F.normalize(x.flatten(1) @ self.W.T, dim=1)
 
 
+def _push(guide: IdentityGuidance, x0: torch.Tensor, ctx: GuidanceContext) -> torch.Tensor:
+    """The guide's push for ``x0_hat``, as the sampler asks for it (the denoiser gradient with the identity denoiser
+    ``x0_hat = x_t``, where the two gradients agree)."""
+    if guide.through_denoiser(ctx):
+        x_t = x0.detach().requires_grad_(True)
+        return guide.push_through(x_t, x_t * 1.0, ctx)
+    return guide(x0, ctx)
+
+
+@pytest.mark.parametrize("gradient", ["x0", "denoiser"])
 @pytest.mark.parametrize("scheduler", list(SCHEDULERS))
 @pytest.mark.parametrize("steps", [3, 7, 20, 50, 200])
-def test_identity_push_is_mid_trajectory_off_at_the_end_and_step_count_independent(scheduler, steps):
+def test_identity_push_is_mid_trajectory_off_at_the_end_and_step_count_independent(scheduler, steps, gradient):
     stepper = make_stepper(scheduler, make_train_scheduler(), steps)
     enc = LinearEncoder()
-    guide = IdentityGuidance(enc, F.normalize(torch.randn(1, D), dim=1), weight=0.5)
+    guide = IdentityGuidance(enc, F.normalize(torch.randn(1, D), dim=1), weight=0.5, gradient=gradient)
     x0 = torch.rand(1, 3, S, S, generator=torch.Generator().manual_seed(1)) * 2 - 1
     pushes, sigmas = [], []
     n = len(stepper.timesteps)
     for i in range(n):
         ctx = _ctx(stepper.alpha_bar(i), stepper.alpha_bar_next(i), i, n)
-        d = guide(x0, ctx)
+        d = _push(guide, x0, ctx)
         pushes.append(float(d.pow(2).mean().sqrt()))  # RMS of the displacement of x_{t-1}
         sigmas.append(math.sqrt(1 - stepper.alpha_bar(i)))
         torch.testing.assert_close(pushes[-1], 0.5 * guide.share(ctx), atol=1e-6, rtol=1e-5)
@@ -133,17 +144,18 @@ def test_identity_objective_is_the_mean_similarity_over_the_views():
     assert not torch.allclose(both.objective(x0), plain.objective(x0))  # a random encoder is not mirror-invariant
 
 
-def test_mirrored_views_give_mirrored_pushes():
+@pytest.mark.parametrize("gradient", ["x0", "denoiser"])
+def test_mirrored_views_give_mirrored_pushes(gradient):
     """With the face and its mirror image as views, mirroring ``x0_hat`` mirrors the push (it cannot favour one side);
     with one view it does not (a random linear encoder has no symmetry of its own)."""
     enc = LinearEncoder(seed=3)
     ref = F.normalize(torch.randn(1, D, generator=torch.Generator().manual_seed(7)), dim=1)
     x0 = torch.rand(1, 3, S, S, generator=torch.Generator().manual_seed(8)) * 2 - 1
     ctx = _ctx(0.3, 0.4, step=3, num_steps=10)
-    both = IdentityGuidance(enc, ref, 0.5, views=("identity", "hflip"))
-    torch.testing.assert_close(both(x0.flip(-1), ctx), both(x0, ctx).flip(-1), atol=1e-6, rtol=1e-5)
-    one = IdentityGuidance(enc, ref, 0.5, views=("identity",))
-    assert (one(x0.flip(-1), ctx) - one(x0, ctx).flip(-1)).abs().max() > 1e-3
+    both = IdentityGuidance(enc, ref, 0.5, views=("identity", "hflip"), gradient=gradient)
+    torch.testing.assert_close(_push(both, x0.flip(-1), ctx), _push(both, x0, ctx).flip(-1), atol=1e-6, rtol=1e-5)
+    one = IdentityGuidance(enc, ref, 0.5, views=("identity",), gradient=gradient)
+    assert (_push(one, x0.flip(-1), ctx) - _push(one, x0, ctx).flip(-1)).abs().max() > 1e-3
     assert both.evaluations == 2 and one.evaluations == 2  # one batched encoder pass per guided step
 
 
@@ -157,6 +169,39 @@ def test_identity_views_are_checked_and_reach_the_guide():
             GuidanceWeights(identity=0.1, content=0.0, cfg=1.0, identity_views=bad)
     ident, _ = build_guides(w, encoder=LinearEncoder(), reference=torch.randn(1, D))
     assert ident.views == ("hflip",)
+
+
+def test_denoiser_gradient_is_the_x0_gradient_through_the_jacobian_transpose():
+    """Oracle: for a linear 'denoiser' ``x0_hat = c * roll(x_t, k)`` the gradient with respect to ``x_t`` is
+    ``c * roll(grad_x0, -k)``, so the normalised push is the ``x0`` push rolled back (``c`` drops out)."""
+    enc = LinearEncoder()
+    ref = F.normalize(torch.randn(1, D, generator=torch.Generator().manual_seed(5)), dim=1)
+    x_t = torch.rand(2, 3, S, S, generator=torch.Generator().manual_seed(6)) * 1.6 - 0.8
+    ctx = _ctx(0.3, 0.4, step=3, num_steps=10)
+    denoise = lambda x: 0.5 * x.roll(3, dims=-1)  # noqa: E731
+    through = IdentityGuidance(enc, ref, 0.5, gradient="denoiser")
+    assert through.through_denoiser(ctx) and not through.through_denoiser(_ctx(0.3, 1.0, step=9, num_steps=10))
+    leaf = x_t.clone().requires_grad_(True)
+    push = through.push_through(leaf, denoise(leaf), ctx)
+    assert not push.requires_grad
+    x0 = denoise(x_t)
+    on_x0 = IdentityGuidance(enc, ref, 0.5, gradient="x0")(x0, ctx)
+    torch.testing.assert_close(push, on_x0.roll(-3, dims=-1), atol=1e-6, rtol=1e-5)
+    assert (push - on_x0).abs().max() > 1e-2  # not the x0 push itself
+    assert torch.equal(through(x0, ctx), torch.zeros_like(x0))  # the x0 callback leaves such a step to push_through
+    assert through.evaluations == 1 and through.last_similarity.shape == (2,)
+
+
+def test_identity_gradient_is_checked_and_reaches_the_guide():
+    assert GuidanceWeights(identity=0.1, content=0.0, cfg=1.0).identity_gradient == IDENTITY_GRADIENT
+    w = GuidanceWeights(identity=0.1, content=0.0, cfg=1.0, identity_gradient="denoiser")
+    assert w.as_dict()["identity_gradient"] == "denoiser"
+    ident, _ = build_guides(w, encoder=LinearEncoder(), reference=torch.randn(1, D))
+    assert ident.gradient == "denoiser"
+    with pytest.raises(ValueError, match="identity_gradient"):
+        GuidanceWeights(identity=0.1, content=0.0, cfg=1.0, identity_gradient="pixels")
+    with pytest.raises(ValueError, match="gradient"):
+        IdentityGuidance(LinearEncoder(), torch.randn(1, D), 0.1, gradient="pixels")
 
 
 class NoNoiseDenoiser(torch.nn.Module):
@@ -188,17 +233,22 @@ def _analytic_pipe() -> FRGDPipeline:
     return FRGDPipeline(NoNoiseDenoiser(sched.alphas_cumprod), sched, LinearEncoder())
 
 
+@pytest.mark.parametrize("gradient", ["x0", "denoiser"])
 @pytest.mark.parametrize("scheduler", list(SCHEDULERS))
-def test_identity_guidance_raises_similarity_monotonically_in_sampling(scheduler):
+def test_identity_guidance_raises_similarity_monotonically_in_sampling(scheduler, gradient):
     pipe = _analytic_pipe()
     ref = F.normalize(torch.randn(1, D, generator=torch.Generator().manual_seed(4)), dim=1)
     deg = torch.full((1, 3, 4, 4), 0.5)
-    sims = []
+    sims, calls = [], []
     for wid in (0.0, 0.25, 0.5, 1.0):
-        w = GuidanceWeights(identity=wid, content=0.0, cfg=0.0)
+        w = GuidanceWeights(identity=wid, content=0.0, cfg=0.0, identity_gradient=gradient)
+        pipe.model_calls = 0
         out = pipe(deg, references=ref, num_samples=2, seeds=[1, 2], steps=20, scheduler=scheduler, weights=w)
         sims.append(float(out.identity_scores.mean()))
-    assert sims == sorted(sims) and sims[-1] > sims[0] + 0.1, sims
+        calls.append(pipe.model_calls)
+    # through this denoiser's clamp, saturated pixels (most of them at high noise) pass no gradient: a smaller rise
+    assert sims == sorted(sims) and sims[-1] > sims[0] + (0.1 if gradient == "x0" else 0.05), sims
+    assert len(set(calls)) == 1  # the denoiser gradient reuses the step's own model call
 
 
 @pytest.mark.parametrize("scheduler", list(SCHEDULERS))

@@ -530,7 +530,8 @@ def bench_sampler(
         "note": (
             "best of --repeats after a warm-up; random weights give the same speed as trained ones (outputs are "
             "meaningless). unet_seconds = model forwards (CFG-batched), guidance_seconds = identity encoder "
-            "forward+backward and content projection; cpu_seconds = process CPU time. peak_memory_mib: CUDA max "
+            "forward+backward (with the denoiser gradient, the default, also the backward pass through the UNet) and "
+            "content projection; cpu_seconds = process CPU time. peak_memory_mib: CUDA max "
             "allocated, or the process's peak RSS on CPU (includes the identity encoder and Python)"
         ),
     }

@@ -11,7 +11,9 @@
    outside the mask (``q(x_t | base)``, exactly training's noisy fusion); (b) the model predicts ``v``/``eps`` with
    classifier-free guidance on the identity (one batched forward of ``2N`` when ``0 < cfg != 1``); (c) ``x0_hat``
    (clamped to ``[-1, 1]``); (d) the stepper steps with ``x0_hat``; (e) the guidance displacements of the next state
-   are added (inside the mask); (f) with a mask the known region is re-injected at the stepper's own next noise level;
+   are added (inside the mask; with identity guidance's ``"denoiser"`` gradient, (b), (c) and the identity push are
+   one differentiable model call and one backward pass); (f) with a mask the known region is re-injected at the
+   stepper's own next noise level;
 5. composite ``M' * x0 + (1 - M') * base`` with the hard (or inward-feathered) mask, so outside the mask the output
    *equals* the base; identity scores for the meter.
 
@@ -419,14 +421,16 @@ class FRGDPipeline:
         cond: torch.Tensor,
         emb: torch.Tensor | None,
         cfg: float,
+        grad: bool = False,
     ) -> torch.Tensor:
-        """Model prediction ``(N,3,H,W)`` float32 with classifier-free guidance on the identity (no autograd)."""
+        """Model prediction ``(N,3,H,W)`` float32 with classifier-free guidance on the identity (no autograd unless
+        ``grad``: then differentiable with respect to ``x``)."""
         n = x.shape[0]
         mdtype = self.model.dtype
         fmt = torch.channels_last if self.channels_last else torch.contiguous_format
         tt = torch.full((n,), int(t), device=self.device, dtype=torch.long)
         self.model_calls += 1
-        with torch.inference_mode():
+        with torch.enable_grad() if grad else torch.inference_mode():
             if emb is None or cfg == 0.0:
                 xin, cin, ident, drop = x, cond, None, None
             else:
@@ -442,7 +446,7 @@ class FRGDPipeline:
             out = self.model(xin, tt, cin, identity=ident, drop_identity=drop).float()
             if drop is not None:
                 out = out[n:] + cfg * (out[:n] - out[n:])
-        return out.contiguous().clone()  # a normal (not inference-mode) tensor
+        return out if grad else out.contiguous().clone()  # a normal (not inference-mode) tensor
 
     def _x0(self, out: torch.Tensor, x: torch.Tensor, a: float) -> torch.Tensor:
         """``x0_hat`` ``(N,3,H,W)`` from a model output at noise level ``a = abar_t``."""
@@ -626,11 +630,23 @@ class FRGDPipeline:
                 if noisy_fusion:
                     cond = torch.cat([cond[:, :4], x * (1 - m)], dim=1)  # (a) x_t outside the mask = q(x_t | base)
                 tm = time.perf_counter()
-                out = self._model_out(x, t, cond, ref, w.cfg)  # (b)
+                x_leaf = x0_graph = None
+                if ident_guide is not None and ident_guide.through_denoiser(ctx):  # (b, c) with autograd
+                    with torch.enable_grad():
+                        x_leaf = x.detach().requires_grad_(True)
+                        out_graph = self._model_out(x_leaf, t, cond, ref, w.cfg, grad=True)
+                        x0_graph = self._x0(out_graph, x_leaf, a).clamp(-1, 1)
+                        del out_graph
+                    x0 = x0_graph.detach()
+                else:
+                    x0 = self._x0(self._model_out(x, t, cond, ref, w.cfg), x, a).clamp(-1, 1)  # (b, c)
                 t_model += time.perf_counter() - tm
-                x0 = self._x0(out, x, a).clamp(-1, 1)  # (c)
                 tg = time.perf_counter()
                 delta = guidance_delta(x0, guides, ctx)  # (e), shared equally by the passes
+                if x0_graph is not None:  # the identity push, backpropagated through the encoder and the UNet
+                    push = ident_guide.push_through(x_leaf, x0_graph, ctx)
+                    delta = push if delta is None else delta + push
+                    x_leaf = x0_graph = None
                 t_guide += time.perf_counter() - tg
                 if delta is not None:
                     delta = m * (delta / passes)
