@@ -13,7 +13,7 @@ import frgd.identity
 from frgd.archs.frgd_unet_arch import FRGDUNet, tiny_config
 from frgd.cli.main import main
 from frgd.diffusion.model import make_train_scheduler, save_model_dir
-from frgd.diffusion.sampling.guidance import RESAMPLE_MAX, GuidanceWeights, slider_to_weights
+from frgd.diffusion.sampling.guidance import IDENTITY_GRADIENT, RESAMPLE_MAX, GuidanceWeights, slider_to_weights
 from frgd.diffusion.sampling.pipeline import FRGDPipeline, planned_model_calls
 from frgd.diffusion.sampling.schedulers import first_step
 from frgd.errors import InputError, MissingWeightsError
@@ -245,12 +245,19 @@ def test_bench_enhance_cli(capsys):
     assert "random weights" in data["model"]
 
 
-def test_bench_with_reference_uses_cfg_batch():
-    res = bench_sampler(config="tiny", steps=4, samples=2, identity_strength=0.5, device="cpu")
+@pytest.mark.parametrize("gradient", [None, "x0", "denoiser"])
+def test_bench_with_reference_uses_cfg_batch(gradient):
+    res = bench_sampler(
+        config="tiny", steps=4, samples=2, identity_strength=0.5, device="cpu", identity_gradient=gradient
+    )
     w = res["runs"][1]["weights"]
+    assert w["identity_gradient"] == (gradient or IDENTITY_GRADIENT)
     assert 0 < w["cfg"] != 1  # both branches, batched into one call per step
     planned = planned_model_calls(make_train_scheduler(), "dpmpp", 4, GuidanceWeights(**w))
     assert res["runs"][1]["model_calls"] == planned == 4 - first_step(4, w["strength"])  # no harmonising passes
+    # apart from the gradient, the weights are the slider's, as the sampler derives them
+    slider = res["runs"][0]["weights"] | {"identity_gradient": IDENTITY_GRADIENT}
+    assert GuidanceWeights(**slider) == slider_to_weights(0.5, input_px=16, from_prior=False)
 
 
 def _fake_faces(root, n_ids: int = 3, per_id: int = 2):

@@ -279,6 +279,14 @@ def register(root: argparse._SubParsersAction, groups: dict[str, argparse._SubPa
     _add_sampler_flags(b)
     b.add_argument("--identity", type=float, default=0.5, metavar="S", help="slider value (default 0.5)")
     b.add_argument("--no-reference", action="store_true", help="time the no-reference mode (no guidance, no CFG)")
+    from ..diffusion.sampling.schedulers import IDENTITY_GRADIENT, IDENTITY_GRADIENTS
+
+    b.add_argument(
+        "--identity-gradient",
+        choices=IDENTITY_GRADIENTS,
+        default=None,
+        help=f"time identity guidance with this gradient (default: the sampler's, {IDENTITY_GRADIENT})",
+    )
     b.add_argument("--repeats", type=int, default=1, help="timed repeats per configuration (default 1)")
     b.add_argument("--threads", type=int, default=None, metavar="N", help="torch CPU threads (default: torch's)")
     b.add_argument("--device", default="cpu", choices=DEVICE_CHOICES, help="compute device (default cpu)")
@@ -529,6 +537,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         with_reference=not args.no_reference,
         repeats=args.repeats,
         device=args.device,
+        identity_gradient=args.identity_gradient,
     )
     result = {"command": "frgd " + " ".join(sys.argv[1:]), **result}
     lines = [f"FRGD sampling on {result['device']} ({result['model']}, {args.steps} {args.scheduler} steps):"]

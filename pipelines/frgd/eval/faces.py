@@ -23,6 +23,7 @@ Benchmark (:func:`bench_sampler`): seconds per sample for 1 and ``N`` samples in
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -458,9 +459,12 @@ def bench_sampler(
     repeats: int = 1,
     device: str | torch.device = "cpu",
     identity_encoder=None,
+    identity_gradient: str | None = None,
 ) -> dict[str, Any]:
     """Seconds per sample for 1 and ``samples`` samples (one batch) at ``steps``, where the time goes (UNet vs
-    identity-guidance encoder), peak memory; a JSON-able dict. A warm-up run (1 step) precedes the timed runs."""
+    identity-guidance encoder), peak memory; a JSON-able dict. A warm-up run (1 step) precedes the timed runs.
+    ``identity_gradient``: time identity guidance with this gradient instead of the default
+    (:data:`frgd.diffusion.sampling.guidance.IDENTITY_GRADIENTS`)."""
     dev = resolve_device(device)
     load_before = _loadavg()
     pipe, desc = build_bench_pipeline(model_dir, config, dev, identity_encoder)
@@ -471,9 +475,15 @@ def bench_sampler(
         ref = F.normalize(torch.randn(1, pipe.identity_dim, generator=g), dim=1)
         _ = pipe.identity_encoder  # load outside the timed region
     deg = torch.rand(1, 3, pipe.size // 8, pipe.size // 8, generator=torch.Generator().manual_seed(2))
+    weights = None
+    if identity_gradient is not None:
+        weights = dataclasses.replace(
+            pipe.slider_weights(identity_strength, deg, has_reference=ref is not None, use_prior=use_prior),
+            identity_gradient=identity_gradient,
+        )
     common = dict(
         references=ref, identity_strength=identity_strength, scheduler=scheduler, harmonise=harmonise,
-        use_prior=use_prior,
+        use_prior=use_prior, weights=weights,
     )  # fmt: skip
     pipe(deg, num_samples=1, seeds=[0], steps=2, **common)  # warm-up (allocator, kernels)
     if dev.type == "cuda":

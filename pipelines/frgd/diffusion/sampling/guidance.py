@@ -40,7 +40,7 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 
-from .schedulers import RESAMPLE, RESAMPLE_MAX
+from .schedulers import IDENTITY_GRADIENT, IDENTITY_GRADIENTS, RESAMPLE, RESAMPLE_MAX
 
 logger = logging.getLogger(__name__)
 
@@ -58,15 +58,6 @@ VIEWS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "hflip": lambda x: x.flip(-1),
 }
 """The views identity guidance knows: name -> ``(N,3,H,W) -> (N,3,H,W)``."""
-IDENTITY_GRADIENTS: tuple[str, ...] = ("x0", "denoiser")
-"""Where identity guidance takes its gradient: ``"x0"``, of the similarity with respect to ``x0_hat`` (the encoder's
-gradient alone); ``"denoiser"``, with respect to ``x_t`` through the denoiser (``J^T grad``, ``J = d x0_hat / d x_t``:
-the model's posterior covariance preconditions the push toward changes it can render as a face; one backward pass
-through the model on each guided step)."""
-IDENTITY_GRADIENT = "denoiser"
-"""The default of :data:`IDENTITY_GRADIENTS`. Measured on the tuning faces (docs/frgd_sampling.md, "Gradient through
-the denoiser"): judge +0.010 at s = 0.5 and +0.011 at s = 1 on average over three seeds, fewer cracked faces at
-s = 1, PSNR 0.03 / 0.10 dB lower."""
 CONTENT_MAX = 1.0
 """Content guidance weight at ``s = 0``: a full (noise-aware) projection onto the degraded input at its own scale."""
 CONTENT_MIN = 0.5

@@ -414,6 +414,30 @@ class FRGDPipeline:
             return allemb
         return F.normalize(allemb.mean(0), dim=0)
 
+    def starts_from_prior(self, mask: torch.Tensor | None, base: torch.Tensor | None, use_prior: bool = True) -> bool:
+        """Whether a sample starts from the prior's estimate: a whole face (no mask, no given base) with a prior; with
+        a mask the kept region stays the input's upscale."""
+        return base is None and mask is None and use_prior and self.prior is not None
+
+    def slider_weights(
+        self,
+        identity_strength: float,
+        degraded: torch.Tensor,
+        *,
+        has_reference: bool,
+        mask: torch.Tensor | None = None,
+        base: torch.Tensor | None = None,
+        use_prior: bool = True,
+    ) -> GuidanceWeights:
+        """The weights :meth:`__call__` derives from the slider for ``degraded`` ``(B,3,h,w)`` and these inputs
+        (:func:`.guidance.slider_to_weights` with the input's size and whether the sample starts from the prior)."""
+        return slider_to_weights(
+            identity_strength,
+            has_reference=has_reference,
+            input_px=int(min(degraded.shape[-2:])),
+            from_prior=self.starts_from_prior(mask, base, use_prior),
+        )
+
     def _model_out(
         self,
         x: torch.Tensor,
@@ -567,11 +591,9 @@ class FRGDPipeline:
         t_ref = time.perf_counter() - t_ref
 
         # 2. weights, conditioning, guidance callbacks
-        input_px = int(min(degraded.shape[-2:]))
-        # a whole-face sample starts from the prior's estimate; with a mask the kept region stays the input's upscale
-        prior_used = base is None and mask is None and use_prior and self.prior is not None
-        w = weights or slider_to_weights(
-            identity_strength, has_reference=ref is not None, input_px=input_px, from_prior=prior_used
+        prior_used = self.starts_from_prior(mask, base, use_prior)
+        w = weights or self.slider_weights(
+            identity_strength, degraded, has_reference=ref is not None, mask=mask, base=base, use_prior=use_prior
         )
         if ref is None:
             w = dataclasses.replace(w, identity=0.0, cfg=0.0)
