@@ -303,6 +303,14 @@ def evaluate_faces(
 
 
 # ----------------------------------------------------------------------------------------------------------- the bar
+def paired_change(d: np.ndarray) -> tuple[float, float | None, int, int]:
+    """``(mean, se, up, n)`` of per-face paired differences ``d`` ``(n,)``: the standard error is
+    ``std(ddof=1) / sqrt(n)`` (``None`` for one face), ``up`` the faces whose difference is positive."""
+    d = np.asarray(d, dtype=np.float64)
+    se = float(d.std(ddof=1) / math.sqrt(len(d))) if len(d) > 1 else None
+    return float(d.mean()), se, int((d > 0).sum()), int(len(d))
+
+
 def slider_gains(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Paired change of the per-face judge similarity between consecutive slider values, with and without a
     reference: ``gain`` (mean over faces of ``sim(b) - sim(a)``), ``se`` (its standard error, ``std(ddof=1) /
@@ -315,15 +323,16 @@ def slider_gains(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         )
         for a, b in zip(frgd, frgd[1:]):
             d = np.asarray(b["judge_per_face"], dtype=np.float64) - np.asarray(a["judge_per_face"], dtype=np.float64)
+            mean, se, up, n = paired_change(d)
             out.append(
                 {
                     "reference": ref,
                     "from": a["slider"],
                     "to": b["slider"],
-                    "gain": round(float(d.mean()), 5),
-                    "se": round(float(d.std(ddof=1) / math.sqrt(len(d))), 5) if len(d) > 1 else None,
-                    "faces_up": int((d > 0).sum()),
-                    "faces": int(len(d)),
+                    "gain": round(mean, 5),
+                    "se": None if se is None else round(se, 5),
+                    "faces_up": up,
+                    "faces": n,
                 }
             )
     return out

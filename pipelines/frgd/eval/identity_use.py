@@ -19,7 +19,6 @@ says least (high noise, x8). The training round runs it on the pack's validation
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -46,9 +45,10 @@ def other_person(identities: Sequence[str] | None, n: int) -> list[int]:
 
 
 def _gain_stats(gain: torch.Tensor) -> dict[str, Any]:
-    n = gain.numel()
-    se = float(gain.std(unbiased=True) / math.sqrt(n)) if n > 1 else None
-    return {"mean": float(gain.mean()), "se": se, "faces_better": int((gain > 0).sum()), "faces": n}
+    from .faces import paired_change
+
+    mean, se, better, n = paired_change(gain.numpy())
+    return {"mean": mean, "se": se, "faces_better": better, "faces": n}
 
 
 @torch.no_grad()

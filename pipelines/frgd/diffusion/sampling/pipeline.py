@@ -656,9 +656,8 @@ class FRGDPipeline:
                 if ident_guide is not None and ident_guide.through_denoiser(ctx):  # (b, c) with autograd
                     with torch.enable_grad():
                         x_leaf = x.detach().requires_grad_(True)
-                        out_graph = self._model_out(x_leaf, t, cond, ref, w.cfg, grad=True)
-                        x0_graph = self._x0(out_graph, x_leaf, a).clamp(-1, 1)
-                        del out_graph
+                        x0_graph = self._x0(self._model_out(x_leaf, t, cond, ref, w.cfg, grad=True), x_leaf, a)
+                        x0_graph = x0_graph.clamp(-1, 1)
                     x0 = x0_graph.detach()
                 else:
                     x0 = self._x0(self._model_out(x, t, cond, ref, w.cfg), x, a).clamp(-1, 1)  # (b, c)
@@ -666,9 +665,8 @@ class FRGDPipeline:
                 tg = time.perf_counter()
                 delta = guidance_delta(x0, guides, ctx)  # (e), shared equally by the passes
                 if x0_graph is not None:  # the identity push, backpropagated through the encoder and the UNet
-                    push = ident_guide.push_through(x_leaf, x0_graph, ctx)
+                    push = ident_guide.push_through(x_leaf, x0_graph, ctx)  # the backward frees the graph
                     delta = push if delta is None else delta + push
-                    x_leaf = x0_graph = None
                 t_guide += time.perf_counter() - tg
                 if delta is not None:
                     delta = m * (delta / passes)

@@ -193,16 +193,20 @@ def init_weights(model: FRGDUNet, model_dir: str | Path) -> None:
     model.set_identity_statistics(prev.config.identity_center, prev.config.identity_scale)
 
 
-def prepare_identity_input(model, train_emb: np.ndarray, enabled: bool, trained: bool) -> dict[str, Any]:
+def prepare_identity_input(model, train_emb: np.ndarray | None, enabled: bool, trained: bool) -> dict[str, Any]:
     """Standardise ``model``'s identity input with the statistics of the training embeddings ``(N, D)`` (rounds and
     ``frgd train``; :class:`frgd.archs.frgd_unet_arch.FRGDUNet`): kept when the initial weights have it; otherwise
     converted keeping the function of ``trained`` weights
-    (:func:`~frgd.archs.frgd_unet_arch.standardise_identity_input`), or set on a fresh model. Returns the record
-    (``round.json``, the run's log)."""
+    (:func:`~frgd.archs.frgd_unet_arch.standardise_identity_input`), or set on a fresh model; left as it is when
+    ``train_emb`` is ``None`` (embeddings encoded on the fly). Returns the record (``round.json``; the statistics
+    themselves are in the model's config)."""
     if model.config.identity_center is not None:
         return {"standardised": True, "how": "kept from the initial weights", "scale": model.config.identity_scale}
     if not enabled:
         return {"standardised": False}
+    if train_emb is None:
+        logger.info("identity input as the weights have it: no precomputed embeddings to standardise with")
+        return {"standardised": False, "how": "no precomputed embeddings"}
     center, scale = identity_statistics(torch.from_numpy(np.asarray(train_emb, np.float32)))
     if trained:
         standardise_identity_input(model, center, scale)
@@ -379,14 +383,9 @@ class Trainer:
             init_weights(model, tcfg["init_from"])
             logger.info("initialised from %s", tcfg["init_from"])
         self.dataset = build_dataset(cfg, "train", model.config.identity_dim)
-        emb = training_embeddings(self.dataset)
-        if emb is None:
-            self.identity_input: dict[str, Any] = {"standardised": model.config.identity_center is not None}
-            logger.info("identity input as the weights have it: no precomputed embeddings to standardise with")
-        else:
-            self.identity_input = prepare_identity_input(
-                model, emb, bool(tcfg["identity_standardise"]), bool(tcfg["init_from"])
-            )
+        prepare_identity_input(
+            model, training_embeddings(self.dataset), bool(tcfg["identity_standardise"]), bool(tcfg["init_from"])
+        )
         self.pred_type = model.config.prediction_type
         self.noise_scheduler = make_train_scheduler(cfg["scheduler"], prediction_type=self.pred_type)
         self.alphas_cumprod = self.noise_scheduler.alphas_cumprod.to(acc.device)
