@@ -69,6 +69,7 @@ TINY_ROUND = {
         "val_scales": [8, 4],
         "grid_faces": 2,
         "mask_bank": 8,
+        "compile_cache_save_s": 0,  # seconds-long deadlines: the cache tests save after the deadline
     },
 }
 
@@ -624,6 +625,8 @@ def _fake_cache(monkeypatch, payload: bytes = b"compiled kernels", load_error: b
 def test_compile_cache_goes_from_one_round_to_the_next(pack_dir, tmp_path, monkeypatch, one_torch_thread):
     """A compiled round saves the compile cache into OUT; landing keeps it in the carry folder; the next round loads it
     before compiling and trusts the compiled model only after it agrees with the eager one on real inputs."""
+    from types import SimpleNamespace
+
     calls: list = []
     monkeypatch.setattr(torch, "compile", _fake_compile(calls, monkeypatch))
     loaded = _fake_cache(monkeypatch)
@@ -655,6 +658,22 @@ def test_compile_cache_goes_from_one_round_to_the_next(pack_dir, tmp_path, monke
     s4 = run_round(pack_dir, tmp_path / "r4", 4.0, preset=TINY_ROUND, init_dir=weights, overrides=rnd,
                    compile_cache=carry / "compile_cache.bin")  # fmt: skip
     assert "another torch" in s4["bench"]["compile_cache"]["error"] and s4["compiled"] and s4["status"] == "complete"
+    # too little time left before the deadline (round 7's second call was killed compressing it): not even tried
+    late = {**rnd, "compile_cache_save_s": 1e6}
+    s5 = run_round(pack_dir, tmp_path / "r5", 4.0, preset=TINY_ROUND, init_dir=weights, overrides=late)
+    assert "compile_cache_save_s" in s5["bench"]["compile_cache"]["save"]["why"] and s5["status"] == "complete"
+    assert not (tmp_path / "r5" / "compile_cache.bin").exists()
+    # the validated state is written before the compression starts (a kill while compressing keeps it)
+    seen: list[str] = []
+
+    def save_after_state():
+        seen.append(json.loads((tmp_path / "r6" / "round.json").read_text())["status"])
+        return b"kernels", SimpleNamespace(artifacts={})
+
+    monkeypatch.setattr(torch.compiler, "save_cache_artifacts", save_after_state)
+    s6 = run_round(pack_dir, tmp_path / "r6", 4.0, preset=TINY_ROUND, init_dir=weights, overrides=rnd)
+    assert seen == ["complete"] and s6["bench"]["compile_cache"]["save"]["raw_bytes"] == len(b"kernels")
+    assert json.loads((tmp_path / "r6" / "round.json").read_text())["bench"]["compile_cache"]["save"]["saved_bytes"]
 
 
 def test_cached_code_that_disagrees_with_eager_is_refused(pack_dir, tmp_path, monkeypatch, one_torch_thread):
@@ -675,6 +694,38 @@ def test_cached_code_that_disagrees_with_eager_is_refused(pack_dir, tmp_path, mo
     assert b["compiled_vs_eager_rel_err"] > 0.02 and not s["compiled"] and b["chosen"]["compile"] is False
     assert any("disagrees" in r.get("error", "") for r in b["runs"]) and s["status"] == "complete"
     assert not (tmp_path / "o" / "compile_cache.bin").exists()  # nothing compiled is kept for the next round
+
+
+def test_a_round_cut_before_its_check_is_validated_here_then_lands(pack_dir, tmp_path, capsys):
+    """A command killed between export and validation (round 7) leaves ``status: trained`` and no ``val``: landing
+    refuses it, ``frgd round validate`` runs the round's own check here on the exported weights into a copy, and the
+    copy lands (and would be refused if it had regressed)."""
+    from frgd.cli.main import EXIT_USAGE
+    from frgd.cli.main import main as frgd_main
+
+    weights, results = tmp_path / "weights", tmp_path / "results"
+    run_round(pack_dir, tmp_path / "r1", 4.0, preset=TINY_ROUND, init_dir=weights)
+    land_round(tmp_path / "r1", weights_dir=weights, results_dir=results)
+    out2 = tmp_path / "r2"
+    s2 = run_round(pack_dir, out2, 3.0, preset=TINY_ROUND, init_dir=weights)
+    cut = {k: v for k, v in s2.items() if k != "val"}
+    (out2 / "round.json").write_text(json.dumps({**cut, "status": "trained"}))
+    with pytest.raises(InputError, match="frgd round validate"):
+        land_round(out2, weights_dir=weights, results_dir=results)
+    assert json.loads((weights / "round.json").read_text())["round"] == 1
+
+    v2 = tmp_path / "v2"
+    assert frgd_main(["round", "validate", str(out2), "--pack", str(pack_dir), "--out", str(v2)]) == 0
+    v = json.loads((v2 / "round.json").read_text())
+    assert v["status"] == "complete" and v["val_after"]["status_before"] == "trained" and v["round"] == 2
+    assert (v2 / "val_grid_x8.png").is_file() and json.loads((out2 / "round.json").read_text())["status"] == "trained"
+    for scale, rows in s2["val"]["scales"].items():  # the machine's own check, reproduced from the fp16 export
+        for name, row in rows.items():
+            assert v["val"]["scales"][scale][name]["psnr"] == pytest.approx(row["psnr"], abs=0.05), (scale, name)
+    assert frgd_main(["round", "validate", str(out2), "--pack", str(pack_dir), "--out", str(v2)]) == EXIT_USAGE
+    assert "not empty" in capsys.readouterr().err
+    assert land_round(v2, weights_dir=weights, results_dir=results)["round"] == 2
+    assert json.loads((results / "round_002.json").read_text())["val_after"]["device"] == "cpu"
 
 
 def test_a_failed_validation_keeps_the_round(pack_dir, tmp_path, monkeypatch):

@@ -6,6 +6,8 @@
 * ``frgd round plan [--carry .carry/round]``: the exact upload of one device command; exit 2 when the 4 MiB margin
   under the 64 MiB limit is not kept (a dry run: GPU time must never be lost to a refused upload).
 * ``frgd round run --pack DIR --out DIR --deadline-s S``: the round itself (what ``scripts/gpu_round.sh`` runs).
+* ``frgd round validate OUT --pack DIR --out DIR2``: the round's validation afterwards (on this CPU), for a round
+  whose command ended before its own check; writes a validated copy to land.
 * ``frgd round land OUT``: install a round's weights as the default ``frgd-128`` and record it under
   ``docs/results/rounds/``.
 """
@@ -143,21 +145,37 @@ def _run(args: argparse.Namespace) -> int:
         t_start=args.started_at,
         compile_cache=args.compile_cache,
     )
-    val = state.get("val", {}).get("scales", {})
-    summary = "; ".join(
-        f"{s}: bicubic {v['bicubic']['psnr']:.2f} dB, FRGD content end {v['frgd_noref_content1']['psnr']:.2f} dB"
-        for s, v in val.items()
-    )
     text = (
         f"round {state['round']}: {state['steps']} steps, {state['images']} images "
-        f"({state.get('img_per_s') or 0:.0f} img/s, batch {state.get('batch_size')}), {summary}"
+        f"({state.get('img_per_s') or 0:.0f} img/s, batch {state.get('batch_size')}), {val_text(state)}"
     )
-    use = state.get("val", {}).get("identity_use")
+    emit(args, state, text)
+    return 0
+
+
+def val_text(state: dict[str, Any]) -> str:
+    """A round's validation in words: PSNR at the content end per scale, then the identity use (if measured)."""
+    val = state.get("val", {})
+    text = (
+        "; ".join(
+            f"{s}: bicubic {v['bicubic']['psnr']:.2f} dB, FRGD content end {v['frgd_noref_content1']['psnr']:.2f} dB"
+            for s, v in val.get("scales", {}).items()
+        )
+        or f"no validation ({val.get('error', 'none')})"
+    )
+    use = val.get("identity_use")
     if use:  # does the conditional model use the reference yet (frgd.eval.identity_use)?
         from ..eval.identity_use import summary_lines
 
         text += "\nidentity use (loss with the reference vs null / a wrong one):\n" + "\n".join(summary_lines(use))
-    emit(args, state, text)
+    return text
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from ..diffusion.training.round import validate_round
+
+    state = validate_round(args.round_dir, args.pack, args.out, device=args.device)
+    emit(args, state, f"round {state['round']} validated in {state['val_after']['seconds']:.0f} s:\n{val_text(state)}")
     return 0
 
 
@@ -172,7 +190,7 @@ def _land(args: argparse.Namespace) -> int:
 
 
 def register(root, groups) -> None:
-    p = root.add_parser("round", help="FRGD-128 training rounds on a lent GPU (pack, plan, run, land)")
+    p = root.add_parser("round", help="FRGD-128 training rounds on a lent GPU (pack, plan, run, validate, land)")
     sub = p.add_subparsers(dest="round_command", metavar="SUBCOMMAND")
     p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
 
@@ -207,6 +225,14 @@ def register(root, groups) -> None:
     )
     add_json_flags(rn)
     rn.set_defaults(func=_run)
+
+    va = sub.add_parser("validate", help="a round's validation afterwards, here, when its command ended first")
+    va.add_argument("round_dir", metavar="OUT", help="the round's output folder (as the device returned it)")
+    va.add_argument("--pack", default=str(CARRY_DIR / PACK_SUBDIR), help=f"the pack (default {CARRY_DIR}/pack)")
+    va.add_argument("--out", required=True, metavar="DIR", help="where the validated copy goes (then land it)")
+    va.add_argument("--device", default="cpu", help="torch device for the check (default cpu)")
+    add_json_flags(va)
+    va.set_defaults(func=_validate)
 
     ld = sub.add_parser("land", help="install a round's weights as the default frgd-128 and record the round")
     ld.add_argument("round_dir", metavar="OUT", help="the round's output folder")

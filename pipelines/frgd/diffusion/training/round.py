@@ -27,16 +27,18 @@
 
 Everything it writes goes to ``OUT`` (at most 8 files: the model folder's 4, ``round.json``, ``round.log`` from the
 shell script, the grid, and ``compile_cache.bin``). ``frgd round land OUT`` installs the weights as the default
-``frgd-128`` model.
+``frgd-128`` model. A command that ended before its check (``round.json`` not ``"complete"``) is validated here
+first (:func:`validate_round`, ``frgd round validate``); ``land`` refuses it until then.
 
 **The compile cache** (``compile_cache.bin``): ``torch.compile`` cost 88-106 s of every session's first call (rounds
 1, 3, 4), while a second call on the same warm machine found inductor's cache and switched in 8 s (round 5). A
 round that trained compiled saves, after its validation (in the reserve, not in training time), torch's portable
 cache artifacts (``torch.compiler.save_cache_artifacts``: the compiled graphs and kernels), LZMA-compressed, when they
-are at most ``compile_cache_max_mib``; ``frgd round land`` keeps them in the carry folder, and the next session's
-first call (``--compile-cache``, passed by ``scripts/gpu_round.sh`` when the file is carried) loads them before
-compiling. A cache made for another torch, driver or GPU is simply not hit; a
-loaded cache is trusted only after the compiled and the eager model agree on a batch of real inputs.
+are at most ``compile_cache_max_mib`` and ``compile_cache_save_s`` remain before the deadline (round 6: 127 MiB
+raw, 5.47 MiB compressed in about 46 s, so not kept); ``frgd round land`` keeps them in the carry folder, and the
+next session's first call (``--compile-cache``, passed by ``scripts/gpu_round.sh`` when the file is carried) loads
+them before compiling. A cache made for another torch, driver or GPU is simply not hit; a loaded cache is trusted
+only after the compiled and the eager model agree on a batch of real inputs.
 """
 
 from __future__ import annotations
@@ -77,6 +79,7 @@ ROUND_DEFAULTS: dict[str, Any] = {
     "compile_in_background": False,  # True: measured slower and out of memory on the H100 (round 3); see above
     "compile_min_left_s": 45.0,  # adopt a background compile only with this much training time left
     "compile_cache_max_mib": 4.0,  # save the compile cache for the next session only up to this size (upload room)
+    "compile_cache_save_s": 60.0,  # ... only with this much time left (0: always; round 6 took 46 s)
     "bf16": "auto",
     "channels_last": "auto",
     "lr": 3e-4,
@@ -726,10 +729,17 @@ class RoundTrainer:
             logger.exception("validation failed")
             val = {"error": f"{type(err).__name__}: {err}"[:500]}
         self.timings["validate"] = self.elapsed() - t
+        state = self.write_state("complete", {"val": val})  # before the cache: a kill while compressing keeps this
         if bench["chosen"].get("compile"):  # for the next session's first call (module docstring)
-            max_bytes = int(float(self.r["compile_cache_max_mib"]) * 2**20)
-            bench.setdefault("compile_cache", {})["save"] = save_compile_cache(self.out, max_bytes)
-        return self.write_state("complete", {"val": val})
+            left, need = self.deadline_s - self.elapsed(), float(self.r["compile_cache_save_s"])
+            if 0 < need and left < need:  # compressing takes tens of seconds: never past the deadline
+                logger.info("compile cache not saved: %.0f s left before the deadline (< %g s)", left, need)
+                save = {"saved_bytes": 0, "why": f"{left:.0f} s left before the deadline, under compile_cache_save_s"}
+            else:
+                save = save_compile_cache(self.out, int(float(self.r["compile_cache_max_mib"]) * 2**20))
+            bench.setdefault("compile_cache", {})["save"] = save
+            state = self.write_state("complete", {"val": val})
+        return state
 
 
 def validate(model, scheduler, pack, r: dict[str, Any], out_dir: Path | None = None) -> dict[str, Any]:
@@ -792,6 +802,52 @@ def validate(model, scheduler, pack, r: dict[str, Any], out_dir: Path | None = N
     return res
 
 
+def validate_round(
+    out_dir: str | Path, pack_dir: str | Path, dest_dir: str | Path, device: str | torch.device = "cpu"
+) -> dict[str, Any]:
+    """Validate a round whose command ended before its own check (``status`` ``"trained"`` or ``"partial"``, or a
+    check that failed): copy ``out_dir`` (read-only as the device returns it) to ``dest_dir``, run :func:`validate`
+    there on ``device`` with the round's own settings, and write ``round.json`` as ``"complete"``, with
+    ``val_after`` recording where and from what. The check runs on the exported fp16 weights (in float32), not the
+    float32 EMA the machine validates. Returns the new state; ``frgd round land dest_dir`` lands it."""
+    from ..model import load_model_dir
+    from .pack import load_pack
+
+    src, dest = Path(out_dir), Path(dest_dir)
+    state_path = src / ROUND_FILE
+    if not state_path.is_file() or not (src / MODEL_SUBDIR / WEIGHTS_FILE).is_file():
+        raise InputError(f"{src} holds no round output ({ROUND_FILE} and {MODEL_SUBDIR}/{WEIGHTS_FILE})")
+    if dest.resolve() == src.resolve():
+        raise InputError("give another folder for the validated copy (the round's output stays as it came back)")
+    if dest.exists() and any(dest.iterdir()):
+        raise InputError(f"{dest} exists and is not empty")
+    state = json.loads(state_path.read_text())
+    r = dict(ROUND_DEFAULTS, **(state.get("config", {}).get("round") or {}))
+    dest.mkdir(parents=True, exist_ok=True)
+    for f in (src / MODEL_SUBDIR).rglob("*"):  # plain copies: the returned files and folders are read-only
+        if f.is_file():
+            (dest / f.relative_to(src)).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(f, dest / f.relative_to(src))
+    if (src / LOG_FILE).is_file():
+        shutil.copyfile(src / LOG_FILE, dest / LOG_FILE)
+    bundle = load_model_dir(dest / MODEL_SUBDIR, device=device)
+    if not all(torch.isfinite(q).all() for q in bundle.model.parameters()):
+        raise InputError(f"{src}: the weights hold NaN or inf")
+    pack = load_pack(pack_dir)
+    t = time.perf_counter()
+    val = validate(bundle.model, bundle.scheduler, pack, r, dest)
+    state["val_after"] = {
+        "status_before": state.get("status"),
+        "device": str(device),
+        "torch": torch.__version__,
+        "weights": "the exported fp16 weights, run in float32",
+        "seconds": round(time.perf_counter() - t, 1),
+    }
+    state.update(status="complete", val=val)
+    (dest / ROUND_FILE).write_text(json.dumps(state, indent=1) + "\n")
+    return state
+
+
 def run_round(
     pack_dir: str | Path,
     out_dir: str | Path,
@@ -836,7 +892,14 @@ def land_round(
     bundle = load_model_dir(src / MODEL_SUBDIR)  # must load
     if not all(torch.isfinite(q).all() for q in bundle.model.parameters()):
         raise InputError(f"{src}: the weights hold NaN or inf")
-    worse = regressions(state, previous_round(dest))
+    prev = previous_round(dest)
+    if not force and "scales" not in (state.get("val") or {}) and "scales" in (prev.get("val") or {}):
+        raise InputError(
+            f"round {state['round']} has no validation (status {state.get('status')!r}"
+            + (f", {state['val']['error']}" if "error" in (state.get("val") or {}) else "")
+            + f"): run `frgd round validate {src} --pack .carry/round/pack --out DIR` and land DIR"
+        )
+    worse = regressions(state, prev)
     if worse and not force:
         if results_dir is not None:
             Path(results_dir).mkdir(parents=True, exist_ok=True)
@@ -940,4 +1003,5 @@ __all__ = [
     "run_round",
     "upload_bytes",
     "validate",
+    "validate_round",
 ]
