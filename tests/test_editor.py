@@ -345,6 +345,27 @@ def test_harmonise_box_reaches_the_sampler_and_the_sample(window, photo_file):
     assert face.samples[-1].parameters["weights"]["resample"] == 1
 
 
+def test_fast_guidance_box_reaches_the_sampler(window, photo_file, tmp_path, tiny_identity):
+    """The "Fast identity guidance" box is the persisted ``identity_gradient`` setting (x0 when ticked); with a
+    reference a Resample samples with it, recorded in the sample's weights."""
+    from frgd.diffusion.sampling.schedulers import IDENTITY_GRADIENT
+
+    open_with_faces(window, photo_file)
+    p, doc = window.frgd_panel, window.doc
+    assert not p.fast_guidance.isChecked() and window.model.settings.get("identity_gradient") == IDENTITY_GRADIENT
+    ref_crop = np.full((CROP_SIZE, CROP_SIZE, 3), 120, np.uint8)
+    window.model.push(commands.add_reference(doc, 0, Reference(str(tmp_path / "ref.jpg"), "ab" * 32, ref_crop, 0.5)))
+    p.slider.setValue(100)
+    resample(window, steps=2, samples=1, seed=5)
+    assert doc.faces[0].samples[-1].parameters["weights"]["identity_gradient"] == IDENTITY_GRADIENT
+    p.fast_guidance.setChecked(True)
+    assert window.model.settings.get("identity_gradient") == "x0"
+    resample(window, steps=2, samples=1, seed=5)
+    assert doc.faces[0].samples[-1].parameters["weights"]["identity_gradient"] == "x0"
+    window.model.frgd.set_param("identity_gradient", IDENTITY_GRADIENT)
+    assert not p.fast_guidance.isChecked()  # the box follows the setting
+
+
 def test_candidates_box_reaches_the_sampler_with_a_reference(window, photo_file, tmp_path, tiny_identity):
     """The Candidates box is a persisted setting; with a reference a Resample keeps the most reference-like of that
     many candidates per sample (recorded in the sample's parameters); without one there is nothing to choose by."""

@@ -101,6 +101,44 @@ def test_enhance_harmonise_flag(tmp_path, model_dir, capsys):
     assert not (tmp_path / "bad.png").exists()
 
 
+def test_identity_gradient_override_is_the_weights_with_that_gradient(pipe):
+    """``identity_gradient=`` replaces only the gradient of the slider's weights (bit-identical to passing those
+    weights), changes the sample where identity guidance acts, and is refused when unknown."""
+    import dataclasses
+
+    deg = torch.from_numpy(_face_like(3, 16)).permute(2, 0, 1)[None].float() / 255
+    ref = torch.from_numpy(_face_like(4, 128)).permute(2, 0, 1)[None].float() / 255
+    common = dict(references=ref, identity_strength=1.0, num_samples=1, seeds=[7], steps=3, use_prior=False)
+    fast = pipe(deg, identity_gradient="x0", **common)
+    w = dataclasses.replace(pipe.slider_weights(1.0, deg, has_reference=True, use_prior=False), identity_gradient="x0")
+    same = pipe(deg, weights=w, **common)
+    assert fast.weights.identity_gradient == "x0" and fast.params["weights"]["identity_gradient"] == "x0"
+    assert torch.equal(fast.images, same.images)
+    default = pipe(deg, **common)
+    assert default.weights.identity_gradient == IDENTITY_GRADIENT != "x0"
+    assert not torch.equal(default.images, fast.images)
+    with pytest.raises(InputError, match="identity_gradient must be one of"):
+        pipe(deg, identity_gradient="pixels", **common)
+
+
+def test_enhance_identity_gradient_flag(tmp_path, model_dir, capsys):
+    """``--identity-gradient x0`` (the fast guidance) reaches the sampler with a reference and is recorded in the
+    provenance; the default is the denoiser gradient; an unknown value is a usage error from the parser."""
+    inp = save_image(tmp_path / "face.png", _face_like(0, 24))
+    ref = save_image(tmp_path / "ref.png", _face_like(1, 128))
+    base = ["enhance", str(inp), "--aligned", "--model", str(model_dir), "--seed", "2", "--steps", "3"]
+    base += ["--device", "cpu", "--identity", "1", "--reference", str(ref)]
+    assert main([*base, "-o", str(tmp_path / "d.png")]) == 0
+    assert main([*base, "--identity-gradient", "x0", "-o", str(tmp_path / "x.png")]) == 0
+    assert read_provenance(tmp_path / "d.png")["parameters"]["identity_gradient"] == IDENTITY_GRADIENT
+    assert read_provenance(tmp_path / "x.png")["parameters"]["identity_gradient"] == "x0"
+    assert not np.array_equal(load_rgb(tmp_path / "d.png"), load_rgb(tmp_path / "x.png"))
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        main([*base, "--identity-gradient", "pixels", "-o", str(tmp_path / "bad.png")])
+    assert exc.value.code == 2 and "--identity-gradient" in capsys.readouterr().err
+
+
 def test_enhance_candidates_flag(tmp_path, model_dir, capsys):
     """``--candidates K`` keeps, per output, the most reference-like of K samples: the pixels of candidate
     ``chosen`` of the seed (``candidate_seeds``), recorded in the provenance; it needs a reference (a usage error,

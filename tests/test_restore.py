@@ -238,6 +238,7 @@ def test_restore_method_frgd_is_frgd_enhance(tmp_path, model_dir, capsys):
         (["--steps", "30", "--model", "somewhere"], "--steps, --model are FRGD's"),
         (["--scheduler", "ddim"], "--scheduler is FRGD's"),
         (["--harmonise", "1"], "--harmonise is FRGD's"),
+        (["--identity-gradient", "x0"], "--identity-gradient is FRGD's"),
         (["--no-prior"], "--no-prior is FRGD's"),
         (["--reference", str(REFERENCE)], "--reference is FRGD's"),
     ],

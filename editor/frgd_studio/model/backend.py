@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from frgd.diffusion.sampling.schedulers import RESAMPLE
+from frgd.diffusion.sampling.schedulers import IDENTITY_GRADIENT, RESAMPLE
 from frgd.errors import FRGDError
 from frgd.io import to_uint8
 from frgd.jobs import CancelToken, ProgressFn, check_cancel, report
@@ -174,6 +174,7 @@ class FRGDRequest:
     model_dir: str | None
     harmonise: int = RESAMPLE  # harmonising passes per step
     candidates: int = 1  # with a reference: keep the most reference-like of this many per sample
+    identity_gradient: str = IDENTITY_GRADIENT  # "x0": faster identity guidance, more cracks at the identity end
 
 
 def run_frgd(req: FRGDRequest, device, progress: ProgressFn | None, cancel: CancelToken | None) -> list[Sample]:
@@ -187,6 +188,7 @@ def run_frgd(req: FRGDRequest, device, progress: ProgressFn | None, cancel: Canc
     restorer = FRGDRestorer(
         pipe, identity_strength=req.identity_strength, steps=int(req.steps), harmonise=int(req.harmonise),
         candidates=int(req.candidates) if req.references else 1,  # nothing to choose by without a reference
+        identity_gradient=req.identity_gradient,
     )  # fmt: skip
     request = FaceRequest(mask=req.mask, base=req.base, base_paste_mask=req.base_mask, references=req.references)
     seeds = normalize_seeds(req.seeds, int(req.num_samples))

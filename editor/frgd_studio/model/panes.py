@@ -166,6 +166,7 @@ class FRGDParams:
     lock_seed: bool
     harmonise: int
     candidates: int
+    identity_gradient: str
 
     def seeds_for_run(self) -> list[int] | None:
         """Locked: ``[seed, seed+1, ...]``; unlocked: ``None`` (the pipeline draws and reports random seeds)."""
@@ -189,7 +190,9 @@ class FRGDPane(Pane):
     """Identity-guided diffusion for the selected face: parameters, the model folder, Resample."""
 
     name = "FRGD"
-    PARAMS = ("identity_strength", "steps", "samples", "seed", "lock_seed", "harmonise", "candidates")
+    PARAMS = (
+        "identity_strength", "steps", "samples", "seed", "lock_seed", "harmonise", "candidates", "identity_gradient",
+    )  # fmt: skip
 
     def params(self) -> FRGDParams:
         s = self.host.settings
@@ -277,6 +280,7 @@ class FRGDPane(Pane):
             steps=p.steps,
             harmonise=p.harmonise,
             candidates=p.candidates,
+            identity_gradient=p.identity_gradient,
             model_dir=path,
         )
 

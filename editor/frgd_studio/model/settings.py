@@ -19,7 +19,17 @@ from pathlib import Path
 from typing import Any
 
 from frgd.devices import DEVICE_CHOICES
-from frgd.diffusion.sampling.schedulers import CANDIDATES_MAX, DEFAULT_STEPS, RESAMPLE, RESAMPLE_MAX
+from frgd.diffusion.sampling.schedulers import (
+    CANDIDATES_MAX,
+    DEFAULT_STEPS,
+    IDENTITY_GRADIENT,
+    IDENTITY_GRADIENTS,
+    RESAMPLE,
+    RESAMPLE_MAX,
+)
+from frgd.diffusion.sampling.schedulers import (
+    IDENTITY_GRADIENT_FAST as IDENTITY_GRADIENT_FAST,  # re-exported for the FRGD panel
+)
 from frgd.io.files import atomic_write_bytes
 
 logger = logging.getLogger(__name__)
@@ -57,6 +67,7 @@ class EditorSettings:
     steps: int = DEFAULT_STEPS
     harmonise: int = RESAMPLE
     candidates: int = 1
+    identity_gradient: str = IDENTITY_GRADIENT
     samples: int = 4
     identity_strength: float = 0.5
     seed: int = 1234
@@ -120,6 +131,8 @@ def check_value(key: str, value: Any) -> Any:
         raise ValueError(f"invalid device {value!r}: choose one of {', '.join(DEVICE_CHOICES)}")
     if key == "identity_backend" and v not in IDENTITY_BACKENDS:
         raise ValueError(f"invalid identity_backend {value!r}: choose one of {', '.join(IDENTITY_BACKENDS)}")
+    if key == "identity_gradient" and v not in IDENTITY_GRADIENTS:
+        raise ValueError(f"invalid identity_gradient {value!r}: choose one of {', '.join(IDENTITY_GRADIENTS)}")
     return v
 
 

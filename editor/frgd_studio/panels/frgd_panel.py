@@ -18,7 +18,7 @@ from PySide6.QtWidgets import (
 )
 
 from ..model.editor import EditorModel
-from ..model.settings import RANGES
+from ..model.settings import IDENTITY_GRADIENT, IDENTITY_GRADIENT_FAST, RANGES
 from ..ui import ViewHooks
 from .common import WeightsBox
 
@@ -50,6 +50,11 @@ class FRGDPanel(QWidget):
             "With a reference: draw this many candidates for each sample and keep the one the identity encoder finds "
             "most like the reference (each candidate costs one more sample's time)"
         )
+        self.fast_guidance = QCheckBox("Fast identity guidance")
+        self.fast_guidance.setToolTip(
+            "Push toward the reference at the model's estimate only, without a pass back through the model: about "
+            "1.6x faster and less than half the memory on a CPU, but more cracked faces toward the identity end"
+        )
         self.samples = QSpinBox()
         self.samples.setRange(*(int(v) for v in RANGES["samples"]))
         self.seed = QSpinBox()
@@ -76,6 +81,7 @@ class FRGDPanel(QWidget):
         form.addRow("Steps", self.steps)
         form.addRow("Harmonise", self.harmonise)
         form.addRow("Candidates", self.candidates)
+        form.addRow("", self.fast_guidance)
         form.addRow("Samples per run", self.samples)
         form.addRow("Seed", seed_row)
         model_row = QHBoxLayout()
@@ -96,6 +102,9 @@ class FRGDPanel(QWidget):
         self.samples.valueChanged.connect(lambda v: pane.set_param("samples", int(v)))
         self.seed.valueChanged.connect(lambda v: pane.set_param("seed", int(v)))
         self.lock_seed.toggled.connect(lambda on: pane.set_param("lock_seed", bool(on)))
+        self.fast_guidance.toggled.connect(
+            lambda on: pane.set_param("identity_gradient", IDENTITY_GRADIENT_FAST if on else IDENTITY_GRADIENT)
+        )
         self.resample_button.clicked.connect(lambda: pane.run())
         self.model_button.clicked.connect(self.choose_model)
         pane.changed.connect(self.refresh)
@@ -119,6 +128,9 @@ class FRGDPanel(QWidget):
                 widget.setValue(value)
         if self.lock_seed.isChecked() != p.lock_seed:
             self.lock_seed.setChecked(p.lock_seed)
+        fast = p.identity_gradient == IDENTITY_GRADIENT_FAST
+        if self.fast_guidance.isChecked() != fast:
+            self.fast_guidance.setChecked(fast)
         self.slider_value.setText(f"{p.identity_strength:.2f}")
         status = self.pane.status()
         self.model_label.setText(f"Model: {status.model}" if status.ready else "Model: not installed")

@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 
 from ..devices import describe_device, resolve_device
-from ..diffusion.sampling.guidance import RESAMPLE
+from ..diffusion.sampling.guidance import IDENTITY_GRADIENT, RESAMPLE
 from ..diffusion.sampling.pipeline import (
     DEFAULT_SCHEDULER,
     DEFAULT_STEPS,
@@ -150,6 +150,7 @@ def evaluate_faces(
     seed: int = 0,
     repeats: int = 1,
     candidates: int = 1,
+    identity_gradient: str | None = None,
     judge: bool = True,
     device: str | torch.device = "auto",
     grid: str | Path | None = None,
@@ -255,6 +256,7 @@ def evaluate_faces(
                     harmonise=harmonise,
                     use_prior=use_prior,
                     candidates=candidates if with_ref else 1,
+                    identity_gradient=identity_gradient,
                 )
                 outs.extend(tensor_to_image(x) for x in res.images)
                 if res.identity_scores is not None:
@@ -268,7 +270,7 @@ def evaluate_faces(
         check_cancel(cancel)
         grid_info = _write_grid(
             grid, pipe, lqs, bic, gts, ref_emb, sliders, grid_faces, seed=seed, steps=steps, scheduler=scheduler,
-            harmonise=harmonise, use_prior=use_prior,
+            harmonise=harmonise, use_prior=use_prior, identity_gradient=identity_gradient,
         )  # fmt: skip
     return {
         "grid": grid_info,
@@ -287,6 +289,7 @@ def evaluate_faces(
         "seed": seed,
         "repeats": repeats,
         "candidates": candidates,
+        "identity_gradient": identity_gradient or IDENTITY_GRADIENT,
         "device": describe_device(dev),
         "metrics": {
             "psnr": "RGB, 0..255, outputs rounded to 8 bits",
@@ -588,6 +591,7 @@ def _write_grid(
     scheduler: str,
     harmonise: int | None = None,
     use_prior: bool = True,
+    identity_gradient: str | None = None,
 ) -> dict[str, Any]:
     """Sample grid (rows = faces; columns = input, bicubic, [prior,] one sample per slider value, ground truth) ->
     PNG."""
@@ -614,6 +618,7 @@ def _write_grid(
             scheduler=scheduler,
             harmonise=harmonise,
             use_prior=use_prior,
+            identity_gradient=identity_gradient,
         )
         columns.append([tensor_to_image(x) for x in res.images])
         seeds_per_column.append(seeds)

@@ -63,6 +63,7 @@ from .schedulers import (
     CANDIDATES_MAX,
     DEFAULT_SCHEDULER,
     DEFAULT_STEPS,
+    IDENTITY_GRADIENTS,
     SCHEDULER_NAMES,
     SCHEDULERS,
     ddim_update,
@@ -307,6 +308,7 @@ class FRGDPipeline:
         fusion: str = "clean",
         harmonise: int | None = None,
         candidates: int = 1,
+        identity_gradient: str | None = None,
     ) -> None:
         """Validate every argument of :meth:`__call__`; raises :class:`InputError` with a one-line message."""
         if not torch.is_tensor(degraded) or degraded.ndim != 4 or degraded.shape[1] != 3:
@@ -338,6 +340,10 @@ class FRGDPipeline:
             raise InputError(f"fusion must be one of {', '.join(FUSION_MODES)}, got {fusion!r}")
         if harmonise is not None and not (isinstance(harmonise, int) and 0 <= harmonise <= RESAMPLE_MAX):
             raise InputError(f"harmonise must be an integer in 0..{RESAMPLE_MAX}, got {harmonise!r}")
+        if identity_gradient is not None and identity_gradient not in IDENTITY_GRADIENTS:
+            raise InputError(
+                f"identity_gradient must be one of {', '.join(IDENTITY_GRADIENTS)}, got {identity_gradient!r}"
+            )
         check_candidates(candidates, references is not None)
         if candidates > 1 and self.identity_backend == "none":
             raise InputError("candidates > 1 needs an identity encoder (this model has none)")
@@ -534,6 +540,7 @@ class FRGDPipeline:
         harmonise: int | None = None,
         use_prior: bool = True,
         candidates: int = 1,
+        identity_gradient: str | None = None,
         progress: ProgressFn | None = None,
         cancel: CancelToken | None = None,
     ) -> FRGDOutput:
@@ -563,12 +570,15 @@ class FRGDPipeline:
             candidates: sample each output ``K`` times and keep the candidate most like the reference (needs a
                 reference; costs ``K`` samples per output; :meth:`_best_of`). Where the weights ignore the reference
                 (``s = 0``) one sample is drawn, the same as without a reference.
+            identity_gradient: how identity guidance takes its gradient (overrides ``weights.identity_gradient``;
+                ``None``: the weights' own, :data:`.schedulers.IDENTITY_GRADIENT`): ``"denoiser"`` through the model
+                (fewer cracks, one backward pass per guided step), ``"x0"`` at ``x0_hat`` alone (faster, less memory).
         """
         # 1. inputs, seeds, references
         t_start = time.perf_counter()
         self.check_inputs(
             degraded, references, identity_strength, num_samples, seeds, steps, scheduler, mask, base, eta,
-            content_size, feather, fusion, harmonise, candidates,
+            content_size, feather, fusion, harmonise, candidates, identity_gradient,
         )  # fmt: skip
         check_cancel(cancel)
         uses_reference = (weights.identity > 0 or weights.cfg > 0) if weights else float(identity_strength) > 0
@@ -578,7 +588,7 @@ class FRGDPipeline:
                 num_samples=num_samples, seeds=seeds, steps=steps, scheduler=scheduler, mask=mask, base=base, eta=eta,
                 content_size=content_size, feather=feather, weights=weights,
                 reference_per_sample=reference_per_sample, fusion=fusion, harmonise=harmonise, use_prior=use_prior,
-                progress=progress, cancel=cancel,
+                identity_gradient=identity_gradient, progress=progress, cancel=cancel,
             )  # fmt: skip
         n = num_samples
         seed_list = normalize_seeds(seeds, n)
@@ -599,6 +609,8 @@ class FRGDPipeline:
             w = dataclasses.replace(w, identity=0.0, cfg=0.0)
         if harmonise is not None:
             w = dataclasses.replace(w, resample=int(harmonise))
+        if identity_gradient is not None:
+            w = dataclasses.replace(w, identity_gradient=identity_gradient)
         S = self.size
         deg = degraded.float().clamp(0, 1).to(dev)
         deg = deg.expand(n, -1, -1, -1) if deg.shape[0] == 1 else deg
