@@ -23,7 +23,6 @@ Benchmark (:func:`bench_sampler`): seconds per sample for 1 and ``N`` samples in
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import math
@@ -487,15 +486,9 @@ def bench_sampler(
         ref = F.normalize(torch.randn(1, pipe.identity_dim, generator=g), dim=1)
         _ = pipe.identity_encoder  # load outside the timed region
     deg = torch.rand(1, 3, pipe.size // 8, pipe.size // 8, generator=torch.Generator().manual_seed(2))
-    weights = None
-    if identity_gradient is not None:
-        weights = dataclasses.replace(
-            pipe.slider_weights(identity_strength, deg, has_reference=ref is not None, use_prior=use_prior),
-            identity_gradient=identity_gradient,
-        )
     common = dict(
         references=ref, identity_strength=identity_strength, scheduler=scheduler, harmonise=harmonise,
-        use_prior=use_prior, weights=weights,
+        use_prior=use_prior, identity_gradient=identity_gradient,
     )  # fmt: skip
     pipe(deg, num_samples=1, seeds=[0], steps=2, **common)  # warm-up (allocator, kernels)
     if dev.type == "cuda":

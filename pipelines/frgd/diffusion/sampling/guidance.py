@@ -40,7 +40,7 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 
-from .schedulers import IDENTITY_GRADIENT, IDENTITY_GRADIENTS, RESAMPLE, RESAMPLE_MAX
+from .schedulers import IDENTITY_GRADIENT, IDENTITY_GRADIENTS, RESAMPLE, RESAMPLE_MAX, check_identity_gradient
 
 logger = logging.getLogger(__name__)
 
@@ -115,10 +115,7 @@ class GuidanceWeights:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "identity_views", check_views(self.identity_views))
-        if self.identity_gradient not in IDENTITY_GRADIENTS:
-            raise ValueError(
-                f"identity_gradient must be one of {', '.join(IDENTITY_GRADIENTS)}, got {self.identity_gradient!r}"
-            )
+        check_identity_gradient(self.identity_gradient)
 
     def as_dict(self) -> dict[str, float | list[str]]:
         """JSON-native values (``identity_views`` as a list), so a saved and reloaded record compares equal."""
@@ -238,14 +235,12 @@ class IdentityGuidance:
         views: Sequence[str] = IDENTITY_VIEWS,
         gradient: str = IDENTITY_GRADIENT,
     ) -> None:
-        if gradient not in IDENTITY_GRADIENTS:
-            raise ValueError(f"gradient must be one of {', '.join(IDENTITY_GRADIENTS)}, got {gradient!r}")
         self.encoder = encoder
         self.reference = F.normalize(reference.float().reshape(-1, reference.shape[-1]), dim=1)
         self.weight = float(weight)
         self.sigma_off = float(sigma_off)
         self.views = check_views(views)
-        self.gradient = gradient
+        self.gradient = check_identity_gradient(gradient)
         self.last_similarity: torch.Tensor | None = None
         self.evaluations = 0
 

@@ -63,9 +63,9 @@ from .schedulers import (
     CANDIDATES_MAX,
     DEFAULT_SCHEDULER,
     DEFAULT_STEPS,
-    IDENTITY_GRADIENTS,
     SCHEDULER_NAMES,
     SCHEDULERS,
+    check_identity_gradient,
     ddim_update,
     first_step,
     make_stepper,
@@ -340,10 +340,11 @@ class FRGDPipeline:
             raise InputError(f"fusion must be one of {', '.join(FUSION_MODES)}, got {fusion!r}")
         if harmonise is not None and not (isinstance(harmonise, int) and 0 <= harmonise <= RESAMPLE_MAX):
             raise InputError(f"harmonise must be an integer in 0..{RESAMPLE_MAX}, got {harmonise!r}")
-        if identity_gradient is not None and identity_gradient not in IDENTITY_GRADIENTS:
-            raise InputError(
-                f"identity_gradient must be one of {', '.join(IDENTITY_GRADIENTS)}, got {identity_gradient!r}"
-            )
+        if identity_gradient is not None:
+            try:
+                check_identity_gradient(identity_gradient)
+            except ValueError as err:
+                raise InputError(str(err)) from None
         check_candidates(candidates, references is not None)
         if candidates > 1 and self.identity_backend == "none":
             raise InputError("candidates > 1 needs an identity encoder (this model has none)")

@@ -54,6 +54,15 @@ sampling constants, so the CLI's parser reads them without loading torch). Measu
 (docs/frgd_sampling.md, "Gradient through the denoiser"): judge +0.010 at s = 0.5 and +0.011 at s = 1 on average over
 three seeds, fewer cracked faces at s = 1, PSNR 0.03 / 0.10 dB lower; on the CPU 1.6-1.7x the time and 2.4x the
 memory of ``"x0"``."""
+
+
+def check_identity_gradient(gradient: str) -> str:
+    """``gradient`` if it is one of :data:`IDENTITY_GRADIENTS`; :class:`ValueError` otherwise."""
+    if gradient not in IDENTITY_GRADIENTS:
+        raise ValueError(f"identity_gradient must be one of {', '.join(IDENTITY_GRADIENTS)}, got {gradient!r}")
+    return gradient
+
+
 IDENTITY_GRADIENT_FAST = "x0"
 """The cheaper of :data:`IDENTITY_GRADIENTS` (``frgd enhance --identity-gradient x0``, the editor's "Fast identity
 guidance"): no backward pass through the model, for users whose CPU makes the default slow."""

@@ -802,6 +802,23 @@ def validate(model, scheduler, pack, r: dict[str, Any], out_dir: Path | None = N
     return res
 
 
+def read_round_output(src: Path) -> dict[str, Any]:
+    """``round.json`` of the round output folder ``src`` (:class:`InputError` when it holds no round output)."""
+    if not (src / ROUND_FILE).is_file() or not (src / MODEL_SUBDIR / WEIGHTS_FILE).is_file():
+        raise InputError(f"{src} holds no round output ({ROUND_FILE} and {MODEL_SUBDIR}/{WEIGHTS_FILE})")
+    return json.loads((src / ROUND_FILE).read_text())
+
+
+def load_round_model(model_dir: Path, device: str | torch.device = "cpu"):
+    """The model folder of a round (:func:`~frgd.diffusion.model.load_model_dir`); it must load and be finite."""
+    from ..model import load_model_dir
+
+    bundle = load_model_dir(model_dir, device=device)
+    if not all(torch.isfinite(q).all() for q in bundle.model.parameters()):
+        raise InputError(f"{model_dir}: the weights hold NaN or inf")
+    return bundle
+
+
 def validate_round(
     out_dir: str | Path, pack_dir: str | Path, dest_dir: str | Path, device: str | torch.device = "cpu"
 ) -> dict[str, Any]:
@@ -810,18 +827,14 @@ def validate_round(
     there on ``device`` with the round's own settings, and write ``round.json`` as ``"complete"``, with
     ``val_after`` recording where and from what. The check runs on the exported fp16 weights (in float32), not the
     float32 EMA the machine validates. Returns the new state; ``frgd round land dest_dir`` lands it."""
-    from ..model import load_model_dir
     from .pack import load_pack
 
     src, dest = Path(out_dir), Path(dest_dir)
-    state_path = src / ROUND_FILE
-    if not state_path.is_file() or not (src / MODEL_SUBDIR / WEIGHTS_FILE).is_file():
-        raise InputError(f"{src} holds no round output ({ROUND_FILE} and {MODEL_SUBDIR}/{WEIGHTS_FILE})")
+    state = read_round_output(src)
     if dest.resolve() == src.resolve():
         raise InputError("give another folder for the validated copy (the round's output stays as it came back)")
     if dest.exists() and any(dest.iterdir()):
         raise InputError(f"{dest} exists and is not empty")
-    state = json.loads(state_path.read_text())
     r = dict(ROUND_DEFAULTS, **(state.get("config", {}).get("round") or {}))
     dest.mkdir(parents=True, exist_ok=True)
     for f in (src / MODEL_SUBDIR).rglob("*"):  # plain copies: the returned files and folders are read-only
@@ -830,9 +843,7 @@ def validate_round(
             shutil.copyfile(f, dest / f.relative_to(src))
     if (src / LOG_FILE).is_file():
         shutil.copyfile(src / LOG_FILE, dest / LOG_FILE)
-    bundle = load_model_dir(dest / MODEL_SUBDIR, device=device)
-    if not all(torch.isfinite(q).all() for q in bundle.model.parameters()):
-        raise InputError(f"{src}: the weights hold NaN or inf")
+    bundle = load_round_model(dest / MODEL_SUBDIR, device=device)
     pack = load_pack(pack_dir)
     t = time.perf_counter()
     val = validate(bundle.model, bundle.scheduler, pack, r, dest)
@@ -878,21 +889,14 @@ def land_round(
     that does not follow the installed one, and one whose validation regressed (:func:`regressions`: its record is
     kept as ``round_NNN_not_landed.json``, and the next round starts again from the installed weights). The round's
     ``compile_cache.bin``, if any, replaces the one in ``carry_dir`` (the next round's upload; never committed)."""
-    from ..model import load_model_dir
-
     src = Path(out_dir)
-    state_path = src / ROUND_FILE
-    if not state_path.is_file() or not (src / MODEL_SUBDIR / WEIGHTS_FILE).is_file():
-        raise InputError(f"{src} holds no round output ({ROUND_FILE} and {MODEL_SUBDIR}/{WEIGHTS_FILE})")
-    state = json.loads(state_path.read_text())
+    state = read_round_output(src)
     dest = Path(weights_dir) if weights_dir is not None else default_init_dir()
-    installed = previous_round(dest).get("round", 0)
+    prev = previous_round(dest)
+    installed = prev.get("round", 0)
     if state["round"] != installed + 1 and not force:
         raise InputError(f"round {state['round']} does not follow the installed round {installed}; use --force")
-    bundle = load_model_dir(src / MODEL_SUBDIR)  # must load
-    if not all(torch.isfinite(q).all() for q in bundle.model.parameters()):
-        raise InputError(f"{src}: the weights hold NaN or inf")
-    prev = previous_round(dest)
+    load_round_model(src / MODEL_SUBDIR)  # must load, finite
     if not force and "scales" not in (state.get("val") or {}) and "scales" in (prev.get("val") or {}):
         raise InputError(
             f"round {state['round']} has no validation (status {state.get('status')!r}"
@@ -913,7 +917,7 @@ def land_round(
     tmp = dest.with_name(dest.name + ".landing")
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(src / MODEL_SUBDIR, tmp)
-    shutil.copy2(state_path, tmp / ROUND_FILE)
+    shutil.copy2(src / ROUND_FILE, tmp / ROUND_FILE)
     if dest.exists():
         shutil.rmtree(dest)
     os.replace(tmp, dest)
