@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
 from frgd.degrade import (
+    MAX_SCALE,
     DegradationConfig,
     Degraded,
     DegradedBatch,
@@ -21,7 +23,7 @@ from frgd.degrade import (
 )
 from frgd.errors import InputError
 
-ONLY = {"blur_prob": 0.0, "noise_prob": 0.0, "jpeg_prob": 0.0}
+ONLY = {"blur_prob": 0.0, "noise_prob": 0.0, "jpeg_prob": 0.0, "extreme_prob": 0.0}
 
 
 def _img(h: int = 64, w: int = 64, seed: int = 0) -> np.ndarray:
@@ -115,7 +117,7 @@ def test_inputs_unchanged() -> None:
 
 
 def test_scale_bounds_and_sizes() -> None:
-    cfg = DegradationConfig(scale_range=(2.0, 16.0), resize_back=False)
+    cfg = DegradationConfig(scale_range=(2.0, 16.0), extreme_prob=0.0, resize_back=False)
     rng = np.random.default_rng(0)
     scales = []
     for _ in range(300):
@@ -124,9 +126,37 @@ def test_scale_bounds_and_sizes() -> None:
         assert p["lr_size"] == [max(1, round(128 / p["scale"])), max(1, round(96 / p["scale"]))]
         scales.append(p["scale"])
     assert min(scales) < 3.0 and max(scales) > 12.0  # the range is actually covered
-    for bad in [(0.5, 2.0), (2.0, 17.0), (4.0, 2.0)]:
+    for bad in [(0.5, 2.0), (2.0, MAX_SCALE + 1), (4.0, 2.0)]:
         with pytest.raises(InputError):
             DegradationConfig(scale_range=bad)
+        with pytest.raises(InputError):
+            DegradationConfig(extreme_scale_range=bad)
+    with pytest.raises(InputError):
+        DegradationConfig(extreme_prob=1.5)
+
+
+def test_extreme_inputs_share_and_sizes() -> None:
+    """A share ``extreme_prob`` of the draws comes from ``extreme_scale_range`` (2-5 px faces), the rest from
+    ``scale_range``; every op still runs on a 2 px image; without extreme inputs no extra number is drawn."""
+    cfg = DegradationConfig(extreme_prob=0.25, shuffle_order=True, blur_prob=1.0, noise_prob=1.0, jpeg_prob=1.0)
+    rng = np.random.default_rng(1)
+    scales = np.array([sample_params(rng, cfg, (128, 128))["scale"] for _ in range(2000)])
+    extreme = scales >= cfg.extreme_scale_range[0]
+    assert np.all((scales <= 16.0) | extreme) and np.all(scales <= 64.0)
+    assert abs(extreme.mean() - 0.25) < 0.04  # 2000 seeded draws: the share, SE 0.01
+    img = _img(128, 128)
+    for seed in range(12):  # blur before/after the downscale, noise, JPEG, on the smallest images
+        d = degrade_image(img, np.random.default_rng(seed), replace(cfg, extreme_prob=1.0, resize_back=False))
+        assert 2 <= d.lq.shape[0] <= 5 and d.lq.shape[0] == d.params["lr_size"][0]
+        assert np.isfinite(d.lq).all() and 0.0 <= d.lq.min() and d.lq.max() <= 1.0
+    # extreme_prob = 0 draws nothing for them (a config from before they existed draws the same numbers), while any
+    # positive share draws its two numbers first, whether or not the sample is extreme
+    pa = sample_params(np.random.default_rng(5), DegradationConfig(extreme_prob=0.0), (128, 128))
+    pb = sample_params(
+        np.random.default_rng(5), DegradationConfig(extreme_prob=0.0, extreme_scale_range=(30, 31)), (128, 128)
+    )
+    pc = sample_params(np.random.default_rng(5), DegradationConfig(extreme_prob=1e-12), (128, 128))
+    assert pa == pb and pc["scale"] <= 16.0 and pc["scale"] != pa["scale"]
     with pytest.raises(InputError):
         DegradationConfig(kernels=("nearest-ish",))
     with pytest.raises(InputError):

@@ -761,3 +761,23 @@ def test_shipped_frgd128_is_a_landed_round():
     lq = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0))
     out = pipe(lq, num_samples=1, seeds=[0], steps=2, identity_strength=0.0)
     assert out.images.shape == (1, 3, 128, 128) and torch.isfinite(out.images).all()
+
+
+def test_degrader_extreme_inputs():
+    """The on-device extreme inputs: their share, their 2-5 px sizes (the canvas tables reach 2 px), and inputs that
+    keep the face's mean colour but hardly any of its detail."""
+    x = torch.rand(512, 3, 128, 128)
+    x = F.avg_pool2d(x, 9, stride=1, padding=4)  # some structure at a few pixels, as a face has
+    out, params = GPUDegrader(GPUDegradation(extreme_prob=0.3))(x, torch.Generator().manual_seed(0))
+    lr = params["lr_size"]
+    extreme = lr <= 5
+    assert abs(extreme.float().mean().item() - 0.3) < 0.07  # 512 seeded draws, SE 0.02
+    assert torch.isfinite(out).all() and lr.min() >= 2
+    never = GPUDegrader(GPUDegradation(extreme_prob=0.0))(x[:64], torch.Generator().manual_seed(0))[1]["lr_size"]
+    assert never.min() >= 8  # 128 / 16
+    clean = GPUDegradation(extreme_prob=1.0, blur_prob=0.0, noise_prob=0.0, jpeg_prob=0.0)
+    out1, p1 = GPUDegrader(clean)(x[:8], torch.Generator().manual_seed(1))
+    assert int(p1["lr_size"].max()) <= 5
+    mean_err = (out1.mean(dim=(2, 3)) - x[:8].mean(dim=(2, 3))).abs().max()
+    detail_in, detail_out = x[:8].std(dim=(2, 3)).mean(), out1.std(dim=(2, 3)).mean()
+    assert mean_err < 0.02 and detail_out < 0.6 * detail_in

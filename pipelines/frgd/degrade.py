@@ -36,7 +36,12 @@ KERNELS = ("bicubic", "bilinear", "area", "matlab")
 OPS = ("blur", "downscale", "noise")
 """Ops whose order ``shuffle_order`` permutes; JPEG is always applied last."""
 
-MAX_SCALE = 16.0
+MAX_SCALE = 64.0
+"""Largest downscale factor: a 128 px face down to 2 px (the extreme inputs below)."""
+EXTREME_PROB = 0.15
+"""Default share of training degradations at an extreme scale (:attr:`DegradationConfig.extreme_prob`)."""
+EXTREME_SCALE_RANGE = (24.0, 64.0)
+"""Default extreme scales: a 128 px face down to 5..2 px, where only the reference can tell who it is."""
 
 
 @dataclass
@@ -44,12 +49,18 @@ class DegradationConfig:
     """Distribution of degradations. Probabilities are per image; ranges are inclusive ``(low, high)``.
 
     Scales are drawn log-uniformly from ``scale_range`` (or uniformly from ``scale_choices`` when given); the
-    low-resolution size is ``max(1, round(H / scale))``. Sigmas are in pixels of the image they are applied to;
-    Gaussian noise sigmas are on the ``[0, 1]`` scale. Poisson noise uses ``peak`` photons at white (log-uniform).
+    low-resolution size is ``max(1, round(H / scale))``. With probability ``extreme_prob`` the scale is drawn
+    log-uniformly from ``extreme_scale_range`` instead (**extreme inputs**: a 128 px face at 5..2 px keeps its colours
+    and layout but not who it is, so the denoiser's loss can only fall there by using the reference embedding; the
+    identity path learns from them, see docs/training_rounds.md, "Extreme inputs"). Sigmas are in pixels of the image
+    they are applied to; Gaussian noise sigmas are on the ``[0, 1]`` scale. Poisson noise uses ``peak`` photons at
+    white (log-uniform).
     """
 
     scale_range: tuple[float, float] = (2.0, 16.0)
     scale_choices: tuple[float, ...] | None = None
+    extreme_prob: float = EXTREME_PROB
+    extreme_scale_range: tuple[float, float] = EXTREME_SCALE_RANGE
     kernels: tuple[str, ...] = ("bicubic", "bilinear", "area")
     kernel_probs: tuple[float, ...] | None = None
     blur_prob: float = 0.7
@@ -73,6 +84,12 @@ class DegradationConfig:
         lo, hi = self.scale_range
         if not (1.0 <= lo <= hi <= MAX_SCALE):
             raise InputError(f"scale_range must satisfy 1 <= low <= high <= {MAX_SCALE:g}, got {self.scale_range}")
+        self.extreme_scale_range = (float(self.extreme_scale_range[0]), float(self.extreme_scale_range[1]))
+        lo, hi = self.extreme_scale_range
+        if not (1.0 <= lo <= hi <= MAX_SCALE):
+            raise InputError(
+                f"extreme_scale_range must satisfy 1 <= low <= high <= {MAX_SCALE:g}, got {self.extreme_scale_range}"
+            )
         if self.scale_choices is not None:
             self.scale_choices = tuple(float(s) for s in self.scale_choices)
             if not self.scale_choices or any(not (1.0 <= s <= MAX_SCALE) for s in self.scale_choices):
@@ -83,7 +100,16 @@ class DegradationConfig:
             raise InputError(f"unknown downscale kernel(s) {bad}; choose from {KERNELS}")
         if self.kernel_probs is not None and len(self.kernel_probs) != len(self.kernels):
             raise InputError("kernel_probs must have one probability per kernel")
-        for name in ("blur_prob", "aniso_prob", "noise_prob", "poisson_prob", "gray_noise_prob", "jpeg_prob"):
+        names = (
+            "extreme_prob",
+            "blur_prob",
+            "aniso_prob",
+            "noise_prob",
+            "poisson_prob",
+            "gray_noise_prob",
+            "jpeg_prob",
+        )
+        for name in names:
             v = float(getattr(self, name))
             if not 0.0 <= v <= 1.0:
                 raise InputError(f"{name} must be in [0, 1], got {v}")
@@ -122,6 +148,7 @@ def fixed_degradation(scale: float, kind: str = "bicubic", preset: str = "clean"
     blur, noise, q = {"clean": (None, None, None), "mild": (1.0, 5.0, 75), "medium": (2.0, 10.0, 50)}[preset]
     return DegradationConfig(
         scale_range=(float(scale), float(scale)),
+        extreme_prob=0.0,
         kernels=(kind,),
         blur_prob=1.0 if blur else 0.0,
         blur_sigma=(blur or 1.0, blur or 1.0),
@@ -180,7 +207,8 @@ def sample_params(rng: np.random.Generator, cfg: DegradationConfig, size: tuple[
     """Draw one degradation for an image of ``size`` ``(H, W)``; returns a JSON-able dict for :func:`apply_degradation`.
 
     The number of draws is fixed per config (every branch consumes the same draws), so later choices do not shift
-    when an earlier probability changes the outcome.
+    when an earlier probability changes the outcome. A config without extreme inputs (``extreme_prob = 0``, e.g.
+    :func:`fixed_degradation`) draws exactly what it drew before they existed.
     """
     h, w = int(size[0]), int(size[1])
     order = list(OPS)
@@ -189,12 +217,16 @@ def sample_params(rng: np.random.Generator, cfg: DegradationConfig, size: tuple[
         order = [OPS[i] for i in perm]
     order.append("jpeg")
 
+    extreme = cfg.extreme_prob > 0 and rng.random() < cfg.extreme_prob
     if cfg.scale_choices:
         scale = float(cfg.scale_choices[int(rng.integers(len(cfg.scale_choices)))])
         rng.random()
     else:
         scale = _log_uniform(rng, *cfg.scale_range)
-        rng.integers(1)
+    if extreme:
+        scale = _log_uniform(rng, *cfg.extreme_scale_range)
+    elif cfg.extreme_prob > 0:
+        _log_uniform(rng, *cfg.extreme_scale_range)
     probs = None if cfg.kernel_probs is None else np.asarray(cfg.kernel_probs, np.float64) / sum(cfg.kernel_probs)
     kernel = str(cfg.kernels[int(rng.choice(len(cfg.kernels), p=probs))])
     lr_size = (max(1, int(round(h / scale))), max(1, int(round(w / scale))))

@@ -12,7 +12,8 @@ An item (``dict``) of :class:`FacesDataset`:
 =================  ====================================================================================
 ``target``         ``(3, S, S)`` float32 ``[0, 1]``: the face (random horizontal flip), ``S = size``
 ``degraded``       ``(3, S, S)`` float32 ``[0, 1]``: ``frgd.degrade.degrade_image`` of the target (x2-x16 down,
-                   blur, noise in random order, then JPEG; :data:`TRAIN_DEGRADATION`), resized back to ``S`` (bicubic)
+                   15 % extreme at x24-x64, blur, noise in random order, then JPEG; :data:`TRAIN_DEGRADATION`),
+                   resized back to ``S`` (bicubic)
 ``mask``           ``(1, S, S)`` float32: fusion mask, 1 = generate (all ones = plain restoration)
 ``fusion_noisy``   bool, ``fusion_checker`` bool: see :mod:`frgd.diffusion.training.fusion`
 ``reference``      ``(3, 128, 128)`` float32 ``[0, 1]``: a different photo of the same identity when there is one,

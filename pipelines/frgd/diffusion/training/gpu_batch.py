@@ -7,7 +7,8 @@ batched tensor ops (seeded by one ``torch.Generator`` on the device):
 
 * **degradation** (the same families and ranges as :data:`frgd.degrade.DegradationConfig`, JPEG last): optional
   Gaussian blur at full resolution (isotropic or anisotropic, 21x21 per-sample kernels, one grouped conv), antialiased
-  down-scaling by ``2..16`` (log-uniform; bicubic, bilinear or area) written as per-sample resampling matrices ``W``
+  down-scaling by ``2..16`` (log-uniform; bicubic, bilinear or area; a share ``extreme_prob`` by ``24..64`` instead,
+  the extreme inputs of :class:`frgd.degrade.DegradationConfig`) written as per-sample resampling matrices ``W``
   so ``x_lr = W x W^T`` is one batched matmul (the matrices are ``F.interpolate`` applied to an identity, so they
   equal torch's own resize exactly), optional isotropic blur at low resolution (order shuffled: blur before or after
   the downscale), Gaussian or Poisson noise (colour or grey), JPEG artefacts by exact 8x8 DCT quantisation with the
@@ -36,8 +37,8 @@ from ...faces.align import FACE_SIZE as FACE  # side of the training faces
 from ...faces.align import template
 from .fusion import FusionConfig, _free_mask
 
-LR_MIN, LR_MAX = 8, 64
-"""Low-resolution side range: ``round(128 / scale)`` for scales 16..2."""
+LR_MIN, LR_MAX = 2, 64
+"""Low-resolution side range: ``round(128 / scale)`` for scales 64..2 (extreme inputs reach 2 px)."""
 CANVAS = 64
 """Side of the shared low-resolution canvas (a multiple of 16 for 4:2:0 JPEG blocks)."""
 BLUR_TAPS = 21
@@ -67,6 +68,8 @@ class GPUDegradation:
     chance that the blur comes after the downscale (the CPU pipeline's ``shuffle_order``)."""
 
     scale_range: tuple[float, float] = _CPU.scale_range
+    extreme_prob: float = _CPU.extreme_prob
+    extreme_scale_range: tuple[float, float] = _CPU.extreme_scale_range
     blur_prob: float = _CPU.blur_prob
     blur_after_prob: float = 0.5
     aniso_prob: float = _CPU.aniso_prob
@@ -86,10 +89,19 @@ class GPUDegradation:
         if unknown:
             raise InputError(f"unknown degradation keys: {sorted(unknown)}")
         cfg = cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
-        lo, hi = cfg.scale_range
-        if not FACE / LR_MAX <= lo <= hi <= FACE / LR_MIN:
-            raise InputError(f"scale_range must lie in [{FACE / LR_MAX:g}, {FACE / LR_MIN:g}], got {cfg.scale_range}")
-        for name in ("blur_prob", "blur_after_prob", "aniso_prob", "noise_prob", "poisson_prob", "gray_noise_prob"):
+        for name in ("scale_range", "extreme_scale_range"):
+            lo, hi = getattr(cfg, name)
+            if not FACE / LR_MAX <= lo <= hi <= FACE / LR_MIN:
+                raise InputError(f"{name} must lie in [{FACE / LR_MAX:g}, {FACE / LR_MIN:g}], got {(lo, hi)}")
+        for name in (
+            "extreme_prob",
+            "blur_prob",
+            "blur_after_prob",
+            "aniso_prob",
+            "noise_prob",
+            "poisson_prob",
+            "gray_noise_prob",
+        ):
             if not 0.0 <= getattr(cfg, name) <= 1.0:
                 raise InputError(f"{name} must be in [0, 1]")
         if not 0.0 <= cfg.jpeg_prob <= 1.0 or not 1 <= cfg.jpeg_quality[0] <= cfg.jpeg_quality[1] <= 100:
@@ -269,7 +281,10 @@ class GPUDegrader:
             return torch.rand(*shape, generator=gen, device=dev)
 
         u = rand(b, 16)
-        scale = _log_uniform(u[:, 0], *c.scale_range)
+        extreme = u[:, 15] < c.extreme_prob
+        scale = torch.where(
+            extreme, _log_uniform(u[:, 0], *c.extreme_scale_range), _log_uniform(u[:, 0], *c.scale_range)
+        )
         lr = torch.round(FACE / scale).long().clamp(LR_MIN, LR_MAX)
         kernel = (u[:, 1] * len(DOWN_KERNELS)).long().clamp_max(len(DOWN_KERNELS) - 1)
         blur_on = u[:, 2] < c.blur_prob

@@ -100,6 +100,7 @@ ROUND_DEFAULTS: dict[str, Any] = {
     "val_scales": [8, 4],
     "grid_faces": 6,
     "val_identity_use": True,  # the loss with the right / a wrong / no reference embedding (frgd.eval.identity_use)
+    "val_identity_scales": [8, 4, 32],  # ... at these scales: x32 (4 px) is the extreme inputs' regime
     "identity_standardise": True,  # standardise the identity input with the pack's embeddings (FRGDUNet docstring)
     "mask_bank": 2048,
     "seed": 0,
@@ -792,7 +793,8 @@ def validate(model, scheduler, pack, r: dict[str, Any], out_dir: Path | None = N
     if r["val_identity_use"]:  # whether the conditional model uses the reference at all (no sampling, seconds)
         from ...eval.identity_use import identity_use
 
-        res["identity_use"] = identity_use(model, scheduler, gts, refs, scales=[float(s) for s in r["val_scales"]])
+        scales = [float(s) for s in r["val_identity_scales"]]
+        res["identity_use"] = identity_use(model, scheduler, gts, refs, scales=scales)
     if out_dir is not None and grid_rows is not None:
         import cv2
 
