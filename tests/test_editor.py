@@ -272,6 +272,29 @@ def test_canvas_zoom_pan_and_fit(window, photo_file):
     assert c.face_items[0][2].isVisible()
 
 
+def same_colours_when_selected(icon, size: int) -> bool:
+    """Whether ``icon`` draws the same pixels selected as unselected (the style's selection tint would differ)."""
+    from PySide6.QtCore import QSize
+    from PySide6.QtGui import QIcon
+
+    normal = icon.pixmap(QSize(size, size), QIcon.Mode.Normal).toImage()
+    return not normal.isNull() and icon.pixmap(QSize(size, size), QIcon.Mode.Selected).toImage() == normal
+
+
+def test_thumbnails_keep_their_colours_when_selected(qapp):
+    """Fusion tints a selected icon with the highlight colour unless the icon brings its own selected pixmap: a
+    thumbnail must not look bluer because it is the chosen one."""
+    from PySide6.QtGui import QIcon, QPixmap
+
+    from frgd_studio.panels.common import thumb_icon
+
+    img = (np.random.default_rng(0).random((64, 48, 3)) * 255).astype(np.uint8)
+    assert same_colours_when_selected(thumb_icon(img, 64), 64)
+    if qapp.style().name().lower() == "fusion":  # the offscreen default: what the check catches is its tint
+        plain = QIcon(QPixmap.fromImage(thumb_icon(img, 64).pixmap(64, 64).toImage()))
+        assert not same_colours_when_selected(plain, 64)
+
+
 def test_frgd_gallery_apply_patch_undo_redo(window, photo_file):
     open_with_faces(window, photo_file)
     photo = window.doc.photo.copy()
@@ -285,6 +308,9 @@ def test_frgd_gallery_apply_patch_undo_redo(window, photo_file):
     assert face.samples[0].parameters["steps"] == 2
 
     window.gallery_panel.list.setCurrentRow(1)
+    chosen = window.gallery_panel.list.item(1)
+    assert chosen.isSelected()
+    assert same_colours_when_selected(chosen.icon(), 96)  # the selected sample is shown in its own colours
     window.gallery_panel.apply_current()
     np.testing.assert_array_equal(face.applied, face.samples[1].image)
     result = window.doc.composite()

@@ -23,11 +23,19 @@ NOTICE_MIN_WRAP_WIDTH = 120
 
 
 def thumb_icon(img: np.ndarray, size: int = 96) -> QIcon:
-    """Icon of an image scaled to ``size`` px (longest side)."""
+    """Icon of an image scaled to ``size`` px (longest side), with its true colours in every mode.
+
+    A plain ``QIcon(pixmap)`` lets the style generate the *selected* pixmap, and Fusion tints it with the highlight
+    colour: the selected sample of the gallery looked bluer than it is (the "colour shift" of one seed in the
+    screenshot), which misleads anyone choosing a sample by its colour. The selection shows in the item's frame and
+    text instead."""
     pix = to_pixmap(img).scaled(
         QSize(size, size), Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation
     )
-    return QIcon(pix)
+    icon = QIcon()
+    for mode in (QIcon.Mode.Normal, QIcon.Mode.Active, QIcon.Mode.Selected):
+        icon.addPixmap(pix, mode)
+    return icon
 
 
 def breakable(text: str, longest: int = 24) -> str:
