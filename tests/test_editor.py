@@ -191,6 +191,28 @@ def test_job_progress_cancel_and_oom_fallback(qtbot, monkeypatch):
 
 
 # ------------------------------------------------------------------------------------------------------ window level
+def test_progress_bar_follows_the_compute_job(window, qtbot):
+    """A download (the io lane) reporting beside a running sampling job does not take the progress bar over."""
+    import threading
+
+    release = threading.Event()
+
+    def compute(_d, progress, _c):
+        progress(3, 10, "step")
+        assert release.wait(20)
+
+    job = window.jobs.submit("FRGD", compute, "cpu")
+    qtbot.waitUntil(lambda: window.progress.maximum() == 10, timeout=10000)
+    io = window.jobs.submit("Download", lambda _d, progress, _c: progress(999, 1000, "bytes"), "cpu", lane="io")
+    qtbot.waitUntil(lambda: io not in window.jobs.jobs, timeout=10000)  # its progress was delivered before its end
+    assert (window.progress.maximum(), window.progress.value()) == (10, 3)
+    release.set()
+    qtbot.waitUntil(lambda: job.is_finished and not window.jobs.busy, timeout=10000)
+    io2 = window.jobs.submit("Download", lambda _d, progress, _c: progress(5, 8, "bytes"), "cpu", lane="io")
+    qtbot.waitUntil(lambda: io2 not in window.jobs.jobs, timeout=10000)
+    assert window.progress.maximum() == 8  # alone, an io job shows its own progress
+
+
 def test_missing_weights_pane_explains_and_rest_works(qtbot, tmp_path, photo_file, without_shipped_weights):
     settings = Settings(tmp_path / "settings.json")
     settings.set("device", "cpu")

@@ -170,6 +170,54 @@ def test_job_queue_posts_callbacks_to_the_owner_thread():
     jobs.shutdown()
 
 
+def test_io_lane_runs_beside_a_long_compute_job_and_each_lane_keeps_its_order():
+    """An export (the "io" lane) is written while a sampling run (the "compute" lane) is still going, instead of
+    after it; jobs of one lane still run one after another, in order."""
+    jobs = JobQueue()
+    release, io_done, order = threading.Event(), threading.Event(), []
+
+    def long_compute(_d, _p, cancel):
+        order.append("compute 1 start")
+        assert release.wait(20), "never released"
+        order.append("compute 1 end")
+
+    def write(_d, _p, _c):
+        order.append("io")
+        io_done.set()
+        return "written"
+
+    first = jobs.submit("FRGD", long_compute, "cpu")
+    second = jobs.submit("SR", lambda _d, _p, _c: order.append("compute 2"), "cpu")
+    export = jobs.submit("Export", write, "cpu", lane="io")
+    assert io_done.wait(20), "the io job waited for the compute lane"
+    assert first.state == "running" and second.state == "queued" and export.lane == "io"
+    release.set()
+    assert jobs.wait(20) and [first.state, second.state, export.state] == ["done"] * 3
+    assert order == ["compute 1 start", "io", "compute 1 end", "compute 2"]
+    with pytest.raises(ValueError):
+        jobs.submit("x", write, "cpu", lane="gpu")
+    workers = list(jobs._threads.values())
+    assert len(workers) == 2
+    jobs.shutdown()
+    assert not any(t.is_alive() for t in workers)
+
+
+def test_export_runs_on_the_io_lane(model, photo_file, tmp_path, monkeypatch):
+    """The editor submits exports to the io lane and everything else it computes to the compute lane."""
+    lanes = []
+    submit = model.jobs.submit
+
+    def spy(name, fn, device="auto", on_success=None, cpu_fallback=True, lane="compute"):
+        lanes.append((name.split()[0], lane))
+        return submit(name, fn, device, on_success, cpu_fallback, lane)
+
+    monkeypatch.setattr(model.jobs, "submit", spy)
+    open_with_faces(model, photo_file)
+    job = model.export(tmp_path / "out.png")
+    assert model.jobs.wait(30) and job.state == "done" and (tmp_path / "out.png").is_file()
+    assert ("Export", "io") in lanes and all(lane == "compute" for name, lane in lanes if name != "Export")
+
+
 # ------------------------------------------------------------------------------------------------------ actions
 def test_actions_undo_and_what_is_not_an_edit(model, photo_file, monkeypatch):
     import frgd.identity

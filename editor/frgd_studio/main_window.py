@@ -214,6 +214,8 @@ class MainWindow(QMainWindow):
         job.progress.connect(lambda p, j=job: self._job_progress(j, p))
 
     def _job_progress(self, job: Job, p: Progress) -> None:
+        if job.lane != "compute" and any(j.lane == "compute" and j.state == "running" for j in self.jobs.jobs):
+            return  # the bar follows the compute job while an io job (a download) runs beside it
         self.progress.setMaximum(max(p.total, 1))
         self.progress.setValue(p.done)
         self.status(f"{job.name}: {p.message}" + (f", {p.eta:.0f} s left" if p.eta >= 0 else ""), 0)

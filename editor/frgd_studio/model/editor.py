@@ -116,11 +116,12 @@ class EditorModel:
             pane.refresh_status()
 
     def run_job(self, name: str, fn: JobFn, on_success: Callable[[Any], None] | None = None,
-                same_photo: bool = True) -> Job:  # fmt: skip
-        """Run ``fn(device, progress, cancel)`` on the queue; with ``same_photo`` the result is dropped when another
-        photo was opened meanwhile. Failures, cancels and notices become error/status messages."""
+                same_photo: bool = True, lane: str = "compute") -> Job:  # fmt: skip
+        """Run ``fn(device, progress, cancel)`` on the queue's ``lane`` (:data:`~.jobs.LANES`); with ``same_photo``
+        the result is dropped when another photo was opened meanwhile. Failures, cancels and notices become
+        error/status messages."""
         gen = self.doc.generation
-        job = self.jobs.submit(name, fn, str(self.settings.get("device")))
+        job = self.jobs.submit(name, fn, str(self.settings.get("device")), lane=lane)
         job.succeeded.connect(lambda _r: self.status(f"{name}: done"))
         if on_success is not None:
 
@@ -482,7 +483,8 @@ class EditorModel:
     def export(self, path: str | Path, choice: str = "Result", overwrite: bool = False) -> Job | None:
         """Write ``choice`` with provenance (the photo's transparency kept; never over the original photo) as a job:
         the image and its provenance are taken here (GUI thread), so edits made meanwhile are not exported half;
-        encoding and writing, seconds for a large upscale, run on the worker. The job's result is the written path."""
+        encoding and writing, seconds for a large upscale, run on the ``"io"`` lane, so an export is written at once
+        even while a sampling run of minutes goes on. The job's result is the written path."""
         from frgd.io import save_image
 
         if self.doc.photo is None:
@@ -505,7 +507,7 @@ class EditorModel:
             return save_image(path, img, alpha=a, provenance=prov, overwrite=overwrite, protect=protect)
 
         return self.run_job(f"Export {choice}", write, lambda out: self.status(f"Exported {choice} to {out}"),
-                            same_photo=False)  # fmt: skip
+                            same_photo=False, lane="io")  # fmt: skip
 
     def shutdown(self) -> None:
         self.jobs.shutdown()

@@ -1,11 +1,18 @@
-"""The job queue without Qt: torch work runs on one worker thread, never on the GUI thread.
+"""The job queue without Qt: torch work runs on a worker thread, never on the GUI thread.
 
-A job is a function ``fn(device, progress, cancel) -> result``. :class:`JobQueue` runs jobs one after another on its
-worker thread (they share the CPU/GPU), turns ``progress(done, total, message)`` into :class:`Progress` with an ETA,
-cancels through :class:`frgd.jobs.CancelToken` (the job stops at its next step), and on a GPU out-of-memory error
-posts a notice and retries once on the CPU. Every callback (the :class:`Job` events) is delivered through the
-injected ``post(callable)``: the Qt shell posts to the GUI thread (:mod:`frgd_studio.qtpost`); without one, callbacks
-wait in a queue until :meth:`JobQueue.drain` (tests, scripts).
+A job is a function ``fn(device, progress, cancel) -> result``. :class:`JobQueue` runs the jobs of each **lane** one
+after another on that lane's worker thread:
+
+* ``"compute"``: torch work, which shares the CPU/GPU, and everything whose order with it matters (opening photos and
+  sessions, saving a session, importing weights into a folder a job may be reading);
+* ``"io"``: exports and weight downloads (no torch; a download lands by an atomic rename), so an export is written at
+  once instead of after a sampling run of minutes.
+
+It turns ``progress(done, total, message)`` into :class:`Progress` with an ETA, cancels through
+:class:`frgd.jobs.CancelToken` (the job stops at its next step), and on a GPU out-of-memory error posts a notice and
+retries once on the CPU. Every callback (the :class:`Job` events) is delivered through the injected
+``post(callable)``: the Qt shell posts to the GUI thread (:mod:`frgd_studio.qtpost`); without one, callbacks wait in
+a queue until :meth:`JobQueue.drain` (tests, scripts).
 """
 
 from __future__ import annotations
@@ -32,6 +39,8 @@ Post = Callable[[Callable[[], None]], None]
 """``post(fn)``: run ``fn()`` later on the thread that owns the model (thread-safe)."""
 
 JOB_STATES = ("queued", "running", "done", "failed", "cancelled")
+LANES = ("compute", "io")
+"""Worker lanes (module docstring): jobs of one lane run in order, the lanes run side by side."""
 
 
 @dataclass(frozen=True)
@@ -48,8 +57,13 @@ class Job:
     """One background job. Its events (``progress(Progress)``, ``succeeded(result)``, ``failed(message, traceback)``
     (traceback "" for an :class:`FRGDError`), ``cancelled()``, ``notice(message)``, ``ended()``) are posted."""
 
-    def __init__(self, name: str, fn: JobFn, device: str = "auto", cpu_fallback: bool = True) -> None:
+    def __init__(
+        self, name: str, fn: JobFn, device: str = "auto", cpu_fallback: bool = True, lane: str = "compute"
+    ) -> None:
+        if lane not in LANES:
+            raise ValueError(f"unknown job lane {lane!r}; choose from {LANES}")
         self.name = name
+        self.lane = lane
         self.fn = fn
         self.device_spec = device
         self.cpu_fallback = cpu_fallback
@@ -142,7 +156,8 @@ def _free_gpu_memory() -> None:
 
 
 class JobQueue:
-    """Runs jobs one at a time on a worker thread; tracks the unfinished ones (``jobs``, ``busy``).
+    """Runs the jobs of each lane (:data:`LANES`) one at a time on that lane's worker thread; tracks the unfinished
+    ones (``jobs``, ``busy``).
 
     ``post``: how callbacks reach the owner's thread (default: kept until :meth:`drain`). ``pump``: what
     :meth:`wait` calls while it waits (default :meth:`drain`; the Qt shell processes events).
@@ -156,8 +171,8 @@ class JobQueue:
         self.started = Event("started")  # (job)
         self.ended = Event("ended")  # (job)
         self.busyChanged = Event("busyChanged")  # (busy)
-        self._queue: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
+        self._queues: dict[str, queue.SimpleQueue[Job | None]] = {lane: queue.SimpleQueue() for lane in LANES}
+        self._threads: dict[str, threading.Thread] = {}
         self._lock = threading.Lock()
 
     @property
@@ -171,9 +186,10 @@ class JobQueue:
         device: str = "auto",
         on_success: Callable[[Any], None] | None = None,
         cpu_fallback: bool = True,
+        lane: str = "compute",
     ) -> Job:
-        """Queue ``fn`` and return its :class:`Job`; ``on_success(result)`` is posted like every event."""
-        job = Job(name, fn, device, cpu_fallback)
+        """Queue ``fn`` on ``lane`` and return its :class:`Job`; ``on_success(result)`` is posted like every event."""
+        job = Job(name, fn, device, cpu_fallback, lane)
         job._post = self.post
         if on_success is not None:
             job.succeeded.connect(on_success)
@@ -183,19 +199,22 @@ class JobQueue:
         self.started.emit(job)
         if not was_busy:
             self.busyChanged.emit(True)
-        self._ensure_worker()
-        self._queue.put(job)
+        self._ensure_worker(lane)
+        self._queues[lane].put(job)
         return job
 
-    def _ensure_worker(self) -> None:
+    def _ensure_worker(self, lane: str) -> None:
         with self._lock:
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._work, name="frgd-jobs", daemon=True)
-                self._thread.start()
+            thread = self._threads.get(lane)
+            if thread is None or not thread.is_alive():
+                name = "frgd-jobs" if lane == "compute" else f"frgd-jobs-{lane}"
+                thread = threading.Thread(target=self._work, args=(lane,), name=name, daemon=True)
+                self._threads[lane] = thread
+                thread.start()
 
-    def _work(self) -> None:
+    def _work(self, lane: str) -> None:
         while True:
-            job = self._queue.get()
+            job = self._queues[lane].get()
             if job is None:
                 return
             job.run()
@@ -234,10 +253,11 @@ class JobQueue:
         return not self.jobs
 
     def shutdown(self, timeout_s: float = 10.0) -> None:
-        """Cancel every job and stop the worker thread (waits up to ``timeout_s``)."""
+        """Cancel every job and stop the worker threads (waits up to ``timeout_s`` in all)."""
         self.cancel_all()
-        thread = self._thread
-        if thread is not None and thread.is_alive():
-            self._queue.put(None)
-            thread.join(timeout_s)
-        self._thread = None
+        deadline = time.monotonic() + timeout_s
+        for lane, thread in list(self._threads.items()):
+            if thread.is_alive():
+                self._queues[lane].put(None)
+                thread.join(max(0.0, deadline - time.monotonic()))
+        self._threads = {}

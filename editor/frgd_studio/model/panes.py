@@ -40,7 +40,7 @@ class PaneHost(Protocol):
     settings: Settings
 
     def run_job(self, name: str, fn: JobFn, on_success: Callable[[Any], None] | None = None,
-                same_photo: bool = True) -> Job: ...  # fmt: skip
+                same_photo: bool = True, lane: str = "compute") -> Job: ...  # fmt: skip
 
     def push(self, command: Command) -> None: ...
 
@@ -137,8 +137,13 @@ class Pane:
         def done(path: Path) -> None:
             self.host.status(f"Downloaded {entry} to {path}")
 
-        job = self.host.run_job(f"Download {entry}", lambda _d, p, c: backend.download_weights(entry, p, c), done,
-                                same_photo=False)  # fmt: skip
+        job = self.host.run_job(
+            f"Download {entry}",
+            lambda _d, p, c: backend.download_weights(entry, p, c),
+            done,
+            same_photo=False,
+            lane="io",
+        )  # network and disk: FRGD and SR jobs go on meanwhile
         job.ended.connect(self.host.refresh_panes)
         return job
 
