@@ -80,16 +80,11 @@ class DegradationConfig:
     name: str = "random"
 
     def __post_init__(self) -> None:
-        self.scale_range = (float(self.scale_range[0]), float(self.scale_range[1]))
-        lo, hi = self.scale_range
-        if not (1.0 <= lo <= hi <= MAX_SCALE):
-            raise InputError(f"scale_range must satisfy 1 <= low <= high <= {MAX_SCALE:g}, got {self.scale_range}")
-        self.extreme_scale_range = (float(self.extreme_scale_range[0]), float(self.extreme_scale_range[1]))
-        lo, hi = self.extreme_scale_range
-        if not (1.0 <= lo <= hi <= MAX_SCALE):
-            raise InputError(
-                f"extreme_scale_range must satisfy 1 <= low <= high <= {MAX_SCALE:g}, got {self.extreme_scale_range}"
-            )
+        for name in ("scale_range", "extreme_scale_range"):
+            lo, hi = float(getattr(self, name)[0]), float(getattr(self, name)[1])
+            if not (1.0 <= lo <= hi <= MAX_SCALE):
+                raise InputError(f"{name} must satisfy 1 <= low <= high <= {MAX_SCALE:g}, got {(lo, hi)}")
+            setattr(self, name, (lo, hi))
         if self.scale_choices is not None:
             self.scale_choices = tuple(float(s) for s in self.scale_choices)
             if not self.scale_choices or any(not (1.0 <= s <= MAX_SCALE) for s in self.scale_choices):
@@ -223,10 +218,9 @@ def sample_params(rng: np.random.Generator, cfg: DegradationConfig, size: tuple[
         rng.random()
     else:
         scale = _log_uniform(rng, *cfg.scale_range)
-    if extreme:
-        scale = _log_uniform(rng, *cfg.extreme_scale_range)
-    elif cfg.extreme_prob > 0:
-        _log_uniform(rng, *cfg.extreme_scale_range)
+    if cfg.extreme_prob > 0:  # drawn whether or not this sample is extreme (a fixed number of draws)
+        extreme_scale = _log_uniform(rng, *cfg.extreme_scale_range)
+        scale = extreme_scale if extreme else scale
     probs = None if cfg.kernel_probs is None else np.asarray(cfg.kernel_probs, np.float64) / sum(cfg.kernel_probs)
     kernel = str(cfg.kernels[int(rng.choice(len(cfg.kernels), p=probs))])
     lr_size = (max(1, int(round(h / scale))), max(1, int(round(w / scale))))

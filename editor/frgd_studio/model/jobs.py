@@ -207,8 +207,7 @@ class JobQueue:
         with self._lock:
             thread = self._threads.get(lane)
             if thread is None or not thread.is_alive():
-                name = "frgd-jobs" if lane == "compute" else f"frgd-jobs-{lane}"
-                thread = threading.Thread(target=self._work, args=(lane,), name=name, daemon=True)
+                thread = threading.Thread(target=self._work, args=(lane,), name=f"frgd-jobs-{lane}", daemon=True)
                 self._threads[lane] = thread
                 thread.start()
 
