@@ -437,10 +437,10 @@ def test_cancel_frgd_job(window, photo_file, qtbot):
     p = window.frgd_panel
     p.steps.setValue(400)
     p.samples.setValue(1)
-    p.slider.setValue(100)  # the identity end samples all 400 steps (lower values start later: img2img strength)
+    p.slider.setValue(100)  # the identity end samples the most of the 400 steps (img2img strength STRENGTH_MAX)
     job = window.model.frgd.run()
     qtbot.waitUntil(lambda: job.state == "running", timeout=30000)
-    qtbot.waitUntil(lambda: window.progress.maximum() == 400 or job.is_finished, timeout=60000)
+    qtbot.waitUntil(lambda: window.progress.maximum() > 100 or job.is_finished, timeout=60000)  # sampling has begun
     window.cancel_jobs()
     assert window.jobs.wait(60)
     assert job.state == "cancelled"

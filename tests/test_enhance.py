@@ -328,7 +328,7 @@ def test_eval_faces_synthetic(tmp_path, pipe):
     off = evaluate_faces(root, pipeline=pipe, scale=8, limit=3, sliders=[1.0], steps=2, batch=2, judge=False,
                          use_prior=False)  # fmt: skip
     assert [r["method"] for r in off["rows"]] == ["bicubic", "frgd s=1 no-ref", "frgd s=1 ref"] and off["prior"] is None
-    # s = 1 from the bicubic base starts from pure noise; from the prior's estimate it samples STRENGTH_MAX_PRIOR of it
+    # s = 1 from the bicubic base samples STRENGTH_MAX of the trajectory; from the prior's estimate STRENGTH_MAX_PRIOR
     same = [r for r in res["rows"] if r["slider"] == 1.0]
     assert ([r["psnr"] for r in off["rows"][1:]] == [r["psnr"] for r in same]) == (pipe.prior is None)
 

@@ -16,6 +16,7 @@ from frgd.diffusion.sampling.guidance import (
     CONTENT_MIN,
     IDENTITY_MAX,
     RESAMPLE_MAX,
+    STRENGTH_MAX,
     STRENGTH_MAX_PRIOR,
     STRENGTH_MIN,
     GuidanceWeights,
@@ -188,7 +189,7 @@ def test_slider_endpoints():
     assert w0 == GuidanceWeights(identity=0.0, content=CONTENT_MAX, cfg=0.0, strength=STRENGTH_MIN)
     assert w1.identity == pytest.approx(IDENTITY_MAX) and w1.cfg == pytest.approx(CFG_MAX)
     assert w1.content == pytest.approx(CONTENT_MIN) and 0 < w1.content < w0.content
-    assert 0 < w0.strength < w1.strength == 1.0  # the identity end samples the whole trajectory
+    assert 0 < w0.strength < w1.strength == STRENGTH_MAX < 1.0  # the identity end samples more of the trajectory
     mids = [slider_to_weights(s) for s in (0.0, 0.25, 0.5, 0.75, 1.0)]
     assert all(
         a.identity < b.identity and a.cfg < b.cfg and a.content > b.content and a.strength < b.strength
@@ -196,10 +197,10 @@ def test_slider_endpoints():
     )
     no_ref = slider_to_weights(1.0, has_reference=False)
     assert no_ref.identity == 0.0 and no_ref.cfg == 0.0 and no_ref.content == pytest.approx(CONTENT_MIN)
-    assert no_ref.strength == 1.0
+    assert no_ref.strength == STRENGTH_MAX
     # from the prior's estimate the slider spans a shorter trajectory; only the strength changes
     pri = [slider_to_weights(s, from_prior=True) for s in (0.0, 0.25, 0.5, 0.75, 1.0)]
-    assert pri[0] == w0 and pri[-1].strength == pytest.approx(STRENGTH_MAX_PRIOR) and STRENGTH_MAX_PRIOR < 1.0
+    assert pri[0] == w0 and pri[-1].strength == pytest.approx(STRENGTH_MAX_PRIOR) and STRENGTH_MAX_PRIOR < STRENGTH_MAX
     assert all(a.strength < b.strength for a, b in zip(pri, pri[1:]))
     assert all(dataclasses.replace(p, strength=m.strength) == m for p, m in zip(pri, mids))
     with pytest.raises(ValueError):

@@ -14,7 +14,7 @@ from frgd.archs.face_prior_arch import FacePriorNet
 from frgd.archs.frgd_unet_arch import FRGDUNet, tiny_config
 from frgd.diffusion.model import make_train_scheduler, save_model_dir
 from frgd.diffusion.prior import PRIOR_WEIGHTS, apply_prior, installed_prior, load_prior, save_prior
-from frgd.diffusion.sampling.guidance import STRENGTH_MAX_PRIOR, STRENGTH_MIN, slider_to_weights
+from frgd.diffusion.sampling.guidance import STRENGTH_MAX, STRENGTH_MAX_PRIOR, STRENGTH_MIN, slider_to_weights
 from frgd.diffusion.sampling.pipeline import FRGDPipeline
 from frgd.diffusion.training import train_prior
 from frgd.errors import InputError, MissingWeightsError
@@ -128,7 +128,7 @@ def test_prior_is_the_preview_and_the_start_of_a_whole_face(tiny_pipe):
 @pytest.mark.parametrize("s", [0.0, 0.5, 1.0])
 def test_the_slider_samples_less_of_the_trajectory_only_from_the_prior(tiny_pipe, s):
     """Strength ``STRENGTH_MIN -> STRENGTH_MAX_PRIOR`` for a whole face that starts from the prior's estimate;
-    ``STRENGTH_MIN -> 1`` from the bicubic upscale, under a mask and from a given base."""
+    ``STRENGTH_MIN -> STRENGTH_MAX`` from the bicubic upscale, under a mask and from a given base."""
     S = tiny_pipe.size
     pp = _with_prior(tiny_pipe, ConstantPrior(torch.full((1, 3, S, S), 0.5)))
     deg = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(2))
@@ -137,7 +137,7 @@ def test_the_slider_samples_less_of_the_trajectory_only_from_the_prior(tiny_pipe
     kw = dict(num_samples=1, seeds=[1], steps=3, identity_strength=s)
     strength = lambda out: out.params["weights"]["strength"]  # noqa: E731
     assert strength(pp(deg, **kw)) == pytest.approx(STRENGTH_MIN + (STRENGTH_MAX_PRIOR - STRENGTH_MIN) * s)
-    full = STRENGTH_MIN + (1.0 - STRENGTH_MIN) * s
+    full = STRENGTH_MIN + (STRENGTH_MAX - STRENGTH_MIN) * s
     assert strength(pp(deg, use_prior=False, **kw)) == pytest.approx(full)
     assert strength(pp(deg, mask=mask, **kw)) == pytest.approx(full)
     assert strength(pp(deg, base=torch.full((1, 3, S, S), 0.25), **kw)) == pytest.approx(full)

@@ -44,8 +44,11 @@ from .schedulers import IDENTITY_GRADIENT, IDENTITY_GRADIENTS, RESAMPLE, RESAMPL
 
 logger = logging.getLogger(__name__)
 
-IDENTITY_MAX = 0.125
-"""Identity guidance weight at ``s = 1``: total RMS displacement of ``x_t`` (``[-1, 1]`` units) over a trajectory."""
+IDENTITY_MAX = 0.0625
+"""Identity guidance weight at ``s = 1``: total RMS displacement of ``x_t`` (``[-1, 1]`` units) over a trajectory.
+The slider's top is where the judge's identity peaked on the tuning faces with the round-7 weights, at x8 and x4
+alike (docs/frgd_sampling.md, "The slider's top (round-7 weights)"); twice the push, with half the content weight and
+a longer trajectory (the top until then), read no more identity and cracked more faces."""
 IDENTITY_SIGMA_OFF = 0.25
 """Identity guidance is off once ``sigma = sqrt(1 - abar_t)`` is below this (the last ~15 % of the trajectory)."""
 IDENTITY_VIEWS: tuple[str, ...] = ("identity", "hflip")
@@ -60,17 +63,19 @@ VIEWS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 """The views identity guidance knows: name -> ``(N,3,H,W) -> (N,3,H,W)``."""
 CONTENT_MAX = 1.0
 """Content guidance weight at ``s = 0``: a full (noise-aware) projection onto the degraded input at its own scale."""
-CONTENT_MIN = 0.5
-"""Content guidance weight at ``s = 1``: small but non-zero, so the face keeps the input's pose, light and colours."""
+CONTENT_MIN = 0.75
+"""Content guidance weight at ``s = 1``: the face keeps the input's pose, light and colours."""
 CONTENT_NOISE = 0.2
 """Assumed noise std of the degraded input at its own scale (``[-1, 1]`` units): the projection fades below it."""
-CFG_MAX = 1.0
-"""Classifier-free guidance scale on the identity embedding at ``s = 1`` (0 = null embedding only, 1 = conditional)."""
+CFG_MAX = 0.5
+"""Classifier-free guidance scale on the identity embedding at ``s = 1`` (0 = null embedding only, 1 = conditional).
+Up to round 7 the model ignores the embedding, so it moves nothing yet (docs/frgd_sampling.md, "Classifier-free
+guidance"); a round whose identity use shows otherwise re-measures the top."""
 
 IDENTITY_FULL_PX = 16
 """Inputs of at most this many pixels (shorter side) get the full ``IDENTITY_MAX``; larger ones, which already carry
-more of the identity, get ``IDENTITY_MAX * IDENTITY_FULL_PX / px`` (measured: 16 px inputs peak near 0.125, 32 px
-inputs near 0.0625), never less than ``IDENTITY_MIN_SHARE`` of it."""
+more of the identity, get ``IDENTITY_MAX * IDENTITY_FULL_PX / px`` (measured with the round-7 weights: 16 px inputs
+peak near 0.0625, 32 px inputs near 0.03125), never less than ``IDENTITY_MIN_SHARE`` of it."""
 IDENTITY_MIN_SHARE = 0.25
 """Floor of the input-size factor of the identity weight (an extrapolation beyond the measured 16 and 32 px)."""
 RESAMPLE_SIGMA_MIN = IDENTITY_SIGMA_OFF
@@ -78,11 +83,13 @@ RESAMPLE_SIGMA_MIN = IDENTITY_SIGMA_OFF
 STRENGTH_MIN = 0.3
 """Share of the trajectory sampled at ``s = 0`` (img2img from the noised base): the content end stays close to the
 input (measured above bicubic in PSNR) and runs 30 % of the steps."""
-STRENGTH_MAX_PRIOR = 0.7
-"""Share of the trajectory sampled at ``s = 1`` when a whole face starts from the FRGD prior's estimate (from the
-bicubic upscale, or under a mask, ``s = 1`` starts from pure noise). Measured on the tuning faces
-(docs/frgd_sampling.md, "Strength with the prior"): at ``s = 1`` the same identity as from pure noise, 0.7 dB more
-PSNR."""
+STRENGTH_MAX = 0.65
+"""Share of the trajectory sampled at ``s = 1`` from the bicubic upscale (no prior, ``--no-prior``), under a mask
+and from a given base: half way from :data:`STRENGTH_MIN` to pure noise, like the prior's top below."""
+STRENGTH_MAX_PRIOR = 0.5
+"""Share of the trajectory sampled at ``s = 1`` when a whole face starts from the FRGD prior's estimate (its coarse
+layout is already right: docs/frgd_sampling.md, "Strength with the prior"; the top itself, "The slider's top
+(round-7 weights)")."""
 
 GRAD_EPS = 1e-12
 
@@ -145,26 +152,26 @@ def slider_to_weights(
 ) -> GuidanceWeights:
     """Map the one identity slider ``s`` in ``[0, 1]`` to the guidance weights (linear in ``s``).
 
-    * ``identity = IDENTITY_MAX * identity_size_factor(input_px) * s`` (0 at ``s = 0``; at ``s = 1`` 0.125 for an
-      input of 16 px or less, 0.0625 for 32 px: a sharper input already carries the identity and a strong push
+    * ``identity = IDENTITY_MAX * identity_size_factor(input_px) * s`` (0 at ``s = 0``; at ``s = 1`` 0.0625 for an
+      input of 16 px or less, 0.03125 for 32 px: a sharper input already carries the identity and a strong push
       over-optimises the guidance encoder),
-    * ``content = CONTENT_MAX - (CONTENT_MAX - CONTENT_MIN) * s`` (1.0 at ``s = 0`` down to 0.5 at ``s = 1``),
+    * ``content = CONTENT_MAX - (CONTENT_MAX - CONTENT_MIN) * s`` (1.0 at ``s = 0`` down to 0.75 at ``s = 1``),
     * ``cfg = CFG_MAX * s`` (``s = 0``: the reference is ignored and the result equals the no-reference result for the
-      same seed; ``s = 1``: the plain identity-conditional model),
+      same seed; 0.5 at ``s = 1``),
     * ``strength = STRENGTH_MIN + (top - STRENGTH_MIN) * s`` (``s = 0``: the last 30 % of the trajectory, from the
-      noised base); ``top`` is 1 (``s = 1`` from pure noise), or :data:`STRENGTH_MAX_PRIOR` when ``from_prior`` (a
-      whole face whose base is the FRGD prior's estimate: ``s = 1`` keeps its coarse layout, with a higher PSNR and
-      the same identity).
+      noised base); ``top`` is :data:`STRENGTH_MAX` (0.65), or :data:`STRENGTH_MAX_PRIOR` (0.5) when ``from_prior``
+      (a whole face whose base is the FRGD prior's estimate, whose coarse layout is already right).
 
     Without a reference, identity guidance and CFG are off (the model gets its learned null embedding) and the slider
     sets the content weight and the strength (how freely the model may depart from the input). The constants were
-    chosen on validation faces outside ``frgd eval faces``' set (docs/frgd_sampling.md, "Tuning").
+    chosen on validation faces outside ``frgd eval faces``' set (docs/frgd_sampling.md, "Tuning" and "The slider's
+    top (round-7 weights)").
     """
     if not 0.0 <= float(s) <= 1.0:
         raise ValueError(f"identity strength must be in [0, 1], got {s}")
     s = float(s)
     content = round(CONTENT_MAX - (CONTENT_MAX - CONTENT_MIN) * s, 6)
-    top = STRENGTH_MAX_PRIOR if from_prior else 1.0
+    top = STRENGTH_MAX_PRIOR if from_prior else STRENGTH_MAX
     strength = round(STRENGTH_MIN + (top - STRENGTH_MIN) * s, 6)
     if not has_reference:
         return GuidanceWeights(identity=0.0, content=content, cfg=0.0, strength=strength)
@@ -385,6 +392,7 @@ __all__ = [
     "RESAMPLE",
     "RESAMPLE_MAX",
     "RESAMPLE_SIGMA_MIN",
+    "STRENGTH_MAX",
     "STRENGTH_MAX_PRIOR",
     "STRENGTH_MIN",
     "VIEWS",
