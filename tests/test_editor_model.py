@@ -174,10 +174,11 @@ def test_io_lane_runs_beside_a_long_compute_job_and_each_lane_keeps_its_order():
     """An export (the "io" lane) is written while a sampling run (the "compute" lane) is still going, instead of
     after it; jobs of one lane still run one after another, in order."""
     jobs = JobQueue()
-    release, io_done, order = threading.Event(), threading.Event(), []
+    started, release, io_done, order = threading.Event(), threading.Event(), threading.Event(), []
 
     def long_compute(_d, _p, cancel):
         order.append("compute 1 start")
+        started.set()
         assert release.wait(20), "never released"
         order.append("compute 1 end")
 
@@ -188,6 +189,7 @@ def test_io_lane_runs_beside_a_long_compute_job_and_each_lane_keeps_its_order():
 
     first = jobs.submit("FRGD", long_compute, "cpu")
     second = jobs.submit("SR", lambda _d, _p, _c: order.append("compute 2"), "cpu")
+    assert started.wait(20), "the compute job never started"  # on a loaded machine its worker may start late
     export = jobs.submit("Export", write, "cpu", lane="io")
     assert io_done.wait(20), "the io job waited for the compute lane"
     assert first.state == "running" and second.state == "queued" and export.lane == "io"
@@ -461,3 +463,9 @@ def test_slow_cpu_upscale_asks_first(model, photo_file, monkeypatch):
         ("realesrgan-x4plus", 960.0, "bicubic", 0.5)] * 2  # fmt: skip
     assert list(model.doc.pane_results) == ["SR bicubic ×2"], "cancel ran nothing; the fast model ran"
     assert model.errors == []
+
+
+def test_the_editor_starts_at_the_slider_default_of_the_pipelines():
+    from frgd.diffusion.sampling.schedulers import DEFAULT_IDENTITY_STRENGTH
+
+    assert EditorSettings().identity_strength == DEFAULT_IDENTITY_STRENGTH

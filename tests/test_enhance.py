@@ -514,3 +514,18 @@ def test_enhance_whole_photo_mask_limits_the_change(pipe):
         assert changed.any() and not changed[:, w + 2 :].any()
     with pytest.raises(InputError, match="photo's size"):
         enh(img, mask=np.zeros((h, w + 1), np.float32), **kw)
+
+
+def test_one_default_identity_strength(pipe):
+    """The pipeline, the evaluation's bench, the restorer and ``frgd enhance`` share the slider's default."""
+    import inspect
+
+    from frgd.cli.main import build_parser
+    from frgd.diffusion.sampling.schedulers import DEFAULT_IDENTITY_STRENGTH
+
+    assert 0.0 < DEFAULT_IDENTITY_STRENGTH < 1.0
+    default = lambda fn: inspect.signature(fn).parameters["identity_strength"].default  # noqa: E731
+    assert default(FRGDPipeline.__call__) == default(bench_sampler) == DEFAULT_IDENTITY_STRENGTH
+    assert FRGDRestorer(pipe).identity_strength == DEFAULT_IDENTITY_STRENGTH
+    args = build_parser().parse_args(["enhance", "in.png", "-o", "out.png"])
+    assert args.identity == DEFAULT_IDENTITY_STRENGTH

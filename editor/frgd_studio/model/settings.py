@@ -21,6 +21,7 @@ from typing import Any
 from frgd.devices import DEVICE_CHOICES
 from frgd.diffusion.sampling.schedulers import (
     CANDIDATES_MAX,
+    DEFAULT_IDENTITY_STRENGTH,
     DEFAULT_STEPS,
     IDENTITY_GRADIENT,
     IDENTITY_GRADIENTS,
@@ -69,7 +70,7 @@ class EditorSettings:
     candidates: int = 1
     identity_gradient: str = IDENTITY_GRADIENT
     samples: int = 4
-    identity_strength: float = 0.5
+    identity_strength: float = DEFAULT_IDENTITY_STRENGTH
     seed: int = 1234
     lock_seed: bool = False
     sr_model: str = ""

@@ -158,10 +158,18 @@ def frgd_flags_given(args: argparse.Namespace) -> list[str]:
 def add_frgd_flags(p: argparse.ArgumentParser) -> None:
     """The FRGD settings of ``frgd enhance`` and ``frgd restore --method frgd``: references, identity strength, sampler,
     model folder (:data:`FRGD_ONLY_FLAGS`)."""
+    from ..diffusion.sampling.schedulers import DEFAULT_IDENTITY_STRENGTH
+
     p.add_argument(
         "--reference", action="append", default=[], metavar="REF", help="reference photo of the person (repeatable)"
     )
-    p.add_argument("--identity", type=float, default=0.5, metavar="S", help="identity strength in [0,1] (default 0.5)")
+    p.add_argument(
+        "--identity",
+        type=float,
+        default=DEFAULT_IDENTITY_STRENGTH,
+        metavar="S",
+        help=f"identity strength in [0,1] (default {DEFAULT_IDENTITY_STRENGTH})",
+    )
     p.add_argument(
         "--candidates", type=int, default=1, metavar="C",
         help="sample every output C times and keep the one the identity encoder finds most like the reference "

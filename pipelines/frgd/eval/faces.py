@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from ..devices import describe_device, resolve_device
 from ..diffusion.sampling.guidance import IDENTITY_GRADIENT, RESAMPLE
 from ..diffusion.sampling.pipeline import (
+    DEFAULT_IDENTITY_STRENGTH,
     DEFAULT_SCHEDULER,
     DEFAULT_STEPS,
     FRGDPipeline,
@@ -465,7 +466,7 @@ def bench_sampler(
     scheduler: str = DEFAULT_SCHEDULER,
     harmonise: int | None = None,
     use_prior: bool = True,
-    identity_strength: float = 0.5,
+    identity_strength: float = DEFAULT_IDENTITY_STRENGTH,
     with_reference: bool = True,
     repeats: int = 1,
     device: str | torch.device = "cpu",

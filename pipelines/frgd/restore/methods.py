@@ -253,7 +253,7 @@ class FRGDRestorer(Restorer):
         pipe: FRGDPipeline,
         *,
         references: Sequence[np.ndarray] = (),
-        identity_strength: float = 0.5,
+        identity_strength: float | None = None,
         steps: int | None = None,
         scheduler: str | None = None,
         harmonise: int | None = None,
@@ -261,11 +261,17 @@ class FRGDRestorer(Restorer):
         candidates: int = 1,
         identity_gradient: str | None = None,
     ) -> None:
-        from ..diffusion.sampling.schedulers import DEFAULT_SCHEDULER, DEFAULT_STEPS, IDENTITY_GRADIENT, RESAMPLE
+        from ..diffusion.sampling.schedulers import (
+            DEFAULT_IDENTITY_STRENGTH,
+            DEFAULT_SCHEDULER,
+            DEFAULT_STEPS,
+            IDENTITY_GRADIENT,
+            RESAMPLE,
+        )
 
         self.pipe = pipe
         self.references = list(references)
-        self.identity_strength = float(identity_strength)
+        self.identity_strength = float(DEFAULT_IDENTITY_STRENGTH if identity_strength is None else identity_strength)
         self.steps = int(DEFAULT_STEPS if steps is None else steps)
         self.scheduler = scheduler or DEFAULT_SCHEDULER
         self.harmonise = int(RESAMPLE if harmonise is None else harmonise)

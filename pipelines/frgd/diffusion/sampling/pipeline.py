@@ -61,6 +61,7 @@ from .guidance import (
 )
 from .schedulers import (
     CANDIDATES_MAX,
+    DEFAULT_IDENTITY_STRENGTH,
     DEFAULT_SCHEDULER,
     DEFAULT_STEPS,
     SCHEDULER_NAMES,
@@ -525,7 +526,7 @@ class FRGDPipeline:
         degraded: torch.Tensor,
         *,
         references: Sequence[torch.Tensor] | torch.Tensor | None = None,
-        identity_strength: float = 0.5,
+        identity_strength: float = DEFAULT_IDENTITY_STRENGTH,
         num_samples: int = 1,
         seeds: Sequence[int] | int | None = None,
         steps: int = DEFAULT_STEPS,
@@ -817,6 +818,7 @@ class FRGDPipeline:
 
 __all__ = [
     "CANDIDATES_MAX",
+    "DEFAULT_IDENTITY_STRENGTH",
     "DEFAULT_SCHEDULER",
     "DEFAULT_STEPS",
     "FACE_SIZE",

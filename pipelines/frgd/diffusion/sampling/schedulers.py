@@ -29,6 +29,9 @@ if TYPE_CHECKING:  # torch/diffusers stay lazy: the CLI parser reads this regist
 
 DEFAULT_SCHEDULER = "dpmpp"
 """The product default: DPM-Solver++ 2M (few steps)."""
+DEFAULT_IDENTITY_STRENGTH = 0.5
+"""The slider's default (``frgd enhance --identity``, the pipeline, ``FRGDRestorer``, the editor): the middle of
+:func:`.guidance.slider_to_weights`' range."""
 DEFAULT_STEPS = 15
 """Default sampling steps for :data:`DEFAULT_SCHEDULER` (the issue's 15-20; 15 keeps one guided sample of the
 round-sized model within the 20 s goal on 2 CPU cores, see ``docs/results/bench_enhance_cpu.json``)."""
@@ -214,6 +217,7 @@ def make_stepper(name: str, train_scheduler: DDPMScheduler, steps: int, eta: flo
 
 __all__ = [
     "CANDIDATES_MAX",
+    "DEFAULT_IDENTITY_STRENGTH",
     "DEFAULT_SCHEDULER",
     "DEFAULT_STEPS",
     "RESAMPLE",
