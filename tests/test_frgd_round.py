@@ -34,7 +34,7 @@ from frgd.diffusion.training.gpu_batch import (
     jpeg_dct,
     resize_matrix,
 )
-from frgd.diffusion.training.pack import load_pack, synthetic_source, write_pack
+from frgd.diffusion.training.pack import QUALITIES, load_pack, synthetic_source, write_pack
 from frgd.diffusion.training.round import land_round, lr_at, round_config, run_round, upload_bytes
 from frgd.errors import InputError
 
@@ -272,6 +272,41 @@ def test_pack_auto_quality_fits_the_budget(tmp_path):
     assert fitted["webp_quality"] < 90 and fitted["bytes"] <= best - 1
     with pytest.raises(InputError):
         write_pack(src, tmp_path / "c", quality="auto", budget_bytes=1000)
+
+
+def test_pack_moves_aside_a_compile_cache_that_leaves_the_faces_no_room(tmp_path, monkeypatch):
+    """``frgd round pack`` sizes the faces to what the tree and the carry leave. A carried compile cache that leaves
+    them no room even at the lowest quality is moved out of the carry (the round then compiles as before); one that
+    leaves room stays, and the faces take a lower quality."""
+    import frgd.cli.cmd_round as cmd
+    import frgd.diffusion.training.round as rnd
+    from frgd.cli.main import main as frgd_main
+
+    repo = tmp_path / "r"
+    repo.mkdir()
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    (repo / ".gitignore").write_text("/.carry/\n")
+    carry = repo / ".carry" / "round"
+    carry.mkdir(parents=True)
+    monkeypatch.setattr(cmd, "repo_root", lambda: repo)
+    monkeypatch.setattr(cmd, "trim_diffusers", lambda dest: dest.write_bytes(b"z" * 100) or 100)
+    src = synthetic_source(n_train=40, n_identities=8, n_val=2)
+    low = write_pack(src, tmp_path / "q50", quality=QUALITIES[-1])["bytes"]
+    best = write_pack(src, tmp_path / "q90", quality=QUALITIES[0])["bytes"]
+    tree = upload_bytes(repo, [])["tree_bytes"]
+    monkeypatch.setattr(rnd, "UPLOAD_LIMIT", rnd.UPLOAD_MARGIN + tree + 100 + best + 2048)  # best fits alone
+    argv = ["round", "pack", "--synthetic", "40", "--out", str(carry)]
+
+    (carry / "compile_cache.bin").write_bytes(os.urandom(2048 + (best - low) // 2))  # room for a lower quality
+    assert frgd_main(argv) == 0
+    first = json.loads((carry / "pack" / "pack.json").read_text())["webp_quality"]
+    assert (carry / "compile_cache.bin").is_file() and first < QUALITIES[0]
+
+    (carry / "compile_cache.bin").write_bytes(os.urandom(best))  # no room for the faces at any quality
+    assert frgd_main(argv) == 0
+    assert not (carry / "compile_cache.bin").exists() and (carry.parent / cmd.DROPPED_CACHE).stat().st_size == best
+    assert json.loads((carry / "pack" / "pack.json").read_text())["webp_quality"] > first
+    assert upload_bytes(repo, [".carry/round"])["fits"]
 
 
 # ------------------------------------------------------------------------------------------------------- plan
@@ -693,8 +728,49 @@ def test_cached_code_that_disagrees_with_eager_is_refused(pack_dir, tmp_path, mo
                   compile_cache=cache)  # fmt: skip
     b = s["bench"]
     assert b["compiled_vs_eager_rel_err"] > 0.02 and not s["compiled"] and b["chosen"]["compile"] is False
-    assert any("disagrees" in r.get("error", "") for r in b["runs"]) and s["status"] == "complete"
+    # the refused code is compiled again from scratch once; that disagrees too (this stand-in always does): eager
+    assert b["compile_cache"]["cold_retry"] and sum("disagrees" in r.get("error", "") for r in b["runs"]) == 2
+    assert s["status"] == "complete"
     assert not (tmp_path / "o" / "compile_cache.bin").exists()  # nothing compiled is kept for the next round
+
+
+def test_refused_cached_code_is_compiled_again_from_scratch(pack_dir, tmp_path, monkeypatch, one_torch_thread):
+    """Cached code that disagrees with eager is not the end of the compiled round: the round compiles once more with
+    inductor's graph cache and AOT-autograd's cache off, checks that code too, and trains compiled with it."""
+    from torch._functorch import config as functorch_config
+    from torch._inductor import config as inductor_config
+
+    from frgd.diffusion.training.train import build_model
+
+    _fake_cache(monkeypatch)
+    cache = tmp_path / "compile_cache.bin"
+    cache.write_bytes(lzma.compress(b"stale"))
+    torch.manual_seed(123)
+    other = build_model(round_config(TINY_ROUND))
+    seen: list[tuple[bool, bool]] = []
+    first_call: list = []
+
+    def compile_(model, *a, **k):
+        seen.append((inductor_config.fx_graph_cache, functorch_config.enable_autograd_cache))
+        if len(seen) == 1:
+            return other  # the carried cache's code: another model's weights
+
+        def run(*args, **kw):  # compiled from scratch: computes with the model's own weights
+            if not first_call:  # the call where inductor compiles: cold too
+                first_call.append(inductor_config.fx_graph_cache)
+            return model(*args, **kw)
+
+        return run
+
+    monkeypatch.setattr(torch, "compile", compile_)
+    rnd = {"compile": True, "batch_sizes": [2]}
+    s = run_round(pack_dir, tmp_path / "o", 4.0, preset=TINY_ROUND, init_dir=tmp_path / "none", overrides=rnd,
+                  compile_cache=cache)  # fmt: skip
+    b = s["bench"]
+    assert seen == [(True, True), (False, False)] and b["compile_cache"]["cold_retry"] and first_call[0] is False
+    assert s["compiled"] and b["chosen"]["compile"] and b["compiled_vs_eager_rel_err"] < 1e-6
+    assert sum("disagrees" in r.get("error", "") for r in b["runs"]) == 1 and s["status"] == "complete"
+    assert inductor_config.fx_graph_cache and functorch_config.enable_autograd_cache  # restored afterwards
 
 
 def test_a_round_cut_before_its_check_is_validated_here_then_lands(pack_dir, tmp_path, capsys):

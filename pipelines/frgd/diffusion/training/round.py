@@ -30,15 +30,15 @@ shell script, the grid, and ``compile_cache.bin``). ``frgd round land OUT`` inst
 ``frgd-128`` model. A command that ended before its check (``round.json`` not ``"complete"``) is validated here
 first (:func:`validate_round`, ``frgd round validate``); ``land`` refuses it until then.
 
-**The compile cache** (``compile_cache.bin``): ``torch.compile`` cost 88-106 s of every session's first call (rounds
-1, 3, 4), while a second call on the same warm machine found inductor's cache and switched in 8 s (round 5). A
-round that trained compiled saves, after its validation (in the reserve, not in training time), torch's portable
-cache artifacts (``torch.compiler.save_cache_artifacts``: the compiled graphs and kernels), LZMA-compressed, when they
-are at most ``compile_cache_max_mib`` and ``compile_cache_save_s`` remain before the deadline (round 6: 127 MiB
-raw, 5.47 MiB compressed in about 46 s, so not kept); ``frgd round land`` keeps them in the carry folder, and the
-next session's first call (``--compile-cache``, passed by ``scripts/gpu_round.sh`` when the file is carried) loads
-them before compiling. A cache made for another torch, driver or GPU is simply not hit; a loaded cache is trusted
-only after the compiled and the eager model agree on a batch of real inputs.
+**The compile cache** (``compile_cache.bin``, :mod:`.compile_cache`): a round that trained compiled saves, after its
+validation (in the reserve, not in training time), torch's portable cache artifacts, LZMA-compressed, with the Triton
+kernels bundled without their compilation stages, when they are at most ``compile_cache_max_mib`` and
+``compile_cache_save_s`` remain before the deadline (round 6, unslimmed: 127 MiB raw, 5.47 MiB compressed in about
+46 s, so not kept); ``frgd round land`` keeps them in the carry folder, and the next session's first call
+(``--compile-cache``, passed by ``scripts/gpu_round.sh`` when the file is carried) loads them before compiling. A
+cache made for another torch, driver or GPU is simply not hit; loaded code is trusted only after the compiled and
+the eager model agree on a batch of real inputs, and code that fails or disagrees is replaced by a compile from
+scratch (``bench.compile_cache.cold_retry``), so a bad cache costs at most that check.
 """
 
 from __future__ import annotations
@@ -60,13 +60,13 @@ import torch
 from ...errors import InputError
 from ...io import file_sha256
 from ..model import WEIGHTS_FILE
+from .compile_cache import COMPILE_CACHE_FILE, cold_compile, load_compile_cache, save_compile_cache, slim_kernel_bundles
 from .fusion import FusionConfig, fusion_loss_weights
 from .gpu_batch import FaceTensors, GPUBatchMaker, GPUDegradation
 
 logger = logging.getLogger(__name__)
 
 ROUND_FILE = "round.json"
-COMPILE_CACHE_FILE = "compile_cache.bin"
 MODEL_SUBDIR = "model"
 GRID_FILE = "val_grid_x8.png"
 LOG_FILE = "round.log"
@@ -207,58 +207,6 @@ def matmul_ceiling_tflops(device: torch.device, n: int = 8192, reps: int = 10) -
         a @ b
     torch.cuda.synchronize(device)
     return 2 * n**3 * reps / (time.perf_counter() - t0) / 1e12
-
-
-def _artifact_counts(info: Any) -> dict[str, int]:
-    """Artifacts per kind (``inductor``, ``aot_autograd``, ...) of torch's cache-artifact info."""
-    return {k: len(v) for k, v in getattr(info, "artifacts", {}).items()} if info else {}
-
-
-def load_compile_cache(path: str | Path) -> dict[str, Any]:
-    """Load torch's portable compile-cache artifacts from ``path`` (LZMA-compressed, see :func:`save_compile_cache`;
-    before ``torch.compile``); returns the record (``bytes`` stored, ``load_s``, ``artifacts`` per kind, or ``error``:
-    a cache that cannot load is skipped)."""
-    import lzma
-
-    path = Path(path)
-    rec: dict[str, Any] = {"file": path.name}
-    try:
-        stored = path.read_bytes()
-        rec["bytes"] = len(stored)
-        t = time.perf_counter()
-        info = torch.compiler.load_cache_artifacts(lzma.decompress(stored))
-        rec["load_s"] = time.perf_counter() - t
-        rec["artifacts"] = _artifact_counts(info)
-    except Exception as err:  # noqa: BLE001 - a stale or foreign cache must not cost the round
-        rec["error"] = f"{type(err).__name__}: {err}"[:200]
-        logger.warning("compile cache %s not loaded: %s", path, rec["error"])
-    return rec
-
-
-def save_compile_cache(out_dir: Path, max_bytes: int) -> dict[str, Any]:
-    """Write this process's compile-cache artifacts, LZMA-compressed (generated code and kernels shrink 5-17x), to
-    ``out_dir/compile_cache.bin`` when at most ``max_bytes`` compressed; returns the record (``raw_bytes``,
-    ``saved_bytes``; ``bytes`` and ``why`` when not saved)."""
-    import lzma
-
-    t = time.perf_counter()
-    try:
-        art = torch.compiler.save_cache_artifacts()
-    except Exception as err:  # noqa: BLE001
-        return {"saved_bytes": 0, "why": f"{type(err).__name__}: {err}"[:200]}
-    if not art:
-        return {"saved_bytes": 0, "why": "no artifacts"}
-    raw, info = art
-    data = lzma.compress(raw, preset=6)
-    rec: dict[str, Any] = {"raw_bytes": len(raw), "bytes": len(data), "artifacts": _artifact_counts(info)}
-    if len(data) > max_bytes:
-        logger.info("compile cache %.1f MiB > %.1f MiB: not saved", len(data) / 2**20, max_bytes / 2**20)
-        return {**rec, "saved_bytes": 0, "why": "over compile_cache_max_mib"}
-    tmp = out_dir / (COMPILE_CACHE_FILE + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, out_dir / COMPILE_CACHE_FILE)
-    logger.info("compile cache saved: %.2f MiB", len(data) / 2**20)
-    return {**rec, "saved_bytes": len(data), "save_s": time.perf_counter() - t}
 
 
 def compile_not_used(bench: dict[str, Any], batch_size: int, why: BaseException | str) -> None:
@@ -479,6 +427,14 @@ class RoundTrainer:
                         example = self.train_step_capturing(bs)
                 t = time.perf_counter()
                 self.adopt_compiled(bs, bench, torch.compile(self.model), example=example)
+                if example is not None and bench["runs"][-1].get("error"):
+                    # the carried cache's code failed or disagreed: compile from scratch once, as without a cache
+                    bench["compile_cache"]["cold_retry"] = True
+                    logger.warning("compiled code from the carried cache refused: compiling from scratch")
+                    torch._dynamo.reset()
+                    with cold_compile():
+                        example = self.train_step_capturing(bs)
+                        self.adopt_compiled(bs, bench, torch.compile(self.model), example=example)
                 bench["compile_s"] = time.perf_counter() - t
         return bench
 
@@ -697,16 +653,20 @@ class RoundTrainer:
             len(self.data), self.device, n_params / 1e6, (fl or 0) / 1e9, self.init_record["from"],
         )  # fmt: skip
         self.timings["setup"] = self.elapsed()
-        bench = self.measure()
-        self.summary["bench"] = bench
-        self.timings["bench"] = self.elapsed() - self.timings["setup"]
-        bs = int(bench["chosen"]["batch"])
-        self.export(status="partial")  # usable weights as early as possible
-        t_train = self.elapsed()
-        i_train = self.images
-        self.train_until_deadline(bs)
-        self._sync()
-        self.finish_background_compile()
+        slim: dict[str, Any] = {}  # the kernels bundled into the compile cache, without their compilation stages
+        with slim_kernel_bundles(slim):
+            bench = self.measure()
+            self.summary["bench"] = bench
+            self.timings["bench"] = self.elapsed() - self.timings["setup"]
+            bs = int(bench["chosen"]["batch"])
+            self.export(status="partial")  # usable weights as early as possible
+            t_train = self.elapsed()
+            i_train = self.images
+            self.train_until_deadline(bs)
+            self._sync()
+            self.finish_background_compile()
+        if slim:
+            bench.setdefault("compile_cache", {})["slim"] = slim
         dt = self.elapsed() - t_train
         ips = (self.images - i_train) / max(dt, 1e-9)
         self.summary.update(
