@@ -338,9 +338,12 @@ def test_eval_identity_use_cli(tmp_path, model_dir, capsys):
     (The numbers themselves are checked against closed-form losses in tests/test_identity_use.py.)"""
     root = _fake_faces(tmp_path / "faces")
     args = ["eval", "identity-use", "--data", str(root), "--model", str(model_dir), "--limit", "3", "--device", "cpu"]
-    assert main([*args, "--scales", "8", "--json"]) == 0
+    assert main([*args, "--scales", "8,64", "--json"]) == 0  # x64 (2 px faces): as far as training goes
     data = json.loads(capsys.readouterr().out)
-    assert data["faces"] == 3 and list(data["scales"]) == ["x8"] and data["identity_backend"] == "dlib"
+    assert data["faces"] == 3 and list(data["scales"]) == ["x8", "x64"] and data["identity_backend"] == "dlib"
+    with pytest.raises(SystemExit) as exc:
+        main([*args, "--scales", "65"])
+    assert exc.value.code == 2 and "[1, 64]" in capsys.readouterr().err
     rows = data["scales"]["x8"]["rows"]
     assert [r["t"] for r in rows] == [100, 300, 500, 700, 900]
     assert all(r["mse_ref"] > 0 and r["gain_vs_null"]["faces"] == 3 for r in rows)

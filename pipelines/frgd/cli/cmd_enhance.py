@@ -42,9 +42,12 @@ def _add_val_faces_flags(p: argparse.ArgumentParser) -> None:
 
 
 def _scale_list(text: str) -> list[float]:
+    """Downscale factors, each in ``[1, frgd.degrade.MAX_SCALE]`` (what training reaches: x64, 2 px faces)."""
+    from ..degrade import MAX_SCALE
+
     vals = _numbers(text)
-    if any(not 1.0 <= v <= 32.0 for v in vals):
-        raise argparse.ArgumentTypeError(f"downscale factors must be in [1, 32], got {text!r}")
+    if any(not 1.0 <= v <= MAX_SCALE for v in vals):
+        raise argparse.ArgumentTypeError(f"downscale factors must be in [1, {MAX_SCALE:g}], got {text!r}")
     return vals
 
 
