@@ -12,6 +12,7 @@ model are more numerous and larger; the shares, not the totals, are what carries
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import lzma
@@ -86,10 +87,7 @@ def main() -> None:
             TritonBundler.begin_compile()
             for key in keys:
                 TritonBundler.put(key, 0)
-            if slim:
-                with slim_kernel_bundles(stats):
-                    bundles[name], _ = TritonBundler.collect()
-            else:
+            with slim_kernel_bundles(stats) if slim else contextlib.nullcontext():
                 bundles[name], _ = TritonBundler.collect()
     res: dict = {"kernels": len(keys), "target": "cuda sm_90", "triton": triton.__version__,
                  "torch": torch.__version__, "lzma_preset": LZMA_PRESET}  # fmt: skip

@@ -5,6 +5,7 @@ empty cache, must be a Triton cache hit that returns the very same binary."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -100,6 +101,16 @@ def _key(kernel) -> str:
     return triton_hash_to_path_key(kernel.hash)
 
 
+def _bundle(kernel_key: str, stats: dict | None = None):
+    """The kernel (in ``TRITON_CACHE_DIR``) as inductor's own bundler bundles it at the end of a compile: slimmed when
+    ``stats`` is given (:func:`slim_kernel_bundles`), whole otherwise."""
+    with slim_kernel_bundles(stats) if stats is not None else contextlib.nullcontext():
+        TritonBundler.begin_compile()
+        TritonBundler.put(kernel_key, 0)
+        bundle, _ = TritonBundler.collect()
+    return bundle
+
+
 def test_a_slimmed_kernel_is_a_triton_cache_hit_with_the_same_binary(tmp_path, monkeypatch):
     triton = pytest.importorskip("triton", reason="Triton is not installed")
     monkeypatch.setattr(torch._inductor.config, "force_disable_caches", False)
@@ -115,10 +126,7 @@ def test_a_slimmed_kernel_is_a_triton_cache_hit_with_the_same_binary(tmp_path, m
     assert {os.path.splitext(n)[1] for n in full} & KERNEL_STAGE_SUFFIXES  # what there is to drop
 
     stats: dict = {}
-    with slim_kernel_bundles(stats):  # inductor's own bundler, as at the end of a compile
-        TritonBundler.begin_compile()
-        TritonBundler.put(key, 0)
-        bundle, _ = TritonBundler.collect()
+    bundle = _bundle(key, stats)
     assert stats["kernels"] == stats["slimmed"] == 1 and "error" not in stats
     assert stats["bytes_out"] < 0.5 * stats["bytes_in"]
 
@@ -134,10 +142,12 @@ def test_a_slimmed_kernel_is_a_triton_cache_hit_with_the_same_binary(tmp_path, m
     # the kernel again, which is why the record is rewritten
     if tuple(int(v) for v in triton.__version__.split(".")[:2]) >= (3, 7):
         stages = KERNEL_STAGE_SUFFIXES
-        stats2: dict = {}
+        monkeypatch.setenv("TRITON_CACHE_DIR", str(built))
+        unslimmed = _bundle(key)
+        assert slim_bundle(unslimmed, {}).kernel_artifacts  # (slim_bundle works on the real classes too)
         stripped = [
             Kernel(k.kernel_hash, k.device, [a for a in k.artifacts if os.path.splitext(a.filename)[1] not in stages])
-            for k in _unslimmed(key, built, stats2, monkeypatch)
+            for k in unslimmed.kernel_artifacts
         ]
         whole = bundler.TritonBundle(stripped, [])
         monkeypatch.setenv("TRITON_CACHE_DIR", str(naive))
@@ -145,13 +155,3 @@ def test_a_slimmed_kernel_is_a_triton_cache_hit_with_the_same_binary(tmp_path, m
         before = _files(naive / key)
         _compile_kernel()
         assert _files(naive / key) - before  # the stages came back: a compile, not a hit
-
-
-def _unslimmed(kernel_hash: str, cache: Path, stats: dict, monkeypatch):
-    """The kernel as inductor bundles it without the slimming."""
-    monkeypatch.setenv("TRITON_CACHE_DIR", str(cache))
-    TritonBundler.begin_compile()
-    TritonBundler.put(kernel_hash, 0)
-    bundle, _ = TritonBundler.collect()
-    assert slim_bundle(bundle, stats).kernel_artifacts  # (slim_bundle works on the real classes too)
-    return bundle.kernel_artifacts
