@@ -38,7 +38,7 @@ from frgd.diffusion.sampling.guidance import (
 )
 from frgd.diffusion.sampling.pipeline import similarity
 from frgd.diffusion.training.data import read_image
-from frgd.eval.faces import degrade_faces, grid_image, psnr_ssim, reference_embeddings, select_pairs, upscale_faces
+from frgd.eval.faces import degrade_faces, face_metrics, grid_image, reference_embeddings, select_pairs, upscale_faces
 from frgd.identity.judge import Judge
 from frgd.io import save_image
 from frgd.restore import load_frgd_pipeline
@@ -101,7 +101,7 @@ def main() -> int:
     ref_emb = reference_embeddings(pipe, refs)
     deg = torch.cat([image_to_tensor(x) for x in lqs])
     bic = upscale_faces(lqs, pipe.size)
-    rows = [{"variant": "bicubic", **psnr_ssim(bic, gts), "judge_similarity": judged(bic)}]
+    rows = [{"variant": "bicubic", **face_metrics(bic, gts), "judge_similarity": judged(bic)}]
     logger.info("%s", rows[-1])
     columns = [upscale_faces(lqs, pipe.size, "nearest"), bic]
     for name, w in args.variant:
@@ -122,7 +122,7 @@ def main() -> int:
             {
                 "variant": name,
                 "weights": w.as_dict(),
-                **psnr_ssim(imgs, gts),
+                **face_metrics(imgs, gts),
                 "judge_similarity": judged(imgs),
                 "guidance_similarity": float(similarity(pipe.identity_encoder, out.images, ref_emb).mean()),
                 "seconds": round(time.perf_counter() - t0, 1),

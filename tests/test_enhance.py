@@ -323,7 +323,7 @@ def test_eval_faces_synthetic(tmp_path, pipe):
     frgd_rows = ["frgd s=0 no-ref", "frgd s=1 no-ref", "frgd s=0 ref", "frgd s=1 ref"]
     assert methods == ["bicubic", *(["prior"] if pipe.prior is not None else []), *frgd_rows]
     assert res["prior"] == pipe.prior_name
-    assert all(np.isfinite(r["psnr"]) and 0 < r["ssim"] <= 1 for r in res["rows"])
+    assert all(np.isfinite(r["psnr"]) and 0 < r["ssim"] <= 1 and r["detail"] > 0 for r in res["rows"])
     assert res["rows"][-1]["guidance_similarity"] is not None and res["n_faces"] == 3
     off = evaluate_faces(root, pipeline=pipe, scale=8, limit=3, sliders=[1.0], steps=2, batch=2, judge=False,
                          use_prior=False)  # fmt: skip

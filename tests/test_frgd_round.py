@@ -355,7 +355,7 @@ def test_round_rehearsal_run_land_resume_enhance(pack_dir, tmp_path):
     assert set(s1["val"]["scales"]) == {"x8", "x4"}
     for rows in s1["val"]["scales"].values():
         assert {"bicubic", "frgd_noref_content1", "frgd_ref_cfg1_content1"} <= set(rows)
-        assert all(math.isfinite(r["psnr"]) for r in rows.values())
+        assert all(math.isfinite(r["psnr"]) and r["detail"] > 0 for r in rows.values())
     assert (out1 / "val_grid_x8.png").is_file() and s1["cumulative"]["images"] == s1["images"]
     use = s1["val"]["identity_use"]["scales"]
     assert set(use) == {"x8", "x4", "x32"}  # x32: the extreme inputs' regime (val_identity_scales)
@@ -435,6 +435,16 @@ def test_regressions_compare_the_content_end_on_the_same_validation():
     assert len(regressions(state(21.60, 25.80), old)) == 2
     assert regressions(state(20.0, 20.0, faces=24), old) == []  # another validation set: nothing to compare
     assert regressions({"val": {"error": "boom"}}, old) == [] and regressions(state(1, 1), {}) == []
+
+
+def test_val_text_gives_the_detail_where_the_round_measured_it():
+    from frgd.cli.cmd_round import val_text
+
+    old = {"val": {"scales": {"x8": {"bicubic": {"psnr": 21.97}, "frgd_noref_content1": {"psnr": 21.74}}}}}
+    assert val_text(old) == "x8: bicubic 21.97 dB, FRGD content end 21.74 dB"  # rounds 1-7: no detail
+    new = {"val": {"scales": {"x8": {"bicubic": {"psnr": 21.97, "detail": 0.002},
+                                     "frgd_noref_content1": {"psnr": 21.8, "detail": 0.1614}}}}}  # fmt: skip
+    assert val_text(new) == "x8: bicubic 21.97 dB (detail 0.002), FRGD content end 21.80 dB (detail 0.161)"
 
 
 def test_identity_input_is_converted_kept_set_or_left():

@@ -234,11 +234,12 @@ def register(root: argparse._SubParsersAction, groups: dict[str, argparse._SubPa
 
     ev = groups["eval"].add_parser(
         "faces",
-        help="FRGD on degraded validation faces: PSNR/SSIM and judge identity similarity vs ground truth",
+        help="FRGD on degraded validation faces: PSNR/SSIM, detail and judge identity similarity vs ground truth",
         description=(
             "Degrade faces128 validation crops deterministically (fixed downscale by --scale), restore them with FRGD "
             "without and with a reference (another photo of the same person) for several slider values, and report "
-            "PSNR/SSIM and the independent judge's identity similarity to the ground truth, next to bicubic."
+            "PSNR/SSIM, the fine detail relative to the ground truth (1 = as much as the true face; smeared faces read"
+            " far below 1) and the independent judge's identity similarity to the ground truth, next to bicubic."
         ),
     )
     _add_val_faces_flags(ev)
@@ -497,6 +498,7 @@ def _cmd_eval_faces(args: argparse.Namespace) -> int:
         sim = row.get("judge_similarity")
         sim_txt = f" judge {sim:.3f}" if sim is not None else ""
         quality = "" if row["psnr"] is None else f" PSNR {row['psnr']:.2f} SSIM {row['ssim']:.4f}"
+        quality += "" if row.get("detail") is None else f" detail {row['detail']:.3f}"
         lines.append(f"  {row['method']:<28}{quality}{sim_txt}")
     for g in result["slider_gains"]:
         se = "" if g["se"] is None else f" +- {g['se']:.3f}"

@@ -171,11 +171,17 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def val_text(state: dict[str, Any]) -> str:
-    """A round's validation in words: PSNR at the content end per scale, then the identity use (if measured)."""
+    """A round's validation in words: PSNR (and, from round 8 on, the fine detail relative to the ground truth) at
+    the content end per scale, then the identity use (if measured)."""
     val = state.get("val", {})
+
+    def row(name: str, v: dict[str, Any]) -> str:
+        detail = v[name].get("detail")
+        return f"{v[name]['psnr']:.2f} dB" + ("" if detail is None else f" (detail {detail:.3f})")
+
     text = (
         "; ".join(
-            f"{s}: bicubic {v['bicubic']['psnr']:.2f} dB, FRGD content end {v['frgd_noref_content1']['psnr']:.2f} dB"
+            f"{s}: bicubic {row('bicubic', v)}, FRGD content end {row('frgd_noref_content1', v)}"
             for s, v in val.get("scales", {}).items()
         )
         or f"no validation ({val.get('error', 'none')})"

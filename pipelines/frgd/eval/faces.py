@@ -6,6 +6,8 @@ noise seeded per face), restored by FRGD without a reference and with a referenc
 from ``labels.csv``) for each slider value, and compared with the ground truth:
 
 * ``psnr``: RGB PSNR (0..255, 8-bit rounded outputs); ``ssim``: SSIM on Y (BT.601), no shave;
+* ``detail``: fine-detail energy relative to the ground truth (:mod:`frgd.metrics.detail`; geometric mean over the
+  faces): 1 = as much detail as the true face; smeared faces read far below 1, noise and cracks add to it;
 * ``judge_similarity``: cosine similarity of the independent judge network's embeddings (``frgd.identity.judge``,
   evaluation only, never used for guidance) of the result and the ground truth;
 * ``guidance_similarity`` (with a reference): the guidance encoder's similarity of the result to the reference.
@@ -115,14 +117,17 @@ def upscale_faces(lqs: list[np.ndarray], size: int, mode: str = "bicubic") -> li
     return [tensor_to_image(F.interpolate(image_to_tensor(lq), size=(size, size), mode=mode, **kw)[0]) for lq in lqs]
 
 
-def psnr_ssim(outs: list[np.ndarray], gts: list[np.ndarray]) -> dict[str, float]:
-    """Mean RGB PSNR (finite values; 8-bit) and mean SSIM on Y of ``outs`` against ``gts`` (uint8 ``(H, W, 3)``)."""
-    from ..metrics import psnr, ssim_y
+def face_metrics(outs: list[np.ndarray], gts: list[np.ndarray]) -> dict[str, float]:
+    """Of ``outs`` against ``gts`` (uint8 ``(H, W, 3)``, pairs in order): mean RGB PSNR (finite values; 8-bit), mean
+    SSIM on Y, and ``detail``, the geometric mean of the fine-detail energy relative to the ground truth
+    (:func:`frgd.metrics.detail_score`: 1 = as much detail as the true face, mush far below)."""
+    from ..metrics import detail_score, psnr, ssim_y
 
     ps = [psnr(o.astype(np.float64), g.astype(np.float64)) for o, g in zip(outs, gts)]
     return {
         "psnr": float(np.mean([p for p in ps if math.isfinite(p)])),
         "ssim": float(np.mean([ssim_y(o, g) for o, g in zip(outs, gts)])),
+        "detail": detail_score(outs, gts),
     }
 
 
@@ -208,10 +213,10 @@ def evaluate_faces(
     def add_row(method: str, outs: list[np.ndarray] | None, slider=None, reference=None, guid=None) -> None:
         row: dict[str, Any] = {"method": method, "slider": slider, "reference": reference}
         if outs is not None:
-            row.update(psnr_ssim(outs, gts * (len(outs) // len(gts))))
+            row.update(face_metrics(outs, gts * (len(outs) // len(gts))))
             sims = judge_sims(outs)
         else:
-            row["psnr"] = row["ssim"] = None
+            row["psnr"] = row["ssim"] = row["detail"] = None
             sims = judge_sims(refs)
         row["judge_similarity"] = None if sims is None else float(np.mean(sims))
         row["judge_per_face"] = None if sims is None else [round(float(v), 5) for v in sims]
@@ -294,6 +299,7 @@ def evaluate_faces(
         "metrics": {
             "psnr": "RGB, 0..255, outputs rounded to 8 bits",
             "ssim": "Y (BT.601), Gaussian 11x11",
+            "detail": "luma energy at 1/8-1/2 cycles/px over the ground truth's (Hann window), geometric mean",
             "judge_similarity": "cosine of the judge embeddings of result and ground truth (evaluation only)",
             "guidance_similarity": "guidance encoder cosine of result and reference",
             "judge_per_face": "judge_similarity of each face (mean over its repeats)",
@@ -563,7 +569,7 @@ __all__ = [
     "degrade_faces",
     "evaluate_faces",
     "grid_image",
-    "psnr_ssim",
+    "face_metrics",
     "upscale_faces",
     "proposed_model_config",
     "select_pairs",

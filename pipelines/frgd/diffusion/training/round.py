@@ -706,7 +706,7 @@ class RoundTrainer:
 def validate(model, scheduler, pack, r: dict[str, Any], out_dir: Path | None = None) -> dict[str, Any]:
     """Quick check on the pack's validation pairs: PSNR/SSIM of bicubic and FRGD (content end, no reference;
     reference embedding with CFG 1 and 3) at each of ``r["val_scales"]``; a sample grid at the first scale."""
-    from ...eval.faces import degrade_faces, grid_image, psnr_ssim, upscale_faces
+    from ...eval.faces import degrade_faces, face_metrics, grid_image, upscale_faces
     from ...tensor import image_to_tensor, tensor_to_image
     from ..sampling.guidance import GuidanceWeights
     from ..sampling.pipeline import FRGDPipeline
@@ -745,7 +745,7 @@ def validate(model, scheduler, pack, r: dict[str, Any], out_dir: Path | None = N
                 weights=w,
             )
             outs[name] = [tensor_to_image(x) for x in o.images]
-        res["scales"][f"x{scale:g}"] = {name: psnr_ssim(arr, gts) for name, arr in outs.items()}
+        res["scales"][f"x{scale:g}"] = {name: face_metrics(arr, gts) for name, arr in outs.items()}
         if si == 0:
             k = min(int(r["grid_faces"]), n)
             cols = [upscale_faces(lqs[:k], 128, "nearest")] + [outs[m][:k] for m in ("bicubic", *modes)] + [gts[:k]]
