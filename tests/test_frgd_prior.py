@@ -17,6 +17,7 @@ from frgd.diffusion.prior import PRIOR_WEIGHTS, apply_prior, installed_prior, lo
 from frgd.diffusion.sampling.guidance import STRENGTH_MAX, STRENGTH_MAX_PRIOR, STRENGTH_MIN, slider_to_weights
 from frgd.diffusion.sampling.pipeline import FRGDPipeline
 from frgd.diffusion.training import train_prior
+from frgd.diffusion.training.gpu_batch import GPUDegradation
 from frgd.errors import InputError, MissingWeightsError
 from frgd.identity import IdentityEncoder
 from frgd.io import save_image
@@ -188,6 +189,7 @@ def test_training_round_trip_on_cpu(tmp_path):
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["sample_size"] == 128 and cfg["training"]["steps"] == 6 and cfg["training"]["val_pairs_from"] == 1
     assert cfg["training"]["val"] == state["final_val"]
+    assert cfg["training"]["extreme_prob"] == GPUDegradation().extreme_prob > 0  # the degradations it saw
     assert load_prior(out).sample_size == 128
     # a later session continues the exported weights (their architecture, not the flags') and counts the total
     run2 = tmp_path / "run2"

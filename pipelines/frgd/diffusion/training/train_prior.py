@@ -191,6 +191,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             state["init"] = {"path": str(args.init), "images": before.get("images_total", before.get("images", 0)),
                              "minutes": before.get("minutes_total", before.get("minutes", 0))}  # fmt: skip
             logger.info("initialised from %s (%s images before)", args.init, state["init"]["images"])
+        state["extreme_prob"] = degrader.cfg.extreme_prob  # the share of inputs downscaled by 24-64 (frgd.degrade)
         gen.manual_seed(int(args.seed) * 1_000_003 + int(state["step"]))
         n_params = sum(p.numel() for p in model.parameters())
         logger.info("FacePriorNet %s: %d parameters; %d faces; budget %.1f min", model.config(), n_params,
@@ -283,6 +284,7 @@ def export(run: str | Path, out: str | Path) -> Path:
             "degradation": "frgd.diffusion.training.gpu_batch.GPUDegradation defaults; a share of each batch "
             "downscaled only",
             "clean_share": st.get("clean_share"),
+            "extreme_prob": st.get("extreme_prob"),
             "steps": st["step"],
             "images": st["images"],
             "minutes": round(st["elapsed_s"] / 60, 1),
