@@ -117,6 +117,10 @@ def upscale_faces(lqs: list[np.ndarray], size: int, mode: str = "bicubic") -> li
     return [tensor_to_image(F.interpolate(image_to_tensor(lq), size=(size, size), mode=mode, **kw)[0]) for lq in lqs]
 
 
+FACE_METRICS = ("psnr", "ssim", "detail")
+"""The keys of :func:`face_metrics` (``None`` in a row with no image of its own, e.g. the reference photo's)."""
+
+
 def face_metrics(outs: list[np.ndarray], gts: list[np.ndarray]) -> dict[str, float]:
     """Of ``outs`` against ``gts`` (uint8 ``(H, W, 3)``, pairs in order): mean RGB PSNR (finite values; 8-bit), mean
     SSIM on Y, and ``detail``, the geometric mean of the fine-detail energy relative to the ground truth
@@ -124,11 +128,12 @@ def face_metrics(outs: list[np.ndarray], gts: list[np.ndarray]) -> dict[str, flo
     from ..metrics import detail_score, psnr, ssim_y
 
     ps = [psnr(o.astype(np.float64), g.astype(np.float64)) for o, g in zip(outs, gts)]
-    return {
-        "psnr": float(np.mean([p for p in ps if math.isfinite(p)])),
-        "ssim": float(np.mean([ssim_y(o, g) for o, g in zip(outs, gts)])),
-        "detail": detail_score(outs, gts),
-    }
+    values = (
+        float(np.mean([p for p in ps if math.isfinite(p)])),
+        float(np.mean([ssim_y(o, g) for o, g in zip(outs, gts)])),
+        detail_score(outs, gts),
+    )
+    return dict(zip(FACE_METRICS, values, strict=True))
 
 
 def grid_image(columns: list[list[np.ndarray]], rows: int) -> np.ndarray:
@@ -216,7 +221,7 @@ def evaluate_faces(
             row.update(face_metrics(outs, gts * (len(outs) // len(gts))))
             sims = judge_sims(outs)
         else:
-            row["psnr"] = row["ssim"] = row["detail"] = None
+            row.update(dict.fromkeys(FACE_METRICS))
             sims = judge_sims(refs)
         row["judge_similarity"] = None if sims is None else float(np.mean(sims))
         row["judge_per_face"] = None if sims is None else [round(float(v), 5) for v in sims]
