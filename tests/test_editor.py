@@ -226,7 +226,7 @@ def test_missing_weights_pane_explains_and_rest_works(qtbot, tmp_path, photo_fil
     open_with_faces(w, photo_file)
     assert not w.frgd_panel.resample_button.isEnabled()
     assert w.model.frgd.run() is None and "frgd weights import" in w.errors[-1]
-    assert "train_frgd128_h100.json" not in w.errors[-1], "R names real commands, not a config that does not exist"
+    assert "round_frgd128.json" not in w.errors[-1], "R names real commands, not a config file"
     w.model.region_mask("face")  # masks still work without weights
     assert w.doc.faces[0].mask.max() > 0.9
     w.jobs.shutdown()

@@ -390,7 +390,7 @@ def test_frgd_pane_goes_ready_after_an_import_without_restart(model, tiny_model_
     st = pane.status()
     assert not st.ready and "frgd-128" in st.message and "frgd weights import" in st.message
     assert [f.kind for f in st.fixes] == ["import"] and st.fixes[0].folder, "our own model has no URL to download"
-    assert "train_frgd128_h100.json" not in st.message
+    assert "round_frgd128.json" not in st.message
     changes = []
     pane.changed.connect(lambda: changes.append(pane.status().ready))
     job = pane.import_weights(tiny_model_dir, st.fixes[0].entry)
@@ -412,7 +412,7 @@ def test_invalid_model_folder_is_refused_and_a_stale_one_explained(model, tmp_pa
     bad = tmp_path / "not_a_model"
     bad.mkdir()
     problem = model.frgd.set_model_folder(bad)
-    assert problem and "frgd weights import" in problem and "train_frgd128_h100 " in problem
+    assert problem and "frgd weights import" in problem and "frgd train --config round_frgd128 " in problem
     assert model.settings.get("frgd_model") == "", "an invalid choice is not stored"
     assert model.frgd.set_model_folder(tiny_model_dir) is None and model.frgd.model_dir() == str(tiny_model_dir)
     model.settings.set("frgd_model", str(bad))  # stored by an older version, or the folder was emptied since

@@ -79,9 +79,8 @@ def test_config_validation(tmp_path):
         load_config({"fusion": {"p_fusion": 0.5}})
     with pytest.raises(InputError, match="not found"):
         load_config(tmp_path / "nope.json")
-    for name in ("train_cpu_smoke", "train_frgd128_h100"):  # shipped presets load
-        cfg = load_config(name)
-        assert cfg["model"]["prediction_type"] == "v_prediction"
+    assert load_config("train_cpu_smoke")["model"]["prediction_type"] == "v_prediction"  # shipped presets load
+    assert load_config("train_frgd128")["model"] == {"from": "init"}  # resolved in a run (test below)
 
 
 def test_loss_falls_synthetic(tmp_path):
@@ -134,6 +133,16 @@ def test_cli_train(tmp_path, capsys):
     assert "no checkpoint" in capsys.readouterr().err
     assert cli_main(["train", "--config", str(tmp_path / "missing.json")]) == 2
     assert cli_main(["train", "--config", str(cfg_path), "--set", "train.bogus=1"]) == 2
+    # no step count: --time-budget-min gives the run its end; without it the run is refused in one line
+    endless = _tiny_cfg(steps=None, checkpoint_every=0)
+    cfg_path.write_text(json.dumps(endless))
+    capsys.readouterr()
+    assert cli_main(["train", "--config", str(cfg_path), "--output", str(tmp_path / "t"), "--json"]) == 2
+    assert "a run needs an end" in capsys.readouterr().err
+    args = ["train", "--config", str(cfg_path), "--output", str(tmp_path / "t"), "--time-budget-min", "0.005", "--json"]
+    assert cli_main(args) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["model_dir"] and json.loads((tmp_path / "t" / "config.json").read_text())["train"]["time_budget_min"]
 
 
 def test_cancel_saves_a_resumable_checkpoint(tmp_path):
@@ -253,3 +262,144 @@ def test_init_from_a_model_folder_and_fp16_export(tmp_path):
         train(other, tmp_path / "c")
     with pytest.raises(InputError, match="export_dtype"):
         load_config(_tiny_cfg(export_dtype="bf16"))
+
+
+def _cosine_oracle(frac: float, lo: float) -> float:
+    """The cosine from 1 to ``lo`` over ``frac`` in [0, 1], written out independently of ``frgd``'s helper."""
+    return lo + (1 - lo) * (1 + np.cos(np.pi * frac)) / 2
+
+
+def _clocked_trainer(cfg: dict, run_dir):
+    """A Trainer whose time-budget clock reads 10 s per step already taken (deterministic wall-clock time)."""
+    from frgd.diffusion.training.train import Trainer
+
+    trainer = Trainer(load_config(cfg), run_dir)
+    trainer.clock = lambda: 10.0 * trainer.step
+    return trainer
+
+
+def test_time_budget_sets_the_lr_by_the_clock_and_ends_low(tmp_path):
+    """``train.time_budget_min``: the LR of every step is warm-up(step) x cosine(elapsed / budget) to
+    ``optim.lr_min_ratio``; the run stops when the clock reaches the budget (not at ``train.steps``), and a resumed
+    run continues the same clock (``state.json`` ``elapsed_s``) to the same weights."""
+    peak, lo = 1e-3, 0.05
+    cfg = _tiny_cfg(steps=None, time_budget_min=1.0, checkpoint_every=0)  # 60 s = 6 steps of the fake clock
+    cfg["optim"].update({"warmup_steps": 2, "lr_min_ratio": lo})
+    trainer = _clocked_trainer(cfg, tmp_path / "a")
+    used: list[float] = []  # the LR AdamW steps with
+    trainer.optimizer.optimizer.register_step_pre_hook(lambda opt, *_: used.append(opt.param_groups[0]["lr"]))
+    res = trainer.run()
+    assert res.step == 6
+    rows = [json.loads(line) for line in (tmp_path / "a" / "train_log.jsonl").read_text().splitlines()]
+    # step k (1-based) starts at 10 (k - 1) s of the clock, warm-up min(1, k / 2); row k logs it too
+    want = [peak * min(1.0, k / 2) * _cosine_oracle(10.0 * (k - 1) / 60.0, lo) for k in range(1, 7)]
+    np.testing.assert_allclose(used, want, rtol=1e-6)
+    np.testing.assert_allclose([r["lr"] for r in rows], want, rtol=1e-6)
+    lrs = [r["lr"] for r in rows]
+    assert np.all(np.diff(lrs[1:]) < 0) and lrs[-1] < 0.12 * peak  # falling after the warm-up, low at the stop
+    # the same budget in two sittings: 3 steps (--max-steps), then --resume on the same clock
+    part = _clocked_trainer(cfg, tmp_path / "b").run(max_steps=3)
+    state = json.loads((tmp_path / "b" / "checkpoints" / "step_0000003" / "state.json").read_text())
+    assert part.step == 3 and state["elapsed_s"] == 30.0
+    done = _clocked_trainer(cfg, tmp_path / "b").run(resume=True)
+    assert done.resumed_from == 3 and done.step == 6
+    a = load_file(str(tmp_path / "a" / "checkpoints" / "step_0000006" / "ema.safetensors"))
+    b = load_file(str(tmp_path / "b" / "checkpoints" / "step_0000006" / "ema.safetensors"))
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=1e-6, rtol=1e-5)
+    with pytest.raises(InputError, match="time_budget_min"):
+        load_config(_tiny_cfg(time_budget_min=0))
+    with pytest.raises(InputError, match="a run needs an end"):
+        train(_tiny_cfg(steps=None), tmp_path / "c")  # no step count and no time budget
+
+
+def test_a_model_continues_from_its_own_folder(tmp_path):
+    """``"model": {"from": "init"}``: the architecture, identity dropout and noise schedule come from the
+    ``train.init_from`` folder, and the run starts from its weights."""
+    from frgd.diffusion.training.train import Trainer, architecture
+
+    first_cfg = _tiny_cfg(steps=2, checkpoint_every=0)
+    first_cfg["model"]["identity_dropout"] = 0.3
+    first_cfg["scheduler"] = {"num_train_timesteps": 500, "beta_schedule": "linear"}
+    first = train(first_cfg, tmp_path / "a")
+    cfg = _tiny_cfg(steps=1, checkpoint_every=0, init_from=str(first.model_dir))
+    cfg["model"] = {"from": "init"}
+    trainer = Trainer(load_config(cfg), tmp_path / "b")
+    prev = load_model_dir(first.model_dir).model
+    assert architecture(dict(trainer.unwrapped.config)) == architecture(dict(prev.config))
+    assert trainer.unwrapped.config.identity_dropout == 0.3
+    assert trainer.noise_scheduler.config.num_train_timesteps == 500
+    assert trainer.noise_scheduler.config.beta_schedule == "linear"
+    start = trainer.unwrapped.state_dict()
+    assert all(torch.equal(start[k], v) for k, v in prev.state_dict().items())
+    trainer.run()
+    saved = json.loads((tmp_path / "b" / "config.json").read_text())
+    assert saved["model"]["block_out_channels"] == [8, 16, 16]  # the run records what it resolved
+    with pytest.raises(InputError, match="needs train.init_from"):
+        load_config({**cfg, "train": {**cfg["train"], "init_from": None}})
+    with pytest.raises(InputError, match='"from" takes only "init"'):
+        load_config({**cfg, "model": {"from": "elsewhere"}})
+
+
+def test_the_train_frgd128_preset_continues_the_shipped_weights():
+    """The preset resolves to the installed frgd-128 (the rounds' architecture) with the rounds' recipe."""
+    from frgd.diffusion.training.recipe import EMA_DECAY, LR, MIN_SNR_GAMMA
+    from frgd.diffusion.training.round import default_init_dir, round_config
+    from frgd.diffusion.training.train import resolve_init
+
+    if not (default_init_dir() / "config.json").is_file():
+        pytest.skip("no installed frgd-128 weights")
+    cfg = resolve_init(load_config("train_frgd128"))
+    assert cfg["train"]["init_from"] == str(default_init_dir())
+    shipped = round_config("round_frgd128")
+    for key in ("block_out_channels", "layers_per_block", "down_block_types", "up_block_types", "prediction_type"):
+        assert cfg["model"][key] == shipped["model"][key], key
+    assert cfg["model"]["sample_size"] == cfg["data"]["size"] == 128
+    assert cfg["scheduler"]["beta_schedule"] == shipped["scheduler"]["beta_schedule"]
+    assert (cfg["optim"]["lr"], cfg["train"]["min_snr_gamma"], cfg["ema"]["decay"]) == (LR, MIN_SNR_GAMMA, EMA_DECAY)
+    assert cfg["train"]["time_budget_min"] and cfg["train"]["export_dtype"] == "fp16"
+
+
+def _two_process_run(run_dir: str, out_dir: str) -> None:
+    """One process of :func:`test_several_processes_agree_on_the_clock` (a fresh interpreter, spawned)."""
+    import hashlib
+
+    from frgd.diffusion.training.train import Trainer
+
+    cfg = _tiny_cfg(steps=None, time_budget_min=1.0, checkpoint_every=0)
+    trainer = Trainer(load_config(cfg), run_dir)
+    i = trainer.accelerator.process_index
+    trainer.clock = lambda: (10.0 + i) * trainer.step  # the processes' clocks run at different rates
+    res = trainer.run()
+    h = hashlib.sha256()
+    for k, v in sorted(trainer.unwrapped.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().cpu().numpy().tobytes())
+    with open(f"{out_dir}/proc{i}.json", "w") as f:
+        json.dump({"n": trainer.accelerator.num_processes, "step": res.step, "sha": h.hexdigest()}, f)
+
+
+def test_several_processes_agree_on_the_clock(tmp_path):
+    """Two processes (accelerate, CPU) whose clocks disagree: a time-budgeted run ends both at the same step with the
+    same weights, because each step's LR and the stop come from the main process's clock (10 s per step: 6 steps in
+    the minute)."""
+    from accelerate.utils import PrepareForLaunch, patch_environment
+    from torch.multiprocessing import start_processes
+
+    # accelerate's debug_launcher, but spawned: a fork of this many-threaded test process can deadlock in the child
+    with patch_environment(
+        world_size=2,
+        master_addr="127.0.0.1",
+        master_port="29500",  # not used: the processes meet through the file store below
+        accelerate_mixed_precision="no",
+        accelerate_debug_rdv_file=str(tmp_path / "rendezvous"),
+        accelerate_use_cpu="yes",
+        gloo_socket_ifname="lo",
+    ):
+        launcher = PrepareForLaunch(_two_process_run, debug=True)
+        start_processes(launcher, args=(str(tmp_path / "run"), str(tmp_path)), nprocs=2, start_method="spawn")
+    procs = [json.loads((tmp_path / f"proc{i}.json").read_text()) for i in (0, 1)]
+    assert [p["n"] for p in procs] == [2, 2]
+    assert procs[0]["step"] == procs[1]["step"] == 6
+    assert procs[0]["sha"] == procs[1]["sha"]
+    assert (tmp_path / "run" / "model" / "config.json").is_file()

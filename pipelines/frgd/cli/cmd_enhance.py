@@ -301,9 +301,9 @@ def register(root: argparse._SubParsersAction, groups: dict[str, argparse._SubPa
     src.add_argument("--model", metavar="DIR", help="time a trained FRGD model folder")
     src.add_argument(
         "--config",
-        choices=("round", "proposed", "tiny"),
+        choices=("round", "tiny"),
         default=None,
-        help="random-weight model: round (round_frgd128.json, ~8 M params, the default), proposed (H100 preset), tiny",
+        help="random-weight model: round (round_frgd128.json, ~8 M params, the default), tiny",
     )
     b.add_argument("--samples", type=int, default=4, metavar="N", help="batch size of the second run (default 4)")
     _add_sampler_flags(b)

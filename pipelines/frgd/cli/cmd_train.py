@@ -1,11 +1,12 @@
 """``frgd train``: train models from a JSON config.
 
 ``frgd train [--kind frgd] --config FILE [--data DIR] [--embeddings NPZ] [--output DIR] [--resume] [--max-steps N]
-[--set section.key=VALUE ...]``
+[--time-budget-min M] [--init-from MODEL] [--set section.key=VALUE ...]``
 
 ``--kind`` selects the trainer from :data:`TRAIN_KINDS` (``frgd``, the default: the FRGD diffusion model,
 :mod:`frgd.diffusion.training.train`); another trainer is added as one entry there. ``--config`` accepts a path or the
-name of a shipped preset (``train_cpu_smoke``, ``train_frgd128_h100`` in ``frgd_resources/presets``).
+name of a shipped preset (``train_frgd128``: continue the shipped FRGD-128 with the rounds' recipe;
+``train_cpu_smoke``; in ``frgd_resources/presets``). Several GPUs: ``accelerate launch -m frgd.cli.main train ...``.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,10 +29,12 @@ def _train_frgd(args: argparse.Namespace, cfg: dict[str, Any]) -> dict[str, Any]
     from ..diffusion.training.train import train
 
     bar = None
-    if not args.json:
+    if not args.json and int(os.environ.get("LOCAL_RANK", "0")) == 0:  # one bar per machine under accelerate launch
         from tqdm import tqdm
 
-        bar = tqdm(total=args.max_steps or cfg["train"]["steps"], desc="frgd train", unit="step", dynamic_ncols=True)
+        budget = cfg["train"]["time_budget_min"]
+        total, unit = (budget * 60, "s") if budget else (args.max_steps or cfg["train"]["steps"], "step")
+        bar = tqdm(total=total, desc="frgd train", unit=unit, dynamic_ncols=True)
 
     def progress(done: int, total: int, message: str) -> None:
         if bar is not None:
@@ -66,9 +70,11 @@ def register(root: argparse._SubParsersAction, groups: dict[str, argparse._SubPa
         "train",
         help="train a model from a JSON config (default kind: the FRGD diffusion model)",
         description=(
-            "Train from a JSON config (a path, or a shipped preset name: train_cpu_smoke, train_frgd128_h100). "
-            "Writes config.json, train_log.jsonl (loss, lr, img/s), samples/*.png, checkpoints/ and the final "
-            "model/ folder under --output. --resume continues exactly from the latest checkpoint."
+            "Train from a JSON config (a path, or a shipped preset name: train_frgd128 continues the shipped "
+            "FRGD-128 with the training rounds' recipe; train_cpu_smoke). Writes config.json, train_log.jsonl "
+            "(loss, lr, img/s), samples/*.png, checkpoints/ and the final model/ folder under --output. --resume "
+            "continues exactly from the latest checkpoint. Several GPUs: accelerate launch -m frgd.cli.main train "
+            "... (the same arguments)."
         ),
     )
     p.add_argument("--kind", default="frgd", choices=sorted(TRAIN_KINDS), help="what to train (default frgd)")
@@ -79,9 +85,17 @@ def register(root: argparse._SubParsersAction, groups: dict[str, argparse._SubPa
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --output")
     p.add_argument("--max-steps", type=int, metavar="N", help="stop after step N (the LR schedule keeps its length)")
     p.add_argument(
+        "--time-budget-min",
+        type=float,
+        metavar="M",
+        help="train for M minutes, the LR a function of the time (warm-up, cosine to its end); overrides "
+        "train.time_budget_min",
+    )
+    p.add_argument(
         "--init-from",
         metavar="MODEL_DIR",
-        help="start from the weights of a model folder (e.g. the shipped frgd-128) with a fresh optimizer",
+        help="start from the weights of a model folder or a model name (frgd-128: the installed one) with a fresh "
+        "optimizer",
     )
     p.add_argument("--device", metavar="DEV", help="auto|cpu|cuda|mps (overrides train.device)")
     p.add_argument(
@@ -116,26 +130,31 @@ def apply_overrides(cfg: dict[str, Any], sets: list[str]) -> dict[str, Any]:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from ..diffusion.training.train import load_config
+    from ..diffusion.training.train import load_config, read_config
 
     if args.max_steps is not None and args.max_steps < 1:
         raise InputError("--max-steps must be at least 1")
-    raw = load_config(args.config)  # resolves preset names, validates
+    raw = read_config(args.config)  # resolves preset names; validated once the flags are in (load_config below)
+    data, tr = raw.setdefault("data", {}), raw.setdefault("train", {})
+    if not isinstance(data, dict) or not isinstance(tr, dict):
+        raise InputError(f"{args.config}: the data and train sections must be objects")
     if args.data:
         if not Path(args.data).is_dir():
             raise InputError(f"--data folder not found: {args.data}")
-        raw["data"]["root"] = args.data
-        raw["data"]["synthetic"] = False
+        data["root"] = args.data
+        data["synthetic"] = False
     if args.embeddings:
         if not Path(args.embeddings).is_file():
             raise InputError(f"--embeddings file not found: {args.embeddings}")
-        raw["data"]["embeddings"] = args.embeddings
+        data["embeddings"] = args.embeddings
     if args.device:
-        raw["train"]["device"] = args.device
+        tr["device"] = args.device
     if args.init_from:
         from ..weights import resolve_model_dir
 
-        raw["train"]["init_from"] = str(resolve_model_dir(args.init_from))
+        tr["init_from"] = str(resolve_model_dir(args.init_from))
+    if args.time_budget_min is not None:
+        tr["time_budget_min"] = args.time_budget_min
     cfg = load_config(apply_overrides(raw, args.set))
     out = TRAIN_KINDS[args.kind](args, cfg)
     text = (

@@ -118,11 +118,12 @@ def save_model_dir(
 
 def missing_model_message(path: str | Path) -> str:
     """The actionable "no FRGD model in ``path``" text: the files expected and the real commands that make or
-    install one (the shipped ``train_frgd128_h100`` preset, ``frgd weights import``)."""
+    install one (``frgd train`` from scratch with the shipped architecture's preset, ``frgd weights import``)."""
     return (
         f"FRGD model weights not found: expected {Path(path)}/config.json and {WEIGHTS_FILE}; install a model folder "
         "with `frgd weights import DIR --name frgd-128`, or train one with "
-        "`frgd train --config train_frgd128_h100 --data FACES_DIR --output runs/frgd128` and import RUN/model"
+        "`frgd train --config round_frgd128 --data FACES_DIR --time-budget-min 600 --output runs/frgd128` and import "
+        "RUN/model"
     )
 
 

@@ -55,7 +55,6 @@ logger = logging.getLogger(__name__)
 
 REPEAT_SEED_STRIDE = 100_000
 """Repeat ``r`` of pair ``k`` samples with seed ``seed + k + r * REPEAT_SEED_STRIDE`` (repeat 0: a single run's)."""
-PROPOSED_PRESET = "train_frgd128_h100.json"
 ROUND_PRESET = "round_frgd128.json"
 
 
@@ -393,13 +392,14 @@ def bar_status(rows: list[dict[str, Any]]) -> dict[str, bool | None]:
 
 
 # ----------------------------------------------------------------------------------------------------------- bench
-BENCH_CONFIGS = {"round": ROUND_PRESET, "proposed": PROPOSED_PRESET, "tiny": None}
-"""``frgd bench enhance --config``: the round-sized model (the default, the model that ships), the larger proposed
-H100 preset, or the tiny test config."""
+BENCH_CONFIGS = {"round": ROUND_PRESET, "tiny": None}
+"""``frgd bench enhance --config``: the round-sized model (the default, the model that ships) or the tiny test
+config."""
 
 
-def proposed_model_config(preset: str = PROPOSED_PRESET) -> tuple[dict[str, Any], str]:
-    """The ``model`` section of a training preset (default ``train_frgd128_h100.json``) and where it was found."""
+def preset_model_config(preset: str = ROUND_PRESET) -> tuple[dict[str, Any], str]:
+    """The ``model`` section of a preset (default ``round_frgd128.json``, the shipped model's) and where it was
+    found."""
     candidates = []
     try:
         from frgd_resources import resource_path
@@ -436,7 +436,7 @@ def build_bench_pipeline(
     if BENCH_CONFIGS[config] is None:
         cfg, desc = tiny_config(sample_size=128), "tiny config, random weights (timing only)"
     else:
-        cfg, src = proposed_model_config(BENCH_CONFIGS[config])
+        cfg, src = preset_model_config(BENCH_CONFIGS[config])
         desc = f"{config} config from {src}, random weights (timing only)"
     known = set(FRGDUNet.extract_init_dict(cfg)[0]) if hasattr(FRGDUNet, "extract_init_dict") else set(cfg)
     cfg = {k: (tuple(v) if isinstance(v, list) else v) for k, v in cfg.items() if k in known}
@@ -576,7 +576,7 @@ __all__ = [
     "grid_image",
     "face_metrics",
     "upscale_faces",
-    "proposed_model_config",
+    "preset_model_config",
     "select_pairs",
 ]
 

@@ -60,9 +60,11 @@ import torch
 from ...errors import InputError
 from ...io import file_sha256
 from ..model import WEIGHTS_FILE
+from . import recipe as R
 from .compile_cache import COMPILE_CACHE_FILE, cold_compile, load_compile_cache, save_compile_cache, slim_kernel_bundles
 from .fusion import FusionConfig, fusion_loss_weights
 from .gpu_batch import FaceTensors, GPUBatchMaker, GPUDegradation
+from .recipe import lr_at
 
 logger = logging.getLogger(__name__)
 
@@ -82,14 +84,14 @@ ROUND_DEFAULTS: dict[str, Any] = {
     "compile_cache_save_s": 60.0,  # ... only with this much time left (0: always; round 6 took 46 s)
     "bf16": "auto",
     "channels_last": "auto",
-    "lr": 3e-4,
-    "lr_min_ratio": 0.05,
-    "warmup_s": 20.0,
-    "resume_warmup_s": 8.0,
-    "weight_decay": 0.0,
-    "grad_clip": 1.0,
-    "ema_decay": 0.999,
-    "min_snr_gamma": 5.0,
+    "lr": R.LR,  # the recipe's numbers: one source with frgd train (.recipe)
+    "lr_min_ratio": R.LR_MIN_RATIO,
+    "warmup_s": R.WARMUP_S,
+    "resume_warmup_s": R.RESUME_WARMUP_S,
+    "weight_decay": R.WEIGHT_DECAY,
+    "grad_clip": R.GRAD_CLIP,
+    "ema_decay": R.EMA_DECAY,
+    "min_snr_gamma": R.MIN_SNR_GAMMA,
     "reserve_s": 60.0,
     "export_every_s": 120.0,
     "log_every_s": 10.0,
@@ -126,18 +128,6 @@ def round_config(preset: str | Path | dict[str, Any], overrides: dict[str, Any] 
     GPUDegradation.from_dict(rnd["degradation"])
     FusionConfig.from_dict(rnd["fusion"])
     return cfg
-
-
-def lr_at(elapsed_s: float, total_s: float, warmup_s: float, peak: float, min_ratio: float) -> float:
-    """Learning rate after ``elapsed_s`` of a ``total_s`` budget: linear warm-up from 0 over ``warmup_s``, then a
-    cosine from ``peak`` to ``min_ratio * peak`` reached exactly at ``total_s`` (held after it)."""
-    if total_s <= 0:
-        return peak * min_ratio
-    warmup_s = min(max(warmup_s, 0.0), 0.5 * total_s)
-    if elapsed_s < warmup_s:
-        return peak * max(elapsed_s, 0.0) / warmup_s
-    frac = min(1.0, (elapsed_s - warmup_s) / max(total_s - warmup_s, 1e-9))
-    return peak * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * frac)))
 
 
 def default_init_dir() -> Path:

@@ -21,8 +21,20 @@ Run folder (``--output``)::
                             torch RNG), state.json (step, EMA counters, numpy/python RNG states, data position)
     model/                  the final model directory (EMA weights; see frgd.diffusion.model)
 
-``train.max_minutes`` stops early (checkpoint + export) when the wall-clock budget is spent; the LR schedule keeps
-its length, so size ``train.steps`` to the budget (measure img/s with ``--max-steps 200`` first).
+**A time budget** (``train.time_budget_min``, ``--time-budget-min``): train for that many minutes of wall-clock time
+with the learning rate a function of the time, as the GPU rounds do (:mod:`.recipe`): a linear warm-up over
+``optim.warmup_steps`` steps, then a cosine from ``optim.lr`` to ``optim.lr_min_ratio`` of it reached exactly when the
+budget ends, so the run ends at a low LR whatever the GPU's speed. ``train.steps`` is then a cap (``null``: none).
+With several processes every one of them uses the main process's clock (broadcast each step), so they set the same
+LR and stop at the same step. The budget counts training time across ``--resume`` (``state.json``: ``elapsed_s``).
+``train.max_minutes`` is a safety stop only: it stops early (checkpoint + export) but a step-count schedule keeps its
+length, so a run stopped by it ends with a high LR.
+
+**Continuing a model** (``train.init_from``, ``--init-from``: a model folder, or a model name such as ``frgd-128``,
+the installed one): its EMA weights with a fresh optimizer. With ``"model": {"from": "init"}`` the model and the
+noise schedule are read from that folder, so the run continues it whatever its architecture; the ``train_frgd128``
+preset does that for the shipped FRGD-128 with the rounds' recipe (the defaults here are :mod:`.recipe`'s numbers:
+LR, min-SNR 5, EMA 0.999, gradient clip; the same degradations, extreme inputs included, and fusion masks).
 
 Resume (``resume=True``) restores the latest checkpoint exactly: model, EMA, optimizer, LR scheduler, step, the
 torch/numpy/python RNG states, the noise generator and the data position (the sampler restarts at the same batch), so
@@ -32,6 +44,7 @@ an interrupted run ends with the same weights as an uninterrupted one (tested).
 from __future__ import annotations
 
 import copy
+import inspect
 import json
 import logging
 import math
@@ -56,6 +69,7 @@ from ...archs.frgd_unet_arch import (
 from ...errors import InputError
 from ...jobs import CancelToken, ProgressFn, check_cancel, report
 from ..model import IdentityInfo, build_cond, make_train_scheduler, save_model_dir
+from . import recipe as R
 from .data import Embeddings, EpochSampler, FacesDataConfig, FacesDataset, SyntheticFaces, collate
 from .fusion import FusionConfig, fusion_loss_weights
 
@@ -80,24 +94,25 @@ DEFAULTS: dict[str, Any] = {
     },
     "fusion": {},
     "identity": {"backend": "dlib"},
-    "optim": {
-        "lr": 2e-4,
+    "optim": {  # the rounds' recipe (.recipe): one source
+        "lr": R.LR,
         "betas": [0.9, 0.999],
-        "weight_decay": 0.0,
+        "weight_decay": R.WEIGHT_DECAY,
         "eps": 1e-8,
         "warmup_steps": 100,
-        "lr_schedule": "cosine",
-        "grad_clip": 1.0,
+        "lr_schedule": "cosine",  # by step count; with train.time_budget_min by wall-clock time (module docstring)
+        "lr_min_ratio": R.LR_MIN_RATIO,  # the end of a time budget's cosine
+        "grad_clip": R.GRAD_CLIP,
     },
-    "ema": {"decay": 0.999, "use_warmup": True, "inv_gamma": 1.0, "power": 0.75, "update_after_step": 0},
+    "ema": {"decay": R.EMA_DECAY, "use_warmup": True, "inv_gamma": 1.0, "power": 0.75, "update_after_step": 0},
     "train": {
-        "steps": 1000,
+        "steps": None,  # a run ends at train.steps or at time_budget_min, whichever comes first (at least one)
         "batch_size": 16,
         "seed": 0,
         "mixed_precision": "auto",
         "device": "auto",
         "num_threads": None,
-        "min_snr_gamma": None,
+        "min_snr_gamma": R.MIN_SNR_GAMMA,
         "log_every": 10,
         "checkpoint_every": 500,
         "keep_checkpoints": 2,
@@ -105,7 +120,8 @@ DEFAULTS: dict[str, Any] = {
         "sample_count": 4,
         "sample_steps": 25,
         "max_minutes": None,
-        "init_from": None,
+        "time_budget_min": None,  # train for this many minutes, the LR a function of the time (module docstring)
+        "init_from": None,  # a model folder or a model name (frgd-128: the installed one)
         "identity_standardise": True,  # standardise the identity input with the training embeddings (FRGDUNet)
         "export_dtype": "fp32",
     },
@@ -159,10 +175,22 @@ def load_config(path_or_dict: str | Path | dict[str, Any]) -> dict[str, Any]:
     cfg["fusion"] = {k: getattr(fusion, k) for k in fusion.__dataclass_fields__}
     if cfg["train"]["export_dtype"] not in ("fp32", "fp16"):
         raise InputError(f"train.export_dtype must be fp32 or fp16, got {cfg['train']['export_dtype']!r}")
+    tcfg = cfg["train"]
+    budget = tcfg["time_budget_min"]
+    if budget is not None and (isinstance(budget, bool) or not isinstance(budget, (int, float)) or not budget > 0):
+        raise InputError(f"train.time_budget_min must be a positive number of minutes, got {budget!r}")
     for key in ("batch_size", "steps"):
-        v = cfg["train"][key]
+        v = tcfg[key]
+        if key == "steps" and v is None:
+            continue  # the time budget ends the run (a run needs one of them: Trainer)
         if not isinstance(v, int) or isinstance(v, bool) or v < 1:
             raise InputError(f"train.{key} must be a positive integer, got {v!r}")
+    model = cfg["model"]
+    if isinstance(model, dict) and model.get("from") is not None:
+        if model != {"from": "init"}:
+            raise InputError(f'model: "from" takes only "init" and no other key, got {model!r}')
+        if not tcfg["init_from"]:
+            raise InputError('model {"from": "init"} needs train.init_from (--init-from): the model to continue')
     return cfg
 
 
@@ -171,8 +199,6 @@ def architecture(model_config: dict[str, Any]) -> dict[str, Any]:
     every constructor argument, defaults filled in, except the training-only ``identity_dropout`` and the identity
     input's statistics (``identity_center``, ``identity_scale``: data, not shapes;
     :func:`init_weights` carries them)."""
-    import inspect
-
     params = inspect.signature(FRGDUNet.__init__).parameters
     full = {k: v.default for k, v in params.items() if k != "self"}
     full.update({k: v for k, v in dict(model_config).items() if k in full})
@@ -216,6 +242,44 @@ def prepare_identity_input(model, train_emb: np.ndarray | None, enabled: bool, t
         how = "set on the fresh model"
     logger.info("identity input standardised (%s; scale %.4f from %d embeddings)", how, scale, len(train_emb))
     return {"standardised": True, "how": how, "scale": scale, "embeddings": int(len(train_emb))}
+
+
+SCHEDULER_KEYS = (
+    "num_train_timesteps",
+    "beta_schedule",
+    "beta_start",
+    "beta_end",
+    "clip_sample",
+    "rescale_betas_zero_snr",
+)
+"""The noise-scheduler settings a model folder's ``scheduler_config.json`` gives a run that continues it."""
+
+
+def resolve_init(cfg: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a merged config with ``train.init_from`` resolved to a folder (a path, or a model name of
+    :func:`frgd.weights.resolve_model_dir`, e.g. ``frgd-128``: the installed model) and, for ``"model": {"from":
+    "init"}``, the model and scheduler sections read from that folder (its architecture, prediction type and identity
+    dropout; its noise schedule): the run continues that model whatever its architecture."""
+    cfg = copy.deepcopy(cfg)
+    init = cfg["train"]["init_from"]
+    if not init:
+        return cfg
+    from ...weights import resolve_model_dir
+
+    path = resolve_model_dir(init)
+    cfg["train"]["init_from"] = str(path)
+    if cfg["model"] == {"from": "init"}:
+        try:
+            model_cfg = json.loads((path / "config.json").read_text())
+            sched_cfg = json.loads((path / "scheduler" / "scheduler_config.json").read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise InputError(f"{path}: not a readable FRGD model folder ({err})") from None
+        arch = architecture(model_cfg)
+        default_dropout = inspect.signature(FRGDUNet.__init__).parameters["identity_dropout"].default
+        arch["identity_dropout"] = float(model_cfg.get("identity_dropout", default_dropout))
+        cfg["model"] = arch
+        cfg["scheduler"] = {k: sched_cfg[k] for k in SCHEDULER_KEYS if k in sched_cfg}
+    return cfg
 
 
 def build_model(cfg: dict[str, Any]) -> FRGDUNet:
@@ -363,6 +427,11 @@ class Trainer:
 
         from ...devices import resolve_device
 
+        if cfg["train"]["steps"] is None and not cfg["train"]["time_budget_min"]:
+            raise InputError(
+                "a run needs an end: train.steps, or a time budget (train.time_budget_min, --time-budget-min)"
+            )
+        cfg = resolve_init(cfg)
         self.cfg = cfg
         self.run_dir = Path(run_dir)
         tcfg = cfg["train"]
@@ -393,9 +462,20 @@ class Trainer:
         optimizer = torch.optim.AdamW(
             model.parameters(), lr=o["lr"], betas=tuple(o["betas"]), weight_decay=o["weight_decay"], eps=o["eps"]
         )
-        self.lr_scheduler = get_scheduler(
-            o["lr_schedule"], optimizer, num_warmup_steps=int(o["warmup_steps"]), num_training_steps=int(tcfg["steps"])
-        )
+        budget = tcfg["time_budget_min"]
+        self.time_budget_s = float(budget) * 60 if budget else None
+        self.clock = time.perf_counter  # the time budget's clock (seconds; tests replace it)
+        self.elapsed_before = 0.0  # training seconds of the run before this process started (a resumed run)
+        self._lr_factor = 1.0  # the time schedule's share of the peak LR for the coming step
+        if self.time_budget_s:  # the LR follows the clock (set before every step: _set_time_lr)
+            self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _step: self._lr_factor)
+        else:
+            self.lr_scheduler = get_scheduler(
+                o["lr_schedule"],
+                optimizer,
+                num_warmup_steps=int(o["warmup_steps"]),
+                num_training_steps=int(tcfg["steps"]),
+            )
         e = cfg["ema"]
         self.ema = EMAModel(
             [p.detach().clone() for p in model.parameters()],
@@ -412,6 +492,7 @@ class Trainer:
         self.gen = torch.Generator(device=acc.device)
         self.gen.manual_seed(self.seed * 1000 + acc.process_index + 1)
         self.step = 0
+        self._t_run = self.clock()
         self._encoder = None
         self._preview: dict[str, Any] | None = None
         self._preview_no_encoder = False
@@ -460,6 +541,32 @@ class Trainer:
             persistent_workers=nw > 0,
             prefetch_factor=4 if nw > 0 else None,
         )
+
+    # -------------------------------------------------------------- the time budget
+    def training_elapsed(self) -> float:
+        """Training seconds of the run so far (a resumed run's earlier ones included), the same number on every
+        process: the main process's clock, broadcast (so all of them set the same LR and stop at the same step)."""
+        t = self.elapsed_before + (self.clock() - self._t_run)
+        acc = self.accelerator
+        if acc.num_processes > 1:
+            from accelerate.utils import broadcast
+
+            t = float(broadcast(torch.tensor([t], dtype=torch.float64, device=acc.device), from_process=0).item())
+        return t
+
+    def time_lr_factor(self, elapsed_s: float) -> float:
+        """Share of the peak LR for the coming step at ``elapsed_s`` of the time budget: a linear warm-up over
+        ``optim.warmup_steps`` steps (by steps: a GPU's first steps are slow) times the cosine from 1 to
+        ``optim.lr_min_ratio`` reached exactly at the end of the budget (:func:`.recipe.cosine_factor`)."""
+        assert self.time_budget_s
+        warm = int(self.cfg["optim"]["warmup_steps"])
+        w = min(1.0, (self.step + 1) / warm) if warm > 0 else 1.0
+        return w * R.cosine_factor(elapsed_s / self.time_budget_s, float(self.cfg["optim"]["lr_min_ratio"]))
+
+    def _set_time_lr(self, elapsed_s: float) -> None:
+        self._lr_factor = self.time_lr_factor(elapsed_s)
+        for g in self.optimizer.param_groups:
+            g["lr"] = g["initial_lr"] * self._lr_factor
 
     # -------------------------------------------------------------- one step
     def train_step(self, batch: dict[str, Any]) -> float:
@@ -526,6 +633,7 @@ class Trainer:
                 "numpy_rng": _np_state_to_json(np.random.get_state()),
                 "python_rng": _py_state_to_json(random.getstate()),
                 "num_processes": acc.num_processes,
+                "elapsed_s": self.elapsed_before + (self.clock() - self._t_run),  # the time budget's clock
             }
             (tmp / "state.json").write_text(json.dumps(state, indent=1) + "\n")
         acc.wait_for_everyone()
@@ -573,7 +681,8 @@ class Trainer:
         if "torch_cuda" in rng and torch.cuda.is_available():
             torch.cuda.set_rng_state(rng["torch_cuda"], acc.device)
         self.step = int(state["step"])
-        logger.info("resumed from %s (step %d)", ckpt, self.step)
+        self.elapsed_before = float(state.get("elapsed_s", 0.0))
+        logger.info("resumed from %s (step %d, %.0f s trained)", ckpt, self.step, self.elapsed_before)
 
     # -------------------------------------------------------------- samples
     def _preview_items(self) -> dict[str, Any] | None:
@@ -674,8 +783,9 @@ class Trainer:
         if acc.is_main_process:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             (self.run_dir / "config.json").write_text(json.dumps(self.cfg, indent=2) + "\n")
-        total = int(tcfg["steps"])
+        total = math.inf if tcfg["steps"] is None else int(tcfg["steps"])  # None: the time budget alone
         stop = min(total, int(max_steps)) if max_steps else total
+        budget_s = self.time_budget_s
         log_every = max(1, int(tcfg["log_every"]))
         ckpt_every = int(tcfg["checkpoint_every"])
         sample_every = int(tcfg["sample_every"])
@@ -685,9 +795,10 @@ class Trainer:
         first_loss = last_loss = ips = None
         losses: list[float] = []
         t_run = time.perf_counter()
+        self._t_run = self.clock()
         t_log, n_log = time.perf_counter(), 0
         logger.info(
-            "training %s: %d params, %d faces, batch %d x %d processes, %s, steps %d -> %d",
+            "training %s: %d params, %d faces, batch %d x %d processes, %s, steps %d -> %s%s",
             self.cfg["name"],
             sum(p.numel() for p in self.unwrapped.parameters()),
             len(self.dataset),
@@ -696,13 +807,20 @@ class Trainer:
             acc.device,
             self.step,
             stop,
+            f", {budget_s / 60:g} min by the clock" if budget_s else "",
         )
-        if self.step < stop:
+        if self.step < stop and not (budget_s and self.training_elapsed() >= budget_s):
             for batch in self.loader():
                 if cancel is not None and cancel.cancelled:
                     if self.step > (resumed_from or 0):
                         self.save_checkpoint()  # resumable with --resume
                     check_cancel(cancel)
+                if budget_s:
+                    elapsed = self.training_elapsed()
+                    if elapsed >= budget_s:
+                        logger.info("time budget of %g min spent at step %d", budget_s / 60, self.step)
+                        break
+                    self._set_time_lr(elapsed)
                 loss = self.train_step(batch)
                 if not math.isfinite(loss):
                     raise FloatingPointError(f"loss is {loss} at step {self.step}")
@@ -727,7 +845,11 @@ class Trainer:
                             f.write(json.dumps(row) + "\n")
                     logger.info("step %d loss %.4f %.1f img/s", self.step, last_loss, ips or 0.0)
                     losses, t_log, n_log = [], time.perf_counter(), 0
-                report(progress, self.step, stop, f"loss {loss:.4f}")
+                if budget_s:  # progress in seconds of the budget
+                    done_s = min(int(elapsed), int(budget_s))
+                    report(progress, done_s, int(budget_s), f"step {self.step} loss {loss:.4f}")
+                else:
+                    report(progress, self.step, stop, f"loss {loss:.4f}")
                 t_extra = time.perf_counter()
                 if ckpt_every and self.step % ckpt_every == 0 and self.step < stop:
                     self.save_checkpoint()
