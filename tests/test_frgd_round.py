@@ -549,6 +549,67 @@ def test_gpu_round_script_runs_on_cpu(pack_dir, tmp_path):
     assert "diffusers.zip" in zpath
 
 
+def test_a_detached_round_outlives_its_first_command(pack_dir, tmp_path):
+    """``ROUND_DETACH``: the round runs on in its own process session after the first command returns with a snapshot
+    (status ``partial``); ``ROUND_ATTACH`` brings its deadline forward to the second command's, waits, and returns the
+    finished round; the fallbacks exit 3 (no detached round) and 4 (it was killed with the first command)."""
+    from frgd.cli.cmd_round import trim_diffusers
+
+    carry = tmp_path / "carry"
+    trim_diffusers(carry / "diffusers.zip")
+    os.symlink(pack_dir, carry / "pack")
+    preset = tmp_path / "tiny.json"
+    rnd = {**TINY_ROUND["round"], "val_count": 1, "val_scales": [8], "reserve_s": 8, "val_identity_use": False}
+    preset.write_text(json.dumps({**TINY_ROUND, "round": rnd}))
+    block = tmp_path / "block"
+    block.mkdir()
+    (block / "sitecustomize.py").write_text(BLOCKER.format(blocked=set(GPU_MACHINE_LACKS)))
+    bg, keep = tmp_path / "bg", tmp_path / "keep"
+    env = {**os.environ, "PYTHON": sys.executable, "ROUND_CARRY": os.path.relpath(carry, REPO), "ROUND_BG": str(bg),
+           "PYTHONPATH": str(block), "ROUND_KEEP": str(keep),
+           "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "inductor")}  # fmt: skip
+    for var in ("FRGD_CACHE_DIR", "FRGD_CONFIG_DIR"):
+        env.pop(var, None)
+    script = ["bash", str(REPO / "scripts" / "gpu_round.sh"), "--preset", str(preset), "--init", str(tmp_path / "no")]
+    first = subprocess.run(
+        script,
+        env={**env, "OUT": str(tmp_path / "out1"), "ROUND_DETACH": "1", "ROUND_DEADLINE_S": "90", "ROUND_CALL_S": "22",
+             "ROUND_SNAPSHOT_WAIT_S": "6"},
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
+    assert "the round goes on" in first.stdout
+    pid = int((bg / "pid").read_text())
+    os.kill(pid, 0)  # still running after the command returned
+    snap = json.loads((tmp_path / "out1" / "round.json").read_text())
+    assert snap["status"] == "partial" and snap["steps"] >= 1
+    assert (tmp_path / "out1" / "model" / "config.json").is_file()
+    assert (tmp_path / "out1" / "round.log").is_file() and (keep / "config.json").is_file()  # ROUND_CONTINUE's start
+    second = subprocess.run(
+        script,
+        env={**env, "OUT": str(tmp_path / "out2"), "ROUND_ATTACH": "1", "ROUND_DEADLINE_S": "12",
+             "ROUND_ATTACH_GRACE_S": "60"},
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert second.returncode == 0, second.stdout[-2000:] + second.stderr[-2000:]
+    done = json.loads((tmp_path / "out2" / "round.json").read_text())
+    assert done["status"] == "complete" and done["round"] == snap["round"] and done["steps"] > snap["steps"]
+    (change,) = done["deadline_changes"]  # brought forward from 90 s to the second command's end
+    assert change["from_s"] == 90 and 22 < change["to_s"] < 90 and abs(done["deadline_s"] - change["to_s"]) < 0.1
+    assert done["elapsed_s"] < 90 and json.loads((keep / "round.json").read_text())["steps"] == done["steps"]
+    gone = subprocess.run(
+        script, env={**env, "OUT": str(tmp_path / "out3"), "ROUND_ATTACH": "1", "ROUND_BG": str(tmp_path / "fresh")},
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert gone.returncode == 3 and "ROUND_ATTACH" in gone.stderr
+    (bg / "rc").unlink()  # as if the round had been killed with its first command: its pid is gone, no exit code
+    killed = subprocess.run(
+        script, env={**env, "OUT": str(tmp_path / "out4"), "ROUND_ATTACH": "1"}, capture_output=True, text=True,
+        timeout=60,
+    )  # fmt: skip
+    assert killed.returncode == 4 and "ROUND_CONTINUE" in killed.stderr
+
+
 def test_gpu_degradation_ranges_are_the_cpu_pipelines():
     from dataclasses import fields
 

@@ -25,6 +25,11 @@
    with the reference embedding), a sample grid, and ``round.json`` (round number, parent weights, images seen this
    round and in total, steps, img/s, MFU, data share, loss curve, validation).
 
+**Detached** (``scripts/gpu_round.sh`` with ``ROUND_DETACH`` / ``ROUND_ATTACH``): one round outlives the command that
+started it; the commands talk to it through files in ``OUT``: :data:`SNAPSHOT_REQUEST` (the weights of the moment in
+``OUT/snapshot/``) and :data:`DEADLINE_FILE` (an earlier deadline: the LR's cosine then ends there), both served
+between training steps.
+
 Everything it writes goes to ``OUT`` (at most 8 files: the model folder's 4, ``round.json``, ``round.log`` from the
 shell script, the grid, and ``compile_cache.bin``). ``frgd round land OUT`` installs the weights as the default
 ``frgd-128`` model. A command that ended before its check (``round.json`` not ``"complete"``) is validated here
@@ -71,6 +76,14 @@ logger = logging.getLogger(__name__)
 ROUND_FILE = "round.json"
 MODEL_SUBDIR = "model"
 GRID_FILE = "val_grid_x8.png"
+SNAPSHOT_REQUEST = "snapshot.request"
+"""A file in ``OUT`` that asks a running round for a snapshot: the EMA weights and ``round.json`` of the moment in
+``OUT/snapshot/`` (written whole, then renamed into place; the request is removed). ``scripts/gpu_round.sh`` asks for
+one before a detached round's first command returns."""
+SNAPSHOT_DIR = "snapshot"
+DEADLINE_FILE = "deadline.json"
+"""A file in ``OUT`` (``{"deadline_epoch": E}``) that brings a running round's deadline forward to the epoch time
+``E`` (never later): the second command of a detached round knows the device time left to the minute."""
 LOG_FILE = "round.log"
 
 ROUND_DEFAULTS: dict[str, Any] = {
@@ -227,6 +240,8 @@ class RoundTrainer:
 
         # t_start: wall-clock epoch seconds when the command began (the shell script's `date +%s.%N`)
         self.t0 = time.monotonic() - (0.0 if t_start is None else max(0.0, time.time() - float(t_start)))
+        self.t0_epoch = time.time() - self.elapsed()  # the command's start as an epoch time (DEADLINE_FILE)
+        self.deadline_changes: list[dict[str, float]] = []
         self.cfg = cfg
         self.r = cfg["round"]
         self.deadline_s = float(deadline_s)
@@ -558,6 +573,51 @@ class RoundTrainer:
                 losses, t_log, n_log = [], now, self.images
             if now - self.last_export >= float(self.r["export_every_s"]):
                 self.export(status="partial")
+            self.poll_control()
+
+    def poll_control(self) -> None:
+        """Serve the control files a detached round's commands leave in ``OUT`` (:data:`SNAPSHOT_REQUEST`,
+        :data:`DEADLINE_FILE`); two ``stat`` calls per step when there are none."""
+        req = self.out / SNAPSHOT_REQUEST
+        if req.exists():
+            self.snapshot()
+            req.unlink(missing_ok=True)
+        path = self.out / DEADLINE_FILE
+        if path.exists():
+            try:
+                epoch = float(json.loads(path.read_text())["deadline_epoch"])
+            except (OSError, ValueError, KeyError, TypeError) as err:
+                logger.warning("%s ignored: %s", path, err)
+                epoch = None
+            path.unlink(missing_ok=True)
+            if epoch is not None:
+                self.bring_deadline_forward(epoch - self.t0_epoch)
+
+    def bring_deadline_forward(self, deadline_s: float) -> None:
+        """Move the deadline to ``deadline_s`` (seconds from the command's start) if that is earlier: the training
+        ends ``reserve_s`` before it, and the LR's cosine reaches its floor there (:func:`lr_at`)."""
+        if deadline_s >= self.deadline_s:
+            logger.info(
+                "deadline %.0f s kept (asked for %.0f s: only an earlier one is taken)", self.deadline_s, deadline_s
+            )
+            return
+        now = self.elapsed()
+        self.deadline_changes.append({"at_s": round(now, 1), "from_s": self.deadline_s, "to_s": round(deadline_s, 1)})
+        logger.info("deadline brought forward from %.0f s to %.0f s (now %.0f s)", self.deadline_s, deadline_s, now)
+        self.deadline_s = float(deadline_s)
+        self.train_end_s = max(now, self.deadline_s - float(self.r["reserve_s"]))
+
+    def snapshot(self) -> Path:
+        """The EMA weights and ``round.json`` of this moment (status ``"partial"``) in ``OUT/snapshot/``."""
+        dest = self.out / SNAPSHOT_DIR
+        tmp = self.out / (SNAPSHOT_DIR + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        self.export(status="partial", dest=tmp)
+        shutil.rmtree(dest, ignore_errors=True)
+        os.replace(tmp, dest)
+        logger.info("snapshot at step %d (%d images) in %s", self.step, self.images, dest)
+        return dest
 
     # ------------------------------------------------------------------------------------------------ outputs
     def ema_model(self):
@@ -568,18 +628,20 @@ class RoundTrainer:
                 q.copy_(e)
         return m
 
-    def export(self, status: str, extra: dict[str, Any] | None = None) -> Path:
-        """Write the EMA weights as an fp16 model folder and ``round.json`` into ``OUT`` (atomically replaced)."""
+    def export(self, status: str, extra: dict[str, Any] | None = None, dest: Path | None = None) -> Path:
+        """Write the EMA weights as an fp16 model folder and ``round.json`` into ``dest`` (default ``OUT``; the model
+        folder atomically replaced)."""
         from ..model import IdentityInfo, save_model_dir
 
+        dest = self.out if dest is None else Path(dest)
         m = self.ema_model().half()
-        tmp = self.out / (MODEL_SUBDIR + ".tmp")
+        tmp = dest / (MODEL_SUBDIR + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         save_model_dir(tmp, m, self.sched, IdentityInfo(backend=self.identity_backend, dim=int(m.config.identity_dim)))
-        final = self.out / MODEL_SUBDIR
+        final = dest / MODEL_SUBDIR
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
-        self.write_state(status, extra)
+        self.write_state(status, extra, dest=dest)
         self.last_export = self.elapsed()
         return final
 
@@ -588,7 +650,7 @@ class RoundTrainer:
         origin = str(self.pack.info.get("origin", ""))
         return "synthetic" if origin.startswith("synthetic") else str(self.cfg["identity"]["backend"])
 
-    def write_state(self, status: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    def write_state(self, status: str, extra: dict[str, Any] | None = None, dest: Path | None = None) -> dict[str, Any]:
         # images and steps add up only along one line of weights (a round from scratch starts a new count)
         prev_cum = self.prev.get("cumulative", {}) if self.init_record["from"] != "scratch" else {}
         train_s = (self.curve[-1]["t"] - self.curve[0]["t"]) if len(self.curve) > 1 else None
@@ -605,6 +667,8 @@ class RoundTrainer:
             "images": self.images,
             "epochs": self.images / max(len(self.data), 1),
             "elapsed_s": round(self.elapsed(), 1),
+            "deadline_s": self.deadline_s,
+            "deadline_changes": self.deadline_changes,
             "timings": {k: round(v, 2) for k, v in self.timings.items()},
             "bf16": self.bf16,
             "warmup_s": self.warmup_s,
@@ -621,9 +685,10 @@ class RoundTrainer:
         }
         state.update(getattr(self, "summary", {}))
         state.update(extra or {})
-        tmp = self.out / (ROUND_FILE + ".tmp")
+        dest = self.out if dest is None else Path(dest)
+        tmp = dest / (ROUND_FILE + ".tmp")
         tmp.write_text(json.dumps(state, indent=1, default=float) + "\n")
-        os.replace(tmp, self.out / ROUND_FILE)
+        os.replace(tmp, dest / ROUND_FILE)
         return state
 
     def run(self) -> dict[str, Any]:
