@@ -49,6 +49,14 @@ collect() {  # $1: a round's OUT -> $out (what comes back: at most 8 files)
     if [ -e "$1/$f" ]; then rm -rf "${out:?}/$f" && cp -r "$1/$f" "$out/"; fi
   done
 }
+finish_detached() {  # the detached round ended (or is abandoned): return its files, exit with its code (5: none)
+  local rc
+  rc=$(cat "$bg/rc" 2>/dev/null || echo 5)
+  collect "$bg/out"
+  tail -n 40 "$bg/out/round.log"
+  if [ "$rc" = 0 ]; then keep_weights "$out"; fi
+  exit "$rc"
+}
 
 if [ -n "${ROUND_ATTACH:-}" ]; then
   if [ ! -f "$bg/pid" ]; then
@@ -63,12 +71,12 @@ if [ -n "${ROUND_ATTACH:-}" ]; then
     exit 4
   fi
   budget="${ROUND_DEADLINE_S:-}"
+  limit=""
   if [ -n "$budget" ]; then  # the round ends by this command's deadline (its own is kept if earlier)
     "$py" -c 'import json, sys; json.dump({"deadline_epoch": float(sys.argv[1]) + float(sys.argv[2])}, sys.stdout)' \
       "$started" "$budget" > "$bg/out/deadline.json.tmp" && mv "$bg/out/deadline.json.tmp" "$bg/out/deadline.json"
+    limit=$(( ${budget%.*} + ${ROUND_ATTACH_GRACE_S:-10} ))
   fi
-  limit=""
-  if [ -n "$budget" ]; then limit=$(( ${budget%.*} + ${ROUND_ATTACH_GRACE_S:-10} )); fi
   while [ ! -f "$bg/rc" ] && alive "$pid"; do
     if [ -n "$limit" ] && [ "$SECONDS" -ge "$limit" ]; then
       echo "ROUND_ATTACH: the round is still running ${ROUND_ATTACH_GRACE_S:-10} s after this command's deadline;" \
@@ -77,21 +85,19 @@ if [ -n "${ROUND_ATTACH:-}" ]; then
     fi
     sleep 1
   done
-  rc=$(cat "$bg/rc" 2>/dev/null || echo 5)
-  collect "$bg/out"
-  tail -n 40 "$bg/out/round.log"
-  if [ "$rc" = 0 ]; then keep_weights "$out"; fi
-  exit "$rc"
+  finish_detached
 fi
 
 cache="$carry/compile_cache.bin"  # an earlier round's compiled kernels (frgd round land keeps them in the carry)
+if [ -f "$cache" ]; then
+  set -- --compile-cache "$cache" "$@"
+fi
 if [ -n "${ROUND_DETACH:-}" ]; then
   if [ -n "${ROUND_CONTINUE:-}" ]; then
     echo "ROUND_DETACH and ROUND_CONTINUE do not go together" >&2
     exit 2
   fi
   args=(--pack "$carry/pack" --out "$bg/out" --deadline-s "${ROUND_DEADLINE_S:-840}" --started-at "$started")
-  if [ -f "$cache" ]; then args+=(--compile-cache "$cache"); fi
   rm -rf "$bg" && mkdir -p "$bg/out"
   setsid=(setsid)
   if ! command -v setsid > /dev/null; then
@@ -105,11 +111,7 @@ if [ -n "${ROUND_DETACH:-}" ]; then
   wait_s="${ROUND_SNAPSHOT_WAIT_S:-15}"
   while [ ! -f "$bg/rc" ] && [ "$SECONDS" -lt $(( call_s - wait_s )) ]; do sleep 1; done
   if [ -f "$bg/rc" ]; then  # the round ended within this command (or failed): return it as a one-command round
-    rc=$(cat "$bg/rc")
-    collect "$bg/out"
-    tail -n 40 "$bg/out/round.log"
-    if [ "$rc" = 0 ]; then keep_weights "$out"; fi
-    exit "$rc"
+    finish_detached
   fi
   rm -rf "$bg/out/snapshot"
   touch "$bg/out/snapshot.request"  # served after the round's next training step
@@ -134,13 +136,8 @@ if [ -n "${ROUND_CONTINUE:-}" ]; then
   fi
   set -- --init "$keep" "$@"
 fi
-if [ -f "$cache" ]; then
-  set -- --compile-cache "$cache" "$@"
-fi
 "$py" -m frgd.cli.main -v round run --pack "$carry/pack" --out "$out" \
   --deadline-s "${ROUND_DEADLINE_S:-540}" --started-at "$started" "$@" 2>&1 | tee "$out/round.log"
 rc="${PIPESTATUS[0]}"
-if [ "$rc" = 0 ] && [ -f "$out/model/config.json" ] && [ -f "$out/round.json" ]; then
-  keep_weights "$out"
-fi
+if [ "$rc" = 0 ]; then keep_weights "$out"; fi  # it checks for the model and round.json itself
 exit "$rc"

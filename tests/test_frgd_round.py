@@ -490,26 +490,35 @@ sys.meta_path.insert(0, _NotOnTheGPUMachine())
 """
 
 
-def test_gpu_round_script_runs_on_cpu(pack_dir, tmp_path):
-    """``scripts/gpu_round.sh`` itself (the one device command), with the trimmed diffusers zip first on the path and
-    the packages the GPU machine lacks made unimportable, so a missing import fails here and not in GPU time."""
+def script_setup(pack_dir, tmp_path, **round_over) -> tuple[Path, Path, Path, dict[str, str], int]:
+    """What ``scripts/gpu_round.sh`` finds on the GPU machine, here: the carry folder (the trimmed diffusers zip and
+    the pack), a tiny preset with ``round_over``, a ``sitecustomize`` that makes the packages the machine lacks
+    unimportable, and the environment (no FRGD settings). Returns ``(carry, preset, block, env, zip_bytes)``."""
     from frgd.cli.cmd_round import trim_diffusers
 
     carry = tmp_path / "carry"
     zsize = trim_diffusers(carry / "diffusers.zip")
-    assert 0 < zsize < 4 * 2**20
     os.symlink(pack_dir, carry / "pack")
     preset = tmp_path / "tiny.json"
-    preset.write_text(json.dumps({**TINY_ROUND, "round": {**TINY_ROUND["round"], "val_count": 1, "val_scales": [8]}}))
-    out = tmp_path / "OUT"
+    preset.write_text(json.dumps({**TINY_ROUND, "round": {**TINY_ROUND["round"], **round_over}}))
     block = tmp_path / "block"
     block.mkdir()
     (block / "sitecustomize.py").write_text(BLOCKER.format(blocked=set(GPU_MACHINE_LACKS)))
-    env = {**os.environ, "OUT": str(out), "PYTHON": sys.executable, "ROUND_CARRY": os.path.relpath(carry, REPO),
-           "ROUND_DEADLINE_S": "6", "PYTHONPATH": str(block), "ROUND_KEEP": str(tmp_path / "keep"),
+    env = {**os.environ, "PYTHON": sys.executable, "ROUND_CARRY": os.path.relpath(carry, REPO),
+           "PYTHONPATH": str(block), "ROUND_KEEP": str(tmp_path / "keep"),
            "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "inductor")}  # fmt: skip
     for var in ("FRGD_CACHE_DIR", "FRGD_CONFIG_DIR"):  # the GPU machine has no such settings
         env.pop(var, None)
+    return carry, preset, block, env, zsize
+
+
+def test_gpu_round_script_runs_on_cpu(pack_dir, tmp_path):
+    """``scripts/gpu_round.sh`` itself (the one device command), with the trimmed diffusers zip first on the path and
+    the packages the GPU machine lacks made unimportable, so a missing import fails here and not in GPU time."""
+    carry, preset, block, env, zsize = script_setup(pack_dir, tmp_path, val_count=1, val_scales=[8])
+    assert 0 < zsize < 4 * 2**20
+    out = tmp_path / "OUT"
+    env.update(OUT=str(out), ROUND_DEADLINE_S="6")
     probe = "import diffusers, sys; sys.stdout.write(diffusers.__file__)"
     res = subprocess.run(
         ["bash", str(REPO / "scripts" / "gpu_round.sh"), "--preset", str(preset), "--init", str(tmp_path / "none")],
@@ -553,23 +562,11 @@ def test_a_detached_round_outlives_its_first_command(pack_dir, tmp_path):
     """``ROUND_DETACH``: the round runs on in its own process session after the first command returns with a snapshot
     (status ``partial``); ``ROUND_ATTACH`` brings its deadline forward to the second command's, waits, and returns the
     finished round; the fallbacks exit 3 (no detached round) and 4 (it was killed with the first command)."""
-    from frgd.cli.cmd_round import trim_diffusers
-
-    carry = tmp_path / "carry"
-    trim_diffusers(carry / "diffusers.zip")
-    os.symlink(pack_dir, carry / "pack")
-    preset = tmp_path / "tiny.json"
-    rnd = {**TINY_ROUND["round"], "val_count": 1, "val_scales": [8], "reserve_s": 8, "val_identity_use": False}
-    preset.write_text(json.dumps({**TINY_ROUND, "round": rnd}))
-    block = tmp_path / "block"
-    block.mkdir()
-    (block / "sitecustomize.py").write_text(BLOCKER.format(blocked=set(GPU_MACHINE_LACKS)))
-    bg, keep = tmp_path / "bg", tmp_path / "keep"
-    env = {**os.environ, "PYTHON": sys.executable, "ROUND_CARRY": os.path.relpath(carry, REPO), "ROUND_BG": str(bg),
-           "PYTHONPATH": str(block), "ROUND_KEEP": str(keep),
-           "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "inductor")}  # fmt: skip
-    for var in ("FRGD_CACHE_DIR", "FRGD_CONFIG_DIR"):
-        env.pop(var, None)
+    _, preset, _, env, _ = script_setup(
+        pack_dir, tmp_path, val_count=1, val_scales=[8], reserve_s=8, val_identity_use=False
+    )
+    bg, keep = tmp_path / "bg", Path(env["ROUND_KEEP"])
+    env["ROUND_BG"] = str(bg)
     script = ["bash", str(REPO / "scripts" / "gpu_round.sh"), "--preset", str(preset), "--init", str(tmp_path / "no")]
     first = subprocess.run(
         script,

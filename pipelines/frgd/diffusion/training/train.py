@@ -244,17 +244,6 @@ def prepare_identity_input(model, train_emb: np.ndarray | None, enabled: bool, t
     return {"standardised": True, "how": how, "scale": scale, "embeddings": int(len(train_emb))}
 
 
-SCHEDULER_KEYS = (
-    "num_train_timesteps",
-    "beta_schedule",
-    "beta_start",
-    "beta_end",
-    "clip_sample",
-    "rescale_betas_zero_snr",
-)
-"""The noise-scheduler settings a model folder's ``scheduler_config.json`` gives a run that continues it."""
-
-
 def resolve_init(cfg: dict[str, Any]) -> dict[str, Any]:
     """A copy of a merged config with ``train.init_from`` resolved to a folder (a path, or a model name of
     :func:`frgd.weights.resolve_model_dir`, e.g. ``frgd-128``: the installed model) and, for ``"model": {"from":
@@ -278,7 +267,8 @@ def resolve_init(cfg: dict[str, Any]) -> dict[str, Any]:
         default_dropout = inspect.signature(FRGDUNet.__init__).parameters["identity_dropout"].default
         arch["identity_dropout"] = float(model_cfg.get("identity_dropout", default_dropout))
         cfg["model"] = arch
-        cfg["scheduler"] = {k: sched_cfg[k] for k in SCHEDULER_KEYS if k in sched_cfg}
+        # make_train_scheduler reads the settings it knows (the prediction type comes from the model)
+        cfg["scheduler"] = {k: v for k, v in sched_cfg.items() if not k.startswith("_")}
     return cfg
 
 
