@@ -98,3 +98,20 @@ def tiny_srvgg():
         return net
 
     return make
+
+
+class KeepRestorer:
+    """A :class:`frgd.restore.Restorer` that returns every face's aligned crop unchanged (no model)."""
+
+    crop_size, method, name, device, references = 128, "keep", "keep", "cpu", ()
+
+    def progress_units(self, num_samples: int) -> int:
+        return 1
+
+    def restore(self, photo, face, request, seeds, progress=None, cancel=None):
+        from frgd.restore import FaceSample
+
+        return [FaceSample(image=face.crop.image, seed=s, method=self.method) for s in seeds]
+
+    def params(self) -> dict:
+        return {}

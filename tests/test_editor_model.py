@@ -469,3 +469,31 @@ def test_the_editor_starts_at_the_slider_default_of_the_pipelines():
     from frgd.diffusion.sampling.schedulers import DEFAULT_IDENTITY_STRENGTH
 
     assert EditorSettings().identity_strength == DEFAULT_IDENTITY_STRENGTH
+
+
+def test_detection_uses_the_score_floor_of_the_settings(model, photo_file, monkeypatch):
+    """Detect faces keeps detections at the settings' floor (FACE_MIN_SCORE by default, the CLI's); lowering it finds
+    the face the default leaves out, and the status of an empty result says so."""
+    import frgd.faces.detect as detect_mod
+    from frgd.faces.detect import DetectedFace
+    from frgd.faces.rules import FACE_MIN_SCORE
+
+    face = DetectedFace(box=np.array([60.0, 50.0, 180.0, 170.0]), score=0.9, landmarks=np.asarray(FACE_LANDMARKS))
+
+    class OneFace:
+        def detect(self, img, **kw):
+            return [face]
+
+    monkeypatch.setattr(detect_mod, "get_detector", lambda *a, **k: OneFace())
+    job = model.open_photo(photo_file, detect=False)
+    assert model.jobs.wait(30) and job.state == "done"
+    assert model.settings.get("face_min_score") == FACE_MIN_SCORE
+    job = model.detect()
+    assert model.jobs.wait(30) and job.state == "done", job.error
+    assert model.doc.faces == [] and "at least 0.95" in model.statuses[-1]
+    model.settings.set("face_min_score", 0.85)
+    job = model.detect()
+    assert model.jobs.wait(30) and job.state == "done", job.error
+    assert [f.score for f in model.doc.faces] == [0.9]
+    with pytest.raises(ValueError, match="outside"):
+        model.settings.set("face_min_score", 1.5)

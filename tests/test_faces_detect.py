@@ -12,7 +12,7 @@ import json
 import cv2
 import numpy as np
 import pytest
-from conftest import shared_path
+from conftest import KeepRestorer, shared_path
 
 from frgd.errors import InputError
 from frgd.faces.align import TEMPLATE_512, align_face, template, transform_points
@@ -363,3 +363,88 @@ def test_mtcnn_weights_are_loaded_with_weights_only(monkeypatch):
         ref = cls().state_dict()
         ours = getattr(det._mtcnn, name).state_dict()
         assert ref.keys() == ours.keys() and all(torch.equal(ref[k], ours[k]) for k in ref)
+
+
+class _FixedDetector:
+    """Stands in for MTCNN: the same detections, with the scores given, for every image."""
+
+    def __init__(self, scores):
+        self.scores = scores
+
+    def detect(self, img, **kw):
+        return [DetectedFace(box=f.box, score=s, landmarks=f.landmarks) for f, s in zip(
+            [_face(10 + 70 * i, 20, 50) for i in range(len(self.scores))], self.scores)]  # fmt: skip
+
+
+def test_the_score_floor_is_one_rule_for_listing_restoring_and_references(monkeypatch):
+    """Detections under FACE_MIN_SCORE are no faces for `detect_faces`, `frgd.restore` (photos and references) and
+    the CLI's default; `min_score` lowers it; values outside [0, 1] are refused."""
+    import frgd.faces.detect as detect_mod
+    from frgd.faces.rules import FACE_MIN_SCORE
+    from frgd.restore import detect_photo_faces, reference_crop
+
+    assert FACE_MIN_SCORE == pytest.approx(0.95)
+    monkeypatch.setattr(detect_mod, "get_detector", lambda *a, **k: _FixedDetector([0.999, 0.91, 0.96, 0.72]))
+    img = np.full((120, 300, 3), 128, np.uint8)
+    assert sorted(f.score for f in detect_faces(img)) == [0.96, 0.999]
+    assert len(detect_faces(img, min_score=0.0)) == 4
+    assert [f.score for f in detect_photo_faces(img)] == [0.999, 0.96]  # numbered left to right
+    assert [f.score for f in detect_photo_faces(img, min_score=0.9)] == [0.999, 0.91, 0.96]
+    with pytest.raises(InputError, match=r"in \[0, 1\]"):
+        detect_faces(img, min_score=1.5)
+    monkeypatch.setattr(detect_mod, "get_detector", lambda *a, **k: _FixedDetector([0.9]))
+    with pytest.raises(InputError, match="no face found in the reference photo"):
+        reference_crop(img)
+    assert reference_crop(img, min_score=0.5).shape == (128, 128, 3)
+
+
+def test_cli_min_score_default_and_range(monkeypatch, capsys):
+    """`--min-score` defaults to FACE_MIN_SCORE in every face command and is checked."""
+    import frgd.faces.detect as detect_mod
+    from frgd.cli.main import build_parser, main
+    from frgd.faces.rules import FACE_MIN_SCORE
+
+    parser = build_parser()
+    for argv in (["faces", "detect", "x.png"], ["enhance", "x.png", "-o", "y.png"], ["restore", "x.png", "-o", "y"]):
+        assert parser.parse_args(argv).min_score == FACE_MIN_SCORE, argv
+    monkeypatch.setattr(detect_mod, "get_detector", lambda *a, **k: _FixedDetector([0.999, 0.91]))
+    demo = str(resource_path("demo", "astronaut_lowres.jpg"))
+    assert main(["faces", "detect", demo, "--json"]) == 0
+    assert [f["score"] for f in json.loads(capsys.readouterr().out)["faces"]] == [0.999]
+    assert main(["faces", "detect", demo, "--json", "--min-score", "0.9"]) == 0
+    assert len(json.loads(capsys.readouterr().out)["faces"]) == 2
+    assert main(["faces", "detect", demo, "--min-score", "2"]) == 2
+    assert "[0, 1]" in capsys.readouterr().err
+
+
+def test_flowers_of_an_old_photo_are_no_faces():
+    """An old photo whose flowers MTCNN scores 0.91 and 0.89 (as faces of 18 px): only the girl's face (0.99) is a
+    face, so nothing hallucinates faces onto the flowers and the photo is not upscaled 5x for them."""
+    from frgd.restore import auto_scale, detect_photo_faces
+
+    photo = load_rgb(shared_path("real", "old_photos", "old", "g.png"))
+    every = detect_photo_faces(photo, min_score=0.0)
+    faces = detect_photo_faces(photo)
+    assert len(every) == 3 and sorted(round(f.score, 2) for f in every) == [0.89, 0.91, 0.99]
+    assert len(faces) == 1 and faces[0].score > 0.99 and faces[0].size > 100
+    assert auto_scale(min(f.crop.native_scale for f in every)) == 5
+    assert auto_scale(faces[0].crop.native_scale) == 1
+
+
+def test_a_photo_with_only_weak_candidates_says_how_to_use_them(monkeypatch):
+    """`FacePipeline(require_faces=True)` on a photo whose only detection is under the floor names its score and the
+    `--min-score` that would take it; with it, the face is restored."""
+    import frgd.faces.detect as detect_mod
+    from frgd.restore import FacePipeline
+
+    monkeypatch.setattr(detect_mod, "get_detector", lambda *a, **k: _FixedDetector([0.874]))
+    img = np.full((120, 300, 3), 128, np.uint8)
+    with pytest.raises(InputError, match=r"at least 0.95; the best candidate scored 0.87 .*--min-score 0.87\)"):
+        FacePipeline(KeepRestorer())(img, require_faces=True, scale=1)
+    out = FacePipeline(KeepRestorer(), min_score=0.87)(img, require_faces=True, scale=1)
+    assert [f.face.score for f in out.faces] == [0.874]
+    monkeypatch.setattr(detect_mod, "get_detector", lambda *a, **k: _FixedDetector([]))
+    with pytest.raises(InputError, match=r"^no face detected in the photo$"):
+        FacePipeline(KeepRestorer())(img, require_faces=True, scale=1)
+    with pytest.raises(InputError, match=r"in \[0, 1\]"):
+        FacePipeline(KeepRestorer(), min_score=-0.1)

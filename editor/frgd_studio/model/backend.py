@@ -20,6 +20,7 @@ import numpy as np
 
 from frgd.diffusion.sampling.schedulers import IDENTITY_GRADIENT, RESAMPLE
 from frgd.errors import FRGDError
+from frgd.faces.rules import FACE_MIN_SCORE
 from frgd.io import to_uint8
 from frgd.jobs import CancelToken, ProgressFn, check_cancel, report
 from frgd.restore import PhotoFace, default_model_dir
@@ -79,13 +80,18 @@ def make_face(photo: np.ndarray, landmarks: np.ndarray, box: np.ndarray | None =
 
 
 def detect(
-    photo: np.ndarray, device, progress: ProgressFn | None = None, cancel: CancelToken | None = None
+    photo: np.ndarray,
+    device,
+    progress: ProgressFn | None = None,
+    cancel: CancelToken | None = None,
+    min_score: float = FACE_MIN_SCORE,
 ) -> list[Face]:
-    """Detect every face (MTCNN) and align it; the list is in face-number order (left to right, "Face 1" first)."""
+    """Detect every face (MTCNN, scores of at least ``min_score``) and align it; the list is in face-number order
+    (left to right, "Face 1" first)."""
     from frgd.restore import detect_photo_faces
 
     report(progress, 0, 1, "detecting faces")
-    faces = [_face(f) for f in detect_photo_faces(photo, device=device)]
+    faces = [_face(f) for f in detect_photo_faces(photo, device=device, min_score=min_score)]
     check_cancel(cancel)
     report(progress, 1, 1, f"{len(faces)} faces")
     return faces

@@ -255,12 +255,17 @@ class EditorModel:
         if photo is None:
             return None
 
+        min_score = float(self.settings.get("face_min_score"))
+
         def done(faces: list[Face]) -> None:
             if not faces:
-                self.status("No face found. Try a larger photo, or open another one.", 15000)
+                self.status(
+                    f"No face found with a detection score of at least {min_score:.2f}. Lower the score next to "
+                    "Detect faces for a small or damaged face, or try a larger photo.", 15000,
+                )  # fmt: skip
             self.push(commands.SetFacesCommand(self.doc, faces))
 
-        return self.run_job("Detect faces", lambda d, p, c: backend.detect(photo, d, p, c), done)
+        return self.run_job("Detect faces", lambda d, p, c: backend.detect(photo, d, p, c, min_score=min_score), done)
 
     def set_faces_from_landmarks(self, landmarks: list[np.ndarray]) -> Job | None:
         """Use known landmarks instead of detection (scripting, tests): aligned in a job, one undo step. Numbered like

@@ -31,6 +31,7 @@ from frgd.diffusion.sampling.schedulers import (
 from frgd.diffusion.sampling.schedulers import (
     IDENTITY_GRADIENT_FAST as IDENTITY_GRADIENT_FAST,  # re-exported for the FRGD panel
 )
+from frgd.faces.rules import FACE_MIN_SCORE
 from frgd.io.files import atomic_write_bytes
 
 logger = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "identity_strength": (0.0, 1.0),
     "sr_scale": (1, 8),
     "seed": (0, MAX_SEED),
+    "face_min_score": (0.0, 1.0),
 }
 """Inclusive ``(low, high)`` of each numeric setting (the panels' widget ranges read them too)."""
 IDENTITY_BACKENDS = ("dlib", "facenet")
@@ -76,6 +78,7 @@ class EditorSettings:
     sr_model: str = ""
     sr_scale: int = 2
     gfpgan_model: str = ""
+    face_min_score: float = FACE_MIN_SCORE
     recent_files: list[str] = field(default_factory=list)
 
     @classmethod

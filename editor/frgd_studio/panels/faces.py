@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 from PySide6.QtCore import QSize
-from PySide6.QtWidgets import QGridLayout, QListWidget, QListWidgetItem, QPushButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QDoubleSpinBox,
+    QGridLayout,
+    QListWidget,
+    QListWidgetItem,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
 
 from ..model.editor import EditorModel
+from ..model.settings import RANGES
 from .common import thumb_icon
 
 
@@ -18,12 +27,23 @@ class FacesPanel(QWidget):
         self.list.setIconSize(QSize(64, 64))
         self.detect_button = QPushButton("Detect faces")
         self.detect_button.setToolTip("Find faces with MTCNN (runs in the background)")
+        self.min_score = QDoubleSpinBox()
+        self.min_score.setRange(*RANGES["face_min_score"])
+        self.min_score.setDecimals(2)
+        self.min_score.setSingleStep(0.01)
+        self.min_score.setPrefix("score ≥ ")
+        self.min_score.setValue(float(model.settings.get("face_min_score")))
+        self.min_score.setToolTip(
+            "Smallest detection score of a face. Lower it for a small or damaged face that is not found; raise it "
+            "if flowers or patterns are taken for faces. Used by the next Detect faces."
+        )
         self.revert_button = QPushButton("Revert face")
         self.clear_button = QPushButton("Clear mask")
         self.invert_button = QPushButton("Invert mask")
         self.region_buttons = {}
         grid = QGridLayout()
-        grid.addWidget(self.detect_button, 0, 0, 1, 2)
+        grid.addWidget(self.detect_button, 0, 0)
+        grid.addWidget(self.min_score, 0, 1)
         grid.addWidget(self.clear_button, 1, 0)
         grid.addWidget(self.invert_button, 1, 1)
         for k, region in enumerate(("face", "eyes", "mouth")):
@@ -38,6 +58,7 @@ class FacesPanel(QWidget):
         lay.addLayout(grid)
 
         self.detect_button.clicked.connect(lambda: model.detect())
+        self.min_score.valueChanged.connect(lambda v: model.settings.set("face_min_score", round(float(v), 2)))
         self.clear_button.clicked.connect(model.clear_mask)
         self.invert_button.clicked.connect(model.invert_mask)
         self.revert_button.clicked.connect(model.revert_face)

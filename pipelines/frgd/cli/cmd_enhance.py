@@ -128,13 +128,28 @@ def _add_sampler_flags(p: argparse.ArgumentParser) -> None:
 
 
 def add_faces_flag(p: argparse.ArgumentParser) -> None:
-    """``--faces``: which faces to restore, parsed by :func:`frgd.restore.choose_faces` (``frgd enhance``,
-    ``frgd restore``)."""
+    """``--faces``: which faces to restore, parsed by :func:`frgd.restore.choose_faces`, and ``--min-score``: what
+    counts as a face (``frgd enhance``, ``frgd restore``)."""
     p.add_argument(
         "--faces",
         default="all",
         metavar="SEL",
         help="all | largest | center | face numbers, 1-based from left to right, like 1,3 (default all)",
+    )
+    add_min_score_flag(p)
+
+
+def add_min_score_flag(p: argparse.ArgumentParser) -> None:
+    """``--min-score P``: the detection floor, default :data:`frgd.faces.rules.FACE_MIN_SCORE` (``frgd faces`` too)."""
+    from ..faces.rules import FACE_MIN_SCORE
+
+    p.add_argument(
+        "--min-score",
+        type=float,
+        default=FACE_MIN_SCORE,
+        metavar="P",
+        help="smallest face-detection score (MTCNN probability, 0..1) of a face; lower it for a small or damaged face "
+        f"that is not found, raise it if flowers or patterns are taken for faces (default {FACE_MIN_SCORE})",
     )
 
 
@@ -370,7 +385,7 @@ class _Enhance:
                             mask=self.mask, require_faces=True)  # fmt: skip
             images, changed = out.images, out.identity_changed
             verdicts = [out.verdicts(k) for k in range(len(seeds))]
-            params.update(mode="photo", scale=out.scale, sr_model=out.sr_model)
+            params.update(mode="photo", scale=out.scale, sr_model=out.sr_model, min_score=self.pipe.min_score)
             extra = {"faces": [f.to_json() for f in out.faces]}
             meters = [f.samples[0].params.get("identity_meter") for f in out.faces]
             timings, first = out.timings, out.faces[0].samples[0].params
@@ -460,7 +475,9 @@ def _load_enhance(args: argparse.Namespace, protect: list[str]) -> _Enhance:
         frgd, identity_strength=args.identity, steps=args.steps, scheduler=args.scheduler, harmonise=args.harmonise,
         use_prior=not args.no_prior, candidates=args.candidates, identity_gradient=args.identity_gradient,
     )  # fmt: skip
-    pipe = FacePipeline(restorer, sr_model=args.sr_model or "auto", tile=getattr(args, "tile", "auto"))
+    pipe = FacePipeline(
+        restorer, sr_model=args.sr_model or "auto", tile=getattr(args, "tile", "auto"), min_score=args.min_score
+    )
     refs = [load_rgb(r) for r in args.reference]
     restorer.references = refs if args.aligned else pipe.reference_crops(refs)
     ref_hashes = {Path(r).name: file_sha256(r) for r in args.reference}

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..devices import DEVICE_CHOICES
 from ..errors import InputError
+from .cmd_enhance import add_min_score_flag
 from .main import add_json_flags, emit
 
 logger = logging.getLogger(__name__)
@@ -26,7 +27,7 @@ def register(root: argparse._SubParsersAction, groups: dict[str, argparse._SubPa
     )
     p.add_argument("image", metavar="IMG", help="input photo")
     p.add_argument("--min-size", type=float, default=12.0, metavar="N", help="smallest face in pixels (default 12)")
-    p.add_argument("--min-score", type=float, default=0.0, metavar="P", help="drop faces below this score")
+    add_min_score_flag(p)
     p.add_argument("--no-upsample", action="store_true", help="do not upsample small images/faces")
     p.add_argument("--device", default="cpu", choices=DEVICE_CHOICES, help="device for MTCNN (default cpu)")
     add_json_flags(p)
@@ -50,7 +51,7 @@ def register(root: argparse._SubParsersAction, groups: dict[str, argparse._SubPa
         help="all | largest | center | face numbers like 1,3 (1-based, left to right; default all)",
     )
     p.add_argument("--min-size", type=float, default=12.0, metavar="N", help="smallest face in pixels (default 12)")
-    p.add_argument("--min-score", type=float, default=0.0, metavar="P", help="drop faces below this score")
+    add_min_score_flag(p)
     p.add_argument("--border", default="reflect", choices=("reflect", "constant"), help="padding outside the photo")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("--device", default="cpu", choices=DEVICE_CHOICES, help="device for MTCNN (default cpu)")

@@ -237,7 +237,7 @@ def _restore_one(args: argparse.Namespace, pipe: Any, src: Path, out: Path, over
         model=res.model,
         seed=args.seed,
         parameters={"command": "restore", "method": res.method, "scale": res.scale, "bg_model": res.sr_model,
-                    "faces": len(res.faces), "weight": args.weight},
+                    "faces": len(res.faces), "min_score": pipe.min_score, "weight": args.weight},
         identity_changed=res.identity_changed,  # frgd.restore's one rule: True when a generative restorer ran
         source_hash=file_sha256(src),
     )  # fmt: skip
@@ -274,7 +274,7 @@ def _cmd_restore(args: argparse.Namespace) -> int:
     if single:
         load_image(single[0])  # an unreadable photo is a usage error before the model loads
     restorer = cls(version=args.version, weights=args.weights, device=args.device, weight=args.weight)
-    pipe = FacePipeline(restorer, sr_model=args.bg_model, tile=args.tile)
+    pipe = FacePipeline(restorer, sr_model=args.bg_model, tile=args.tile, min_score=args.min_score)
     return _run_single_or_batch(
         args, items, single, functools.partial(_restore_one, args, pipe), "restore",
         lambda d: f"wrote {d['output']}: {len(d['faces'])} face(s) restored with {d['model']}, "

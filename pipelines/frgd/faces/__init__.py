@@ -7,42 +7,34 @@ Typical use::
     out = paste_back(upscaled, crop, restored, canvas_scale=4.0)
 
 Whole photos (detect, number, align once, restore, paste over one background) go through :mod:`frgd.restore`.
-The detection names are loaded on first use, so ``frgd.faces.align`` (numpy + OpenCV) imports without torch.
+Names are loaded on first use, so ``frgd.faces.align`` (numpy + OpenCV) imports without torch and ``frgd.faces.rules``
+(the detection floor the CLI shows) without either.
 """
 
+import importlib
 from typing import Any
 
-from .align import (
-    FACE_REGIONS,
-    FACE_SIZE,
-    TEMPLATE_512,
-    FaceCrop,
-    align_face,
-    compose_affine,
-    estimate_similarity,
-    face_region_mask,
-    feather_mask,
-    invert_affine,
-    match_color_lab,
-    paste_back,
-    resample_crop,
-    template,
-    transform_points,
-)
+from .rules import FACE_MIN_SCORE
 
+_ALIGN_NAMES = (
+    "FACE_REGIONS", "FACE_SIZE", "TEMPLATE_512", "FaceCrop", "align_face", "compose_affine", "estimate_similarity",
+    "face_region_mask", "feather_mask", "invert_affine", "match_color_lab", "paste_back", "resample_crop", "template",
+    "transform_points",
+)  # fmt: skip
 _DETECT_NAMES = ("DetectedFace", "FaceDetector", "detect_faces", "get_detector", "select")
 
 
 def __getattr__(name: str) -> Any:
-    """The detection names (torch) load lazily: ``frgd.faces.detect_faces`` etc."""
-    if name in _DETECT_NAMES:
-        from . import detect
-
-        return getattr(detect, name)
+    """Every name loads on first use: ``frgd.faces.paste_back`` (numpy + OpenCV), ``frgd.faces.detect_faces`` (torch),
+    so ``frgd.faces.rules`` imports neither."""
+    for module, names in ((".align", _ALIGN_NAMES), (".detect", _DETECT_NAMES)):
+        if name in names:
+            return getattr(importlib.import_module(module, __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [
+    "FACE_MIN_SCORE",
     "FACE_REGIONS",
     "FACE_SIZE",
     "TEMPLATE_512",

@@ -56,6 +56,13 @@ FACE_REGIONS: tuple[str, ...] = ("left_eye", "right_eye", "eyes", "nose", "mouth
 
 _BORDERS = {"reflect": cv2.BORDER_REFLECT, "constant": cv2.BORDER_CONSTANT}
 
+DETAIL_AGREEMENT = 0.1
+"""How far (max over RGB, in [0, 1], smoothed over about a restored pixel) a restored face may differ from the photo
+there and still get the photo's own detail above its resolution back on paste (:func:`paste_back`, ``keep_detail``):
+full detail at no difference, none at this difference or more."""
+DETAIL_SMOOTH = 1.0
+"""Gaussian sigma, restored-crop pixels, of the difference :data:`DETAIL_AGREEMENT` is compared with."""
+
 
 def template(size: int) -> np.ndarray:
     """The five template points for a ``size x size`` crop: ``TEMPLATE_512 * size / 512``, shape ``(5, 2)``."""
@@ -464,8 +471,18 @@ def paste_back(
     feather: float = 0.1,
     mask: np.ndarray | None = None,
     color_match: bool = False,
+    keep_detail: bool = True,
 ) -> np.ndarray:
     """Blend a restored aligned face back into the (upscaled) photo.
+
+    A restored face that is magnified onto the canvas (the face covers more canvas pixels than the restored crop has,
+    e.g. a 300 px face restored at 128) carries nothing above the crop's resolution, so a plain paste would put a soft
+    face on a sharp photo. With ``keep_detail`` the pasted face is ``up(R) + g * (C - up(down(C)))``: the restored
+    face ``R`` warped up, plus the canvas ``C``'s own detail above the crop's resolution (``C`` minus ``C`` taken down
+    to the crop grid like :func:`align_face` does and warped up like ``R``), where ``R`` agrees with ``down(C)``
+    (``g`` = 1 at no difference, 0 at :data:`DETAIL_AGREEMENT`; so scratches, noise or features the restorer removed
+    or moved do not come back). A restorer that changes nothing changes no pixel; faces at or below the crop's
+    resolution paste as before.
 
     Args:
         canvas: ``(H', W', 3)`` uint8/uint16/float image: the source photo of ``crop`` upscaled by ``canvas_scale``
@@ -476,6 +493,7 @@ def paste_back(
         feather: width of the soft edge as a fraction of the crop size (see :func:`feather_mask`).
         mask: optional ``(S', S')`` float [0, 1] (or bool) restricting the pasted region, in restored-crop pixels.
         color_match: match the restored face's LAB mean/std to the original crop (weighted by the paste mask).
+        keep_detail: keep the canvas's detail above the restored crop's resolution where the face is magnified (above).
 
     Returns:
         A new array like ``canvas`` (same shape and dtype) with the face blended in.
@@ -533,9 +551,36 @@ def paste_back(
     walpha = cv2.warpAffine(alpha, m_roi, size_roi, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
     walpha = np.clip(walpha, 0.0, 1.0)[..., None]
     roi = to_float(canvas[y0:y1, x0:x1])
+    if keep_detail and scale > 1.0:
+        warped = warped + _canvas_detail(roi, face, m_roi)
     blended = roi * (1.0 - walpha) + np.clip(warped, 0.0, 1.0) * walpha
     if canvas.dtype.kind == "f":
         # keep untouched pixels bit-exact for float canvases
         blended = np.where(walpha > 0, blended, roi)
     out[y0:y1, x0:x1] = _from_unit_float(blended, canvas.dtype)
     return out
+
+
+def _canvas_detail(roi: np.ndarray, face: np.ndarray, m_roi: np.ndarray) -> np.ndarray:
+    """The canvas's own detail above the restored crop's resolution, where the restored face agrees with the canvas.
+
+    Args:
+        roi: ``(h, w, 3)`` float canvas region.
+        face: ``(S, S, 3)`` float restored face.
+        m_roi: ``(2, 3)`` restored-crop pixel -> ``roi`` pixel, magnifying (``sqrt(det) > 1``).
+
+    Returns:
+        ``(h, w, 3)`` float32 ``g * (roi - up(down(roi)))`` (see :func:`paste_back`).
+    """
+    sr = int(face.shape[0])
+    size_roi = (roi.shape[1], roi.shape[0])
+    k = min(max(math.ceil(math.sqrt(abs(np.linalg.det(m_roi[:, :2]))) - 1e-9), 1), MAX_SUPERSAMPLE)
+    # down: the canvas on the restored grid, warped at k x and area-downscaled (the align_face recipe)
+    m_down = compose_affine(resize_affine(k), invert_affine(m_roi))
+    big = cv2.warpAffine(roi, m_down, (sr * k, sr * k), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
+    down = cv2.resize(big, (sr, sr), interpolation=cv2.INTER_AREA) if k > 1 else big
+    low = cv2.warpAffine(down, m_roi, size_roi, flags=cv2.INTER_LANCZOS4, borderMode=cv2.BORDER_REPLICATE)
+    diff = cv2.GaussianBlur(np.abs(face - down).max(axis=2), (0, 0), DETAIL_SMOOTH)
+    agree = np.clip(1.0 - diff / DETAIL_AGREEMENT, 0.0, 1.0).astype(np.float32)
+    gate = cv2.warpAffine(agree, m_roi, size_roi, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    return (np.clip(gate, 0.0, 1.0)[..., None] * (roi - low)).astype(np.float32)

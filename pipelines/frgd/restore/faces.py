@@ -17,6 +17,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..faces.align import FACE_SIZE, FaceCrop, align_face, resample_crop
+from ..faces.rules import FACE_MIN_SCORE
 
 logger = logging.getLogger(__name__)
 
@@ -101,13 +102,19 @@ def face_from_landmarks(
 
 
 def detect_photo_faces(
-    photo: np.ndarray, *, device: Any = "cpu", detect_fn: DetectFn | None = None, size: int = FACE_SIZE
+    photo: np.ndarray,
+    *,
+    device: Any = "cpu",
+    detect_fn: DetectFn | None = None,
+    size: int = FACE_SIZE,
+    min_score: float = FACE_MIN_SCORE,
 ) -> list[PhotoFace]:
-    """Detect (MTCNN on ``device``, or ``detect_fn``), number and align every face of ``photo`` ``(H, W, 3)``."""
+    """Detect (MTCNN on ``device``, keeping scores of at least ``min_score``; or ``detect_fn``, whose own choice is
+    kept), number and align every face of ``photo`` ``(H, W, 3)``."""
     if detect_fn is None:
         from ..faces.detect import detect_faces
 
-        found = detect_faces(np.ascontiguousarray(photo), device=device)
+        found = detect_faces(np.ascontiguousarray(photo), device=device, min_score=min_score)
     else:
         found = list(detect_fn(np.ascontiguousarray(photo)))
     return align_faces(photo, found, size)
@@ -142,10 +149,16 @@ def choose_faces(
 
 
 def reference_crop(
-    photo: np.ndarray, *, device: Any = "cpu", detect_fn: DetectFn | None = None, size: int = FACE_SIZE, name: str = ""
+    photo: np.ndarray,
+    *,
+    device: Any = "cpu",
+    detect_fn: DetectFn | None = None,
+    size: int = FACE_SIZE,
+    name: str = "",
+    min_score: float = FACE_MIN_SCORE,
 ) -> np.ndarray:
     """The largest face of a reference photo aligned at ``size``: ``(size, size, 3)`` of the photo's dtype."""
-    found = detect_photo_faces(photo, device=device, detect_fn=detect_fn, size=size)
+    found = detect_photo_faces(photo, device=device, detect_fn=detect_fn, size=size, min_score=min_score)
     if not found:
         raise InputError(
             f"no face found in the reference photo {name}".rstrip() + "; use a clearer photo of the person"

@@ -22,6 +22,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..faces.align import FaceCrop, paste_back
+from ..faces.rules import FACE_MIN_SCORE
 from ..jobs import CancelToken, ProgressFn, check_cancel, report
 from .faces import DetectFn, PhotoFace, align_faces, choose_faces, detect_photo_faces, reference_crop
 from .methods import FaceRequest, FaceSample, Restorer, identity_changed
@@ -94,12 +95,16 @@ def paste_faces(
     pastes: Iterable[tuple[FaceCrop, np.ndarray, np.ndarray | None]],
     scale: float = 1.0,
     feather: float = DEFAULT_FEATHER,
+    keep_detail: bool = True,
 ) -> np.ndarray:
     """THE paste path: each ``(crop, image (S', S', 3), paste_mask (S', S') | None)`` blended into ``canvas`` (the
-    photo, or the photo upscaled ``scale`` times) with :func:`frgd.faces.align.paste_back`. Returns a new array."""
+    photo, or the photo upscaled ``scale`` times) with :func:`frgd.faces.align.paste_back` (``keep_detail``: a face
+    larger on the canvas than its restored crop keeps the canvas's finer detail where the restore agrees with it).
+    Returns a new array."""
     out = canvas
     for crop, image, mask in pastes:
-        out = paste_back(out, crop, image, canvas_scale=float(scale), feather=feather, mask=mask)
+        out = paste_back(out, crop, image, canvas_scale=float(scale), feather=feather, mask=mask,
+                         keep_detail=keep_detail)  # fmt: skip
     return out if out is not canvas else canvas.copy()
 
 
@@ -169,6 +174,7 @@ class FacePipeline:
         detect_fn: face detector (default MTCNN on the restorer's device).
         tile: background tile size (``"auto"``, px, or 0 = whole photo).
         feather: paste soft edge (fraction of the crop).
+        min_score: smallest MTCNN score of a face (:data:`frgd.faces.rules.FACE_MIN_SCORE`), photos and references.
     """
 
     def __init__(
@@ -179,12 +185,16 @@ class FacePipeline:
         detect_fn: DetectFn | None = None,
         tile: int | str | None = "auto",
         feather: float = DEFAULT_FEATHER,
+        min_score: float = FACE_MIN_SCORE,
     ) -> None:
+        if not 0.0 <= min_score <= 1.0:
+            raise InputError(f"the smallest face score must be in [0, 1], got {min_score}")
         self.restorer = restorer
         self.sr_model = sr_model
         self.detect_fn = detect_fn
         self.tile = tile
         self.feather = float(feather)
+        self.min_score = float(min_score)
 
     @property
     def device(self) -> Any:
@@ -192,12 +202,27 @@ class FacePipeline:
 
     def detect(self, photo: np.ndarray) -> list[PhotoFace]:
         """Every face of ``photo`` ``(H, W, 3)``, numbered left to right, aligned at the restorer's crop size."""
-        return detect_photo_faces(photo, device=self.device, detect_fn=self.detect_fn, size=self.restorer.crop_size)
+        return detect_photo_faces(
+            photo, device=self.device, detect_fn=self.detect_fn, size=self.restorer.crop_size, min_score=self.min_score
+        )
+
+    def no_face_message(self, photo: np.ndarray) -> str:
+        """Why :meth:`detect` found nothing, and what to do: the best detection under the floor, when there is one."""
+        below = [] if self.detect_fn is not None or self.min_score <= 0 else detect_photo_faces(
+            photo, device=self.device, size=self.restorer.crop_size, min_score=0.0)  # fmt: skip
+        if not below:
+            return "no face detected in the photo"
+        best = max(below, key=lambda f: f.score)
+        return (
+            f"no face detected in the photo with a score of at least {self.min_score:g}; the best candidate scored "
+            f"{best.score:.2f} ({best.size:.0f} px at x={best.box[0]:.0f}, y={best.box[1]:.0f}): if it is a face, "
+            f"lower the floor below that score (--min-score {math.floor(best.score * 100) / 100:.2f})"
+        )
 
     def reference_crops(self, photos: Sequence[np.ndarray]) -> list[np.ndarray]:
         """The largest face of each reference photo, aligned like the photo's faces."""
         return [
-            reference_crop(p, device=self.device, detect_fn=self.detect_fn, name=str(i + 1))
+            reference_crop(p, device=self.device, detect_fn=self.detect_fn, name=str(i + 1), min_score=self.min_score)
             for i, p in enumerate(photos)
         ]
 
@@ -259,7 +284,7 @@ class FacePipeline:
         found = self.detect(img) if faces is None else align_faces(img, faces, size)
         chosen = choose_faces(found, which)
         if require_faces and not chosen:
-            raise InputError("no face detected in the photo")
+            raise InputError(self.no_face_message(img) if faces is None else "no face detected in the photo")
         t_detect = time.perf_counter() - t0
         photo_scale = (
             auto_scale(min((f.crop.native_scale for f in chosen), default=1.0)) if scale == "auto" else int(scale)
@@ -308,6 +333,7 @@ class FacePipeline:
             "scale": photo_scale,
             "sr_model": sr_name,
             "faces": [r.number for r in restored],
+            "min_score": self.min_score,
             "masked": mask is not None,
         }
         return RestoreOutput(

@@ -1,0 +1,17 @@
+"""Which detections count as faces: one floor for listing, restoring and reference photos (no torch, no OpenCV, so
+the CLI can show it in its help)."""
+
+from __future__ import annotations
+
+FACE_MIN_SCORE = 0.95
+"""THE floor: a detection is a face (to list, restore or take as a reference) only at this MTCNN O-Net probability or
+above (faces128 was cut at the same value). Measured with ``scripts/measure_detection_scores.py``
+(``docs/results/detection_scores.json``): of 150 faces128 val faces pasted into T91 photos, clean, noisy or JPEG q30,
+1,341 of the 1,344 found at 24-80 px face width keep it, and 424 of 441 at 16 px (JPEG q30: 133 of 144). In the 610
+unlabelled photos of T91, BSDS400, Set5, Set14 and B100, 156 detections score 0.95 or more, 18 score 0.90-0.95 and 90
+score 0.70-0.90; by eye nearly all of the first are faces, half of the second and about one in six of the third
+(mostly strongly tilted or lying faces, which MTCNN scores low); the rest are flowers, fur, bark, fabric or fruit,
+which a face restorer would turn into faces (and :func:`frgd.restore.auto_scale` would upscale a photo up to 8x for).
+``--min-score`` (CLI) and the editor's score box lower it for a face the default misses."""
+
+__all__ = ["FACE_MIN_SCORE"]
