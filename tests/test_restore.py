@@ -15,6 +15,7 @@ import frgd.identity
 from frgd.archs.frgd_unet_arch import FRGDUNet, tiny_config
 from frgd.cli.main import main
 from frgd.diffusion.model import make_train_scheduler, save_model_dir
+from frgd.errors import InputError
 from frgd.faces.align import TEMPLATE_512
 from frgd.faces.detect import DetectedFace
 from frgd.identity import IdentityEncoder
@@ -241,6 +242,7 @@ def test_restore_method_frgd_is_frgd_enhance(tmp_path, model_dir, capsys):
         (["--identity-gradient", "x0"], "--identity-gradient is FRGD's"),
         (["--no-prior"], "--no-prior is FRGD's"),
         (["--reference", str(REFERENCE)], "--reference is FRGD's"),
+        (["--reference-faces", "2"], "--reference-faces is FRGD's"),
     ],
 )
 def test_restore_gfpgan_refuses_the_frgd_flags_it_would_ignore(tmp_path, capsys, extra, named):
@@ -386,3 +388,51 @@ def test_the_pipeline_pastes_a_big_unchanged_face_back_unchanged():
         return 10 * math.log10(255**2 / np.mean((a[inside].astype(float) - photo[inside]) ** 2))
 
     assert psnr(out.images[0]) > 45 and psnr(plain) < 35, (psnr(out.images[0]), psnr(plain))  # measured 56.5, 30.4
+
+
+# --------------------------------------------------------------------------------------- (d) references in groups
+def test_the_reference_rule():
+    """`choose_reference_faces`: the clearly most similar face, none when two are close (with a note), all, numbers."""
+    from frgd.restore import REFERENCE_MATCH_MARGIN, choose_reference_faces
+
+    m = REFERENCE_MATCH_MARGIN
+    assert choose_reference_faces([1, 2, 3], similarities=[0.80, 0.80 + m + 0.01, 0.7]).numbers == (2,)
+    close = choose_reference_faces([1, 2, 3], similarities=[0.80, 0.80 + m - 0.01, 0.7])
+    assert close.numbers == () and "faces 2 and 1" in close.note and "--reference-faces" in close.note
+    assert choose_reference_faces([4], similarities=None).numbers == (4,)  # the only face: no measuring
+    assert choose_reference_faces([1, 2], "all", similarities=None).numbers == (1, 2)
+    assert choose_reference_faces([1, 2, 3], "3,1").numbers == (1, 3)
+    assert choose_reference_faces([1, 2, 3], 2, has_references=False).numbers == ()
+    assert choose_reference_faces([1, 2], "best", has_references=False).numbers == ()
+    for bad, msg in (("2,5", "not 5"), ("left", "unknown reference faces"), ("", "not none")):
+        with pytest.raises(InputError, match=msg):
+            choose_reference_faces([1, 2], bad)
+
+
+def test_a_reference_goes_to_the_face_it_is_of(model_dir):
+    """In a photo of two people with a reference of face 2 (its own crop: similarity 1 under any encoder), only face
+    2 is guided by it and gets a verdict; face 1 is restored without it. `"all"` and numbers override."""
+    from frgd.restore import FacePipeline, FRGDRestorer, align_faces, load_frgd_pipeline
+
+    photo = _photo(5, 200, 320)
+    faces = [_face(90, 100, 30), _face(230, 95, 34)]
+    pipe = FacePipeline(FRGDRestorer(load_frgd_pipeline(model_dir, device="cpu"), steps=1), sr_model="bicubic")
+    crops = {f.number: f.crop.image for f in align_faces(photo, faces)}
+    pipe.restorer.references = [crops[2]]
+    out = pipe(photo, faces=faces, seeds=[0], scale=1)
+    got = {f.number: (f.reference, f.reference_similarity, f.samples[0].verdict is not None) for f in out.faces}
+    assert got[2][:2] == (True, pytest.approx(1.0, abs=1e-4)) and got[2][2]
+    assert got[1][0] is False and got[1][1] < 1.0 - 0.05 and not got[1][2], got
+    assert out.params["reference_faces"] == [2] and out.params["reference_note"] is None
+    assert [f.reference for f in pipe(photo, faces=faces, seeds=[0], scale=1, reference_faces="all").faces] == [
+        True, True]  # fmt: skip
+    assert [f.reference for f in pipe(photo, faces=faces, seeds=[0], scale=1, reference_faces=1).faces] == [
+        True, False]  # fmt: skip
+
+
+def test_reference_faces_needs_a_reference(tmp_path, capsys):
+    assert main(["enhance", str(DEMO), "-o", str(tmp_path / "o.png"), "--reference-faces", "2"]) == 2
+    assert "give --reference too" in capsys.readouterr().err
+    args = ["--reference", str(REFERENCE), "--reference-faces", "1", "--aligned"]
+    assert main(["enhance", str(DEMO), "-o", str(tmp_path / "o.png"), *args]) == 2
+    assert "--aligned restores one face crop" in capsys.readouterr().err

@@ -154,8 +154,8 @@ def add_min_score_flag(p: argparse.ArgumentParser) -> None:
 
 
 FRGD_ONLY_FLAGS = (
-    "--reference", "--identity", "--candidates", "--steps", "--scheduler", "--harmonise", "--identity-gradient",
-    "--no-prior", "--model",
+    "--reference", "--identity", "--candidates", "--reference-faces", "--steps", "--scheduler", "--harmonise",
+    "--identity-gradient", "--no-prior", "--model",
 )  # fmt: skip
 """The flags of :func:`add_frgd_flags`: ``frgd restore`` refuses them with another ``--method`` (which would ignore
 them)."""
@@ -192,6 +192,12 @@ def add_frgd_flags(p: argparse.ArgumentParser) -> None:
         "--candidates", type=int, default=1, metavar="C",
         help="sample every output C times and keep the one the identity encoder finds most like the reference "
         "(needs --reference; C times the sampling time; default 1)",
+    )  # fmt: skip
+    p.add_argument(
+        "--reference-faces", default="best", metavar="SEL",
+        help="in a photo of several people, the faces the reference is of: best = the face the identity encoder "
+        "finds clearly most like it (none when two are close: then choose), all, or face numbers like 2 or 1,3; "
+        "the other faces are restored without it (default best)",
     )  # fmt: skip
     _add_sampler_flags(p)
     p.add_argument("--model", metavar="DIR", help="FRGD model folder (default: the installed frgd-128)")
@@ -382,11 +388,15 @@ class _Enhance:
             first = samples[0].params
         else:
             out = self.pipe(img, which=args.faces, num_samples=args.samples, seeds=seeds, scale=args.scale,
-                            mask=self.mask, require_faces=True)  # fmt: skip
+                            mask=self.mask, require_faces=True, reference_faces=args.reference_faces)  # fmt: skip
             images, changed = out.images, out.identity_changed
             verdicts = [out.verdicts(k) for k in range(len(seeds))]
-            params.update(mode="photo", scale=out.scale, sr_model=out.sr_model, min_score=self.pipe.min_score)
+            params.update(mode="photo", scale=out.scale, sr_model=out.sr_model, min_score=self.pipe.min_score,
+                          reference_faces=out.params["reference_faces"])  # fmt: skip
+            params["identity_guided"] = bool(out.params["reference_faces"]) and args.identity > 0
             extra = {"faces": [f.to_json() for f in out.faces]}
+            if out.params["reference_note"]:
+                extra["reference_note"] = out.params["reference_note"]
             meters = [f.samples[0].params.get("identity_meter") for f in out.faces]
             timings, first = out.timings, out.faces[0].samples[0].params
         extra["weights"] = first.get("weights")
@@ -431,6 +441,11 @@ def _cmd_enhance(args: argparse.Namespace, label: str = "frgd enhance") -> int:
         raise InputError(f"--samples must be at least 1, got {args.samples}")
     # a usage error before any model loads
     check_candidates(args.candidates, bool(args.reference), name="--candidates", reference="--reference")
+    if args.reference_faces != "best" and (not args.reference or args.aligned):
+        raise InputError(
+            "--reference-faces chooses which faces of a photo a --reference is of: give --reference too"
+            if not args.reference else "--reference-faces is for photos; --aligned restores one face crop"
+        )  # fmt: skip
     if batch and args.mask and not args.aligned:
         raise InputError("--mask is photo-sized: give one photo with it (or --aligned crops of one size)")
     seeds = normalize_seeds(args.seed, args.samples)

@@ -144,13 +144,15 @@ class FaceSample:
 class Restorer(abc.ABC):
     """A restoration method: what :class:`frgd.restore.FacePipeline` and the editor need of it. Subclasses set
     ``method`` (the :data:`RESTORERS` name), ``name`` (model name for provenance: ``frgd-128``, ``gfpgan-v1.4``),
-    ``crop_size`` (side ``S`` of the aligned crop it restores: 128 for FRGD, the GFPGAN model's ``out_size``) and
-    ``device``, and implement :meth:`restore_crop`."""
+    ``crop_size`` (side ``S`` of the aligned crop it restores: 128 for FRGD, the GFPGAN model's ``out_size``),
+    ``device`` and, if it takes them, ``references``, and implement :meth:`restore_crop`."""
 
     method: ClassVar[str] = ""
     name: str = ""
     crop_size: int = FACE_SIZE
     device: Any = "cpu"
+    references: Sequence[np.ndarray] = ()
+    """Aligned reference crops of the person (FRGD); a method without references keeps none."""
 
     def content(self, photo: np.ndarray, face: PhotoFace) -> np.ndarray:
         """The restorer's input for ``face`` of ``photo`` (here the aligned crop)."""
@@ -193,6 +195,11 @@ class Restorer(abc.ABC):
     def progress_units(self, num_samples: int) -> int:
         """Progress steps of one :meth:`restore_crop` call."""
         return num_samples
+
+    def reference_similarities(self, faces: Sequence[PhotoFace]) -> list[float] | None:
+        """How much each face's aligned input looks like this restorer's references (cosine similarity), to decide
+        which face they are of; ``None``: the method takes no references, or none are set."""
+        return None
 
     def params(self) -> dict[str, Any]:
         """Method settings for provenance."""
@@ -296,6 +303,18 @@ class FRGDRestorer(Restorer):
 
     def progress_units(self, num_samples: int) -> int:
         return self.steps
+
+    def reference_similarities(self, faces: Sequence[PhotoFace]) -> list[float] | None:
+        if not self.references or not faces:
+            return None
+        import torch
+
+        from ..tensor import image_to_tensor
+
+        c = self.crop_size
+        crops = torch.cat([image_to_tensor(fit_crop(f.crop.image, c)) for f in faces])
+        refs = [image_to_tensor(fit_crop(np.asarray(r), c)) for r in self.references]
+        return [float(v) for v in self.pipe.reference_similarity(crops, refs)]
 
     def params(self) -> dict[str, Any]:
         return {

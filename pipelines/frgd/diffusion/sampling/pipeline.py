@@ -493,6 +493,16 @@ class FRGDPipeline:
         """One noise tensor per sample from its own generator -> ``(N, *shape)`` on the device."""
         return torch.cat([torch.randn((1, *shape), generator=g) for g in gens]).to(self.device)
 
+    def reference_similarity(
+        self, faces: torch.Tensor, references: Sequence[torch.Tensor] | torch.Tensor
+    ) -> torch.Tensor:
+        """Guidance-encoder cosine similarity ``(N,)`` (CPU) of ``faces`` ``(N,3,S,S)`` in ``[0,1]`` (aligned inputs)
+        to the references' mean embedding (:meth:`encode_references`): which face a reference is of."""
+        ref = self.encode_references(references)
+        if ref is None:
+            raise InputError("reference_similarity needs at least one reference")
+        return similarity(self.identity_encoder, faces.float().clamp(0, 1), ref)
+
     def identity_meter(
         self, images: torch.Tensor, references: Sequence[torch.Tensor] | torch.Tensor | None, ref: torch.Tensor
     ) -> tuple[torch.Tensor, MeterReading]:
