@@ -18,6 +18,7 @@ from frgd.diffusion.sampling.pipeline import FRGDPipeline, planned_model_calls
 from frgd.diffusion.sampling.schedulers import first_step
 from frgd.errors import InputError, MissingWeightsError
 from frgd.eval.faces import REPEAT_SEED_STRIDE, bar_status, bench_sampler, evaluate_faces, select_pairs, slider_gains
+from frgd.faces.align import TEMPLATE_512
 from frgd.identity import IdentityEncoder
 from frgd.io import load_rgb, read_provenance, save_image
 from frgd.restore import FacePipeline, FaceRequest, FRGDRestorer, auto_scale, load_frgd_pipeline, upscale_photo
@@ -532,3 +533,44 @@ def test_one_default_identity_strength(pipe):
     assert FRGDRestorer(pipe).identity_strength == DEFAULT_IDENTITY_STRENGTH
     args = build_parser().parse_args(["enhance", "in.png", "-o", "out.png"])
     assert args.identity == DEFAULT_IDENTITY_STRENGTH
+
+
+def _chroma(img: np.ndarray) -> np.ndarray:
+    """Per pixel, the largest distance of a channel from the channels' mean (8-bit levels)."""
+    f = img.astype(np.float64)
+    return np.abs(f - f.mean(axis=2, keepdims=True)).max(axis=2)
+
+
+def test_black_and_white_stays_black_and_white(tmp_path, model_dir, capsys):
+    """A grey face (aligned, or in a photo through any restorer) is restored grey: the tiny random model tints it,
+    and without the rule that tint would show; a colour face keeps its colour."""
+    from frgd.restore import MONOCHROME_CHROMA, Restorer, face_from_landmarks, is_monochrome
+
+    grey = np.repeat(_face_like(0, 128).mean(axis=2, keepdims=True).round().astype(np.uint8), 3, axis=2)
+    noisy = np.clip(grey.astype(int) + np.random.default_rng(0).integers(-1, 2, grey.shape), 0, 255).astype(np.uint8)
+    sepia = np.clip(grey * np.array([1.0, 0.85, 0.65]), 0, 255).astype(np.uint8)
+    assert is_monochrome(grey) and is_monochrome(noisy) and not is_monochrome(sepia)
+    assert not is_monochrome(_face_like(1, 128)) and _chroma(sepia).mean() > 5 * MONOCHROME_CHROMA
+    # the aligned CLI path
+    inp, out = save_image(tmp_path / "grey.png", grey), tmp_path / "out.png"
+    assert main(["enhance", str(inp), "--aligned", "--model", str(model_dir), "--steps", "2", "-o", str(out)]) == 0
+    assert _chroma(load_rgb(out)).max() == 0
+    assert read_provenance(out)["identity_changed"] is True
+
+    class Tint(Restorer):
+        """Adds a pink cast: what a generative restorer may do to a grey face."""
+
+        method, name = "tint", "tint"
+
+        def restore_crop(self, content, request, seeds, *, crop=None, progress=None, cancel=None):
+            from frgd.restore import FaceSample
+
+            tinted = np.clip(content.astype(int) + [12, -4, 0], 0, 255).astype(np.uint8)
+            return [FaceSample(image=tinted, seed=s, method=self.method) for s in seeds]
+
+    lm = (TEMPLATE_512 - TEMPLATE_512.mean(0)) * 0.3 + [100.0, 90.0]
+    for photo, stays_grey in ((np.repeat(_face_like(2, 200)[..., :1], 3, axis=2), True), (_face_like(2, 200), False)):
+        face = face_from_landmarks(photo, lm)
+        sample = Tint().restore(photo, face, seeds=[0])[0]
+        assert bool(_chroma(sample.image).max() == 0) is stays_grey
+        assert sample.params.get("monochrome", False) is stays_grey

@@ -436,3 +436,14 @@ def test_reference_faces_needs_a_reference(tmp_path, capsys):
     args = ["--reference", str(REFERENCE), "--reference-faces", "1", "--aligned"]
     assert main(["enhance", str(DEMO), "-o", str(tmp_path / "o.png"), *args]) == 2
     assert "--aligned restores one face crop" in capsys.readouterr().err
+
+
+def test_auto_scale_keeps_the_output_within_its_pixel_budget():
+    """`auto_scale` maps the smallest face 1:1 unless the photo would pass AUTO_MAX_PIXELS; then the largest scale
+    that fits (at least 1). The pipeline logs when it caps."""
+    from frgd.restore import AUTO_MAX_PIXELS, auto_scale
+
+    assert auto_scale(0.13) == 8 and auto_scale(0.13, (300, 400)) == 8
+    assert auto_scale(0.17, (3000, 4000)) == 2  # 12 px face in a 12 MP photo: 6x would be 432 MP
+    assert 2 * 2 * 3000 * 4000 <= AUTO_MAX_PIXELS < 3 * 3 * 3000 * 4000
+    assert auto_scale(0.5, (20000, 20000)) == 1 and auto_scale(2.0, (100, 100)) == 1

@@ -358,7 +358,7 @@ class _Enhance:
     def run(self, photo: Path, paths: list[Path], seeds: list[int], overwrite: bool) -> dict[str, Any]:
         """Restore one photo (or aligned crop) and write ``paths`` (one per seed); returns its JSON record."""
         from ..io import Provenance, file_sha256, load_rgb, save_image
-        from ..restore import FaceRequest, fit_crop, identity_changed
+        from ..restore import FaceRequest, fit_crop, identity_changed, keep_monochrome
 
         args = self.args
         img = load_rgb(photo)
@@ -376,7 +376,7 @@ class _Enhance:
         }
         if args.aligned:
             mask = None if self.mask is None else fit_crop(self.mask, self.restorer.crop_size)
-            samples = self.restorer.restore_crop(img, FaceRequest(mask=mask), seeds)
+            samples = keep_monochrome(img, self.restorer.restore_crop(img, FaceRequest(mask=mask), seeds))
             images = [s.image for s in samples]
             verdicts = [[s.verdict] for s in samples]
             changed = identity_changed(s.method for s in samples)

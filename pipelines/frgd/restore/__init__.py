@@ -28,6 +28,7 @@ from .faces import (
 )
 from .methods import (
     FRGD_MODEL_NAME,
+    MONOCHROME_CHROMA,
     RESTORERS,
     FaceRequest,
     FaceSample,
@@ -36,11 +37,14 @@ from .methods import (
     default_model_dir,
     fit_crop,
     identity_changed,
+    is_monochrome,
+    keep_monochrome,
     load_frgd_pipeline,
     restorer_class,
     union_paste_mask,
 )
 from .pipeline import (
+    AUTO_MAX_PIXELS,
     DEFAULT_FEATHER,
     DEFAULT_SR_MODEL,
     MAX_SCALE,
@@ -58,9 +62,11 @@ from .pipeline import (
 )
 
 __all__ = [
+    "AUTO_MAX_PIXELS",
     "DEFAULT_FEATHER",
     "DEFAULT_SR_MODEL",
     "FRGD_MODEL_NAME",
+    "MONOCHROME_CHROMA",
     "MAX_SCALE",
     "REFERENCE_FACES",
     "REFERENCE_MATCH_MARGIN",
@@ -85,6 +91,8 @@ __all__ = [
     "face_from_landmarks",
     "fit_crop",
     "identity_changed",
+    "is_monochrome",
+    "keep_monochrome",
     "load_frgd_pipeline",
     "native_content",
     "native_crop_size",

@@ -14,7 +14,7 @@ import abc
 import importlib
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -140,6 +140,36 @@ class FaceSample:
         return identity_changed([self.method])
 
 
+MONOCHROME_CHROMA = 2.0
+"""A face crop whose mean chroma (per pixel, the largest distance of a channel from the mean of the three, in 8-bit
+levels) is below this is black and white, and every restoration of it is made black and white too (its BT.601 luma):
+a restorer must not tint a black-and-white photo (FRGD left up to 8-11 levels of colour on the faces of three shared
+old photos turned grey; GFPGAN's own helper does the same). Sepia or colour faces are far above it (old photos of the
+shared real set: 11-32 levels; faces128 val: 1 face of 1,745 below, itself a grey LFW photo)."""
+
+
+def is_monochrome(img: np.ndarray) -> bool:
+    """``img`` ``(H, W, 3)`` (uint8, uint16 or float [0, 1]) is black and white (:data:`MONOCHROME_CHROMA`)."""
+    from ..io import to_float
+
+    f = to_float(np.asarray(img))
+    return float(np.abs(f - f.mean(axis=2, keepdims=True)).max(axis=2).mean()) * 255.0 < MONOCHROME_CHROMA
+
+
+def keep_monochrome(crop: np.ndarray | None, samples: list[FaceSample]) -> list[FaceSample]:
+    """THE black-and-white rule: when the input ``crop`` is monochrome (:func:`is_monochrome`), each sample's
+    ``(S, S, 3)`` uint8 image becomes its BT.601 luma in all three channels (``params["monochrome"] = True``)."""
+    if crop is None or not samples or not is_monochrome(crop):
+        return samples
+    import cv2
+
+    out = []
+    for smp in samples:
+        grey = cv2.cvtColor(np.ascontiguousarray(smp.image), cv2.COLOR_RGB2GRAY)
+        out.append(replace(smp, image=np.repeat(grey[..., None], 3, axis=2), params={**smp.params, "monochrome": True}))
+    return out
+
+
 # ------------------------------------------------------------------------------------------------------ protocol
 class Restorer(abc.ABC):
     """A restoration method: what :class:`frgd.restore.FacePipeline` and the editor need of it. Subclasses set
@@ -173,10 +203,11 @@ class Restorer(abc.ABC):
             raise InputError(
                 f"{self.method} restores {self.crop_size} px crops, the face is aligned at {face.crop.size}"
             )
-        return self.restore_crop(
+        samples = self.restore_crop(
             self.content(photo, face), request or FaceRequest(), list(seeds), crop=face.crop.image,
             progress=progress, cancel=cancel,
         )  # fmt: skip
+        return keep_monochrome(face.crop.image, samples)
 
     @abc.abstractmethod
     def restore_crop(
@@ -392,6 +423,7 @@ class FRGDRestorer(Restorer):
 
 __all__ = [
     "FRGD_MODEL_NAME",
+    "MONOCHROME_CHROMA",
     "RESTORERS",
     "FRGDRestorer",
     "FaceRequest",
@@ -401,6 +433,8 @@ __all__ = [
     "default_model_dir",
     "fit_crop",
     "identity_changed",
+    "is_monochrome",
+    "keep_monochrome",
     "load_frgd_pipeline",
     "restorer_class",
     "union_paste_mask",

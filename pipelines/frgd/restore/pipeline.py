@@ -3,7 +3,8 @@ over one background.
 
 The background rule (:func:`background_model`, :func:`upscale_photo`): the rest of the photo is upscaled by the same
 integer ``scale`` with the general SR pane (:class:`frgd.sr.upscale.UpscalePipeline`), so there is no sharp face on a
-blurred body; ``scale="auto"`` is the scale at which the smallest chosen face's crop maps 1:1 (:func:`auto_scale`).
+blurred body; ``scale="auto"`` is the scale at which the smallest chosen face's crop maps 1:1, within
+:data:`AUTO_MAX_PIXELS` (:func:`auto_scale`).
 Faces are pasted with :func:`paste_faces` (feathered, within each sample's paste mask), the one paste path of the
 CLI and the editor. Images keep the photo's dtype (uint8 in, uint8 out), so the CLI and the editor produce the same
 pixels.
@@ -32,6 +33,10 @@ logger = logging.getLogger(__name__)
 DEFAULT_SR_MODEL = "auto"
 """See :func:`background_model`."""
 MAX_SCALE = 8
+AUTO_MAX_PIXELS = 50_000_000
+"""``scale="auto"`` stops where the output would pass this many pixels (a 50 MP camera's): a 12 px face in a
+4000x3000 photo would otherwise ask for 6x, a 432 MP image of about 5 GB in float32 while it is made. An explicit
+scale is not capped."""
 DEFAULT_FEATHER = 0.1
 """Soft edge of a pasted face, as a fraction of its crop (:func:`frgd.faces.align.feather_mask`)."""
 NO_UPSCALE = "none"
@@ -49,12 +54,17 @@ REFERENCE_FACES = ("best", "all")
 
 
 # ------------------------------------------------------------------------------------------------------ background
-def auto_scale(native_scale: float) -> int:
+def auto_scale(native_scale: float, photo_shape: tuple[int, int] | None = None) -> int:
     """Integer photo scale at which a face crop with ``native_scale`` source px per crop px maps 1:1:
-    ``round(1 / native_scale)`` in ``1..8`` (a face larger than its crop: 1)."""
+    ``round(1 / native_scale)`` in ``1..8`` (a face larger than its crop: 1), and no more than keeps a photo of
+    ``photo_shape`` ``(H, W)`` within :data:`AUTO_MAX_PIXELS` (at least 1)."""
     if native_scale <= 0 or not math.isfinite(native_scale):
         return 1
-    return int(min(MAX_SCALE, max(1, round(1.0 / native_scale))))
+    scale = int(min(MAX_SCALE, max(1, round(1.0 / native_scale))))
+    if photo_shape is not None:
+        fits = int(math.floor(math.sqrt(AUTO_MAX_PIXELS / max(1, int(photo_shape[0]) * int(photo_shape[1])))))
+        scale = max(1, min(scale, fits))
+    return scale
 
 
 def background_model(name: str, scale: int, device: Any = "cpu") -> str:
@@ -377,9 +387,13 @@ class FacePipeline:
         refs = self.reference_choice(chosen, reference_faces)
         if refs.note:
             logger.warning("%s", refs.note)
-        photo_scale = (
-            auto_scale(min((f.crop.native_scale for f in chosen), default=1.0)) if scale == "auto" else int(scale)
-        )
+        photo_scale = int(scale) if scale != "auto" else 1
+        if scale == "auto":
+            native = min((f.crop.native_scale for f in chosen), default=1.0)
+            photo_scale, wanted = auto_scale(native, img.shape[:2]), auto_scale(native)
+            if photo_scale < wanted:
+                logger.info("auto scale %dx: the smallest face would need %dx, above %d MP; give the scale to force it",
+                            photo_scale, wanted, AUTO_MAX_PIXELS // 1_000_000)  # fmt: skip
         mask01 = None if mask is None else _unit_mask(mask)
 
         units = self.restorer.progress_units(num_samples)
@@ -470,6 +484,7 @@ def _crop_mask(mask01: np.ndarray, crop: FaceCrop) -> np.ndarray:
 __all__ = [
     "DEFAULT_FEATHER",
     "DEFAULT_SR_MODEL",
+    "AUTO_MAX_PIXELS",
     "MAX_SCALE",
     "REFERENCE_FACES",
     "REFERENCE_MATCH_MARGIN",
