@@ -107,6 +107,10 @@ def main() -> int:
         "seconds": round(time.perf_counter() - t0, 1),
     }
     args.out.write_text(json.dumps(result, indent=1) + "\n")
+    for row in rows:
+        if row["margin"] == REFERENCE_MATCH_MARGIN:
+            logger.info("1/%d: decided %.1f %%, wrong %.1f %% of those", row["scale"], 100 * row["decided"],
+                        100 * row["wrong_of_decided"])  # fmt: skip
     logger.info("wrote %s", args.out)
     return 0
 

@@ -120,6 +120,18 @@ def detect_photo_faces(
     return align_faces(photo, found, size)
 
 
+def face_numbers(selection: str | int | Sequence[int], error: str) -> list[int]:
+    """Face numbers from ``3``, ``[1, 3]`` or ``"1,3"``; :class:`InputError` with ``error`` for anything else."""
+    try:
+        if isinstance(selection, str):
+            return [int(t) for t in selection.split(",") if t.strip()]
+        if isinstance(selection, (int, np.integer)):
+            return [int(selection)]
+        return [int(n) for n in selection]
+    except (TypeError, ValueError):
+        raise InputError(error) from None
+
+
 def choose_faces(
     faces: Sequence[Any], which: str | int | Sequence[int] = "all", image_shape: tuple[int, int] | None = None
 ) -> list[Any]:
@@ -133,15 +145,9 @@ def choose_faces(
     shape = image_shape or (faces[0].crop.source_shape if faces else None)
     if isinstance(which, str) and which.strip().lower() in ("all", "largest", "center", "centre"):
         return select(faces, which, image_shape=shape)
-    try:
-        if isinstance(which, str):
-            numbers = [int(t) for t in which.split(",") if t.strip()]
-        else:
-            numbers = [int(which)] if isinstance(which, (int, np.integer)) else [int(n) for n in which]
-    except ValueError:
-        raise InputError(
-            f"unknown face selection {which!r}; use all, largest, center or face numbers like 1,3"
-        ) from None
+    numbers = face_numbers(
+        which, f"unknown face selection {which!r}; use all, largest, center or face numbers like 1,3"
+    )
     for n in numbers:
         if not 1 <= n <= len(faces):
             raise InputError(f"no face {n}: {len(faces)} face(s) found, numbered 1..{len(faces)} from left to right")
@@ -191,6 +197,7 @@ __all__ = [
     "crop_box",
     "detect_photo_faces",
     "face_from_landmarks",
+    "face_numbers",
     "native_content",
     "native_crop_size",
     "number_faces",

@@ -25,7 +25,15 @@ from ..errors import InputError
 from ..faces.align import FaceCrop, paste_back
 from ..faces.rules import FACE_MIN_SCORE
 from ..jobs import CancelToken, ProgressFn, check_cancel, report
-from .faces import DetectFn, PhotoFace, align_faces, choose_faces, detect_photo_faces, reference_crop
+from .faces import (
+    DetectFn,
+    PhotoFace,
+    align_faces,
+    choose_faces,
+    detect_photo_faces,
+    face_numbers,
+    reference_crop,
+)
 from .methods import FaceRequest, FaceSample, Restorer, identity_changed
 
 logger = logging.getLogger(__name__)
@@ -160,13 +168,9 @@ def choose_reference_faces(
     sims = None if similarities is None else dict(zip(numbers, (float(v) for v in similarities)))
     key = selection.strip().lower() if isinstance(selection, str) else None
     if key not in REFERENCE_FACES:
-        try:
-            if isinstance(selection, str):
-                wanted = [int(t) for t in selection.split(",") if t.strip()]
-            else:
-                wanted = [int(selection)] if isinstance(selection, (int, np.integer)) else [int(n) for n in selection]
-        except ValueError:
-            raise InputError(f"unknown reference faces {selection!r}; use best, all or face numbers like 1,3") from None
+        wanted = face_numbers(
+            selection, f"unknown reference faces {selection!r}; use best, all or face numbers like 1,3"
+        )
         missing = [n for n in wanted if n not in numbers]
         if missing or not wanted:
             raise InputError(
