@@ -399,6 +399,11 @@ def test_the_reference_rule():
     assert choose_reference_faces([1, 2, 3], similarities=[0.80, 0.80 + m + 0.01, 0.7]).numbers == (2,)
     close = choose_reference_faces([1, 2, 3], similarities=[0.80, 0.80 + m - 0.01, 0.7])
     assert close.numbers == () and "faces 2 and 1" in close.note and "--reference-faces" in close.note
+    clear = [0.80, 0.80 + m + 0.01, 0.7]
+    assert choose_reference_faces([1, 2, 3], similarities=clear, min_similarity=0.85).numbers == (2,)
+    nobody = choose_reference_faces([1, 2, 3], similarities=clear, min_similarity=0.89)
+    assert nobody.numbers == () and "no face looks like it" in nobody.note
+    assert choose_reference_faces([1, 2], "2", similarities=[0.9, 0.1], min_similarity=0.95).numbers == (2,)
     assert choose_reference_faces([4], similarities=None).numbers == (4,)  # the only face: no measuring
     assert choose_reference_faces([1, 2], "all", similarities=None).numbers == (1, 2)
     assert choose_reference_faces([1, 2, 3], "3,1").numbers == (1, 3)

@@ -232,6 +232,11 @@ class Restorer(abc.ABC):
         which face they are of; ``None``: the method takes no references, or none are set."""
         return None
 
+    def reference_min_similarity(self) -> float | None:
+        """The similarity under which a face is "unlikely" the references' person (the identity meter's calibrated
+        line for the encoder of :meth:`reference_similarities`); ``None``: no calibration."""
+        return None
+
     def params(self) -> dict[str, Any]:
         """Method settings for provenance."""
         return {}
@@ -346,6 +351,12 @@ class FRGDRestorer(Restorer):
         crops = torch.cat([image_to_tensor(fit_crop(f.crop.image, c)) for f in faces])
         refs = [image_to_tensor(fit_crop(np.asarray(r), c)) for r in self.references]
         return [float(v) for v in self.pipe.reference_similarity(crops, refs)]
+
+    def reference_min_similarity(self) -> float | None:
+        from ..identity.meter import load_calibrations
+
+        cal = load_calibrations().get(self.pipe.identity_backend)
+        return None if cal is None else float(cal.unlikely_threshold)
 
     def params(self) -> dict[str, Any]:
         return {

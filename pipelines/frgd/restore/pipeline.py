@@ -51,12 +51,13 @@ NO_UPSCALE = "none"
 """The background model reported at scale 1: the photo itself."""
 REFERENCE_MATCH_MARGIN = 0.05
 """With references and several faces, ``reference_faces="best"`` gives them to the face most like them only when its
-similarity (guidance encoder, cosine) beats every other face's by this much; otherwise to none. Measured with
-``scripts/measure_reference_matching.py`` (``docs/results/reference_matching.json``) on 300 pairs of two faces128 val
-people, the reference another photo of one of them, each face area-shrunk and upscaled back like a small face's crop:
-at full resolution the rule decides 96 % of the pairs, at 1/4 (a face about 17 px wide) 83 %, never for the wrong
-face; at 1/8 (8 px) 41 %, 0.8 % of those wrong; at 1/16 15 %, 6.7 % wrong (with no margin: 0 %, 0.3 %, 11 %, 31 %
-wrong)."""
+similarity (guidance encoder, cosine) beats every other face's by this much and is not under the identity meter's
+"unlikely" line; otherwise to none. Measured with ``scripts/measure_reference_matching.py``
+(``docs/results/reference_matching.json``) on 300 pairs of two faces128 val people, the reference another photo of
+one of them, each face area-shrunk and upscaled back like a small face's crop: at full resolution the rule decides
+95 % of the pairs, at 1/4 (a face about 17 px wide) 81 %, never for the wrong face; at 1/8 (8 px) 29 %, 1.2 % of
+those wrong; at 1/16 5 %, 12.5 % wrong. A reference of a third person goes to one of the two in 7.7 / 9.0 / 8.7 /
+3.7 % of the pairs. With the floor but no margin: 0.3 / 1.4 / 11 / 34 % wrong, 10 / 14 / 22 / 13 % to a stranger."""
 REFERENCE_FACES = ("best", "all")
 """``reference_faces`` words; face numbers (``"1,3"``) choose them by hand."""
 
@@ -153,12 +154,15 @@ def choose_reference_faces(
     *,
     has_references: bool = True,
     similarities: Sequence[float] | None = None,
+    min_similarity: float | None = None,
 ) -> ReferenceChoice:
     """THE rule for references in a photo of several people. ``numbers``: the faces to restore; ``similarities``:
     theirs to the references (same order; needed for ``"best"`` with several faces). ``selection``:
 
     * ``"best"``: the face most like the references gets them if it beats every other by
-      :data:`REFERENCE_MATCH_MARGIN` (the only face always does); otherwise none, and ``note`` says how to choose;
+      :data:`REFERENCE_MATCH_MARGIN` and reaches ``min_similarity`` (the identity meter's "unlikely" line: a reference
+      of nobody in the photo then mostly goes to no one); the only face always does. Otherwise none, and ``note``
+      says how to choose;
     * ``"all"``: every face (each is pulled towards the reference's identity);
     * face numbers (``2``, ``[1, 3]``, ``"1,3"``): those, which must be among ``numbers``.
 
@@ -185,13 +189,13 @@ def choose_reference_faces(
     if sims is None:
         raise ValueError("choosing the best face for the references needs their similarities")
     (best, s1), (second, s2) = sorted(sims.items(), key=lambda kv: kv[1], reverse=True)[:2]
-    if s1 - s2 >= REFERENCE_MATCH_MARGIN:
+    if min_similarity is not None and s1 < min_similarity:
+        why = f"no face looks like it (the most alike, face {best}, scores {s1:.2f}, under {min_similarity:.2f})"
+    elif s1 - s2 < REFERENCE_MATCH_MARGIN:
+        why = f"faces {best} and {second} look about equally like it ({s1:.2f}, {s2:.2f})"
+    else:
         return ReferenceChoice((best,), sims)
-    note = (
-        f"the reference was used for no face: faces {best} and {second} look about equally like it "
-        f"({s1:.2f}, {s2:.2f}); choose with --reference-faces N (or all)"
-    )
-    return ReferenceChoice((), sims, note)
+    return ReferenceChoice((), sims, f"the reference was used for no face: {why}; choose with --reference-faces N")
 
 
 # ------------------------------------------------------------------------------------------------------ outputs
@@ -303,7 +307,9 @@ class FacePipeline:
         are measured when the rule needs them (references and several faces)."""
         has = bool(self.restorer.references)
         sims = self.restorer.reference_similarities(faces) if has and len(faces) > 1 else None
-        return choose_reference_faces([f.number for f in faces], selection, has_references=has, similarities=sims)
+        floor = self.restorer.reference_min_similarity() if sims is not None else None
+        return choose_reference_faces([f.number for f in faces], selection, has_references=has, similarities=sims,
+                                      min_similarity=floor)  # fmt: skip
 
     def no_face_message(self, photo: np.ndarray) -> str:
         """Why :meth:`detect` found nothing, and what to do: the best detection under the floor, when there is one."""
