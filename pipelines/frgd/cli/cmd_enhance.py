@@ -196,8 +196,8 @@ def add_frgd_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--reference-faces", default="best", metavar="SEL",
         help="in a photo of several people, the faces the reference is of: best = the face the identity encoder "
-        "finds clearly most like it (none when two are close: then choose), all, or face numbers like 2 or 1,3; "
-        "the other faces are restored without it (default best)",
+        "finds clearly most like it (none when two are close or none looks like it: then choose), all, or face "
+        "numbers like 2 or 1,3; the other faces are restored without it (default best)",
     )  # fmt: skip
     _add_sampler_flags(p)
     p.add_argument("--model", metavar="DIR", help="FRGD model folder (default: the installed frgd-128)")
@@ -220,8 +220,9 @@ def register(root: argparse._SubParsersAction, groups: dict[str, argparse._SubPa
         "enhance",
         help="restore faces with FRGD (identity-guided diffusion), optionally towards a reference photo",
         description=(
-            "Detect the faces of PHOTO, restore each with the FRGD diffusion model (guided towards the identity of the "
-            "--reference photos when given) and paste them back into the photo upscaled by the general SR model. "
+            "Detect the faces of PHOTO, restore each with the FRGD diffusion model (the face the --reference photos "
+            "are of guided towards their identity; see --reference-faces) and paste them back into the photo "
+            "upscaled by the general SR model. "
             "Faces are numbered 1, 2, ... from left to right, as in the editor. "
             "With --aligned, PHOTO is an aligned face crop and the 128x128 restored crops are written. One file per "
             "sample: OUT, or OUT_seedK.<ext> when --samples > 1. Provenance (model, seeds, parameters, reference "
