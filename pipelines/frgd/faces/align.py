@@ -552,7 +552,7 @@ def paste_back(
     walpha = np.clip(walpha, 0.0, 1.0)[..., None]
     roi = to_float(canvas[y0:y1, x0:x1])
     if keep_detail and scale > 1.0:
-        warped = warped + _canvas_detail(roi, face, m_roi)
+        warped = warped + _canvas_detail(roi, face, m_roi, scale)
     blended = roi * (1.0 - walpha) + np.clip(warped, 0.0, 1.0) * walpha
     if canvas.dtype.kind == "f":
         # keep untouched pixels bit-exact for float canvases
@@ -561,20 +561,21 @@ def paste_back(
     return out
 
 
-def _canvas_detail(roi: np.ndarray, face: np.ndarray, m_roi: np.ndarray) -> np.ndarray:
+def _canvas_detail(roi: np.ndarray, face: np.ndarray, m_roi: np.ndarray, scale: float) -> np.ndarray:
     """The canvas's own detail above the restored crop's resolution, where the restored face agrees with the canvas.
 
     Args:
         roi: ``(h, w, 3)`` float canvas region.
         face: ``(S, S, 3)`` float restored face.
-        m_roi: ``(2, 3)`` restored-crop pixel -> ``roi`` pixel, magnifying (``sqrt(det) > 1``).
+        m_roi: ``(2, 3)`` restored-crop pixel -> ``roi`` pixel.
+        scale: its magnification ``sqrt(det)`` (> 1).
 
     Returns:
         ``(h, w, 3)`` float32 ``g * (roi - up(down(roi)))`` (see :func:`paste_back`).
     """
     sr = int(face.shape[0])
     size_roi = (roi.shape[1], roi.shape[0])
-    k = min(max(math.ceil(math.sqrt(abs(np.linalg.det(m_roi[:, :2]))) - 1e-9), 1), MAX_SUPERSAMPLE)
+    k = min(max(math.ceil(scale - 1e-9), 1), MAX_SUPERSAMPLE)
     # down: the canvas on the restored grid, warped at k x and area-downscaled (the align_face recipe)
     m_down = compose_affine(resize_affine(k), invert_affine(m_roi))
     big = cv2.warpAffine(roi, m_down, (sr * k, sr * k), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)

@@ -31,7 +31,7 @@ import torch
 from ..devices import resolve_device
 from ..errors import FRGDError, InputError
 from ..io import to_uint8
-from .rules import FACE_MIN_SCORE
+from .rules import FACE_MIN_SCORE, check_min_score
 
 logger = logging.getLogger(__name__)
 
@@ -367,8 +367,7 @@ def detect_faces(
 
     ``min_score`` drops faces below that O-Net probability (default :data:`FACE_MIN_SCORE`; 0 keeps every one).
     """
-    if not 0.0 <= min_score <= 1.0:
-        raise InputError(f"the smallest face score must be in [0, 1], got {min_score}")
+    min_score = check_min_score(min_score)
     det = get_detector(device, thresholds)
     faces = det.detect(img, upsample_small=upsample_small, upsample=upsample, min_face_size=min_face_size)
     faces = [f for f in faces if f.score >= min_score]

@@ -3,6 +3,8 @@ the CLI can show it in its help)."""
 
 from __future__ import annotations
 
+from ..errors import InputError
+
 FACE_MIN_SCORE = 0.95
 """THE floor: a detection is a face (to list, restore or take as a reference) only at this MTCNN O-Net probability or
 above (faces128 was cut at the same value). Measured with ``scripts/measure_detection_scores.py``
@@ -14,4 +16,12 @@ score 0.70-0.90; by eye nearly all of the first are faces, half of the second an
 which a face restorer would turn into faces (and :func:`frgd.restore.auto_scale` would upscale a photo up to 8x for).
 ``--min-score`` (CLI) and the editor's score box lower it for a face the default misses."""
 
-__all__ = ["FACE_MIN_SCORE"]
+
+def check_min_score(min_score: float) -> float:
+    """``min_score`` as a float in ``[0, 1]`` (a detection score floor); :class:`InputError` otherwise."""
+    if not 0.0 <= min_score <= 1.0:
+        raise InputError(f"the smallest face score must be in [0, 1], got {min_score}")
+    return float(min_score)
+
+
+__all__ = ["FACE_MIN_SCORE", "check_min_score"]

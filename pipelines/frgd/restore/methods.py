@@ -343,14 +343,16 @@ class FRGDRestorer(Restorer):
     def reference_similarities(self, faces: Sequence[PhotoFace]) -> list[float] | None:
         if not self.references or not faces:
             return None
+        crops = self._crop_tensor([f.crop.image for f in faces])
+        return [float(v) for v in self.pipe.reference_similarity(crops, self._crop_tensor(self.references))]
+
+    def _crop_tensor(self, crops: Sequence[np.ndarray]) -> torch.Tensor:
+        """Aligned crops ``(h, w, 3)`` at :attr:`crop_size` as one ``(N, 3, S, S)`` float tensor in ``[0, 1]``."""
         import torch
 
         from ..tensor import image_to_tensor
 
-        c = self.crop_size
-        crops = torch.cat([image_to_tensor(fit_crop(f.crop.image, c)) for f in faces])
-        refs = [image_to_tensor(fit_crop(np.asarray(r), c)) for r in self.references]
-        return [float(v) for v in self.pipe.reference_similarity(crops, refs)]
+        return torch.cat([image_to_tensor(fit_crop(np.asarray(r), self.crop_size)) for r in crops])
 
     def reference_min_similarity(self) -> float | None:
         from ..identity.meter import load_calibrations
@@ -385,7 +387,7 @@ class FRGDRestorer(Restorer):
 
         pipe, size, c = self.pipe, int(self.pipe.size), self.crop_size
         refs_np = self.references if request.references is None else list(request.references)
-        refs = torch.cat([image_to_tensor(fit_crop(np.asarray(r), c)) for r in refs_np]) if refs_np else None
+        refs = self._crop_tensor(refs_np) if refs_np else None
         mask = None
         if request.mask is not None:
             m = fit_crop(np.ascontiguousarray(request.mask, np.float32), size)

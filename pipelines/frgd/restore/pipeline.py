@@ -23,7 +23,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..faces.align import FaceCrop, paste_back
-from ..faces.rules import FACE_MIN_SCORE
+from ..faces.rules import FACE_MIN_SCORE, check_min_score
 from ..jobs import CancelToken, ProgressFn, check_cancel, report
 from .faces import (
     DetectFn,
@@ -283,14 +283,12 @@ class FacePipeline:
         feather: float = DEFAULT_FEATHER,
         min_score: float = FACE_MIN_SCORE,
     ) -> None:
-        if not 0.0 <= min_score <= 1.0:
-            raise InputError(f"the smallest face score must be in [0, 1], got {min_score}")
+        self.min_score = check_min_score(min_score)
         self.restorer = restorer
         self.sr_model = sr_model
         self.detect_fn = detect_fn
         self.tile = tile
         self.feather = float(feather)
-        self.min_score = float(min_score)
 
     @property
     def device(self) -> Any:
@@ -397,13 +395,14 @@ class FacePipeline:
         refs = self.reference_choice(chosen, reference_faces)
         if refs.note:
             logger.warning("%s", refs.note)
-        photo_scale = int(scale) if scale != "auto" else 1
         if scale == "auto":
             native = min((f.crop.native_scale for f in chosen), default=1.0)
             photo_scale, wanted = auto_scale(native, img.shape[:2]), auto_scale(native)
             if photo_scale < wanted:
                 logger.info("auto scale %dx: the smallest face would need %dx, above %d MP; give the scale to force it",
                             photo_scale, wanted, AUTO_MAX_PIXELS // 1_000_000)  # fmt: skip
+        else:
+            photo_scale = int(scale)
         mask01 = None if mask is None else _unit_mask(mask)
 
         units = self.restorer.progress_units(num_samples)
