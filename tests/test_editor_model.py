@@ -437,6 +437,42 @@ def test_download_offline_fails_with_a_clear_message(model, monkeypatch):
     assert any(f.kind == "import" for f in st.fixes)
 
 
+def test_gfpgan_pane_detects_with_the_editors_score_floor(model, monkeypatch):
+    """With no detected faces, the GFPGAN pane's own detection uses the "score ≥" setting, as Detect faces does."""
+    import torch
+    from conftest import KeepRestorer
+
+    import frgd.faces.detect as detect_mod
+    import frgd.sr.gfpgan as gfpgan_mod
+    from frgd.faces.detect import DetectedFace
+
+    floors, restored = [], []
+
+    def fake_detect(img, *, min_score, **kw):  # one face scored 0.8: found under a floor of 0.75, not under 0.95
+        floors.append(min_score)
+        lm = TEMPLATE_512 * (60 / 512) + 20.0
+        return [DetectedFace(box=np.array([20.0, 20, 80, 80]), score=0.8, landmarks=lm)] if min_score <= 0.8 else []
+
+    class Counting(KeepRestorer):
+        def __init__(self, **kw):
+            pass
+
+        def restore(self, *a, **kw):
+            restored.append(1)
+            return super().restore(*a, **kw)
+
+    monkeypatch.setattr(detect_mod, "detect_faces", fake_detect)
+    monkeypatch.setattr(gfpgan_mod, "GFPGANRestorer", Counting)
+    monkeypatch.setattr(backend, "gfpgan_problem", lambda version: None)
+    photo = np.full((100, 100, 3), 120, np.uint8)
+    model.settings.set("face_min_score", 0.75)
+    model.doc.set_photo(photo)
+    assert model.gfpgan.run() is not None and model.jobs.wait(30), model.errors
+    assert not model.errors and floors == [0.75] and restored == [1]
+    backend.run_gfpgan(photo, [], "v1.4", 0.5, 1, torch.device("cpu"), None, None)  # the default floor: no face
+    assert floors[-1] == 0.95 and restored == [1]
+
+
 def test_slow_cpu_upscale_asks_first(model, photo_file, monkeypatch):
     from frgd.sr import registry
 

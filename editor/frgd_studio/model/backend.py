@@ -297,19 +297,29 @@ def gfpgan_problem(version: str) -> str | None:
 
 
 def run_gfpgan(
-    photo: np.ndarray, faces: list[Face], version: str, weight: float, scale: int, device, progress, cancel
+    photo: np.ndarray,
+    faces: list[Face],
+    version: str,
+    weight: float,
+    scale: int,
+    device,
+    progress,
+    cancel,
+    min_score: float = FACE_MIN_SCORE,
 ) -> np.ndarray:
     """Restore the faces with GFPGAN (:class:`frgd.sr.gfpgan.GFPGANRestorer`, seed 0) and paste them over the photo
     upscaled ``scale`` times (:class:`frgd.restore.FacePipeline`) -> uint8 image.
 
-    The editor's faces are passed on (no second detection); with none, the pipeline detects its own.
+    The editor's faces are passed on (no second detection); with none, the pipeline detects its own, with the
+    editor's detection floor ``min_score`` (the "score ≥" setting), as Detect faces does.
     """
     from frgd.restore import FacePipeline
     from frgd.sr.gfpgan import GFPGANRestorer
 
     restorer = GFPGANRestorer(version=version.lstrip("v"), device=device, weight=float(weight))
-    out = FacePipeline(restorer)(photo, faces=list(faces) or None, seeds=[0], scale=int(scale), progress=progress,
-                                 cancel=cancel)  # fmt: skip
+    out = FacePipeline(restorer, min_score=min_score)(
+        photo, faces=list(faces) or None, seeds=[0], scale=int(scale), progress=progress, cancel=cancel
+    )
     return out.images[0]
 
 

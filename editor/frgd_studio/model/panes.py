@@ -362,9 +362,10 @@ class GFPGANPane(Pane):
         photo, faces = doc.photo, list(doc.faces)
         version, weight, scale, name = self.version, float(self.weight), int(self.scale), self.result_name()
         params = {"model": f"GFPGAN{version}", "method": "gfpgan", "weight": weight, "upscale": scale}
+        min_score = float(self.host.settings.get("face_min_score"))
 
         def job(device, progress, cancel):
-            return backend.run_gfpgan(photo, faces, version, weight, scale, device, progress, cancel)
+            return backend.run_gfpgan(photo, faces, version, weight, scale, device, progress, cancel, min_score)
 
         def done(img) -> None:
             self.host.push(PaneResultCommand(doc, name, img, params))
