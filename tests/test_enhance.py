@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -169,6 +170,34 @@ def test_enhance_candidates_flag(tmp_path, model_dir, capsys):
     assert not (tmp_path / "bad.png").exists()
 
 
+def _aligned_with_and_without(tmp_path, model_dir, capsys, flag: str) -> tuple[list[str], Path, Path, Path]:
+    """``frgd enhance --aligned`` of one face (tiny model, seed 2, 3 steps, s = 0) by default and with ``flag``:
+    (the command without ``-o``, the input, the default output, the flagged output)."""
+    inp = save_image(tmp_path / "face.png", _face_like(0, 24))
+    base = ["enhance", str(inp), "--aligned", "--model", str(model_dir), "--seed", "2", "--steps", "3"]
+    base += ["--device", "cpu", "--identity", "0"]
+    assert main([*base, "-o", str(tmp_path / "default.png")]) == 0
+    assert main([*base, flag, "-o", str(tmp_path / "flagged.png")]) == 0
+    capsys.readouterr()
+    return base, inp, tmp_path / "default.png", tmp_path / "flagged.png"
+
+
+def test_enhance_back_projection_flag(tmp_path, model_dir, capsys):
+    """A whole face is back-projected onto the input by default (recorded as ``back_projection``);
+    ``--no-back-projection`` leaves the model's sample: other pixels for the same seed, further from the input."""
+    _, inp, on, off = _aligned_with_and_without(tmp_path, model_dir, capsys, "--no-back-projection")
+    assert read_provenance(on)["parameters"]["back_projection"] is True
+    assert read_provenance(off)["parameters"]["back_projection"] is False
+    lq = load_rgb(inp).astype(np.float32)
+
+    def err(path: Path) -> float:  # distance to the input at the input's size
+        import cv2
+
+        return float(np.abs(cv2.resize(load_rgb(path), lq.shape[1::-1], interpolation=cv2.INTER_AREA) - lq).mean())
+
+    assert err(on) < err(off)
+
+
 def test_enhance_no_prior_flag(tmp_path, model_dir, capsys):
     """By default a whole face starts from the installed prior's estimate (recorded as ``prior``); ``--no-prior``
     starts from the bicubic upscale: another sample for the same seed, recorded as ``None``."""
@@ -176,16 +205,11 @@ def test_enhance_no_prior_flag(tmp_path, model_dir, capsys):
 
     if installed_prior(size=128) is None:
         pytest.skip("no FRGD prior installed in this checkout")
-    inp = save_image(tmp_path / "face.png", _face_like(0, 24))
-    base = ["enhance", str(inp), "--aligned", "--model", str(model_dir), "--seed", "2", "--steps", "3"]
-    base += ["--device", "cpu", "--identity", "0"]
-    assert main([*base, "-o", str(tmp_path / "p.png")]) == 0
-    assert main([*base, "--no-prior", "-o", str(tmp_path / "b.png")]) == 0
-    capsys.readouterr()
-    assert read_provenance(tmp_path / "p.png")["parameters"]["prior"] == PRIOR_WEIGHTS
-    assert read_provenance(tmp_path / "b.png")["parameters"]["prior"] is None
-    assert not np.array_equal(load_rgb(tmp_path / "p.png"), load_rgb(tmp_path / "b.png"))
-    assert read_provenance(tmp_path / "b.png")["parameters"]["base"] == "bicubic"
+    base, _, p, b = _aligned_with_and_without(tmp_path, model_dir, capsys, "--no-prior")
+    assert read_provenance(p)["parameters"]["prior"] == PRIOR_WEIGHTS
+    assert read_provenance(b)["parameters"]["prior"] is None
+    assert not np.array_equal(load_rgb(p), load_rgb(b))
+    assert read_provenance(b)["parameters"]["base"] == "bicubic"
     # under a mask the kept region is the input's upscale: no prior is used, and the provenance says so
     mask = save_image(tmp_path / "m.png", np.full((128, 128, 3), 255, np.uint8))
     assert main([*base, "--mask", str(mask), "-o", str(tmp_path / "m_out.png")]) == 0

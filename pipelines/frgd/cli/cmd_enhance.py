@@ -69,8 +69,8 @@ def _passive_omp_threads() -> None:
 
 
 def _add_sampler_flags(p: argparse.ArgumentParser) -> None:
-    """``--steps``, ``--scheduler`` (choices from the scheduler registry), ``--harmonise``, ``--identity-gradient``
-    and ``--no-prior``."""
+    """``--steps``, ``--scheduler`` (choices from the scheduler registry), ``--harmonise``, ``--identity-gradient``,
+    ``--no-prior`` and ``--no-back-projection``."""
     from ..diffusion.sampling.schedulers import (
         DEFAULT_SCHEDULER,
         DEFAULT_STEPS,
@@ -125,6 +125,12 @@ def _add_sampler_flags(p: argparse.ArgumentParser) -> None:
         help="start from the bicubic upscale of the input instead of the FRGD prior's estimate (the default when the "
         "prior is installed: a sharper content end)",
     )
+    p.add_argument(
+        "--no-back-projection",
+        action="store_true",
+        help="leave a whole face as the model made it instead of bringing it back to what the input shows at the "
+        "input's own resolution (the default keeps the finer detail and makes a good input come out closer to itself)",
+    )
 
 
 def add_faces_flag(p: argparse.ArgumentParser) -> None:
@@ -155,7 +161,7 @@ def add_min_score_flag(p: argparse.ArgumentParser) -> None:
 
 FRGD_ONLY_FLAGS = (
     "--reference", "--identity", "--candidates", "--reference-faces", "--steps", "--scheduler", "--harmonise",
-    "--identity-gradient", "--no-prior", "--model",
+    "--identity-gradient", "--no-prior", "--no-back-projection", "--model",
 )  # fmt: skip
 """The flags of :func:`add_frgd_flags`: ``frgd restore`` refuses them with another ``--method`` (which would ignore
 them)."""
@@ -405,6 +411,7 @@ class _Enhance:
         params["base"] = first.get("base")
         if params["base"] != params["prior"]:
             params["prior"] = None
+        params["back_projection"] = bool(first.get("back_projection"))  # whole faces only: never under a mask
         params["candidates"] = (first.get("candidates") or {}).get("count", 1)  # 1 where s = 0 ignores the reference
         if any(m is not None for m in meters):
             extra["identity_meter"] = meters[0] if args.aligned else meters
@@ -490,6 +497,7 @@ def _load_enhance(args: argparse.Namespace, protect: list[str]) -> _Enhance:
     restorer = FRGDRestorer(
         frgd, identity_strength=args.identity, steps=args.steps, scheduler=args.scheduler, harmonise=args.harmonise,
         use_prior=not args.no_prior, candidates=args.candidates, identity_gradient=args.identity_gradient,
+        back_projection=not args.no_back_projection,
     )  # fmt: skip
     pipe = FacePipeline(
         restorer, sr_model=args.sr_model or "auto", tile=getattr(args, "tile", "auto"), min_score=args.min_score
@@ -516,6 +524,7 @@ def _cmd_eval_faces(args: argparse.Namespace) -> int:
         scheduler=args.scheduler,
         harmonise=args.harmonise,
         use_prior=not args.no_prior,
+        back_projection=not args.no_back_projection,
         batch=args.batch,
         seed=args.seed,
         repeats=args.repeats,
@@ -596,6 +605,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         repeats=args.repeats,
         device=args.device,
         identity_gradient=args.identity_gradient,
+        back_projection=not args.no_back_projection,
     )
     result = {"command": "frgd " + " ".join(sys.argv[1:]), **result}
     lines = [f"FRGD sampling on {result['device']} ({result['model']}, {args.steps} {args.scheduler} steps):"]

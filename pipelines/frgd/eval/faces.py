@@ -41,6 +41,7 @@ import torch.nn.functional as F
 from ..devices import describe_device, resolve_device
 from ..diffusion.sampling.guidance import IDENTITY_GRADIENT, RESAMPLE
 from ..diffusion.sampling.pipeline import (
+    BACK_PROJECTION,
     DEFAULT_IDENTITY_STRENGTH,
     DEFAULT_SCHEDULER,
     DEFAULT_STEPS,
@@ -155,6 +156,7 @@ def evaluate_faces(
     scheduler: str = DEFAULT_SCHEDULER,
     harmonise: int | None = None,
     use_prior: bool = True,
+    back_projection: bool = BACK_PROJECTION,
     batch: int = 8,
     seed: int = 0,
     repeats: int = 1,
@@ -174,6 +176,7 @@ def evaluate_faces(
     ``judge_per_face`` averages each face's; more repeats make :func:`slider_gains` less noisy.
     ``candidates``: with a reference, each sample is the most reference-like of this many (the pipeline's
     ``candidates``; rows without a reference have nothing to choose by and sample once).
+    ``back_projection``: the sampler's (:func:`frgd.diffusion.sampling.guidance.back_project`; on by default).
     ``grid``: also write a PNG of the first ``grid_faces`` faces, one row each: input (nearest-upscaled), bicubic,
     one sample with the reference per slider value (each column with its own seeds), ground truth.
     """
@@ -266,6 +269,7 @@ def evaluate_faces(
                     use_prior=use_prior,
                     candidates=candidates if with_ref else 1,
                     identity_gradient=identity_gradient,
+                    back_projection=back_projection,
                 )
                 outs.extend(tensor_to_image(x) for x in res.images)
                 if res.identity_scores is not None:
@@ -280,6 +284,7 @@ def evaluate_faces(
         grid_info = _write_grid(
             grid, pipe, lqs, bic, gts, ref_emb, sliders, grid_faces, seed=seed, steps=steps, scheduler=scheduler,
             harmonise=harmonise, use_prior=use_prior, identity_gradient=identity_gradient,
+            back_projection=back_projection,
         )  # fmt: skip
     return {
         "grid": grid_info,
@@ -295,6 +300,7 @@ def evaluate_faces(
         "scheduler": scheduler,
         "harmonise": RESAMPLE if harmonise is None else harmonise,
         "prior": pipe.prior_name if prior_on else None,
+        "back_projection": bool(back_projection),
         "seed": seed,
         "repeats": repeats,
         "candidates": candidates,
@@ -483,6 +489,7 @@ def bench_sampler(
     device: str | torch.device = "cpu",
     identity_encoder=None,
     identity_gradient: str | None = None,
+    back_projection: bool = BACK_PROJECTION,
 ) -> dict[str, Any]:
     """Seconds per sample for 1 and ``samples`` samples (one batch) at ``steps``, where the time goes (UNet vs
     identity-guidance encoder), peak memory; a JSON-able dict. A warm-up run (1 step) precedes the timed runs.
@@ -500,7 +507,7 @@ def bench_sampler(
     deg = torch.rand(1, 3, pipe.size // 8, pipe.size // 8, generator=torch.Generator().manual_seed(2))
     common = dict(
         references=ref, identity_strength=identity_strength, scheduler=scheduler, harmonise=harmonise,
-        use_prior=use_prior, identity_gradient=identity_gradient,
+        use_prior=use_prior, identity_gradient=identity_gradient, back_projection=back_projection,
     )  # fmt: skip
     pipe(deg, num_samples=1, seeds=[0], steps=2, **common)  # warm-up (allocator, kernels)
     if dev.type == "cuda":
@@ -597,6 +604,7 @@ def _write_grid(
     harmonise: int | None = None,
     use_prior: bool = True,
     identity_gradient: str | None = None,
+    back_projection: bool = BACK_PROJECTION,
 ) -> dict[str, Any]:
     """Sample grid (rows = faces; columns = input, bicubic, [prior,] one sample per slider value, ground truth) ->
     PNG."""
@@ -624,6 +632,7 @@ def _write_grid(
             harmonise=harmonise,
             use_prior=use_prior,
             identity_gradient=identity_gradient,
+            back_projection=back_projection,
         )
         columns.append([tensor_to_image(x) for x in res.images])
         seeds_per_column.append(seeds)

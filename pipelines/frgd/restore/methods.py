@@ -303,7 +303,9 @@ class FRGDRestorer(Restorer):
         use_prior: bool = True,
         candidates: int = 1,
         identity_gradient: str | None = None,
+        back_projection: bool | None = None,
     ) -> None:
+        from ..diffusion.sampling.pipeline import BACK_PROJECTION
         from ..diffusion.sampling.schedulers import (
             DEFAULT_IDENTITY_STRENGTH,
             DEFAULT_SCHEDULER,
@@ -324,6 +326,9 @@ class FRGDRestorer(Restorer):
         """Candidates per sample; the one most like the reference is kept (needs a reference when > 1)."""
         self.identity_gradient = identity_gradient or IDENTITY_GRADIENT
         """How identity guidance takes its gradient: ``"denoiser"`` (the default) or ``"x0"`` (faster, more cracks)."""
+        self.back_projection = BACK_PROJECTION if back_projection is None else bool(back_projection)
+        """Bring whole faces back to the input at its own resolution (:func:`frgd.diffusion.sampling.guidance.
+        back_project`)."""
         self.crop_size = FACE_SIZE
 
     @property
@@ -369,6 +374,7 @@ class FRGDRestorer(Restorer):
             "prior": self.pipe.prior_name if self.use_prior else None,
             "candidates": self.candidates,
             "identity_gradient": self.identity_gradient,
+            "back_projection": self.back_projection,
         }
 
     def restore_crop(
@@ -406,6 +412,7 @@ class FRGDRestorer(Restorer):
             use_prior=self.use_prior,
             candidates=self.candidates,
             identity_gradient=self.identity_gradient,
+            back_projection=self.back_projection,
             mask=mask,
             base=base,
             progress=progress,

@@ -301,6 +301,24 @@ def downscale_to(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(x, size=size, mode="area")
 
 
+def back_project(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """One back-projection of a finished sample onto the input: ``x + up(target - down(x))``, clamped to ``[0, 1]``.
+
+    ``x`` ``(N,3,H,W)`` and ``target`` ``(N or 1,3,h,w)`` in ``[0, 1]``; ``down`` is the antialiased bicubic resize
+    to ``(h, w)`` (the degradations' own downscale), ``up`` the bicubic resize back. The correction is smooth (the
+    input's band only), so the sample keeps everything above the input's resolution and its downscale comes (close)
+    to the input: the noise-aware content guidance fades out on the last steps, where the model may drift from what
+    the input does show (docs/frgd_sampling.md, "Back-projection onto the input"). ``target`` of the same size as
+    ``x`` returns ``target`` itself.
+    """
+    hw = tuple(target.shape[-2:])
+    down = F.interpolate(x, size=hw, mode="bicubic", antialias=True, align_corners=False) if x.shape[-2:] != hw else x
+    residual = target.to(x) - down
+    up = residual if hw == tuple(x.shape[-2:]) else F.interpolate(residual, size=x.shape[-2:], mode="bicubic",
+                                                                  align_corners=False)  # fmt: skip
+    return (x + up).clamp(0, 1)
+
+
 def content_lambda(alpha_bar_next: float, noise: float) -> float:
     """Noise-aware projection strength ``min(1, rho_next / noise)``, ``rho = sqrt((1 - abar) / abar)``; 0 if clean."""
     if alpha_bar_next >= 1.0:
@@ -398,6 +416,7 @@ __all__ = [
     "VIEWS",
     "ContentGuidance",
     "GuidanceContext",
+    "back_project",
     "GuidanceFn",
     "GuidanceWeights",
     "IdentityGuidance",

@@ -14,8 +14,10 @@
    are added (inside the mask; with identity guidance's ``"denoiser"`` gradient, (b), (c) and the identity push are
    one differentiable model call and one backward pass); (f) with a mask the known region is re-injected at the
    stepper's own next noise level;
-5. composite ``M' * x0 + (1 - M') * base`` with the hard (or inward-feathered) mask, so outside the mask the output
-   *equals* the base; identity scores for the meter.
+5. a whole face (no mask) is back-projected onto the input at the content guidance's scale (:func:`.guidance.
+   back_project`: the sample's downscale is brought to the input's, its finer detail kept); with a mask, the composite
+   ``M' * x0 + (1 - M') * base`` with the hard (or inward-feathered) mask, so outside the mask the output *equals* the
+   base; identity scores for the meter.
 
 With ``candidates = K > 1`` (:meth:`FRGDPipeline._best_of`) every requested sample is sampled ``K`` times (its seed and
 ``K - 1`` seeds derived from it, :func:`candidate_seeds`) in one batch, and the candidate whose guidance-encoder
@@ -55,6 +57,7 @@ from .guidance import (
     GuidanceContext,
     GuidanceWeights,
     IdentityGuidance,
+    back_project,
     build_guides,
     guidance_delta,
     slider_to_weights,
@@ -75,6 +78,10 @@ from .schedulers import (
 
 logger = logging.getLogger(__name__)
 
+BACK_PROJECTION = True
+"""Whole faces are back-projected onto the input by default (docs/frgd_sampling.md, "Back-projection onto the input":
+with the round-7 weights, at the default slider, +0.1 to +4 dB and up to +0.04 judge on clean inputs from x1.5 to x8,
+within the noise on blurred, noisy, JPEG inputs)."""
 FUSION_MODES = ("clean", "noisy")
 """Known-content channels of ``cond`` with a mask: the clean base, or each step's ``x_t`` outside the mask."""
 MAX_SEED = 2**63 - 1
@@ -553,6 +560,7 @@ class FRGDPipeline:
         use_prior: bool = True,
         candidates: int = 1,
         identity_gradient: str | None = None,
+        back_projection: bool = BACK_PROJECTION,
         progress: ProgressFn | None = None,
         cancel: CancelToken | None = None,
     ) -> FRGDOutput:
@@ -585,6 +593,8 @@ class FRGDPipeline:
             identity_gradient: how identity guidance takes its gradient (overrides ``weights.identity_gradient``;
                 ``None``: the weights' own, :data:`.schedulers.IDENTITY_GRADIENT`): ``"denoiser"`` through the model
                 (fewer cracks, one backward pass per guided step), ``"x0"`` at ``x0_hat`` alone (faster, less memory).
+            back_projection: bring a whole face's finished sample back to the input at the content scale
+                (:func:`.guidance.back_project`; no effect with a mask, whose kept region is the base).
         """
         # 1. inputs, seeds, references
         t_start = time.perf_counter()
@@ -600,7 +610,7 @@ class FRGDPipeline:
                 num_samples=num_samples, seeds=seeds, steps=steps, scheduler=scheduler, mask=mask, base=base, eta=eta,
                 content_size=content_size, feather=feather, weights=weights,
                 reference_per_sample=reference_per_sample, fusion=fusion, harmonise=harmonise, use_prior=use_prior,
-                identity_gradient=identity_gradient, progress=progress, cancel=cancel,
+                identity_gradient=identity_gradient, back_projection=back_projection, progress=progress, cancel=cancel,
             )  # fmt: skip
         n = num_samples
         seed_list = normalize_seeds(seeds, n)
@@ -716,6 +726,9 @@ class FRGDPipeline:
 
         # 5. composite, identity scores
         img = ((x.float().clamp(-1, 1) + 1) * 0.5).clamp(0, 1)
+        projected = hard is None and bool(back_projection)
+        if projected:  # (content_target is the input at the content scale, in [0, 1])
+            img = back_project(img, content_target)
         if hard is not None:
             soft = feather_inside(hard, feather)
             img = soft * img + (1 - soft) * base01
@@ -734,6 +747,7 @@ class FRGDPipeline:
             "masked": mask is not None,
             "feather": feather,
             "fusion": fusion if hard is not None else None,
+            "back_projection": projected,
             "base": "given" if base is not None else (self.prior_name if prior_used else "bicubic"),
             "has_reference": ref is not None,
             "weights": w.as_dict(),

@@ -775,7 +775,9 @@ def validate(model, scheduler, pack, r: dict[str, Any], out_dir: Path | None = N
     pipe = FRGDPipeline(model, scheduler, identity_backend="none", device=dev, name="round")
     gts = list(pack.val_images[:n])
     refs = torch.from_numpy(pack.val_ref_emb[:n]).float()
-    modes = {  # fixed weights without harmonising passes (as in rounds 1-3), so that rounds compare
+    # fixed weights without harmonising passes (as in rounds 1-3) and without the final back-projection (added to the
+    # product after round 7), so that rounds compare
+    modes = {
         "frgd_noref_content1": (None, GuidanceWeights(identity=0.0, content=1.0, cfg=0.0, resample=0)),
         "frgd_ref_cfg1_content1": (refs, GuidanceWeights(identity=0.0, content=1.0, cfg=1.0, resample=0)),
         "frgd_ref_cfg3_content0.1": (refs, GuidanceWeights(identity=0.0, content=0.1, cfg=3.0, resample=0)),
@@ -798,6 +800,7 @@ def validate(model, scheduler, pack, r: dict[str, Any], out_dir: Path | None = N
                 steps=steps,
                 scheduler=scheduler_name,
                 weights=w,
+                back_projection=False,
             )
             outs[name] = [tensor_to_image(x) for x in o.images]
         res["scales"][f"x{scale:g}"] = {name: face_metrics(arr, gts) for name, arr in outs.items()}
