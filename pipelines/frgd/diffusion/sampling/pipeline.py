@@ -80,8 +80,8 @@ logger = logging.getLogger(__name__)
 
 BACK_PROJECTION = True
 """Whole faces are back-projected onto the input by default (docs/frgd_sampling.md, "Back-projection onto the input":
-with the round-7 weights, at the default slider, +0.1 to +4 dB and up to +0.04 judge on clean inputs from x1.5 to x8,
-within the noise on blurred, noisy, JPEG inputs)."""
+with the round-7 weights at the default slider, clean inputs gain from +0.1 dB at x8 to +5.5 dB and +0.026 judge at
+x1.5; blurred, noisy, JPEG inputs change within the noise)."""
 FUSION_MODES = ("clean", "noisy")
 """Known-content channels of ``cond`` with a mask: the clean base, or each step's ``x_t`` outside the mask."""
 MAX_SEED = 2**63 - 1
