@@ -39,9 +39,11 @@ from frgd.metrics.psnr_ssim import psnr
 from frgd.metrics.seams import seam_excess
 from frgd.restore import load_frgd_pipeline
 from frgd.tensor import image_to_tensor, tensor_to_image
+from frgd_studio.brush import disc
+from frgd_studio.model.settings import EditorSettings
 
 logger = logging.getLogger("measure_mask_seams")
-BRUSH_FEATHER = 0.5
+BRUSH_FEATHER = EditorSettings().brush_feather
 """The editor's default brush feather (fraction of the radius over which a dab fades out)."""
 REGIONS = {"eyes": 14.0, "mouth": 18.0}
 """Brush radius (crop px) of each region."""
@@ -50,17 +52,12 @@ INSET = 3
 
 
 def brush_mask(region: str, size: int = 128) -> np.ndarray:
-    """``(size, size)`` float32 soft mask of ``region``: round dabs with a linear fade over ``BRUSH_FEATHER`` of the
-    radius, at the template's eyes or mouth centre."""
+    """``(size, size)`` float32 soft mask of ``region``: the editor's round dabs (:func:`frgd_studio.brush.disc`, fading
+    over ``BRUSH_FEATHER`` of the radius) at the template's eyes or mouth centre."""
     t = template(size)
     centres = [t[0], t[1]] if region == "eyes" else [(t[3] + t[4]) / 2]
     r = REGIONS[region] * size / 128
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
-    m = np.zeros((size, size), np.float32)
-    for cx, cy in centres:
-        d = np.hypot(xx - cx, yy - cy)
-        m = np.maximum(m, np.clip((r - d) / (BRUSH_FEATHER * r), 0.0, 1.0))
-    return m
+    return np.maximum.reduce([disc(float(cx), float(cy), r, BRUSH_FEATHER, size) for cx, cy in centres])
 
 
 def composite(sample: np.ndarray, base: np.ndarray, soft: np.ndarray) -> np.ndarray:

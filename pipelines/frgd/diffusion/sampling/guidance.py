@@ -40,6 +40,7 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 
+from ...degrade import resize_tensor
 from .schedulers import IDENTITY_GRADIENT, IDENTITY_GRADIENTS, RESAMPLE, RESAMPLE_MAX, check_identity_gradient
 
 logger = logging.getLogger(__name__)
@@ -305,18 +306,17 @@ def back_project(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """One back-projection of a finished sample onto the input: ``x + up(target - down(x))``, clamped to ``[0, 1]``.
 
     ``x`` ``(N,3,H,W)`` and ``target`` ``(N or 1,3,h,w)`` in ``[0, 1]``; ``down`` is the antialiased bicubic resize
-    to ``(h, w)`` (the degradations' own downscale), ``up`` the bicubic resize back. The correction is smooth (the
-    input's band only), so the sample keeps everything above the input's resolution and its downscale comes (close)
-    to the input: the noise-aware content guidance fades out on the last steps, where the model may drift from what
-    the input does show (docs/frgd_sampling.md, "Back-projection onto the input"). ``target`` of the same size as
-    ``x`` returns ``target`` itself.
+    to ``(h, w)`` (:func:`frgd.degrade.resize_tensor`, the degradations' own downscale), ``up`` the bicubic resize
+    back. The correction is smooth (the input's band only), so the sample keeps everything above the input's
+    resolution and its downscale comes (close) to the input: the noise-aware content guidance fades out on the last
+    steps, where the model may drift from what the input does show (docs/frgd_sampling.md, "Back-projection onto the
+    input"). ``target`` of the same size as ``x`` returns ``target`` itself.
     """
     hw = tuple(target.shape[-2:])
-    down = F.interpolate(x, size=hw, mode="bicubic", antialias=True, align_corners=False) if x.shape[-2:] != hw else x
-    residual = target.to(x) - down
-    up = residual if hw == tuple(x.shape[-2:]) else F.interpolate(residual, size=x.shape[-2:], mode="bicubic",
-                                                                  align_corners=False)  # fmt: skip
-    return (x + up).clamp(0, 1)
+    residual = target.to(x) - resize_tensor(x, hw, "bicubic")
+    if hw != tuple(x.shape[-2:]):
+        residual = F.interpolate(residual, size=x.shape[-2:], mode="bicubic", align_corners=False)
+    return (x + residual).clamp(0, 1)
 
 
 def content_lambda(alpha_bar_next: float, noise: float) -> float:
