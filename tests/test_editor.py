@@ -414,6 +414,34 @@ def test_fast_guidance_box_reaches_the_sampler(window, photo_file, tmp_path, tin
     assert not p.fast_guidance.isChecked()  # the box follows the setting
 
 
+def test_input_box_reaches_the_sampler(window, photo_file, monkeypatch):
+    """The FRGD panel's Input box is the persisted ``input_quality`` setting; a Resample hands the sampler the prior's
+    share it names (Detect: estimated, ``None``; Clean: 0, the input's pixels; Noisy / JPEG: 1, the cleaned face)."""
+    import frgd.restore
+
+    shares = []
+
+    class Spy(frgd.restore.FRGDRestorer):
+        def __init__(self, *args, **kwargs) -> None:
+            shares.append(kwargs.get("prior_share"))
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(frgd.restore, "FRGDRestorer", Spy)
+    open_with_faces(window, photo_file)
+    p = window.frgd_panel
+    assert p.input_quality.currentData() == "auto" and window.model.settings.get("input_quality") == "auto"
+    resample(window, steps=2, samples=1, seed=5)
+    for key in ("degraded", "clean"):
+        p.input_quality.setCurrentIndex(p.input_quality.findData(key))
+        assert window.model.settings.get("input_quality") == key
+        resample(window, steps=2, samples=1, seed=5)
+    assert shares == [None, 1.0, 0.0]
+    window.model.frgd.set_param("input_quality", "degraded")
+    assert p.input_quality.currentData() == "degraded"  # the box follows the setting
+    with pytest.raises(ValueError, match="input_quality"):
+        window.model.frgd.set_param("input_quality", "sharp")
+
+
 def test_candidates_box_reaches_the_sampler_with_a_reference(window, photo_file, tmp_path, tiny_identity):
     """The Candidates box is a persisted setting; with a reference a Resample keeps the most reference-like of that
     many candidates per sample (recorded in the sample's parameters); without one there is nothing to choose by."""

@@ -14,6 +14,7 @@ import frgd.identity
 from frgd.archs.frgd_unet_arch import FRGDUNet, tiny_config
 from frgd.cli.main import main
 from frgd.diffusion.model import make_train_scheduler, save_model_dir
+from frgd.diffusion.prior import apply_prior
 from frgd.diffusion.sampling.guidance import IDENTITY_GRADIENT, RESAMPLE_MAX, GuidanceWeights, slider_to_weights
 from frgd.diffusion.sampling.pipeline import FRGDPipeline, planned_model_calls
 from frgd.diffusion.sampling.schedulers import first_step
@@ -170,14 +171,14 @@ def test_enhance_candidates_flag(tmp_path, model_dir, capsys):
     assert not (tmp_path / "bad.png").exists()
 
 
-def _aligned_with_and_without(tmp_path, model_dir, capsys, flag: str) -> tuple[list[str], Path, Path, Path]:
-    """``frgd enhance --aligned`` of one face (tiny model, seed 2, 3 steps, s = 0) by default and with ``flag``:
+def _aligned_with_and_without(tmp_path, model_dir, capsys, *flags: str) -> tuple[list[str], Path, Path, Path]:
+    """``frgd enhance --aligned`` of one face (tiny model, seed 2, 3 steps, s = 0) by default and with ``flags``:
     (the command without ``-o``, the input, the default output, the flagged output)."""
     inp = save_image(tmp_path / "face.png", _face_like(0, 24))
     base = ["enhance", str(inp), "--aligned", "--model", str(model_dir), "--seed", "2", "--steps", "3"]
     base += ["--device", "cpu", "--identity", "0"]
     assert main([*base, "-o", str(tmp_path / "default.png")]) == 0
-    assert main([*base, flag, "-o", str(tmp_path / "flagged.png")]) == 0
+    assert main([*base, *flags, "-o", str(tmp_path / "flagged.png")]) == 0
     capsys.readouterr()
     return base, inp, tmp_path / "default.png", tmp_path / "flagged.png"
 
@@ -216,6 +217,35 @@ def test_enhance_no_prior_flag(tmp_path, model_dir, capsys):
     capsys.readouterr()
     masked = read_provenance(tmp_path / "m_out.png")["parameters"]
     assert masked["prior"] is None and masked["base"] == "bicubic"
+
+
+def test_enhance_prior_share_flag(tmp_path, model_dir, capsys):
+    """By default a whole face's content target mixes the input with the prior's estimate by the estimated share
+    (recorded per face); ``--prior-share 1`` holds the face to the prior's estimate: recorded as given, and the result
+    at the input's size is closer to the prior's estimate there than the default's."""
+    from frgd.diffusion.content import installed_share_net
+    from frgd.diffusion.prior import installed_prior
+
+    prior = installed_prior(size=128)
+    if prior is None or installed_share_net(prior) is None:
+        pytest.skip("no FRGD prior and prior-share estimator installed in this checkout")
+    _, inp, auto, one = _aligned_with_and_without(tmp_path, model_dir, capsys, "--prior-share", "1")
+    got = read_provenance(auto)["parameters"]["prior_share"]
+    assert got["source"] == "estimated" and len(got["values"]) == 1 and 0 <= got["values"][0] < 1
+    assert read_provenance(one)["parameters"]["prior_share"] == {"source": "given", "values": [1.0]}
+    lq = load_rgb(inp)
+    est = tensor_to_image(apply_prior(prior, torch.from_numpy(lq / 255.0).permute(2, 0, 1)[None].float(), 128)[0])
+
+    def err(path: Path) -> float:  # distance to the prior's estimate at the input's size
+        import cv2
+
+        small = lambda a: cv2.resize(a, lq.shape[1::-1], interpolation=cv2.INTER_AREA).astype(np.float32)  # noqa: E731
+        return float(np.abs(small(load_rgb(path)) - small(est)).mean())
+
+    assert err(one) < err(auto)
+    with pytest.raises(SystemExit):
+        main(["enhance", str(inp), "--aligned", "--prior-share", "1.5", "-o", str(tmp_path / "x.png")])
+    capsys.readouterr()
 
 
 def test_enhance_aligned_mask_keeps_base(pipe):

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from frgd.diffusion.sampling.schedulers import IDENTITY_GRADIENT, RESAMPLE
+from frgd.diffusion.sampling.schedulers import IDENTITY_GRADIENT, INPUT_QUALITIES, INPUT_QUALITY, RESAMPLE
 from frgd.errors import FRGDError
 from frgd.faces.rules import FACE_MIN_SCORE
 from frgd.io import to_uint8
@@ -181,6 +181,7 @@ class FRGDRequest:
     harmonise: int = RESAMPLE  # harmonising passes per step
     candidates: int = 1  # with a reference: keep the most reference-like of this many per sample
     identity_gradient: str = IDENTITY_GRADIENT  # "x0": faster identity guidance, more cracks at the identity end
+    input_quality: str = INPUT_QUALITY  # what a whole face is held to: auto (estimated), clean (input), degraded
 
 
 def run_frgd(req: FRGDRequest, device, progress: ProgressFn | None, cancel: CancelToken | None) -> list[Sample]:
@@ -194,7 +195,7 @@ def run_frgd(req: FRGDRequest, device, progress: ProgressFn | None, cancel: Canc
     restorer = FRGDRestorer(
         pipe, identity_strength=req.identity_strength, steps=int(req.steps), harmonise=int(req.harmonise),
         candidates=int(req.candidates) if req.references else 1,  # nothing to choose by without a reference
-        identity_gradient=req.identity_gradient,
+        identity_gradient=req.identity_gradient, prior_share=INPUT_QUALITIES[req.input_quality],
     )  # fmt: skip
     request = FaceRequest(mask=req.mask, base=req.base, base_paste_mask=req.base_mask, references=req.references)
     seeds = normalize_seeds(req.seeds, int(req.num_samples))

@@ -172,6 +172,7 @@ class FRGDParams:
     harmonise: int
     candidates: int
     identity_gradient: str
+    input_quality: str
 
     def seeds_for_run(self) -> list[int] | None:
         """Locked: ``[seed, seed+1, ...]``; unlocked: ``None`` (the pipeline draws and reports random seeds)."""
@@ -197,6 +198,7 @@ class FRGDPane(Pane):
     name = "FRGD"
     PARAMS = (
         "identity_strength", "steps", "samples", "seed", "lock_seed", "harmonise", "candidates", "identity_gradient",
+        "input_quality",
     )  # fmt: skip
 
     def params(self) -> FRGDParams:
@@ -286,6 +288,7 @@ class FRGDPane(Pane):
             harmonise=p.harmonise,
             candidates=p.candidates,
             identity_gradient=p.identity_gradient,
+            input_quality=p.input_quality,
             model_dir=path,
         )
 

@@ -25,6 +25,8 @@ from frgd.diffusion.sampling.schedulers import (
     DEFAULT_STEPS,
     IDENTITY_GRADIENT,
     IDENTITY_GRADIENTS,
+    INPUT_QUALITIES,
+    INPUT_QUALITY,
     RESAMPLE,
     RESAMPLE_MAX,
 )
@@ -71,6 +73,7 @@ class EditorSettings:
     harmonise: int = RESAMPLE
     candidates: int = 1
     identity_gradient: str = IDENTITY_GRADIENT
+    input_quality: str = INPUT_QUALITY
     samples: int = 4
     identity_strength: float = DEFAULT_IDENTITY_STRENGTH
     seed: int = 1234
@@ -137,6 +140,8 @@ def check_value(key: str, value: Any) -> Any:
         raise ValueError(f"invalid identity_backend {value!r}: choose one of {', '.join(IDENTITY_BACKENDS)}")
     if key == "identity_gradient" and v not in IDENTITY_GRADIENTS:
         raise ValueError(f"invalid identity_gradient {value!r}: choose one of {', '.join(IDENTITY_GRADIENTS)}")
+    if key == "input_quality" and v not in INPUT_QUALITIES:
+        raise ValueError(f"invalid input_quality {value!r}: choose one of {', '.join(INPUT_QUALITIES)}")
     return v
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QCheckBox,
+    QComboBox,
     QFormLayout,
     QHBoxLayout,
     QLabel,
@@ -18,7 +19,7 @@ from PySide6.QtWidgets import (
 )
 
 from ..model.editor import EditorModel
-from ..model.settings import IDENTITY_GRADIENT, IDENTITY_GRADIENT_FAST, RANGES
+from ..model.settings import IDENTITY_GRADIENT, IDENTITY_GRADIENT_FAST, INPUT_QUALITIES, RANGES
 from ..ui import ViewHooks
 from .common import WeightsBox
 
@@ -55,6 +56,15 @@ class FRGDPanel(QWidget):
             "Push toward the reference at the model's estimate only, without a pass back through the model: about "
             "1.6x faster and less than half the memory on a CPU, but more cracked faces toward the identity end"
         )
+        self.input_quality = QComboBox()
+        labels = {"auto": "Detect", "clean": "Clean: keep its pixels", "degraded": "Noisy / JPEG: use the cleaned face"}
+        for key in INPUT_QUALITIES:
+            self.input_quality.addItem(labels.get(key, key), key)
+        self.input_quality.setToolTip(
+            "What a whole face is held to at the photo's own resolution: a clean input's pixels, or (for a noisy, "
+            "blurred or JPEG photo, whose noise and blocks must not come back) the cleaned estimate shown as the "
+            "preview. Detect estimates it for each face."
+        )
         self.samples = QSpinBox()
         self.samples.setRange(*(int(v) for v in RANGES["samples"]))
         self.seed = QSpinBox()
@@ -82,6 +92,7 @@ class FRGDPanel(QWidget):
         form.addRow("Harmonise", self.harmonise)
         form.addRow("Candidates", self.candidates)
         form.addRow("", self.fast_guidance)
+        form.addRow("Input", self.input_quality)
         form.addRow("Samples per run", self.samples)
         form.addRow("Seed", seed_row)
         model_row = QHBoxLayout()
@@ -104,6 +115,9 @@ class FRGDPanel(QWidget):
         self.lock_seed.toggled.connect(lambda on: pane.set_param("lock_seed", bool(on)))
         self.fast_guidance.toggled.connect(
             lambda on: pane.set_param("identity_gradient", IDENTITY_GRADIENT_FAST if on else IDENTITY_GRADIENT)
+        )
+        self.input_quality.currentIndexChanged.connect(
+            lambda i: pane.set_param("input_quality", self.input_quality.itemData(i))
         )
         self.resample_button.clicked.connect(lambda: pane.run())
         self.model_button.clicked.connect(self.choose_model)
@@ -131,6 +145,9 @@ class FRGDPanel(QWidget):
         fast = p.identity_gradient == IDENTITY_GRADIENT_FAST
         if self.fast_guidance.isChecked() != fast:
             self.fast_guidance.setChecked(fast)
+        i = self.input_quality.findData(p.input_quality)
+        if i >= 0 and self.input_quality.currentIndex() != i:
+            self.input_quality.setCurrentIndex(i)
         self.slider_value.setText(f"{p.identity_strength:.2f}")
         status = self.pane.status()
         self.model_label.setText(f"Model: {status.model}" if status.ready else "Model: not installed")

@@ -70,7 +70,7 @@ def _passive_omp_threads() -> None:
 
 def _add_sampler_flags(p: argparse.ArgumentParser) -> None:
     """``--steps``, ``--scheduler`` (choices from the scheduler registry), ``--harmonise``, ``--identity-gradient``,
-    ``--no-prior`` and ``--no-back-projection``."""
+    ``--no-prior``, ``--no-back-projection`` and ``--prior-share``."""
     from ..diffusion.sampling.schedulers import (
         DEFAULT_SCHEDULER,
         DEFAULT_STEPS,
@@ -132,6 +132,27 @@ def _add_sampler_flags(p: argparse.ArgumentParser) -> None:
         "input's own resolution (the default keeps the finer detail and makes a good input come out closer to itself)",
     )
 
+    def share_arg(text: str) -> float | None:
+        if text == "auto":
+            return None
+        try:
+            v = float(text)
+        except ValueError:
+            v = -1.0
+        if not 0.0 <= v <= 1.0:
+            raise argparse.ArgumentTypeError(f"--prior-share must be 'auto' or a number in [0, 1], got {text!r}")
+        return v
+
+    p.add_argument(
+        "--prior-share",
+        type=share_arg,
+        default=None,
+        metavar="auto|A",
+        help="what a whole face is held to at the input's resolution: 0 = the input's pixels (a clean input), 1 = the "
+        "FRGD prior's cleaned estimate (a noisy, blurred or JPEG input, whose noise and blocks must not come back), "
+        "in between a mix; auto estimates it per face (default auto)",
+    )
+
 
 def add_faces_flag(p: argparse.ArgumentParser) -> None:
     """``--faces``: which faces to restore, parsed by :func:`frgd.restore.choose_faces`, and ``--min-score``: what
@@ -161,7 +182,7 @@ def add_min_score_flag(p: argparse.ArgumentParser) -> None:
 
 FRGD_ONLY_FLAGS = (
     "--reference", "--identity", "--candidates", "--reference-faces", "--steps", "--scheduler", "--harmonise",
-    "--identity-gradient", "--no-prior", "--no-back-projection", "--model",
+    "--identity-gradient", "--no-prior", "--no-back-projection", "--prior-share", "--model",
 )  # fmt: skip
 """The flags of :func:`add_frgd_flags`: ``frgd restore`` refuses them with another ``--method`` (which would ignore
 them)."""
@@ -412,6 +433,7 @@ class _Enhance:
         if params["base"] != params["prior"]:
             params["prior"] = None
         params["back_projection"] = bool(first.get("back_projection"))  # whole faces only: never under a mask
+        params["prior_share"] = first.get("prior_share")  # how far the content target followed the prior (or None)
         params["candidates"] = (first.get("candidates") or {}).get("count", 1)  # 1 where s = 0 ignores the reference
         if any(m is not None for m in meters):
             extra["identity_meter"] = meters[0] if args.aligned else meters
@@ -497,7 +519,7 @@ def _load_enhance(args: argparse.Namespace, protect: list[str]) -> _Enhance:
     restorer = FRGDRestorer(
         frgd, identity_strength=args.identity, steps=args.steps, scheduler=args.scheduler, harmonise=args.harmonise,
         use_prior=not args.no_prior, candidates=args.candidates, identity_gradient=args.identity_gradient,
-        back_projection=not args.no_back_projection,
+        back_projection=not args.no_back_projection, prior_share=args.prior_share,
     )  # fmt: skip
     pipe = FacePipeline(
         restorer, sr_model=args.sr_model or "auto", tile=getattr(args, "tile", "auto"), min_score=args.min_score
@@ -525,6 +547,7 @@ def _cmd_eval_faces(args: argparse.Namespace) -> int:
         harmonise=args.harmonise,
         use_prior=not args.no_prior,
         back_projection=not args.no_back_projection,
+        prior_share=args.prior_share,
         batch=args.batch,
         seed=args.seed,
         repeats=args.repeats,
@@ -606,6 +629,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         device=args.device,
         identity_gradient=args.identity_gradient,
         back_projection=not args.no_back_projection,
+        prior_share=args.prior_share,
     )
     result = {"command": "frgd " + " ".join(sys.argv[1:]), **result}
     lines = [f"FRGD sampling on {result['device']} ({result['model']}, {args.steps} {args.scheduler} steps):"]

@@ -157,6 +157,7 @@ def evaluate_faces(
     harmonise: int | None = None,
     use_prior: bool = True,
     back_projection: bool = BACK_PROJECTION,
+    prior_share: float | None = None,
     batch: int = 8,
     seed: int = 0,
     repeats: int = 1,
@@ -177,6 +178,7 @@ def evaluate_faces(
     ``candidates``: with a reference, each sample is the most reference-like of this many (the pipeline's
     ``candidates``; rows without a reference have nothing to choose by and sample once).
     ``back_projection``: the sampler's (:func:`frgd.diffusion.sampling.guidance.back_project`; on by default).
+    ``prior_share``: the sampler's (:mod:`frgd.diffusion.content`; ``None``: estimated per face).
     ``grid``: also write a PNG of the first ``grid_faces`` faces, one row each: input (nearest-upscaled), bicubic,
     one sample with the reference per slider value (each column with its own seeds), ground truth.
     """
@@ -270,6 +272,7 @@ def evaluate_faces(
                     candidates=candidates if with_ref else 1,
                     identity_gradient=identity_gradient,
                     back_projection=back_projection,
+                    prior_share=prior_share,
                 )
                 outs.extend(tensor_to_image(x) for x in res.images)
                 if res.identity_scores is not None:
@@ -284,7 +287,7 @@ def evaluate_faces(
         grid_info = _write_grid(
             grid, pipe, lqs, bic, gts, ref_emb, sliders, grid_faces, seed=seed, steps=steps, scheduler=scheduler,
             harmonise=harmonise, use_prior=use_prior, identity_gradient=identity_gradient,
-            back_projection=back_projection,
+            back_projection=back_projection, prior_share=prior_share,
         )  # fmt: skip
     return {
         "grid": grid_info,
@@ -301,6 +304,8 @@ def evaluate_faces(
         "harmonise": RESAMPLE if harmonise is None else harmonise,
         "prior": pipe.prior_name if prior_on else None,
         "back_projection": bool(back_projection),
+        "prior_share": "auto" if prior_share is None else prior_share,
+        "prior_share_estimator": pipe.prior_share_net is not None,
         "seed": seed,
         "repeats": repeats,
         "candidates": candidates,
@@ -490,6 +495,7 @@ def bench_sampler(
     identity_encoder=None,
     identity_gradient: str | None = None,
     back_projection: bool = BACK_PROJECTION,
+    prior_share: float | None = None,
 ) -> dict[str, Any]:
     """Seconds per sample for 1 and ``samples`` samples (one batch) at ``steps``, where the time goes (UNet vs
     identity-guidance encoder), peak memory; a JSON-able dict. A warm-up run (1 step) precedes the timed runs.
@@ -508,6 +514,7 @@ def bench_sampler(
     common = dict(
         references=ref, identity_strength=identity_strength, scheduler=scheduler, harmonise=harmonise,
         use_prior=use_prior, identity_gradient=identity_gradient, back_projection=back_projection,
+        prior_share=prior_share,
     )  # fmt: skip
     pipe(deg, num_samples=1, seeds=[0], steps=2, **common)  # warm-up (allocator, kernels)
     if dev.type == "cuda":
@@ -605,6 +612,7 @@ def _write_grid(
     use_prior: bool = True,
     identity_gradient: str | None = None,
     back_projection: bool = BACK_PROJECTION,
+    prior_share: float | None = None,
 ) -> dict[str, Any]:
     """Sample grid (rows = faces; columns = input, bicubic, [prior,] one sample per slider value, ground truth) ->
     PNG."""
@@ -633,6 +641,7 @@ def _write_grid(
             use_prior=use_prior,
             identity_gradient=identity_gradient,
             back_projection=back_projection,
+            prior_share=prior_share,
         )
         columns.append([tensor_to_image(x) for x in res.images])
         seeds_per_column.append(seeds)

@@ -304,7 +304,9 @@ class FRGDRestorer(Restorer):
         candidates: int = 1,
         identity_gradient: str | None = None,
         back_projection: bool | None = None,
+        prior_share: float | None = None,
     ) -> None:
+        from ..diffusion.content import check_share
         from ..diffusion.sampling.pipeline import BACK_PROJECTION
         from ..diffusion.sampling.schedulers import (
             DEFAULT_IDENTITY_STRENGTH,
@@ -329,6 +331,9 @@ class FRGDRestorer(Restorer):
         self.back_projection = BACK_PROJECTION if back_projection is None else bool(back_projection)
         """Bring whole faces back to the input at its own resolution (:func:`frgd.diffusion.sampling.guidance.
         back_project`)."""
+        check_share(prior_share)
+        self.prior_share = None if prior_share is None else float(prior_share)
+        """The prior's share of a whole face's content target (:mod:`frgd.diffusion.content`); ``None``: estimated."""
         self.crop_size = FACE_SIZE
 
     @property
@@ -375,6 +380,7 @@ class FRGDRestorer(Restorer):
             "candidates": self.candidates,
             "identity_gradient": self.identity_gradient,
             "back_projection": self.back_projection,
+            "prior_share": "auto" if self.prior_share is None else self.prior_share,
         }
 
     def restore_crop(
@@ -413,6 +419,7 @@ class FRGDRestorer(Restorer):
             candidates=self.candidates,
             identity_gradient=self.identity_gradient,
             back_projection=self.back_projection,
+            prior_share=self.prior_share,
             mask=mask,
             base=base,
             progress=progress,

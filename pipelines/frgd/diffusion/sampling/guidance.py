@@ -303,7 +303,8 @@ def downscale_to(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 
 def back_project(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """One back-projection of a finished sample onto the input: ``x + up(target - down(x))``, clamped to ``[0, 1]``.
+    """One back-projection of a finished sample onto its content target (the input, or for a degraded input its mix
+    with the prior's estimate, :mod:`frgd.diffusion.content`): ``x + up(target - down(x))``, clamped to ``[0, 1]``.
 
     ``x`` ``(N,3,H,W)`` and ``target`` ``(N or 1,3,h,w)`` in ``[0, 1]``; ``down`` is the antialiased bicubic resize
     to ``(h, w)`` (:func:`frgd.degrade.resize_tensor`, the degradations' own downscale), ``up`` the bicubic resize

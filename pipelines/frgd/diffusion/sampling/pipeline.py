@@ -3,8 +3,9 @@
 ``__call__`` in numbered steps (like diffusers pipelines):
 
 1. check the inputs; seeds; encode the references (mean unit embedding, or one per sample);
-2. the slider -> :class:`.guidance.GuidanceWeights`; the conditioning (:func:`frgd.diffusion.model.build_cond`) and
-   the guidance callbacks (identity + content);
+2. the slider -> :class:`.guidance.GuidanceWeights`; the conditioning (:func:`frgd.diffusion.model.build_cond`), the
+   content target (the input at the content scale; for a whole face from the prior, blended with the prior's estimate
+   by the prior's share, :mod:`frgd.diffusion.content`) and the guidance callbacks (identity + content);
 3. the scheduler's stepper from the registry (:mod:`.schedulers`: it owns the timesteps *and* the update, and its last
    step lands on a clean sample); the initial noise (with a mask: the known region noised to the first level);
 4. per step ``i``: (a) with ``fusion="noisy"`` the known-content channels ``cond[:, 4:7]`` are this step's ``x_t``
@@ -14,8 +15,8 @@
    are added (inside the mask; with identity guidance's ``"denoiser"`` gradient, (b), (c) and the identity push are
    one differentiable model call and one backward pass); (f) with a mask the known region is re-injected at the
    stepper's own next noise level;
-5. a whole face (no mask) is back-projected onto the input at the content guidance's scale (:func:`.guidance.
-   back_project`: the sample's downscale is brought to the input's, its finer detail kept); with a mask, the composite
+5. a whole face (no mask) is back-projected onto the content target (:func:`.guidance.back_project`: the sample's
+   downscale is brought to the target, its finer detail kept); with a mask, the composite
    ``M' * x0 + (1 - M') * base`` with the hard (or inward-feathered) mask, so outside the mask the output *equals* the
    base; identity scores for the meter.
 
@@ -48,6 +49,7 @@ from ...errors import InputError
 from ...faces.align import FACE_SIZE
 from ...identity.meter import MeterReading, choose_meter_backend, load_calibrations, read_meter
 from ...jobs import CancelToken, ProgressFn, check_cancel, report
+from ..content import blend_target, check_share, content_hw, content_input, estimate_share, to_content_scale
 from ..model import build_cond
 from ..prior import PRIOR_WEIGHTS, apply_prior
 from .guidance import (
@@ -219,6 +221,7 @@ class FRGDPipeline:
         channels_last: bool = False,
         prior=None,
         prior_name: str | None = None,
+        prior_share_net=None,
     ) -> None:
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
@@ -240,6 +243,9 @@ class FRGDPipeline:
         self.prior = None if prior is None else prior.to(self.device).eval()
         """The FRGD prior (:mod:`frgd.diffusion.prior`): the default base and the preview; ``None``: bicubic."""
         self.prior_name = (prior_name or "prior") if prior is not None else None
+        self.prior_share_net = None if prior is None or prior_share_net is None else prior_share_net.to(self.device)
+        """The prior-share estimator (:mod:`frgd.diffusion.content`) that sets how far a whole face's content target
+        follows the prior's estimate instead of the input; ``None``: the input (share 0) unless a share is given."""
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -254,9 +260,12 @@ class FRGDPipeline:
         """Load a model directory (``config.json`` + safetensors + ``scheduler/`` + ``identity.json``).
 
         ``prior``: ``"auto"`` the installed FRGD prior (:data:`frgd.diffusion.prior.PRIOR_WEIGHTS`) when it is
-        installed and trained at the model's size (else none), a prior folder, or ``None`` (bicubic base).
+        installed and trained at the model's size (else none), a prior folder, or ``None`` (bicubic base). With a
+        prior, the installed prior-share estimator (:data:`frgd.diffusion.content.PRIOR_SHARE_WEIGHTS`) comes too when
+        it was trained with that prior.
         Raises :class:`frgd.errors.MissingWeightsError` when the directory (or an explicit prior folder) is incomplete.
         """
+        from ..content import installed_share_net
         from ..model import load_model_dir
         from ..prior import installed_prior, load_prior
 
@@ -279,6 +288,7 @@ class FRGDPipeline:
             channels_last=prefers_channels_last(dev),
             prior=prior_net,
             prior_name=prior_name,
+            prior_share_net=installed_share_net(prior_net, dev),
         )
 
     @property
@@ -317,6 +327,7 @@ class FRGDPipeline:
         harmonise: int | None = None,
         candidates: int = 1,
         identity_gradient: str | None = None,
+        prior_share: float | None = None,
     ) -> None:
         """Validate every argument of :meth:`__call__`; raises :class:`InputError` with a one-line message."""
         if not torch.is_tensor(degraded) or degraded.ndim != 4 or degraded.shape[1] != 3:
@@ -353,6 +364,7 @@ class FRGDPipeline:
                 check_identity_gradient(identity_gradient)
             except ValueError as err:
                 raise InputError(str(err)) from None
+        check_share(prior_share)
         check_candidates(candidates, references is not None)
         if candidates > 1 and self.identity_backend == "none":
             raise InputError("candidates > 1 needs an identity encoder (this model has none)")
@@ -561,6 +573,7 @@ class FRGDPipeline:
         candidates: int = 1,
         identity_gradient: str | None = None,
         back_projection: bool = BACK_PROJECTION,
+        prior_share: float | None = None,
         progress: ProgressFn | None = None,
         cancel: CancelToken | None = None,
     ) -> FRGDOutput:
@@ -593,14 +606,18 @@ class FRGDPipeline:
             identity_gradient: how identity guidance takes its gradient (overrides ``weights.identity_gradient``;
                 ``None``: the weights' own, :data:`.schedulers.IDENTITY_GRADIENT`): ``"denoiser"`` through the model
                 (fewer cracks, one backward pass per guided step), ``"x0"`` at ``x0_hat`` alone (faster, less memory).
-            back_projection: bring a whole face's finished sample back to the input at the content scale
+            back_projection: bring a whole face's finished sample back to the content target
                 (:func:`.guidance.back_project`; no effect with a mask, whose kept region is the base).
+            prior_share: for a whole face that starts from the prior, the prior's share ``a`` of the content target
+                ``(1 - a) input + a prior`` at the content scale (:mod:`frgd.diffusion.content`): ``None`` estimated per
+                face by the pipeline's estimator (0 without one), 0 = the input (a clean input), 1 = the prior's
+                estimate (a noisy, blurred or compressed input). Ignored (0) with a mask, a base or no prior.
         """
         # 1. inputs, seeds, references
         t_start = time.perf_counter()
         self.check_inputs(
             degraded, references, identity_strength, num_samples, seeds, steps, scheduler, mask, base, eta,
-            content_size, feather, fusion, harmonise, candidates, identity_gradient,
+            content_size, feather, fusion, harmonise, candidates, identity_gradient, prior_share,
         )  # fmt: skip
         check_cancel(cancel)
         uses_reference = (weights.identity > 0 or weights.cfg > 0) if weights else float(identity_strength) > 0
@@ -610,7 +627,8 @@ class FRGDPipeline:
                 num_samples=num_samples, seeds=seeds, steps=steps, scheduler=scheduler, mask=mask, base=base, eta=eta,
                 content_size=content_size, feather=feather, weights=weights,
                 reference_per_sample=reference_per_sample, fusion=fusion, harmonise=harmonise, use_prior=use_prior,
-                identity_gradient=identity_gradient, back_projection=back_projection, progress=progress, cancel=cancel,
+                identity_gradient=identity_gradient, back_projection=back_projection, prior_share=prior_share,
+                progress=progress, cancel=cancel,
             )  # fmt: skip
         n = num_samples
         seed_list = normalize_seeds(seeds, n)
@@ -638,15 +656,20 @@ class FRGDPipeline:
         deg = deg.expand(n, -1, -1, -1) if deg.shape[0] == 1 else deg
         h, wd = deg.shape[-2:]
         deg128 = F.interpolate(deg, size=(S, S), mode="bicubic", align_corners=False).clamp(0, 1)
-        if content_size is None:
-            content_hw = (int(h), int(wd)) if max(h, wd) < S else (S // 2, S // 2)
-        else:
-            content_hw = (int(content_size), int(content_size))
-        content_target = F.interpolate(deg, size=content_hw, mode="area") if (h, wd) != content_hw else deg
+        hw = content_hw(h, wd, S) if content_size is None else (int(content_size), int(content_size))
+        content_target = content_input(deg, hw)  # the input at the content scale, [0, 1]
         if base is not None:
             base01 = base.float().to(dev).expand(n, -1, -1, -1)
         else:
             base01 = apply_prior(self.prior, deg128, S) if prior_used else deg128
+        shares, share_source = None, None
+        if prior_used and (prior_share is not None or self.prior_share_net is not None):
+            prior_c = to_content_scale(base01, hw)
+            if prior_share is not None:
+                shares, share_source = torch.full((n,), float(prior_share), device=dev), "given"
+            else:
+                shares, share_source = estimate_share(self.prior_share_net, content_target, prior_c), "estimated"
+            content_target = blend_target(content_target, prior_c, shares)
         hard = None if mask is None else (mask.float().to(dev) > 0.5).float().expand(n, -1, -1, -1)
         m = torch.ones(n, 1, S, S, device=dev) if hard is None else hard
         base_pm = base01 * 2 - 1
@@ -727,7 +750,7 @@ class FRGDPipeline:
         # 5. composite, identity scores
         img = ((x.float().clamp(-1, 1) + 1) * 0.5).clamp(0, 1)
         projected = hard is None and bool(back_projection)
-        if projected:  # (content_target is the input at the content scale, in [0, 1])
+        if projected:  # (content_target: the input at the content scale, or its blend with the prior's; [0, 1])
             img = back_project(img, content_target)
         if hard is not None:
             soft = feather_inside(hard, feather)
@@ -743,11 +766,14 @@ class FRGDPipeline:
             "steps": steps,
             "scheduler": scheduler,
             "eta": eta,
-            "content_size": list(content_hw),
+            "content_size": list(hw),
             "masked": mask is not None,
             "feather": feather,
             "fusion": fusion if hard is not None else None,
             "back_projection": projected,
+            "prior_share": None
+            if shares is None
+            else {"source": share_source, "values": [round(float(v), 4) for v in shares]},
             "base": "given" if base is not None else (self.prior_name if prior_used else "bicubic"),
             "has_reference": ref is not None,
             "weights": w.as_dict(),

@@ -69,6 +69,11 @@ def check_identity_gradient(gradient: str) -> str:
 IDENTITY_GRADIENT_FAST = "x0"
 """The cheaper of :data:`IDENTITY_GRADIENTS` (``frgd enhance --identity-gradient x0``, the editor's "Fast identity
 guidance"): no backward pass through the model, for users whose CPU makes the default slow."""
+INPUT_QUALITIES: dict[str, float | None] = {"auto": None, "clean": 0.0, "degraded": 1.0}
+"""The editor's "Input" choice -> the sampler's ``prior_share`` (:mod:`frgd.diffusion.content`): ``auto`` estimated per
+face, ``clean`` holds a whole face to the input's pixels, ``degraded`` to the prior's cleaned estimate."""
+INPUT_QUALITY = "auto"
+"""The default of :data:`INPUT_QUALITIES`."""
 CANDIDATES_MAX = 8
 """Most candidates per sample (``FRGDPipeline.__call__``'s ``candidates``; each costs one more sample). Here with the
 other light sampling constants, so the editor's settings read it without loading torch."""
