@@ -68,6 +68,25 @@ def _passive_omp_threads() -> None:
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
+def number_arg(flag: str, cast: type, lo: float, hi: float, auto: bool = False):
+    """argparse ``type`` of ``flag``: a ``cast`` (``int`` or ``float``) number in ``lo..hi``, or with ``auto`` the word
+    ``auto`` (-> ``None``)."""
+
+    def parse(text: str):
+        if auto and text == "auto":
+            return None
+        try:
+            v = cast(text)
+        except ValueError:
+            v = None
+        if v is None or not lo <= v <= hi:
+            kind = ("'auto' or " if auto else "") + ("an integer" if cast is int else "a number")
+            raise argparse.ArgumentTypeError(f"{flag} must be {kind} in {lo}..{hi}, got {text!r}")
+        return v
+
+    return parse
+
+
 def _add_sampler_flags(p: argparse.ArgumentParser) -> None:
     """``--steps``, ``--scheduler`` (choices from the scheduler registry), ``--harmonise``, ``--identity-gradient``,
     ``--no-prior``, ``--no-back-projection`` and ``--prior-share``."""
@@ -93,18 +112,9 @@ def _add_sampler_flags(p: argparse.ArgumentParser) -> None:
         + f" (default {DEFAULT_SCHEDULER})",
     )
 
-    def harmonise_arg(text: str) -> int:
-        try:
-            n = int(text)
-        except ValueError:
-            n = -1
-        if not 0 <= n <= RESAMPLE_MAX:
-            raise argparse.ArgumentTypeError(f"--harmonise must be an integer in 0..{RESAMPLE_MAX}, got {text!r}")
-        return n
-
     p.add_argument(
         "--harmonise",
-        type=harmonise_arg,
+        type=number_arg("--harmonise", int, 0, RESAMPLE_MAX),
         default=RESAMPLE,
         metavar="N",
         help=f"harmonising passes per sampling step, 0..{RESAMPLE_MAX}: each lets the model re-read what the guidance "
@@ -132,20 +142,9 @@ def _add_sampler_flags(p: argparse.ArgumentParser) -> None:
         "input's own resolution (the default keeps the finer detail and makes a good input come out closer to itself)",
     )
 
-    def share_arg(text: str) -> float | None:
-        if text == "auto":
-            return None
-        try:
-            v = float(text)
-        except ValueError:
-            v = -1.0
-        if not 0.0 <= v <= 1.0:
-            raise argparse.ArgumentTypeError(f"--prior-share must be 'auto' or a number in [0, 1], got {text!r}")
-        return v
-
     p.add_argument(
         "--prior-share",
-        type=share_arg,
+        type=number_arg("--prior-share", float, 0.0, 1.0, auto=True),
         default=None,
         metavar="auto|A",
         help="what a whole face is held to at the input's resolution: 0 = the input's pixels (a clean input), 1 = the "
