@@ -17,7 +17,6 @@ from frgd.diffusion import content
 from frgd.diffusion.content import (
     blend_target,
     content_hw,
-    content_input,
     installed_share_net,
     load_share_net,
     optimal_share,
@@ -28,6 +27,7 @@ from frgd.diffusion.content import (
 )
 from frgd.diffusion.prior import installed_prior, save_prior
 from frgd.diffusion.sampling import pipeline as pipeline_mod
+from frgd.diffusion.sampling.guidance import downscale_to
 from frgd.diffusion.sampling.pipeline import FRGDPipeline
 from frgd.diffusion.training import train_prior_share
 from frgd.errors import InputError, MissingWeightsError
@@ -53,8 +53,8 @@ def test_content_scale_rule():
     assert content_hw(16, 16, 128) == (16, 16) and content_hw(127, 90, 128) == (127, 90)
     assert content_hw(128, 128, 128) == (64, 64) and content_hw(300, 200, 128) == (64, 64)
     x = _rand(2, 3, 20, 20)
-    assert content_input(x, (20, 20)) is x
-    torch.testing.assert_close(content_input(x, (10, 10)), x.view(2, 3, 10, 2, 10, 2).mean((3, 5)))
+    assert downscale_to(x, (20, 20)) is x  # the input at its content scale (the content guidance's downscale)
+    torch.testing.assert_close(downscale_to(x, (10, 10)), x.view(2, 3, 10, 2, 10, 2).mean((3, 5)))
 
 
 def test_blend_endpoints_and_the_optimal_share():

@@ -28,10 +28,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from ..archs.prior_share_arch import PriorShareNet
 from ..errors import InputError
+from .sampling.guidance import BACK_PROJECT_KERNEL
 
 logger = logging.getLogger(__name__)
 
@@ -39,9 +39,6 @@ ARCH = "PriorShareNet"
 PRIOR_SHARE_WEIGHTS = "frgd-prior-share"
 """Manifest name of the shipped prior-share estimator."""
 _ARCH_KEYS = ("width", "depth", "residual_gain")
-PRIOR_DOWN = "bicubic"
-"""Kernel (:func:`frgd.degrade.resize_tensor`) that brings the prior's estimate and the true face to the content scale:
-the back-projection's own downscale."""
 
 
 def content_hw(h: int, w: int, size: int) -> tuple[int, int]:
@@ -50,16 +47,13 @@ def content_hw(h: int, w: int, size: int) -> tuple[int, int]:
     return (int(h), int(w)) if max(h, w) < size else (size // 2, size // 2)
 
 
-def content_input(degraded: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
-    """The input ``(B, 3, h, w)`` at the content scale ``hw`` (area downscale when it is larger): ``(B, 3, *hw)``."""
-    return degraded if tuple(degraded.shape[-2:]) == tuple(hw) else F.interpolate(degraded, size=hw, mode="area")
-
-
 def to_content_scale(face: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
-    """A face at the model's size ``(B, 3, S, S)`` (the prior's estimate, a true face) at the content scale ``hw``."""
+    """A face at the model's size ``(B, 3, S, S)`` (the prior's estimate) at the content scale ``hw``, by the
+    back-projection's own downscale (:data:`.sampling.guidance.BACK_PROJECT_KERNEL`). The input itself gets there by
+    the content guidance's area downscale (:func:`.sampling.guidance.downscale_to`)."""
     from ..degrade import resize_tensor
 
-    return resize_tensor(face, hw, PRIOR_DOWN)
+    return resize_tensor(face, hw, BACK_PROJECT_KERNEL)
 
 
 def blend_target(y: torch.Tensor, p: torch.Tensor, share: torch.Tensor) -> torch.Tensor:
@@ -156,13 +150,11 @@ def save_share_net(net: PriorShareNet, directory: str | Path, prior: torch.nn.Mo
 
 __all__ = [
     "ARCH",
-    "PRIOR_DOWN",
     "PRIOR_SHARE_WEIGHTS",
     "blend_target",
     "build_share_net",
     "check_share",
     "content_hw",
-    "content_input",
     "estimate_share",
     "installed_share_net",
     "load_share_net",

@@ -302,6 +302,12 @@ def downscale_to(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(x, size=size, mode="area")
 
 
+BACK_PROJECT_KERNEL = "bicubic"
+"""The downscale (:func:`frgd.degrade.resize_tensor` kernel, the degradations' own) by which :func:`back_project`
+compares a sample with its target; :func:`frgd.diffusion.content.to_content_scale` brings the prior's estimate there by
+the same one."""
+
+
 def back_project(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """One back-projection of a finished sample onto its content target (the input, or for a degraded input its mix
     with the prior's estimate, :mod:`frgd.diffusion.content`): ``x + up(target - down(x))``, clamped to ``[0, 1]``.
@@ -314,7 +320,7 @@ def back_project(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     input"). ``target`` of the same size as ``x`` returns ``target`` itself.
     """
     hw = tuple(target.shape[-2:])
-    residual = target.to(x) - resize_tensor(x, hw, "bicubic")
+    residual = target.to(x) - resize_tensor(x, hw, BACK_PROJECT_KERNEL)
     if hw != tuple(x.shape[-2:]):
         residual = F.interpolate(residual, size=x.shape[-2:], mode="bicubic", align_corners=False)
     return (x + residual).clamp(0, 1)
@@ -415,6 +421,7 @@ __all__ = [
     "STRENGTH_MAX_PRIOR",
     "STRENGTH_MIN",
     "VIEWS",
+    "BACK_PROJECT_KERNEL",
     "ContentGuidance",
     "GuidanceContext",
     "back_project",

@@ -49,7 +49,7 @@ from ...errors import InputError
 from ...faces.align import FACE_SIZE
 from ...identity.meter import MeterReading, choose_meter_backend, load_calibrations, read_meter
 from ...jobs import CancelToken, ProgressFn, check_cancel, report
-from ..content import blend_target, check_share, content_hw, content_input, estimate_share, to_content_scale
+from ..content import blend_target, check_share, content_hw, estimate_share, to_content_scale
 from ..model import build_cond
 from ..prior import PRIOR_WEIGHTS, apply_prior
 from .guidance import (
@@ -61,6 +61,7 @@ from .guidance import (
     IdentityGuidance,
     back_project,
     build_guides,
+    downscale_to,
     guidance_delta,
     slider_to_weights,
 )
@@ -657,7 +658,7 @@ class FRGDPipeline:
         h, wd = deg.shape[-2:]
         deg128 = F.interpolate(deg, size=(S, S), mode="bicubic", align_corners=False).clamp(0, 1)
         hw = content_hw(h, wd, S) if content_size is None else (int(content_size), int(content_size))
-        content_target = content_input(deg, hw)  # the input at the content scale, [0, 1]
+        content_target = downscale_to(deg, hw)  # the input at the content scale, [0, 1]
         if base is not None:
             base01 = base.float().to(dev).expand(n, -1, -1, -1)
         else:

@@ -54,12 +54,13 @@ def content_batch(prior: torch.nn.Module, degraded: torch.Tensor, clean: torch.T
     prior's estimate exactly as the sampler forms them (model size ``size``), and what the input would be as a clean
     downscale, ``clean`` ``(B, 3, h, w)`` (the same kernel and size, no blur, noise or JPEG), brought there the same
     way. A clean input thus has ``g == y`` and a best share of 0 whatever its kernel."""
-    from ..content import content_hw, content_input, to_content_scale
+    from ..content import content_hw, to_content_scale
     from ..prior import apply_prior
+    from ..sampling.guidance import downscale_to
 
     hw = content_hw(*degraded.shape[-2:], size)
     p = apply_prior(prior, degraded, size)
-    return content_input(degraded, hw), to_content_scale(p, hw), content_input(clean, hw)
+    return downscale_to(degraded, hw), to_content_scale(p, hw), downscale_to(clean, hw)
 
 
 def degrade_group(faces: np.ndarray, scale: float, clean: np.ndarray, rng: np.random.Generator) -> (
