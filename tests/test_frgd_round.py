@@ -422,6 +422,28 @@ def test_round_with_mismatched_weights_starts_from_scratch(pack_dir, tmp_path):
     assert s["round"] == 4 and s["cumulative"]["images"] == s["images"]  # a new line of weights, a new count
 
 
+def test_round_with_the_identity_loss(pack_dir, tmp_path):
+    """``--set identity_loss.weight=W``: the round loads the student, adds the loss, logs it and records it; off by
+    default (rounds 1-8 unchanged)."""
+    from frgd.archs.identity_student_arch import IdentityStudent
+    from frgd.diffusion.training.identity_loss import save_student
+
+    torch.manual_seed(0)
+    student = save_student(IdentityStudent(widths=(8, 12), head=4, dim=16, input_size=32), tmp_path / "student", {})
+    over = {"val_count": 0, "log_every_s": 0.0, "bf16": True, "channels_last": True,  # the CUDA code paths
+            "identity_loss": {"weight": 0.5, "student": str(student)}}  # fmt: skip
+    s = run_round(pack_dir, tmp_path / "o", 3.0, preset=TINY_ROUND, init_dir=tmp_path / "none", overrides=over)
+    assert s["identity_loss"]["weight"] == 0.5 and s["identity_loss"]["student"]["source"] == str(student)
+    rows = [r for r in s["loss_curve"] if "identity_loss" in r]
+    assert rows and all(0 <= r["identity_loss"] <= 2 for r in rows)
+    off = run_round(pack_dir, tmp_path / "p", 2.0, preset=TINY_ROUND, init_dir=tmp_path / "none",
+                    overrides={"val_count": 0, "log_every_s": 0.0})  # fmt: skip
+    assert off["identity_loss"] == {"weight": 0.0, "t_max": 1000}
+    assert not any("identity_loss" in r for r in off["loss_curve"])
+    with pytest.raises(InputError, match="identity_loss"):
+        round_config(TINY_ROUND, {"identity_loss": {"weight": -1}})
+
+
 def test_regressions_compare_the_content_end_on_the_same_validation():
     from frgd.diffusion.training.round import LAND_ROW, LAND_TOLERANCE_DB, regressions
 

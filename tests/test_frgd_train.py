@@ -403,3 +403,22 @@ def test_several_processes_agree_on_the_clock(tmp_path):
     assert procs[0]["step"] == procs[1]["step"] == 6
     assert procs[0]["sha"] == procs[1]["sha"]
     assert (tmp_path / "run" / "model" / "config.json").is_file()
+
+
+def test_the_identity_loss_adds_to_the_first_step_as_in_the_rounds(tmp_path):
+    """``identity_loss.weight`` > 0: the first step's loss (same seeds, same batch) is the diffusion loss plus the
+    identity loss; 0 (the default) leaves training as it was."""
+    from frgd.archs.identity_student_arch import IdentityStudent
+    from frgd.diffusion.training.identity_loss import save_student
+
+    torch.manual_seed(0)
+    student = save_student(IdentityStudent(widths=(8, 12), head=4, dim=16, input_size=32), tmp_path / "s", {})
+    losses = {}
+    for w in (0.0, 2.0):
+        cfg = _tiny_cfg(steps=1, checkpoint_every=0)
+        cfg["identity_loss"] = {"weight": w, "t_max": 1000, "student": str(student)}
+        train(cfg, tmp_path / f"run{w}")
+        losses[w] = json.loads((tmp_path / f"run{w}" / "train_log.jsonl").read_text().splitlines()[0])["loss"]
+    assert losses[2.0] > losses[0.0] + 1e-4
+    with pytest.raises(InputError, match="identity_loss"):
+        load_config({**_tiny_cfg(), "identity_loss": {"t_max": 0}})

@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from ..archs.edsr_arch import EDSRLite
+from ..cpu_training import lr_at
 from ..metrics.imresize import imresize, modcrop
 from ..metrics.psnr_ssim import psnr, to_y
 
@@ -140,13 +141,6 @@ def _shave(a: np.ndarray, s: int) -> np.ndarray:
     return a[s:-s, s:-s] if s > 0 else a
 
 
-def _lr_at(progress: float, base_lr: float, min_lr: float, warmup: float) -> float:
-    if progress < warmup:
-        return base_lr * max(progress / warmup, 0.05)
-    p = min(1.0, (progress - warmup) / max(1e-8, 1 - warmup))
-    return min_lr + 0.5 * (base_lr - min_lr) * (1 + math.cos(math.pi * p))
-
-
 def train(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -240,7 +234,7 @@ def _train(args: argparse.Namespace, run: Path, device: torch.device, rng: np.ra
             logger.info("time budget of %.1f min reached", args.time_budget_min)
             break
         progress = max(step / args.steps, elapsed / budget if budget < math.inf else 0.0)
-        lr = _lr_at(progress, args.lr, args.min_lr, args.warmup)
+        lr = lr_at(progress, args.lr, args.min_lr, args.warmup, floor=0.05)
         for g in opt.param_groups:
             g["lr"] = lr
         lr_t, hr_t = sample_batch(data, args.batch, args.lr_patch, rng)

@@ -69,6 +69,7 @@ from . import recipe as R
 from .compile_cache import COMPILE_CACHE_FILE, cold_compile, load_compile_cache, save_compile_cache, slim_kernel_bundles
 from .fusion import FusionConfig, fusion_loss_weights
 from .gpu_batch import FaceTensors, GPUBatchMaker, GPUDegradation
+from .identity_loss import IdentityLossConfig, clean_estimate, identity_loss, load_student, student_record
 from .recipe import lr_at
 
 logger = logging.getLogger(__name__)
@@ -122,6 +123,7 @@ ROUND_DEFAULTS: dict[str, Any] = {
     "device": "auto",
     "degradation": {},
     "fusion": {},
+    "identity_loss": {},  # .identity_loss.IdentityLossConfig: off unless weight > 0 (round 9 on, if chosen)
 }
 
 
@@ -140,6 +142,7 @@ def round_config(preset: str | Path | dict[str, Any], overrides: dict[str, Any] 
     cfg["round"] = rnd
     GPUDegradation.from_dict(rnd["degradation"])
     FusionConfig.from_dict(rnd["fusion"])
+    IdentityLossConfig.from_dict(rnd["identity_loss"])
     return cfg
 
 
@@ -295,6 +298,11 @@ class RoundTrainer:
         self.pred_type = self.model.config.prediction_type
         self.sched = make_train_scheduler(cfg["scheduler"], prediction_type=self.pred_type)
         self.alphas = self.sched.alphas_cumprod.to(self.device)
+        self.id_loss = IdentityLossConfig.from_dict(self.r["identity_loss"])
+        self.student = load_student(self.id_loss.student, self.device) if self.id_loss.on else None
+        if self.student is not None and self.channels_last:
+            self.student = self.student.to(memory_format=torch.channels_last)
+        self.id_losses: list[torch.Tensor] = []  # per step since the last log row: (sum over active, active count)
         self.forward = self.model
         self.step = 0
         self.images = 0
@@ -320,19 +328,15 @@ class RoundTrainer:
             self.elapsed(), self.train_end_s, self.warmup_s, float(self.r["lr"]), float(self.r["lr_min_ratio"])
         )
 
-    def train_step(self, batch_size: int, probe: bool = False) -> torch.Tensor:
-        """One optimisation step on a fresh on-device batch; returns the (unsynchronised) loss tensor."""
+    def loss_terms(self, batch) -> dict[str, torch.Tensor]:
+        """The losses of one on-device batch (a :meth:`.gpu_batch.GPUBatchMaker.make` result) at the current
+        weights: ``loss`` (what a step minimises), ``diffusion`` (the min-SNR-weighted fusion loss), and with the
+        identity loss on, ``identity`` ``(B,)`` per sample (0 where inactive) and ``active`` ``(B,)``; ``t`` ``(B,)``
+        the timesteps."""
         from .train import make_training_inputs, min_snr_weight
 
         dev = self.device
-        if probe:
-            self._sync()
-            t_a = time.perf_counter()
-        batch = self.maker.make(batch_size)
-        if probe:
-            self._sync()
-            t_b = time.perf_counter()
-        b = batch_size
+        b = batch.target.shape[0]
         x0 = batch.target * 2 - 1
         noise = torch.randn(x0.shape, generator=self.gen, device=dev)
         t = torch.randint(0, self.sched.config.num_train_timesteps, (b,), generator=self.gen, device=dev)
@@ -341,8 +345,6 @@ class RoundTrainer:
         if self.channels_last:
             x_t = x_t.contiguous(memory_format=torch.channels_last)
             cond = cond.contiguous(memory_format=torch.channels_last)
-        for g in self.opt.param_groups:
-            g["lr"] = self.lr()
         if self.capture_inputs:  # an example of the real inputs (dtypes, strides) for a background compile
             self.captured_inputs = tuple(a.detach().clone() for a in (x_t, t, cond, batch.identity, drop))
             self.capture_inputs = False
@@ -354,7 +356,31 @@ class RoundTrainer:
         gamma = self.r["min_snr_gamma"]
         if gamma:
             per = per * min_snr_weight(self.alphas, t, float(gamma), self.pred_type)
-        loss = per.mean()
+        out = {"t": t, "diffusion": per.mean()}
+        out["loss"] = out["diffusion"]
+        if self.student is not None:  # .identity_loss: the clean estimate is the same person as the true face
+            out["active"] = (t < self.id_loss.t_max) & ~drop
+            x0_hat = clean_estimate(self.alphas, x_t, t, pred, self.pred_type)
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=self.bf16):
+                out["identity"] = identity_loss(self.student, x0_hat, x0, out["active"])
+            out["loss"] = out["loss"] + float(self.id_loss.weight) * out["identity"].mean()
+        return out
+
+    def train_step(self, batch_size: int, probe: bool = False) -> torch.Tensor:
+        """One optimisation step on a fresh on-device batch; returns the (unsynchronised) loss tensor."""
+        if probe:
+            self._sync()
+            t_a = time.perf_counter()
+        batch = self.maker.make(batch_size)
+        if probe:
+            self._sync()
+            t_b = time.perf_counter()
+        for g in self.opt.param_groups:
+            g["lr"] = self.lr()
+        terms = self.loss_terms(batch)
+        loss = terms["loss"]
+        if "identity" in terms:
+            self.id_losses.append(torch.stack([terms["identity"].sum().detach(), terms["active"].sum().float()]))
         loss.backward()
         if self.r["grad_clip"]:
             torch.nn.utils.clip_grad_norm_(self.params, float(self.r["grad_clip"]))
@@ -364,7 +390,7 @@ class RoundTrainer:
         with torch.no_grad():
             torch._foreach_lerp_(self.ema, [q.detach().float() for q in self.params], 1 - decay)
         self.step += 1
-        self.images += b
+        self.images += batch_size
         if probe:
             self._sync()
             t_c = time.perf_counter()
@@ -566,6 +592,10 @@ class RoundTrainer:
                     "lr": self.lr(),
                     "img_per_s": (self.images - n_log) / max(now - t_log, 1e-9),
                 }
+                if self.id_losses:  # the identity loss's mean over its active samples (the total loss includes it)
+                    s_, n_ = torch.stack(self.id_losses).sum(0).tolist()
+                    row["identity_loss"] = s_ / max(n_, 1.0)
+                    self.id_losses = []
                 self.curve.append(row)
                 logger.info(
                     "t %.0f s step %d loss %.4f lr %.2e %.0f img/s", now, self.step, loss, row["lr"], row["img_per_s"]
@@ -662,6 +692,7 @@ class RoundTrainer:
             "torch": torch.__version__,
             "init": self.init_record,
             "identity_input": self.identity_input,
+            "identity_loss": student_record(self.id_loss, self.student),
             "pack": self.pack.info,
             "steps": self.step,
             "images": self.images,

@@ -10,7 +10,9 @@ One step (per process, batch ``B``)::
     loss = mean_b( snr_w(t_b) * mean_pixels( w_fusion * (model(x_t, t, cond, identity) - target_{v|eps})^2 ) )
 
 ``snr_w`` is the min-SNR-gamma weight (``min(SNR, gamma) / SNR`` for epsilon, ``min(SNR, gamma) / (SNR + 1)`` for v)
-when ``train.min_snr_gamma`` is set, else 1.
+when ``train.min_snr_gamma`` is set, else 1. With ``identity_loss.weight`` > 0 the rounds' identity loss is added,
+``weight * mean_b(active_b * (1 - cos(f(x0_hat_b), f(x0_b))))`` (:mod:`.identity_loss`: the same config section and
+code as the rounds).
 
 Run folder (``--output``)::
 
@@ -51,7 +53,7 @@ import math
 import random
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +74,7 @@ from ..model import IdentityInfo, build_cond, make_train_scheduler, save_model_d
 from . import recipe as R
 from .data import Embeddings, EpochSampler, FacesDataConfig, FacesDataset, SyntheticFaces, collate
 from .fusion import FusionConfig, fusion_loss_weights
+from .identity_loss import IdentityLossConfig, clean_estimate, identity_loss, load_student
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +96,7 @@ DEFAULTS: dict[str, Any] = {
         "num_workers": 0,
     },
     "fusion": {},
+    "identity_loss": asdict(IdentityLossConfig()),  # .identity_loss (off unless weight > 0), as the rounds
     "identity": {"backend": "dlib"},
     "optim": {  # the rounds' recipe (.recipe): one source
         "lr": R.LR,
@@ -173,6 +177,7 @@ def load_config(path_or_dict: str | Path | dict[str, Any]) -> dict[str, Any]:
     cfg = _merge(DEFAULTS, raw)
     fusion = FusionConfig.from_dict(cfg["fusion"])  # validates
     cfg["fusion"] = {k: getattr(fusion, k) for k in fusion.__dataclass_fields__}
+    IdentityLossConfig.from_dict(cfg["identity_loss"])  # validates
     if cfg["train"]["export_dtype"] not in ("fp32", "fp16"):
         raise InputError(f"train.export_dtype must be fp32 or fp16, got {cfg['train']['export_dtype']!r}")
     tcfg = cfg["train"]
@@ -448,6 +453,8 @@ class Trainer:
         self.pred_type = model.config.prediction_type
         self.noise_scheduler = make_train_scheduler(cfg["scheduler"], prediction_type=self.pred_type)
         self.alphas_cumprod = self.noise_scheduler.alphas_cumprod.to(acc.device)
+        self.id_loss = IdentityLossConfig.from_dict(cfg["identity_loss"])
+        self.student = load_student(self.id_loss.student, acc.device) if self.id_loss.on else None
         o = cfg["optim"]
         optimizer = torch.optim.AdamW(
             model.parameters(), lr=o["lr"], betas=tuple(o["betas"]), weight_decay=o["weight_decay"], eps=o["eps"]
@@ -581,6 +588,11 @@ class Trainer:
         if gamma:
             per_sample = per_sample * min_snr_weight(self.alphas_cumprod, t, float(gamma), self.pred_type)
         loss = per_sample.mean()
+        if self.student is not None:  # .identity_loss, as in the rounds
+            x0_hat = clean_estimate(self.alphas_cumprod, x_t, t, pred, self.pred_type)
+            with acc.autocast():
+                lid = identity_loss(self.student, x0_hat, x0, (t < self.id_loss.t_max) & ~drop.to(t.device).bool())
+            loss = loss + float(self.id_loss.weight) * lid.mean()
         acc.backward(loss)
         clip = self.cfg["optim"]["grad_clip"]
         if clip:

@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import signal
 import sys
 import threading
@@ -42,6 +41,7 @@ import torch
 import torch.nn.functional as F
 
 from ...archs.face_prior_arch import FacePriorNet
+from ...cpu_training import add_export_parser, lr_at, run_command
 from ...errors import InputError
 
 logger = logging.getLogger(__name__)
@@ -119,14 +119,6 @@ def validate(model: FacePriorNet, val: PriorVal, size: int) -> dict[str, dict[st
         out[name] = {"bicubic": _psnr_rgb(bic, val.gt), "prior": _psnr_rgb(est, val.gt)}
     model.train(was_training)
     return out
-
-
-def lr_at(progress: float, base_lr: float, min_lr: float, warmup: float) -> float:
-    """Linear warm-up over the first ``warmup`` of the run, then cosine from ``base_lr`` to ``min_lr``."""
-    if progress < warmup:
-        return base_lr * max(progress / warmup, 0.02)
-    p = min(1.0, (progress - warmup) / max(1e-8, 1 - warmup))
-    return min_lr + 0.5 * (base_lr - min_lr) * (1 + math.cos(math.pi * p))
 
 
 class _Stop:
@@ -334,20 +326,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--threads", type=int, default=2)
     t.add_argument("--device", default="cpu")
     t.add_argument("--seed", type=int, default=0)
-    e = sub.add_parser("export", help="write RUN's weights as a prior folder")
-    e.add_argument("--run", required=True)
-    e.add_argument("--out", required=True)
+    add_export_parser(sub, "weights as a prior folder")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    args = build_parser().parse_args(argv)
-    if args.cmd == "train":
-        train(args)
-    else:
-        export(args.run, args.out)
-    return 0
+    return run_command(build_parser(), argv, train, lambda a: export(a.run, a.out))
 
 
 if __name__ == "__main__":

@@ -20,11 +20,9 @@ Command used for the shipped weights (README, "Content target")::
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import math
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +30,7 @@ import numpy as np
 import torch
 
 from ...archs.prior_share_arch import PriorShareNet
+from ...cpu_training import command_parser, load_run, run_command, save_run, timed_loop, training_record
 from ...errors import InputError
 
 logger = logging.getLogger(__name__)
@@ -124,7 +123,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     """Train in ``args.run`` (a fresh run each time: it takes minutes); returns the state (also ``RUN/state.json``)."""
     from ..content import share_loss
     from ..prior import load_prior
-    from .train_prior import load_train_faces, lr_at
+    from .train_prior import load_train_faces
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -141,17 +140,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     net = PriorShareNet(args.width, args.depth)
     opt = torch.optim.Adam(net.parameters(), lr=args.lr)
     state: dict[str, Any] = {"step": 0, "images": 0, "loss_curve": []}
-    budget = float(args.time_budget_min) * 60.0
-    t0 = time.perf_counter()
-    run_loss, run_n = 0.0, 0
-    while True:
-        elapsed = time.perf_counter() - t0
-        progress = max(state["step"] / max(1, args.steps), elapsed / budget if budget > 0 else 0.0)
-        if progress >= 1.0:
-            break
-        lr = lr_at(progress, args.lr, args.lr * 0.02, 0.03)
-        for grp in opt.param_groups:
-            grp["lr"] = lr
+
+    def step() -> float:
         scale = math.exp(rng.uniform(math.log(lo), math.log(hi)))
         idx = rng.integers(len(faces), size=args.batch)
         deg, clean = degrade_group(faces[idx], scale, rng.random(args.batch) < args.clean_share, rng)
@@ -160,25 +150,18 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        state["step"] += 1
-        state["images"] += args.batch
-        run_loss, run_n = run_loss + loss.item(), run_n + 1
-        if state["step"] % args.log_every == 0:
-            el = time.perf_counter() - t0
-            state["loss_curve"].append([state["step"], round(el, 1), round(run_loss / run_n, 5)])
-            logger.info("step %d  %.1f min  loss %.5f  lr %.2e", state["step"], el / 60, run_loss / run_n, lr)
-            run_loss, run_n = 0.0, 0
+        return loss.item()
+
+    seconds = timed_loop(opt, step, state, lr=args.lr, steps=args.steps, budget_min=args.time_budget_min,
+                         batch=args.batch, log_every=args.log_every)  # fmt: skip
     net.eval()
     state["val"] = validate(net, prior, args.faces, args.val_faces, args.val_first)
     state.update(
-        seconds=round(time.perf_counter() - t0, 1), config=net.config(), batch=args.batch, lr=args.lr,
+        seconds=round(seconds, 1), config=net.config(), batch=args.batch, lr=args.lr,
         clean_share=args.clean_share, scale_range=[lo, hi], train_faces=len(faces), val_first=args.val_first,
         prior=str(args.prior or "installed"),
     )  # fmt: skip
-    torch.save({"model": net.state_dict(), "state": state}, run / "last.pt")
-    (run / "state.json").write_text(json.dumps({k: v for k, v in state.items() if k != "loss_curve"}, indent=1))
-    logger.info("done: %d steps, %d images, %.1f min; val %s", state["step"], state["images"],
-                state["seconds"] / 60, json.dumps(state["val"]))  # fmt: skip
+    save_run(run, net, state)
     return state
 
 
@@ -187,26 +170,23 @@ def export(run: str | Path, out: str | Path, prior_dir: str | Path | None = None
     from ..content import save_share_net
     from ..prior import load_prior
 
-    ck = torch.load(Path(run) / "last.pt", map_location="cpu", weights_only=True)
-    st = ck["state"]
+    weights, st = load_run(run)
     net = PriorShareNet(**st["config"])
-    net.load_state_dict(ck["model"])
-    training = {k: st.get(k) for k in ("step", "images", "seconds", "batch", "lr", "clean_share", "scale_range",
-                                       "train_faces", "val_first", "val")}  # fmt: skip
-    training["data"] = "faces128 train split, frgd.degrade blind mixture (research data; weights only are shipped)"
-    training["loss"] = "frgd.diffusion.content.share_loss"
+    net.load_state_dict(weights)
+    training = training_record(
+        st, ("step", "images", "seconds", "batch", "lr", "clean_share", "scale_range", "train_faces", "val_first",
+             "val"),
+        data="faces128 train split, frgd.degrade blind mixture (research data; weights only are shipped)",
+        loss="frgd.diffusion.content.share_loss",
+    )  # fmt: skip
     d = save_share_net(net, out, load_prior(prior_dir), {"training": training})
     logger.info("exported %s", d)
     return d
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m frgd.diffusion.training.train_prior_share",
-                                description=__doc__.split("\n")[0])  # fmt: skip
-    sub = p.add_subparsers(dest="cmd", required=True)
-    t = sub.add_parser("train", help="train in RUN")
-    t.add_argument("--faces", required=True, help="faces128 root (labels.csv, train/, val/)")
-    t.add_argument("--run", required=True, help="run folder (last.pt, state.json)")
+    p, sub, t = command_parser("python -m frgd.diffusion.training.train_prior_share", __doc__,
+                               "estimator as a weights folder")  # fmt: skip
     t.add_argument("--prior", default=None, help="prior folder (default: the installed FRGD prior)")
     t.add_argument("--width", type=int, default=24)
     t.add_argument("--depth", type=int, default=3)
@@ -222,21 +202,14 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--log-every", type=int, default=50)
     t.add_argument("--threads", type=int, default=2)
     t.add_argument("--seed", type=int, default=0)
-    e = sub.add_parser("export", help="write RUN's estimator as a weights folder")
-    e.add_argument("--run", required=True)
-    e.add_argument("--out", required=True)
-    e.add_argument("--prior", default=None, help="the prior it was trained with (default: the installed one)")
+    sub.choices["export"].add_argument(
+        "--prior", default=None, help="the prior it was trained with (default: the installed one)"
+    )
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    args = build_parser().parse_args(argv)
-    if args.cmd == "train":
-        train(args)
-    else:
-        export(args.run, args.out, args.prior)
-    return 0
+    return run_command(build_parser(), argv, train, lambda a: export(a.run, a.out, a.prior))
 
 
 if __name__ == "__main__":
