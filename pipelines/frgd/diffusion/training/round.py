@@ -16,7 +16,8 @@
    the synchronous compile is the default.
 3. **Train until the deadline**: batches are made on the device (:class:`.gpu_batch.GPUBatchMaker`), bf16 autocast,
    min-SNR-weighted v-prediction loss with the fusion weights of :mod:`.fusion` (one step = the same maths as
-   ``frgd train``: :func:`.train.make_training_inputs`), the learning rate a function of *wall-clock time*
+   ``frgd train``: :func:`.train.make_training_inputs`; with ``identity_loss.weight`` > 0 plus the identity loss of
+   :mod:`.identity_loss`, off by default), the learning rate a function of *wall-clock time*
    (:func:`lr_at`: linear warm-up, cosine to ``lr_min_ratio`` exactly at the training deadline, so a time stop always
    ends with a low LR), an EMA of the weights, the data share of each step and the loss curve logged; the fp16 EMA
    weights are exported every ``export_every_s`` so a killed command still returns usable weights.
