@@ -448,3 +448,108 @@ def test_a_photo_with_only_weak_candidates_says_how_to_use_them(monkeypatch):
         FacePipeline(KeepRestorer())(img, require_faces=True, scale=1)
     with pytest.raises(InputError, match=r"in \[0, 1\]"):
         FacePipeline(KeepRestorer(), min_score=-0.1)
+
+
+# ------------------------------------------------------------------------------------------- faces on their side
+@pytest.mark.parametrize("turn", [1, 2, 3])
+def test_turn_points_is_exact(turn):
+    """Oracle: marked pixels of an image turned by ``np.rot90`` land, mapped back, on their own positions."""
+    from frgd.faces.detect import turn_points
+
+    img = np.zeros((7, 11), np.uint8)
+    pts = np.array([[0, 0], [10, 0], [3, 5], [10, 6], [0, 6]])
+    img[pts[:, 1], pts[:, 0]] = np.arange(1, 6)
+    turned = np.rot90(img, turn)
+    found = np.array([np.argwhere(turned == v)[0][::-1] for v in range(1, 6)], np.float64)  # (x, y) in turned
+    np.testing.assert_array_equal(turn_points(found, turn, img.shape), pts)
+    np.testing.assert_array_equal(turn_points(found, turn + 4, img.shape), pts)
+    np.testing.assert_array_equal(turn_points(pts, 0, img.shape), pts)
+
+
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_a_turned_photo_s_face_is_found_and_aligned_upright(reference, ref_face, k):
+    """The demo reference turned by k quarters: found by turning it back (``turn``), its landmarks where the upright
+    face's are, and its aligned crop the upright one's (the alignment turns it upright); ``orientation="upright"``
+    (the old behaviour) finds no such face."""
+    from frgd.faces.detect import MTCNN_COORD_OFFSET, turn_points
+
+    turned = np.ascontiguousarray(np.rot90(reference, k))
+    faces = detect_faces(turned)
+    assert len(faces) == 1 and faces[0].turn == (4 - k) % 4 and faces[0].score >= 0.99
+    f = faces[0]
+    back = turn_points(f.landmarks_px, k, reference.shape[:2])  # into the upright photo
+    err = np.linalg.norm(back - ref_face.landmarks_px, axis=1).mean()
+    assert err < 0.1 * ref_face.eye_distance
+    x0, y0, x1, y1 = f.box
+    assert np.all((f.landmarks[:, 0] > x0) & (f.landmarks[:, 0] < x1) & (f.landmarks[:, 1] > y0))
+    a = align_face(turned, f.landmarks).image  # the same upright crop as from the upright photo at those landmarks
+    b = align_face(reference, back + MTCNN_COORD_OFFSET).image  # as faces128 was cut: MTCNN's upright convention
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    assert 10 * np.log10(255**2 / max(mse, 1e-12)) > 40
+    assert f.to_json()["turn_degrees"] == 90 * f.turn and "turn_degrees" not in ref_face.to_json()
+    for g in detect_faces(turned, orientation="upright"):
+        assert np.linalg.norm(
+            turn_points(g.landmarks_px, k, reference.shape[:2]) - ref_face.landmarks_px, axis=1
+        ).mean() > (0.1 * ref_face.eye_distance)
+
+
+def test_upright_faces_are_not_looked_for_again_and_orientation_is_checked(reference, monkeypatch):
+    det = get_detector("cpu")
+    calls = []
+    real = det.detect
+    monkeypatch.setattr(det, "detect", lambda img, **kw: calls.append(img.shape) or real(img, **kw))
+    faces = detect_faces(reference)
+    assert len(faces) == 1 and faces[0].turn == 0 and len(calls) == 1  # scored >= TURN_CHECK_SCORE: one pass
+    assert detect_faces(np.full((64, 48, 3), 128, np.uint8)) == [] and len(calls) == 1 + 4  # nothing: three turns
+    with pytest.raises(InputError, match="orientation"):
+        detect_faces(reference, orientation="sideways")
+
+
+def test_an_unturned_face_keeps_its_pixels_and_the_face_frame_convention():
+    """``unturned``: pixel positions map exactly (``turn_points``); the 1-based offset stays along the face's own axes
+    (so a turned face is cut with the same placement as an upright one), the box along the image's."""
+    from frgd.faces.detect import MTCNN_COORD_OFFSET, turn_points
+
+    lm = np.array([[30.0, 40.0], [50.0, 41.0], [40.0, 52.0], [32.0, 60.0], [49.0, 61.0]]) + MTCNN_COORD_OFFSET
+    face = DetectedFace(box=np.array([20.0, 30.0, 60.0, 70.0]), score=0.99, landmarks=lm)
+    offsets = []
+    for turn in range(4):
+        g = face.unturned(turn, (90, 120))
+        np.testing.assert_allclose(g.landmarks_px, turn_points(face.landmarks_px, turn, (90, 120)))
+        np.testing.assert_allclose(g.landmarks - g.landmarks_px, np.broadcast_to(g.coord_offset, (5, 2)))
+        x0, y0, x1, y1 = g.box - MTCNN_COORD_OFFSET
+        assert (
+            (g.landmarks_px[:, 0] > x0).all()
+            and (g.landmarks_px[:, 0] < x1).all()
+            and (g.landmarks_px[:, 1] > y0).all()
+        )
+        assert g.turn == turn and g.score == face.score
+        offsets.append(g.coord_offset.tolist())
+    assert offsets == [[1, 1], [-1, 1], [-1, -1], [1, -1]]
+
+
+class _MarkRestorer(KeepRestorer):
+    """Keeps the crop but whitens a square at the upright face's top left (the crop's own frame)."""
+
+    def restore(self, photo, face, request, seeds, progress=None, cancel=None):
+        out = super().restore(photo, face, request, seeds, progress, cancel)
+        for s in out:
+            s.image = s.image.copy()
+            s.image[8:40, 8:40] = 255
+        return out
+
+
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_a_turned_photo_is_restored_where_the_upright_one_is(reference, k):
+    """Whole-photo restoration of the demo reference turned by k quarters, turned back, puts the restored face (the
+    square marks its top left) where restoring the upright photo does: pasting back turns the crop back."""
+    from frgd.restore import FacePipeline
+
+    def mark(img: np.ndarray) -> np.ndarray:
+        m = np.all(img > 250, axis=2) & ~np.all(reference > 250, axis=2)
+        assert m.sum() > 200
+        return np.argwhere(m).mean(0)
+
+    upright = FacePipeline(_MarkRestorer())(reference, require_faces=True, scale=1).images[0]
+    turned = FacePipeline(_MarkRestorer())(np.ascontiguousarray(np.rot90(reference, k)), require_faces=True, scale=1)
+    assert np.linalg.norm(mark(np.rot90(turned.images[0], -k)) - mark(upright)) < 3.0
