@@ -102,10 +102,9 @@ def check_share(share: float | None) -> None:
 
 def build_share_net(config: dict[str, Any]) -> PriorShareNet:
     """Rebuild the estimator from a ``config.json`` dict (training metadata ignored)."""
-    arch = config.get("arch", ARCH)
-    if arch != ARCH:
-        raise InputError(f"prior-share config names architecture {arch!r}, expected {ARCH!r}")
-    return PriorShareNet(**{k: config[k] for k in _ARCH_KEYS if k in config})
+    from ..weights import build_from_config
+
+    return build_from_config(config, PriorShareNet, ARCH, _ARCH_KEYS, "prior-share")
 
 
 def load_share_net(directory: str | Path | None = None, device: torch.device | str = "cpu") -> PriorShareNet:

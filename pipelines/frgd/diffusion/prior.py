@@ -20,7 +20,6 @@ import torch
 import torch.nn.functional as F
 
 from ..archs.face_prior_arch import FacePriorNet
-from ..errors import InputError
 
 logger = logging.getLogger(__name__)
 
@@ -32,10 +31,9 @@ _ARCH_KEYS = ("channels", "blocks", "mid_blocks")
 
 def build_prior(config: dict[str, Any]) -> FacePriorNet:
     """Rebuild the network from a ``config.json`` dict (extra keys such as training metadata are ignored)."""
-    arch = config.get("arch", ARCH)
-    if arch != ARCH:
-        raise InputError(f"FRGD prior config names architecture {arch!r}, expected {ARCH!r}")
-    return FacePriorNet(**{k: config[k] for k in _ARCH_KEYS if k in config})
+    from ..weights import build_from_config
+
+    return build_from_config(config, FacePriorNet, ARCH, _ARCH_KEYS, "FRGD prior")
 
 
 def load_prior(directory: str | Path | None = None, device: torch.device | str = "cpu") -> FacePriorNet:

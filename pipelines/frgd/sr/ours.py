@@ -33,10 +33,9 @@ def weights_name(scale: int) -> str:
 
 def build_frgd_sr(config: dict[str, Any]) -> EDSRLite:
     """Rebuild the network from a ``config.json`` dict (extra keys such as training metadata are ignored)."""
-    arch = config.get("arch", ARCH)
-    if arch != ARCH:
-        raise InputError(f"frgd-sr config names architecture {arch!r}, expected {ARCH!r}")
-    return EDSRLite(**{k: config[k] for k in _ARCH_KEYS if k in config})
+    from ..weights import build_from_config
+
+    return build_from_config(config, EDSRLite, ARCH, _ARCH_KEYS, "frgd-sr")
 
 
 def load_frgd_sr(scale: int, device: torch.device | str = "cpu", directory: str | Path | None = None) -> EDSRLite:

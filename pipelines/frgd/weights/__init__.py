@@ -40,7 +40,15 @@ from .paths import (
     source_path,
 )
 from .resolve import resolve_model_dir, weights_files, weights_path
-from .state_dict import CONFIG_NAME, WEIGHTS_NAME, load_config, load_pretrained, load_state_dict, save_pretrained
+from .state_dict import (
+    CONFIG_NAME,
+    WEIGHTS_NAME,
+    build_from_config,
+    load_config,
+    load_pretrained,
+    load_state_dict,
+    save_pretrained,
+)
 
 __all__ = [
     "CONFIG_NAME",
@@ -51,6 +59,7 @@ __all__ = [
     "WEIGHTS_NAME",
     "ModelEntry",
     "VerifyResult",
+    "build_from_config",
     "cache_dir",
     "cache_root",
     "candidate_dirs",

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import FRGDError, MissingWeightsError
+from ..errors import FRGDError, InputError, MissingWeightsError
 from ..io.files import atomic_write_bytes, normal_mode
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -119,6 +119,18 @@ def load_config(directory: str | os.PathLike[str]) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise FRGDError(f"model config {p} is not a JSON object")
     return data
+
+
+def build_from_config(
+    config: dict[str, Any], cls: Callable[..., nn.Module], arch: str, keys: tuple[str, ...], what: str
+) -> nn.Module:
+    """``cls(**...)`` from a ``config.json`` dict: its ``keys`` (those present; extra keys such as training metadata
+    are ignored), after checking that it names architecture ``arch`` (or none); :class:`InputError` says which
+    ``what`` config named which other one."""
+    name = config.get("arch", arch)
+    if name != arch:
+        raise InputError(f"{what} config names architecture {name!r}, expected {arch!r}")
+    return cls(**{k: config[k] for k in keys if k in config})
 
 
 def load_pretrained(

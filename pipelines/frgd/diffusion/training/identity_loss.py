@@ -44,10 +44,9 @@ _ARCH_KEYS = ("widths", "depth", "head", "dim", "input_size")
 
 def build_student(config: dict[str, Any]) -> IdentityStudent:
     """Rebuild the student from a ``config.json`` dict (training metadata ignored)."""
-    arch = config.get("arch", ARCH)
-    if arch != ARCH:
-        raise InputError(f"identity-student config names architecture {arch!r}, expected {ARCH!r}")
-    return IdentityStudent(**{k: config[k] for k in _ARCH_KEYS if k in config})
+    from ...weights import build_from_config
+
+    return build_from_config(config, IdentityStudent, ARCH, _ARCH_KEYS, "identity-student")
 
 
 def load_student(directory: str | Path | None = None, device: torch.device | str = "cpu") -> IdentityStudent:
