@@ -24,8 +24,6 @@ import json
 import logging
 import math
 import sys
-import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -48,24 +46,19 @@ VAL_BLUR_SIGMA = 1.5
 def load_split(root: str | Path, split: str, limit: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """faces128 ``split`` as ``(faces (N, S, S, 3) uint8, dlib descriptors (N, D) float32, identity ids (N,) int)``,
     files sorted (``limit``: the first ``limit``)."""
-    from .data import Embeddings, read_image, read_labels
+    from .data import Embeddings
+    from .train_prior import load_split_faces
 
-    recs = sorted((r for r in read_labels(root) if r.split == split), key=lambda r: r.file)[:limit]
-    if not recs:
-        raise InputError(f"no {split} faces in {root}/labels.csv")
     emb = Embeddings.load(Path(root) / EMBEDDINGS_FILE)
+    faces, recs = load_split_faces(root, split, limit)
     missing = [r.file for r in recs if r.file not in emb.index]
     if missing:
         raise InputError(f"{len(missing)} {split} faces have no descriptor in {EMBEDDINGS_FILE}, e.g. {missing[0]}")
-    t0 = time.perf_counter()
-    with ThreadPoolExecutor(4) as ex:
-        faces = np.stack(list(ex.map(lambda r: read_image(Path(root) / r.file), recs)))
     names = sorted({r.identity for r in recs})
     ids = {n: i for i, n in enumerate(names)}
     e = emb.emb[[emb.index[r.file] for r in recs]]
     e = e / np.linalg.norm(e, axis=1, keepdims=True).clip(1e-8)
-    logger.info("decoded %d %s faces (%d identities) in %.1f s", len(faces), split, len(names),
-                time.perf_counter() - t0)  # fmt: skip
+    logger.info("%d %s faces of %d identities", len(faces), split, len(names))
     return faces, e.astype(np.float32), np.array([ids[r.identity] for r in recs])
 
 

@@ -63,20 +63,28 @@ class PriorVal:
     degraded: dict[str, list[torch.Tensor]]
 
 
-def load_train_faces(root: str | Path, limit: int | None = None, workers: int = 4) -> np.ndarray:
-    """The faces128 training split as ``(N, S, S, 3)`` uint8 (``limit``: the first ``limit`` files, sorted)."""
+def load_split_faces(root: str | Path, split: str = "train", limit: int | None = None, workers: int = 4) -> (
+    tuple[np.ndarray, list]
+):  # fmt: skip
+    """The faces128 ``split`` as ``(N, S, S, 3)`` uint8 and its label rows (:class:`.data.FaceRecord`), files sorted
+    (``limit``: the first ``limit``)."""
     from .data import read_image, read_labels
 
-    files = sorted(r.file for r in read_labels(root) if r.split == "train")
+    recs = sorted((r for r in read_labels(root) if r.split == split), key=lambda r: r.file)
     if limit is not None:
-        files = files[: int(limit)]
-    if not files:
-        raise InputError(f"no training faces in {root}/labels.csv")
+        recs = recs[: int(limit)]
+    if not recs:
+        raise InputError(f"no {'training' if split == 'train' else split} faces in {root}/labels.csv")
     t0 = time.perf_counter()
     with ThreadPoolExecutor(max(1, workers)) as ex:
-        faces = np.stack(list(ex.map(lambda f: read_image(Path(root) / f), files)))
-    logger.info("decoded %d training faces in %.1f s", len(faces), time.perf_counter() - t0)
-    return faces
+        faces = np.stack(list(ex.map(lambda r: read_image(Path(root) / r.file), recs)))
+    logger.info("decoded %d %s faces in %.1f s", len(faces), split, time.perf_counter() - t0)
+    return faces, recs
+
+
+def load_train_faces(root: str | Path, limit: int | None = None, workers: int = 4) -> np.ndarray:
+    """The faces128 training split as ``(N, S, S, 3)`` uint8 (``limit``: the first ``limit`` files, sorted)."""
+    return load_split_faces(root, "train", limit, workers)[0]
 
 
 def load_val(
