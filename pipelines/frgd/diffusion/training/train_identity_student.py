@@ -76,18 +76,11 @@ def to_tensor(faces: np.ndarray) -> torch.Tensor:
 
 
 def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-    """Per-image separable Gaussian blur of ``x`` ``(B, C, H, W)`` with ``sigma`` ``(B,)`` px (0: unchanged)."""
-    b, c, h, w = x.shape
-    r = max(1, int(math.ceil(3 * float(sigma.max()))))
-    k = torch.arange(-r, r + 1, dtype=x.dtype)
-    s = sigma.clamp_min(1e-3).view(b, 1)
-    g = torch.exp(-0.5 * (k.view(1, -1) / s) ** 2)
-    g = g / g.sum(1, keepdim=True)  # (B, K); sigma -> 0 gives a delta
-    g = g.repeat_interleave(c, 0)  # (B*C, K)
-    y = F.pad(x.reshape(1, b * c, h, w), (r, r, r, r), mode="reflect")
-    y = F.conv2d(y, g.view(b * c, 1, 1, -1), groups=b * c)
-    y = F.conv2d(y, g.view(b * c, 1, -1, 1), groups=b * c)
-    return y.view(b, c, h, w)
+    """Per-image isotropic Gaussian blur of ``x`` ``(B, C, H, W)`` with ``sigma`` ``(B,)`` px (0: unchanged), by the
+    rounds' own per-sample kernels (:func:`.gpu_batch.gaussian_kernels`, :func:`.gpu_batch.blur_full`)."""
+    from .gpu_batch import blur_full, gaussian_kernels
+
+    return blur_full(x, gaussian_kernels(sigma, sigma, torch.zeros_like(sigma)))
 
 
 def perturb(x: torch.Tensor, gen: torch.Generator, p_blur: float = 0.5, p_resize: float = 0.25,
@@ -122,15 +115,11 @@ def perturb(x: torch.Tensor, gen: torch.Generator, p_blur: float = 0.5, p_resize
 
 
 def roc_auc(pos: np.ndarray, neg: np.ndarray) -> float:
-    """Probability that a positive score beats a negative one (ties count half): the ROC AUC."""
-    scores = np.concatenate([pos, neg])
-    order = scores.argsort(kind="mergesort")
-    ranks = np.empty(len(scores))
-    ranks[order] = np.arange(1, len(scores) + 1)
-    _, inv, counts = np.unique(scores, return_inverse=True, return_counts=True)
-    sums = np.bincount(inv, weights=ranks)
-    ranks = (sums / counts)[inv]  # average ranks of ties
-    return float((ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
+    """Probability that a positive score beats a negative one (ties count half): the ROC AUC, from the Mann-Whitney
+    U statistic of ``pos`` against ``neg``."""
+    from scipy.stats import mannwhitneyu
+
+    return float(mannwhitneyu(pos, neg).statistic / (len(pos) * len(neg)))
 
 
 def verification_pairs(ident: np.ndarray, seed: int = 0, max_pos: int = 4000) -> tuple[np.ndarray, np.ndarray]:
