@@ -159,19 +159,15 @@ def validate(net: IdentityStudent, faces: np.ndarray, emb: np.ndarray, ident: np
             F.interpolate(x, scale_factor=0.25, mode="bilinear", antialias=True), size=x.shape[-2:], mode="bilinear"
         ),  # fmt: skip
     }
-    out: dict[str, float] = {}
-    d_clean = None
-    for name, v in variants.items():
-        d = descriptors(net, v)
-        d_clean = d if d_clean is None else d_clean
-        out[f"cos_{name}"] = round(float((d * emb).sum(1).mean()), 4)
+    d = {name: descriptors(net, v) for name, v in variants.items()}
+    out: dict[str, float] = {f"cos_{name}": round(float((v * emb).sum(1).mean()), 4) for name, v in d.items()}
     pos, neg = verification_pairs(ident)
 
-    def auc(d: np.ndarray) -> float:
-        sim = lambda p: (d[p[:, 0]] * d[p[:, 1]]).sum(1)  # noqa: E731
+    def auc(e: np.ndarray) -> float:
+        sim = lambda p: (e[p[:, 0]] * e[p[:, 1]]).sum(1)  # noqa: E731
         return round(roc_auc(sim(pos), sim(neg)), 4)
 
-    out.update(auc_student=auc(d_clean), auc_dlib=auc(emb), pairs=len(pos), faces=len(faces))
+    out.update(auc_student=auc(d["clean"]), auc_dlib=auc(emb), pairs=len(pos), faces=len(faces))
     net.train(was)
     return out
 
