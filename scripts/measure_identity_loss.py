@@ -1,5 +1,5 @@
 """Measure the rounds' identity loss at the installed FRGD weights, before a round trains with it (docs/
-training_rounds.md, "Identity loss (built for round 9)").
+training_rounds.md, "Identity loss (built after round 7, on from round 8)").
 
 On ``--batches`` training batches of the round's pack (made by the round's own batch maker, on the CPU), with the
 round's own loss (:meth:`frgd.diffusion.training.round.RoundTrainer.loss_terms`):

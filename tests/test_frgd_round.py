@@ -424,7 +424,7 @@ def test_round_with_mismatched_weights_starts_from_scratch(pack_dir, tmp_path):
 
 def test_round_with_the_identity_loss(pack_dir, tmp_path):
     """``--set identity_loss.weight=W``: the round loads the student, adds the loss, logs it and records it; off by
-    default (rounds 1-8 unchanged)."""
+    default (the shipped preset turns it on from round 8)."""
     from frgd.archs.identity_student_arch import IdentityStudent
     from frgd.diffusion.training.identity_loss import save_student
 
@@ -436,12 +436,27 @@ def test_round_with_the_identity_loss(pack_dir, tmp_path):
     assert s["identity_loss"]["weight"] == 0.5 and s["identity_loss"]["student"]["source"] == str(student)
     rows = [r for r in s["loss_curve"] if "identity_loss" in r]
     assert rows and all(0 <= r["identity_loss"] <= 2 for r in rows)
+    assert 0 < s["identity_loss_flops_per_image"] < s["flops_per_image"]  # counted apart, and in the MFU
     off = run_round(pack_dir, tmp_path / "p", 2.0, preset=TINY_ROUND, init_dir=tmp_path / "none",
                     overrides={"val_count": 0, "log_every_s": 0.0})  # fmt: skip
     assert off["identity_loss"] == {"weight": 0.0, "t_max": 1000}
     assert not any("identity_loss" in r for r in off["loss_curve"])
+    assert "identity_loss_flops_per_image" not in off
     with pytest.raises(InputError, match="identity_loss"):
         round_config(TINY_ROUND, {"identity_loss": {"weight": -1}})
+
+
+def test_the_shipped_round_trains_with_the_shipped_student():
+    """The shipped preset turns the identity loss on (from round 8) with the installed student, which a GPU round
+    loads before its first step: it must be there and be a working recogniser (unit descriptors)."""
+    from frgd.diffusion.training.identity_loss import IdentityLossConfig, load_student
+
+    cfg = IdentityLossConfig.from_dict(round_config("round_frgd128")["round"]["identity_loss"])
+    assert cfg.on and cfg.student is None  # the installed frgd-identity-student
+    student = load_student(cfg.student)
+    f = student(torch.rand(2, 3, 128, 128))
+    assert f.shape == (2, student.dim)
+    assert torch.allclose(f.norm(dim=1), torch.ones(2), atol=1e-4)
 
 
 def test_regressions_compare_the_content_end_on_the_same_validation():

@@ -16,6 +16,7 @@ from frgd.diffusion.training import train_identity_student as tis
 from frgd.diffusion.training.identity_loss import (
     IdentityLossConfig,
     clean_estimate,
+    flops_per_image,
     identity_loss,
     load_student,
     save_student,
@@ -209,3 +210,18 @@ def test_the_shipped_student_tells_people_apart_on_unseen_faces():
     sim = lambda p: (d[p[:, 0]] * d[p[:, 1]]).sum(1)  # noqa: E731
     assert tis.roc_auc(sim(pos), sim(neg)) > 0.8
     assert net.validation["auc_student"] > 0.8
+
+
+def test_the_loss_costs_three_student_forwards_per_image():
+    """Oracle for the round's MFU share: with the student frozen, the backward computes input gradients only, whose
+    FLOPs equal the forward's (convolutions and the linear head), so the loss costs exactly three forwards (the true
+    face, the estimate, its backward); a student whose weights also took gradients would cost more."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    student = _tiny_student().requires_grad_(False)
+    counter = FlopCounterMode(display=False)
+    with counter:
+        student(_faces(2))
+    forward = counter.get_total_flops() / 2
+    assert forward > 0 and flops_per_image(student) == 3 * forward
+    assert flops_per_image(student.requires_grad_(True)) > 3 * forward

@@ -73,6 +73,22 @@ def student_record(cfg: IdentityLossConfig, student: IdentityStudent | None) -> 
     return rec
 
 
+def flops_per_image(student: IdentityStudent, size: int = 128) -> float:
+    """FLOPs the loss adds per ``size`` x ``size`` training image: the student's forward on the true face, and its
+    forward and backward on the clean estimate (``torch.utils.flop_counter``, on the CPU; the UNet's backward is the
+    diffusion loss's). Measured for the shipped student: 0.118 GFLOP, about 0.1 % of the round UNet's 111."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    b = 2
+    dev = next(student.parameters()).device
+    x0 = torch.rand(b, 3, size, size, device=dev) * 2 - 1
+    x0_hat = (torch.rand(b, 3, size, size, device=dev) * 2 - 1).requires_grad_(True)
+    counter = FlopCounterMode(display=False)
+    with counter:
+        identity_loss(student, x0_hat, x0, torch.ones(b, device=dev)).sum().backward()
+    return counter.get_total_flops() / b
+
+
 def save_student(net: IdentityStudent, directory: str | Path, extra: dict[str, Any]) -> Path:
     """Write ``config.json`` (architecture and ``extra``) and ``model.safetensors`` (float16)."""
     from ... import weights
@@ -109,7 +125,8 @@ def identity_loss(
 @dataclass(frozen=True)
 class IdentityLossConfig:
     """The ``identity_loss`` section of a round's config (``--set identity_loss.weight=W``); see the module
-    docstring. ``weight`` 0 turns it off (rounds 1-8)."""
+    docstring. ``weight`` 0 (the default) turns it off; the shipped round preset ``round_frgd128`` turns it on from
+    round 8."""
 
     weight: float = 0.0
     t_max: int = 1000

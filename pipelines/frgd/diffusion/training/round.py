@@ -71,6 +71,7 @@ from .compile_cache import COMPILE_CACHE_FILE, cold_compile, load_compile_cache,
 from .fusion import FusionConfig, fusion_loss_weights
 from .gpu_batch import FaceTensors, GPUBatchMaker, GPUDegradation
 from .identity_loss import IdentityLossConfig, clean_estimate, identity_loss, load_student, student_record
+from .identity_loss import flops_per_image as student_flops_per_image
 from .recipe import lr_at
 
 logger = logging.getLogger(__name__)
@@ -124,7 +125,7 @@ ROUND_DEFAULTS: dict[str, Any] = {
     "device": "auto",
     "degradation": {},
     "fusion": {},
-    "identity_loss": {},  # .identity_loss.IdentityLossConfig: off unless weight > 0 (round 9 on, if chosen)
+    "identity_loss": {},  # .identity_loss.IdentityLossConfig: off unless weight > 0 (round_frgd128: on from round 8)
 }
 
 
@@ -730,9 +731,13 @@ class RoundTrainer:
         fl = flops_per_image(
             self.model, int(self.model.config.cond_channels), int(self.model.config.identity_dim), self.device
         )
+        id_fl = None if self.student is None else student_flops_per_image(self.student)
         ceiling = matmul_ceiling_tflops(self.device)
         self.timings["flops_and_ceiling"] = time.perf_counter() - t
         self.summary: dict[str, Any] = {"params": n_params, "flops_per_image": fl, "matmul_tflops": ceiling}
+        if id_fl is not None:  # the identity loss's share (the student), counted in the MFU
+            self.summary["identity_loss_flops_per_image"] = id_fl
+            fl = None if fl is None else fl + id_fl
         # the carried compile cache given to this round (loaded only when it compiles: bench["compile_cache"])
         self.summary["compile_cache_given"] = None if self.compile_cache is None else self.compile_cache.name
         logger.info(
