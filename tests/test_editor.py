@@ -1258,3 +1258,20 @@ def test_frgd_preview_is_a_view_state(window, photo_file, tmp_path):
     assert window.jobs.wait(30) and job.state == "done", job.error
     assert m.preview is None
     np.testing.assert_array_equal(shown_image(window), photo)
+
+
+def test_the_faces_list_says_when_a_face_lies_turned(window, photo_file):
+    """A face lying on its side (its landmarks turned a quarter about their centre) is listed as turned, an upright
+    one is not; the label follows the landmarks, so a session reopened from them says the same."""
+    job = window.model.open_photo(photo_file, detect=False)
+    assert window.jobs.wait(30) and job.state == "done", job.error
+    lm = np.asarray(FACE_LANDMARKS, np.float64)
+    c = lm.mean(0)
+    on_side = np.stack([c[0] - (lm[:, 1] - c[1]), c[1] + (lm[:, 0] - c[0])], 1)  # turned 90 degrees, as seen
+    job = window.model.set_faces_from_landmarks([FACE_LANDMARKS, on_side + (60, 0)])
+    assert window.jobs.wait(30) and job.state == "done", job.error
+    labels = [window.faces_panel.list.item(i).text() for i in range(window.faces_panel.list.count())]
+    assert len(labels) == 2 and sum("turned 90°" in t for t in labels) == 1
+    assert [f.turn for f in window.doc.faces] in ([0, 1], [1, 0])
+    faces = window.model.provenance().parameters["faces"]  # what an export's metadata says of each face
+    assert [e.get("turn_degrees") for e in faces] == [90 if f.turn else None for f in window.doc.faces]

@@ -16,8 +16,20 @@ from conftest import KeepRestorer, shared_path
 
 from frgd.errors import InputError
 from frgd.faces.align import TEMPLATE_512, align_face, template, transform_points
-from frgd.faces.detect import DetectedFace, FaceDetector, _resize_map, detect_faces, get_detector, select
+from frgd.faces.detect import (
+    DetectedFace,
+    FaceDetector,
+    _resize_map,
+    detect_faces,
+    get_detector,
+    select,
+    tile_faces_below,
+    tile_grid,
+    tile_scale,
+)
+from frgd.faces.rules import face_turn
 from frgd.io import load_rgb
+from frgd.restore.faces import detect_photo_faces
 from frgd_resources import resource_path
 
 EYE_DIST_128 = float(np.linalg.norm(TEMPLATE_512[1] - TEMPLATE_512[0])) / 4
@@ -193,6 +205,23 @@ def test_cli_detect_json(capsys):
     assert len(data["faces"]) == 1
     face = data["faces"][0]
     assert len(face["box"]) == 4 and np.array(face["landmarks"]).shape == (5, 2) and face["score"] > 0.9
+
+
+def test_cli_detect_says_a_face_lies_turned(reference, tmp_path, capsys):
+    """The demo reference turned a quarter counter-clockwise: its face lies at 270 degrees, in the text and the
+    JSON; the upright photo's line says nothing of a turn."""
+    from PIL import Image
+
+    from frgd.cli.main import main
+
+    path = tmp_path / "turned.png"
+    Image.fromarray(np.ascontiguousarray(np.rot90(reference, 1))).save(path)
+    assert main(["faces", "detect", str(path), "--min-size", "30"]) == 0
+    assert "turned 270°" in capsys.readouterr().out
+    assert main(["faces", "detect", str(path), "--min-size", "30", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["faces"][0]["turn_degrees"] == 270
+    assert main(["faces", "detect", str(resource_path("demo", "astronaut_reference.jpg")), "--min-size", "30"]) == 0
+    assert "turned" not in capsys.readouterr().out
 
 
 def test_cli_align_writes_crops_and_sidecars(tmp_path, capsys):
@@ -487,6 +516,9 @@ def test_a_turned_photo_s_face_is_found_and_aligned_upright(reference, ref_face,
     mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
     assert 10 * np.log10(255**2 / max(mse, 1e-12)) > 40
     assert f.to_json()["turn_degrees"] == 90 * f.turn and "turn_degrees" not in ref_face.to_json()
+    assert face_turn(f.landmarks) == f.turn and face_turn(ref_face.landmarks) == 0  # the one rule agrees
+    (pf,) = detect_photo_faces(turned)  # what the pipelines, the CLI's JSON and the editor carry
+    assert pf.turn == f.turn and pf.to_json()["turn_degrees"] == 90 * f.turn
     for g in detect_faces(turned, orientation="upright"):
         assert np.linalg.norm(
             turn_points(g.landmarks_px, k, reference.shape[:2]) - ref_face.landmarks_px, axis=1
@@ -553,3 +585,113 @@ def test_a_turned_photo_is_restored_where_the_upright_one_is(reference, k):
     upright = FacePipeline(_MarkRestorer())(reference, require_faces=True, scale=1).images[0]
     turned = FacePipeline(_MarkRestorer())(np.ascontiguousarray(np.rot90(reference, k)), require_faces=True, scale=1)
     assert np.linalg.norm(mark(np.rot90(turned.images[0], -k)) - mark(upright)) < 3.0
+
+
+@pytest.mark.parametrize(
+    ("h", "w", "side", "overlap"), [(900, 1300, 400, 78), (400, 400, 400, 50), (2001, 401, 400, 399)]
+)
+def test_tile_cores_partition_the_photo_and_hold_each_small_face_whole(h, w, side, overlap):
+    """Oracle for the tiled pass: the tiles lie in the photo and are at most ``side`` wide, every pixel centre
+    belongs to exactly one core, and a box no wider than ``overlap`` centred in a core lies whole in that tile."""
+    grid = tile_grid((h, w), side, overlap)
+    rng = np.random.default_rng(0)
+    pts = np.stack([rng.uniform(-0.5, w - 0.5, 4000), rng.uniform(-0.5, h - 0.5, 4000)], 1)
+    pts = np.concatenate([pts, [[0, 0], [w - 1, h - 1], [w - 1, 0]]])
+    counts = np.zeros(len(pts), int)
+    for (x0, y0, x1, y1), (cx0, cy0, cx1, cy1) in grid:
+        assert 0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h and x1 - x0 <= side and y1 - y0 <= side
+        inside = (pts[:, 0] >= cx0) & (pts[:, 0] < cx1) & (pts[:, 1] >= cy0) & (pts[:, 1] < cy1)
+        counts += inside
+        r = overlap / 2  # the box's half side; it lies within the photo
+        ok = inside & (pts[:, 0] - r >= -0.5) & (pts[:, 0] + r <= w - 0.5) & (pts[:, 1] - r >= -0.5)
+        ok &= pts[:, 1] + r <= h - 0.5
+        c = pts[ok]
+        assert np.all(c[:, 0] - r >= x0 - 0.5) and np.all(c[:, 0] + r <= x1 - 0.5 + 1e-9)
+        assert np.all(c[:, 1] - r >= y0 - 0.5) and np.all(c[:, 1] + r <= y1 - 0.5 + 1e-9)
+    assert np.all(counts == 1)
+    with pytest.raises(InputError, match="overlap"):
+        tile_grid((h, w), side, side)
+
+
+def test_small_faces_in_a_photo_over_the_pixel_budget_are_found_at_full_resolution(reference, ref_face):
+    """A photo over the detector's budget (here 0.16 MP, so a 1.08 MP photo is searched at 0.385x): faces of 22 px
+    are under MTCNN's window there and are lost by the whole-image pass; the tiled pass finds them at full resolution,
+    each once, also the one straddling a tile boundary, and the large face stays one face."""
+    det = FaceDetector(max_pixels=160_000)
+    rng = np.random.default_rng(3)
+    canvas = cv2.GaussianBlur(rng.uniform(40, 210, (900, 1200, 3)).astype(np.float32), (0, 0), 8).astype(np.uint8)
+    expected = []
+    for target, (x0, y0) in ((22.0, (120, 140)), (22.0, (560, 380)), (22.0, (930, 700)), (100.0, (780, 40))):
+        s = target / ref_face.width
+        small = cv2.resize(reference, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
+        canvas[y0 : y0 + small.shape[0], x0 : x0 + small.shape[1]] = small
+        expected.append(((ref_face.landmarks - 0.5) * s + 0.5 + [x0, y0], target))
+    s = det.detection_scale(canvas.shape[:2])
+    assert s == pytest.approx((160_000 / 1_080_000) ** 0.5) and 22 * s < 12  # under MTCNN's window at that scale
+    lm = expected[1][0]  # the second face lies whole in two tiles: without the cores it would be found twice
+    lo, hi = lm.min(0) - 15, lm.max(0) + 15
+    whole_in = [
+        t
+        for t, _ in tile_grid(canvas.shape[:2], 400, 78)
+        if t[0] < lo[0] and hi[0] < t[2] and t[1] < lo[1] and hi[1] < t[3]
+    ]
+    assert len(whole_in) == 2
+
+    def matches(faces):
+        return [[f for f in faces if np.linalg.norm(f.landmarks[:2].mean(0) - lm[:2].mean(0)) < 0.3 * t]
+                for lm, t in expected]  # fmt: skip
+
+    whole = matches(det.detect(canvas, tiles=False))
+    assert [len(m) for m in whole[:3]] == [0, 0, 0] and len(whole[3]) == 1
+    faces = det.detect(canvas)
+    found = matches(faces)
+    assert [len(m) for m in found] == [1, 1, 1, 1], [f.to_json() for f in faces]
+    for (lm, t), (f,) in zip(expected, found):
+        assert np.linalg.norm(f.landmarks[:2] - lm[:2], axis=1).mean() < 0.15 * t
+    assert [f.index for f in faces] == list(range(len(faces))) and faces[0].size > 70  # largest first
+
+
+def test_tile_scale_and_the_faces_the_tiled_pass_looks_for():
+    """The tiled pass searches where the smallest face is UPSAMPLE_TARGET px, never above full resolution, and up to
+    the size under which the whole-image pass has it under UPSAMPLE_TARGET px."""
+    assert tile_scale(12) == 1.0 and tile_scale(24) == 1.0 and tile_scale(48) == pytest.approx(0.5)
+    assert tile_faces_below(0.5) == pytest.approx(48.0)
+
+
+@pytest.mark.parametrize("k", [0, 1, 2, 3])
+def test_face_turn_reads_how_a_face_lies_from_its_landmarks(k):
+    """Oracle: a face upright in ``np.rot90(photo, k)`` lies at ``k`` quarter turns in the photo (what
+    ``DetectedFace.turn`` says of a face found that way); a head tilted under 45 degrees is upright."""
+    from frgd.faces.detect import turn_points
+
+    upright = template(128) + 100
+    turned = turn_points(upright, k, (400, 300))  # upright in np.rot90(photo, k)'s frame -> the photo's
+    assert face_turn(upright) == 0 and face_turn(turned) == k
+    c, s_ = np.cos(np.radians(40)), np.sin(np.radians(40))
+    tilted = (upright - upright[2]) @ np.array([[c, s_], [-s_, c]]) + upright[2]
+    assert face_turn(tilted) == 0 and face_turn(tilted[:, ::-1]) == 1  # 40 degrees; mirrored over the diagonal: 50
+
+
+def test_the_tiled_pass_reports_each_tile_and_stops_at_the_next_when_cancelled():
+    """A long job's contract (frgd.jobs): every tile is reported, and a cancel during tile 2 stops the pass before
+    tile 3 with ``Cancelled``."""
+    from frgd.errors import Cancelled
+    from frgd.jobs import CancelToken
+
+    det = FaceDetector(max_pixels=160_000)
+    canvas = np.full((900, 1200, 3), 128, np.uint8)
+    seen = []
+    det.detect(canvas, progress=lambda done, total, msg: seen.append((done, total)))
+    n = seen[-1][1]
+    assert n == len(tile_grid(canvas.shape[:2], 400, int(np.ceil(1.25 * 24 / det.detection_scale(canvas.shape[:2])))))
+    assert seen == [(i, n) for i in range(n + 1)] and n > 2
+    token, seen = CancelToken(), []
+
+    def progress(done, total, msg):
+        seen.append(done)
+        if done == 1:
+            token.cancel()
+
+    with pytest.raises(Cancelled):
+        det.detect(canvas, progress=progress, cancel=token)
+    assert seen == [0, 1]

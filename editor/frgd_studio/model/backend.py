@@ -91,7 +91,8 @@ def detect(
     from frgd.restore import detect_photo_faces
 
     report(progress, 0, 1, "detecting faces")
-    faces = [_face(f) for f in detect_photo_faces(photo, device=device, min_score=min_score)]
+    found = detect_photo_faces(photo, device=device, min_score=min_score, progress=progress, cancel=cancel)
+    faces = [_face(f) for f in found]
     check_cancel(cancel)
     report(progress, 1, 1, f"{len(faces)} faces")
     return faces

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from frgd.faces.align import FACE_SIZE as CROP_SIZE  # side of the aligned face crops and the per-face masks
+from frgd.faces.rules import face_turn
 from frgd.io import to_uint8
 
 from .events import Event
@@ -88,6 +89,11 @@ class Face:
     def applied_state(self) -> tuple[np.ndarray | None, int | None, bool, np.ndarray | None]:
         """``(applied, applied_seed, applied_identity, applied_mask)``, what :meth:`Document.set_applied` takes."""
         return self.applied, self.applied_seed, self.applied_identity, self.applied_mask
+
+    @property
+    def turn(self) -> int:
+        """Quarter turns the face lies at in the photo (0 upright; :func:`frgd.faces.rules.face_turn`)."""
+        return face_turn(self.landmarks)
 
     def result(self) -> np.ndarray:
         """The face as it currently looks in the result, ``(128, 128, 3)`` uint8."""

@@ -463,6 +463,8 @@ class EditorModel:
         seeds, refs, models = [], {}, set()
         for i, f in enumerate(doc.faces):
             entry: dict[str, Any] = {"number": i + 1, "changed": f.applied is not None, "seed": f.applied_seed}
+            if f.turn:  # the face lies turned in the photo (restored upright, pasted back turned)
+                entry["turn_degrees"] = 90 * f.turn
             sample = f.applied_sample()
             if f.applied is not None and sample is not None:
                 entry.update(sample.parameters)

@@ -76,6 +76,8 @@ class FacesPanel(QWidget):
         self.list.clear()
         for i, face in enumerate(doc.faces):
             state = "restored" if face.applied is not None else "input"
+            if face.turn:  # found in the photo turned (on its side or upside down); its crop is upright
+                state += f", turned {90 * face.turn}°"
             self.list.addItem(
                 QListWidgetItem(thumb_icon(face.result(), 64), f"Face {i + 1}  ({state}, p={face.score:.2f})")
             )

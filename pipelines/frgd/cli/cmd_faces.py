@@ -88,7 +88,7 @@ def _cmd_detect(args: argparse.Namespace) -> int:
         x0, y0, x1, y1 = f.box
         lines.append(
             f"  face {i}: box ({x0:.1f}, {y0:.1f}, {x1:.1f}, {y1:.1f}) score {f.score:.3f} eye distance "
-            f"{f.eye_distance:.1f} px"
+            f"{f.eye_distance:.1f} px" + (f", turned {90 * f.turn}°" if f.turn else "")
         )
     emit(args, data, "\n".join(lines))
     return 0

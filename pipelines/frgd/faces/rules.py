@@ -3,6 +3,9 @@ the CLI can show it in its help)."""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
+
 from ..errors import InputError
 
 FACE_MIN_SCORE = 0.95
@@ -24,4 +27,14 @@ def check_min_score(min_score: float) -> float:
     return float(min_score)
 
 
-__all__ = ["FACE_MIN_SCORE", "check_min_score"]
+def face_turn(landmarks: Sequence[Sequence[float]]) -> int:
+    """How a face lies in its photo, from its five landmarks ``(5, 2)`` (template order, eyes first): the quarter
+    turns (0-3) of its eye line from the photo's x axis, clockwise as seen (image y points down): 0 upright; 1 on its
+    side with the top of the head to the right, which the photo turned a quarter counter-clockwise (``np.rot90``)
+    shows upright, as :attr:`frgd.faces.detect.DetectedFace.turn` counts; 2 upside down; 3 on its other side. A head
+    tilted less than 45 degrees counts as upright."""
+    (lx, ly), (rx, ry) = landmarks[0][:2], landmarks[1][:2]
+    return round(math.degrees(math.atan2(float(ry) - float(ly), float(rx) - float(lx))) / 90.0) % 4
+
+
+__all__ = ["FACE_MIN_SCORE", "check_min_score", "face_turn"]

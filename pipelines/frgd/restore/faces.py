@@ -17,7 +17,8 @@ import numpy as np
 
 from ..errors import InputError
 from ..faces.align import FACE_SIZE, FaceCrop, align_face, resample_crop
-from ..faces.rules import FACE_MIN_SCORE
+from ..faces.rules import FACE_MIN_SCORE, face_turn
+from ..jobs import CancelToken, ProgressFn
 
 logger = logging.getLogger(__name__)
 
@@ -58,14 +59,23 @@ class PhotoFace:
         w, h = float(self.box[2] - self.box[0]), float(self.box[3] - self.box[1])
         return float(np.sqrt(max(w, 0.0) * max(h, 0.0)))
 
+    @property
+    def turn(self) -> int:
+        """Quarter turns the face lies at in the photo (:func:`frgd.faces.rules.face_turn`: 0 upright, 1-3 on its
+        side or upside down); its crop is upright either way."""
+        return face_turn(self.landmarks)
+
     def to_json(self) -> dict[str, Any]:
-        return {
+        out = {
             "number": self.number,
             "box": [round(float(v), 2) for v in self.box],
             "score": round(float(self.score), 5),
             "landmarks": np.round(self.landmarks, 2).tolist(),
             "native_scale": round(float(self.crop.native_scale), 4),
         }
+        if self.turn:
+            out["turn_degrees"] = 90 * self.turn
+        return out
 
 
 def number_faces(faces: Sequence[Any]) -> list[Any]:
@@ -108,13 +118,18 @@ def detect_photo_faces(
     detect_fn: DetectFn | None = None,
     size: int = FACE_SIZE,
     min_score: float = FACE_MIN_SCORE,
+    progress: ProgressFn | None = None,
+    cancel: CancelToken | None = None,
 ) -> list[PhotoFace]:
     """Detect (MTCNN on ``device``, keeping scores of at least ``min_score``; or ``detect_fn``, whose own choice is
-    kept), number and align every face of ``photo`` ``(H, W, 3)``."""
+    kept), number and align every face of ``photo`` ``(H, W, 3)``. ``progress`` / ``cancel``: the detection's tiled
+    pass over a large photo (:mod:`frgd.jobs`)."""
     if detect_fn is None:
         from ..faces.detect import detect_faces
 
-        found = detect_faces(np.ascontiguousarray(photo), device=device, min_score=min_score)
+        found = detect_faces(
+            np.ascontiguousarray(photo), device=device, min_score=min_score, progress=progress, cancel=cancel
+        )
     else:
         found = list(detect_fn(np.ascontiguousarray(photo)))
     return align_faces(photo, found, size)

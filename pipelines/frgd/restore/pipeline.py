@@ -294,10 +294,19 @@ class FacePipeline:
     def device(self) -> Any:
         return self.restorer.device
 
-    def detect(self, photo: np.ndarray) -> list[PhotoFace]:
-        """Every face of ``photo`` ``(H, W, 3)``, numbered left to right, aligned at the restorer's crop size."""
+    def detect(
+        self, photo: np.ndarray, progress: ProgressFn | None = None, cancel: CancelToken | None = None
+    ) -> list[PhotoFace]:
+        """Every face of ``photo`` ``(H, W, 3)``, numbered left to right, aligned at the restorer's crop size
+        (``progress`` / ``cancel``: the tiled pass over a large photo)."""
         return detect_photo_faces(
-            photo, device=self.device, detect_fn=self.detect_fn, size=self.restorer.crop_size, min_score=self.min_score
+            photo,
+            device=self.device,
+            detect_fn=self.detect_fn,
+            size=self.restorer.crop_size,
+            min_score=self.min_score,
+            progress=progress,
+            cancel=cancel,
         )
 
     def reference_choice(self, faces: Sequence[PhotoFace], selection: str | int | Sequence[int]) -> ReferenceChoice:
@@ -387,7 +396,7 @@ class FacePipeline:
         seed_list = normalize_seeds(seeds, num_samples)
         check_cancel(cancel)
         size = self.restorer.crop_size
-        found = self.detect(img) if faces is None else align_faces(img, faces, size)
+        found = self.detect(img, progress, cancel) if faces is None else align_faces(img, faces, size)
         chosen = choose_faces(found, which)
         if require_faces and not chosen:
             raise InputError(self.no_face_message(img) if faces is None else "no face detected in the photo")
