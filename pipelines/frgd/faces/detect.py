@@ -238,7 +238,7 @@ class FaceDetector:
         thresholds: P-Net, R-Net, O-Net score thresholds.
         factor: image-pyramid scale step.
         max_pixels: detection-image pixel budget: larger images are downscaled for the whole-image pass, and their
-            smaller faces are looked for in tiles of this size at full resolution (``detect(tiles=True)``).
+            smaller faces are looked for in tiles of this size, at up to full resolution (``detect(tiles=True)``).
     """
 
     def __init__(
@@ -323,7 +323,7 @@ class FaceDetector:
             upsample: force this detection resize factor instead (e.g. 2.0 or 4.0; < 1 downsamples).
             min_face_size: override the detector's ``min_face_size`` for this call (input pixels).
             tiles: in a photo over ``max_pixels``, whose whole-image pass is downscaled, also look for the faces that
-                pass under-resolves in tiles at full resolution (:meth:`detect_tiled`); off with ``upsample``.
+                pass under-resolves in tiles, at up to full resolution (:meth:`detect_tiled`); off with ``upsample``.
             progress, cancel: the tiled pass reports each tile and stops before the next when cancelled
                 (:mod:`frgd.jobs`).
 
@@ -431,7 +431,7 @@ def tile_scale(min_face_size: float) -> float:
 
 def tile_faces_below(scale: float) -> float:
     """The face size (input px) under which a whole-image pass at ``scale`` < 1 under-resolves a face (it is under
-    :data:`UPSAMPLE_TARGET` px there), so the tiled pass at full resolution looks for faces up to it."""
+    :data:`UPSAMPLE_TARGET` px there), so the tiled pass looks for faces up to it."""
     return UPSAMPLE_TARGET / scale
 
 
