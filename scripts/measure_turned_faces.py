@@ -6,9 +6,12 @@ are the truth. Each image is then turned by 0, 90, 180 and 270 degrees (``np.rot
 ``orientation="upright"`` (what detection did before) and ``"auto"``; a truth face counts as found when a detected
 face, mapped back into the upright image, has its five landmarks within ``--tolerance`` of the eye distance on
 average. Written as JSON: per turn and mode the truth faces found, the other faces returned, the landmark error and
-the seconds per image.
+the seconds per image. ``--upright-photos`` (folders of photos as they were taken, mostly without faces): how many
+faces ``"auto"`` returns turned (false faces, unless someone lies turned in the photo; the photos with any are listed
+to be looked at), and the seconds ``"upright"`` and ``"auto"`` take.
 
-    python scripts/measure_turned_faces.py --photos ../shared/real --out docs/results/turned_faces.json
+    python scripts/measure_turned_faces.py --photos ../shared/real --out docs/results/turned_faces.json \
+        --upright-photos ../shared/data/sr/train/T91 ../shared/data/sr/train/BSDS400 ../shared/data/sr/bench/*/HR
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--photos", required=True, help="folder of photos (searched recursively)")
     p.add_argument("--out", required=True, help="JSON file to write")
     p.add_argument("--tolerance", type=float, default=0.2, help="mean landmark error / eye distance for a match")
+    p.add_argument("--upright-photos", nargs="*", default=[], help="folders of upright photos (false-face count)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     files = sorted(f for f in Path(args.photos).rglob("*") if f.suffix.lower() in SUFFIXES)
@@ -78,11 +82,38 @@ def main(argv: list[str] | None = None) -> int:
         "summary": summary,
         "per_image": per_image,
     }
+    if args.upright_photos:
+        out["upright_photos"] = upright_photos(args.upright_photos)
+        logger.info("%s", json.dumps({k: v for k, v in out["upright_photos"].items() if k != "photos_with_added"}))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
     for s in summary:
         logger.info("%s", json.dumps(s))
     return 0
+
+
+def upright_photos(folders: list[str]) -> dict:
+    """Faces ``orientation="auto"`` returns beyond ``"upright"`` in photos as they were taken, and the time of both."""
+    from frgd.faces.detect import detect_faces
+    from frgd.io import load_rgb
+
+    files = sorted(f for d in folders for f in Path(d).rglob("*") if f.suffix.lower() in SUFFIXES + (".bmp",))
+    added, changed, seconds = 0, [], {"upright": [], "auto": []}
+    for f in files:
+        img = load_rgb(f)
+        found = {}
+        for mode in ("upright", "auto"):
+            t0 = time.perf_counter()
+            found[mode] = detect_faces(img, orientation=mode)
+            seconds[mode].append(time.perf_counter() - t0)
+        turned = sum(1 for g in found["auto"] if g.turn)  # false faces, unless someone lies turned in the photo
+        if turned:
+            added += turned
+            changed.append({"image": f.name, "upright": len(found["upright"]), "auto": len(found["auto"]),
+                            "turned": turned})  # fmt: skip
+    return {"folders": folders, "photos": len(files), "faces_added": added,
+            "photos_with_turned_faces": len(changed), "photos_with_added": changed,
+            "seconds_per_photo": {m: round(float(np.mean(v)), 3) for m, v in seconds.items()}}  # fmt: skip
 
 
 if __name__ == "__main__":

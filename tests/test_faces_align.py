@@ -20,6 +20,7 @@ from frgd.faces.align import (
     paste_back,
     supersample_factor,
     template,
+    template_fit_error,
     transform_points,
 )
 
@@ -458,3 +459,22 @@ def test_lmeds_reproduces_faces128_alignment():
     p90 = {m: float(np.percentile(v, 90)) for m, v in dev.items()}
     assert p90["lmeds"] < 0.1, p90
     assert p90["lstsq"] > 3 * p90["lmeds"], p90
+
+
+def test_template_fit_error_is_zero_for_the_face_shape_anywhere_and_grows_with_misplaced_points():
+    """Oracle: the template under any similarity (roll, size, place) fits exactly; moving one landmark by d eye
+    distances gives at most d / sqrt(5) (the RMS over the five points without a refit, which the least-squares fit can
+    only lower) and more than half of it (a similarity cannot follow one point alone); an eye and a mouth corner
+    swapped is far from a face's shape."""
+    t = template(128)
+    ed = float(np.linalg.norm(t[1] - t[0]))
+    a = np.radians(73)
+    m = np.array([[2.5 * np.cos(a), -2.5 * np.sin(a), 300.0], [2.5 * np.sin(a), 2.5 * np.cos(a), -40.0]])
+    assert template_fit_error(transform_points(m, t)) < 1e-9
+    for i, d in ((2, 0.1), (0, 0.25)):
+        moved = t.copy()
+        moved[i, 0] += d * ed
+        err = template_fit_error(moved)
+        assert 0.5 * d / np.sqrt(5) < err <= d / np.sqrt(5) + 1e-9
+    swapped = t[[3, 1, 2, 0, 4]]
+    assert template_fit_error(swapped) > 0.3

@@ -395,12 +395,15 @@ def test_mtcnn_weights_are_loaded_with_weights_only(monkeypatch):
 
 
 class _FixedDetector:
-    """Stands in for MTCNN: the same detections, with the scores given, for every image."""
+    """Stands in for MTCNN: the same detections, with the scores given, for the photo as given; none in the turned
+    copies ``detect_faces`` searches too (its passes without tiles)."""
 
     def __init__(self, scores):
         self.scores = scores
 
     def detect(self, img, **kw):
+        if kw.get("tiles", True) is False:
+            return []
         return [DetectedFace(box=f.box, score=s, landmarks=f.landmarks) for f, s in zip(
             [_face(10 + 70 * i, 20, 50) for i in range(len(self.scores))], self.scores)]  # fmt: skip
 
@@ -525,16 +528,35 @@ def test_a_turned_photo_s_face_is_found_and_aligned_upright(reference, ref_face,
         ).mean() > (0.1 * ref_face.eye_distance)
 
 
-def test_upright_faces_are_not_looked_for_again_and_orientation_is_checked(reference, monkeypatch):
+def test_an_upright_photo_keeps_its_faces_and_orientation_is_checked(reference, monkeypatch):
+    """An upright photo is searched turned too (for a face lying in it), and keeps its one upright face: the turned
+    passes find it again nowhere; ``orientation="upright"`` makes one pass."""
     det = get_detector("cpu")
     calls = []
     real = det.detect
     monkeypatch.setattr(det, "detect", lambda img, **kw: calls.append(img.shape) or real(img, **kw))
     faces = detect_faces(reference)
-    assert len(faces) == 1 and faces[0].turn == 0 and len(calls) == 1  # scored >= TURN_CHECK_SCORE: one pass
-    assert detect_faces(np.full((64, 48, 3), 128, np.uint8)) == [] and len(calls) == 1 + 4  # nothing: three turns
+    assert len(faces) == 1 and faces[0].turn == 0 and len(calls) == 1 + 3
+    assert detect_faces(np.full((64, 48, 3), 128, np.uint8)) == [] and len(calls) == 4 + 4  # nothing: three turns
+    assert len(detect_faces(reference, orientation="upright")) == 1 and len(calls) == 8 + 1
     with pytest.raises(InputError, match="orientation"):
         detect_faces(reference, orientation="sideways")
+
+
+def test_a_person_lying_on_their_side_in_an_upright_photo_is_found_too(reference, ref_face):
+    """Two people, one upright and one lying on their side (the demo reference and the same photo turned): both are
+    found, the lying one turned and where it lies; the upright-only search finds one."""
+    from frgd.faces.detect import turn_points
+
+    lying = np.ascontiguousarray(np.rot90(reference, 1))
+    photo = np.ascontiguousarray(np.concatenate([reference, lying], axis=1))
+    faces = detect_faces(photo)
+    assert sorted(f.turn for f in faces) == [0, 3], [f.to_json() for f in faces]
+    assert [f.index for f in faces] == [0, 1] and faces[0].size >= faces[1].size  # largest first, as always
+    (f,) = [f for f in faces if f.turn]
+    back = turn_points(f.landmarks_px - (reference.shape[1], 0), 1, reference.shape[:2])  # into the upright photo
+    assert np.linalg.norm(back - ref_face.landmarks_px, axis=1).mean() < 0.1 * ref_face.eye_distance
+    assert face_turn(f.landmarks) == 3 and [g.turn for g in detect_faces(photo, orientation="upright")] == [0]
 
 
 def test_an_unturned_face_keeps_its_pixels_and_the_face_frame_convention():
@@ -695,3 +717,47 @@ def test_the_tiled_pass_reports_each_tile_and_stops_at_the_next_when_cancelled()
     with pytest.raises(Cancelled):
         det.detect(canvas, progress=progress, cancel=token)
     assert seen == [0, 1]
+
+
+def test_turned_faces_join_an_upright_photo_by_the_one_rule():
+    """In an upright photo a turned pass's face is added where it is no upright face, replaces the faces it is when
+    it scores more than each, and is dropped under TURN_CHECK_SCORE or when an upright face it is scores more."""
+    from frgd.faces.detect import add_turned_faces
+
+    up = [_face(0, 0, 50, 0.995), _face(200, 0, 50, 0.999)]
+    new, better, worse, weak = (
+        _face(100, 100, 50, 0.992),
+        _face(5, 0, 50, 0.998),
+        _face(205, 5, 50, 0.995),
+        _face(300, 300, 50, 0.98),
+    )
+    out = add_turned_faces(up, [new, better, worse, weak])
+    assert out == [up[1], new, better] or set(map(id, out)) == {id(up[1]), id(new), id(better)}
+    assert add_turned_faces(up, []) == up and add_turned_faces(up, [weak]) == up
+
+
+def test_a_face_found_turned_with_misplaced_landmarks_does_not_replace_the_upright_one(monkeypatch):
+    """Set5's woman: MTCNN scored her upright face 0.962 and found it again turned, at 0.987, with its landmarks in
+    the wrong places. A turned detection whose landmarks have no face's shape is not taken (TURNED_MAX_FIT_ERROR);
+    one that has it is (the photo lies turned)."""
+    import frgd.faces.detect as detect_mod
+    from frgd.faces.align import template_fit_error
+
+    good = template(128) * 0.5 + [40, 30]
+    bad = good[[0, 2, 1, 3, 4]] + [[0, 0], [0, 0], [0, 0], [10, 0], [0, 0]]  # right eye and nose swapped
+    assert template_fit_error(bad) > detect_mod.TURNED_MAX_FIT_ERROR > template_fit_error(good)
+
+    class Detector:
+        def __init__(self, turned_landmarks):
+            self.turned_landmarks = turned_landmarks
+
+        def detect(self, img, **kw):
+            lm, score = (good, 0.962) if kw.get("tiles", True) else (self.turned_landmarks, 0.987)
+            return [DetectedFace(box=np.array([20.0, 10.0, 110.0, 100.0]), score=score, landmarks=lm.copy())]
+
+    img = np.full((128, 128, 3), 128, np.uint8)
+    monkeypatch.setattr(detect_mod, "get_detector", lambda *a, **k: Detector(bad))
+    (f,) = detect_faces(img)
+    assert f.turn == 0 and f.score == 0.962
+    monkeypatch.setattr(detect_mod, "get_detector", lambda *a, **k: Detector(good))
+    assert detect_faces(img)[0].score == 0.987  # a turned face with a face's shape wins on score, as before
