@@ -465,14 +465,20 @@ def test_flowers_of_an_old_photo_are_no_faces():
 
 def test_a_photo_with_only_weak_candidates_says_how_to_use_them(monkeypatch):
     """`FacePipeline(require_faces=True)` on a photo whose only detection is under the floor names its score and the
-    `--min-score` that would take it; with it, the face is restored."""
+    `--min-score` that would take it, from the one detection (a large photo's takes seconds); with it, the face is
+    restored."""
     import frgd.faces.detect as detect_mod
     from frgd.restore import FacePipeline
 
-    monkeypatch.setattr(detect_mod, "get_detector", lambda *a, **k: _FixedDetector([0.874]))
+    fixed = _FixedDetector([0.874])
+    calls = []
+    real = fixed.detect
+    fixed.detect = lambda img, **kw: calls.append(kw.get("tiles", True)) or real(img, **kw)
+    monkeypatch.setattr(detect_mod, "get_detector", lambda *a, **k: fixed)
     img = np.full((120, 300, 3), 128, np.uint8)
     with pytest.raises(InputError, match=r"at least 0.95; the best candidate scored 0.87 .*--min-score 0.87\)"):
         FacePipeline(KeepRestorer())(img, require_faces=True, scale=1)
+    assert calls == [True, False, False, False]  # the upright pass and the three turned ones, once
     out = FacePipeline(KeepRestorer(), min_score=0.87)(img, require_faces=True, scale=1)
     assert [f.face.score for f in out.faces] == [0.874]
     monkeypatch.setattr(detect_mod, "get_detector", lambda *a, **k: _FixedDetector([]))

@@ -579,12 +579,15 @@ def detect_faces(
     tiles: bool = True,
     progress: ProgressFn | None = None,
     cancel: CancelToken | None = None,
+    rejected: list[DetectedFace] | None = None,
 ) -> list[DetectedFace]:
     """Detect faces with a cached detector per device; see :meth:`FaceDetector.detect` (``tiles``: its tiled pass
     over large photos, which reports to ``progress`` and stops at ``cancel``; the turned retries below go without it,
     looking for large faces only).
 
-    ``min_score`` drops faces below that O-Net probability (default :data:`FACE_MIN_SCORE`; 0 keeps every one).
+    ``min_score`` drops faces below that O-Net probability (default :data:`FACE_MIN_SCORE`; 0 keeps every one); the
+    upright pass's dropped candidates are appended to ``rejected`` when it is given (to say why nothing was found,
+    without detecting again).
     ``orientation``: ``"auto"`` (default) also looks in the image turned by each of :data:`TURNS`, for a photo lying
     turned or a face lying in an upright photo (module docstring); ``"upright"`` only as the image is.
     """
@@ -601,6 +604,8 @@ def detect_faces(
         progress=progress,
         cancel=cancel,
     )
+    if rejected is not None:
+        rejected.extend(f for f in faces if f.score < min_score)
     faces = [f for f in faces if f.score >= min_score]
     if orientation == "auto":
         upright_photo = any(f.score >= TURN_CHECK_SCORE for f in faces)

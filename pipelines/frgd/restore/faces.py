@@ -120,15 +120,22 @@ def detect_photo_faces(
     min_score: float = FACE_MIN_SCORE,
     progress: ProgressFn | None = None,
     cancel: CancelToken | None = None,
+    rejected: list | None = None,
 ) -> list[PhotoFace]:
     """Detect (MTCNN on ``device``, keeping scores of at least ``min_score``; or ``detect_fn``, whose own choice is
     kept), number and align every face of ``photo`` ``(H, W, 3)``. ``progress`` / ``cancel``: the detection's tiled
-    pass over a large photo (:mod:`frgd.jobs`)."""
+    pass over a large photo (:mod:`frgd.jobs`); ``rejected``: MTCNN's candidates under ``min_score`` are appended
+    (:func:`frgd.faces.detect.detect_faces`; nothing with ``detect_fn``)."""
     if detect_fn is None:
         from ..faces.detect import detect_faces
 
         found = detect_faces(
-            np.ascontiguousarray(photo), device=device, min_score=min_score, progress=progress, cancel=cancel
+            np.ascontiguousarray(photo),
+            device=device,
+            min_score=min_score,
+            progress=progress,
+            cancel=cancel,
+            rejected=rejected,
         )
     else:
         found = list(detect_fn(np.ascontiguousarray(photo)))

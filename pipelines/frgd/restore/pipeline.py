@@ -295,10 +295,15 @@ class FacePipeline:
         return self.restorer.device
 
     def detect(
-        self, photo: np.ndarray, progress: ProgressFn | None = None, cancel: CancelToken | None = None
+        self,
+        photo: np.ndarray,
+        progress: ProgressFn | None = None,
+        cancel: CancelToken | None = None,
+        rejected: list | None = None,
     ) -> list[PhotoFace]:
         """Every face of ``photo`` ``(H, W, 3)``, numbered left to right, aligned at the restorer's crop size
-        (``progress`` / ``cancel``: the tiled pass over a large photo)."""
+        (``progress`` / ``cancel``: the tiled pass over a large photo; ``rejected``: the candidates under the floor
+        are appended, for :meth:`no_face_message`)."""
         return detect_photo_faces(
             photo,
             device=self.device,
@@ -307,6 +312,7 @@ class FacePipeline:
             min_score=self.min_score,
             progress=progress,
             cancel=cancel,
+            rejected=rejected,
         )
 
     def reference_choice(self, faces: Sequence[PhotoFace], selection: str | int | Sequence[int]) -> ReferenceChoice:
@@ -318,10 +324,14 @@ class FacePipeline:
         return choose_reference_faces([f.number for f in faces], selection, has_references=has, similarities=sims,
                                       min_similarity=floor)  # fmt: skip
 
-    def no_face_message(self, photo: np.ndarray) -> str:
-        """Why :meth:`detect` found nothing, and what to do: the best detection under the floor, when there is one."""
-        below = [] if self.detect_fn is not None or self.min_score <= 0 else detect_photo_faces(
-            photo, device=self.device, size=self.restorer.crop_size, min_score=0.0)  # fmt: skip
+    def no_face_message(self, photo: np.ndarray, candidates: Sequence[Any] | None = None) -> str:
+        """Why :meth:`detect` found nothing, and what to do: the best detection under the floor, when there is one.
+        ``candidates``: those :meth:`detect` rejected (``rejected``); ``None`` detects again to find them."""
+        if candidates is not None:
+            below = list(candidates)
+        else:
+            below = [] if self.detect_fn is not None or self.min_score <= 0 else detect_photo_faces(
+                photo, device=self.device, size=self.restorer.crop_size, min_score=0.0)  # fmt: skip
         if not below:
             return "no face detected in the photo"
         best = max(below, key=lambda f: f.score)
@@ -396,10 +406,11 @@ class FacePipeline:
         seed_list = normalize_seeds(seeds, num_samples)
         check_cancel(cancel)
         size = self.restorer.crop_size
-        found = self.detect(img, progress, cancel) if faces is None else align_faces(img, faces, size)
+        rejected: list[Any] = []  # the candidates under the floor, for the message below
+        found = self.detect(img, progress, cancel, rejected) if faces is None else align_faces(img, faces, size)
         chosen = choose_faces(found, which)
         if require_faces and not chosen:
-            raise InputError(self.no_face_message(img) if faces is None else "no face detected in the photo")
+            raise InputError(self.no_face_message(img, rejected) if faces is None else "no face detected in the photo")
         t_detect = time.perf_counter() - t0
         refs = self.reference_choice(chosen, reference_faces)
         if refs.note:
