@@ -527,6 +527,9 @@ def test_detection_uses_the_score_floor_of_the_settings(model, photo_file, monke
     job = model.detect()
     assert model.jobs.wait(30) and job.state == "done", job.error
     assert model.doc.faces == [] and "at least 0.95" in model.statuses[-1]
+    # the one candidate under the floor is named, with the score that would take it (as the CLI's --min-score)
+    assert "the best candidate scored 0.90 (120 px at x=60, y=50)" in model.statuses[-1]
+    assert model.statuses[-1].endswith("lower the score next to Detect faces to 0.90.")
     model.settings.set("face_min_score", 0.85)
     job = model.detect()
     assert model.jobs.wait(30) and job.state == "done", job.error

@@ -85,13 +85,17 @@ def detect(
     progress: ProgressFn | None = None,
     cancel: CancelToken | None = None,
     min_score: float = FACE_MIN_SCORE,
+    rejected: list | None = None,
 ) -> list[Face]:
     """Detect every face (MTCNN, scores of at least ``min_score``) and align it; the list is in face-number order
-    (left to right, "Face 1" first)."""
+    (left to right, "Face 1" first). ``rejected``: the candidates under ``min_score`` are appended (``score``,
+    ``size``, ``box``), for the message of an empty result."""
     from frgd.restore import detect_photo_faces
 
     report(progress, 0, 1, "detecting faces")
-    found = detect_photo_faces(photo, device=device, min_score=min_score, progress=progress, cancel=cancel)
+    found = detect_photo_faces(
+        photo, device=device, min_score=min_score, progress=progress, cancel=cancel, rejected=rejected
+    )
     faces = [_face(f) for f in found]
     check_cancel(cancel)
     report(progress, 1, 1, f"{len(faces)} faces")

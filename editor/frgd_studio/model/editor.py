@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from frgd.errors import FRGDError, InputError
+from frgd.faces.rules import floor_to_take
 
 from . import backend, commands
 from .commands import Command, UndoSink
@@ -256,16 +257,27 @@ class EditorModel:
             return None
 
         min_score = float(self.settings.get("face_min_score"))
+        rejected: list = []  # filled by the job (worker thread) before ``done`` runs
 
         def done(faces: list[Face]) -> None:
-            if not faces:
+            if not faces and rejected:
+                best = max(rejected, key=lambda f: f.score)
+                self.status(
+                    f"No face found with a detection score of at least {min_score:.2f}; the best candidate scored "
+                    f"{best.score:.2f} ({best.size:.0f} px at x={best.box[0]:.0f}, y={best.box[1]:.0f}). If it is a "
+                    f"face, lower the score next to Detect faces to {floor_to_take(best.score):.2f}.", 15000,
+                )  # fmt: skip
+            elif not faces:
                 self.status(
                     f"No face found with a detection score of at least {min_score:.2f}. Lower the score next to "
                     "Detect faces for a small or damaged face, or try a larger photo.", 15000,
                 )  # fmt: skip
             self.push(commands.SetFacesCommand(self.doc, faces))
 
-        return self.run_job("Detect faces", lambda d, p, c: backend.detect(photo, d, p, c, min_score=min_score), done)
+        def work(d, p, c) -> list[Face]:
+            return backend.detect(photo, d, p, c, min_score=min_score, rejected=rejected)
+
+        return self.run_job("Detect faces", work, done)
 
     def set_faces_from_landmarks(self, landmarks: list[np.ndarray]) -> Job | None:
         """Use known landmarks instead of detection (scripting, tests): aligned in a job, one undo step. Numbered like

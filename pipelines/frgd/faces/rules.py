@@ -27,6 +27,12 @@ def check_min_score(min_score: float) -> float:
     return float(min_score)
 
 
+def floor_to_take(score: float) -> float:
+    """The score floor, in hundredths (what ``--min-score`` and the editor's score box show), that takes a detection
+    of ``score``: rounded down, so ``0.874`` gives ``0.87``."""
+    return math.floor(float(score) * 100) / 100
+
+
 def face_turn(landmarks: Sequence[Sequence[float]]) -> int:
     """How a face lies in its photo, from its five landmarks ``(5, 2)`` (template order, eyes first): the quarter
     turns (0-3) of its eye line from the photo's x axis, clockwise as seen (image y points down): 0 upright; 1 on its
@@ -37,4 +43,4 @@ def face_turn(landmarks: Sequence[Sequence[float]]) -> int:
     return round(math.degrees(math.atan2(float(ry) - float(ly), float(rx) - float(lx))) / 90.0) % 4
 
 
-__all__ = ["FACE_MIN_SCORE", "check_min_score", "face_turn"]
+__all__ = ["FACE_MIN_SCORE", "check_min_score", "face_turn", "floor_to_take"]

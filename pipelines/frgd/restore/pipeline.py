@@ -23,7 +23,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..faces.align import FaceCrop, paste_back
-from ..faces.rules import FACE_MIN_SCORE, check_min_score
+from ..faces.rules import FACE_MIN_SCORE, check_min_score, floor_to_take
 from ..jobs import CancelToken, ProgressFn, check_cancel, report
 from .faces import (
     DetectFn,
@@ -338,7 +338,7 @@ class FacePipeline:
         return (
             f"no face detected in the photo with a score of at least {self.min_score:g}; the best candidate scored "
             f"{best.score:.2f} ({best.size:.0f} px at x={best.box[0]:.0f}, y={best.box[1]:.0f}): if it is a face, "
-            f"lower the floor below that score (--min-score {math.floor(best.score * 100) / 100:.2f})"
+            f"lower the floor below that score (--min-score {floor_to_take(best.score):.2f})"
         )
 
     def reference_crops(self, photos: Sequence[np.ndarray]) -> list[np.ndarray]:
