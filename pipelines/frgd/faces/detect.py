@@ -13,8 +13,8 @@ overlapping tiles of at most :data:`MAX_DETECT_PIXELS` (:meth:`FaceDetector.dete
 pass under-resolves, at the scale where the smallest requested face is :data:`UPSAMPLE_TARGET` px, at most full
 resolution (:func:`tile_scale`: 1x for the default 12 px); a face found by both passes keeps the tiled pass's
 detection (:func:`merge_tiled`). Measured on synthetic 12 and 24 MP photos (``scripts/measure_big_photo_faces.py``,
-README): faces of 16-32 px went from 29 of 48 found to 48 of 48, no false faces either way, for about 5 s (12 MP) and
-13 s (24 MP) more on two CPU cores.
+README): faces of 16-32 px went from 29 of 48 found to 48 of 48, no false faces either way, for about 2.5 s (12 MP)
+and 6.5 s (24 MP) more on two CPU cores.
 
 Measured with the default settings (``min_face_size=12``: 2x upsampling of small images): faces128 val faces shrunk
 to 10/12/14/16 px face width (2.1 x eye distance) in a 160x120 canvas were found 9/10, 10/10, 10/10, 10/10 times, eye
@@ -384,7 +384,7 @@ class FaceDetector:
         h, w = img.shape[:2]
         s = tile_scale(min_face_size)
         overlap = int(math.ceil(TILE_OVERLAP * max_face_size))
-        side = max(overlap + 1, int(math.isqrt(self.max_pixels) / s))
+        side = max(overlap + 2, int(math.isqrt(self.max_pixels) / s))  # tile_grid: room for a core
         out = []
         grid = tile_grid((h, w), side, overlap)
         for i, ((x0, y0, x1, y1), (cx0, cy0, cx1, cy1)) in enumerate(grid):
@@ -453,23 +453,24 @@ def tile_faces_below(scale: float) -> float:
 def tile_grid(
     shape: tuple[int, int], side: int, overlap: int
 ) -> list[tuple[tuple[int, int, int, int], tuple[float, float, float, float]]]:
-    """Tiles of at most ``side`` x ``side`` px covering an image of ``shape`` ``(H, W)``, neighbours overlapping by at
-    least ``overlap`` px: ``((x0, y0, x1, y1), core)`` with the core ``(cx0, cy0, cx1, cy1)`` in pixel-centre
-    coordinates. The cores partition the image; each core boundary runs through the middle of an overlap, so a box of
-    side at most ``overlap`` centred in a tile's core lies whole inside that tile."""
+    """Tiles of at most ``side`` x ``side`` px covering an image of ``shape`` ``(H, W)`` in the upscalers' tile layout
+    (:mod:`frgd.sr.tiling`): near-equal cores partition each axis (``tile_bounds``), and each tile is its core grown
+    by ``ceil(overlap / 2)`` context pixels on every side, clipped at the border (``padded_span``). Returns
+    ``((x0, y0, x1, y1), core)`` with the core ``(cx0, cy0, cx1, cy1)`` in pixel-centre coordinates (open towards the
+    image border), so a box of side at most ``overlap`` centred in a tile's core lies whole inside that tile."""
+    from ..sr.tiling import padded_span, tile_bounds
+
     h, w = int(shape[0]), int(shape[1])
-    side = int(side)
-    if not 0 <= overlap < side:
-        raise InputError(f"tile overlap must be in [0, {side}), got {overlap}")
+    side, margin = int(side), math.ceil(overlap / 2)
+    if overlap < 0 or side - 2 * margin < 1:
+        raise InputError(f"tile overlap must be in [0, {side - 1}) to leave the {side}-px tiles a core, got {overlap}")
 
     def spans(n: int) -> tuple[list[tuple[int, int]], list[tuple[float, float]]]:
         if n <= side:
             return [(0, n)], [(-math.inf, math.inf)]
-        count = math.ceil((n - overlap) / (side - overlap))
-        starts = [round(i * (n - side) / (count - 1)) for i in range(count)]
-        ranges = [(a, a + side) for a in starts]
-        cuts = [-math.inf] + [(ranges[i][1] + ranges[i + 1][0]) / 2 - 0.5 for i in range(count - 1)] + [math.inf]
-        return ranges, list(zip(cuts[:-1], cuts[1:]))
+        cores = tile_bounds(n, side - 2 * margin)
+        cuts = [-math.inf] + [lo - 0.5 for lo, _ in cores[1:]] + [math.inf]
+        return [padded_span(lo, hi, n, margin) for lo, hi in cores], list(zip(cuts[:-1], cuts[1:]))
 
     xs, xcores = spans(w)
     ys, ycores = spans(h)
