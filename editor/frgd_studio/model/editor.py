@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from frgd.errors import FRGDError, InputError
-from frgd.faces.rules import floor_to_take
+from frgd.faces.rules import candidate_text, floor_to_take
 
 from . import backend, commands
 from .commands import Command, UndoSink
@@ -264,8 +264,8 @@ class EditorModel:
                 best = max(rejected, key=lambda f: f.score)
                 self.status(
                     f"No face found with a detection score of at least {min_score:.2f}; the best candidate scored "
-                    f"{best.score:.2f} ({best.size:.0f} px at x={best.box[0]:.0f}, y={best.box[1]:.0f}). If it is a "
-                    f"face, lower the score next to Detect faces to {floor_to_take(best.score):.2f}.", 15000,
+                    f"{candidate_text(best)}. If it is a face, lower the score next to Detect faces to "
+                    f"{floor_to_take(best.score):.2f}.", 15000,
                 )  # fmt: skip
             elif not faces:
                 self.status(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 from ..errors import InputError
 
@@ -33,6 +34,12 @@ def floor_to_take(score: float) -> float:
     return math.floor(float(score) * 100) / 100
 
 
+def candidate_text(face: Any) -> str:
+    """A detection's score, size and place as the no-face messages name the best candidate under the floor (the CLI's
+    and the editor's): ``0.87 (40 px at x=12, y=30)``; ``face`` has ``score``, ``size`` and ``box``."""
+    return f"{face.score:.2f} ({face.size:.0f} px at x={face.box[0]:.0f}, y={face.box[1]:.0f})"
+
+
 def face_turn(landmarks: Sequence[Sequence[float]]) -> int:
     """How a face lies in its photo, from its five landmarks ``(5, 2)`` (template order, eyes first): the quarter
     turns (0-3) of its eye line from the photo's x axis, clockwise as seen (image y points down): 0 upright; 1 on its
@@ -43,4 +50,4 @@ def face_turn(landmarks: Sequence[Sequence[float]]) -> int:
     return round(math.degrees(math.atan2(float(ry) - float(ly), float(rx) - float(lx))) / 90.0) % 4
 
 
-__all__ = ["FACE_MIN_SCORE", "check_min_score", "face_turn", "floor_to_take"]
+__all__ = ["FACE_MIN_SCORE", "candidate_text", "check_min_score", "face_turn", "floor_to_take"]

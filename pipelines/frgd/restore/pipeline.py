@@ -23,7 +23,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..faces.align import FaceCrop, paste_back
-from ..faces.rules import FACE_MIN_SCORE, check_min_score, floor_to_take
+from ..faces.rules import FACE_MIN_SCORE, candidate_text, check_min_score, floor_to_take
 from ..jobs import CancelToken, ProgressFn, check_cancel, report
 from .faces import (
     DetectFn,
@@ -324,21 +324,16 @@ class FacePipeline:
         return choose_reference_faces([f.number for f in faces], selection, has_references=has, similarities=sims,
                                       min_similarity=floor)  # fmt: skip
 
-    def no_face_message(self, photo: np.ndarray, candidates: Sequence[Any] | None = None) -> str:
-        """Why :meth:`detect` found nothing, and what to do: the best detection under the floor, when there is one.
-        ``candidates``: those :meth:`detect` rejected (``rejected``); ``None`` detects again to find them."""
-        if candidates is not None:
-            below = list(candidates)
-        else:
-            below = [] if self.detect_fn is not None or self.min_score <= 0 else detect_photo_faces(
-                photo, device=self.device, size=self.restorer.crop_size, min_score=0.0)  # fmt: skip
-        if not below:
+    def no_face_message(self, candidates: Sequence[Any]) -> str:
+        """Why :meth:`detect` found nothing, and what to do: the best of the ``candidates`` it rejected under the floor
+        (its ``rejected``), when there is one."""
+        if not candidates:
             return "no face detected in the photo"
-        best = max(below, key=lambda f: f.score)
+        best = max(candidates, key=lambda f: f.score)
         return (
             f"no face detected in the photo with a score of at least {self.min_score:g}; the best candidate scored "
-            f"{best.score:.2f} ({best.size:.0f} px at x={best.box[0]:.0f}, y={best.box[1]:.0f}): if it is a face, "
-            f"lower the floor below that score (--min-score {floor_to_take(best.score):.2f})"
+            f"{candidate_text(best)}: if it is a face, lower the floor below that score (--min-score "
+            f"{floor_to_take(best.score):.2f})"
         )
 
     def reference_crops(self, photos: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -410,7 +405,7 @@ class FacePipeline:
         found = self.detect(img, progress, cancel, rejected) if faces is None else align_faces(img, faces, size)
         chosen = choose_faces(found, which)
         if require_faces and not chosen:
-            raise InputError(self.no_face_message(img, rejected) if faces is None else "no face detected in the photo")
+            raise InputError(self.no_face_message(rejected) if faces is None else "no face detected in the photo")
         t_detect = time.perf_counter() - t0
         refs = self.reference_choice(chosen, reference_faces)
         if refs.note:
