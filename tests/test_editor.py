@@ -1275,3 +1275,55 @@ def test_the_faces_list_says_when_a_face_lies_turned(window, photo_file):
     assert [f.turn for f in window.doc.faces] in ([0, 1], [1, 0])
     faces = window.model.provenance().parameters["faces"]  # what an export's metadata says of each face
     assert [e.get("turn_degrees") for e in faces] == [90 if f.turn else None for f in window.doc.faces]
+
+
+def test_damage_tool_paints_its_own_layer_and_reaches_the_sampler(window, photo_file, qtbot, tmp_path):
+    """The Damage tool (D) paints the face's damage layer, not its mask: one undo step per stroke, a cyan overlay, the
+    eraser then erases damage (after the Brush it erases the mask again), Clear damage is one undo step; a Resample
+    samples with it (the sample records the damaged share at the model's size) and a session keeps it."""
+    from frgd_studio.qtimage import DAMAGE_COLOR
+
+    open_with_faces(window, photo_file)
+    face, canvas = window.doc.faces[0], window.canvas
+    window.set_tool("damage")
+    window.set_brush_size(4.0)
+    cx, cy = FACE_LANDMARKS[2]
+    n0 = window.stack.count()
+    stroke(canvas, [(cx - 15, cy), (cx, cy), (cx + 15, cy)])
+    assert window.stack.count() == n0 + 1 and window.stack.text(n0) == "Paint damage"
+    u, v = (int(round(t)) for t in face.to_crop(cx, cy))
+    assert face.damage[v, u] > 0.9 and face.mask.max() == 0.0
+    img = canvas.face_items[0][2].pixmap().toImage()
+    px = img.pixelColor(u, v)
+    assert (px.red(), px.green(), px.blue()) == DAMAGE_COLOR and px.alpha() > 100
+    damage = face.damage.copy()
+
+    window.set_tool("eraser")
+    stroke(canvas, [(cx, cy)])
+    assert face.damage[v, u] < 0.1 and window.stack.text(n0 + 1) == "Erase damage"
+    window.stack.undo()
+    np.testing.assert_array_equal(window.doc.faces[0].damage, damage)
+    window.set_tool("brush")
+    stroke(canvas, [(cx, cy - 30)])
+    window.set_tool("eraser")
+    stroke(canvas, [(cx, cy - 30)])
+    assert window.stack.text(window.stack.index() - 1) == "Erase mask"
+    np.testing.assert_array_equal(window.doc.faces[0].damage, damage)
+
+    window.model.clear_damage()
+    assert window.doc.faces[0].damage.max() == 0.0
+    window.stack.undo()
+    np.testing.assert_array_equal(window.doc.faces[0].damage, damage)
+    window.model.clear_mask()
+    resample(window, steps=2, samples=1, seed=3)
+    params = window.doc.faces[0].samples[-1].parameters
+    assert params["damage"] >= float((damage > 0.5).mean()) > 0  # at the tiny model's size: the pixels it touches
+
+    job = window.model.save_session(tmp_path / "d.frgd")
+    assert window.jobs.wait(60) and job.state == "done", job.error
+    w2 = MainWindow(window.settings, interactive=False)
+    qtbot.addWidget(w2)
+    job = w2.model.open_session(job.result)
+    assert w2.jobs.wait(60) and job.state == "done", job.error
+    np.testing.assert_array_equal(w2.doc.faces[0].damage, damage)
+    w2.jobs.shutdown()

@@ -45,14 +45,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from .qtimage import mask_overlay, to_pixmap
+from .qtimage import layers_overlay, to_pixmap
 
 if TYPE_CHECKING:
     from .model.document import Document
 
 logger = logging.getLogger(__name__)
 
-TOOLS = ("select", "brush", "eraser", "patch")
+TOOLS = ("select", "brush", "damage", "eraser", "patch")
 FACE_COLOR = QColor(60, 200, 255)
 SELECTED_COLOR = QColor(255, 200, 40)
 
@@ -280,6 +280,7 @@ class Canvas(QGraphicsView):
         self.scene().addItem(self.cursor_item)
 
         self.tool = "select"
+        self.erase_layer = "mask"  # what the eraser erases: the layer of the last painting tool (brush / damage)
         self.brush_size = 24.0  # radius in photo pixels
         self.show_mask = True
         self.show_faces = True
@@ -441,7 +442,7 @@ class Canvas(QGraphicsView):
             label.setFlag(QGraphicsItem.GraphicsItemFlag.ItemIgnoresTransformations)
             label.setPos(QPointF(float(pts[:, 0].min()), float(pts[:, 1].min())))
             label.setZValue(4)
-            overlay = QGraphicsPixmapItem(mask_overlay(face.mask))
+            overlay = QGraphicsPixmapItem(layers_overlay(face.mask, face.damage))
             overlay.setTransform(crop_to_scene_transform(face.inverse))
             overlay.setZValue(2)
             overlay.setVisible(self.show_mask)
@@ -453,7 +454,8 @@ class Canvas(QGraphicsView):
 
     def refresh_mask(self, index: int) -> None:
         if 0 <= index < len(self.face_items):
-            self.face_items[index][2].setPixmap(mask_overlay(self.doc.faces[index].mask))
+            face = self.doc.faces[index]
+            self.face_items[index][2].setPixmap(layers_overlay(face.mask, face.damage))
 
     def set_show_mask(self, on: bool) -> None:
         self.show_mask = bool(on)
@@ -471,6 +473,8 @@ class Canvas(QGraphicsView):
         if tool not in TOOLS:
             raise ValueError(f"unknown tool {tool!r}")
         self.tool = tool
+        if tool in ("brush", "damage"):
+            self.erase_layer = "mask" if tool == "brush" else "damage"
         painting = tool != "select"
         self.viewport().setCursor(Qt.CursorShape.CrossCursor if painting else Qt.CursorShape.ArrowCursor)
         self.cursor_item.setVisible(painting and self.underMouse())

@@ -363,7 +363,7 @@ class MainWindow(QMainWindow):
         has_photo, has_face = self.doc.photo is not None, self.doc.face() is not None
         for a in (self.a_save_session, self.a_save_session_as, self.a_export, self.a_detect):
             a.setEnabled(has_photo)
-        for a in (self.a_resample, self.a_add_ref, self.a_clear_mask, self.a_invert_mask):
+        for a in (self.a_resample, self.a_add_ref, self.a_clear_mask, self.a_invert_mask, self.a_clear_damage):
             a.setEnabled(has_face)
         self.a_cancel.setEnabled(self.jobs.busy)
 

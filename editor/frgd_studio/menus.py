@@ -61,6 +61,7 @@ def build_actions(w: QMainWindow) -> None:
     w.addAction(w.a_redo)
     w.a_clear_mask = act(w, "Clear Mask", m.clear_mask, "Ctrl+Shift+M")
     w.a_invert_mask = act(w, "Invert Mask", m.invert_mask, "Ctrl+I")
+    w.a_clear_damage = act(w, "Clear Damage", m.clear_damage, "Ctrl+Shift+D", "Remove the face's damage marks")
     w.a_fit = act(w, "&Fit", c.fit, "F", "Fit the photo in the window", ico="fit")
     w.a_100 = act(w, "&100%", c.actual_size, "1", "Actual pixels")
     w.a_zoom_in = act(w, "Zoom In", lambda: c.zoom_by(1.25), QKeySequence.StandardKey.ZoomIn)
@@ -84,7 +85,8 @@ def build_actions(w: QMainWindow) -> None:
     w.tool_actions: dict[str, QAction] = {}
     tools = (("select", "&Select / Pan", "V", "Select faces, drag to pan"),
              ("brush", "&Brush", "B", "Paint the region FRGD may change"),
-             ("eraser", "&Eraser", "E", "Erase from the mask"),
+             ("damage", "&Damage", "D", "Mark scratches and stains: FRGD ignores the photo there and fills them"),
+             ("eraser", "&Eraser", "E", "Erase from the layer last painted (the mask, or the damage)"),
              ("patch", "&Patch", "P", "Brush the chosen gallery sample into the result"))  # fmt: skip
     for tool, text, key, tip in tools:
         a = act(w, text, lambda t=tool: w.set_tool(t), key, f"{tip} ({key})", ico=tool)
@@ -109,7 +111,7 @@ def build_menus(w: QMainWindow) -> None:
         m.addAction(a) if a else m.addSeparator()
     w.refresh_recent()
     m = mb.addMenu("&Edit")
-    for a in (w.a_undo, w.a_redo, None, w.a_clear_mask, w.a_invert_mask):
+    for a in (w.a_undo, w.a_redo, None, w.a_clear_mask, w.a_invert_mask, w.a_clear_damage):
         m.addAction(a) if a else m.addSeparator()
     m = mb.addMenu("&View")
     for a in (w.a_fit, w.a_100, w.a_zoom_in, w.a_zoom_out, w.a_mask, w.a_faces, w.a_compare, w.a_split,

@@ -1,9 +1,11 @@
 """Stroke handling: turns canvas strokes into live mask/patch edits and ONE undo command per stroke (none when the
 stroke changed nothing).
 
-Tools: ``brush`` adds to the selected face's mask, ``eraser`` removes from it, ``patch`` brushes pixels of the chosen
-gallery sample into the face's current result (sample patchwork). The face under the first dab becomes the selected
-face. Dabs are spaced a quarter of the brush radius apart so fast strokes have no gaps.
+Tools: ``brush`` adds to the selected face's mask, ``damage`` to its damage layer (scratches, stains: the input is
+ignored there), ``eraser`` removes from the layer the last of those two painted (the canvas's ``erase_layer``),
+``patch`` brushes pixels of the chosen gallery sample into the face's current result (sample patchwork). The face
+under the first dab becomes the selected face. Dabs are spaced a quarter of the brush radius apart so fast strokes
+have no gaps.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ class StrokeController(QObject):
         self._before_applied: tuple | None = None
         self._last: tuple[float, float] | None = None
         self._tool = "brush"
+        self._layer = "mask"
         canvas.strokeBegan.connect(self.begin)
         canvas.strokeMoved.connect(self.move)
         canvas.strokeEnded.connect(self.end)
@@ -55,7 +58,8 @@ class StrokeController(QObject):
                 return
             self._before_applied = face.applied_state()
         else:
-            self._before = face.mask.copy()
+            self._layer = {"brush": "mask", "damage": "damage"}.get(self._tool, self.canvas.erase_layer)
+            self._before = getattr(face, self._layer).copy()
         self._last = (x, y)
         self._dab(x, y)
 
@@ -83,7 +87,8 @@ class StrokeController(QObject):
             mask = union_paste_mask(current, brushed)
             self.doc.set_applied(self._face, img, face.applied_seed, identity, mask)
         else:
-            self.doc.set_mask(self._face, brush.paint(face.mask, cov, erase=self._tool == "eraser"))
+            layer = getattr(face, self._layer)
+            self.doc.set_layer(self._face, self._layer, brush.paint(layer, cov, erase=self._tool == "eraser"))
 
     def end(self) -> None:
         if self._face < 0:
@@ -97,8 +102,10 @@ class StrokeController(QObject):
                 after = face.applied_state()
                 text = f"Patch face {self._face + 1} from sample {self.patch_source + 1}"
                 self.undo.push(AppliedCommand(self.doc, self._face, after, text, before=before, applied=True))
-        elif not np.array_equal(face.mask, self._before):
-            text = "Erase mask" if self._tool == "eraser" else "Paint mask"
-            self.undo.push(MaskCommand(self.doc, self._face, self._before, face.mask, text, applied=True))
+        elif not np.array_equal(getattr(face, self._layer), self._before):
+            text = f"{'Erase' if self._tool == 'eraser' else 'Paint'} {self._layer}"
+            after = getattr(face, self._layer)
+            cmd = MaskCommand(self.doc, self._face, self._before, after, text, applied=True, layer=self._layer)
+            self.undo.push(cmd)
         self._face = -1
         self._last = None

@@ -1,6 +1,6 @@
 """Session files (``.frgd``): a zip with ``session.json`` (photo path + sha256, faces, references, sample seeds and
-parameters, applied choices, pane parameters) and ``arrays.npz`` (masks, sample images, applied results, reference
-crops) plus one PNG per pane result (``panes/<k>.png``).
+parameters, applied choices, pane parameters) and ``arrays.npz`` (masks, damage layers, sample images, applied results,
+reference crops) plus one PNG per pane result (``panes/<k>.png``).
 
 The photo itself is not copied into the session; it is loaded from its path and its sha256 is checked
 (a mismatch is reported as a warning, a missing photo is an error). Faces are re-aligned from the stored landmarks.
@@ -68,6 +68,8 @@ def save_session(doc: Document, path: str | Path, ui: dict[str, Any] | None = No
     faces = []
     for i, f in enumerate(doc.faces):
         arrays[f"f{i}_mask"] = f.mask.astype(np.float32)
+        if f.damage.any():
+            arrays[f"f{i}_damage"] = f.damage.astype(np.float32)
         if f.applied is not None:
             arrays[f"f{i}_applied"] = f.applied
             if f.applied_mask is not None:
@@ -95,6 +97,7 @@ def save_session(doc: Document, path: str | Path, ui: dict[str, Any] | None = No
                     }
                     for s in f.samples
                 ],
+                "damage": bool(f.damage.any()),
                 "applied": f.applied is not None,
                 "applied_seed": f.applied_seed,
                 "applied_identity": bool(f.applied_identity),
@@ -254,6 +257,8 @@ def _expected_arrays(meta: dict) -> dict[str, tuple[tuple[int, ...], type]]:
     out: dict[str, tuple[tuple[int, ...], type]] = {}
     for i, fm in enumerate(meta["faces"]):
         out[f"f{i}_mask"] = _CROP_MASK
+        if fm.get("damage"):  # sessions saved before the damage layer have none
+            out[f"f{i}_damage"] = _CROP_MASK
         out.update({f"f{i}_ref{k}": _CROP_RGB for k in range(len(fm["references"]))})
         out.update({f"f{i}_sample{k}": _CROP_RGB for k in range(len(fm["samples"]))})
         out.update({f"f{i}_sample{k}_mask": _CROP_MASK for k, s in enumerate(fm["samples"]) if s.get("paste_mask")})
@@ -346,6 +351,8 @@ def _session_data(path: Path, meta: dict, arrays: dict[str, np.ndarray], pane_pn
     for i, fm in enumerate(meta["faces"]):
         face = make_face(photo.rgb, np.asarray(fm["landmarks"]), np.asarray(fm["box"]), fm["score"])
         face.mask = arrays[f"f{i}_mask"].astype(np.float32)
+        if f"f{i}_damage" in arrays:
+            face.damage = arrays[f"f{i}_damage"].astype(np.float32)
         face.references = [
             Reference(path=r["path"], sha256=r["sha256"], crop=arrays[f"f{i}_ref{k}"], score=r.get("score"))
             for k, r in enumerate(fm["references"])

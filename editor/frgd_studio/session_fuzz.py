@@ -65,6 +65,7 @@ def seed_session(work: Path) -> Path:
     for x0 in (10.0, 80.0):
         face = make_face(photo, TEMPLATE_512 * (60 / 512) + np.array([x0, 30.0]))
         face.mask = rng.random((CROP_SIZE, CROP_SIZE), dtype=np.float32)
+        face.damage = (rng.random((CROP_SIZE, CROP_SIZE)) > 0.9).astype(np.float32)
         face.references = [Reference(path=str(path), sha256=sha, crop=face.crop.copy(), score=0.5)]
         face.samples = [
             Sample(
@@ -190,8 +191,10 @@ def damaged_session(seed_bytes: bytes, rng: np.random.Generator) -> tuple[str, b
 def _check_loaded(data: Any) -> str | None:
     """Why a loaded session does not fit the document (``None`` when it does)."""
     for i, f in enumerate(data.faces):
-        if f.mask.shape != (CROP_SIZE, CROP_SIZE) or f.mask.dtype != np.float32:
-            return f"face {i} mask {f.mask.dtype}{f.mask.shape}"
+        for name in ("mask", "damage"):
+            layer = getattr(f, name)
+            if layer.shape != (CROP_SIZE, CROP_SIZE) or layer.dtype != np.float32:
+                return f"face {i} {name} {layer.dtype}{layer.shape}"
         images = [r.crop for r in f.references] + [s.image for s in f.samples]
         images += [] if f.applied is None else [f.applied]
         for img in images:

@@ -187,6 +187,7 @@ class FRGDRequest:
     candidates: int = 1  # with a reference: keep the most reference-like of this many per sample
     identity_gradient: str = IDENTITY_GRADIENT  # "x0": faster identity guidance, more cracks at the identity end
     input_quality: str = INPUT_QUALITY  # what a whole face is held to: auto (estimated), clean (input), degraded
+    damage: np.ndarray | None = None  # (128, 128) float, 1 = the photo is damaged there (ignored, filled); None = none
 
 
 def run_frgd(req: FRGDRequest, device, progress: ProgressFn | None, cancel: CancelToken | None) -> list[Sample]:
@@ -202,7 +203,9 @@ def run_frgd(req: FRGDRequest, device, progress: ProgressFn | None, cancel: Canc
         candidates=int(req.candidates) if req.references else 1,  # nothing to choose by without a reference
         identity_gradient=req.identity_gradient, prior_share=INPUT_QUALITIES[req.input_quality],
     )  # fmt: skip
-    request = FaceRequest(mask=req.mask, base=req.base, base_paste_mask=req.base_mask, references=req.references)
+    request = FaceRequest(
+        mask=req.mask, base=req.base, base_paste_mask=req.base_mask, references=req.references, damage=req.damage
+    )
     seeds = normalize_seeds(req.seeds, int(req.num_samples))
     face = photo_face(req.face, req.number)
     out = restorer.restore(req.photo, face, request, seeds, progress=progress, cancel=cancel)
@@ -225,7 +228,7 @@ def frgd_preview(req: FRGDRequest, device, cancel: CancelToken | None = None) ->
     :meth:`~frgd.diffusion.sampling.pipeline.FRGDPipeline.preview` on the crop the sampler receives,
     :func:`frgd.restore.faces.native_content`) as a ``(128, 128, 3)`` uint8 crop, pasted like a sample; ``None`` when
     the pipeline has no prior or cannot be loaded (the sampling job that follows reports why)."""
-    from frgd.restore import fit_crop, native_content
+    from frgd.restore import FaceRequest, fit_crop, native_content, repair_content
     from frgd.tensor import image_to_tensor, tensor_to_image
 
     try:
@@ -237,7 +240,8 @@ def frgd_preview(req: FRGDRequest, device, cancel: CancelToken | None = None) ->
     if getattr(pipe, "prior", None) is None:
         return None
     check_cancel(cancel)
-    est = pipe.preview(image_to_tensor(native_content(req.photo, face.crop)))
+    content = repair_content(native_content(req.photo, face.crop), FaceRequest(damage=req.damage))  # as sampled
+    est = pipe.preview(image_to_tensor(content))
     return np.ascontiguousarray(fit_crop(tensor_to_image(est), face.crop.size))
 
 

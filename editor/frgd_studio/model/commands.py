@@ -134,30 +134,44 @@ class SetFacesCommand(_Cmd):
 
 
 class MaskCommand(_Cmd):
-    """Set a face's mask from ``before`` to ``after`` (a whole stroke, clear or invert)."""
+    """Set a face's painted ``layer`` (the mask, or the damage) from ``before`` to ``after`` (a whole stroke, clear or
+    invert)."""
 
     def __init__(
-        self, doc: Document, index: int, before: np.ndarray, after: np.ndarray, text: str, applied: bool = False
+        self,
+        doc: Document,
+        index: int,
+        before: np.ndarray,
+        after: np.ndarray,
+        text: str,
+        applied: bool = False,
+        layer: str = "mask",
     ) -> None:
         super().__init__(doc, text)
         self.index = index
         self.before = before.copy()
         self.after = after.copy()
+        self.layer = layer
         self._skip = applied
 
     def redo(self) -> None:
         if self._skip:
             self._skip = False
             return
-        self.doc.set_mask(self.index, self.after)
+        self.doc.set_layer(self.index, self.layer, self.after)
 
     def undo(self) -> None:
-        self.doc.set_mask(self.index, self.before)
+        self.doc.set_layer(self.index, self.layer, self.before)
 
 
 def clear_mask(doc: Document, index: int) -> MaskCommand:
     m = doc.faces[index].mask
     return MaskCommand(doc, index, m, np.zeros_like(m), "Clear mask")
+
+
+def clear_damage(doc: Document, index: int) -> MaskCommand:
+    d = doc.faces[index].damage
+    return MaskCommand(doc, index, d, np.zeros_like(d), "Clear damage", layer="damage")
 
 
 def invert_mask(doc: Document, index: int) -> MaskCommand:

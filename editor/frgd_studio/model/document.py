@@ -5,10 +5,12 @@ Qt); widgets observe it and :mod:`.commands` changes it (every user-visible chan
 the Qt side). Nothing here runs torch: heavy work happens in :mod:`.jobs` and its results are handed to the document.
 
 Spaces: the photo is ``(H, W, 3)`` uint8 RGB. Each face has an aligned crop of ``CROP_SIZE`` x ``CROP_SIZE``
-(:data:`frgd.faces.align.FACE_SIZE`) with a 2x3 ``affine`` (photo -> crop) and its ``inverse`` (crop -> photo). Masks
-live in crop space, ``(128, 128)`` float32 in ``[0, 1]`` where 1 = "let FRGD change this"; they are painted in photo
-space and mapped through ``affine``. Faces are numbered by their list position ("Face 1" = ``faces[0]``), the one
-numbering rule of :func:`frgd.restore.number_faces` (left to right). Every applied face carries its paste mask (from
+(:data:`frgd.faces.align.FACE_SIZE`) with a 2x3 ``affine`` (photo -> crop) and its ``inverse`` (crop -> photo). Two
+painted layers live in crop space, ``(128, 128)`` float32 in ``[0, 1]``: the *mask*, 1 = "let FRGD change this", and
+the *damage*, 1 = "the photo is damaged here" (a scratch, a stain: the restorer fills the input there and FRGD ignores
+it, :mod:`frgd.diffusion.damage`); both are painted in photo space and mapped through ``affine``. Faces are numbered by
+their list position ("Face 1" = ``faces[0]``), the one numbering rule of :func:`frgd.restore.number_faces` (left to
+right). Every applied face carries its paste mask (from
 the sample, widened by patch strokes), so the result is composed by :func:`frgd.restore.paste_faces` without guessing
 from pixels.
 """
@@ -29,6 +31,9 @@ from frgd.io import to_uint8
 from .events import Event
 
 logger = logging.getLogger(__name__)
+
+LAYERS = ("mask", "damage")
+"""The painted per-face layers (crop space): where FRGD may change the face, and where the photo is damaged."""
 
 
 @dataclass
@@ -79,6 +84,7 @@ class Face:
     crop: np.ndarray  # (128, 128, 3) uint8 aligned input face
     crop_obj: Any = None  # the frgd.faces.FaceCrop (for paste_back), when available
     mask: np.ndarray = field(default_factory=lambda: np.zeros((CROP_SIZE, CROP_SIZE), np.float32))
+    damage: np.ndarray = field(default_factory=lambda: np.zeros((CROP_SIZE, CROP_SIZE), np.float32))
     references: list[Reference] = field(default_factory=list)
     samples: list[Sample] = field(default_factory=list)
     applied: np.ndarray | None = None  # (128, 128, 3) uint8 current result for this face, None = unchanged
@@ -137,7 +143,7 @@ class Document:
         self.photoChanged = Event("photoChanged")
         self.facesChanged = Event("facesChanged")
         self.selectionChanged = Event("selectionChanged")  # (index)
-        self.maskChanged = Event("maskChanged")  # (index)
+        self.maskChanged = Event("maskChanged")  # (index): the face's mask or damage layer
         self.referencesChanged = Event("referencesChanged")  # (index)
         self.samplesChanged = Event("samplesChanged")  # (index)
         self.appliedChanged = Event("appliedChanged")  # (index)
@@ -212,7 +218,13 @@ class Document:
 
     # ----- per-face state (called by commands) -----------------------------------------------------------------
     def set_mask(self, index: int, mask: np.ndarray) -> None:
-        self.faces[index].mask = np.asarray(mask, np.float32).copy()
+        self.set_layer(index, "mask", mask)
+
+    def set_layer(self, index: int, layer: str, values: np.ndarray) -> None:
+        """Set a face's painted ``layer`` (:data:`LAYERS`: ``"mask"`` or ``"damage"``) to ``values`` ``(128, 128)``."""
+        if layer not in LAYERS:
+            raise ValueError(f"unknown layer {layer!r}; one of {', '.join(LAYERS)}")
+        setattr(self.faces[index], layer, np.asarray(values, np.float32).copy())
         self.maskChanged.emit(index)
 
     def set_references(self, index: int, refs: list[Reference]) -> None:

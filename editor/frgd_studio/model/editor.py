@@ -367,6 +367,11 @@ class EditorModel:
         if self.doc.face() is not None:
             self.push(commands.invert_mask(self.doc, self.doc.selected))
 
+    def clear_damage(self) -> None:
+        face = self.doc.face()
+        if face is not None and face.damage.any():
+            self.push(commands.clear_damage(self.doc, self.doc.selected))
+
     def region_mask(self, region: str) -> None:
         from frgd.faces import face_region_mask, transform_points
 

@@ -280,6 +280,7 @@ class FRGDPane(Pane):
             mask=face.mask.copy() if float(face.mask.max()) > 0.5 else None,  # an empty mask: the whole face
             base=None if face.applied is None else face.applied.copy(),
             base_mask=face.applied_mask,
+            damage=face.damage.copy() if float(face.damage.max()) > 0.5 else None,  # none painted: no damage
             references=[r.crop for r in face.references],
             identity_strength=p.identity_strength,
             num_samples=p.samples,

@@ -38,6 +38,11 @@ class FacesPanel(QWidget):
             "if flowers or patterns are taken for faces. Used by the next Detect faces."
         )
         self.revert_button = QPushButton("Revert face")
+        self.clear_damage_button = QPushButton("Clear damage")
+        self.clear_damage_button.setToolTip(
+            "Remove the selected face's damage marks (painted with the Damage tool, D: scratches and stains the "
+            "restorer ignores and fills)"
+        )
         self.clear_button = QPushButton("Clear mask")
         self.invert_button = QPushButton("Invert mask")
         self.region_buttons = {}
@@ -53,6 +58,7 @@ class FacesPanel(QWidget):
             self.region_buttons[region] = b
             grid.addWidget(b, 2 + k // 2, k % 2)
         grid.addWidget(self.revert_button, 3, 1)
+        grid.addWidget(self.clear_damage_button, 4, 0)
         lay = QVBoxLayout(self)
         lay.addWidget(self.list, 1)
         lay.addLayout(grid)
@@ -62,6 +68,7 @@ class FacesPanel(QWidget):
         self.clear_button.clicked.connect(model.clear_mask)
         self.invert_button.clicked.connect(model.invert_mask)
         self.revert_button.clicked.connect(model.revert_face)
+        self.clear_damage_button.clicked.connect(model.clear_damage)
         self.list.currentRowChanged.connect(self._row_changed)
         doc.photoChanged.connect(self.refresh)
         doc.facesChanged.connect(self.refresh)

@@ -266,6 +266,11 @@ def register(root: argparse._SubParsersAction, groups: dict[str, argparse._SubPa
     p.add_argument("--samples", type=int, default=1, metavar="N", help="number of samples (default 1)")
     p.add_argument("--seed", type=int, default=None, metavar="K", help="seed of the first sample (K, K+1, ...)")
     p.add_argument("--mask", metavar="MASK.png", help="white = may change (photo-sized, or crop-sized with --aligned)")
+    p.add_argument(
+        "--damage", metavar="DAMAGE.png",
+        help="white = the photo is damaged there (scratches, stains): filled, and FRGD ignores the input there "
+        "(photo-sized, or crop-sized with --aligned)",
+    )  # fmt: skip
     p.add_argument("--aligned", action="store_true", help="PHOTO and references are aligned face crops")
     p.add_argument(
         "--sr-model",
@@ -373,7 +378,8 @@ def _out_paths(out: str | Path, seeds: list[int]) -> list[Path]:
 
 @dataclass
 class _Enhance:
-    """What every photo of one ``frgd enhance`` run shares: the restorer, the pipeline, references, mask, params."""
+    """What every photo of one ``frgd enhance`` run shares: the restorer, the pipeline, references, mask, damage,
+    params."""
 
     args: argparse.Namespace
     restorer: Any
@@ -381,11 +387,12 @@ class _Enhance:
     mask: Any
     ref_hashes: dict[str, str]
     protect: list[str]
+    damage: Any = None
 
     def run(self, photo: Path, paths: list[Path], seeds: list[int], overwrite: bool) -> dict[str, Any]:
         """Restore one photo (or aligned crop) and write ``paths`` (one per seed); returns its JSON record."""
         from ..io import Provenance, file_sha256, load_rgb, save_image
-        from ..restore import FaceRequest, fit_crop, identity_changed, keep_monochrome
+        from ..restore import FaceRequest, fit_crop, identity_changed, keep_monochrome, repair_content
 
         args = self.args
         img = load_rgb(photo)
@@ -399,11 +406,14 @@ class _Enhance:
             "prior": self.restorer.params()["prior"],
             "aligned": bool(args.aligned),
             "mask": Path(args.mask).name if args.mask else None,
+            "damage": Path(args.damage).name if args.damage else None,
             "identity_guided": bool(self.restorer.references) and args.identity > 0,
         }
         if args.aligned:
-            mask = None if self.mask is None else fit_crop(self.mask, self.restorer.crop_size)
-            samples = keep_monochrome(img, self.restorer.restore_crop(img, FaceRequest(mask=mask), seeds))
+            size = self.restorer.crop_size
+            damage = None if self.damage is None else self._aligned_damage(img, size)
+            request = FaceRequest(mask=None if self.mask is None else fit_crop(self.mask, size), damage=damage)
+            samples = keep_monochrome(img, self.restorer.restore_crop(repair_content(img, request), request, seeds))
             images = [s.image for s in samples]
             verdicts = [[s.verdict] for s in samples]
             changed = identity_changed(s.method for s in samples)
@@ -415,7 +425,8 @@ class _Enhance:
             first = samples[0].params
         else:
             out = self.pipe(img, which=args.faces, num_samples=args.samples, seeds=seeds, scale=args.scale,
-                            mask=self.mask, require_faces=True, reference_faces=args.reference_faces)  # fmt: skip
+                            mask=self.mask, damage=self.damage, require_faces=True,
+                            reference_faces=args.reference_faces)  # fmt: skip
             images, changed = out.images, out.identity_changed
             verdicts = [out.verdicts(k) for k in range(len(seeds))]
             params.update(mode="photo", scale=out.scale, sr_model=out.sr_model, min_score=self.pipe.min_score,
@@ -451,6 +462,20 @@ class _Enhance:
             written.append(str(saved))
         return {"outputs": written, "seeds": seeds, **params, **extra, "timings": timings}
 
+    def _aligned_damage(self, img, size: int):
+        """The ``--damage`` image of an aligned crop (its own size) in the ``size`` crop frame: each damaged input
+        pixel becomes the block of crop pixels it covers (nearest), so the sampler finds the same input pixels."""
+        import cv2
+        import numpy as np
+
+        if self.damage.shape != img.shape[:2]:
+            raise InputError(
+                f"--damage must be the aligned crop's size {img.shape[1]}x{img.shape[0]}, got "
+                f"{self.damage.shape[1]}x{self.damage.shape[0]}"
+            )  # fmt: skip
+        hard = (self.damage > 0.5).astype(np.float32)
+        return cv2.resize(hard, (size, size), interpolation=cv2.INTER_NEAREST)
+
 
 def _cmd_enhance(args: argparse.Namespace, label: str = "frgd enhance") -> int:
     """``frgd enhance`` (also ``frgd restore --method frgd``, which passes its own ``label``)."""
@@ -475,10 +500,11 @@ def _cmd_enhance(args: argparse.Namespace, label: str = "frgd enhance") -> int:
             "--reference-faces chooses which faces of a photo a --reference is of: give --reference too"
             if not args.reference else "--reference-faces is for photos; --aligned restores one face crop"
         )  # fmt: skip
-    if batch and args.mask and not args.aligned:
-        raise InputError("--mask is photo-sized: give one photo with it (or --aligned crops of one size)")
+    for flag, given in (("--mask", args.mask), ("--damage", args.damage)):
+        if batch and given and not args.aligned:
+            raise InputError(f"{flag} is photo-sized: give one photo with it (or --aligned crops of one size)")
     seeds = normalize_seeds(args.seed, args.samples)
-    protect = [*args.reference] + ([args.mask] if args.mask else [])
+    protect = [*args.reference] + [m for m in (args.mask, args.damage) if m]
     if batch:
         items = plan(
             collect_inputs(args.photo),
@@ -504,16 +530,12 @@ def _cmd_enhance(args: argparse.Namespace, label: str = "frgd enhance") -> int:
 
 
 def _load_enhance(args: argparse.Namespace, protect: list[str]) -> _Enhance:
-    """Load the model, align the references once, read the mask: the shared state of :meth:`_Enhance.run`."""
-    import numpy as np
-
-    from ..io import file_sha256, load_image, load_rgb
+    """Load the model, align the references once, read the mask and the damage: the shared state of
+    :meth:`_Enhance.run`."""
+    from ..io import file_sha256, load_mask, load_rgb
     from ..restore import FacePipeline, FRGDRestorer, load_frgd_pipeline
 
-    mask = None
-    if args.mask:
-        m = load_image(args.mask).rgb
-        mask = (m.astype(np.float32) / (65535.0 if m.dtype == np.uint16 else 255.0)).mean(axis=2)
+    mask, damage = (load_mask(p) if p else None for p in (args.mask, args.damage))
     frgd = load_frgd_pipeline(args.model, device=args.device)
     restorer = FRGDRestorer(
         frgd, identity_strength=args.identity, steps=args.steps, scheduler=args.scheduler, harmonise=args.harmonise,
@@ -526,7 +548,7 @@ def _load_enhance(args: argparse.Namespace, protect: list[str]) -> _Enhance:
     refs = [load_rgb(r) for r in args.reference]
     restorer.references = refs if args.aligned else pipe.reference_crops(refs)
     ref_hashes = {Path(r).name: file_sha256(r) for r in args.reference}
-    return _Enhance(args, restorer, pipe, mask, ref_hashes, protect)
+    return _Enhance(args, restorer, pipe, mask, ref_hashes, protect, damage)
 
 
 def _cmd_eval_faces(args: argparse.Namespace) -> int:

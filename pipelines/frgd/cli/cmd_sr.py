@@ -83,6 +83,10 @@ def register(root: argparse._SubParsersAction, groups: dict[str, argparse._SubPa
     add_frgd_flags(r)
     r.add_argument("--bg-model", default="auto", choices=("auto", *names), help="background upscaler (default auto)")
     r.add_argument("--scale", type=int, default=2, metavar="S", help="output upscale factor (default 2)")
+    r.add_argument(
+        "--damage", metavar="DAMAGE.png",
+        help="photo-sized, white = damaged (scratches, stains): filled before restoring; FRGD ignores the input there",
+    )  # fmt: skip
     add_faces_flag(r)
     r.add_argument("--seed", type=int, default=0, help="seed of the decoder noise / FRGD sample (default 0)")
     r.add_argument("--tile", type=tile_arg, default="auto", metavar="N", help="background tile size (default auto)")
@@ -227,17 +231,19 @@ def _run_single_or_batch(
 def _restore_one(args: argparse.Namespace, pipe: Any, src: Path, out: Path, overwrite: bool, progress=None) -> dict:
     """Restore the faces of one photo file with ``pipe`` (a :class:`frgd.restore.FacePipeline`) into ``out`` (alpha
     kept, provenance embedded); returns its JSON record."""
-    from ..io import Provenance, file_sha256, load_image, save_image
+    from ..io import Provenance, file_sha256, load_image, load_mask, save_image
 
     t0 = time.perf_counter()
     loaded = load_image(src)
-    res = pipe(loaded.rgb, which=args.faces, seeds=[args.seed], scale=args.scale, progress=progress)
+    damage = load_mask(args.damage) if args.damage else None
+    res = pipe(loaded.rgb, which=args.faces, seeds=[args.seed], scale=args.scale, damage=damage, progress=progress)
     alpha = _upscale_alpha(loaded.alpha, res.scale)
     prov = Provenance(
         model=res.model,
         seed=args.seed,
         parameters={"command": "restore", "method": res.method, "scale": res.scale, "bg_model": res.sr_model,
-                    "faces": len(res.faces), "min_score": pipe.min_score, "weight": args.weight},
+                    "faces": len(res.faces), "min_score": pipe.min_score, "weight": args.weight,
+                    "damage": Path(args.damage).name if args.damage else None},
         identity_changed=res.identity_changed,  # frgd.restore's one rule: True when a generative restorer ran
         source_hash=file_sha256(src),
     )  # fmt: skip
@@ -271,6 +277,8 @@ def _cmd_restore(args: argparse.Namespace) -> int:
     if not 0.0 <= args.weight <= 1.0:
         raise InputError(f"--weight must be in [0, 1], got {args.weight}")
     items, single = _single_or_batch(args, args.image)
+    if args.damage and not single:
+        raise InputError("--damage is photo-sized: give one photo with it")
     if single:
         load_image(single[0])  # an unreadable photo is a usage error before the model loads
     restorer = cls(version=args.version, weights=args.weights, device=args.device, weight=args.weight)

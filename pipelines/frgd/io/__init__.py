@@ -26,6 +26,7 @@ from .decode import (
     LoadedImage,
     load_image,
     load_image_bytes,
+    load_mask,
     load_rgb,
 )
 from .encode import SAVE_EXTENSIONS, save_image
@@ -60,6 +61,7 @@ __all__ = [
     "file_sha256",
     "load_image",
     "load_image_bytes",
+    "load_mask",
     "load_rgb",
     "open_regular_file",
     "read_file_bytes",

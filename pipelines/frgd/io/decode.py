@@ -102,6 +102,11 @@ def load_rgb(path: str | os.PathLike[str], *, max_pixels: int = DEFAULT_MAX_PIXE
     return to_uint8(load_image(path, max_pixels=max_pixels).rgb)
 
 
+def load_mask(path: str | os.PathLike[str], *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Load a mask image (white = on) as ``(H, W)`` float32 in ``[0, 1]``: the mean of its RGB channels, any depth."""
+    return to_float(load_image(path, max_pixels=max_pixels).rgb).mean(axis=2).astype(np.float32)
+
+
 def load_image_bytes(data: bytes, name: str = "<bytes>", *, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
     """Decode an encoded image held in memory; ``name`` appears in error messages. Raises :class:`ImageLoadError`."""
     from PIL import Image

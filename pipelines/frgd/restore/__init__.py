@@ -40,6 +40,7 @@ from .methods import (
     is_monochrome,
     keep_monochrome,
     load_frgd_pipeline,
+    repair_content,
     restorer_class,
     union_paste_mask,
 )
@@ -57,6 +58,7 @@ from .pipeline import (
     auto_scale,
     background_model,
     choose_reference_faces,
+    crop_damage,
     paste_faces,
     upscale_photo,
 )
@@ -84,6 +86,7 @@ __all__ = [
     "align_faces",
     "auto_scale",
     "background_model",
+    "crop_damage",
     "choose_reference_faces",
     "choose_faces",
     "default_model_dir",
@@ -94,6 +97,7 @@ __all__ = [
     "is_monochrome",
     "keep_monochrome",
     "load_frgd_pipeline",
+    "repair_content",
     "native_content",
     "native_crop_size",
     "number_faces",

@@ -88,12 +88,28 @@ class FaceRequest:
         base: ``(S, S, 3)`` an earlier result kept outside the mask; ``None``: the aligned input crop.
         base_paste_mask: the paste mask of ``base`` (``None``: the whole crop); ignored without ``base``.
         references: aligned reference crops ``(h, w, 3)`` (FRGD); ``None``: the restorer's own.
+        damage: ``(S, S)`` float in ``[0, 1]``, 1 = the input is damaged there (a scratch, a stain): every restorer
+            gets its input filled there (:func:`frgd.diffusion.damage.repair_image`), FRGD also takes the prior's
+            estimate as its content there (:mod:`frgd.diffusion.damage`); ``None``: no damage.
     """
 
     mask: np.ndarray | None = None
     base: np.ndarray | None = None
     base_paste_mask: np.ndarray | None = None
     references: Sequence[np.ndarray] | None = None
+    damage: np.ndarray | None = None
+
+    def damage_at(self, hw: tuple[int, int]) -> np.ndarray | None:
+        """The damage as a ``{0, 1}`` float32 mask ``(h, w)`` at another size (a pixel is damaged when any part of
+        it is, :func:`frgd.diffusion.damage.damage_at`); ``None`` without damage or when none is marked."""
+        if self.damage is None or not (np.asarray(self.damage) > 0.5).any():
+            return None
+        import torch
+
+        from ..diffusion.damage import damage_at
+
+        d = torch.from_numpy(np.ascontiguousarray(self.damage, np.float32))[None, None]
+        return damage_at(d, (int(hw[0]), int(hw[1])))[0, 0].numpy()
 
     def paste_mask(self) -> np.ndarray | None:
         """Where the samples of this request may differ from the input: ``None`` (the whole crop, feathered) or
@@ -203,9 +219,10 @@ class Restorer(abc.ABC):
             raise InputError(
                 f"{self.method} restores {self.crop_size} px crops, the face is aligned at {face.crop.size}"
             )
+        request = request or FaceRequest()
+        content = repair_content(self.content(photo, face), request)
         samples = self.restore_crop(
-            self.content(photo, face), request or FaceRequest(), list(seeds), crop=face.crop.image,
-            progress=progress, cancel=cancel,
+            content, request, list(seeds), crop=face.crop.image, progress=progress, cancel=cancel
         )  # fmt: skip
         return keep_monochrome(face.crop.image, samples)
 
@@ -240,6 +257,17 @@ class Restorer(abc.ABC):
     def params(self) -> dict[str, Any]:
         """Method settings for provenance."""
         return {}
+
+
+def repair_content(content: np.ndarray, request: FaceRequest) -> np.ndarray:
+    """A restorer's input ``(h, w, 3)`` with the request's damage filled (:func:`frgd.diffusion.damage.repair_image`
+    at the input's own size); ``content`` itself without damage."""
+    d = request.damage_at(content.shape[:2])
+    if d is None:
+        return content
+    from ..diffusion.damage import repair_image
+
+    return repair_image(content, d)
 
 
 def fit_crop(img: np.ndarray, size: int) -> np.ndarray:
@@ -406,6 +434,8 @@ class FRGDRestorer(Restorer):
             mask = torch.from_numpy(np.ascontiguousarray(m))[None, None].clamp(0, 1)
         base_img = crop if request.base is None else request.base
         base = image_to_tensor(fit_crop(base_img, size)) if base_img is not None and mask is not None else None
+        dmg = request.damage_at((size, size))
+        damage = None if dmg is None else torch.from_numpy(dmg)[None, None]
         out = pipe(
             image_to_tensor(content),
             references=refs,
@@ -422,6 +452,7 @@ class FRGDRestorer(Restorer):
             prior_share=self.prior_share,
             mask=mask,
             base=base,
+            damage=damage,
             progress=progress,
             cancel=cancel,
         )
@@ -463,6 +494,7 @@ __all__ = [
     "is_monochrome",
     "keep_monochrome",
     "load_frgd_pipeline",
+    "repair_content",
     "restorer_class",
     "union_paste_mask",
 ]

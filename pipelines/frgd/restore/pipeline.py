@@ -344,7 +344,12 @@ class FacePipeline:
         ]
 
     def check_inputs(
-        self, photo: np.ndarray, num_samples: int, scale: int | str, mask: np.ndarray | None
+        self,
+        photo: np.ndarray,
+        num_samples: int,
+        scale: int | str,
+        mask: np.ndarray | None,
+        damage: np.ndarray | None = None,
     ) -> np.ndarray:
         """The photo as an ``(H, W, 3)`` array; :class:`InputError` on a bad argument."""
         arr = np.asarray(photo)
@@ -359,10 +364,11 @@ class FacePipeline:
                 raise InputError(f"scale must be 'auto' or an integer, got {scale!r}") from None
             if s != int(s) or not 1 <= s <= MAX_SCALE:
                 raise InputError(f"scale must be an integer in 1..{MAX_SCALE}, got {scale}")
-        if mask is not None:
-            m = np.asarray(mask)
-            if m.shape != arr.shape[:2]:
-                raise InputError(f"mask must be the photo's size {arr.shape[1]}x{arr.shape[0]}, got shape {m.shape}")
+        for name, m in (("mask", mask), ("damage", damage)):
+            if m is not None and np.asarray(m).shape != arr.shape[:2]:
+                raise InputError(
+                    f"{name} must be the photo's size {arr.shape[1]}x{arr.shape[0]}, got shape {np.asarray(m).shape}"
+                )
         if arr.dtype not in (np.uint8, np.uint16):
             arr = np.clip(arr.astype(np.float32), 0.0, 1.0)
         return np.ascontiguousarray(arr)
@@ -377,6 +383,7 @@ class FacePipeline:
         seeds: Sequence[int] | int | None = None,
         scale: int | str = "auto",
         mask: np.ndarray | None = None,
+        damage: np.ndarray | None = None,
         require_faces: bool = False,
         reference_faces: str | int | Sequence[int] = "best",
         progress: ProgressFn | None = None,
@@ -390,6 +397,10 @@ class FacePipeline:
             num_samples / seeds: one output photo per seed (:func:`normalize_seeds`: ``None`` random, ``k`` ->
                 ``k, k+1, ...``); every face uses the same seeds.
             mask: photo-sized ``(H, W)`` float in ``[0, 1]`` (1 = faces may change there), warped into every crop.
+            damage: photo-sized ``(H, W)`` float in ``[0, 1]`` (1 = the photo is damaged there: a scratch, a stain):
+                the photo is filled there before anything else (:func:`frgd.diffusion.damage.repair_image`, so the
+                detector, the background and every face see the repaired photo), and every face's restorer is told
+                where (``FaceRequest.damage``, warped into its crop: FRGD takes the prior's estimate there).
             require_faces: raise :class:`InputError` when no face is found (else the output is the background).
             reference_faces: which restored faces the restorer's references go to (:func:`choose_reference_faces`:
                 ``"best"``, ``"all"`` or face numbers); the others are restored without them.
@@ -397,7 +408,12 @@ class FacePipeline:
         from ..diffusion.sampling.pipeline import normalize_seeds
 
         t0 = time.perf_counter()
-        img = self.check_inputs(photo, num_samples, scale, mask)
+        img = self.check_inputs(photo, num_samples, scale, mask, damage)
+        damage01 = None if damage is None else _unit_mask(damage)
+        if damage01 is not None:
+            from ..diffusion.damage import repair_image
+
+            img = repair_image(img, damage01)
         seed_list = normalize_seeds(seeds, num_samples)
         check_cancel(cancel)
         size = self.restorer.crop_size
@@ -429,7 +445,9 @@ class FacePipeline:
             check_cancel(cancel)
             with_refs = face.number in refs.numbers
             request = FaceRequest(
-                mask=None if mask01 is None else _crop_mask(mask01, face.crop), references=None if with_refs else []
+                mask=None if mask01 is None else _crop_mask(mask01, face.crop),
+                references=None if with_refs else [],
+                damage=None if damage01 is None else crop_damage(damage01, face.crop),
             )
 
             def face_progress(done: int, tot: int, msg: str, j: int = j, face: PhotoFace = face) -> None:
@@ -470,6 +488,7 @@ class FacePipeline:
             "reference_faces": list(refs.numbers),
             "reference_note": refs.note,
             "masked": mask is not None,
+            "damage": None if damage01 is None else round(float((damage01 > 0.5).mean()), 6),
         }
         return RestoreOutput(
             images=images,
@@ -497,6 +516,21 @@ def _unit_mask(mask: np.ndarray) -> np.ndarray:
     return np.clip(m / 255.0 if m.max() > 1.0 else m, 0.0, 1.0)
 
 
+def crop_damage(damage01: np.ndarray, crop: FaceCrop) -> np.ndarray:
+    """The photo's damage ``(H, W)`` in ``[0, 1]`` as a ``{0, 1}`` float32 mask in the face's crop frame ``(S, S)``
+    (bilinear warp by the face's affine, at least half damaged). A face larger than its crop has its damage widened
+    first by the crop's footprint in photo pixels, so a one-pixel scratch across it is not lost between the samples
+    of the warp."""
+    import cv2
+
+    hard = (np.asarray(damage01) > 0.5).astype(np.uint8)
+    step = int(np.ceil(max(float(crop.native_scale), 1.0)))  # photo px per crop px
+    if step > 1:
+        hard = cv2.dilate(hard, np.ones((step, step), np.uint8))
+    m = cv2.warpAffine(hard.astype(np.float32), crop.affine, (crop.size, crop.size), flags=cv2.INTER_LINEAR)
+    return (m >= 0.5).astype(np.float32)
+
+
 def _crop_mask(mask01: np.ndarray, crop: FaceCrop) -> np.ndarray:
     """The photo mask ``(H, W)`` in the face's crop frame ``(S, S)`` (the face's one affine, bilinear)."""
     import cv2
@@ -518,6 +552,7 @@ __all__ = [
     "ReferenceChoice",
     "RestoredFace",
     "auto_scale",
+    "crop_damage",
     "background_model",
     "choose_reference_faces",
     "paste_faces",

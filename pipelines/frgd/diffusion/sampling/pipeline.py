@@ -50,6 +50,7 @@ from ...faces.align import FACE_SIZE
 from ...identity.meter import MeterReading, choose_meter_backend, load_calibrations, read_meter
 from ...jobs import CancelToken, ProgressFn, check_cancel, report
 from ..content import blend_target, check_share, content_hw, estimate_share, to_content_scale
+from ..damage import damage_at, damage_target, fill_damage
 from ..model import build_cond
 from ..prior import PRIOR_WEIGHTS, apply_prior
 from .guidance import (
@@ -329,6 +330,7 @@ class FRGDPipeline:
         candidates: int = 1,
         identity_gradient: str | None = None,
         prior_share: float | None = None,
+        damage: torch.Tensor | None = None,
     ) -> None:
         """Validate every argument of :meth:`__call__`; raises :class:`InputError` with a one-line message."""
         if not torch.is_tensor(degraded) or degraded.ndim != 4 or degraded.shape[1] != 3:
@@ -392,7 +394,7 @@ class FRGDPipeline:
                 raise InputError(f"reference {i} must be (N,3,H,W) images or (N,D) embeddings, got {tuple(r.shape)}")
             if r.shape[0] < 1 or not torch.isfinite(r).all():
                 raise InputError(f"reference {i} is empty or contains NaN/inf")
-        for name, t, ch in (("mask", mask, 1), ("base", base, 3)):
+        for name, t, ch in (("mask", mask, 1), ("base", base, 3), ("damage", damage, 1)):
             if t is None:
                 continue
             if not torch.is_tensor(t) or t.ndim != 4 or t.shape[1] != ch or tuple(t.shape[-2:]) != (self.size,) * 2:
@@ -575,6 +577,7 @@ class FRGDPipeline:
         identity_gradient: str | None = None,
         back_projection: bool = BACK_PROJECTION,
         prior_share: float | None = None,
+        damage: torch.Tensor | None = None,
         progress: ProgressFn | None = None,
         cancel: CancelToken | None = None,
     ) -> FRGDOutput:
@@ -613,12 +616,18 @@ class FRGDPipeline:
                 ``(1 - a) input + a prior`` at the content scale (:mod:`frgd.diffusion.content`): ``None`` estimated per
                 face by the pipeline's estimator (0 without one), 0 = the input (a clean input), 1 = the prior's
                 estimate (a noisy, blurred or compressed input). Ignored (0) with a mask, a base or no prior.
+            damage: ``(1,1,128,128)`` 1 = the input is damaged there (a scratch, a stain; ``None``: no damage): the
+                input is filled there from the pixels around it, the content target there is the prior's estimate
+                and a given ``base`` is filled there too where it may change (inside the mask), so an earlier result
+                that copied the scratch does not start the sample with it (:mod:`frgd.diffusion.damage`). Independent
+                of ``mask``: a whole face may be restored over damage; outside the mask the output still equals the
+                base.
         """
         # 1. inputs, seeds, references
         t_start = time.perf_counter()
         self.check_inputs(
             degraded, references, identity_strength, num_samples, seeds, steps, scheduler, mask, base, eta,
-            content_size, feather, fusion, harmonise, candidates, identity_gradient, prior_share,
+            content_size, feather, fusion, harmonise, candidates, identity_gradient, prior_share, damage,
         )  # fmt: skip
         check_cancel(cancel)
         uses_reference = (weights.identity > 0 or weights.cfg > 0) if weights else float(identity_strength) > 0
@@ -629,7 +638,7 @@ class FRGDPipeline:
                 content_size=content_size, feather=feather, weights=weights,
                 reference_per_sample=reference_per_sample, fusion=fusion, harmonise=harmonise, use_prior=use_prior,
                 identity_gradient=identity_gradient, back_projection=back_projection, prior_share=prior_share,
-                progress=progress, cancel=cancel,
+                damage=damage, progress=progress, cancel=cancel,
             )  # fmt: skip
         n = num_samples
         seed_list = normalize_seeds(seeds, n)
@@ -656,6 +665,8 @@ class FRGDPipeline:
         deg = degraded.float().clamp(0, 1).to(dev)
         deg = deg.expand(n, -1, -1, -1) if deg.shape[0] == 1 else deg
         h, wd = deg.shape[-2:]
+        if damage is not None:  # the damaged pixels filled from their surroundings, at the input's size
+            deg = fill_damage(deg, damage_at(damage.to(dev), (h, wd)))
         deg128 = F.interpolate(deg, size=(S, S), mode="bicubic", align_corners=False).clamp(0, 1)
         hw = content_hw(h, wd, S) if content_size is None else (int(content_size), int(content_size))
         content_target = downscale_to(deg, hw)  # the input at the content scale, [0, 1]
@@ -671,8 +682,13 @@ class FRGDPipeline:
             else:
                 shares, share_source = estimate_share(self.prior_share_net, content_target, prior_c), "estimated"
             content_target = blend_target(content_target, prior_c, shares)
+        if damage is not None and use_prior and self.prior is not None:  # the prior's estimate where it is damaged
+            p = base01 if prior_used else apply_prior(self.prior, deg128, S)
+            content_target = damage_target(content_target, to_content_scale(p, hw), damage_at(damage.to(dev), hw))
         hard = None if mask is None else (mask.float().to(dev) > 0.5).float().expand(n, -1, -1, -1)
         m = torch.ones(n, 1, S, S, device=dev) if hard is None else hard
+        if damage is not None and base is not None:  # a given base (an earlier result) is filled where it may change
+            base01 = fill_damage(base01, damage_at(damage.to(dev), (S, S)) * m)
         base_pm = base01 * 2 - 1
         cond = build_cond(deg, m, base01 if hard is not None else None, size=(S, S), value_range="[0,1]")
         noisy_fusion = hard is not None and fusion == "noisy"
@@ -769,6 +785,7 @@ class FRGDPipeline:
             "eta": eta,
             "content_size": list(hw),
             "masked": mask is not None,
+            "damage": None if damage is None else round(float((damage > 0.5).float().mean()), 4),
             "feather": feather,
             "fusion": fusion if hard is not None else None,
             "back_projection": projected,
@@ -811,6 +828,7 @@ class FRGDPipeline:
         reference_per_sample: bool,
         mask: torch.Tensor | None,
         base: torch.Tensor | None,
+        damage: torch.Tensor | None = None,
         **kw: Any,
     ) -> FRGDOutput:
         """``num_samples`` outputs, each the best of ``k`` candidates sampled in one batch of ``num_samples * k``.
@@ -832,7 +850,8 @@ class FRGDPipeline:
             references = self.encode_references(references, per_sample=True).repeat_interleave(k, dim=0)
         out = self(
             expand(degraded), references=references, num_samples=n * k, seeds=[c for cs in cand for c in cs],
-            mask=expand(mask), base=expand(base), reference_per_sample=reference_per_sample, **kw,
+            mask=expand(mask), base=expand(base), damage=expand(damage), reference_per_sample=reference_per_sample,
+            **kw,
         )  # fmt: skip
         scores, reading = out.identity_scores, out.identity_meter
         if reading is not None and not reading.independent:  # the meter already scored them with the guidance encoder

@@ -1,0 +1,332 @@
+"""Damage repair: the harmonic fill (oracles), and "marked pixels carry no information" through the sampler, the
+restorers, the photo pipeline and the CLI (tiny random models)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from test_frgd_prior import ConstantPrior, _with_prior, tiny_pipe  # noqa: F401 - fixture
+
+from frgd.cli.main import main
+from frgd.diffusion.damage import DAMAGE_COVER, damage_at, damage_target, fill_damage, repair_image
+from frgd.errors import InputError
+from frgd.io import load_rgb, read_provenance, save_image
+
+S = 32
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _ramp(h: int, w: int) -> torch.Tensor:
+    yy, xx = torch.meshgrid(torch.arange(h).float(), torch.arange(w).float(), indexing="ij")
+    return torch.stack([0.2 + 0.01 * xx + 0.005 * yy, 0.7 - 0.004 * xx, 0.3 + 0.008 * yy])[None]
+
+
+# ----------------------------------------------------------------------------------------------- the fill
+def test_fill_is_harmonic_a_plane_is_filled_exactly():
+    """A plane is harmonic: the fill of an interior hole converges to it (the discrete Laplace equation's solution),
+    and the known pixels are never changed, at any number of sweeps."""
+    img = _ramp(37, 50)
+    hole = torch.zeros(1, 1, 37, 50)
+    hole[..., 10:25, 5:30] = 1
+    hole[..., 30, 35:45] = 1  # a one-pixel scratch
+    for sweeps, tol in ((1000, 1e-5), (40, 3e-3)):
+        out = fill_damage(img, hole, sweeps=sweeps)
+        assert float((out - img).abs().max()) < tol
+        assert torch.equal(out[hole.expand_as(img) == 0], img[hole.expand_as(img) == 0])
+    assert float((fill_damage(img, hole, sweeps=2) - img).abs().max()) > 1e-3  # so the convergence check can fail
+
+
+def test_fill_keeps_the_maximum_principle_and_edge_cases():
+    """A harmonic fill lies within the range of the pixels it is filled from; nothing damaged returns the image, all
+    damaged returns mid grey; each image of a batch is filled from its own pixels only."""
+    g = torch.Generator().manual_seed(0)
+    img = torch.rand(2, 3, 24, 24, generator=g)
+    hole = (torch.rand(2, 1, 24, 24, generator=g) > 0.7).float()
+    out = fill_damage(img, hole)
+    for b in range(2):
+        known = img[b][:, hole[b, 0] == 0]
+        filled = out[b][:, hole[b, 0] == 1]
+        assert float(filled.min()) >= float(known.min()) - 1e-6 and float(filled.max()) <= float(known.max()) + 1e-6
+        torch.testing.assert_close(fill_damage(img[b : b + 1], hole[b : b + 1]), out[b : b + 1])
+    assert fill_damage(img, torch.zeros(1, 1, 24, 24)) is img
+    torch.testing.assert_close(fill_damage(img, torch.ones(1, 1, 24, 24)), torch.full_like(img, 0.5))
+
+
+def test_damage_at_marks_every_pixel_a_scratch_crosses():
+    """A one-pixel scratch at 128 px marks every 16 px input pixel it crosses (:data:`DAMAGE_COVER`) and no other;
+    upscaling is nearest, a same-size mask is thresholded at one half."""
+    d = torch.zeros(1, 1, 128, 128)
+    d[..., 64, :] = 1  # row 64 lies in input row 8 (rows 64..71)
+    small = damage_at(d, (16, 16))
+    assert small[0, 0, 8].min() == 1 and small.sum() == 16
+    assert 1 / 8 >= DAMAGE_COVER  # one row of eight covers more than the rule asks
+    assert damage_at(torch.zeros(1, 1, 128, 128), (16, 16)).sum() == 0
+    big = damage_at(small, (128, 128))
+    assert big[0, 0, 64:72].min() == 1 and big.sum() == 8 * 128
+    assert torch.equal(damage_at(torch.full((1, 1, 8, 8), 0.6), (8, 8)), torch.ones(1, 1, 8, 8))
+
+
+def test_damage_target_takes_the_prior_only_where_damaged():
+    t, p = torch.zeros(1, 3, 4, 4), torch.ones(1, 3, 4, 4)
+    d = torch.zeros(1, 1, 4, 4)
+    d[..., 1, 2] = 1
+    out = damage_target(t, p, d)
+    assert float(out.sum()) == 3 and torch.equal(out[0, :, 1, 2], torch.ones(3))
+    assert damage_target(t, None, d) is t
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
+def test_repair_image_changes_only_the_damage_and_keeps_the_dtype(dtype):
+    rng = np.random.default_rng(0)
+    top = {np.uint8: 255, np.uint16: 65535, np.float32: 1.0}[dtype]
+    img = (rng.random((60, 80, 3)) * top).astype(dtype)
+    d = np.zeros((60, 80), np.float32)
+    d[30, 10:50] = 1
+    out = repair_image(img, d)
+    assert out.dtype == img.dtype and out.shape == img.shape
+    changed = (out != img).any(axis=2)
+    assert changed[30, 10:50].all() and changed.sum() == 40
+    assert repair_image(img, np.zeros((60, 80))) is img
+    with pytest.raises(ValueError, match="size"):
+        repair_image(img, np.zeros((10, 10)))
+
+
+# ------------------------------------------------------------------------------------------------ the sampler
+def _scratched(base: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``base`` ``(1,3,8,8)`` with two rows overwritten by random values, and the damage ``(1,1,S,S)`` over them."""
+    x = base.clone()
+    x[..., 2, :] = torch.rand(1, 3, 8, generator=torch.Generator().manual_seed(seed))
+    x[..., 5, 1:6] = torch.rand(1, 3, 5, generator=torch.Generator().manual_seed(seed + 1))
+    d = torch.zeros(1, 1, 8, 8)
+    d[..., 2, :] = 1
+    d[..., 5, 1:6] = 1
+    return x, damage_at(d, (S, S))
+
+
+def test_marked_pixels_carry_no_information(tiny_pipe):  # noqa: F811
+    """Two inputs that differ only where the damage is marked give the same samples, bit for bit: whole face (with
+    a prior, so the content target takes its estimate there), masked with a given base, and best-of candidates."""
+    clean = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(3))
+    a, dmg = _scratched(clean, 10)
+    b, _ = _scratched(clean, 20)
+    assert not torch.equal(a, b)
+    prior = ConstantPrior(torch.rand(1, 3, S, S, generator=torch.Generator().manual_seed(4)))
+    pipe = _with_prior(tiny_pipe, prior)
+    mask = torch.zeros(1, 1, S, S)
+    mask[..., 4:28, 4:28] = 1
+    base = torch.rand(1, 3, S, S, generator=torch.Generator().manual_seed(5))
+    ref = torch.rand(1, 3, S, S, generator=torch.Generator().manual_seed(6))
+    for kw in (dict(), dict(mask=mask, base=base), dict(references=ref, identity_strength=0.8, candidates=2)):
+        out_a = pipe(a, seeds=[7], steps=3, damage=dmg, **kw)
+        out_b = pipe(b, seeds=[7], steps=3, damage=dmg, **kw)
+        assert torch.equal(out_a.images, out_b.images), kw
+        assert not torch.equal(out_a.images, pipe(a, seeds=[7], steps=3, **kw).images)  # the mark does something
+        assert out_a.params["damage"] == pytest.approx(float((dmg > 0.5).float().mean()), abs=1e-4)
+
+
+def test_no_damage_is_the_old_sampler_bit_for_bit(tiny_pipe):  # noqa: F811
+    x = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(3))
+    prior = ConstantPrior(torch.rand(1, 3, S, S, generator=torch.Generator().manual_seed(4)))
+    pipe = _with_prior(tiny_pipe, prior)
+    old = pipe(x, seeds=[7], steps=3)
+    new = pipe(x, seeds=[7], steps=3, damage=torch.zeros(1, 1, S, S))
+    assert torch.equal(old.images, new.images) and old.params["damage"] is None
+
+
+def test_damage_is_the_prior_target_and_a_given_base_is_filled(tiny_pipe, monkeypatch):  # noqa: F811
+    """With a prior the content target inside the damage is the prior's estimate at the content scale; with a mask,
+    outside it the output still equals the base, even where the damage is."""
+    import frgd.diffusion.sampling.pipeline as pl
+
+    seen = {}
+    real = pl.back_project
+    monkeypatch.setattr(pl, "back_project", lambda x, t: seen.setdefault("target", t) is None or real(x, t))
+    x, dmg = _scratched(torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(3)), 10)
+    est = torch.rand(1, 3, S, S, generator=torch.Generator().manual_seed(4))
+    pipe = _with_prior(tiny_pipe, ConstantPrior(est))
+    pipe(x, seeds=[7], steps=2, damage=dmg, prior_share=0.0)
+    d8 = damage_at(dmg, (8, 8))[0, 0] > 0.5
+    from frgd.diffusion.content import to_content_scale
+
+    want = to_content_scale(est, (8, 8))
+    torch.testing.assert_close(seen["target"][0][:, d8], want[0][:, d8])  # the prior's estimate where damaged
+    torch.testing.assert_close(seen["target"][0][:, ~d8], x[0][:, ~d8])  # share 0: the input elsewhere
+
+    mask = torch.zeros(1, 1, S, S)
+    mask[..., :16, :] = 1
+    base = torch.rand(1, 3, S, S, generator=torch.Generator().manual_seed(5))
+    monkeypatch.setattr(pl, "back_project", real)
+    out = pipe(x, seeds=[7], steps=2, damage=dmg, mask=mask, base=base)
+    outside = (mask[0, 0] < 0.5).expand(3, -1, -1)
+    assert torch.equal(out.images[0][outside], base[0][outside])
+
+
+def test_bad_damage_is_refused(tiny_pipe):  # noqa: F811
+    x = torch.rand(1, 3, 8, 8)
+    for bad in (torch.zeros(1, 1, 8, 8), torch.full((1, 1, S, S), 2.0), torch.zeros(1, 3, S, S)):
+        with pytest.raises(InputError, match="damage"):
+            tiny_pipe(x, steps=1, damage=bad)
+
+
+# ------------------------------------------------------------------------------------- restorers, photos, CLI
+def test_crop_damage_keeps_a_thin_scratch_across_a_large_face():
+    """A one-pixel scratch across a face three times larger than its crop stays one unbroken line in the crop."""
+    from frgd.faces import FaceCrop, align_face
+    from frgd.faces.align import TEMPLATE_512
+    from frgd.restore import crop_damage
+
+    photo = np.zeros((600, 600, 3), np.uint8)
+    lm = (TEMPLATE_512 - TEMPLATE_512.mean(0)) * 0.75 + 300  # eyes ~190 px apart: native scale ~3
+    crop = align_face(photo, lm, 128)
+    assert isinstance(crop, FaceCrop) and crop.native_scale > 2.5
+    d = np.zeros((600, 600), np.float32)
+    d[300, 150:450] = 1
+    c = crop_damage(d, crop)
+    cols = np.nonzero(c.any(axis=0))[0]
+    assert c.dtype == np.float32 and set(np.unique(c)) <= {0.0, 1.0}
+    assert cols.size > 90 and np.all(np.diff(cols) == 1), "an unbroken line across the crop"
+    assert c.sum(axis=0)[cols].max() <= 4, "a thin line, not a band"
+
+
+def test_photo_pipeline_repairs_the_photo_and_ignores_what_the_damage_hides(tmp_path, monkeypatch):
+    """``frgd enhance PHOTO --damage``: the output does not depend on the photo's pixels under the damage (face and
+    background), only there does it differ from the undamaged photo's repair input; JSON and provenance name the
+    damage image."""
+    from test_restore import _face, _photo
+
+    import frgd.faces.detect as detect_mod
+    from frgd.archs.frgd_unet_arch import FRGDUNet, tiny_config
+    from frgd.diffusion.model import make_train_scheduler, save_model_dir
+    from frgd.identity import IdentityEncoder
+
+    enc = IdentityEncoder.tiny_random(0)
+    monkeypatch.setattr("frgd.identity.get_identity_encoder", lambda backend="dlib", device="cpu": enc.to(device))
+
+    def fake(img, **kw):
+        f = _face(60, 60, 16)
+        f.index = 0
+        return [f]
+
+    monkeypatch.setattr(detect_mod, "detect_faces", fake)
+    torch.manual_seed(0)
+    model_dir = save_model_dir(tmp_path / "tiny128", FRGDUNet(**tiny_config(sample_size=128)), make_train_scheduler())
+    photo = _photo(1, 120, 140)
+    dmg = np.zeros((120, 140), np.uint8)
+    dmg[58:60, 20:130] = 255  # across the face and the background
+    save_image(tmp_path / "damage.png", dmg)
+    outs = []
+    for k, value in enumerate((0, 255)):
+        p = photo.copy()
+        p[dmg > 0] = value
+        save_image(tmp_path / f"in{k}.png", p)
+        args = ["enhance", str(tmp_path / f"in{k}.png"), "--model", str(model_dir), "--steps", "2", "--seed", "3"]
+        args += ["--damage", str(tmp_path / "damage.png"), "--scale", "1", "--sr-model", "bicubic", "--device", "cpu"]
+        assert main([*args, "-o", str(tmp_path / f"out{k}.png"), "--json"]) == 0
+        outs.append(load_rgb(tmp_path / f"out{k}.png"))
+    np.testing.assert_array_equal(outs[0], outs[1])
+    assert read_provenance(tmp_path / "out0.png")["parameters"]["damage"] == "damage.png"
+
+
+def test_aligned_cli_damage(tmp_path, monkeypatch, capsys):
+    """``frgd enhance --aligned --damage`` (the damage at the crop's own size): the output ignores the pixels under
+    it; a damage image of another size and a photo-sized damage with a batch are usage errors (exit 2)."""
+    from frgd.archs.frgd_unet_arch import FRGDUNet, tiny_config
+    from frgd.diffusion.model import make_train_scheduler, save_model_dir
+    from frgd.identity import IdentityEncoder
+
+    enc = IdentityEncoder.tiny_random(0)
+    monkeypatch.setattr("frgd.identity.get_identity_encoder", lambda backend="dlib", device="cpu": enc.to(device))
+    torch.manual_seed(0)
+    model_dir = save_model_dir(tmp_path / "tiny128", FRGDUNet(**tiny_config(sample_size=128)), make_train_scheduler())
+    rng = np.random.default_rng(0)
+    face = (rng.random((16, 16, 3)) * 255).astype(np.uint8)
+    dmg = np.zeros((16, 16), np.uint8)
+    dmg[7, 2:14] = 255
+    save_image(tmp_path / "d.png", dmg)
+    outs = []
+    for k, value in enumerate((0, 255)):
+        f = face.copy()
+        f[dmg > 0] = value
+        save_image(tmp_path / f"f{k}.png", f)
+        args = ["enhance", str(tmp_path / f"f{k}.png"), "--aligned", "--model", str(model_dir), "--steps", "2"]
+        args += [
+            "--seed",
+            "1",
+            "--damage",
+            str(tmp_path / "d.png"),
+            "--device",
+            "cpu",
+            "-o",
+            str(tmp_path / f"o{k}.png"),
+        ]
+        assert main(args) == 0
+        outs.append(load_rgb(tmp_path / f"o{k}.png"))
+    np.testing.assert_array_equal(outs[0], outs[1])
+    capsys.readouterr()
+    save_image(tmp_path / "d_big.png", np.zeros((20, 20), np.uint8))
+    args = ["enhance", str(tmp_path / "f0.png"), "--aligned", "--model", str(model_dir), "--steps", "1"]
+    assert main([*args, "--damage", str(tmp_path / "d_big.png"), "-o", str(tmp_path / "x.png")]) == 2
+    assert "--damage must be the aligned crop's size 16x16" in capsys.readouterr().err
+    folder = tmp_path / "batch"
+    folder.mkdir()
+    save_image(folder / "a.png", face)
+    assert main(["enhance", str(folder), "--damage", str(tmp_path / "d.png"), "-o", str(tmp_path / "out")]) == 2
+    assert "--damage is photo-sized" in capsys.readouterr().err
+
+
+def test_every_restorer_gets_its_input_filled(monkeypatch):
+    """``Restorer.restore`` hands every method (here a recording stand-in) its input with the damage filled at the
+    input's own size, and leaves it alone without damage."""
+    from frgd.faces import align_face
+    from frgd.faces.align import TEMPLATE_512
+    from frgd.restore import FaceRequest, PhotoFace, Restorer
+
+    seen = []
+
+    class Spy(Restorer):
+        method, name = "spy", "spy"
+
+        def restore_crop(self, content, request, seeds, *, crop=None, progress=None, cancel=None):
+            seen.append(content.copy())
+            return []
+
+    photo = (np.random.default_rng(0).random((300, 300, 3)) * 255).astype(np.uint8)
+    lm = (TEMPLATE_512 - TEMPLATE_512.mean(0)) * 0.3 + 150
+    face = PhotoFace(number=1, box=np.zeros(4), score=0.99, landmarks=lm, crop=align_face(photo, lm, 128))
+    dmg = np.zeros((128, 128), np.float32)
+    dmg[60:64, :] = 1
+    Spy().restore(photo, face, FaceRequest(damage=dmg), [0])
+    Spy().restore(photo, face, FaceRequest(), [0])
+    rows = (dmg > 0.5).any(axis=1)
+    assert (seen[0] != seen[1]).any(axis=2)[rows].any() and not (seen[0] != seen[1]).any(axis=2)[~rows].any()
+    assert FaceRequest(damage=np.zeros((128, 128))).damage_at((16, 16)) is None
+
+
+def test_enhance_json_names_the_damage(tmp_path, monkeypatch, capsys):
+    """The JSON record of ``frgd enhance --aligned --damage`` names the damage image."""
+    from frgd.archs.frgd_unet_arch import FRGDUNet, tiny_config
+    from frgd.diffusion.model import make_train_scheduler, save_model_dir
+    from frgd.identity import IdentityEncoder
+
+    enc = IdentityEncoder.tiny_random(0)
+    monkeypatch.setattr("frgd.identity.get_identity_encoder", lambda backend="dlib", device="cpu": enc.to(device))
+    torch.manual_seed(0)
+    model_dir = save_model_dir(tmp_path / "tiny128", FRGDUNet(**tiny_config(sample_size=128)), make_train_scheduler())
+    save_image(tmp_path / "f.png", np.full((16, 16, 3), 90, np.uint8))
+    dmg = np.zeros((16, 16), np.uint8)
+    dmg[:4] = 255
+    save_image(tmp_path / "d.png", dmg)
+    args = ["enhance", str(tmp_path / "f.png"), "--aligned", "--model", str(model_dir), "--steps", "1", "--json"]
+    assert main([*args, "--damage", str(tmp_path / "d.png"), "-o", str(tmp_path / "o.png")]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["damage"] == "d.png"
