@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from test_frgd_prior import ConstantPrior, _with_prior, tiny_pipe  # noqa: F401 - fixture
+from test_restore import tiny_gfpgan  # noqa: F401 - fixture
 
 from frgd.cli.main import main
 from frgd.diffusion.damage import DAMAGE_COVER, damage_at, damage_target, fill_damage, repair_image
@@ -330,3 +331,46 @@ def test_enhance_json_names_the_damage(tmp_path, monkeypatch, capsys):
     assert main([*args, "--damage", str(tmp_path / "d.png"), "-o", str(tmp_path / "o.png")]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["damage"] == "d.png"
+
+
+@pytest.mark.parametrize("eye_dist", [12.0, 150.0])  # a face smaller than its crop, and one larger
+def test_photo_damage_is_the_mirror_of_crop_damage(eye_dist):
+    """A crop-frame scratch taken to the photo (:func:`photo_damage`) and back (:func:`crop_damage`) covers the
+    scratch again, unbroken, for a small and a large face; nothing marked gives ``None``."""
+    from frgd.faces import align_face
+    from frgd.faces.align import TEMPLATE_512
+    from frgd.restore import crop_damage, photo_damage
+
+    photo = np.zeros((500, 500, 3), np.uint8)
+    t = TEMPLATE_512 - TEMPLATE_512.mean(0)
+    crop = align_face(photo, t * (eye_dist / np.linalg.norm(t[1] - t[0])) + 250, 128)
+    d = np.zeros((128, 128), np.float32)
+    d[70, 20:110] = 1
+    back = crop_damage(photo_damage(photo.shape[:2], [(d, crop.inverse)]), crop)
+    assert back[69:72, 24:106].any(axis=0).all(), "the scratch comes back whole"
+    assert back[:60].sum() == 0 and back[80:].sum() == 0, "and nowhere far from it"
+    assert photo_damage(photo.shape[:2], [(np.zeros((128, 128)), crop.inverse)]) is None
+
+
+def test_editor_panes_see_the_repaired_photo(tiny_gfpgan):  # noqa: F811
+    """The editor's SR and GFPGAN panes fill the faces' damage marks in the photo first: their results do not depend
+    on the photo's pixels under the marks."""
+    from test_restore import _face, _photo
+
+    from frgd_studio.model import backend
+
+    photo = _photo(2, 160, 160)
+    face = backend.make_face(photo, _face(80, 75, 40).landmarks)
+    face.damage[60:63, 10:118] = 1
+    layers = backend.damage_layers([face])
+    repaired, damage = backend.repaired_photo(photo, layers)
+    assert damage is not None and damage.any() and (repaired != photo).any()
+    outs = {"sr": [], "gfpgan": []}
+    for value in (0, 255):
+        p = photo.copy()
+        p[damage > 0.5] = value
+        outs["sr"].append(backend.run_sr(p, "bicubic", 2, "cpu", None, None, layers))
+        outs["gfpgan"].append(backend.run_gfpgan(p, [face], "v1.4", 1.0, 2, "cpu", None, None, damage=layers))
+    for name, (a, b) in outs.items():
+        np.testing.assert_array_equal(a, b, err_msg=name)
+    assert backend.damage_layers([backend.make_face(photo, _face(80, 75, 40).landmarks)]) == []

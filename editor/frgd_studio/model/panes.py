@@ -365,11 +365,14 @@ class GFPGANPane(Pane):
             return None
         photo, faces = doc.photo, list(doc.faces)
         version, weight, scale, name = self.version, float(self.weight), int(self.scale), self.result_name()
-        params = {"model": f"GFPGAN{version}", "method": "gfpgan", "weight": weight, "upscale": scale}
+        damage = backend.damage_layers(faces)
+        params = {"model": f"GFPGAN{version}", "method": "gfpgan", "weight": weight, "upscale": scale,
+                  "damage_faces": len(damage)}  # fmt: skip
         min_score = float(self.host.settings.get("face_min_score"))
 
         def job(device, progress, cancel):
-            return backend.run_gfpgan(photo, faces, version, weight, scale, device, progress, cancel, min_score)
+            return backend.run_gfpgan(photo, faces, version, weight, scale, device, progress, cancel, min_score,
+                                      damage)  # fmt: skip
 
         def done(img) -> None:
             self.host.push(PaneResultCommand(doc, name, img, params))
@@ -468,14 +471,17 @@ class SRPane(Pane):
         scale = int(self.scale)
         self.host.settings.set("sr_scale", scale)
         photo, name = doc.photo, self.result_name()
-        params = {"model": info.name, "scale": scale}
+        damage = backend.damage_layers(doc.faces)
+        params = {"model": info.name, "scale": scale, "damage_faces": len(damage)}
 
         def done(img) -> None:
             self.host.push(PaneResultCommand(doc, name, img, params))
             self.host.show_result(name)
 
-        return self.host.run_job(f"Upscale ×{scale} ({info.name})",
-                                 lambda d, p, c: backend.run_sr(photo, info.name, scale, d, p, c), done)  # fmt: skip
+        def job(device, progress, cancel):
+            return backend.run_sr(photo, info.name, scale, device, progress, cancel, damage)
+
+        return self.host.run_job(f"Upscale ×{scale} ({info.name})", job, done)
 
     def results(self) -> list[str]:
         return [n for n in self.host.doc.pane_results if n.startswith(self.prefix + " ")]

@@ -60,6 +60,7 @@ from .pipeline import (
     choose_reference_faces,
     crop_damage,
     paste_faces,
+    photo_damage,
     upscale_photo,
 )
 
@@ -102,6 +103,7 @@ __all__ = [
     "native_crop_size",
     "number_faces",
     "paste_faces",
+    "photo_damage",
     "reference_crop",
     "restorer_class",
     "union_paste_mask",

@@ -531,6 +531,28 @@ def crop_damage(damage01: np.ndarray, crop: FaceCrop) -> np.ndarray:
     return (m >= 0.5).astype(np.float32)
 
 
+def photo_damage(shape: tuple[int, int], layers: Sequence[tuple[np.ndarray, np.ndarray]]) -> np.ndarray | None:
+    """The faces' damage in the photo: ``layers`` are ``(damage, inverse)`` pairs, a crop-frame damage ``(S, S)`` in
+    ``[0, 1]`` and its face's 2x3 crop -> photo affine; -> ``(H, W)`` ``{0, 1}`` float32 (their union; bilinear warp,
+    at least half damaged, a face smaller than its crop widened first by its footprint, the mirror of
+    :func:`crop_damage`), or ``None`` when nothing is marked."""
+    import cv2
+
+    h, w = int(shape[0]), int(shape[1])
+    out = np.zeros((h, w), np.float32)
+    for damage, inverse in layers:
+        hard = (np.asarray(damage) > 0.5).astype(np.uint8)
+        if not hard.any():
+            continue
+        inv = np.asarray(inverse, np.float64)
+        step = int(np.ceil(1.0 / max(float(np.sqrt(abs(np.linalg.det(inv[:, :2])))), 1e-6)))  # crop px per photo px
+        if step > 1:
+            hard = cv2.dilate(hard, np.ones((step, step), np.uint8))
+        m = cv2.warpAffine(hard.astype(np.float32), inv, (w, h), flags=cv2.INTER_LINEAR, borderValue=0.0)
+        out = np.maximum(out, (m >= 0.5).astype(np.float32))
+    return out if out.any() else None
+
+
 def _crop_mask(mask01: np.ndarray, crop: FaceCrop) -> np.ndarray:
     """The photo mask ``(H, W)`` in the face's crop frame ``(S, S)`` (the face's one affine, bilinear)."""
     import cv2
@@ -556,5 +578,6 @@ __all__ = [
     "background_model",
     "choose_reference_faces",
     "paste_faces",
+    "photo_damage",
     "upscale_photo",
 ]
