@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from test_frgd_pipeline import _one_thread  # noqa: F401 - autouse fixture: one torch thread for tiny models
 from test_frgd_prior import ConstantPrior, _with_prior, tiny_pipe  # noqa: F401 - fixture
 from test_restore import tiny_gfpgan  # noqa: F401 - fixture
 
@@ -17,14 +18,6 @@ from frgd.errors import InputError
 from frgd.io import load_rgb, read_provenance, save_image
 
 S = 32
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _ramp(h: int, w: int) -> torch.Tensor:
@@ -199,19 +192,41 @@ def test_crop_damage_keeps_a_thin_scratch_across_a_large_face():
     assert c.sum(axis=0)[cols].max() <= 4, "a thin line, not a band"
 
 
-def test_photo_pipeline_repairs_the_photo_and_ignores_what_the_damage_hides(tmp_path, monkeypatch):
-    """``frgd enhance PHOTO --damage``: the output does not depend on the photo's pixels under the damage (face and
-    background), only there does it differ from the undamaged photo's repair input; JSON and provenance name the
-    damage image."""
-    from test_restore import _face, _photo
-
-    import frgd.faces.detect as detect_mod
+@pytest.fixture
+def tiny128(tmp_path, monkeypatch):
+    """A tiny random 128 px FRGD model folder, and the tiny random identity encoder wherever the real one would load."""
     from frgd.archs.frgd_unet_arch import FRGDUNet, tiny_config
     from frgd.diffusion.model import make_train_scheduler, save_model_dir
     from frgd.identity import IdentityEncoder
 
     enc = IdentityEncoder.tiny_random(0)
     monkeypatch.setattr("frgd.identity.get_identity_encoder", lambda backend="dlib", device="cpu": enc.to(device))
+    torch.manual_seed(0)
+    return save_model_dir(tmp_path / "tiny128", FRGDUNet(**tiny_config(sample_size=128)), make_train_scheduler())
+
+
+def _enhance_both_ways(tmp_path, image: np.ndarray, damage: np.ndarray, args: list[str]) -> list[np.ndarray]:
+    """``frgd enhance`` of ``image`` with black, then white, under ``damage`` (saved as ``damage.png`` and given with
+    ``--damage``); the two outputs."""
+    save_image(tmp_path / "damage.png", damage)
+    outs = []
+    for k, value in enumerate((0, 255)):
+        img = image.copy()
+        img[damage > 0] = value
+        save_image(tmp_path / f"in{k}.png", img)
+        out = tmp_path / f"out{k}.png"
+        assert main(["enhance", str(tmp_path / f"in{k}.png"), *args, "--damage", str(tmp_path / "damage.png"),
+                     "-o", str(out)]) == 0  # fmt: skip
+        outs.append(load_rgb(out))
+    return outs
+
+
+def test_photo_pipeline_repairs_the_photo_and_ignores_what_the_damage_hides(tiny128, tmp_path, monkeypatch):
+    """``frgd enhance PHOTO --damage``: the output does not depend on the photo's pixels under the damage, across the
+    face and the background; the provenance names the damage image."""
+    from test_restore import _face, _photo
+
+    import frgd.faces.detect as detect_mod
 
     def fake(img, **kw):
         f = _face(60, 60, 16)
@@ -219,69 +234,34 @@ def test_photo_pipeline_repairs_the_photo_and_ignores_what_the_damage_hides(tmp_
         return [f]
 
     monkeypatch.setattr(detect_mod, "detect_faces", fake)
-    torch.manual_seed(0)
-    model_dir = save_model_dir(tmp_path / "tiny128", FRGDUNet(**tiny_config(sample_size=128)), make_train_scheduler())
-    photo = _photo(1, 120, 140)
     dmg = np.zeros((120, 140), np.uint8)
     dmg[58:60, 20:130] = 255  # across the face and the background
-    save_image(tmp_path / "damage.png", dmg)
-    outs = []
-    for k, value in enumerate((0, 255)):
-        p = photo.copy()
-        p[dmg > 0] = value
-        save_image(tmp_path / f"in{k}.png", p)
-        args = ["enhance", str(tmp_path / f"in{k}.png"), "--model", str(model_dir), "--steps", "2", "--seed", "3"]
-        args += ["--damage", str(tmp_path / "damage.png"), "--scale", "1", "--sr-model", "bicubic", "--device", "cpu"]
-        assert main([*args, "-o", str(tmp_path / f"out{k}.png"), "--json"]) == 0
-        outs.append(load_rgb(tmp_path / f"out{k}.png"))
-    np.testing.assert_array_equal(outs[0], outs[1])
+    args = ["--model", str(tiny128), "--steps", "2", "--seed", "3", "--scale", "1", "--sr-model", "bicubic"]
+    a, b = _enhance_both_ways(tmp_path, _photo(1, 120, 140), dmg, args)
+    np.testing.assert_array_equal(a, b)
     assert read_provenance(tmp_path / "out0.png")["parameters"]["damage"] == "damage.png"
 
 
-def test_aligned_cli_damage(tmp_path, monkeypatch, capsys):
+def test_aligned_cli_damage(tiny128, tmp_path, capsys):
     """``frgd enhance --aligned --damage`` (the damage at the crop's own size): the output ignores the pixels under
-    it; a damage image of another size and a photo-sized damage with a batch are usage errors (exit 2)."""
-    from frgd.archs.frgd_unet_arch import FRGDUNet, tiny_config
-    from frgd.diffusion.model import make_train_scheduler, save_model_dir
-    from frgd.identity import IdentityEncoder
-
-    enc = IdentityEncoder.tiny_random(0)
-    monkeypatch.setattr("frgd.identity.get_identity_encoder", lambda backend="dlib", device="cpu": enc.to(device))
-    torch.manual_seed(0)
-    model_dir = save_model_dir(tmp_path / "tiny128", FRGDUNet(**tiny_config(sample_size=128)), make_train_scheduler())
-    rng = np.random.default_rng(0)
-    face = (rng.random((16, 16, 3)) * 255).astype(np.uint8)
+    it and the JSON names the damage image; a damage image of another size and a photo-sized damage with a batch are
+    usage errors (exit 2)."""
+    face = (np.random.default_rng(0).random((16, 16, 3)) * 255).astype(np.uint8)
     dmg = np.zeros((16, 16), np.uint8)
     dmg[7, 2:14] = 255
-    save_image(tmp_path / "d.png", dmg)
-    outs = []
-    for k, value in enumerate((0, 255)):
-        f = face.copy()
-        f[dmg > 0] = value
-        save_image(tmp_path / f"f{k}.png", f)
-        args = ["enhance", str(tmp_path / f"f{k}.png"), "--aligned", "--model", str(model_dir), "--steps", "2"]
-        args += [
-            "--seed",
-            "1",
-            "--damage",
-            str(tmp_path / "d.png"),
-            "--device",
-            "cpu",
-            "-o",
-            str(tmp_path / f"o{k}.png"),
-        ]
-        assert main(args) == 0
-        outs.append(load_rgb(tmp_path / f"o{k}.png"))
-    np.testing.assert_array_equal(outs[0], outs[1])
-    capsys.readouterr()
+    args = ["--aligned", "--model", str(tiny128), "--steps", "2", "--seed", "1", "--json"]
+    a, b = _enhance_both_ways(tmp_path, face, dmg, args)
+    np.testing.assert_array_equal(a, b)
+    first, _ = json.JSONDecoder().raw_decode(capsys.readouterr().out)  # the first run's record
+    assert first["damage"] == "damage.png" and first["mode"] == "aligned"
     save_image(tmp_path / "d_big.png", np.zeros((20, 20), np.uint8))
-    args = ["enhance", str(tmp_path / "f0.png"), "--aligned", "--model", str(model_dir), "--steps", "1"]
+    args = ["enhance", str(tmp_path / "in0.png"), "--aligned", "--model", str(tiny128), "--steps", "1"]
     assert main([*args, "--damage", str(tmp_path / "d_big.png"), "-o", str(tmp_path / "x.png")]) == 2
     assert "--damage must be the aligned crop's size 16x16" in capsys.readouterr().err
     folder = tmp_path / "batch"
     folder.mkdir()
     save_image(folder / "a.png", face)
-    assert main(["enhance", str(folder), "--damage", str(tmp_path / "d.png"), "-o", str(tmp_path / "out")]) == 2
+    assert main(["enhance", str(folder), "--damage", str(tmp_path / "damage.png"), "-o", str(tmp_path / "out")]) == 2
     assert "--damage is photo-sized" in capsys.readouterr().err
 
 
@@ -311,26 +291,6 @@ def test_every_restorer_gets_its_input_filled(monkeypatch):
     rows = (dmg > 0.5).any(axis=1)
     assert (seen[0] != seen[1]).any(axis=2)[rows].any() and not (seen[0] != seen[1]).any(axis=2)[~rows].any()
     assert FaceRequest(damage=np.zeros((128, 128))).damage_at((16, 16)) is None
-
-
-def test_enhance_json_names_the_damage(tmp_path, monkeypatch, capsys):
-    """The JSON record of ``frgd enhance --aligned --damage`` names the damage image."""
-    from frgd.archs.frgd_unet_arch import FRGDUNet, tiny_config
-    from frgd.diffusion.model import make_train_scheduler, save_model_dir
-    from frgd.identity import IdentityEncoder
-
-    enc = IdentityEncoder.tiny_random(0)
-    monkeypatch.setattr("frgd.identity.get_identity_encoder", lambda backend="dlib", device="cpu": enc.to(device))
-    torch.manual_seed(0)
-    model_dir = save_model_dir(tmp_path / "tiny128", FRGDUNet(**tiny_config(sample_size=128)), make_train_scheduler())
-    save_image(tmp_path / "f.png", np.full((16, 16, 3), 90, np.uint8))
-    dmg = np.zeros((16, 16), np.uint8)
-    dmg[:4] = 255
-    save_image(tmp_path / "d.png", dmg)
-    args = ["enhance", str(tmp_path / "f.png"), "--aligned", "--model", str(model_dir), "--steps", "1", "--json"]
-    assert main([*args, "--damage", str(tmp_path / "d.png"), "-o", str(tmp_path / "o.png")]) == 0
-    data = json.loads(capsys.readouterr().out)
-    assert data["damage"] == "d.png"
 
 
 @pytest.mark.parametrize("eye_dist", [12.0, 150.0])  # a face smaller than its crop, and one larger
