@@ -1318,6 +1318,8 @@ def test_damage_tool_paints_its_own_layer_and_reaches_the_sampler(window, photo_
     resample(window, steps=2, samples=1, seed=3)
     params = window.doc.faces[0].samples[-1].parameters
     assert params["damage"] >= float((damage > 0.5).mean()) > 0  # at the tiny model's size: the pixels it touches
+    tip = window.gallery_panel.list.item(window.gallery_panel.list.count() - 1).toolTip()
+    assert f"{100 * params['damage']:.1f} % of the face marked damaged" in tip, tip
 
     job = window.model.save_session(tmp_path / "d.frgd")
     assert window.jobs.wait(60) and job.state == "done", job.error
@@ -1327,3 +1329,19 @@ def test_damage_tool_paints_its_own_layer_and_reaches_the_sampler(window, photo_
     assert w2.jobs.wait(60) and job.state == "done", job.error
     np.testing.assert_array_equal(w2.doc.faces[0].damage, damage)
     w2.jobs.shutdown()
+
+
+def test_gallery_tooltip_says_what_the_sample_made_of_its_input():
+    """The prior's share of the content target and the damaged share, as the sample's parameters record them."""
+    from frgd_studio.model.document import Sample
+    from frgd_studio.panels.gallery import _input_notes
+
+    img = np.zeros((CROP_SIZE, CROP_SIZE, 3), np.uint8)
+    s = Sample(img, 1, 0.5, 15, parameters={"prior_share": {"source": "estimated", "values": [0.42]}, "damage": 0.031})
+    assert _input_notes(s) == [
+        "held to 58 % photo, 42 % cleaned estimate (estimated)",
+        "3.1 % of the face marked damaged: ignored and filled",
+    ]
+    given = Sample(img, 1, 0.5, 15, parameters={"prior_share": {"source": "given", "values": [1.0]}, "damage": None})
+    assert _input_notes(given) == ["held to 0 % photo, 100 % cleaned estimate (set by Input)"]
+    assert _input_notes(Sample(img, 1, 0.5, 15)) == []

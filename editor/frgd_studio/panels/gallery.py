@@ -1,4 +1,5 @@
-"""Gallery of FRGD alternatives for the selected face: seed, slider, identity score; apply, patch, compare."""
+"""Gallery of FRGD alternatives for the selected face: seed, slider, identity score (the tooltip: the meter's verdict
+and what the sample made of its input); apply, patch, compare."""
 
 from __future__ import annotations
 
@@ -18,6 +19,21 @@ def _meter_label(sample) -> str:
     from frgd.identity.meter import label_from_params  # torch is loaded once FRGD has produced samples
 
     return label_from_params(sample.identity_score, meter)
+
+
+def _input_notes(sample) -> list[str]:
+    """What the sample made of its input, for the tooltip: the prior's share of its content target (how far a whole
+    face was held to the cleaned estimate rather than the photo's pixels) and the share of the face marked damaged."""
+    params = getattr(sample, "parameters", None) or {}
+    notes = []
+    share = params.get("prior_share")
+    if isinstance(share, dict) and share.get("values"):
+        a = float(share["values"][0])
+        how = "estimated" if share.get("source") == "estimated" else "set by Input"
+        notes.append(f"held to {100 * (1 - a):.0f} % photo, {100 * a:.0f} % cleaned estimate ({how})")
+    if params.get("damage"):
+        notes.append(f"{100 * float(params['damage']):.1f} % of the face marked damaged: ignored and filled")
+    return notes
 
 
 class GalleryPanel(QWidget):
@@ -76,7 +92,8 @@ class GalleryPanel(QWidget):
                 if meter:  # the verdict under the thumbnail; the full line (encoder, optimistic) in the tooltip
                     text += "\nsame: " + meter.split(" (")[0].removeprefix("same person: ")
                 item = QListWidgetItem(thumb_icon(s.image, 96), text)
-                item.setToolTip(s.label() + f" · {s.steps} steps" + (f"\n{meter}" if meter else ""))
+                tip = [s.label() + f" · {s.steps} steps", *([meter] if meter else []), *_input_notes(s)]
+                item.setToolTip("\n".join(tip))
                 self.list.addItem(item)
             if face.samples:
                 self.list.setCurrentRow(min(max(row, 0), len(face.samples) - 1))
