@@ -95,6 +95,23 @@ def test_repair_image_changes_only_the_damage_and_keeps_the_dtype(dtype):
         repair_image(img, np.zeros((10, 10)))
 
 
+def test_repair_in_windows_equals_one_window():
+    """A large image is filled in windows (cores of :data:`REPAIR_TILE` with :data:`REPAIR_MARGIN` around them):
+    within a level of filling it as one window, for a one-pixel scratch and a stain near the margin's width that
+    cross the cores' borders."""
+    import cv2
+
+    rng = np.random.default_rng(1)
+    img = cv2.GaussianBlur((rng.random((300, 420, 3)) * 255).astype(np.uint8), (0, 0), 6)
+    d = np.zeros((300, 420), np.uint8)
+    cv2.line(d, (0, 10), (419, 290), 255, 1)
+    cv2.circle(d, (128, 128), 25, 255, -1)  # on a core corner
+    whole = repair_image(img, d, tile=10_000)
+    tiled = repair_image(img, d)
+    assert tiled.shape == whole.shape and np.abs(tiled.astype(int) - whole.astype(int)).max() <= 1
+    np.testing.assert_array_equal(tiled[d == 0], img[d == 0])
+
+
 # ------------------------------------------------------------------------------------------------ the sampler
 def _scratched(base: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``base`` ``(1,3,8,8)`` with two rows overwritten by random values, and the damage ``(1,1,S,S)`` over them."""

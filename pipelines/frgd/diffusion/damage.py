@@ -45,14 +45,21 @@ def damage_at(damage: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
 
 
 def _smooth_step(x: torch.Tensor, known: torch.Tensor, sweeps: int) -> torch.Tensor:
-    """``sweeps`` Jacobi sweeps of the discrete Laplace equation inside ``known == 0`` (edge-replicated borders);
-    known pixels are kept exactly."""
-    kernel = x.new_tensor([[0.0, 0.25, 0.0], [0.25, 0.0, 0.25], [0.0, 0.25, 0.0]]).view(1, 1, 3, 3)
-    kernel = kernel.expand(x.shape[1], 1, 3, 3)
+    """``sweeps`` Jacobi sweeps of the discrete Laplace equation at the pixels where ``known == 0`` (each becomes the
+    mean of its four neighbours, a neighbour past the border being the pixel itself); known pixels are kept exactly.
+    Only the hole pixels are computed (gathered by index), so a thin scratch costs its own pixels, not the image's."""
+    b, c, h, w = x.shape
+    bi, yi, xi = torch.nonzero(known[:, 0] < 0.5, as_tuple=True)
+    if bi.numel() == 0:
+        return x
+    base = bi * (h * w)
+    at = base + yi * w + xi
+    nbrs = [base + yi * w + (xi - 1).clamp_min(0), base + yi * w + (xi + 1).clamp_max(w - 1),
+            base + (yi - 1).clamp_min(0) * w + xi, base + (yi + 1).clamp_max(h - 1) * w + xi]  # fmt: skip
+    flat = x.permute(1, 0, 2, 3).reshape(c, b * h * w).clone()
     for _ in range(sweeps):
-        avg = F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), kernel, groups=x.shape[1])
-        x = known * x + (1 - known) * avg
-    return x
+        flat[:, at] = 0.25 * (flat[:, nbrs[0]] + flat[:, nbrs[1]] + flat[:, nbrs[2]] + flat[:, nbrs[3]])
+    return flat.reshape(c, b, h, w).permute(1, 0, 2, 3).contiguous()
 
 
 def fill_damage(image: torch.Tensor, damage: torch.Tensor, sweeps: int = FILL_SWEEPS) -> torch.Tensor:
@@ -99,10 +106,29 @@ def damage_target(target: torch.Tensor, prior_c: torch.Tensor | None, damage_c: 
     return target + d * (prior_c.to(target) - target)
 
 
-def repair_image(image: np.ndarray, damage: np.ndarray, margin: int = 16) -> np.ndarray:
+REPAIR_TILE = 128
+"""Core side of the windows a large photo's damage is filled in (:func:`repair_image`); windows without damage cost
+nothing."""
+REPAIR_MARGIN = 32
+"""Context around each window's core. A harmonic fill depends only on the known pixels bordering the hole, so a
+scratch or a stain narrower than this is filled as the whole photo would fill it, to within rounding (tested)."""
+REPAIR_BATCH = 32
+"""Windows filled in one batch."""
+
+
+def repair_image(
+    image: np.ndarray, damage: np.ndarray, tile: int = REPAIR_TILE, margin: int = REPAIR_MARGIN
+) -> np.ndarray:
     """``image`` ``(H, W, 3)`` (uint8, uint16 or float in ``[0, 1]``) with the pixels where ``damage`` ``(H, W)`` (float
-    in ``[0, 1]``, or uint8 0..255) exceeds one half filled by :func:`fill_damage`; the same dtype. Only the damage's
-    bounding box and ``margin`` px around it are computed (a large photo with one scratch costs that box)."""
+    in ``[0, 1]``, or uint8 0..255) exceeds one half filled by :func:`fill_damage`; the same dtype.
+
+    The damage's bounding box is cut into cores of at most ``tile`` px (:func:`frgd.sr.tiling.tile_bounds`); each core
+    with damage is filled from a window of the original photo, ``tile + 2 * margin`` px square around it (shifted
+    inside at the photo's edges, so all windows have one size and are filled in batches), and only the core is
+    written back: a photo-wide crease costs the windows along it, not the whole photo.
+    """
+    from ..sr.tiling import tile_bounds
+
     img = np.asarray(image)
     d = np.asarray(damage)
     if d.shape != img.shape[:2]:
@@ -110,21 +136,48 @@ def repair_image(image: np.ndarray, damage: np.ndarray, margin: int = 16) -> np.
     hard = d > (127 if d.dtype == np.uint8 else 0.5)
     if not hard.any():
         return img
+    h, w = hard.shape
     ys, xs = np.nonzero(hard)
-    y0, y1 = max(0, ys.min() - margin), min(img.shape[0], ys.max() + 1 + margin)
-    x0, x1 = max(0, xs.min() - margin), min(img.shape[1], xs.max() + 1 + margin)
-    box = to_float(img[y0:y1, x0:x1])
-    t = torch.from_numpy(np.ascontiguousarray(box.transpose(2, 0, 1)))[None]
-    m = torch.from_numpy(hard[y0:y1, x0:x1].astype(np.float32))[None, None]
-    filled = fill_damage(t, m)[0].numpy().transpose(1, 2, 0)
+    by0, by1 = int(ys.min()), int(ys.max()) + 1
+    bx0, bx1 = int(xs.min()), int(xs.max()) + 1
+    wh, ww = min(h, tile + 2 * margin), min(w, tile + 2 * margin)
+    jobs = []  # (core box, window origin)
+    for cy0, cy1 in tile_bounds(by1 - by0, tile):
+        for cx0, cx1 in tile_bounds(bx1 - bx0, tile):
+            y0, y1, x0, x1 = by0 + cy0, by0 + cy1, bx0 + cx0, bx0 + cx1
+            if hard[y0:y1, x0:x1].any():
+                wy0, wx0 = min(max(0, y0 - margin), h - wh), min(max(0, x0 - margin), w - ww)
+                jobs.append(((y0, y1, x0, x1), (wy0, wx0)))
     out = img.copy()
-    if img.dtype == np.uint8:
-        out[y0:y1, x0:x1] = to_uint8(filled)
-    elif img.dtype == np.uint16:
-        out[y0:y1, x0:x1] = np.round(np.clip(filled, 0, 1) * 65535.0).astype(np.uint16)
-    else:
-        out[y0:y1, x0:x1] = filled.astype(img.dtype)
+    for k in range(0, len(jobs), REPAIR_BATCH):
+        chunk = jobs[k : k + REPAIR_BATCH]
+        boxes = [to_float(img[wy0 : wy0 + wh, wx0 : wx0 + ww]) for _, (wy0, wx0) in chunk]
+        masks = [hard[wy0 : wy0 + wh, wx0 : wx0 + ww] for _, (wy0, wx0) in chunk]
+        t = torch.from_numpy(np.ascontiguousarray(np.stack(boxes).transpose(0, 3, 1, 2)))
+        m = torch.from_numpy(np.stack(masks).astype(np.float32))[:, None]
+        filled = fill_damage(t, m).numpy().transpose(0, 2, 3, 1)
+        for ((y0, y1, x0, x1), (wy0, wx0)), f in zip(chunk, filled):
+            out[y0:y1, x0:x1] = _as_dtype(f[y0 - wy0 : y1 - wy0, x0 - wx0 : x1 - wx0], img.dtype)
     return out
 
 
-__all__ = ["DAMAGE_COVER", "FILL_SWEEPS", "damage_at", "damage_target", "fill_damage", "repair_image"]
+def _as_dtype(x: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Float ``[0, 1]`` pixels in ``dtype`` (uint8 / uint16 rounded; floats as they are)."""
+    if dtype == np.uint8:
+        return to_uint8(x)
+    if dtype == np.uint16:
+        return np.round(np.clip(x, 0, 1) * 65535.0).astype(np.uint16)
+    return x.astype(dtype)
+
+
+__all__ = [
+    "DAMAGE_COVER",
+    "FILL_SWEEPS",
+    "REPAIR_BATCH",
+    "REPAIR_MARGIN",
+    "REPAIR_TILE",
+    "damage_at",
+    "damage_target",
+    "fill_damage",
+    "repair_image",
+]
