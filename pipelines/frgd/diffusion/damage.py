@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..io import to_float, to_uint8
+from ..io import from_float, to_float
 
 DAMAGE_COVER = 0.02
 """A pixel of a smaller grid (the input, the content scale) counts as damaged when at least this share of its area is
@@ -157,17 +157,8 @@ def repair_image(
         m = torch.from_numpy(np.stack(masks).astype(np.float32))[:, None]
         filled = fill_damage(t, m).numpy().transpose(0, 2, 3, 1)
         for ((y0, y1, x0, x1), (wy0, wx0)), f in zip(chunk, filled):
-            out[y0:y1, x0:x1] = _as_dtype(f[y0 - wy0 : y1 - wy0, x0 - wx0 : x1 - wx0], img.dtype)
+            out[y0:y1, x0:x1] = from_float(f[y0 - wy0 : y1 - wy0, x0 - wx0 : x1 - wx0], img.dtype)
     return out
-
-
-def _as_dtype(x: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """Float ``[0, 1]`` pixels in ``dtype`` (uint8 / uint16 rounded; floats as they are)."""
-    if dtype == np.uint8:
-        return to_uint8(x)
-    if dtype == np.uint16:
-        return np.round(np.clip(x, 0, 1) * 65535.0).astype(np.uint16)
-    return x.astype(dtype)
 
 
 __all__ = [

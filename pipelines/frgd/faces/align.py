@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 from ..errors import InputError
-from ..io import to_float
+from ..io import from_float, to_float
 
 logger = logging.getLogger(__name__)
 
@@ -437,14 +437,6 @@ def face_region_mask(
 # ----------------------------------------------------------------------------------------------------- paste back
 
 
-def _from_unit_float(img: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    if dtype == np.uint8:
-        return np.clip(np.round(img * 255.0), 0, 255).astype(np.uint8)
-    if dtype == np.uint16:
-        return np.clip(np.round(img * 65535.0), 0, 65535).astype(np.uint16)
-    return img.astype(dtype, copy=False)
-
-
 def match_color_lab(restored: np.ndarray, reference: np.ndarray, weight: np.ndarray | None = None) -> np.ndarray:
     """Shift/scale each LAB channel of ``restored`` to the weighted mean/std of ``reference``.
 
@@ -568,7 +560,7 @@ def paste_back(
     if canvas.dtype.kind == "f":
         # keep untouched pixels bit-exact for float canvases
         blended = np.where(walpha > 0, blended, roi)
-    out[y0:y1, x0:x1] = _from_unit_float(blended, canvas.dtype)
+    out[y0:y1, x0:x1] = from_float(blended, canvas.dtype)
     return out
 
 
