@@ -516,40 +516,40 @@ def _unit_mask(mask: np.ndarray) -> np.ndarray:
     return np.clip(m / 255.0 if m.max() > 1.0 else m, 0.0, 1.0)
 
 
-def crop_damage(damage01: np.ndarray, crop: FaceCrop) -> np.ndarray:
-    """The photo's damage ``(H, W)`` in ``[0, 1]`` as a ``{0, 1}`` float32 mask in the face's crop frame ``(S, S)``
-    (bilinear warp by the face's affine, at least half damaged). A face larger than its crop has its damage widened
-    first by the crop's footprint in photo pixels, so a one-pixel scratch across it is not lost between the samples
-    of the warp."""
+def _warp_damage(damage: np.ndarray, affine: np.ndarray, size: tuple[int, int], footprint: float) -> np.ndarray:
+    """``damage`` (``> 0.5`` = damaged) warped by the 2x3 ``affine`` into a ``size`` ``(w, h)`` frame -> ``{0, 1}``
+    float32 (bilinear, at least half damaged). ``footprint``: source px per destination px; above 1 the damage is
+    widened by it first, so a one-pixel scratch is not lost between the samples of the warp."""
     import cv2
 
-    hard = (np.asarray(damage01) > 0.5).astype(np.uint8)
-    step = int(np.ceil(max(float(crop.native_scale), 1.0)))  # photo px per crop px
+    hard = (np.asarray(damage) > 0.5).astype(np.uint8)
+    step = int(np.ceil(max(float(footprint), 1.0)))
     if step > 1:
         hard = cv2.dilate(hard, np.ones((step, step), np.uint8))
-    m = cv2.warpAffine(hard.astype(np.float32), crop.affine, (crop.size, crop.size), flags=cv2.INTER_LINEAR)
+    m = cv2.warpAffine(hard.astype(np.float32), np.asarray(affine, np.float64), size, flags=cv2.INTER_LINEAR)
     return (m >= 0.5).astype(np.float32)
+
+
+def crop_damage(damage01: np.ndarray, crop: FaceCrop) -> np.ndarray:
+    """The photo's damage ``(H, W)`` in ``[0, 1]`` as a ``{0, 1}`` float32 mask in the face's crop frame ``(S, S)``
+    (:func:`_warp_damage` by the face's affine: a face larger than its crop has its damage widened first by the
+    crop's footprint in photo pixels)."""
+    return _warp_damage(damage01, crop.affine, (crop.size, crop.size), crop.native_scale)
 
 
 def photo_damage(shape: tuple[int, int], layers: Sequence[tuple[np.ndarray, np.ndarray]]) -> np.ndarray | None:
     """The faces' damage in the photo: ``layers`` are ``(damage, inverse)`` pairs, a crop-frame damage ``(S, S)`` in
-    ``[0, 1]`` and its face's 2x3 crop -> photo affine; -> ``(H, W)`` ``{0, 1}`` float32 (their union; bilinear warp,
-    at least half damaged, a face smaller than its crop widened first by its footprint, the mirror of
-    :func:`crop_damage`), or ``None`` when nothing is marked."""
-    import cv2
-
+    ``[0, 1]`` and its face's 2x3 crop -> photo affine; -> ``(H, W)`` ``{0, 1}`` float32, their union
+    (:func:`_warp_damage`, the mirror of :func:`crop_damage`: a face smaller than its crop widened first by its
+    footprint), or ``None`` when nothing is marked."""
     h, w = int(shape[0]), int(shape[1])
     out = np.zeros((h, w), np.float32)
     for damage, inverse in layers:
-        hard = (np.asarray(damage) > 0.5).astype(np.uint8)
-        if not hard.any():
+        if not (np.asarray(damage) > 0.5).any():
             continue
         inv = np.asarray(inverse, np.float64)
-        step = int(np.ceil(1.0 / max(float(np.sqrt(abs(np.linalg.det(inv[:, :2])))), 1e-6)))  # crop px per photo px
-        if step > 1:
-            hard = cv2.dilate(hard, np.ones((step, step), np.uint8))
-        m = cv2.warpAffine(hard.astype(np.float32), inv, (w, h), flags=cv2.INTER_LINEAR, borderValue=0.0)
-        out = np.maximum(out, (m >= 0.5).astype(np.float32))
+        crop_px = 1.0 / max(float(np.sqrt(abs(np.linalg.det(inv[:, :2])))), 1e-6)  # crop px per photo px
+        out = np.maximum(out, _warp_damage(damage, inv, (w, h), crop_px))
     return out if out.any() else None
 
 
