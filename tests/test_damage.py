@@ -261,8 +261,8 @@ def test_photo_pipeline_repairs_the_photo_and_ignores_what_the_damage_hides(tiny
 
 def test_aligned_cli_damage(tiny128, tmp_path, capsys):
     """``frgd enhance --aligned --damage`` (the damage at the crop's own size): the output ignores the pixels under
-    it and the JSON names the damage image; a damage image of another size and a photo-sized damage with a batch are
-    usage errors (exit 2)."""
+    it, for a crop smaller and one larger than 128 px (a one-pixel scratch too), and the JSON names the damage image;
+    a damage image of another size and a photo-sized damage with a batch are usage errors (exit 2)."""
     face = (np.random.default_rng(0).random((16, 16, 3)) * 255).astype(np.uint8)
     dmg = np.zeros((16, 16), np.uint8)
     dmg[7, 2:14] = 255
@@ -271,6 +271,13 @@ def test_aligned_cli_damage(tiny128, tmp_path, capsys):
     np.testing.assert_array_equal(a, b)
     first, _ = json.JSONDecoder().raw_decode(capsys.readouterr().out)  # the first run's record
     assert first["damage"] == "damage.png" and first["mode"] == "aligned"
+    big = np.repeat(np.repeat(face, 16, axis=0), 16, axis=1)  # a 256 px crop: the damage is brought down to 128
+    thin = np.zeros((256, 256), np.uint8)
+    thin[101, 20:230] = 255  # one pixel on an odd row, which every other row of a nearest downscale skips
+    (tmp_path / "big").mkdir()
+    a, b = _enhance_both_ways(tmp_path / "big", big, thin, args)
+    np.testing.assert_array_equal(a, b)
+    capsys.readouterr()
     save_image(tmp_path / "d_big.png", np.zeros((20, 20), np.uint8))
     args = ["enhance", str(tmp_path / "in0.png"), "--aligned", "--model", str(tiny128), "--steps", "1"]
     assert main([*args, "--damage", str(tmp_path / "d_big.png"), "-o", str(tmp_path / "x.png")]) == 2

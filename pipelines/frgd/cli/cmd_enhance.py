@@ -463,18 +463,19 @@ class _Enhance:
         return {"outputs": written, "seeds": seeds, **params, **extra, "timings": timings}
 
     def _aligned_damage(self, img, size: int):
-        """The ``--damage`` image of an aligned crop (its own size) in the ``size`` crop frame: each damaged input
-        pixel becomes the block of crop pixels it covers (nearest), so the sampler finds the same input pixels."""
-        import cv2
-        import numpy as np
+        """The ``--damage`` image of an aligned crop (its own size) in the ``size`` crop frame, by the sampler's own
+        rule (:func:`frgd.diffusion.damage.damage_at`: a crop pixel is damaged when any part of it is), so the sampler
+        finds the same input pixels damaged again."""
+        import torch
+
+        from ..diffusion.damage import damage_at
 
         if self.damage.shape != img.shape[:2]:
             raise InputError(
                 f"--damage must be the aligned crop's size {img.shape[1]}x{img.shape[0]}, got "
                 f"{self.damage.shape[1]}x{self.damage.shape[0]}"
             )  # fmt: skip
-        hard = (self.damage > 0.5).astype(np.float32)
-        return cv2.resize(hard, (size, size), interpolation=cv2.INTER_NEAREST)
+        return damage_at(torch.from_numpy(self.damage)[None, None], (size, size))[0, 0].numpy()
 
 
 def _cmd_enhance(args: argparse.Namespace, label: str = "frgd enhance") -> int:
