@@ -665,8 +665,9 @@ class FRGDPipeline:
         deg = degraded.float().clamp(0, 1).to(dev)
         deg = deg.expand(n, -1, -1, -1) if deg.shape[0] == 1 else deg
         h, wd = deg.shape[-2:]
-        if damage is not None:  # the damaged pixels filled from their surroundings, at the input's size
-            deg = fill_damage(deg, damage_at(damage.to(dev), (h, wd)))
+        dmg = None if damage is None else damage.to(dev)
+        if dmg is not None:  # the damaged pixels filled from their surroundings, at the input's size
+            deg = fill_damage(deg, damage_at(dmg, (h, wd)))
         deg128 = F.interpolate(deg, size=(S, S), mode="bicubic", align_corners=False).clamp(0, 1)
         hw = content_hw(h, wd, S) if content_size is None else (int(content_size), int(content_size))
         content_target = downscale_to(deg, hw)  # the input at the content scale, [0, 1]
@@ -674,7 +675,7 @@ class FRGDPipeline:
             base01 = base.float().to(dev).expand(n, -1, -1, -1)
         else:
             base01 = apply_prior(self.prior, deg128, S) if prior_used else deg128
-        shares, share_source = None, None
+        shares, share_source, prior_c = None, None, None
         if prior_used and (prior_share is not None or self.prior_share_net is not None):
             prior_c = to_content_scale(base01, hw)
             if prior_share is not None:
@@ -682,13 +683,14 @@ class FRGDPipeline:
             else:
                 shares, share_source = estimate_share(self.prior_share_net, content_target, prior_c), "estimated"
             content_target = blend_target(content_target, prior_c, shares)
-        if damage is not None and use_prior and self.prior is not None:  # the prior's estimate where it is damaged
-            p = base01 if prior_used else apply_prior(self.prior, deg128, S)
-            content_target = damage_target(content_target, to_content_scale(p, hw), damage_at(damage.to(dev), hw))
+        if dmg is not None and use_prior and self.prior is not None:  # the prior's estimate where it is damaged
+            if prior_c is None:
+                prior_c = to_content_scale(base01 if prior_used else apply_prior(self.prior, deg128, S), hw)
+            content_target = damage_target(content_target, prior_c, damage_at(dmg, hw))
         hard = None if mask is None else (mask.float().to(dev) > 0.5).float().expand(n, -1, -1, -1)
         m = torch.ones(n, 1, S, S, device=dev) if hard is None else hard
-        if damage is not None and base is not None:  # a given base (an earlier result) is filled where it may change
-            base01 = fill_damage(base01, damage_at(damage.to(dev), (S, S)) * m)
+        if dmg is not None and base is not None:  # a given base (an earlier result) is filled where it may change
+            base01 = fill_damage(base01, damage_at(dmg, (S, S)) * m)
         base_pm = base01 * 2 - 1
         cond = build_cond(deg, m, base01 if hard is not None else None, size=(S, S), value_range="[0,1]")
         noisy_fusion = hard is not None and fusion == "noisy"
