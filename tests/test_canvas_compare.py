@@ -50,6 +50,7 @@ class StandInDocument:
         "facesChanged",
         "selectionChanged",
         "maskChanged",
+        "damageChanged",
         "samplesChanged",
         "appliedChanged",
         "paneResultsChanged",
@@ -59,6 +60,7 @@ class StandInDocument:
         for name in self.EVENTS:
             setattr(self, name, StandInEvent())
         self.photo: np.ndarray | None = None
+        self.damage: np.ndarray | None = None  # the photo's damage layer (none painted)
         self.faces: list = []
         self.selected = -1
         self.pane_results: dict[str, np.ndarray] = {}

@@ -337,24 +337,25 @@ def test_photo_damage_is_the_mirror_of_crop_damage(eye_dist):
 
 
 def test_editor_panes_see_the_repaired_photo(tiny_gfpgan):  # noqa: F811
-    """The editor's SR and GFPGAN panes fill the faces' damage marks in the photo first: their results do not depend
-    on the photo's pixels under the marks."""
+    """The editor's SR and GFPGAN panes fill the photo's damage layer first: their results do not depend on the
+    photo's pixels under the marks, on a face or not."""
     from test_restore import _face, _photo
 
     from frgd_studio.model import backend
 
     photo = _photo(2, 160, 160)
     face = backend.make_face(photo, _face(80, 75, 40).landmarks)
-    face.damage[60:63, 10:118] = 1
-    layers = backend.damage_layers([face])
-    repaired, damage = backend.repaired_photo(photo, layers)
-    assert damage is not None and damage.any() and (repaired != photo).any()
+    damage = np.zeros(photo.shape[:2], np.uint8)
+    damage[70:72, 5:155] = 255  # across the face and the background
+    damage[120:150, 20:24] = 200  # on the background only
+    repaired = backend.repaired_photo(photo, damage)
+    assert (repaired != photo).any() and backend.repaired_photo(photo, None) is photo
     outs = {"sr": [], "gfpgan": []}
     for value in (0, 255):
         p = photo.copy()
-        p[damage > 0.5] = value
-        outs["sr"].append(backend.run_sr(p, "bicubic", 2, "cpu", None, None, layers))
-        outs["gfpgan"].append(backend.run_gfpgan(p, [face], "v1.4", 1.0, 2, "cpu", None, None, damage=layers))
+        p[damage > 127] = value
+        outs["sr"].append(backend.run_sr(p, "bicubic", 2, "cpu", None, None, damage))
+        outs["gfpgan"].append(backend.run_gfpgan(p, [face], "v1.4", 1.0, 2, "cpu", None, None, damage=damage))
     for name, (a, b) in outs.items():
         np.testing.assert_array_equal(a, b, err_msg=name)
-    assert backend.damage_layers([backend.make_face(photo, _face(80, 75, 40).landmarks)]) == []
+    assert not np.array_equal(outs["sr"][0], backend.run_sr(photo, "bicubic", 2, "cpu", None, None)), "a control"

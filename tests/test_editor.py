@@ -1277,58 +1277,95 @@ def test_the_faces_list_says_when_a_face_lies_turned(window, photo_file):
     assert [e.get("turn_degrees") for e in faces] == [90 if f.turn else None for f in window.doc.faces]
 
 
-def test_damage_tool_paints_its_own_layer_and_reaches_the_sampler(window, photo_file, qtbot, tmp_path):
-    """The Damage tool (D) paints the face's damage layer, not its mask: one undo step per stroke, a cyan overlay, the
-    eraser then erases damage (after the Brush it erases the mask again), Clear damage is one undo step; a Resample
-    samples with it (the sample records the damaged share at the model's size) and a session keeps it."""
+def test_damage_tool_paints_the_photo_and_reaches_the_result_and_the_sampler(window, photo_file, qtbot, tmp_path):
+    """The Damage tool (D) paints the photo's damage layer, on a face or not (no face needed), not a mask: one undo
+    step per stroke holding the rectangle it touched, a cyan overlay; a job fills the marks and the result is built
+    on the fill (the photo elsewhere); the eraser then erases damage (after the Brush it erases the mask again);
+    Clear Damage is one undo step; a Resample samples with the damage in the face's crop frame; a session keeps it;
+    an export made before the fill ended waits for it and says so in its metadata."""
+    from frgd.io import read_provenance
     from frgd_studio.qtimage import DAMAGE_COLOR
 
-    open_with_faces(window, photo_file)
-    face, canvas = window.doc.faces[0], window.canvas
+    job = window.model.open_photo(photo_file, detect=False)
+    assert window.jobs.wait(30) and job.state == "done", job.error
+    canvas, doc = window.canvas, window.doc
+    photo = doc.photo
     window.set_tool("damage")
-    window.set_brush_size(4.0)
+    window.set_brush_size(3.0)
+    stroke(canvas, [(200, 170), (225, 170)])  # the background, before any face is found
+    assert window.stack.count() == 1 and window.stack.text(0) == "Paint damage", window.errors
+    assert doc.damage[170, 212] > 200 and doc.damage[150, 212] == 0
+    assert canvas.damage_overlay_color(212, 170)[:3] == DAMAGE_COLOR and canvas.damage_overlay_color(212, 170)[3] > 100
+    assert canvas.damage_overlay_color(212, 150)[3] == 0
+    assert window.jobs.wait(30) and doc.repair_current()
+    result = window.model.export_image("Result")
+    marked = doc.damage > 127
+    assert (result[marked] != photo[marked]).any() and np.array_equal(result[~marked], photo[~marked])
+
+    open_with_faces(window, photo_file)  # a new photo: the damage went with the old one
+    assert doc.damage is None and not canvas.damage_items
+    face = doc.faces[0]
     cx, cy = FACE_LANDMARKS[2]
     n0 = window.stack.count()
-    stroke(canvas, [(cx - 15, cy), (cx, cy), (cx + 15, cy)])
+    stroke(canvas, [(cx - 15, cy), (cx, cy), (cx + 15, cy), (235, cy)])  # across the face and out of it
     assert window.stack.count() == n0 + 1 and window.stack.text(n0) == "Paint damage"
+    assert doc.damage[int(cy), int(cx)] > 200 and doc.damage[int(cy), 230] > 200 and face.mask.max() == 0.0
+    crop = doc.face_damage(0)
     u, v = (int(round(t)) for t in face.to_crop(cx, cy))
-    assert face.damage[v, u] > 0.9 and face.mask.max() == 0.0
-    img = canvas.face_items[0][2].pixmap().toImage()
-    px = img.pixelColor(u, v)
-    assert (px.red(), px.green(), px.blue()) == DAMAGE_COLOR and px.alpha() > 100
-    damage = face.damage.copy()
+    assert crop is not None and crop[v, u] == 1.0 and crop[0, 0] == 0.0
+    damage = doc.damage.copy()
+    cmd = window.stack.command(n0).command  # the undo step holds the stroke's rectangle, not the photo
+    assert cmd.box[0] <= int(cy) < cmd.box[1] and cmd.after.size < damage.size / 4
 
     window.set_tool("eraser")
     stroke(canvas, [(cx, cy)])
-    assert face.damage[v, u] < 0.1 and window.stack.text(n0 + 1) == "Erase damage"
+    assert doc.damage[int(cy), int(cx)] < 50 and window.stack.text(n0 + 1) == "Erase damage"
     window.stack.undo()
-    np.testing.assert_array_equal(window.doc.faces[0].damage, damage)
+    np.testing.assert_array_equal(doc.damage, damage)
     window.set_tool("brush")
     stroke(canvas, [(cx, cy - 30)])
     window.set_tool("eraser")
     stroke(canvas, [(cx, cy - 30)])
     assert window.stack.text(window.stack.index() - 1) == "Erase mask"
-    np.testing.assert_array_equal(window.doc.faces[0].damage, damage)
+    np.testing.assert_array_equal(doc.damage, damage)
 
     window.model.clear_damage()
-    assert window.doc.faces[0].damage.max() == 0.0
+    assert not doc.damage_marked() and not canvas.damage_items
     window.stack.undo()
-    np.testing.assert_array_equal(window.doc.faces[0].damage, damage)
+    np.testing.assert_array_equal(doc.damage, damage)
+    assert window.a_clear_damage.isEnabled()
     window.model.clear_mask()
     resample(window, steps=2, samples=1, seed=3)
-    params = window.doc.faces[0].samples[-1].parameters
-    assert params["damage"] >= float((damage > 0.5).mean()) > 0  # at the tiny model's size: the pixels it touches
+    params = doc.faces[0].samples[-1].parameters
+    assert params["damage"] >= float(doc.face_damage(0).mean()) * 0.5 > 0  # at the tiny model's size
     tip = window.gallery_panel.list.item(window.gallery_panel.list.count() - 1).toolTip()
     assert f"{100 * params['damage']:.1f} % of the face marked damaged" in tip, tip
 
+    assert window.jobs.wait(30) and doc.repair_current()
     job = window.model.save_session(tmp_path / "d.frgd")
     assert window.jobs.wait(60) and job.state == "done", job.error
     w2 = MainWindow(window.settings, interactive=False)
     qtbot.addWidget(w2)
     job = w2.model.open_session(job.result)
     assert w2.jobs.wait(60) and job.state == "done", job.error
-    np.testing.assert_array_equal(w2.doc.faces[0].damage, damage)
+    np.testing.assert_array_equal(w2.doc.damage, damage)
+    assert w2.doc.repair_current() and w2.doc.repaired is not None  # the fill ran after the load
+    np.testing.assert_array_equal(w2.doc.repaired, doc.repaired)
     w2.jobs.shutdown()
+
+    window.set_tool("damage")
+    stroke(canvas, [(10, 190), (60, 190)])  # new marks: the export waits for their fill
+    assert not doc.repair_current()
+    out = tmp_path / "exported.png"
+    assert window.model.export(out, "Result") is None and "export follows" in window.statusBar().currentMessage()
+    assert window.jobs.wait(60) and out.is_file(), window.errors
+    from frgd.io import load_rgb
+
+    exported, marked = load_rgb(out), doc.damage > 127
+    assert doc.repair_current() and marked[190, 30]
+    np.testing.assert_array_equal(exported, window.model.export_image("Result"))
+    assert (exported[marked] != photo[marked]).any()
+    assert read_provenance(out)["parameters"]["damage_filled"] == round(doc.damage_share(), 6) > 0
 
 
 def test_gallery_tooltip_says_what_the_sample_made_of_its_input():

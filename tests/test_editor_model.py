@@ -536,3 +536,96 @@ def test_detection_uses_the_score_floor_of_the_settings(model, photo_file, monke
     assert [f.score for f in model.doc.faces] == [0.9]
     with pytest.raises(ValueError, match="outside"):
         model.settings.set("face_min_score", 1.5)
+
+
+# ------------------------------------------------------------------------------------------------------ damage layer
+def test_damage_layer_edits_are_regions_the_fill_coalesces_and_a_failed_fill_stops(model, photo_file, monkeypatch):
+    """The photo's damage layer: a region edit replaces the array (a snapshot keeps the old one), a DamageCommand
+    undoes and redoes its rectangle; one fill job at a time, so ten dabs cost at most two fills and the result is
+    built on the latest; a fill that fails is not retried on the same damage, and what waited for it is dropped with
+    a message."""
+    open_with_faces(model, photo_file)
+    doc = model.doc
+    snap = doc.snapshot()
+    fills = []
+    real = backend.repaired_photo
+    monkeypatch.setattr(backend, "repaired_photo", lambda p, d: fills.append(d.copy()) or real(p, d))
+    for k in range(10):  # ten dabs along a scratch, callbacks not yet delivered
+        region = np.full((3, 8), 255, np.uint8)
+        doc.set_damage(region, (100, 103, 10 + 8 * k, 18 + 8 * k))
+    assert snap.damage is None and doc.damage_marked() and not doc.repair_current()
+    assert model.jobs.wait(30) and doc.repair_current()
+    assert 1 <= len(fills) <= 2 and np.array_equal(fills[-1], doc.damage)
+    result = doc.composite()
+    assert (result[100:103, 10:90] != doc.photo[100:103, 10:90]).any()
+    assert np.array_equal(result[:100], doc.photo[:100]) and np.array_equal(result[103:], doc.photo[103:])
+    assert doc.face_damage(0) is not None  # the scratch crosses the face: it reaches its crop frame
+
+    before = doc.damage.copy()
+    box = (0, 10, 0, 10)
+    cmd = commands.DamageCommand(doc, box, before[0:10, 0:10], np.full((10, 10), 255, np.uint8), "Paint damage")
+    model.push(cmd)
+    assert doc.damage[5, 5] == 255 and cmd.after.shape == (10, 10)
+    model.undo.undo()
+    np.testing.assert_array_equal(doc.damage, before)
+    model.push(commands.clear_damage(doc))
+    assert not doc.damage_marked() and doc.base_photo() is doc.photo and doc.face_damage(0) is None
+    model.undo.undo()
+    np.testing.assert_array_equal(doc.damage, before)
+    assert model.jobs.wait(30) and doc.repair_current()
+
+    def broken(_p, _d):
+        raise RuntimeError("no memory left")
+
+    monkeypatch.setattr(backend, "repaired_photo", broken)
+    doc.set_damage(np.full((2, 2), 255, np.uint8), (150, 152, 200, 202))
+    ran = []
+    assert model.when_repaired(lambda: ran.append(1)) is False
+    assert model.jobs.wait(30) and not doc.repair_current() and ran == [] and model._repair_job is None
+    assert any("Filling the marked damage failed" in e for e in model.errors)
+    assert model.statuses[-1].startswith("The export was not written")
+
+
+def test_a_session_with_face_damage_layers_loads_into_the_photos_layer(model, photo_file, tmp_path):
+    """Sessions saved before the damage layer was the photo's held one per face (``f<i>_damage`` in the crop
+    frame, ``"damage": true`` on the face): they load into the photo's layer where those marks lie
+    (:func:`frgd.restore.photo_damage`), and a layer of another photo's size is dropped with a warning."""
+    import io
+    import zipfile
+
+    from frgd.restore import photo_damage
+    from frgd_studio.session import load_session
+
+    open_with_faces(model, photo_file)
+    job = model.save_session(tmp_path / "new.frgd")
+    assert model.jobs.wait(60) and job.state == "done", job.error
+    with zipfile.ZipFile(job.result) as z:
+        members = {n: z.read(n) for n in z.namelist()}
+    meta = json.loads(members["session.json"])
+    crop_layer = np.zeros((CROP_SIZE, CROP_SIZE), np.float32)
+    crop_layer[60:64, 20:108] = 1.0
+    meta["faces"][0]["damage"] = True
+    with zipfile.ZipFile(io.BytesIO(members["arrays.npz"])) as z:
+        arrays = {n[:-4]: np.load(io.BytesIO(z.read(n))) for n in z.namelist()}
+    arrays["f0_damage"] = crop_layer
+
+    def write(path, meta, arrays) -> Path:
+        npz = io.BytesIO()
+        np.savez_compressed(npz, **arrays)
+        with zipfile.ZipFile(path, "w") as z:
+            z.writestr("session.json", json.dumps(meta))
+            z.writestr("arrays.npz", npz.getvalue())
+        return path
+
+    data = load_session(write(tmp_path / "old.frgd", meta, arrays))
+    want = photo_damage(data.photo.shape[:2], [(crop_layer, data.faces[0].inverse)])
+    assert data.damage is not None and data.damage.dtype == np.uint8
+    np.testing.assert_array_equal(data.damage > 127, want > 0.5)
+
+    meta2 = dict(meta, damage=True)
+    meta2["faces"] = [dict(meta["faces"][0], damage=False)]
+    meta2["photo"] = dict(meta["photo"], shape=[100, 120, 3])  # painted on another photo
+    del arrays["f0_damage"]
+    arrays["damage"] = np.full((100, 120), 255, np.uint8)
+    data = load_session(write(tmp_path / "other.frgd", meta2, arrays))
+    assert data.damage is None and any("damage marks were painted on a 120x100 photo" in w for w in data.warnings)

@@ -45,7 +45,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from .qtimage import layers_overlay, to_pixmap
+from .qtimage import DAMAGE_COLOR, layer_overlay, to_pixmap
 
 if TYPE_CHECKING:
     from .model.document import Document
@@ -53,6 +53,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 TOOLS = ("select", "brush", "damage", "eraser", "patch")
+DAMAGE_TILE = 256
+"""Side of the tiles the damage layer's overlay is drawn in: a dab redraws the tiles it touches, not the photo."""
 FACE_COLOR = QColor(60, 200, 255)
 SELECTED_COLOR = QColor(255, 200, 40)
 
@@ -271,6 +273,7 @@ class Canvas(QGraphicsView):
         self.scene().addItem(self.before_item)
         self.split = SplitOverlay(self, self.before_item)
         self.face_items: list[tuple[QGraphicsPolygonItem, QGraphicsSimpleTextItem, QGraphicsPixmapItem]] = []
+        self.damage_items: dict[tuple[int, int], QGraphicsPixmapItem] = {}  # (tile row, tile column) -> overlay
         self.cursor_item = QGraphicsEllipseItem()
         pen = QPen(QColor(255, 255, 255), 1.5)
         pen.setCosmetic(True)
@@ -299,12 +302,14 @@ class Canvas(QGraphicsView):
         doc.facesChanged.connect(self.refresh_faces)
         doc.selectionChanged.connect(lambda _i: self.refresh_faces())
         doc.maskChanged.connect(self.refresh_mask)
+        doc.damageChanged.connect(self.refresh_damage)
 
     # ----- content ---------------------------------------------------------------------------------------------
     def _on_photo(self) -> None:
         self.set_compare(None)  # the before image belonged to the previous photo
         self.set_image(self.doc.photo)
         self.refresh_faces()
+        self.refresh_damage(None)
         self.fit()
 
     def set_image(self, img: np.ndarray | None) -> None:
@@ -442,7 +447,7 @@ class Canvas(QGraphicsView):
             label.setFlag(QGraphicsItem.GraphicsItemFlag.ItemIgnoresTransformations)
             label.setPos(QPointF(float(pts[:, 0].min()), float(pts[:, 1].min())))
             label.setZValue(4)
-            overlay = QGraphicsPixmapItem(layers_overlay(face.mask, face.damage))
+            overlay = QGraphicsPixmapItem(layer_overlay(face.mask))
             overlay.setTransform(crop_to_scene_transform(face.inverse))
             overlay.setZValue(2)
             overlay.setVisible(self.show_mask)
@@ -455,12 +460,49 @@ class Canvas(QGraphicsView):
     def refresh_mask(self, index: int) -> None:
         if 0 <= index < len(self.face_items):
             face = self.doc.faces[index]
-            self.face_items[index][2].setPixmap(layers_overlay(face.mask, face.damage))
+            self.face_items[index][2].setPixmap(layer_overlay(face.mask))
+
+    def refresh_damage(self, box: tuple[int, int, int, int] | None) -> None:
+        """Redraw the damage overlay's tiles that meet ``box`` ``(y0, y1, x0, x1)`` (``None``: all of them)."""
+        d = self.doc.damage
+        if d is None:
+            for item in self.damage_items.values():
+                self.scene().removeItem(item)
+            self.damage_items.clear()
+            return
+        t = DAMAGE_TILE
+        y0, y1, x0, x1 = box if box is not None else (0, d.shape[0], 0, d.shape[1])
+        for ty in range(y0 // t, (max(y1, y0 + 1) - 1) // t + 1):
+            for tx in range(x0 // t, (max(x1, x0 + 1) - 1) // t + 1):
+                tile = d[ty * t : (ty + 1) * t, tx * t : (tx + 1) * t]
+                item = self.damage_items.get((ty, tx))
+                if not tile.any():
+                    if item is not None:
+                        self.scene().removeItem(self.damage_items.pop((ty, tx)))
+                    continue
+                if item is None:
+                    item = QGraphicsPixmapItem()
+                    item.setPos(QPointF(tx * t, ty * t))
+                    item.setZValue(2.5)  # over the faces' masks, under their outlines
+                    item.setVisible(self.show_mask)
+                    self.scene().addItem(item)
+                    self.damage_items[(ty, tx)] = item
+                item.setPixmap(layer_overlay(tile, DAMAGE_COLOR))
+
+    def damage_overlay_color(self, x: int, y: int) -> tuple[int, int, int, int]:
+        """The damage overlay's RGBA at photo pixel ``(x, y)`` (``(0, 0, 0, 0)`` where no tile is drawn)."""
+        item = self.damage_items.get((y // DAMAGE_TILE, x // DAMAGE_TILE))
+        if item is None:
+            return 0, 0, 0, 0
+        c = item.pixmap().toImage().pixelColor(x % DAMAGE_TILE, y % DAMAGE_TILE)
+        return c.red(), c.green(), c.blue(), c.alpha()
 
     def set_show_mask(self, on: bool) -> None:
         self.show_mask = bool(on)
         for _p, _l, overlay in self.face_items:
             overlay.setVisible(self.show_mask)
+        for item in self.damage_items.values():
+            item.setVisible(self.show_mask)
 
     def set_show_faces(self, on: bool) -> None:
         self.show_faces = bool(on)

@@ -110,6 +110,8 @@ class MainWindow(QMainWindow):
         self._view_timer.setSingleShot(True)
         self._view_timer.timeout.connect(self.refresh_view)
         self.doc.appliedChanged.connect(lambda _i: self._view_timer.start(0))
+        self.doc.repairedChanged.connect(lambda: self._view_timer.start(0))  # the damage fill of the latest marks
+        self.doc.repairedChanged.connect(self._update_actions)  # Clear Damage: only with damage marked
         self.doc.paneResultsChanged.connect(self._panes_changed)
         self.doc.facesChanged.connect(self._update_actions)
         self.doc.selectionChanged.connect(lambda _i: self._update_actions())
@@ -363,8 +365,9 @@ class MainWindow(QMainWindow):
         has_photo, has_face = self.doc.photo is not None, self.doc.face() is not None
         for a in (self.a_save_session, self.a_save_session_as, self.a_export, self.a_detect):
             a.setEnabled(has_photo)
-        for a in (self.a_resample, self.a_add_ref, self.a_clear_mask, self.a_invert_mask, self.a_clear_damage):
+        for a in (self.a_resample, self.a_add_ref, self.a_clear_mask, self.a_invert_mask):
             a.setEnabled(has_face)
+        self.a_clear_damage.setEnabled(self.doc.damage_marked())
         self.a_cancel.setEnabled(self.jobs.busy)
 
     def changeEvent(self, event) -> None:  # noqa: N802

@@ -61,7 +61,7 @@ def build_actions(w: QMainWindow) -> None:
     w.addAction(w.a_redo)
     w.a_clear_mask = act(w, "Clear Mask", m.clear_mask, "Ctrl+Shift+M")
     w.a_invert_mask = act(w, "Invert Mask", m.invert_mask, "Ctrl+I")
-    w.a_clear_damage = act(w, "Clear Damage", m.clear_damage, "Ctrl+Shift+D", "Remove the face's damage marks")
+    w.a_clear_damage = act(w, "Clear Damage", m.clear_damage, "Ctrl+Shift+D", "Remove every damage mark of the photo")
     w.a_fit = act(w, "&Fit", c.fit, "F", "Fit the photo in the window", ico="fit")
     w.a_100 = act(w, "&100%", c.actual_size, "1", "Actual pixels")
     w.a_zoom_in = act(w, "Zoom In", lambda: c.zoom_by(1.25), QKeySequence.StandardKey.ZoomIn)
@@ -85,7 +85,7 @@ def build_actions(w: QMainWindow) -> None:
     w.tool_actions: dict[str, QAction] = {}
     tools = (("select", "&Select / Pan", "V", "Select faces, drag to pan"),
              ("brush", "&Brush", "B", "Paint the region FRGD may change"),
-             ("damage", "&Damage", "D", "Mark scratches and stains: FRGD ignores the photo there and fills them"),
+             ("damage", "&Damage", "D", "Mark scratches and stains anywhere: filled, read by no restorer"),
              ("eraser", "&Eraser", "E", "Erase from the layer last painted (the mask, or the damage)"),
              ("patch", "&Patch", "P", "Brush the chosen gallery sample into the result"))  # fmt: skip
     for tool, text, key, tip in tools:

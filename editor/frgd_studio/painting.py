@@ -1,11 +1,12 @@
 """Stroke handling: turns canvas strokes into live mask/patch edits and ONE undo command per stroke (none when the
 stroke changed nothing).
 
-Tools: ``brush`` adds to the selected face's mask, ``damage`` to its damage layer (scratches, stains: the input is
-ignored there), ``eraser`` removes from the layer the last of those two painted (the canvas's ``erase_layer``),
-``patch`` brushes pixels of the chosen gallery sample into the face's current result (sample patchwork). The face
-under the first dab becomes the selected face. Dabs are spaced a quarter of the brush radius apart so fast strokes
-have no gaps.
+Tools: ``brush`` adds to the selected face's mask, ``damage`` to the photo's damage layer (scratches, creases,
+stains anywhere on the photo: filled in the result, ignored by every restorer), ``eraser`` removes from the layer the
+last of those two painted (the canvas's ``erase_layer``), ``patch`` brushes pixels of the chosen gallery sample into
+the face's current result (sample patchwork). The face under the first dab becomes the selected face (the damage
+layer needs none). Dabs are spaced a quarter of the brush radius apart so fast strokes have no gaps; a damage stroke's
+undo step keeps only the rectangle it touched.
 """
 
 from __future__ import annotations
@@ -14,8 +15,11 @@ import numpy as np
 from PySide6.QtCore import QObject, Signal
 
 from . import brush
-from .model.commands import AppliedCommand, MaskCommand, UndoSink
-from .model.document import Document
+from .model.commands import AppliedCommand, DamageCommand, MaskCommand, UndoSink
+from .model.document import Box, Document
+
+PHOTO_LAYER = -2
+"""The stroke's face index while a damage stroke paints the photo's own layer (-1: no stroke)."""
 
 
 class StrokeController(QObject):
@@ -36,6 +40,8 @@ class StrokeController(QObject):
         self._last: tuple[float, float] | None = None
         self._tool = "brush"
         self._layer = "mask"
+        self._damage_before: np.ndarray | None = None  # the damage layer when a damage stroke began
+        self._box: Box | None = None  # the rectangle a damage stroke touched so far
         canvas.strokeBegan.connect(self.begin)
         canvas.strokeMoved.connect(self.move)
         canvas.strokeEnded.connect(self.end)
@@ -45,6 +51,13 @@ class StrokeController(QObject):
         idx = self.doc.face_at(x, y)
         if idx >= 0 and idx != self.doc.selected:
             self.doc.select(idx)  # selecting is not an edit: no undo step
+        self._layer = {"brush": "mask", "damage": "damage"}.get(self._tool, self.canvas.erase_layer)
+        if self._tool != "patch" and self._layer == "damage":  # the photo's layer: no face needed
+            self._face, self._box = PHOTO_LAYER, None
+            self._damage_before = self.doc.damage  # replaced by every edit, never written: no copy needed
+            self._last = (x, y)
+            self._dab(x, y)
+            return
         face = self.doc.face()
         if face is None:
             self.message.emit("Detect faces first: the mask is painted on a face.")
@@ -58,21 +71,23 @@ class StrokeController(QObject):
                 return
             self._before_applied = face.applied_state()
         else:
-            self._layer = {"brush": "mask", "damage": "damage"}.get(self._tool, self.canvas.erase_layer)
-            self._before = getattr(face, self._layer).copy()
+            self._before = face.mask.copy()
         self._last = (x, y)
         self._dab(x, y)
 
     def move(self, x: float, y: float) -> None:
-        if self._face < 0 or self._last is None:
+        if self._face == -1 or self._last is None:
             return
-        face = self.doc.faces[self._face]
-        spacing = max(self.canvas.brush_size * 0.25, 0.5 / max(face.crop_scale(), 1e-6))
+        crop_px = 1.0 if self._face < 0 else self.doc.faces[self._face].crop_scale()  # layer px per photo px
+        spacing = max(self.canvas.brush_size * 0.25, 0.5 / max(crop_px, 1e-6))
         for px, py in brush.stroke_points(self._last, (x, y), spacing):
             self._dab(px, py)
         self._last = (x, y)
 
     def _dab(self, x: float, y: float) -> None:
+        if self._face == PHOTO_LAYER:
+            self._damage_dab(x, y)
+            return
         face = self.doc.faces[self._face]
         cov = brush.face_dab(face, x, y, self.canvas.brush_size, self.feather)
         if self._tool == "patch":
@@ -87,11 +102,41 @@ class StrokeController(QObject):
             mask = union_paste_mask(current, brushed)
             self.doc.set_applied(self._face, img, face.applied_seed, identity, mask)
         else:
-            layer = getattr(face, self._layer)
-            self.doc.set_layer(self._face, self._layer, brush.paint(layer, cov, erase=self._tool == "eraser"))
+            self.doc.set_mask(self._face, brush.paint(face.mask, cov, erase=self._tool == "eraser"))
+
+    def _damage_dab(self, x: float, y: float) -> None:
+        dab = brush.photo_dab(self.doc.photo.shape[:2], x, y, self.canvas.brush_size, self.feather)
+        if dab is None:
+            return
+        (y0, y1, x0, x1), cov = dab
+        d = self.doc.damage
+        region = np.zeros(cov.shape, np.uint8) if d is None else d[y0:y1, x0:x1]
+        painted = brush.paint(region, cov, erase=self._tool == "eraser")
+        if np.array_equal(painted, region):
+            return
+        self.doc.set_damage(painted, (y0, y1, x0, x1))
+        b = self._box
+        self._box = (y0, y1, x0, x1) if b is None else (min(b[0], y0), max(b[1], y1), min(b[2], x0), max(b[3], x1))
+
+    def _end_damage(self) -> None:
+        """One undo step for the stroke: the rectangle it touched, before and after (none when nothing changed)."""
+        box, before = self._box, self._damage_before
+        self._box = self._damage_before = None
+        if box is None:
+            return
+        y0, y1, x0, x1 = box
+        old = np.zeros((y1 - y0, x1 - x0), np.uint8) if before is None else before[y0:y1, x0:x1]
+        new = self.doc.damage[y0:y1, x0:x1]
+        if not np.array_equal(old, new):
+            text = f"{'Erase' if self._tool == 'eraser' else 'Paint'} damage"
+            self.undo.push(DamageCommand(self.doc, box, old, new, text, applied=True))
 
     def end(self) -> None:
+        if self._face == PHOTO_LAYER:
+            self._end_damage()
         if self._face < 0:
+            self._face = -1
+            self._last = None
             return
         face = self.doc.faces[self._face]
         if self._tool == "patch":
@@ -102,10 +147,8 @@ class StrokeController(QObject):
                 after = face.applied_state()
                 text = f"Patch face {self._face + 1} from sample {self.patch_source + 1}"
                 self.undo.push(AppliedCommand(self.doc, self._face, after, text, before=before, applied=True))
-        elif not np.array_equal(getattr(face, self._layer), self._before):
-            text = f"{'Erase' if self._tool == 'eraser' else 'Paint'} {self._layer}"
-            after = getattr(face, self._layer)
-            cmd = MaskCommand(self.doc, self._face, self._before, after, text, applied=True, layer=self._layer)
-            self.undo.push(cmd)
+        elif not np.array_equal(face.mask, self._before):
+            text = f"{'Erase' if self._tool == 'eraser' else 'Paint'} mask"
+            self.undo.push(MaskCommand(self.doc, self._face, self._before, face.mask, text, applied=True))
         self._face = -1
         self._last = None

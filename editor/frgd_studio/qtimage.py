@@ -35,25 +35,19 @@ def from_qimage(image: QImage) -> np.ndarray:
 MASK_COLOR = (255, 40, 90)
 """Overlay tint of the mask (where FRGD may change the face)."""
 DAMAGE_COLOR = (0, 200, 255)
-"""Overlay tint of the damage layer (where the photo is damaged), drawn over the mask."""
+"""Overlay tint of the damage layer (where the photo is damaged), drawn over the masks."""
+OVERLAY_OPACITY = 0.55
+"""Opacity of a layer's tint where the layer is fully on."""
 
 
-def layers_overlay(
-    mask: np.ndarray,
-    damage: np.ndarray | None,
-    color: tuple[int, int, int] = MASK_COLOR,
-    opacity: float = 0.55,
-    damage_color: tuple[int, int, int] = DAMAGE_COLOR,
+def layer_overlay(
+    layer: np.ndarray, color: tuple[int, int, int] = MASK_COLOR, opacity: float = OVERLAY_OPACITY
 ) -> QPixmap:
-    """``(S, S)`` float mask and damage -> one RGBA pixmap: ``color`` where the mask is 1, ``damage_color`` over it
-    where the damage is."""
-    m = np.clip(mask, 0, 1)
-    d = np.zeros_like(m) if damage is None else np.clip(damage, 0, 1)
-    rgb = m[..., None] * (1 - d[..., None]) * np.asarray(color, np.float32)
-    rgb = rgb + d[..., None] * np.asarray(damage_color, np.float32)
-    cover = np.maximum(m, d)
-    rgb = rgb / np.maximum(m * (1 - d) + d, 1e-6)[..., None]  # the tint at full strength, the alpha carries the cover
-    rgba = np.empty(m.shape + (4,), np.uint8)
-    rgba[..., :3] = np.clip(np.round(rgb), 0, 255).astype(np.uint8)
+    """A painted layer ``(h, w)`` (float in ``[0, 1]`` or uint8 0..255) -> an RGBA pixmap: ``color``, its alpha the
+    layer's cover times ``opacity``."""
+    a = np.asarray(layer)
+    cover = a.astype(np.float32) / 255.0 if a.dtype == np.uint8 else np.clip(a, 0.0, 1.0)
+    rgba = np.empty(a.shape + (4,), np.uint8)
+    rgba[..., :3] = np.asarray(color, np.uint8)
     rgba[..., 3] = np.round(cover * (255.0 * opacity)).astype(np.uint8)
     return QPixmap.fromImage(to_qimage(rgba))

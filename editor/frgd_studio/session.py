@@ -1,6 +1,7 @@
 """Session files (``.frgd``): a zip with ``session.json`` (photo path + sha256, faces, references, sample seeds and
-parameters, applied choices, pane parameters) and ``arrays.npz`` (masks, damage layers, sample images, applied results,
-reference crops) plus one PNG per pane result (``panes/<k>.png``).
+parameters, applied choices, pane parameters) and ``arrays.npz`` (masks, the photo's damage layer, sample images,
+applied results, reference crops) plus one PNG per pane result (``panes/<k>.png``). Sessions written before the
+damage layer was the photo's held one per face (``f<i>_damage``, crop frame); they load into the photo's layer.
 
 The photo itself is not copied into the session; it is loaded from its path and its sha256 is checked
 (a mismatch is reported as a warning, a missing photo is an error). Faces are re-aligned from the stored landmarks.
@@ -66,10 +67,10 @@ def save_session(doc: Document, path: str | Path, ui: dict[str, Any] | None = No
         path = path.with_name(path.name + SUFFIX)
     arrays: dict[str, np.ndarray] = {}
     faces = []
+    if doc.damage_marked():
+        arrays["damage"] = np.ascontiguousarray(doc.damage, np.uint8)
     for i, f in enumerate(doc.faces):
         arrays[f"f{i}_mask"] = f.mask.astype(np.float32)
-        if f.damage.any():
-            arrays[f"f{i}_damage"] = f.damage.astype(np.float32)
         if f.applied is not None:
             arrays[f"f{i}_applied"] = f.applied
             if f.applied_mask is not None:
@@ -97,7 +98,6 @@ def save_session(doc: Document, path: str | Path, ui: dict[str, Any] | None = No
                     }
                     for s in f.samples
                 ],
-                "damage": bool(f.damage.any()),
                 "applied": f.applied is not None,
                 "applied_seed": f.applied_seed,
                 "applied_identity": bool(f.applied_identity),
@@ -114,6 +114,7 @@ def save_session(doc: Document, path: str | Path, ui: dict[str, Any] | None = No
         "selected": doc.selected,
         "panes": panes,
         "background": doc.background,
+        "damage": doc.damage_marked(),
         "ui": ui or {},
     }
     npz = io.BytesIO()
@@ -150,6 +151,7 @@ class SessionData:
     panes: dict[str, np.ndarray] = field(default_factory=dict)
     pane_params: dict[str, dict] = field(default_factory=dict)
     background: str | None = None
+    damage: np.ndarray | None = None  # (H, W) uint8, the photo's damage layer
     ui: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
@@ -242,6 +244,18 @@ def _check_meta(meta: Any) -> None:
     need(meta.get("ui") is None or isinstance(meta["ui"], dict), "ui must be an object")
     need(_is_number(meta.get("selected", 0)), "selected must be a number")
     need(meta.get("background") is None or isinstance(meta["background"], str), "background must be a pane name")
+    if meta.get("damage"):
+        need(_photo_hw(meta) is not None, "a damage layer needs the photo's shape")
+
+
+def _photo_hw(meta: dict) -> tuple[int, int] | None:
+    """The photo's ``(H, W)`` as the session recorded it (``None`` when it is not two or three positive integers
+    within :data:`frgd.io.DEFAULT_MAX_PIXELS`)."""
+    from frgd.io import DEFAULT_MAX_PIXELS
+
+    shape = meta["photo"].get("shape")
+    ok = isinstance(shape, list) and len(shape) in (2, 3) and all(type(v) is int and v > 0 for v in shape)
+    return (shape[0], shape[1]) if ok and shape[0] * shape[1] <= DEFAULT_MAX_PIXELS else None
 
 
 def _is_number(v: Any) -> bool:
@@ -255,9 +269,11 @@ def _optional_number(v: Any) -> bool:
 def _expected_arrays(meta: dict) -> dict[str, tuple[tuple[int, ...], type]]:
     """Every array the document needs, with its shape and dtype."""
     out: dict[str, tuple[tuple[int, ...], type]] = {}
+    if meta.get("damage"):
+        out["damage"] = (_photo_hw(meta), np.uint8)
     for i, fm in enumerate(meta["faces"]):
         out[f"f{i}_mask"] = _CROP_MASK
-        if fm.get("damage"):  # sessions saved before the damage layer have none
+        if fm.get("damage"):  # a face's own damage layer: sessions saved before it was the photo's
             out[f"f{i}_damage"] = _CROP_MASK
         out.update({f"f{i}_ref{k}": _CROP_RGB for k in range(len(fm["references"]))})
         out.update({f"f{i}_sample{k}": _CROP_RGB for k in range(len(fm["samples"]))})
@@ -348,11 +364,12 @@ def _session_data(path: Path, meta: dict, arrays: dict[str, np.ndarray], pane_pn
     if photo_info.get("sha256") and photo.sha256 != photo_info["sha256"]:
         warnings.append(f"{photo_info['path']} changed since the session was saved; faces may not line up")
     faces: list[Face] = []
+    old_damage = []  # (crop-frame damage, crop -> photo affine) of sessions saved before the photo's layer
     for i, fm in enumerate(meta["faces"]):
         face = make_face(photo.rgb, np.asarray(fm["landmarks"]), np.asarray(fm["box"]), fm["score"])
         face.mask = arrays[f"f{i}_mask"].astype(np.float32)
         if f"f{i}_damage" in arrays:
-            face.damage = arrays[f"f{i}_damage"].astype(np.float32)
+            old_damage.append((arrays[f"f{i}_damage"], face.inverse))
         face.references = [
             Reference(path=r["path"], sha256=r["sha256"], crop=arrays[f"f{i}_ref{k}"], score=r.get("score"))
             for k, r in enumerate(fm["references"])
@@ -376,6 +393,16 @@ def _session_data(path: Path, meta: dict, arrays: dict[str, np.ndarray], pane_pn
             sample = face.applied_sample()  # sessions before the one identity_changed rule stored a narrower flag
             face.applied_identity = bool(fm.get("applied_identity")) or identity_changed([sample and sample.method])
         faces.append(face)
+    damage = arrays.get("damage")
+    if damage is not None and damage.shape != photo.rgb.shape[:2]:
+        warnings.append(f"the damage marks were painted on a {damage.shape[1]}x{damage.shape[0]} photo, not this one; "
+                        "they are dropped (paint them again)")  # fmt: skip
+        damage = None
+    if damage is None and old_damage:
+        from frgd.restore import photo_damage
+
+        layer = photo_damage(photo.rgb.shape[:2], old_damage)
+        damage = None if layer is None else np.round(255.0 * layer).astype(np.uint8)
     panes = {p["name"]: _pane_image(pane_png[p["file"]], p["name"], photo.rgb.shape) for p in meta.get("panes", [])}
     params = {p["name"]: dict(p.get("params") or {}) for p in meta.get("panes", [])}
     background = meta.get("background")
@@ -389,6 +416,7 @@ def _session_data(path: Path, meta: dict, arrays: dict[str, np.ndarray], pane_pn
         panes=panes,
         pane_params=params,
         background=background if background in panes else None,
+        damage=damage,
         ui=dict(meta.get("ui") or {}),
         warnings=warnings,
     )
@@ -402,6 +430,8 @@ def apply_session(doc: Document, data: SessionData) -> None:
         doc.set_pane_result(name, img, data.pane_params.get(name))
     if data.background:
         doc.set_background(data.background)
+    if data.damage is not None:
+        doc.set_damage(data.damage)
     if 0 <= data.selected < len(data.faces):
         doc.select(data.selected)
     for i in range(len(data.faces)):

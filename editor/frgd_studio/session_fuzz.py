@@ -65,7 +65,6 @@ def seed_session(work: Path) -> Path:
     for x0 in (10.0, 80.0):
         face = make_face(photo, TEMPLATE_512 * (60 / 512) + np.array([x0, 30.0]))
         face.mask = rng.random((CROP_SIZE, CROP_SIZE), dtype=np.float32)
-        face.damage = (rng.random((CROP_SIZE, CROP_SIZE)) > 0.9).astype(np.float32)
         face.references = [Reference(path=str(path), sha256=sha, crop=face.crop.copy(), score=0.5)]
         face.samples = [
             Sample(
@@ -82,6 +81,7 @@ def seed_session(work: Path) -> Path:
         face.applied_seed = 0
         faces.append(face)
     doc.set_faces(faces)
+    doc.set_damage(np.where(rng.random((h, w)) > 0.9, 255, 0).astype(np.uint8))  # the photo's damage layer
     doc.set_pane_result("SR bicubic x2", np.repeat(np.repeat(photo, 2, axis=0), 2, axis=1), {"scale": 2})
     return save_session(doc, work / "seed.frgd", ui={"slider": 0.5})
 
@@ -190,11 +190,11 @@ def damaged_session(seed_bytes: bytes, rng: np.random.Generator) -> tuple[str, b
 
 def _check_loaded(data: Any) -> str | None:
     """Why a loaded session does not fit the document (``None`` when it does)."""
+    if data.damage is not None and (data.damage.shape != data.photo.shape[:2] or data.damage.dtype != np.uint8):
+        return f"damage {data.damage.dtype}{data.damage.shape}"
     for i, f in enumerate(data.faces):
-        for name in ("mask", "damage"):
-            layer = getattr(f, name)
-            if layer.shape != (CROP_SIZE, CROP_SIZE) or layer.dtype != np.float32:
-                return f"face {i} {name} {layer.dtype}{layer.shape}"
+        if f.mask.shape != (CROP_SIZE, CROP_SIZE) or f.mask.dtype != np.float32:
+            return f"face {i} mask {f.mask.dtype}{f.mask.shape}"
         images = [r.crop for r in f.references] + [s.image for s in f.samples]
         images += [] if f.applied is None else [f.applied]
         for img in images:

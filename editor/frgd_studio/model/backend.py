@@ -283,35 +283,24 @@ def sr_status(names: list[str]) -> dict[str, str | None]:
     return out
 
 
-DamageLayers = list[tuple[np.ndarray, np.ndarray]]
-"""The faces' damage for a pane job: ``(damage (128, 128), inverse (2, 3))`` per face with damage marked (copied on the
-GUI thread, :func:`damage_layers`)."""
-
-
-def damage_layers(faces: list[Face]) -> DamageLayers:
-    """Copies of the faces' damage layers with their crop -> photo affines (only faces with damage marked)."""
-    return [(f.damage.copy(), np.asarray(f.inverse).copy()) for f in faces if f.damage.any()]
-
-
-def repaired_photo(photo: np.ndarray, layers: DamageLayers) -> tuple[np.ndarray, np.ndarray | None]:
-    """The photo with the faces' damage filled (:func:`frgd.diffusion.damage.repair_image`) and that damage in photo
-    space (:func:`frgd.restore.photo_damage`; ``None`` and the photo itself when none is marked)."""
-    from frgd.restore import photo_damage
-
-    damage = photo_damage(photo.shape[:2], layers)
+def repaired_photo(photo: np.ndarray, damage: np.ndarray | None) -> np.ndarray:
+    """The photo with its damage filled (:func:`frgd.diffusion.damage.repair_image`; ``damage``: the document's
+    ``(H, W)`` uint8 layer, :func:`frgd.io.marked`); the photo itself without damage. Worker thread (torch)."""
     if damage is None:
-        return photo, None
+        return photo
     from frgd.diffusion.damage import repair_image
 
-    return repair_image(photo, damage), damage
+    return repair_image(photo, damage)
 
 
-def run_sr(photo: np.ndarray, name: str, scale: int, device, progress, cancel, damage: DamageLayers = ()) -> np.ndarray:
-    """Upscale the whole photo (:func:`frgd.restore.upscale_photo`), its faces' damage filled first (``damage``:
-    :func:`damage_layers`): ``(H, W, 3)`` uint8 -> ``(sH, sW, 3)`` uint8."""
+def run_sr(
+    photo: np.ndarray, name: str, scale: int, device, progress, cancel, damage: np.ndarray | None = None
+) -> np.ndarray:
+    """Upscale the whole photo (:func:`frgd.restore.upscale_photo`), its damage filled first (``damage``: the
+    document's layer, :func:`repaired_photo`): ``(H, W, 3)`` uint8 -> ``(sH, sW, 3)`` uint8."""
     from frgd.restore import upscale_photo
 
-    photo, _ = repaired_photo(photo, list(damage))
+    photo = repaired_photo(photo, damage)
     return upscale_photo(photo, int(scale), name, device=device, progress=progress, cancel=cancel)[0]
 
 
@@ -341,24 +330,21 @@ def run_gfpgan(
     progress,
     cancel,
     min_score: float = FACE_MIN_SCORE,
-    damage: DamageLayers = (),
+    damage: np.ndarray | None = None,
 ) -> np.ndarray:
     """Restore the faces with GFPGAN (:class:`frgd.sr.gfpgan.GFPGANRestorer`, seed 0) and paste them over the photo
     upscaled ``scale`` times (:class:`frgd.restore.FacePipeline`) -> uint8 image.
 
     The editor's faces are passed on (no second detection); with none, the pipeline detects its own, with the
-    editor's detection floor ``min_score`` (the "score ≥" setting), as Detect faces does. ``damage``
-    (:func:`damage_layers`): the faces' damage marks, filled in the photo first, as ``frgd restore --damage`` does.
+    editor's detection floor ``min_score`` (the "score ≥" setting), as Detect faces does. ``damage``: the document's
+    damage layer ``(H, W)`` uint8, filled in the photo first, as ``frgd restore --damage`` does.
     """
     from frgd.restore import FacePipeline
     from frgd.sr.gfpgan import GFPGANRestorer
 
     restorer = GFPGANRestorer(version=version.lstrip("v"), device=device, weight=float(weight))
-    from frgd.restore import photo_damage
-
     out = FacePipeline(restorer, min_score=min_score)(
-        photo, faces=list(faces) or None, seeds=[0], scale=int(scale), progress=progress, cancel=cancel,
-        damage=photo_damage(photo.shape[:2], list(damage)),
+        photo, faces=list(faces) or None, seeds=[0], scale=int(scale), progress=progress, cancel=cancel, damage=damage,
     )  # fmt: skip
     return out.images[0]
 

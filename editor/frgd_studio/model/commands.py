@@ -14,7 +14,7 @@ from typing import Protocol
 
 import numpy as np
 
-from .document import Document, Face, Reference, Sample
+from .document import Box, Document, Face, Reference, Sample
 
 
 def _name(path: str) -> str:
@@ -134,34 +134,54 @@ class SetFacesCommand(_Cmd):
 
 
 class MaskCommand(_Cmd):
-    """Set a face's painted ``layer`` (the mask, or the damage) from ``before`` to ``after`` (a whole stroke, clear or
-    invert)."""
+    """Set a face's mask from ``before`` to ``after`` (a whole stroke, clear or invert)."""
 
     def __init__(
-        self,
-        doc: Document,
-        index: int,
-        before: np.ndarray,
-        after: np.ndarray,
-        text: str,
-        applied: bool = False,
-        layer: str = "mask",
+        self, doc: Document, index: int, before: np.ndarray, after: np.ndarray, text: str, applied: bool = False
     ) -> None:
         super().__init__(doc, text)
         self.index = index
         self.before = before.copy()
         self.after = after.copy()
-        self.layer = layer
         self._skip = applied
 
     def redo(self) -> None:
         if self._skip:
             self._skip = False
             return
-        self.doc.set_layer(self.index, self.layer, self.after)
+        self.doc.set_mask(self.index, self.after)
 
     def undo(self) -> None:
-        self.doc.set_layer(self.index, self.layer, self.before)
+        self.doc.set_mask(self.index, self.before)
+
+
+class DamageCommand(_Cmd):
+    """Set the photo's damage layer inside ``box`` (:data:`~.document.Box`) from ``before`` to ``after`` (uint8
+    regions: a stroke keeps only the rectangle it touched); without ``box``, the whole layer (``None`` = none)."""
+
+    def __init__(
+        self,
+        doc: Document,
+        box: Box | None,
+        before: np.ndarray | None,
+        after: np.ndarray | None,
+        text: str,
+        applied: bool = False,
+    ) -> None:
+        super().__init__(doc, text)
+        self.box = box
+        self.before = None if before is None else before.copy()
+        self.after = None if after is None else after.copy()
+        self._skip = applied
+
+    def redo(self) -> None:
+        if self._skip:
+            self._skip = False
+            return
+        self.doc.set_damage(self.after, self.box)
+
+    def undo(self) -> None:
+        self.doc.set_damage(self.before, self.box)
 
 
 def clear_mask(doc: Document, index: int) -> MaskCommand:
@@ -169,9 +189,9 @@ def clear_mask(doc: Document, index: int) -> MaskCommand:
     return MaskCommand(doc, index, m, np.zeros_like(m), "Clear mask")
 
 
-def clear_damage(doc: Document, index: int) -> MaskCommand:
-    d = doc.faces[index].damage
-    return MaskCommand(doc, index, d, np.zeros_like(d), "Clear damage", layer="damage")
+def clear_damage(doc: Document) -> DamageCommand:
+    """Remove every damage mark of the photo (one undo step)."""
+    return DamageCommand(doc, None, doc.damage, None, "Clear damage")
 
 
 def invert_mask(doc: Document, index: int) -> MaskCommand:

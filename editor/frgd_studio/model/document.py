@@ -5,10 +5,14 @@ Qt); widgets observe it and :mod:`.commands` changes it (every user-visible chan
 the Qt side). Nothing here runs torch: heavy work happens in :mod:`.jobs` and its results are handed to the document.
 
 Spaces: the photo is ``(H, W, 3)`` uint8 RGB. Each face has an aligned crop of ``CROP_SIZE`` x ``CROP_SIZE``
-(:data:`frgd.faces.align.FACE_SIZE`) with a 2x3 ``affine`` (photo -> crop) and its ``inverse`` (crop -> photo). Two
-painted layers live in crop space, ``(128, 128)`` float32 in ``[0, 1]``: the *mask*, 1 = "let FRGD change this", and
-the *damage*, 1 = "the photo is damaged here" (a scratch, a stain: the restorer fills the input there and FRGD ignores
-it, :mod:`frgd.diffusion.damage`); both are painted in photo space and mapped through ``affine``. Faces are numbered by
+(:data:`frgd.faces.align.FACE_SIZE`) with a 2x3 ``affine`` (photo -> crop) and its ``inverse`` (crop -> photo). Each
+face's *mask* lives in crop space, ``(128, 128)`` float32 in ``[0, 1]``, 1 = "let FRGD change this" (painted in photo
+space and mapped through ``affine``). The photo's *damage* layer lives in photo space, ``(H, W)`` uint8 coverage
+(:func:`frgd.io.marked`: above 127 = "the photo is damaged here": a scratch, a crease, a stain, on a face or not). The
+result is built on the photo with its damage filled (:attr:`Document.repaired`, made by a job:
+:func:`frgd.diffusion.damage.repair_image`), and each face's restorer gets the damage in its crop frame
+(:meth:`Document.face_damage`: it fills the input there and FRGD ignores it, :mod:`frgd.diffusion.damage`), as
+``frgd enhance --damage`` does. Faces are numbered by
 their list position ("Face 1" = ``faces[0]``), the one numbering rule of :func:`frgd.restore.number_faces` (left to
 right). Every applied face carries its paste mask (from
 the sample, widened by patch strokes), so the result is composed by :func:`frgd.restore.paste_faces` without guessing
@@ -26,14 +30,14 @@ import numpy as np
 
 from frgd.faces.align import FACE_SIZE as CROP_SIZE  # side of the aligned face crops and the per-face masks
 from frgd.faces.rules import face_turn
-from frgd.io import to_uint8
+from frgd.io import marked, to_uint8
 
 from .events import Event
 
 logger = logging.getLogger(__name__)
 
-LAYERS = ("mask", "damage")
-"""The painted per-face layers (crop space): where FRGD may change the face, and where the photo is damaged."""
+Box = tuple[int, int, int, int]
+"""A region of the photo, ``(y0, y1, x0, x1)`` (rows ``y0:y1``, columns ``x0:x1``)."""
 
 
 @dataclass
@@ -84,7 +88,6 @@ class Face:
     crop: np.ndarray  # (128, 128, 3) uint8 aligned input face
     crop_obj: Any = None  # the frgd.faces.FaceCrop (for paste_back), when available
     mask: np.ndarray = field(default_factory=lambda: np.zeros((CROP_SIZE, CROP_SIZE), np.float32))
-    damage: np.ndarray = field(default_factory=lambda: np.zeros((CROP_SIZE, CROP_SIZE), np.float32))
     references: list[Reference] = field(default_factory=list)
     samples: list[Sample] = field(default_factory=list)
     applied: np.ndarray | None = None  # (128, 128, 3) uint8 current result for this face, None = unchanged
@@ -143,7 +146,9 @@ class Document:
         self.photoChanged = Event("photoChanged")
         self.facesChanged = Event("facesChanged")
         self.selectionChanged = Event("selectionChanged")  # (index)
-        self.maskChanged = Event("maskChanged")  # (index): the face's mask or damage layer
+        self.maskChanged = Event("maskChanged")  # (index): the face's mask
+        self.damageChanged = Event("damageChanged")  # (box): the photo's damage layer changed inside ``box``
+        self.repairedChanged = Event("repairedChanged")  # (): the photo the result is built on (:meth:`base_photo`)
         self.referencesChanged = Event("referencesChanged")  # (index)
         self.samplesChanged = Event("samplesChanged")  # (index)
         self.appliedChanged = Event("appliedChanged")  # (index)
@@ -157,6 +162,15 @@ class Document:
         self.pane_results: dict[str, np.ndarray] = {}
         self.pane_params: dict[str, dict[str, Any]] = {}
         self.background: str | None = None  # name of a pane result used as the canvas the faces are pasted onto
+        self.damage: np.ndarray | None = None
+        """The photo's damage layer ``(H, W)`` uint8 (above 127 = damaged), ``None`` = never painted. Replaced, never
+        written in place, so a snapshot or a job may hold it."""
+        self.damage_version = 0
+        """Incremented at every change of :attr:`damage` (a repair is current when made from this version)."""
+        self.repaired: np.ndarray | None = None
+        """The photo with its damage filled, from :attr:`repaired_version` of the damage (a job makes it)."""
+        self.repaired_version = -1
+        self._marked: tuple[int, bool] = (0, False)
         self._composite_cache: np.ndarray | None = None
         self.generation = 0
         """Incremented whenever a new photo is opened; jobs started before drop their results."""
@@ -180,6 +194,8 @@ class Document:
         self.pane_results = {}
         self.pane_params = {}
         self.background = None
+        self.damage, self.repaired, self.repaired_version = None, None, -1
+        self.damage_version += 1
         self.invalidate()
         self.photoChanged.emit()
         self.facesChanged.emit()
@@ -218,14 +234,78 @@ class Document:
 
     # ----- per-face state (called by commands) -----------------------------------------------------------------
     def set_mask(self, index: int, mask: np.ndarray) -> None:
-        self.set_layer(index, "mask", mask)
-
-    def set_layer(self, index: int, layer: str, values: np.ndarray) -> None:
-        """Set a face's painted ``layer`` (:data:`LAYERS`: ``"mask"`` or ``"damage"``) to ``values`` ``(128, 128)``."""
-        if layer not in LAYERS:
-            raise ValueError(f"unknown layer {layer!r}; one of {', '.join(LAYERS)}")
-        setattr(self.faces[index], layer, np.asarray(values, np.float32).copy())
+        """Set a face's mask to ``mask`` ``(128, 128)`` in ``[0, 1]``."""
+        self.faces[index].mask = np.asarray(mask, np.float32).copy()
         self.maskChanged.emit(index)
+
+    # ----- the photo's damage (called by commands and the repair job) -------------------------------------------
+    def set_damage(self, values: np.ndarray | None, box: Box | None = None) -> None:
+        """Set the damage layer: with ``box``, its region ``box`` to ``values`` (uint8, the region's shape); without,
+        the whole layer to ``values`` ``(H, W)`` (uint8 0..255, or float in ``[0, 1]``; ``None`` = no damage)."""
+        if self.photo is None:
+            raise ValueError("no photo: the damage layer is the photo's")
+        h, w = self.photo.shape[:2]
+        if box is None:
+            new = None
+            if values is not None:
+                v = np.asarray(values)
+                if v.shape != (h, w):
+                    raise ValueError(f"damage must be the photo's size {(h, w)}, got {v.shape}")
+                new = v.copy() if v.dtype == np.uint8 else to_uint8(np.clip(v, 0.0, 1.0))
+            box = (0, h, 0, w)
+        else:
+            y0, y1, x0, x1 = box
+            new = np.zeros((h, w), np.uint8) if self.damage is None else self.damage.copy()
+            new[y0:y1, x0:x1] = values
+        was = self.damage_marked()
+        self.damage = new
+        self.damage_version += 1
+        if values is not None and new is not None and marked(np.asarray(values)).any():  # no scan of the photo
+            self._marked = (self.damage_version, True)
+        self.damageChanged.emit(box)
+        if self.damage_marked() != was:  # the result is built on the photo again, or on its repair
+            self.invalidate()
+            self.repairedChanged.emit()
+
+    def damage_marked(self) -> bool:
+        """True when some pixel of the photo is marked damaged (:func:`frgd.io.marked`)."""
+        if self._marked[0] != self.damage_version:
+            self._marked = (self.damage_version, self.damage is not None and bool(marked(self.damage).any()))
+        return self._marked[1]
+
+    def damage_share(self) -> float:
+        """The share of the photo's pixels marked damaged (0 without damage)."""
+        return float(marked(self.damage).mean()) if self.damage_marked() else 0.0
+
+    def face_damage(self, index: int) -> np.ndarray | None:
+        """The damage in face ``index``'s crop frame, ``(128, 128)`` ``{0, 1}`` float32
+        (:func:`frgd.restore.frame_damage`, the rule of ``frgd enhance --damage``); ``None`` when none lies there."""
+        if not self.damage_marked():
+            return None
+        from frgd.restore import frame_damage
+
+        d = frame_damage(self.damage, self.faces[index].affine, (CROP_SIZE, CROP_SIZE))
+        return d if d.any() else None
+
+    def repair_current(self) -> bool:
+        """True when the result's base needs no repair job: no damage, or :attr:`repaired` is of the current one."""
+        return not self.damage_marked() or self.repaired_version == self.damage_version
+
+    def set_repaired(self, image: np.ndarray, version: int) -> bool:
+        """Store the photo repaired from damage ``version``; dropped (``False``) when the damage changed since."""
+        if version != self.damage_version or self.photo is None or image.shape != self.photo.shape:
+            return False
+        self.repaired, self.repaired_version = image, version
+        self.invalidate()
+        self.repairedChanged.emit()
+        return True
+
+    def base_photo(self) -> np.ndarray | None:
+        """The photo the result is built on: the latest repair while damage is marked (the one of an earlier stroke
+        until the job of the last one ends; :meth:`repair_current` says which), else the photo."""
+        if self.repaired is not None and self.damage_marked():
+            return self.repaired
+        return self.photo
 
     def set_references(self, index: int, refs: list[Reference]) -> None:
         self.faces[index].references = list(refs)
@@ -285,10 +365,11 @@ class Document:
         self._composite_cache = None
 
     def has_changes(self) -> bool:
-        return any(f.applied is not None for f in self.faces)
+        """True when the result differs from the photo: a face applied, or damage marked (filled in the result)."""
+        return any(f.applied is not None for f in self.faces) or self.damage_marked()
 
     def composite(self) -> np.ndarray | None:
-        """The result photo: the background (photo or a pane result) with every applied face pasted back."""
+        """The result photo: the background (:meth:`base_photo` or a pane result), every applied face pasted back."""
         if self.photo is None:
             return None
         if self._composite_cache is None:
@@ -296,7 +377,7 @@ class Document:
             from frgd.restore import paste_faces
 
             base = self.pane_results.get(self.background) if self.background else None
-            canvas = self.photo if base is None else base
+            canvas = self.base_photo() if base is None else base
             scale = canvas.shape[1] / self.photo.shape[1]
             applied = [f for f in self.faces if f.applied is not None]
             if any(f.crop_obj is None for f in applied):
@@ -351,6 +432,8 @@ class Document:
         snap.pane_results = dict(self.pane_results)
         snap.pane_params = {k: dict(v) for k, v in self.pane_params.items()}
         snap.background = self.background
+        snap.damage, snap.damage_version = self.damage, self.damage_version
+        snap.repaired, snap.repaired_version = self.repaired, self.repaired_version
         snap.generation = self.generation
         return snap
 

@@ -77,6 +77,10 @@ class EditorModel:
             event.connect(lambda _i: self.show_preview(None))
         for event in (self.doc.photoChanged, self.doc.facesChanged):
             event.connect(lambda: self.show_preview(None))
+        self._repair_job: Job | None = None
+        self._after_repair: list[Callable[[], Any]] = []
+        self.doc.damageChanged.connect(lambda _box: self._repair())
+        self.doc.photoChanged.connect(self._after_repair.clear)  # what waited for the old photo's fill
 
     # ------------------------------------------------------------------------------------------------ plumbing
     def status(self, text: str, ms: int = 6000) -> None:
@@ -368,9 +372,53 @@ class EditorModel:
             self.push(commands.invert_mask(self.doc, self.doc.selected))
 
     def clear_damage(self) -> None:
-        face = self.doc.face()
-        if face is not None and face.damage.any():
-            self.push(commands.clear_damage(self.doc, self.doc.selected))
+        """Remove every damage mark of the photo (one undo step)."""
+        if self.doc.damage_marked():
+            self.push(commands.clear_damage(self.doc))
+
+    # ------------------------------------------------------------------------------------------ damage fill
+    def _repair(self) -> None:
+        """Keep :attr:`Document.repaired` current: one fill job at a time (:func:`backend.repaired_photo`); when it
+        ends and the damage changed meanwhile, the next one starts, so the dabs of a stroke cost one or two fills."""
+        doc = self.doc
+        if doc.repair_current():
+            self._run_after_repair()
+            return
+        if self._repair_job is not None:
+            return
+        photo, damage, version, gen = doc.photo, doc.damage, doc.damage_version, doc.generation
+        job = self.jobs.submit("Fill damage", lambda _d, _p, _c: backend.repaired_photo(photo, damage),
+                               str(self.settings.get("device")))  # fmt: skip
+        job.succeeded.connect(lambda img: gen == doc.generation and doc.set_repaired(img, version))
+        job.failed.connect(lambda msg, tb: self.error(f"Filling the marked damage failed: {msg}", tb))
+        job.ended.connect(lambda: self._repair_ended(version, job.state))
+        self._repair_job = job
+
+    def _repair_ended(self, version: int, state: str) -> None:
+        self._repair_job = None
+        if self.doc.repair_current():
+            self._run_after_repair()
+        elif state == "done" or version != self.doc.damage_version:  # the damage moved on: fill the new one
+            self._repair()
+        else:  # failed or cancelled on the current damage: what waited for it is not done
+            if self._after_repair:
+                self.status("The export was not written: the marked damage could not be filled.", 15000)
+            self._after_repair.clear()
+
+    def _run_after_repair(self) -> None:
+        waiting, self._after_repair[:] = list(self._after_repair), []
+        for fn in waiting:
+            fn()
+
+    def when_repaired(self, fn: Callable[[], Any]) -> bool:
+        """Run ``fn()`` once the result's base is current (:meth:`Document.repair_current`): now (``True``), or when
+        the running fill ends (``False``)."""
+        if self.doc.repair_current():
+            fn()
+            return True
+        self._after_repair.append(fn)
+        self._repair()
+        return False
 
     def region_mask(self, region: str) -> None:
         from frgd.faces import face_region_mask, transform_points
@@ -455,7 +503,12 @@ class EditorModel:
             parts = [f"face{'s' if len(n) > 1 else ''} {', '.join(map(str, n))} restored with "
                      f"{METHOD_LABELS.get(m, m)}" for m, n in by_method.items()]  # fmt: skip
             what = "; ".join(parts) or "no face restored"
-            what += f", pasted on {doc.background}" if doc.background else ", on the original photo"
+            if doc.background:
+                what += f", pasted on {doc.background}"
+            elif doc.damage_marked():
+                what += f", on the photo with its marked damage filled ({100 * doc.damage_share():.2f} % of it)"
+            else:
+                what += ", on the original photo"
         elif choice == "Original":
             what = "the photo as opened"
         else:
@@ -495,6 +548,8 @@ class EditorModel:
             models.add(str(doc.pane_params[choice].get("model")))
         if doc.background:
             params["background"] = {"name": doc.background, **doc.pane_params.get(doc.background, {})}
+        elif choice == "Result" and doc.damage_marked():  # the result's base is the photo with its damage filled
+            params["damage_filled"] = round(doc.damage_share(), 6)
         return Provenance(
             model=", ".join(sorted(models)) or None,
             seed=seeds[0] if len(seeds) == 1 else None,
@@ -508,10 +563,16 @@ class EditorModel:
         """Write ``choice`` with provenance (the photo's transparency kept; never over the original photo) as a job:
         the image and its provenance are taken here (GUI thread), so edits made meanwhile are not exported half;
         encoding and writing, seconds for a large upscale, run on the ``"io"`` lane, so an export is written at once
-        even while a sampling run of minutes goes on. The job's result is the written path."""
+        even while a sampling run of minutes goes on. The job's result is the written path. A result built on the
+        photo's damage fill waits for the fill of the latest marks (:meth:`when_repaired`; ``None`` is returned then
+        and the export follows by itself)."""
         from frgd.io import save_image
 
         if self.doc.photo is None:
+            return None
+        if choice == "Result" and not self.doc.background and not self.doc.repair_current():
+            self.status("Filling the marked damage first; the export follows.", 0)
+            self.when_repaired(lambda: self.export(path, choice, overwrite))
             return None
         try:
             img = self.export_image(choice)

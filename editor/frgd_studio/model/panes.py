@@ -280,7 +280,7 @@ class FRGDPane(Pane):
             mask=face.mask.copy() if float(face.mask.max()) > 0.5 else None,  # an empty mask: the whole face
             base=None if face.applied is None else face.applied.copy(),
             base_mask=face.applied_mask,
-            damage=face.damage.copy() if float(face.damage.max()) > 0.5 else None,  # none painted: no damage
+            damage=doc.face_damage(index),  # the photo's damage in the face's crop frame; None when none lies there
             references=[r.crop for r in face.references],
             identity_strength=p.identity_strength,
             num_samples=p.samples,
@@ -365,9 +365,9 @@ class GFPGANPane(Pane):
             return None
         photo, faces = doc.photo, list(doc.faces)
         version, weight, scale, name = self.version, float(self.weight), int(self.scale), self.result_name()
-        damage = backend.damage_layers(faces)
+        damage = doc.damage if doc.damage_marked() else None  # replaced on edits, never written: the job may hold it
         params = {"model": f"GFPGAN{version}", "method": "gfpgan", "weight": weight, "upscale": scale,
-                  "damage_faces": len(damage)}  # fmt: skip
+                  "damage": round(doc.damage_share(), 6)}  # fmt: skip
         min_score = float(self.host.settings.get("face_min_score"))
 
         def job(device, progress, cancel):
@@ -471,8 +471,8 @@ class SRPane(Pane):
         scale = int(self.scale)
         self.host.settings.set("sr_scale", scale)
         photo, name = doc.photo, self.result_name()
-        damage = backend.damage_layers(doc.faces)
-        params = {"model": info.name, "scale": scale, "damage_faces": len(damage)}
+        damage = doc.damage if doc.damage_marked() else None  # replaced on edits, never written: the job may hold it
+        params = {"model": info.name, "scale": scale, "damage": round(doc.damage_share(), 6)}
 
         def done(img) -> None:
             self.host.push(PaneResultCommand(doc, name, img, params))

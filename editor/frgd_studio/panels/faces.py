@@ -40,8 +40,8 @@ class FacesPanel(QWidget):
         self.revert_button = QPushButton("Revert face")
         self.clear_damage_button = QPushButton("Clear damage")
         self.clear_damage_button.setToolTip(
-            "Remove the selected face's damage marks (painted with the Damage tool, D: scratches and stains the "
-            "restorer ignores and fills)"
+            "Remove every damage mark of the photo (painted with the Damage tool, D: scratches, creases and stains, "
+            "filled in the result and read by no restorer)"
         )
         self.clear_button = QPushButton("Clear mask")
         self.invert_button = QPushButton("Invert mask")

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..io import from_float, to_float
+from ..io import from_float, marked, to_float
 
 DAMAGE_COVER = 0.02
 """A pixel of a smaller grid (the input, the content scale) counts as damaged when at least this share of its area is
@@ -133,7 +133,7 @@ def repair_image(
     d = np.asarray(damage)
     if d.shape != img.shape[:2]:
         raise ValueError(f"damage must be the image's size {img.shape[:2]}, got {d.shape}")
-    hard = d > (127 if d.dtype == np.uint8 else 0.5)
+    hard = marked(d)
     if not hard.any():
         return img
     h, w = hard.shape

@@ -42,7 +42,7 @@ from .files import (
     remove_stale_temps,
     save_bytes,
 )
-from .pixels import from_float, to_float, to_uint8
+from .pixels import from_float, marked, to_float, to_uint8
 from .provenance import IDENTITY_FLAG_KEY, PROVENANCE_KEY, Provenance, read_provenance
 
 __all__ = [
@@ -71,6 +71,7 @@ __all__ = [
     "save_bytes",
     "save_image",
     "from_float",
+    "marked",
     "to_float",
     "to_uint8",
 ]

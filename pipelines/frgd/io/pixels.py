@@ -31,3 +31,10 @@ def to_uint8(arr: np.ndarray) -> np.ndarray:
     if arr.dtype == np.uint16:
         return ((arr.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
     return np.round(np.clip(arr.astype(np.float32, copy=False), 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def marked(layer: np.ndarray) -> np.ndarray:
+    """Where a painted layer (a mask, a damage layer) marks: ``(H, W)`` bool, above one half (float layers in
+    ``[0, 1]``; uint8 layers 0..255: above 127)."""
+    d = np.asarray(layer)
+    return d > (127 if d.dtype == np.uint8 else 0.5)

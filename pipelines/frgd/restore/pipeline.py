@@ -24,6 +24,7 @@ import numpy as np
 from ..errors import InputError
 from ..faces.align import FaceCrop, paste_back
 from ..faces.rules import FACE_MIN_SCORE, candidate_text, check_min_score, floor_to_take
+from ..io import marked
 from ..jobs import CancelToken, ProgressFn, check_cancel, report
 from .faces import (
     DetectFn,
@@ -517,12 +518,13 @@ def _unit_mask(mask: np.ndarray) -> np.ndarray:
 
 
 def _warp_damage(damage: np.ndarray, affine: np.ndarray, size: tuple[int, int], footprint: float) -> np.ndarray:
-    """``damage`` (``> 0.5`` = damaged) warped by the 2x3 ``affine`` into a ``size`` ``(w, h)`` frame -> ``{0, 1}``
-    float32 (bilinear, at least half damaged). ``footprint``: source px per destination px; above 1 the damage is
-    widened by it first, so a one-pixel scratch is not lost between the samples of the warp."""
+    """``damage`` (:func:`frgd.io.marked`: above one half, uint8 above 127) warped by the 2x3
+    ``affine`` into a ``size`` ``(w, h)`` frame -> ``{0, 1}`` float32 (bilinear, at least half damaged).
+    ``footprint``: source px per destination px; above 1 the damage is widened by it first, so a one-pixel scratch is
+    not lost between the samples of the warp."""
     import cv2
 
-    hard = (np.asarray(damage) > 0.5).astype(np.uint8)
+    hard = marked(damage).astype(np.uint8)
     step = int(np.ceil(max(float(footprint), 1.0)))
     if step > 1:
         hard = cv2.dilate(hard, np.ones((step, step), np.uint8))
@@ -530,26 +532,34 @@ def _warp_damage(damage: np.ndarray, affine: np.ndarray, size: tuple[int, int], 
     return (m >= 0.5).astype(np.float32)
 
 
+def frame_damage(damage: np.ndarray, affine: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A damage layer ``(H, W)`` (float in ``[0, 1]`` or uint8 0..255) in the frame of the 2x3 ``affine`` (source ->
+    frame), ``size`` ``(w, h)`` -> ``{0, 1}`` float32 ``(h, w)``: :func:`_warp_damage`, widened first by the source
+    pixels per frame pixel when the frame is coarser than the source. The one rule of :func:`crop_damage` (photo ->
+    a face's crop) and :func:`photo_damage` (crops -> photo)."""
+    a = np.asarray(affine, np.float64)
+    footprint = 1.0 / max(float(np.sqrt(abs(np.linalg.det(a[:, :2])))), 1e-6)  # source px per frame px
+    return _warp_damage(damage, a, (int(size[0]), int(size[1])), footprint)
+
+
 def crop_damage(damage01: np.ndarray, crop: FaceCrop) -> np.ndarray:
-    """The photo's damage ``(H, W)`` in ``[0, 1]`` as a ``{0, 1}`` float32 mask in the face's crop frame ``(S, S)``
-    (:func:`_warp_damage` by the face's affine: a face larger than its crop has its damage widened first by the
-    crop's footprint in photo pixels)."""
-    return _warp_damage(damage01, crop.affine, (crop.size, crop.size), crop.native_scale)
+    """The photo's damage ``(H, W)`` (float in ``[0, 1]`` or uint8 0..255) as a ``{0, 1}`` float32 mask in the face's
+    crop frame ``(S, S)`` (:func:`frame_damage` by the face's affine: a face larger than its crop has its damage
+    widened first by the crop's footprint in photo pixels)."""
+    return frame_damage(damage01, crop.affine, (crop.size, crop.size))
 
 
 def photo_damage(shape: tuple[int, int], layers: Sequence[tuple[np.ndarray, np.ndarray]]) -> np.ndarray | None:
     """The faces' damage in the photo: ``layers`` are ``(damage, inverse)`` pairs, a crop-frame damage ``(S, S)`` in
     ``[0, 1]`` and its face's 2x3 crop -> photo affine; -> ``(H, W)`` ``{0, 1}`` float32, their union
-    (:func:`_warp_damage`, the mirror of :func:`crop_damage`: a face smaller than its crop widened first by its
+    (:func:`frame_damage`, the mirror of :func:`crop_damage`: a face smaller than its crop widened first by its
     footprint), or ``None`` when nothing is marked."""
     h, w = int(shape[0]), int(shape[1])
     out = np.zeros((h, w), np.float32)
     for damage, inverse in layers:
-        if not (np.asarray(damage) > 0.5).any():
+        if not marked(damage).any():
             continue
-        inv = np.asarray(inverse, np.float64)
-        crop_px = 1.0 / max(float(np.sqrt(abs(np.linalg.det(inv[:, :2])))), 1e-6)  # crop px per photo px
-        out = np.maximum(out, _warp_damage(damage, inv, (w, h), crop_px))
+        out = np.maximum(out, frame_damage(damage, inverse, (w, h)))
     return out if out.any() else None
 
 
@@ -575,6 +585,7 @@ __all__ = [
     "RestoredFace",
     "auto_scale",
     "crop_damage",
+    "frame_damage",
     "background_model",
     "choose_reference_faces",
     "paste_faces",
