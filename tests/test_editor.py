@@ -1368,6 +1368,53 @@ def test_damage_tool_paints_the_photo_and_reaches_the_result_and_the_sampler(win
     assert read_provenance(out)["parameters"]["damage_filled"] == round(doc.damage_share(), 6) > 0
 
 
+def test_shift_click_paints_a_straight_line_and_damage_masks_import_and_export(window, photo_file, tmp_path):
+    """Shift+click paints a straight line from where the last stroke ended (one undo step); a damage mask image
+    (photo-sized, white = damaged) adds to the marks in one undo step, a mask of another size is refused with both
+    sizes, and Export Damage Mask writes the marks back as the ``--damage`` image of the CLI."""
+    from PIL import Image
+
+    from frgd.io import load_mask
+
+    job = window.model.open_photo(photo_file, detect=False)
+    assert window.jobs.wait(30) and job.state == "done", job.error
+    canvas, doc, vp = window.canvas, window.doc, window.canvas.viewport()
+    window.set_tool("damage")
+    window.set_brush_size(2.0)
+    stroke(canvas, [(20, 20)])
+    assert doc.damage[20, 20] > 127 and doc.damage[20, 120] == 0
+    n = window.stack.count()
+    QTest.mousePress(vp, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.ShiftModifier, view_point(canvas, 220, 20))
+    QTest.mouseRelease(vp, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.ShiftModifier, view_point(canvas, 220, 20))
+    assert window.stack.count() == n + 1 and window.stack.text(n) == "Paint damage"
+    assert (doc.damage[20, 20:221] > 127).all() and doc.damage[30, 120] == 0  # the whole line, and only it
+    window.stack.undo()
+    assert doc.damage[20, 120] == 0 and doc.damage[20, 20] > 127
+    QTest.mousePress(vp, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, view_point(canvas, 100, 150))
+    QTest.mouseRelease(vp, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, view_point(canvas, 100, 150))
+    assert doc.damage[20, 120] == 0 and doc.damage[100, 60] == 0  # a plain click is a dab, not a line
+
+    mask = np.zeros((200, 240), np.uint8)
+    mask[150:153, 10:200] = 255
+    Image.fromarray(mask).save(tmp_path / "scratch.png")
+    n = window.stack.count()
+    job = window.model.import_damage(tmp_path / "scratch.png")
+    assert window.jobs.wait(30) and job.state == "done", job.error
+    assert window.stack.count() == n + 1 and window.stack.text(n) == "Import damage (scratch.png)"
+    assert (doc.damage[150:153, 10:200] == 255).all() and doc.damage[20, 20] > 127  # added to what was painted
+    Image.fromarray(mask[:100]).save(tmp_path / "small.png")
+    job = window.model.import_damage(tmp_path / "small.png")
+    assert window.jobs.wait(30) and job.state == "failed"
+    assert "small.png is 240x100; a damage mask is the photo's size, 240x200" in window.errors[-1]
+    assert window.stack.count() == n + 1
+
+    job = window.model.export_damage(tmp_path / "marks.png")
+    assert window.jobs.wait(30) and job.state == "done", job.error
+    np.testing.assert_array_equal(load_mask(job.result) > 0.5, doc.damage > 127)
+    window.model.clear_damage()
+    assert window.model.export_damage(tmp_path / "none.png") is None and not (tmp_path / "none.png").exists()
+
+
 def test_gallery_tooltip_says_what_the_sample_made_of_its_input():
     """The prior's share of the content target and the damaged share, as the sample's parameters record them."""
     from frgd_studio.model.document import Sample

@@ -7,6 +7,10 @@ emits photo coordinates in the OpenCV convention used by :mod:`frgd.faces` (pixe
 Navigation: mouse wheel zooms around the cursor; drag with the middle button, or with the left button while Space is
 held (or in the Select tool), pans; :meth:`fit` and :meth:`actual_size` reset the zoom.
 
+Painting: a left-button drag is one stroke. Shift+click paints a straight line from where the last stroke ended (any
+paint tool, as in Photoshop and Krita: a long scratch is marked with a few clicks); the line and any drag that
+follows are one stroke, so one undo step.
+
 Before/after split (:meth:`Canvas.set_compare`): a *before* image is drawn over the shown (*after*) image, clipped to
 the part left of a vertical line at :attr:`Canvas.split_fraction` of the photo width. Both images live in the same
 scene rectangle, so zoom and pan move them together; the line, its handle and the two labels are drawn in viewport
@@ -288,6 +292,7 @@ class Canvas(QGraphicsView):
         self.show_mask = True
         self.show_faces = True
         self._painting = False
+        self.stroke_end: tuple[float, float] | None = None  # photo point where the last stroke ended (Shift+click)
         self._panning = False
         self._space = False
         self._pan_last = QPointF()
@@ -307,6 +312,7 @@ class Canvas(QGraphicsView):
     # ----- content ---------------------------------------------------------------------------------------------
     def _on_photo(self) -> None:
         self.set_compare(None)  # the before image belonged to the previous photo
+        self.stroke_end = None
         self.set_image(self.doc.photo)
         self.refresh_faces()
         self.refresh_damage(None)
@@ -593,7 +599,13 @@ class Canvas(QGraphicsView):
         if event.button() == Qt.MouseButton.LeftButton and self.doc.photo is not None:
             self._painting = True
             x, y = self.photo_point(pos.toPoint())
-            self.strokeBegan.emit(x, y)
+            start = self.stroke_end if event.modifiers() & Qt.KeyboardModifier.ShiftModifier else None
+            if start is not None:  # a straight line from the last stroke's end, then the drag goes on from here
+                self.strokeBegan.emit(*start)
+                self.strokeMoved.emit(x, y)
+            else:
+                self.strokeBegan.emit(x, y)
+            self.stroke_end = (x, y)
             event.accept()
             return
         super().mousePressEvent(event)
@@ -623,6 +635,7 @@ class Canvas(QGraphicsView):
         if self._painting:
             x, y = self.photo_point(pos.toPoint())
             self.strokeMoved.emit(x, y)
+            self.stroke_end = (x, y)
             event.accept()
             return
         super().mouseMoveEvent(event)

@@ -270,6 +270,22 @@ class MainWindow(QMainWindow):
         if path:
             self.model.export(path, dlg.choice(), overwrite=Path(path).exists())
 
+    def import_damage_dialog(self) -> None:
+        if self.doc.photo is None:
+            return
+        path, _ = QFileDialog.getOpenFileName(self, "Import damage mask (white = damaged)", "", IMAGE_FILTER)
+        if path:
+            self.model.import_damage(path)
+
+    def export_damage_dialog(self) -> None:
+        if not self.doc.damage_marked():
+            return
+        src = Path(self.doc.photo_path or "photo.png")
+        default = str(src.with_name(f"{src.stem}_damage.png"))
+        path, _ = QFileDialog.getSaveFileName(self, "Export damage mask", default, IMAGE_FILTER)
+        if path:
+            self.model.export_damage(path, overwrite=Path(path).exists())
+
     def dragEnterEvent(self, event) -> None:  # noqa: N802
         urls = event.mimeData().urls()
         if urls and Path(urls[0].toLocalFile()).suffix.lower() in IMAGE_SUFFIXES | {".frgd"}:
@@ -363,11 +379,12 @@ class MainWindow(QMainWindow):
 
     def _update_actions(self) -> None:
         has_photo, has_face = self.doc.photo is not None, self.doc.face() is not None
-        for a in (self.a_save_session, self.a_save_session_as, self.a_export, self.a_detect):
+        for a in (self.a_save_session, self.a_save_session_as, self.a_export, self.a_detect, self.a_import_damage):
             a.setEnabled(has_photo)
         for a in (self.a_resample, self.a_add_ref, self.a_clear_mask, self.a_invert_mask):
             a.setEnabled(has_face)
         self.a_clear_damage.setEnabled(self.doc.damage_marked())
+        self.a_export_damage.setEnabled(self.doc.damage_marked())
         self.a_cancel.setEnabled(self.jobs.busy)
 
     def changeEvent(self, event) -> None:  # noqa: N802

@@ -50,6 +50,10 @@ def build_actions(w: QMainWindow) -> None:
     w.a_save_session_as = act(w, "Save Session &As…", lambda: m.save_session(), "Ctrl+Shift+S")
     tip = "Export an image you choose, with provenance metadata (never over the original)"
     w.a_export = act(w, "&Export…", w.export_dialog, "Ctrl+E", tip)
+    w.a_import_damage = act(w, "Import &Damage Mask…", w.import_damage_dialog, None,
+                            "Add the white pixels of a photo-sized mask image to the damage marks")  # fmt: skip
+    w.a_export_damage = act(w, "Export Damage &Mask…", w.export_damage_dialog, None,
+                            "Write the damage marks as a mask image (frgd enhance --damage)")  # fmt: skip
     w.a_quit = act(w, "&Quit", w.close, QKeySequence.StandardKey.Quit)
     w.a_undo = w.stack.createUndoAction(w, "&Undo")
     w.a_undo.setShortcut(QKeySequence("Ctrl+Z"))
@@ -106,8 +110,8 @@ def build_menus(w: QMainWindow) -> None:
     m = mb.addMenu("&File")
     m.addAction(w.a_open)
     w.recent_menu = m.addMenu("Open &Recent")
-    for a in (w.a_open_session, None, w.a_save_session, w.a_save_session_as, w.a_export, None,
-              w.a_quit):  # fmt: skip
+    for a in (w.a_open_session, None, w.a_save_session, w.a_save_session_as, w.a_export, None, w.a_import_damage,
+              w.a_export_damage, None, w.a_quit):  # fmt: skip
         m.addAction(a) if a else m.addSeparator()
     w.refresh_recent()
     m = mb.addMenu("&Edit")

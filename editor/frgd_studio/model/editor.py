@@ -376,6 +376,52 @@ class EditorModel:
         if self.doc.damage_marked():
             self.push(commands.clear_damage(self.doc))
 
+    def import_damage(self, path: str | Path) -> Job | None:
+        """Add the white pixels of a mask image (photo-sized, white = damaged: the ``--damage`` image of ``frgd
+        enhance``, e.g. painted in another editor) to the photo's damage marks, one undo step; read on the ``"io"``
+        lane."""
+        doc = self.doc
+        if doc.photo is None:
+            return None
+        h, w = doc.photo.shape[:2]
+        name = Path(path).name
+
+        def load(_device: Any, _progress: Any, _cancel: Any) -> np.ndarray:
+            from frgd.io import load_mask, marked
+
+            m = load_mask(path)
+            if m.shape != (h, w):
+                raise InputError(f"{name} is {m.shape[1]}x{m.shape[0]}; a damage mask is the photo's size, {w}x{h}")
+            return np.where(marked(m), 255, 0).astype(np.uint8)  # the rule of --damage (above one half)
+
+        def done(layer: np.ndarray) -> None:
+            before = doc.damage
+            after = layer if before is None else np.maximum(before, layer)
+            if (before is not None and np.array_equal(after, before)) or not after.any():
+                self.status(f"{name} marks no damage that is not marked already.")
+                return
+            self.push(commands.DamageCommand(doc, None, before, after, f"Import damage ({name})"))
+
+        return self.run_job(f"Import damage mask {name}", load, done, lane="io")
+
+    def export_damage(self, path: str | Path, overwrite: bool = False) -> Job | None:
+        """Write the photo's damage marks as a photo-sized grey PNG (white = damaged), the ``--damage`` image of
+        ``frgd enhance`` and ``frgd restore`` (never over the photo); ``None`` when nothing is marked."""
+        from frgd.io import marked, save_image
+
+        doc = self.doc
+        if not doc.damage_marked():
+            self.status("No damage is marked: paint it with the Damage tool (D) first.")
+            return None
+        layer = np.where(marked(doc.damage), 255, 0).astype(np.uint8)
+        protect = [doc.photo_path] if doc.photo_path else []
+
+        def write(_device: Any, _progress: Any, _cancel: Any) -> Path:
+            return save_image(path, np.repeat(layer[..., None], 3, axis=2), overwrite=overwrite, protect=protect)
+
+        return self.run_job("Export damage mask", write, lambda out: self.status(f"Exported the damage mask to {out}"),
+                            same_photo=False, lane="io")  # fmt: skip
+
     # ------------------------------------------------------------------------------------------ damage fill
     def _repair(self) -> None:
         """Keep :attr:`Document.repaired` current: one fill job at a time (:func:`backend.repaired_photo`); when it
