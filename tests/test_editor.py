@@ -1429,3 +1429,25 @@ def test_gallery_tooltip_says_what_the_sample_made_of_its_input():
     given = Sample(img, 1, 0.5, 15, parameters={"prior_share": {"source": "given", "values": [1.0]}, "damage": None})
     assert _input_notes(given) == ["held to 0 % photo, 100 % cleaned estimate (set by Input)"]
     assert _input_notes(Sample(img, 1, 0.5, 15)) == []
+
+
+def test_image_rotate_in_the_window(window, photo_file):
+    """Image > Rotate 90° clockwise turns what the canvas shows (its scene is the turned photo's, the face outline
+    and the damage overlay follow) as one undo step, and Undo turns it back."""
+    open_with_faces(window, photo_file)
+    canvas, doc = window.canvas, window.doc
+    window.set_tool("damage")
+    window.set_brush_size(2.0)
+    stroke(canvas, [(230, 10)])  # the top right corner
+    assert canvas.damage_overlay_color(230, 10)[3] > 0
+    n = window.stack.count()
+    window.a_rotate[-1].trigger()
+    assert window.jobs.wait(30) and window.stack.count() == n + 1 and window.stack.text(n) == "Rotate 90° clockwise"
+    assert doc.photo.shape[:2] == (240, 200) and canvas.sceneRect().width() == 200
+    assert canvas.damage_overlay_color(189, 230)[3] > 0 and canvas.damage_overlay_color(10, 230)[3] == 0
+    poly = canvas.face_items[0][0].polygon()
+    xs = [poly.at(i).x() for i in range(poly.count())]
+    assert max(xs) <= 200.5  # the outline lies in the turned photo
+    window.stack.undo()
+    assert doc.photo.shape[:2] == (200, 240) and canvas.sceneRect().width() == 240 and doc.turn == 0
+    assert canvas.damage_overlay_color(230, 10)[3] > 0

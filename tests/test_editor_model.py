@@ -629,3 +629,63 @@ def test_a_session_with_face_damage_layers_loads_into_the_photos_layer(model, ph
     arrays["damage"] = np.full((100, 120), 255, np.uint8)
     data = load_session(write(tmp_path / "other.frgd", meta2, arrays))
     assert data.damage is None and any("damage marks were painted on a 120x100 photo" in w for w in data.warnings)
+
+
+def test_rotate_turns_the_photo_with_everything_in_it_exactly(model, photo_file, tmp_path):
+    """Image > Rotate: the photo, its damage marks and pane results turn exactly (np.rot90); each face is aligned
+    again from its turned landmarks into the same crop, so its mask and samples stay valid; faces are numbered again
+    left to right with the selection kept; one undo step gives back the very same state; a session and an export
+    keep the turn; an edit made while the turn was computed cancels it."""
+    from frgd.io import read_provenance
+    from frgd_studio.session import load_session
+
+    job = model.open_photo(photo_file, detect=False)
+    assert model.jobs.wait(30) and job.state == "done", job.error
+    small = TEMPLATE_512 * (60 / 512)
+    job = model.set_faces_from_landmarks([small + np.array([10.0, 30.0]), small + np.array([130.0, 100.0])])
+    assert model.jobs.wait(30) and job.state == "done", job.error
+    doc = model.doc
+    photo, (left, right) = doc.photo, doc.faces
+    model.select(1)
+    model.region_mask("mouth")
+    mask = right.mask
+    damage = np.zeros(photo.shape[:2], np.uint8)
+    damage[5:8, 20:200] = 255
+    model.push(commands.DamageCommand(doc, None, None, damage, "Paint damage"))
+    pane = np.repeat(np.repeat(photo, 2, 0), 2, 1)
+    doc.set_pane_result("SR bicubic ×2", pane, {"scale": 2})
+    assert model.jobs.wait(30)
+    damage = doc.damage
+
+    job = model.rotate(2)  # 180°: the right face becomes Face 1
+    assert model.jobs.wait(30) and job.state == "done", job.error
+    np.testing.assert_array_equal(doc.photo, np.rot90(photo, 2))
+    np.testing.assert_array_equal(doc.damage, np.rot90(damage, 2))
+    np.testing.assert_array_equal(
+        doc.pane_results["SR bicubic ×2"], np.rot90(np.repeat(np.repeat(photo, 2, 0), 2, 1), 2)
+    )
+    assert doc.turn == 2 and doc.selected == 0 and doc.faces[0].mask is mask
+    for new, old in ((doc.faces[0], right), (doc.faces[1], left)):
+        assert np.abs(new.crop.astype(int) - old.crop.astype(int)).max() <= 1, "the same crop"
+        assert new.turn == 2 and old.turn == 0  # the face now lies upside down in the photo, restored upright
+    assert model.jobs.wait(30) and doc.repair_current()  # the turned marks are filled again
+
+    job = model.save_session(tmp_path / "turned.frgd")
+    assert model.jobs.wait(60) and job.state == "done", job.error
+    data = load_session(job.result)
+    assert data.turn == 2
+    np.testing.assert_array_equal(data.photo, doc.photo)
+    np.testing.assert_array_equal(data.damage, doc.damage)
+    assert [np.abs(a.crop.astype(int) - b.crop.astype(int)).max() for a, b in zip(data.faces, doc.faces)] <= [1, 1]
+    job = model.export(tmp_path / "turned.png", "Result")
+    assert model.jobs.wait(30) and job.state == "done", job.error
+    assert read_provenance(job.result)["parameters"]["photo_turn_degrees"] == 180
+
+    model.undo.undo()
+    assert doc.photo is photo and doc.faces[0] is left and doc.faces[1] is right and doc.turn == 0
+    assert doc.selected == 1 and doc.damage is damage and doc.faces[1].mask is mask
+
+    job = model.rotate(-1)
+    model.region_mask("eyes")  # an edit while the turned images are made: the turn is not done
+    assert model.jobs.wait(30) and job.state == "done"
+    assert doc.photo is photo and doc.turn == 0 and "not done, the photo was edited meanwhile" in model.statuses[-1]

@@ -379,7 +379,8 @@ class MainWindow(QMainWindow):
 
     def _update_actions(self) -> None:
         has_photo, has_face = self.doc.photo is not None, self.doc.face() is not None
-        for a in (self.a_save_session, self.a_save_session_as, self.a_export, self.a_detect, self.a_import_damage):
+        for a in (self.a_save_session, self.a_save_session_as, self.a_export, self.a_detect, self.a_import_damage,
+                  *self.a_rotate.values()):  # fmt: skip
             a.setEnabled(has_photo)
         for a in (self.a_resample, self.a_add_ref, self.a_clear_mask, self.a_invert_mask):
             a.setEnabled(has_face)

@@ -54,6 +54,9 @@ def build_actions(w: QMainWindow) -> None:
                             "Add the white pixels of a photo-sized mask image to the damage marks")  # fmt: skip
     w.a_export_damage = act(w, "Export Damage &Mask…", w.export_damage_dialog, None,
                             "Write the damage marks as a mask image (frgd enhance --damage)")  # fmt: skip
+    w.a_rotate = {k: act(w, text, lambda k=k: m.rotate(k), None,
+                         f"{text}: the photo with its faces, marks and pane results (one undo step)")
+                  for k, text in m.ROTATIONS.items()}  # fmt: skip
     w.a_quit = act(w, "&Quit", w.close, QKeySequence.StandardKey.Quit)
     w.a_undo = w.stack.createUndoAction(w, "&Undo")
     w.a_undo.setShortcut(QKeySequence("Ctrl+Z"))
@@ -117,6 +120,9 @@ def build_menus(w: QMainWindow) -> None:
     m = mb.addMenu("&Edit")
     for a in (w.a_undo, w.a_redo, None, w.a_clear_mask, w.a_invert_mask, w.a_clear_damage):
         m.addAction(a) if a else m.addSeparator()
+    m = mb.addMenu("&Image")
+    for a in w.a_rotate.values():
+        m.addAction(a)
     m = mb.addMenu("&View")
     for a in (w.a_fit, w.a_100, w.a_zoom_in, w.a_zoom_out, w.a_mask, w.a_faces, w.a_compare, w.a_split,
               w.a_split_reset):  # fmt: skip

@@ -109,7 +109,7 @@ def save_session(doc: Document, path: str | Path, ui: dict[str, Any] | None = No
     meta = {
         "format": FORMAT,
         "version": VERSION,
-        "photo": {"path": doc.photo_path, "sha256": doc.photo_sha256, "shape": list(doc.photo.shape)},
+        "photo": {"path": doc.photo_path, "sha256": doc.photo_sha256, "shape": list(doc.photo.shape), "turn": doc.turn},
         "faces": faces,
         "selected": doc.selected,
         "panes": panes,
@@ -152,6 +152,7 @@ class SessionData:
     pane_params: dict[str, dict] = field(default_factory=dict)
     background: str | None = None
     damage: np.ndarray | None = None  # (H, W) uint8, the photo's damage layer
+    turn: int = 0  # quarter turns counter-clockwise of the photo from its file (Image > Rotate)
     ui: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
@@ -211,6 +212,7 @@ def _check_meta(meta: Any) -> None:
             raise _Damaged(f"session.json: {what}")
 
     need(isinstance(meta.get("photo"), dict) and isinstance(meta["photo"].get("path"), str), "no photo path")
+    need(meta["photo"].get("turn", 0) in (0, 1, 2, 3), "photo turn must be 0, 1, 2 or 3 quarter turns")
     faces = meta.get("faces")
     need(isinstance(faces, list) and len(faces) <= MAX_FACES, f"faces must be a list of at most {MAX_FACES}")
     for i, fm in enumerate(faces):
@@ -360,6 +362,12 @@ def _session_data(path: Path, meta: dict, arrays: dict[str, np.ndarray], pane_pn
     if not Path(photo_info["path"]).is_file():
         raise InputError(f"the session's photo is missing: {photo_info['path']} (move it back or open it again)")
     photo = load_photo(photo_info["path"])
+    turn = int(photo_info.get("turn", 0))  # sessions before Image > Rotate have none
+    if turn:  # the faces, marks and panes were saved on the turned photo
+        from dataclasses import replace
+
+        rot = lambda a: None if a is None else np.ascontiguousarray(np.rot90(a, turn))  # noqa: E731
+        photo = replace(photo, rgb=rot(photo.rgb), alpha=rot(photo.alpha))
     warnings = []
     if photo_info.get("sha256") and photo.sha256 != photo_info["sha256"]:
         warnings.append(f"{photo_info['path']} changed since the session was saved; faces may not line up")
@@ -417,6 +425,7 @@ def _session_data(path: Path, meta: dict, arrays: dict[str, np.ndarray], pane_pn
         pane_params=params,
         background=background if background in panes else None,
         damage=damage,
+        turn=turn,
         ui=dict(meta.get("ui") or {}),
         warnings=warnings,
     )
@@ -424,7 +433,7 @@ def _session_data(path: Path, meta: dict, arrays: dict[str, np.ndarray], pane_pn
 
 def apply_session(doc: Document, data: SessionData) -> None:
     """Replace the document's content with a loaded session (GUI thread; not undoable, like opening a file)."""
-    doc.set_photo(data.photo, data.photo_path, data.photo_sha256, data.alpha)
+    doc.set_photo(data.photo, data.photo_path, data.photo_sha256, data.alpha, data.turn)
     doc.set_faces(data.faces)
     for name, img in data.panes.items():
         doc.set_pane_result(name, img, data.pane_params.get(name))

@@ -25,7 +25,7 @@ from frgd.io import to_uint8
 from frgd.jobs import CancelToken, ProgressFn, check_cancel, report
 from frgd.restore import PhotoFace, default_model_dir
 
-from .document import Face, Reference, Sample
+from .document import Face, PhotoState, Reference, Sample
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +63,38 @@ def _face(pf: PhotoFace) -> Face:
         crop=to_uint8(crop.image),
         crop_obj=crop,
     )
+
+
+def turned_state(state: PhotoState, k: int) -> PhotoState:
+    """``state`` turned ``k`` quarter turns counter-clockwise (``np.rot90``; -1 = clockwise): every image turned
+    (exact), each face aligned again from its turned landmarks (:func:`frgd.faces.align.turn_points`, exact: the same
+    crop, so its mask, samples and result stay valid) and the faces numbered again left to right
+    (:func:`frgd.restore.number_faces`), the selected one kept. Worker thread (numpy + OpenCV)."""
+    from dataclasses import replace
+
+    from frgd.faces.align import turn_points
+    from frgd.faces.detect import MTCNN_COORD_OFFSET
+    from frgd.restore import number_faces
+
+    def rot(a: np.ndarray | None) -> np.ndarray | None:
+        return None if a is None else np.ascontiguousarray(np.rot90(a, k))
+
+    photo = rot(state.photo)
+    hw = photo.shape[:2]
+    faces = []
+    for f in state.faces:
+        x0, y0, x1, y1 = np.asarray(f.box, np.float64) - MTCNN_COORD_OFFSET  # MTCNN's box, along the photo's axes
+        corners = turn_points(np.array([[x0, y0], [x1, y0], [x0, y1], [x1, y1]]), -k, hw) + MTCNN_COORD_OFFSET
+        g = make_face(photo, turn_points(f.landmarks, -k, hw), np.concatenate([corners.min(0), corners.max(0)]),
+                      f.score)  # fmt: skip
+        faces.append(replace(f, box=g.box, landmarks=g.landmarks, affine=g.affine, inverse=g.inverse, crop=g.crop,
+                             crop_obj=g.crop_obj))  # fmt: skip
+    numbered = number_faces(faces)
+    chosen = faces[state.selected] if 0 <= state.selected < len(faces) else None
+    selected = next((i for i, f in enumerate(numbered) if f is chosen), state.selected)
+    return PhotoState(photo, rot(state.alpha), (state.turn + k) % 4, numbered, selected,
+                      {n: rot(img) for n, img in state.pane_results.items()}, rot(state.damage),
+                      rot(state.repaired))  # fmt: skip
 
 
 def photo_face(face: Face, number: int) -> PhotoFace:

@@ -14,7 +14,7 @@ from typing import Protocol
 
 import numpy as np
 
-from .document import Box, Document, Face, Reference, Sample
+from .document import Box, Document, Face, PhotoState, Reference, Sample
 
 
 def _name(path: str) -> str:
@@ -182,6 +182,21 @@ class DamageCommand(_Cmd):
 
     def undo(self) -> None:
         self.doc.set_damage(self.before, self.box)
+
+
+class RotateCommand(_Cmd):
+    """Turn the photo with everything in it: ``before`` and ``after`` are whole :class:`~.document.PhotoState` s
+    (arrays shared), so undo gives back the very faces and crops it took."""
+
+    def __init__(self, doc: Document, before: PhotoState, after: PhotoState, text: str) -> None:
+        super().__init__(doc, text)
+        self.before, self.after = before, after
+
+    def redo(self) -> None:
+        self.doc.set_photo_state(self.after)
+
+    def undo(self) -> None:
+        self.doc.set_photo_state(self.before)
 
 
 def clear_mask(doc: Document, index: int) -> MaskCommand:

@@ -139,6 +139,22 @@ class Face:
         return 0 <= u < CROP_SIZE and 0 <= v < CROP_SIZE
 
 
+@dataclass
+class PhotoState:
+    """What turning the photo changes (:meth:`Document.photo_state`, :meth:`Document.set_photo_state`): the photo,
+    its transparency, its quarter turns from the file, the faces in it, the selection, the pane results and the
+    damage layer with its latest fill."""
+
+    photo: np.ndarray
+    alpha: np.ndarray | None
+    turn: int
+    faces: list[Face]
+    selected: int
+    pane_results: dict[str, np.ndarray]
+    damage: np.ndarray | None
+    repaired: np.ndarray | None
+
+
 class Document:
     """The open photo and all per-face state. Events carry the face index where it applies."""
 
@@ -157,6 +173,8 @@ class Document:
         self.alpha: np.ndarray | None = None
         self.photo_path: str | None = None
         self.photo_sha256: str | None = None
+        self.turn = 0
+        """Quarter turns counter-clockwise (``np.rot90``'s ``k``, 0..3) of :attr:`photo` from the file as loaded."""
         self.faces: list[Face] = []
         self.selected: int = -1
         self.pane_results: dict[str, np.ndarray] = {}
@@ -177,9 +195,15 @@ class Document:
 
     # ----- photo and faces -------------------------------------------------------------------------------------
     def set_photo(
-        self, photo: np.ndarray, path: str | None = None, sha256: str | None = None, alpha: np.ndarray | None = None
+        self,
+        photo: np.ndarray,
+        path: str | None = None,
+        sha256: str | None = None,
+        alpha: np.ndarray | None = None,
+        turn: int = 0,
     ) -> None:
-        """Replace the photo; clears faces and pane results. ``photo``: ``(H, W, 3)`` uint8 RGB."""
+        """Replace the photo; clears faces and pane results. ``photo``: ``(H, W, 3)`` uint8 RGB, ``turn`` quarter
+        turns counter-clockwise from the file at ``path`` (:attr:`turn`)."""
         if photo.ndim != 3 or photo.shape[2] != 3:
             raise ValueError(f"photo must be (H, W, 3), got {photo.shape}")
         if photo.dtype != np.uint8:
@@ -189,6 +213,7 @@ class Document:
         self.alpha = alpha
         self.photo_path = path
         self.photo_sha256 = sha256
+        self.turn = int(turn) % 4
         self.faces = []
         self.selected = -1
         self.pane_results = {}
@@ -231,6 +256,29 @@ class Document:
                 if d < best_d:
                     best, best_d = i, d
         return best
+
+    def photo_state(self) -> PhotoState:
+        """The state a turn of the photo replaces (arrays shared: edits replace them, never write them)."""
+        return PhotoState(self.photo, self.alpha, self.turn, list(self.faces), self.selected, dict(self.pane_results),
+                          self.damage, self.repaired)  # fmt: skip
+
+    def set_photo_state(self, state: PhotoState) -> None:
+        """Replace the photo by a turned one with everything in it (a command: Image > Rotate). Jobs started before
+        drop their results (:attr:`generation`), and the damage is filled again for the turned photo (its earlier
+        fill, turned, is shown meanwhile)."""
+        self.photo, self.alpha, self.turn = state.photo, state.alpha, state.turn % 4
+        self.faces, self.selected = list(state.faces), state.selected
+        self.pane_results = dict(state.pane_results)
+        self.damage, self.repaired, self.repaired_version = state.damage, state.repaired, -1
+        self.damage_version += 1
+        self.generation += 1
+        self.invalidate()
+        self.photoChanged.emit()
+        self.facesChanged.emit()
+        self.selectionChanged.emit(self.selected)
+        self.paneResultsChanged.emit()
+        self.damageChanged.emit(None)
+        self.repairedChanged.emit()
 
     # ----- per-face state (called by commands) -----------------------------------------------------------------
     def set_mask(self, index: int, mask: np.ndarray) -> None:
@@ -424,7 +472,7 @@ class Document:
 
         snap = Document()
         snap.photo, snap.alpha = self.photo, self.alpha
-        snap.photo_path, snap.photo_sha256 = self.photo_path, self.photo_sha256
+        snap.photo_path, snap.photo_sha256, snap.turn = self.photo_path, self.photo_sha256, self.turn
         snap.faces = [
             replace(f, references=[replace(r) for r in f.references], samples=list(f.samples)) for f in self.faces
         ]

@@ -376,6 +376,37 @@ class EditorModel:
         if self.doc.damage_marked():
             self.push(commands.clear_damage(self.doc))
 
+    ROTATIONS = {1: "Rotate 90° counter-clockwise", -1: "Rotate 90° clockwise", 2: "Rotate 180°"}
+    """Image > Rotate: quarter turns counter-clockwise (``np.rot90``'s ``k``) -> the menu and undo text."""
+
+    def rotate(self, k: int) -> Job | None:
+        """Turn the photo ``k`` quarter turns counter-clockwise (:data:`ROTATIONS`), with its faces (aligned again:
+        the same crops, so masks, samples and results stay), damage marks and pane results: one undo step. The
+        turned images are made in a job; edits made meanwhile cancel it (turn again). Sessions and exports keep the
+        turn (:attr:`Document.turn`)."""
+        doc = self.doc
+        if doc.photo is None or k % 4 == 0:
+            return None
+        text = self.ROTATIONS.get(k, f"Rotate {90 * k}°")
+        before = doc.photo_state()
+        pushes, marker = self._pushes, self._edit_marker()
+
+        def done(after) -> None:
+            now = self._edit_marker()
+            if self._pushes != pushes or len(now) != len(marker) or any(a is not b for a, b in zip(now, marker)):
+                self.status(f"{text}: not done, the photo was edited meanwhile; rotate it again.", 15000)
+                return
+            self.push(commands.RotateCommand(doc, before, after, text))
+
+        return self.run_job(text, lambda _d, _p, _c: backend.turned_state(before, k), done)
+
+    def _edit_marker(self) -> list[Any]:
+        """The objects every edit replaces (the photo, the damage layer, pane results, each face and its layers):
+        compared by identity, they say whether anything changed, a stroke still in progress included."""
+        doc = self.doc
+        faces = [x for f in doc.faces for x in (f, f.mask, f.applied, f.applied_mask, f.samples, f.references)]
+        return [doc.photo, doc.damage, *doc.pane_results.values(), *faces]
+
     def import_damage(self, path: str | Path) -> Job | None:
         """Add the white pixels of a mask image (photo-sized, white = damaged: the ``--damage`` image of ``frgd
         enhance``, e.g. painted in another editor) to the photo's damage marks, one undo step; read on the ``"io"``
@@ -576,6 +607,8 @@ class EditorModel:
 
         doc = self.doc
         params: dict[str, Any] = {"view": choice, "faces": []}
+        if doc.turn:  # Image > Rotate: the photo (the "Original" too) turned from its file
+            params["photo_turn_degrees"] = 90 * doc.turn  # counter-clockwise
         seeds, refs, models = [], {}, set()
         for i, f in enumerate(doc.faces):
             entry: dict[str, Any] = {"number": i + 1, "changed": f.applied is not None, "seed": f.applied_seed}

@@ -588,3 +588,20 @@ def _canvas_detail(roi: np.ndarray, face: np.ndarray, m_roi: np.ndarray, scale: 
     agree = np.clip(1.0 - diff / DETAIL_AGREEMENT, 0.0, 1.0).astype(np.float32)
     gate = cv2.warpAffine(agree, m_roi, size_roi, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
     return (np.clip(gate, 0.0, 1.0)[..., None] * (roi - low)).astype(np.float32)
+
+
+def turn_points(pts: np.ndarray, turn: int, shape: tuple[int, int]) -> np.ndarray:
+    """Points ``(N, 2)`` ``(x, y)`` (pixel centres, 0-based) of ``np.rot90(img, turn)`` in ``img`` of ``shape``
+    ``(H, W)``; exact (the pixel grid maps onto itself). The other way, points of ``img`` in ``np.rot90(img, turn)``
+    of shape ``(H', W')``: ``turn_points(pts, -turn, (H', W'))``."""
+    h, w = int(shape[0]), int(shape[1])
+    pts = np.asarray(pts, np.float64)
+    x, y = pts[:, 0], pts[:, 1]
+    k = int(turn) % 4
+    if k == 1:
+        return np.stack([w - 1 - y, x], 1)
+    if k == 2:
+        return np.stack([w - 1 - x, h - 1 - y], 1)
+    if k == 3:
+        return np.stack([y, h - 1 - x], 1)
+    return pts.copy()

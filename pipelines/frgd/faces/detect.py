@@ -53,7 +53,7 @@ from ..devices import resolve_device
 from ..errors import FRGDError, InputError
 from ..io import to_uint8
 from ..jobs import CancelToken, ProgressFn, check_cancel, report
-from .align import template_fit_error
+from .align import template_fit_error, turn_points
 from .rules import FACE_MIN_SCORE, check_min_score
 
 logger = logging.getLogger(__name__)
@@ -177,22 +177,6 @@ class DetectedFace:
         face = DetectedFace(box=box, score=self.score, landmarks=self.landmarks, index=self.index, turn=turn % 4)
         face.landmarks = turn_points(self.landmarks_px, turn, shape) + face.coord_offset
         return face
-
-
-def turn_points(pts: np.ndarray, turn: int, shape: tuple[int, int]) -> np.ndarray:
-    """Points ``(N, 2)`` ``(x, y)`` (pixel centres, 0-based) of ``np.rot90(img, turn)`` in ``img`` of ``shape``
-    ``(H, W)``; exact (the pixel grid maps onto itself)."""
-    h, w = int(shape[0]), int(shape[1])
-    pts = np.asarray(pts, np.float64)
-    x, y = pts[:, 0], pts[:, 1]
-    k = int(turn) % 4
-    if k == 1:
-        return np.stack([w - 1 - y, x], 1)
-    if k == 2:
-        return np.stack([w - 1 - x, h - 1 - y], 1)
-    if k == 3:
-        return np.stack([y, h - 1 - x], 1)
-    return pts.copy()
 
 
 def _build_mtcnn(device: Any, **settings: Any) -> Any:
