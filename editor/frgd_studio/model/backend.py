@@ -67,8 +67,9 @@ def _face(pf: PhotoFace) -> Face:
 
 def turned_state(state: PhotoState, k: int) -> PhotoState:
     """``state`` turned ``k`` quarter turns counter-clockwise (``np.rot90``; -1 = clockwise): every image turned
-    (exact), each face aligned again from its turned landmarks (:func:`frgd.faces.align.turn_points`, exact: the same
-    crop, so its mask, samples and result stay valid) and the faces numbered again left to right
+    (exact), each face aligned again from its turned landmarks (:func:`frgd.faces.align.turn_points`, exact, so the
+    same crop to within a level of interpolation rounding: its mask, samples and result stay valid) and the faces
+    numbered again left to right
     (:func:`frgd.restore.number_faces`), the selected one kept. Worker thread (numpy + OpenCV)."""
     from dataclasses import replace
 
