@@ -10,7 +10,7 @@ live while the user drags (for feedback) and pushed once on release as ONE comma
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -133,29 +133,42 @@ class SetFacesCommand(_Cmd):
             self.doc.select(sel)
 
 
-class MaskCommand(_Cmd):
-    """Set a face's mask from ``before`` to ``after`` (a whole stroke, clear or invert)."""
+class _LiveCmd(_Cmd):
+    """A change from ``before`` to ``after`` that may already be in the document when pushed (``applied``: a stroke,
+    applied live while the user drags), so its first ``redo`` is then a no-op; :meth:`_set` puts a state."""
 
-    def __init__(
-        self, doc: Document, index: int, before: np.ndarray, after: np.ndarray, text: str, applied: bool = False
-    ) -> None:
+    def __init__(self, doc: Document, text: str, before: Any, after: Any, applied: bool) -> None:
         super().__init__(doc, text)
-        self.index = index
-        self.before = before.copy()
-        self.after = after.copy()
+        self.before, self.after = before, after
         self._skip = applied
+
+    def _set(self, state: Any) -> None:
+        raise NotImplementedError
 
     def redo(self) -> None:
         if self._skip:
             self._skip = False
             return
-        self.doc.set_mask(self.index, self.after)
+        self._set(self.after)
 
     def undo(self) -> None:
-        self.doc.set_mask(self.index, self.before)
+        self._set(self.before)
 
 
-class DamageCommand(_Cmd):
+class MaskCommand(_LiveCmd):
+    """Set a face's mask from ``before`` to ``after`` (a whole stroke, clear or invert)."""
+
+    def __init__(
+        self, doc: Document, index: int, before: np.ndarray, after: np.ndarray, text: str, applied: bool = False
+    ) -> None:
+        super().__init__(doc, text, before.copy(), after.copy(), applied)
+        self.index = index
+
+    def _set(self, state: np.ndarray) -> None:
+        self.doc.set_mask(self.index, state)
+
+
+class DamageCommand(_LiveCmd):
     """Set the photo's damage layer inside ``box`` (:data:`~.document.Box`) from ``before`` to ``after`` (uint8
     regions: a stroke keeps only the rectangle it touched); without ``box``, the whole layer (``None`` = none)."""
 
@@ -168,20 +181,12 @@ class DamageCommand(_Cmd):
         text: str,
         applied: bool = False,
     ) -> None:
-        super().__init__(doc, text)
+        copy = lambda a: None if a is None else a.copy()  # noqa: E731
+        super().__init__(doc, text, copy(before), copy(after), applied)
         self.box = box
-        self.before = None if before is None else before.copy()
-        self.after = None if after is None else after.copy()
-        self._skip = applied
 
-    def redo(self) -> None:
-        if self._skip:
-            self._skip = False
-            return
-        self.doc.set_damage(self.after, self.box)
-
-    def undo(self) -> None:
-        self.doc.set_damage(self.before, self.box)
+    def _set(self, state: np.ndarray | None) -> None:
+        self.doc.set_damage(state, self.box)
 
 
 class RotateCommand(_Cmd):
@@ -260,7 +265,7 @@ AppliedState = tuple[np.ndarray | None, int | None, bool, np.ndarray | None]
 """``(image, seed, identity_changed, paste_mask)`` of a face's result (:meth:`Document.set_applied`)."""
 
 
-class AppliedCommand(_Cmd):
+class AppliedCommand(_LiveCmd):
     """Set a face's result image (apply a sample, revert, or a patch stroke)."""
 
     def __init__(
@@ -272,20 +277,11 @@ class AppliedCommand(_Cmd):
         before: AppliedState | None = None,
         applied: bool = False,
     ) -> None:
-        super().__init__(doc, text)
+        super().__init__(doc, text, before if before is not None else doc.faces[index].applied_state(), after, applied)
         self.index = index
-        self.before = before if before is not None else doc.faces[index].applied_state()
-        self.after = after
-        self._skip = applied
 
-    def redo(self) -> None:
-        if self._skip:
-            self._skip = False
-            return
-        self.doc.set_applied(self.index, *self.after)
-
-    def undo(self) -> None:
-        self.doc.set_applied(self.index, *self.before)
+    def _set(self, state: AppliedState) -> None:
+        self.doc.set_applied(self.index, *state)
 
 
 def apply_sample(doc: Document, index: int, k: int) -> AppliedCommand:
