@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from frgd.io import to_float, to_uint8
+
 from .model.document import CROP_SIZE, Box, Face
 
 
@@ -58,7 +60,7 @@ def face_dab(face: Face, x: float, y: float, radius: float, feather: float) -> n
 def paint(mask: np.ndarray, coverage: np.ndarray, erase: bool = False) -> np.ndarray:
     """Brush: ``max(mask, coverage)``; eraser: ``mask * (1 - coverage)``. A uint8 layer (0..255) stays uint8."""
     if mask.dtype == np.uint8:
-        return np.round(255.0 * paint(mask.astype(np.float32) / 255.0, coverage, erase)).astype(np.uint8)
+        return to_uint8(paint(to_float(mask), coverage, erase))
     if erase:
         return (mask * (1.0 - coverage)).astype(np.float32)
     return np.maximum(mask, coverage).astype(np.float32)

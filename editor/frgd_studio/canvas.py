@@ -465,8 +465,7 @@ class Canvas(QGraphicsView):
 
     def refresh_mask(self, index: int) -> None:
         if 0 <= index < len(self.face_items):
-            face = self.doc.faces[index]
-            self.face_items[index][2].setPixmap(layer_overlay(face.mask))
+            self.face_items[index][2].setPixmap(layer_overlay(self.doc.faces[index].mask))
 
     def refresh_damage(self, box: tuple[int, int, int, int] | None) -> None:
         """Redraw the damage overlay's tiles that meet ``box`` ``(y0, y1, x0, x1)`` (``None``: all of them)."""

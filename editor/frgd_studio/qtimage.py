@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from PySide6.QtGui import QImage, QPixmap
 
-from frgd.io import to_uint8
+from frgd.io import to_float, to_uint8
 
 
 def to_qimage(img: np.ndarray) -> QImage:
@@ -45,9 +45,8 @@ def layer_overlay(
 ) -> QPixmap:
     """A painted layer ``(h, w)`` (float in ``[0, 1]`` or uint8 0..255) -> an RGBA pixmap: ``color``, its alpha the
     layer's cover times ``opacity``."""
-    a = np.asarray(layer)
-    cover = a.astype(np.float32) / 255.0 if a.dtype == np.uint8 else np.clip(a, 0.0, 1.0)
-    rgba = np.empty(a.shape + (4,), np.uint8)
+    cover = to_float(np.asarray(layer))
+    rgba = np.empty(cover.shape + (4,), np.uint8)
     rgba[..., :3] = np.asarray(color, np.uint8)
     rgba[..., 3] = np.round(cover * (255.0 * opacity)).astype(np.uint8)
     return QPixmap.fromImage(to_qimage(rgba))

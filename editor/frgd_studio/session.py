@@ -407,10 +407,11 @@ def _session_data(path: Path, meta: dict, arrays: dict[str, np.ndarray], pane_pn
                         "they are dropped (paint them again)")  # fmt: skip
         damage = None
     if damage is None and old_damage:
+        from frgd.io import to_uint8
         from frgd.restore import photo_damage
 
         layer = photo_damage(photo.rgb.shape[:2], old_damage)
-        damage = None if layer is None else np.round(255.0 * layer).astype(np.uint8)
+        damage = None if layer is None else to_uint8(layer)
     panes = {p["name"]: _pane_image(pane_png[p["file"]], p["name"], photo.rgb.shape) for p in meta.get("panes", [])}
     params = {p["name"]: dict(p.get("params") or {}) for p in meta.get("panes", [])}
     background = meta.get("background")

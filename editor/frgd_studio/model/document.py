@@ -299,7 +299,7 @@ class Document:
                 v = np.asarray(values)
                 if v.shape != (h, w):
                     raise ValueError(f"damage must be the photo's size {(h, w)}, got {v.shape}")
-                new = v.copy() if v.dtype == np.uint8 else to_uint8(np.clip(v, 0.0, 1.0))
+                new = v.copy() if v.dtype == np.uint8 else to_uint8(v)
             box = (0, h, 0, w)
         else:
             y0, y1, x0, x1 = box

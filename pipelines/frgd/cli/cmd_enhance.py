@@ -465,17 +465,15 @@ class _Enhance:
     def _aligned_damage(self, img, size: int):
         """The ``--damage`` image of an aligned crop (its own size) in the ``size`` crop frame, by the sampler's own
         rule (:func:`frgd.diffusion.damage.damage_at`: a crop pixel is damaged when any part of it is), so the sampler
-        finds the same input pixels damaged again."""
-        import torch
-
-        from ..diffusion.damage import damage_at
+        finds the same input pixels damaged again (``None`` when it marks nothing)."""
+        from ..restore import FaceRequest
 
         if self.damage.shape != img.shape[:2]:
             raise InputError(
                 f"--damage must be the aligned crop's size {img.shape[1]}x{img.shape[0]}, got "
                 f"{self.damage.shape[1]}x{self.damage.shape[0]}"
             )  # fmt: skip
-        return damage_at(torch.from_numpy(self.damage)[None, None], (size, size))[0, 0].numpy()
+        return FaceRequest(damage=self.damage).damage_at((size, size))
 
 
 def _cmd_enhance(args: argparse.Namespace, label: str = "frgd enhance") -> int:

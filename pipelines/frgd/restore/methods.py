@@ -22,7 +22,7 @@ import numpy as np
 
 from ..errors import InputError, MissingWeightsError
 from ..faces.align import FACE_SIZE
-from ..io import to_uint8
+from ..io import marked, to_uint8
 from ..jobs import CancelToken, ProgressFn
 from .faces import PhotoFace, native_content
 
@@ -102,7 +102,7 @@ class FaceRequest:
     def damage_at(self, hw: tuple[int, int]) -> np.ndarray | None:
         """The damage as a ``{0, 1}`` float32 mask ``(h, w)`` at another size (a pixel is damaged when any part of
         it is, :func:`frgd.diffusion.damage.damage_at`); ``None`` without damage or when none is marked."""
-        if self.damage is None or not (np.asarray(self.damage) > 0.5).any():
+        if self.damage is None or not marked(self.damage).any():
             return None
         import torch
 

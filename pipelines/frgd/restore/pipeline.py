@@ -489,7 +489,7 @@ class FacePipeline:
             "reference_faces": list(refs.numbers),
             "reference_note": refs.note,
             "masked": mask is not None,
-            "damage": None if damage01 is None else round(float((damage01 > 0.5).mean()), 6),
+            "damage": None if damage01 is None else round(float(marked(damage01).mean()), 6),
         }
         return RestoreOutput(
             images=images,
