@@ -548,8 +548,8 @@ def test_damage_layer_edits_are_regions_the_fill_coalesces_and_a_failed_fill_sto
     doc = model.doc
     snap = doc.snapshot()
     fills = []
-    real = backend.repaired_photo
-    monkeypatch.setattr(backend, "repaired_photo", lambda p, d: fills.append(d.copy()) or real(p, d))
+    real, real_sr = backend.repaired_photo, backend.run_sr
+    monkeypatch.setattr(backend, "repaired_photo", lambda p, d: d is not None and fills.append(d.copy()) or real(p, d))
     for k in range(10):  # ten dabs along a scratch, callbacks not yet delivered
         region = np.full((3, 8), 255, np.uint8)
         doc.set_damage(region, (100, 103, 10 + 8 * k, 18 + 8 * k))
@@ -560,6 +560,14 @@ def test_damage_layer_edits_are_regions_the_fill_coalesces_and_a_failed_fill_sto
     assert (result[100:103, 10:90] != doc.photo[100:103, 10:90]).any()
     assert np.array_equal(result[:100], doc.photo[:100]) and np.array_equal(result[103:], doc.photo[103:])
     assert doc.face_damage(0) is not None  # the scratch crosses the face: it reaches its crop frame
+    monkeypatch.setattr(backend, "sr_status", lambda names: dict.fromkeys(names))
+    model.sr.set_model("bicubic")
+    model.sr.set_scale(2)
+    n_fills = len(fills)
+    model.sr.run()
+    assert model.jobs.wait(30) and len(fills) == n_fills, "the SR pane reuses the current fill"
+    np.testing.assert_array_equal(doc.pane_results["SR bicubic ×2"],
+                                  real_sr(doc.photo, "bicubic", 2, "cpu", None, None, doc.damage))  # fmt: skip
 
     before = doc.damage.copy()
     box = (0, 10, 0, 10)

@@ -473,6 +473,8 @@ class SRPane(Pane):
         photo, name = doc.photo, self.result_name()
         damage = doc.damage if doc.damage_marked() else None  # replaced on edits, never written: the job may hold it
         params = {"model": info.name, "scale": scale, "damage": round(doc.damage_share(), 6)}
+        if damage is not None and doc.repair_current():  # the fill the Result shows, not made again
+            photo, damage = doc.repaired, None
 
         def done(img) -> None:
             self.host.push(PaneResultCommand(doc, name, img, params))
