@@ -594,6 +594,66 @@ def test_damage_layer_edits_are_regions_the_fill_coalesces_and_a_failed_fill_sto
     assert model.statuses[-1].startswith("The export was not written")
 
 
+def test_detect_damage_adds_the_detectors_marks_in_one_undo_step(model, photo_file, monkeypatch):
+    """Run > Detect Damage: the detector's layer (a stand-in here) is added to the marks already painted as one undo
+    step, the status says the share; marks already there add nothing (no step); a result that arrives after the
+    photo was turned is dropped with a message, not painted on the turned photo."""
+    job = model.open_photo(photo_file, detect=False)
+    assert model.jobs.wait(30) and job.state == "done", job.error
+    doc = model.doc
+    doc.set_damage(np.full((2, 2), 255, np.uint8), (10, 12, 10, 12))  # painted by hand
+    painted = doc.damage.copy()
+    found = np.zeros((200, 240), np.uint8)
+    found[100:102, 20:220] = 255
+    release = threading.Event()
+    calls = []
+
+    def fake(photo, device, progress, cancel):
+        calls.append(photo)
+        release.wait(10)
+        return found
+
+    monkeypatch.setattr(backend, "detected_damage", fake)
+    release.set()
+    n = len(model.undo.commands)
+    job = model.detect_damage()
+    assert model.jobs.wait(30) and job.state == "done", job.error
+    assert calls[0] is doc.photo and len(model.undo.commands) == n + 1
+    assert model.undo.commands[-1].text == "Detect damage"
+    np.testing.assert_array_equal(doc.damage, np.maximum(painted, found))
+    assert any("Detect damage marked 0.83% of the photo" in t for t in model.statuses)  # 400 of 48,000 px
+    job = model.detect_damage()
+    assert model.jobs.wait(30) and len(model.undo.commands) == n + 1
+    assert model.statuses[-1] == "Detect damage found no damage that is not marked already."
+    model.undo.undo()
+    np.testing.assert_array_equal(doc.damage, painted)
+
+    release.clear()
+    job = model.detect_damage()
+    before = doc.photo_state()
+    model.push(commands.RotateCommand(doc, before, backend.turned_state(before, 2), "Rotate 180°"))
+    release.set()
+    assert model.jobs.wait(30) and job.state == "done"
+    assert model.statuses[-1].startswith("Detect damage: not used, the photo was turned or replaced")
+    np.testing.assert_array_equal(doc.damage, painted[::-1, ::-1])
+
+
+def test_detected_damage_is_the_shipped_detectors_mask(photo_file):
+    """The editor's detection is :func:`frgd.scratch.detect_damage` with the installed detector: the same mask."""
+    from frgd.errors import MissingWeightsError
+    from frgd.io import load_rgb
+    from frgd.scratch import detect_damage, load_detector
+
+    try:
+        net = load_detector()
+    except MissingWeightsError as err:
+        pytest.skip(f"no damage detector installed: {err}")
+    photo = load_rgb(photo_file)
+    layer = backend.detected_damage(photo, "cpu", None, None)
+    assert layer.dtype == np.uint8 and layer.shape == photo.shape[:2]
+    np.testing.assert_array_equal(layer, detect_damage(photo, net).mask)
+
+
 def test_a_session_with_face_damage_layers_loads_into_the_photos_layer(model, photo_file, tmp_path):
     """Sessions saved before the damage layer was the photo's held one per face (``f<i>_damage`` in the crop
     frame, ``"damage": true`` on the face): they load into the photo's layer where those marks lie

@@ -123,6 +123,13 @@ def test_cli_fuzz_bounded_run(tmp_path: Path) -> None:
     assert stats.outcomes["ok"] > 0 and stats.outcomes["input error"] > 0, stats.outcomes
 
 
+def test_cli_fuzz_damage_detect(tmp_path: Path) -> None:
+    """``frgd damage detect`` over the hostile inputs and outputs (the installed detector): the same guarantees."""
+    stats = fuzz_cli(10, seed=1, workdir=tmp_path, timeout=60, commands=("damage detect",))
+    assert stats.n_crashes == 0 and stats.n_hangs == 0, stats.crashes + stats.hangs
+    assert stats.outcomes["ok"] > 0 and stats.outcomes["input error"] > 0, stats.outcomes
+
+
 def test_image_fuzz_bounded_run() -> None:
     stats = fuzz_images(300, seed=0)
     assert stats.n_crashes == 0 and stats.n_hangs == 0, stats.crashes

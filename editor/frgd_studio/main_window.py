@@ -380,6 +380,7 @@ class MainWindow(QMainWindow):
     def _update_actions(self) -> None:
         has_photo, has_face = self.doc.photo is not None, self.doc.face() is not None
         for a in (self.a_save_session, self.a_save_session_as, self.a_export, self.a_detect, self.a_import_damage,
+                  self.a_detect_damage,
                   *self.a_rotate.values()):  # fmt: skip
             a.setEnabled(has_photo)
         for a in (self.a_resample, self.a_add_ref, self.a_clear_mask, self.a_invert_mask):

@@ -278,8 +278,8 @@ def _case_inputs(argv: list[str], work: Path) -> list[Path]:
     return out
 
 
-CLI_COMMANDS = ("upscale", "upscale", "upscale", "restore", "faces detect", "faces align", "weights import",
-                "weights verify", "weights list", "noise")  # fmt: skip
+CLI_COMMANDS = ("upscale", "upscale", "upscale", "restore", "faces detect", "faces align", "damage detect",
+                "weights import", "weights verify", "weights list", "noise")  # fmt: skip
 """The commands :func:`fuzz_cli` draws from (repeats weight the draw); ``noise`` is a random token soup."""
 
 
@@ -322,6 +322,10 @@ def _cli_argv(
         argv = ["faces", "align", image, "-o", pick([str(out_dir / f"faces{k}"), inputs["victim"], str(out_dir)])]
         if rng.random() < 0.3:
             argv += ["--faces", pick(["all", "largest", "0,2", "x", "-1"])]
+    elif command == "damage detect":
+        argv = ["damage", "detect", image, "-o", pick(outs), "--device", "cpu"]
+        if rng.random() < 0.4:
+            argv += ["--threshold", pick(["0.5", "0.01", "0", "1", "-1", "nan", "x"])]
     elif command == "weights import":
         argv = ["weights", "import", pick(list(inputs.values()))]
         if rng.random() < 0.7:

@@ -326,6 +326,17 @@ def repaired_photo(photo: np.ndarray, damage: np.ndarray | None) -> np.ndarray:
     return repair_image(photo, damage)
 
 
+def detected_damage(photo: np.ndarray, device, progress: ProgressFn | None, cancel: CancelToken | None) -> (
+    np.ndarray
+):  # fmt: skip
+    """The damage the detector finds in ``photo`` ``(H, W, 3)`` uint8 (:func:`frgd.scratch.detect_damage`), as an
+    ``(H, W)`` uint8 layer (255 = damaged). Worker thread (torch); missing weights raise
+    :class:`frgd.errors.MissingWeightsError` with the command that installs them."""
+    from frgd.scratch import detect_damage, load_detector
+
+    return detect_damage(photo, load_detector(device=device), progress=progress, cancel=cancel).mask
+
+
 def run_sr(
     photo: np.ndarray, name: str, scale: int, device, progress, cancel, damage: np.ndarray | None = None
 ) -> np.ndarray:

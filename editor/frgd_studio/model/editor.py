@@ -426,14 +426,43 @@ class EditorModel:
             return np.where(marked(m), 255, 0).astype(np.uint8)  # the rule of --damage (above one half)
 
         def done(layer: np.ndarray) -> None:
-            before = doc.damage
-            after = layer if before is None else np.maximum(before, layer)
-            if (before is not None and np.array_equal(after, before)) or not after.any():
-                self.status(f"{name} marks no damage that is not marked already.")
-                return
-            self.push(commands.DamageCommand(doc, None, before, after, f"Import damage ({name})"))
+            self._add_damage(layer, f"Import damage ({name})", f"{name} marks no damage that is not marked already.")
 
         return self.run_job(f"Import damage mask {name}", load, done, lane="io")
+
+    def _add_damage(self, layer: np.ndarray, text: str, nothing: str) -> bool:
+        """Add ``layer`` ``(H, W)`` uint8 (the photo's size) to the damage marks as one undo step ``text``; the
+        status says ``nothing`` when it adds no mark. True when something was added."""
+        doc = self.doc
+        before = doc.damage
+        after = layer if before is None else np.maximum(before, layer)
+        if (before is not None and np.array_equal(after, before)) or not after.any():
+            self.status(nothing, 15000)
+            return False
+        self.push(commands.DamageCommand(doc, None, before, after, text))
+        return True
+
+    def detect_damage(self) -> Job | None:
+        """Edit > Detect Damage: mark the scratches, cracks, spots and tears the damage detector finds
+        (:func:`frgd.scratch.detect_damage`), added to the marks as one undo step, for the user to check, erase (E)
+        or add to before they are filled. Dropped when the photo was turned or replaced meanwhile."""
+        doc = self.doc
+        photo = doc.photo
+        if photo is None:
+            return None
+
+        def done(layer: np.ndarray) -> None:
+            if doc.photo is not photo:  # another photo, or this one turned
+                self.status("Detect damage: not used, the photo was turned or replaced meanwhile; detect again.",
+                            15000)  # fmt: skip
+                return
+            share = float(np.count_nonzero(layer)) / layer.size
+            if self._add_damage(layer, "Detect damage", "Detect damage found no damage that is not marked already."):
+                self.status(f"Detect damage marked {100 * share:.2f}% of the photo (cyan): check the marks, erase "
+                            "wrong ones with the Eraser (E) or undo.", 15000)  # fmt: skip
+
+        return self.run_job("Detect damage", lambda d, p, c: backend.detected_damage(photo, d, p, c), done,
+                            same_photo=False)  # fmt: skip  # done() says why a result is not used
 
     def export_damage(self, path: str | Path, overwrite: bool = False) -> Job | None:
         """Write the photo's damage marks as a photo-sized grey PNG (white = damaged), the ``--damage`` image of

@@ -43,6 +43,12 @@ class FacesPanel(QWidget):
             "Remove every damage mark of the photo (painted with the Damage tool, D: scratches, creases and stains, "
             "filled in the result and read by no restorer)"
         )
+        self.detect_damage_button = QPushButton("Detect damage")
+        self.detect_damage_button.setToolTip(
+            "Mark the scratches, cracks, spots and tears the damage detector finds (runs in the background; one "
+            "undo step). Check the cyan marks: erase wrong ones with the Eraser (E), add missed ones with the "
+            "Damage tool (D)"
+        )
         self.clear_button = QPushButton("Clear mask")
         self.invert_button = QPushButton("Invert mask")
         self.region_buttons = {}
@@ -58,7 +64,8 @@ class FacesPanel(QWidget):
             self.region_buttons[region] = b
             grid.addWidget(b, 2 + k // 2, k % 2)
         grid.addWidget(self.revert_button, 3, 1)
-        grid.addWidget(self.clear_damage_button, 4, 0)
+        grid.addWidget(self.detect_damage_button, 4, 0)
+        grid.addWidget(self.clear_damage_button, 4, 1)
         lay = QVBoxLayout(self)
         lay.addWidget(self.list, 1)
         lay.addLayout(grid)
@@ -69,6 +76,7 @@ class FacesPanel(QWidget):
         self.invert_button.clicked.connect(model.invert_mask)
         self.revert_button.clicked.connect(model.revert_face)
         self.clear_damage_button.clicked.connect(model.clear_damage)
+        self.detect_damage_button.clicked.connect(lambda: model.detect_damage())
         self.list.currentRowChanged.connect(self._row_changed)
         doc.photoChanged.connect(self.refresh)
         doc.facesChanged.connect(self.refresh)
@@ -94,6 +102,7 @@ class FacesPanel(QWidget):
         for b in (self.revert_button, self.clear_button, self.invert_button, *self.region_buttons.values()):
             b.setEnabled(has)
         self.detect_button.setEnabled(doc.photo is not None)
+        self.detect_damage_button.setEnabled(doc.photo is not None)
 
     def _sync_selection(self, index: int) -> None:
         self._updating = True

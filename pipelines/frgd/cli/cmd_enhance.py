@@ -13,6 +13,7 @@ from typing import Any
 
 from ..devices import DEVICE_CHOICES, DEVICE_HELP, device_arg
 from ..errors import InputError
+from .damage_source import DAMAGE_AUTO, DAMAGE_HELP, DamageSource
 from .main import add_json_flags, emit
 
 logger = logging.getLogger(__name__)
@@ -266,11 +267,7 @@ def register(root: argparse._SubParsersAction, groups: dict[str, argparse._SubPa
     p.add_argument("--samples", type=int, default=1, metavar="N", help="number of samples (default 1)")
     p.add_argument("--seed", type=int, default=None, metavar="K", help="seed of the first sample (K, K+1, ...)")
     p.add_argument("--mask", metavar="MASK.png", help="white = may change (photo-sized, or crop-sized with --aligned)")
-    p.add_argument(
-        "--damage", metavar="DAMAGE.png",
-        help="white = the photo is damaged there (scratches, stains): filled, and FRGD ignores the input there "
-        "(photo-sized, or crop-sized with --aligned)",
-    )  # fmt: skip
+    p.add_argument("--damage", metavar="DAMAGE.png|auto", help=DAMAGE_HELP)
     p.add_argument("--aligned", action="store_true", help="PHOTO and references are aligned face crops")
     p.add_argument(
         "--sr-model",
@@ -387,7 +384,7 @@ class _Enhance:
     mask: Any
     ref_hashes: dict[str, str]
     protect: list[str]
-    damage: Any = None
+    damage: DamageSource | None = None
 
     def run(self, photo: Path, paths: list[Path], seeds: list[int], overwrite: bool) -> dict[str, Any]:
         """Restore one photo (or aligned crop) and write ``paths`` (one per seed); returns its JSON record."""
@@ -396,6 +393,7 @@ class _Enhance:
 
         args = self.args
         img = load_rgb(photo)
+        damage, damage_record = self.damage.for_photo(img) if self.damage is not None else (None, {"damage": None})
         params = {
             "identity_strength": args.identity,
             "samples": args.samples,
@@ -406,12 +404,12 @@ class _Enhance:
             "prior": self.restorer.params()["prior"],
             "aligned": bool(args.aligned),
             "mask": Path(args.mask).name if args.mask else None,
-            "damage": Path(args.damage).name if args.damage else None,
+            **damage_record,
             "identity_guided": bool(self.restorer.references) and args.identity > 0,
         }
         if args.aligned:
             size = self.restorer.crop_size
-            damage = None if self.damage is None else self._aligned_damage(img, size)
+            damage = None if damage is None else self._aligned_damage(img, damage, size)
             request = FaceRequest(mask=None if self.mask is None else fit_crop(self.mask, size), damage=damage)
             samples = keep_monochrome(img, self.restorer.restore_crop(repair_content(img, request), request, seeds))
             images = [s.image for s in samples]
@@ -425,7 +423,7 @@ class _Enhance:
             first = samples[0].params
         else:
             out = self.pipe(img, which=args.faces, num_samples=args.samples, seeds=seeds, scale=args.scale,
-                            mask=self.mask, damage=self.damage, require_faces=True,
+                            mask=self.mask, damage=damage, require_faces=True,
                             reference_faces=args.reference_faces)  # fmt: skip
             images, changed = out.images, out.identity_changed
             verdicts = [out.verdicts(k) for k in range(len(seeds))]
@@ -462,18 +460,18 @@ class _Enhance:
             written.append(str(saved))
         return {"outputs": written, "seeds": seeds, **params, **extra, "timings": timings}
 
-    def _aligned_damage(self, img, size: int):
-        """The ``--damage`` image of an aligned crop (its own size) in the ``size`` crop frame, by the sampler's own
-        rule (:func:`frgd.diffusion.damage.damage_at`: a crop pixel is damaged when any part of it is), so the sampler
+    def _aligned_damage(self, img, damage, size: int):
+        """The damage ``damage`` of an aligned crop (its own size) in the ``size`` crop frame, by the sampler's own rule
+        (:func:`frgd.diffusion.damage.damage_at`: a crop pixel is damaged when any part of it is), so the sampler
         finds the same input pixels damaged again (``None`` when it marks nothing)."""
         from ..restore import FaceRequest
 
-        if self.damage.shape != img.shape[:2]:
+        if damage.shape != img.shape[:2]:
             raise InputError(
                 f"--damage must be the aligned crop's size {img.shape[1]}x{img.shape[0]}, got "
-                f"{self.damage.shape[1]}x{self.damage.shape[0]}"
+                f"{damage.shape[1]}x{damage.shape[0]}"
             )  # fmt: skip
-        return FaceRequest(damage=self.damage).damage_at((size, size))
+        return FaceRequest(damage=damage).damage_at((size, size))
 
 
 def _cmd_enhance(args: argparse.Namespace, label: str = "frgd enhance") -> int:
@@ -499,11 +497,12 @@ def _cmd_enhance(args: argparse.Namespace, label: str = "frgd enhance") -> int:
             "--reference-faces chooses which faces of a photo a --reference is of: give --reference too"
             if not args.reference else "--reference-faces is for photos; --aligned restores one face crop"
         )  # fmt: skip
-    for flag, given in (("--mask", args.mask), ("--damage", args.damage)):
+    damage_file = None if args.damage == DAMAGE_AUTO else args.damage  # auto: each photo's own
+    for flag, given in (("--mask", args.mask), ("--damage", damage_file)):
         if batch and given and not args.aligned:
             raise InputError(f"{flag} is photo-sized: give one photo with it (or --aligned crops of one size)")
     seeds = normalize_seeds(args.seed, args.samples)
-    protect = [*args.reference] + [m for m in (args.mask, args.damage) if m]
+    protect = [*args.reference] + [m for m in (args.mask, damage_file) if m]
     if batch:
         items = plan(
             collect_inputs(args.photo),
@@ -534,7 +533,8 @@ def _load_enhance(args: argparse.Namespace, protect: list[str]) -> _Enhance:
     from ..io import file_sha256, load_mask, load_rgb
     from ..restore import FacePipeline, FRGDRestorer, load_frgd_pipeline
 
-    mask, damage = (load_mask(p) if p else None for p in (args.mask, args.damage))
+    mask = load_mask(args.mask) if args.mask else None
+    damage = DamageSource(args.damage, args.device)
     frgd = load_frgd_pipeline(args.model, device=args.device)
     restorer = FRGDRestorer(
         frgd, identity_strength=args.identity, steps=args.steps, scheduler=args.scheduler, harmonise=args.harmonise,

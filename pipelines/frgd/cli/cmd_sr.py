@@ -17,6 +17,7 @@ from typing import Any
 from ..devices import DEVICE_HELP, device_arg
 from ..errors import InputError
 from .cmd_enhance import add_batch_flags, add_faces_flag, add_frgd_flags, frgd_flags_given
+from .damage_source import DAMAGE_AUTO, DAMAGE_HELP, DamageSource
 from .main import emit, tile_arg
 
 logger = logging.getLogger(__name__)
@@ -83,10 +84,7 @@ def register(root: argparse._SubParsersAction, groups: dict[str, argparse._SubPa
     add_frgd_flags(r)
     r.add_argument("--bg-model", default="auto", choices=("auto", *names), help="background upscaler (default auto)")
     r.add_argument("--scale", type=int, default=2, metavar="S", help="output upscale factor (default 2)")
-    r.add_argument(
-        "--damage", metavar="DAMAGE.png",
-        help="photo-sized, white = damaged (scratches, stains): filled before restoring; FRGD ignores the input there",
-    )  # fmt: skip
+    r.add_argument("--damage", metavar="DAMAGE.png|auto", help=DAMAGE_HELP)
     add_faces_flag(r)
     r.add_argument("--seed", type=int, default=0, help="seed of the decoder noise / FRGD sample (default 0)")
     r.add_argument("--tile", type=tile_arg, default="auto", metavar="N", help="background tile size (default auto)")
@@ -228,14 +226,15 @@ def _run_single_or_batch(
     return 0
 
 
-def _restore_one(args: argparse.Namespace, pipe: Any, src: Path, out: Path, overwrite: bool, progress=None) -> dict:
+def _restore_one(args: argparse.Namespace, pipe: Any, damages: DamageSource, src: Path, out: Path, overwrite: bool,
+                 progress=None) -> dict:  # fmt: skip
     """Restore the faces of one photo file with ``pipe`` (a :class:`frgd.restore.FacePipeline`) into ``out`` (alpha
-    kept, provenance embedded); returns its JSON record."""
-    from ..io import Provenance, file_sha256, load_image, load_mask, save_image
+    kept, provenance embedded), its damage from ``damages``; returns its JSON record."""
+    from ..io import Provenance, file_sha256, load_image, save_image
 
     t0 = time.perf_counter()
     loaded = load_image(src)
-    damage = load_mask(args.damage) if args.damage else None
+    damage, damage_record = damages.for_photo(loaded.rgb)
     res = pipe(loaded.rgb, which=args.faces, seeds=[args.seed], scale=args.scale, damage=damage, progress=progress)
     alpha = _upscale_alpha(loaded.alpha, res.scale)
     prov = Provenance(
@@ -243,7 +242,7 @@ def _restore_one(args: argparse.Namespace, pipe: Any, src: Path, out: Path, over
         seed=args.seed,
         parameters={"command": "restore", "method": res.method, "scale": res.scale, "bg_model": res.sr_model,
                     "faces": len(res.faces), "min_score": pipe.min_score, "weight": args.weight,
-                    "damage": Path(args.damage).name if args.damage else None},
+                    **damage_record},
         identity_changed=res.identity_changed,  # frgd.restore's one rule: True when a generative restorer ran
         source_hash=file_sha256(src),
     )  # fmt: skip
@@ -256,6 +255,7 @@ def _restore_one(args: argparse.Namespace, pipe: Any, src: Path, out: Path, over
         "scale": res.scale,
         "bg_model": res.sr_model,
         "identity_changed": res.identity_changed,
+        **damage_record,
         "seconds": round(time.perf_counter() - t0, 2),
     }
 
@@ -277,14 +277,15 @@ def _cmd_restore(args: argparse.Namespace) -> int:
     if not 0.0 <= args.weight <= 1.0:
         raise InputError(f"--weight must be in [0, 1], got {args.weight}")
     items, single = _single_or_batch(args, args.image)
-    if args.damage and not single:
-        raise InputError("--damage is photo-sized: give one photo with it")
+    if args.damage and args.damage != DAMAGE_AUTO and not single:
+        raise InputError("--damage is photo-sized: give one photo with it (or --damage auto)")
     if single:
         load_image(single[0])  # an unreadable photo is a usage error before the model loads
     restorer = cls(version=args.version, weights=args.weights, device=args.device, weight=args.weight)
     pipe = FacePipeline(restorer, sr_model=args.bg_model, tile=args.tile, min_score=args.min_score)
+    damages = DamageSource(args.damage, args.device)
     return _run_single_or_batch(
-        args, items, single, functools.partial(_restore_one, args, pipe), "restore",
+        args, items, single, functools.partial(_restore_one, args, pipe, damages), "restore",
         lambda d: f"wrote {d['output']}: {len(d['faces'])} face(s) restored with {d['model']}, "
                   f"background {d['bg_model']}",
     )  # fmt: skip

@@ -1,7 +1,7 @@
 """Entry point of the ``frgd`` CLI.
 
 Commands live in ``frgd/cli/cmd_*.py``; each module defines ``register(root, groups)`` where ``root`` is the top-level
-subparsers object and ``groups`` maps the shared groups (``eval``, ``bench``, ``weights``, ``faces``) to their
+subparsers object and ``groups`` maps the shared groups (:data:`GROUPS`) to their
 subparsers. A command's handler is set with ``parser.set_defaults(func=handler)``; it takes ``args`` and returns an
 exit code (``0`` or ``None`` for success). Errors derived from :class:`frgd.errors.FRGDError` become one-line messages
 with a non-zero exit code; so do unexpected exceptions (the traceback is logged with ``-vv``). The exit codes are
@@ -33,6 +33,7 @@ GROUPS = {
     "bench": "measure speed and memory and write JSON",
     "weights": "list, download, verify, import and convert model weights",
     "faces": "detect and align faces",
+    "damage": "find the scratches, cracks, spots and tears of scanned photos",
 }
 
 EXIT_OK = 0

@@ -1,0 +1,226 @@
+"""Synthetic damage: the training and test data of the damage detector (:mod:`frgd.scratch.detect`).
+
+Real old photos come without masks, so the detector learns from clean photos damaged here, where the mask is known
+exactly. What is drawn follows what scanned prints show (``../shared/real/old_photos``, looked at, never trained on):
+
+* **cracks**: the emulsion broken along a jagged, branching path, 0.6-3 px wide, showing the paper (cream or white);
+* **scratches**: long smooth curves, thinner and often fainter, bright or dark;
+* **spots**: dust and emulsion flecks, 1-8 px across;
+* **tears**: a paper-coloured piece missing at the photo's edge.
+
+Before the damage the clean photo is *aged* (grey or sepia toning, faded contrast: most old prints are monochrome);
+after it the whole print is *scanned* (a slight blur, film grain, JPEG), so the damage's edges are as soft and noisy as
+a real scan's. The mask marks the pixels the damage visibly changed (by at least :data:`VISIBLE` in some channel,
+before the scan): a bright scratch over a white collar changes nothing and is not marked.
+
+Everything is ``float32`` ``(H, W, 3)`` in ``[0, 1]`` and ``(H, W)`` ``{0, 1}`` masks, reproducible from a
+``numpy.random.Generator``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+SUPERSAMPLE = 4
+"""Damage is drawn at this multiple of the image's resolution and area-averaged down, so widths below a pixel give
+partial coverage instead of jagged one-pixel lines."""
+VISIBLE = 12.0 / 255.0
+"""A pixel is damaged when the damage changed it by at least this much in some channel (before the scan)."""
+
+
+@dataclass(frozen=True)
+class DamageConfig:
+    """What :func:`damage_photo` draws. Counts are per ``128 x 128`` px of image (scaled with its area)."""
+
+    clean_prob: float = 0.15
+    """Share of examples with no damage at all (the detector must mark nothing there)."""
+    cracks: tuple[float, float] = (0.0, 3.0)
+    crack_width: tuple[float, float] = (0.6, 3.0)
+    crack_length: tuple[float, float] = (15.0, 220.0)
+    branch_prob: float = 0.45
+    scratches: tuple[float, float] = (0.0, 1.5)
+    scratch_width: tuple[float, float] = (0.5, 2.0)
+    spots_prob: float = 0.4
+    spots: tuple[float, float] = (1.0, 12.0)
+    spot_radius: tuple[float, float] = (0.6, 4.0)
+    tear_prob: float = 0.08
+    dark_prob: float = 0.1
+    """Share of marks darker than the photo (dirt, ink, a scratch in a negative) instead of paper-bright. Kept low:
+    at 0.25 the detector also marked glasses frames and dark hair strands (thin dark lines are everywhere in photos,
+    where the paper-white of a crack is not)."""
+    alpha: tuple[float, float] = (0.45, 1.0)
+    grey_prob: float = 0.55
+    sepia_prob: float = 0.6
+    """Of the grey photos, the share toned sepia."""
+    fade: tuple[float, float] = (0.55, 1.0)
+    blur_prob: float = 0.5
+    blur_sigma: tuple[float, float] = (0.3, 1.2)
+    grain: tuple[float, float] = (0.0, 0.035)
+    jpeg_prob: float = 0.5
+    jpeg_quality: tuple[int, int] = (40, 95)
+
+
+def _u(rng: np.random.Generator, lo_hi: tuple[float, float]) -> float:
+    return float(rng.uniform(lo_hi[0], lo_hi[1]))
+
+
+def _log_u(rng: np.random.Generator, lo_hi: tuple[float, float]) -> float:
+    return float(math.exp(rng.uniform(math.log(lo_hi[0]), math.log(lo_hi[1]))))
+
+
+def _count(rng: np.random.Generator, lo_hi: tuple[float, float], area_units: float) -> int:
+    return int(rng.poisson(_u(rng, lo_hi) * area_units))
+
+
+def age(image: np.ndarray, rng: np.random.Generator, cfg: DamageConfig) -> np.ndarray:
+    """``image`` ``(H, W, 3)`` as an old print: grey (sometimes sepia) and faded towards a paper tone."""
+    out = image.astype(np.float32)
+    if rng.random() < cfg.grey_prob:
+        y = out @ np.array([0.299, 0.587, 0.114], np.float32)
+        tint = np.ones(3, np.float32)
+        if rng.random() < cfg.sepia_prob:
+            s = _u(rng, (0.05, 0.3))
+            tint = np.array([1.0, 1.0 - 0.45 * s, 1.0 - s], np.float32)
+        out = y[..., None] * tint
+    f = _u(rng, cfg.fade)
+    base = _u(rng, (0.0, 1.0 - f)) if f < 1.0 else 0.0
+    return np.clip(base + f * out, 0.0, 1.0).astype(np.float32)
+
+
+def _paper(rng: np.random.Generator, dark: bool) -> np.ndarray:
+    """A damage colour: the bare paper (cream to white) or a dark mark."""
+    if dark:
+        return np.full(3, _u(rng, (0.0, 0.3)), np.float32) * np.array([1.0, 0.95, 0.9], np.float32)
+    v = _u(rng, (0.72, 1.0))
+    return np.array([v, v * _u(rng, (0.92, 1.0)), v * _u(rng, (0.78, 1.0))], np.float32)
+
+
+def _crack_path(rng: np.random.Generator, start: np.ndarray, angle: float, length: float, jag: float) -> np.ndarray:
+    """A jagged path ``(N, 2)`` (x, y) of about ``length`` px from ``start``: short segments whose direction drifts
+    by ``jag`` radians per step, now and then turning sharply."""
+    pts = [start.astype(np.float64)]
+    walked = 0.0
+    while walked < length:
+        step = _u(rng, (1.0, 4.5))
+        angle += rng.normal(0.0, jag) + (rng.normal(0.0, 0.9) if rng.random() < 0.06 else 0.0)
+        pts.append(pts[-1] + step * np.array([math.cos(angle), math.sin(angle)]))
+        walked += step
+    return np.stack(pts)
+
+
+def _bezier(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
+    """A smooth curve ``(N, 2)`` across (or into) the image: a quadratic Bezier through three random points."""
+    p = rng.uniform(-0.2, 1.2, size=(3, 2)) * np.array([w, h])
+    n = max(8, int(np.linalg.norm(p[2] - p[0]) / 2))
+    t = np.linspace(0.0, 1.0, n)[:, None]
+    return (1 - t) ** 2 * p[0] + 2 * (1 - t) * t * p[1] + t**2 * p[2]
+
+
+def _draw_path(canvas: np.ndarray, path: np.ndarray, width: float) -> None:
+    """Draw ``path`` (image px) ``width`` px wide into the supersampled coverage ``canvas`` (max-combined)."""
+    k = SUPERSAMPLE
+    pts = np.round(path * k + (k - 1) / 2.0).astype(np.int32).reshape(-1, 1, 2)
+    thick = max(1, int(round(width * k)))
+    cv2.polylines(canvas, [pts], False, 1.0, thickness=thick, lineType=cv2.LINE_AA)
+
+
+def damage_layers(
+    h: int, w: int, rng: np.random.Generator, cfg: DamageConfig
+) -> list[tuple[np.ndarray, np.ndarray, float]]:
+    """The marks of one example as ``(coverage (h, w) in [0, 1], colour (3,), alpha)`` layers, in drawing order."""
+    if rng.random() < cfg.clean_prob:
+        return []
+    k = SUPERSAMPLE
+    units = h * w / (128.0 * 128.0)
+    layers: list[tuple[np.ndarray, np.ndarray, float]] = []
+
+    def finish(canvas: np.ndarray) -> np.ndarray:
+        return cv2.resize(canvas, (w, h), interpolation=cv2.INTER_AREA)
+
+    for _ in range(_count(rng, cfg.cracks, units)):
+        canvas = np.zeros((h * k, w * k), np.float32)
+        start = rng.uniform(0, 1, 2) * np.array([w, h])
+        angle = rng.uniform(0, 2 * math.pi)
+        width = _log_u(rng, cfg.crack_width)
+        path = _crack_path(rng, start, angle, _log_u(rng, cfg.crack_length), _u(rng, (0.15, 0.7)))
+        _draw_path(canvas, path, width)
+        while rng.random() < cfg.branch_prob and len(path) > 2:
+            at = path[rng.integers(1, len(path))]
+            turn = rng.choice([-1.0, 1.0]) * _u(rng, (0.5, 1.6))
+            sub = _crack_path(rng, at, angle + turn, _log_u(rng, (8.0, 80.0)), _u(rng, (0.1, 0.5)))
+            _draw_path(canvas, sub, max(0.5, width * _u(rng, (0.5, 1.0))))
+        layers.append((finish(canvas), _paper(rng, rng.random() < cfg.dark_prob), _u(rng, cfg.alpha)))
+    for _ in range(_count(rng, cfg.scratches, units)):
+        canvas = np.zeros((h * k, w * k), np.float32)
+        _draw_path(canvas, _bezier(rng, w, h), _log_u(rng, cfg.scratch_width))
+        layers.append((finish(canvas), _paper(rng, rng.random() < cfg.dark_prob), _u(rng, cfg.alpha)))
+    if rng.random() < cfg.spots_prob:
+        canvas = np.zeros((h * k, w * k), np.float32)
+        for _ in range(_count(rng, cfg.spots, units)):
+            c = (int(rng.uniform(0, w * k)), int(rng.uniform(0, h * k)))
+            r = _log_u(rng, cfg.spot_radius) * k
+            axes = (max(1, int(r)), max(1, int(r * _u(rng, (0.4, 1.0)))))
+            cv2.ellipse(canvas, c, axes, rng.uniform(0, 180), 0, 360, 1.0, -1, cv2.LINE_AA)
+        layers.append((finish(canvas), _paper(rng, rng.random() < cfg.dark_prob), _u(rng, cfg.alpha)))
+    if rng.random() < cfg.tear_prob:
+        canvas = np.zeros((h * k, w * k), np.float32)
+        side = rng.integers(4)
+        depth = _u(rng, (0.04, 0.25)) * (w if side % 2 else h) * k
+        n = 12
+        along = np.linspace(0, (h if side % 2 else w) * k, n)
+        inward = depth * rng.uniform(0.2, 1.0, n)
+        edge = {0: np.stack([along, inward], 1), 1: np.stack([w * k - inward, along], 1),
+                2: np.stack([along, h * k - inward], 1), 3: np.stack([inward, along], 1)}[int(side)]  # fmt: skip
+        corners = {0: [[w * k, 0], [0, 0]], 1: [[w * k, h * k], [w * k, 0]],
+                   2: [[w * k, h * k], [0, h * k]], 3: [[0, h * k], [0, 0]]}[int(side)]  # fmt: skip
+        poly = np.concatenate([edge, np.array(corners, np.float64)]).astype(np.int32)
+        cv2.fillPoly(canvas, [poly], 1.0, cv2.LINE_AA)
+        layers.append((finish(canvas), _paper(rng, False), 1.0))
+    return layers
+
+
+def damage_photo(
+    image: np.ndarray, rng: np.random.Generator, cfg: DamageConfig | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Age ``image`` ``(H, W, 3)`` float in ``[0, 1]``, draw damage on it and scan it.
+
+    Returns ``(damaged, mask, aged)``: the scanned damaged print ``(H, W, 3)`` float32, the damage mask ``(H, W)``
+    float32 in ``{0, 1}`` and the undamaged aged print (before the scan).
+    """
+    cfg = cfg or DamageConfig()
+    h, w = image.shape[:2]
+    aged = age(image, rng, cfg)
+    out = aged.copy()
+    for cover, colour, alpha in damage_layers(h, w, rng, cfg):
+        a = (cover * alpha)[..., None]
+        # per-pixel strength: the emulsion flakes unevenly along a crack
+        a = a * rng.uniform(0.75, 1.0, size=a.shape).astype(np.float32)
+        out = out + a * (colour - out)
+    mask = (np.abs(out - aged).max(axis=2) >= VISIBLE).astype(np.float32)
+    return scan(out, rng, cfg), mask, aged
+
+
+def scan(image: np.ndarray, rng: np.random.Generator, cfg: DamageConfig) -> np.ndarray:
+    """A print's scan: a slight blur, film grain and JPEG, each drawn from ``cfg``."""
+    out = image
+    if rng.random() < cfg.blur_prob:
+        out = cv2.GaussianBlur(out, (0, 0), _u(rng, cfg.blur_sigma), borderType=cv2.BORDER_REFLECT)
+    g = _u(rng, cfg.grain)
+    if g > 0:
+        grain = rng.normal(0.0, g, size=out.shape[:2]).astype(np.float32)[..., None]
+        out = out + grain
+    out = np.clip(out, 0.0, 1.0)
+    if rng.random() < cfg.jpeg_prob:
+        u8 = np.round(out * 255.0).astype(np.uint8)
+        q = int(rng.integers(cfg.jpeg_quality[0], cfg.jpeg_quality[1] + 1))
+        ok, buf = cv2.imencode(".jpg", u8[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, q])
+        if ok:
+            out = cv2.imdecode(buf, cv2.IMREAD_COLOR)[:, :, ::-1].astype(np.float32) / 255.0
+    return np.ascontiguousarray(out, dtype=np.float32)
+
+
+__all__ = ["SUPERSAMPLE", "VISIBLE", "DamageConfig", "age", "damage_layers", "damage_photo", "scan"]

@@ -1,0 +1,172 @@
+"""Train the damage detector (:class:`frgd.archs.scratch_unet_arch.ScratchUNet`) on the CPU, on synthetic damage.
+
+Each example is a random crop of a clean photo (BSDS400 and T91 scenes, or a faces128 training face upscaled 1-2.5x
+like a portrait's face), aged, damaged and scanned by :func:`frgd.scratch.synth.damage_photo`; the loss is binary
+cross-entropy plus soft Dice on its mask. Adam, warm-up and cosine by the larger of step and time progress
+(:mod:`frgd.cpu_training`). Validation: fixed synthetic examples on photos the training never sees (the B100 scenes,
+i.e. BSDS300's test split, which BSDS400 does not contain, and faces128 val faces); the exported threshold is the one
+with the best F0.5 there (:func:`frgd.scratch.detect.best_threshold`).
+
+Command used for the shipped weights (README, "Damage detection")::
+
+    python -m frgd.scratch.train train --faces ../shared/data/faces128 --photos ../shared/data/sr/train/BSDS400 \
+        ../shared/data/sr/train/T91 --val-photos ../shared/data/sr/bench/B100/HR --run runs/damage_a \
+        --time-budget-min 58   # stopped after 2,500 steps, with DamageConfig.dark_prob 0.25 then
+    python -m frgd.scratch.train train ... --run runs/damage_b --init runs/damage_a --lr 0.001 --seed 1 \
+        --time-budget-min 55   # dark_prob 0.1 (today's default)
+    python -m frgd.scratch.train export --run runs/damage_b --out resources/frgd_resources/weights/frgd-damage
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..archs.scratch_unet_arch import ScratchUNet
+from ..cpu_training import command_parser, load_run, run_command, save_run, timed_loop, training_record
+from .data import CROP, VAL_PER_SOURCE, make_batch, read_photos, val_set
+from .synth import DamageConfig
+
+logger = logging.getLogger(__name__)
+
+
+def loss_fn(logit: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy plus soft Dice over the batch (``(B, 1, H, W)`` each)."""
+    bce = F.binary_cross_entropy_with_logits(logit, mask)
+    p = torch.sigmoid(logit)
+    dice = 1.0 - (2.0 * (p * mask).sum() + 1.0) / (p.sum() + mask.sum() + 1.0)
+    return bce + dice
+
+
+@torch.no_grad()
+def predict(net: ScratchUNet, x: torch.Tensor, batch: int = 8) -> np.ndarray:
+    """Probabilities ``(N, 1, H, W)`` of ``x``."""
+    from .detect import logits
+
+    net.eval()
+    out = [torch.sigmoid(logits(net, x[i : i + batch])) for i in range(0, len(x), batch)]
+    net.train()
+    return torch.cat(out).numpy()
+
+
+def validate(net: ScratchUNet, val: tuple[torch.Tensor, torch.Tensor]) -> dict[str, Any]:
+    """The best F0.5 threshold on ``val`` and the scores there, for the scenes and the faces apart and together."""
+    from .detect import best_threshold, mask_scores
+
+    prob, truth = predict(net, val[0]), val[1].numpy()
+    thr = best_threshold(prob, truth)
+    half = len(prob) // 2
+    return {
+        "threshold": thr,
+        "all": mask_scores(prob, truth, thr),
+        "scenes": mask_scores(prob[:half], truth[:half], thr),
+        "faces": mask_scores(prob[half:], truth[half:], thr),
+    }
+
+
+def train(args: argparse.Namespace) -> dict[str, Any]:
+    """Train in ``args.run`` (from random weights, or from ``args.init``'s with a fresh optimiser and schedule);
+    returns the state (also ``RUN/state.json``)."""
+    from ..diffusion.training.train_prior import load_split_faces
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    rng = np.random.default_rng(args.seed)
+    run = Path(args.run)
+    run.mkdir(parents=True, exist_ok=True)
+    faces = load_split_faces(args.faces, "train", args.limit)[0]
+    photos = read_photos(args.photos)
+    val_faces = load_split_faces(args.faces, "val")[0]
+    val_faces = val_faces[:: max(1, len(val_faces) // VAL_PER_SOURCE)]
+    val = val_set(val_faces, read_photos(args.val_photos))
+    cfg = DamageConfig()
+    earlier = None
+    if args.init:
+        weights, st = load_run(args.init)
+        net = ScratchUNet(**st["config"])
+        net.load_state_dict(weights)
+        earlier = {"run": str(args.init), "step": st["step"], "images": st["images"], "earlier": st.get("earlier")}
+    else:
+        net = ScratchUNet(tuple(args.channels))
+    net = net.to(memory_format=torch.channels_last)
+    opt = torch.optim.Adam(net.parameters(), lr=args.lr)
+    state: dict[str, Any] = {"step": 0, "images": 0, "loss_curve": [], "val_curve": [], "config": net.config(),
+                             "batch": args.batch, "lr": args.lr, "crop": CROP, "train_faces": len(faces),
+                             "train_photos": len(photos), "dark_prob": cfg.dark_prob, "earlier": earlier}  # fmt: skip
+    t0 = time.perf_counter()
+
+    def step() -> float:
+        x, m = make_batch(faces, photos, args.batch, CROP, rng, cfg)
+        loss = loss_fn(net(x.contiguous(memory_format=torch.channels_last)), m)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return float(loss.detach())
+
+    def after() -> None:
+        if state["step"] % args.val_every == 0:
+            v = validate(net, val)
+            state["val_curve"].append([state["step"], round(time.perf_counter() - t0, 1), v["threshold"],
+                                       v["all"]["f0.5"], v["all"]["f1"]])  # fmt: skip
+            logger.info("val step %d: %s", state["step"], v)
+            torch.save({"model": net.state_dict(), "state": state}, run / "last.pt")
+
+    timed_loop(opt, step, state, lr=args.lr, steps=args.steps, budget_min=args.time_budget_min, batch=args.batch,
+               log_every=args.log_every, after_step=after)  # fmt: skip
+    state["seconds"] = round(time.perf_counter() - t0, 1)
+    state["val"] = validate(net, val)
+    save_run(run, net, state)
+    return state
+
+
+def export(run: str | Path, out: str | Path) -> Path:
+    """Write the run's detector (float16) with its validated threshold and training record to ``out``."""
+    from .detect import save_detector
+
+    weights, st = load_run(run)
+    net = ScratchUNet(**st["config"])
+    net.load_state_dict(weights)
+    training = training_record(
+        st, ("step", "images", "seconds", "batch", "lr", "crop", "train_faces", "train_photos", "dark_prob", "earlier",
+             "val"),
+        data="synthetic damage (frgd.scratch.synth) on BSDS400 + T91 scenes and faces128 train faces; validated on "
+             "B100 scenes and faces128 val faces (research data; weights only are shipped)",
+        loss="binary cross-entropy + soft Dice",
+    )  # fmt: skip
+    d = save_detector(net, out, st["val"]["threshold"], {"training": training})
+    logger.info("exported %s", d)
+    return d
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p, sub, t = command_parser("python -m frgd.scratch.train", __doc__, "detector as a weights folder")
+    t.add_argument("--photos", nargs="+", required=True, help="folders of clean scenes")
+    t.add_argument("--val-photos", nargs="+", required=True, help="folders of held-out scenes")
+    t.add_argument("--channels", type=int, nargs="+", default=[16, 32, 48, 64])
+    t.add_argument("--batch", type=int, default=16)
+    t.add_argument("--lr", type=float, default=2e-3)
+    t.add_argument("--steps", type=int, default=1_000_000, help="step cap (the time budget usually ends the run)")
+    t.add_argument("--time-budget-min", type=float, default=50.0)
+    t.add_argument("--limit", type=int, default=None, help="train on the first N faces only")
+    t.add_argument("--init", default=None, metavar="RUN", help="start from RUN's weights (a fresh optimiser)")
+    t.add_argument("--val-every", type=int, default=500)
+    t.add_argument("--log-every", type=int, default=50)
+    t.add_argument("--threads", type=int, default=2)
+    t.add_argument("--seed", type=int, default=0)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_command(build_parser(), argv, train, lambda a: export(a.run, a.out))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
