@@ -443,7 +443,7 @@ class EditorModel:
         return True
 
     def detect_damage(self) -> Job | None:
-        """Edit > Detect Damage: mark the scratches, cracks, spots and tears the damage detector finds
+        """Run > Detect Damage: mark the scratches, cracks, spots and tears the damage detector finds
         (:func:`frgd.scratch.detect_damage`), added to the marks as one undo step, for the user to check, erase (E)
         or add to before they are filled. Dropped when the photo was turned or replaced meanwhile."""
         doc = self.doc
