@@ -43,10 +43,6 @@ def _prob_of(net: Any, images: np.ndarray) -> tuple[np.ndarray, float]:
     return probs, time.perf_counter() - t0
 
 
-def _to_u8(x: np.ndarray) -> np.ndarray:
-    return np.round(np.clip(x, 0, 1) * 255).astype(np.uint8)
-
-
 def _face_boxes(size: int) -> list[tuple[int, int, int, int]]:
     """``(y0, y1, x0, x1)`` of the two eye boxes and the mouth box of the alignment template at ``size``."""
     from ..faces.align import TEMPLATE_512
@@ -72,7 +68,7 @@ def evaluate_damage(
     import torch
 
     from ..diffusion.training.train_prior import load_split_faces
-    from ..io import load_rgb
+    from ..io import load_rgb, to_uint8
     from ..scratch.data import IMAGE_SUFFIXES, read_photos, val_set
     from ..scratch.detect import damage_probability, load_detector, mask_scores
     from ..scratch.synth import DamageConfig, damage_photo
@@ -83,7 +79,7 @@ def evaluate_damage(
     step = max(1, len(faces) // n)
     eval_faces = faces[step // 2 :: step][:n]  # between the validation's faces (faces[::36])
     x, m = val_set(eval_faces, read_photos(photos), n=n, seed=seed)
-    images = _to_u8(x.numpy().transpose(0, 2, 3, 1))
+    images = to_uint8(x.numpy().transpose(0, 2, 3, 1))
     truth = m.numpy()[:, 0]
     prob, secs = _prob_of(net, images)
     half = len(prob) // 2
@@ -102,7 +98,7 @@ def evaluate_damage(
     aged = []
     for f in eval_faces:
         up = cv2.resize(f, (256, 256), interpolation=cv2.INTER_CUBIC).astype(np.float32) / 255.0
-        aged.append(_to_u8(damage_photo(np.clip(up, 0, 1), rng, clean_cfg)[0]))
+        aged.append(to_uint8(damage_photo(np.clip(up, 0, 1), rng, clean_cfg)[0]))
     cprob, _ = _prob_of(net, np.stack(aged))
     marked = cprob > thr
     boxes = _face_boxes(256)
@@ -122,7 +118,7 @@ def evaluate_damage(
             if p.suffix.lower() not in IMAGE_SUFFIXES:
                 continue
             img = load_rgb(p)
-            img = img if img.dtype == np.uint8 else _to_u8(img.astype(np.float32) / np.iinfo(img.dtype).max)
+            img = to_uint8(img)
             t0 = time.perf_counter()
             pr, _scale = damage_probability(net, img)
             real_rows.append({"image": f"{Path(folder).name}/{p.name}", "size": [img.shape[1], img.shape[0]],

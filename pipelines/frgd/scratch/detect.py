@@ -60,9 +60,8 @@ def load_detector(directory: str | Path | None = None, device: torch.device | st
     from .. import weights
 
     d = Path(directory) if directory is not None else weights.weights_path(DAMAGE_WEIGHTS)
-    net = weights.load_pretrained(d, build_detector, device=device).float()
+    net = weights.load_pretrained(d, build_detector, device=device).float()  # build_detector sets the threshold
     net.requires_grad_(False)
-    net.threshold = float(weights.load_config(d).get("threshold", 0.5))
     return net
 
 
