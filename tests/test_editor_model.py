@@ -597,7 +597,8 @@ def test_damage_layer_edits_are_regions_the_fill_coalesces_and_a_failed_fill_sto
 def test_detect_damage_adds_the_detectors_marks_in_one_undo_step(model, photo_file, monkeypatch):
     """Run > Detect Damage: the detector's layer (a stand-in here) is added to the marks already painted as one undo
     step, the status says the share; marks already there add nothing (no step); a result that arrives after the
-    photo was turned is dropped with a message, not painted on the turned photo."""
+    photo was turned lands turned on the turned photo; one that arrives after another photo was opened is not used
+    (the status says so)."""
     job = model.open_photo(photo_file, detect=False)
     assert model.jobs.wait(30) and job.state == "done", job.error
     doc = model.doc
@@ -634,8 +635,16 @@ def test_detect_damage_adds_the_detectors_marks_in_one_undo_step(model, photo_fi
     model.push(commands.RotateCommand(doc, before, backend.turned_state(before, 2), "Rotate 180°"))
     release.set()
     assert model.jobs.wait(30) and job.state == "done"
-    assert model.statuses[-1].startswith("Detect damage: not used, the photo was turned or replaced")
-    np.testing.assert_array_equal(doc.damage, painted[::-1, ::-1])
+    np.testing.assert_array_equal(doc.damage, np.maximum(painted, found)[::-1, ::-1])
+    assert model.undo.commands[-1].text == "Detect damage"
+
+    release.clear()
+    job = model.detect_damage()
+    doc.set_photo(np.rot90(doc.photo).copy(), "other.png")  # another photo opened while it runs
+    release.set()
+    assert model.jobs.wait(30) and job.state == "done"
+    assert doc.damage is None
+    assert "Detect damage: not used, another photo was opened meanwhile." in model.statuses
 
 
 def test_detected_damage_is_the_shipped_detectors_mask(photo_file):
@@ -699,11 +708,11 @@ def test_a_session_with_face_damage_layers_loads_into_the_photos_layer(model, ph
     assert data.damage is None and any("damage marks were painted on a 120x100 photo" in w for w in data.warnings)
 
 
-def test_rotate_turns_the_photo_with_everything_in_it_exactly(model, photo_file, tmp_path):
+def test_rotate_turns_the_photo_with_everything_in_it_exactly(model, photo_file, tmp_path, monkeypatch):
     """Image > Rotate: the photo, its damage marks and pane results turn exactly (np.rot90); each face is aligned
     again from its turned landmarks into the same crop, so its mask and samples stay valid; faces are numbered again
     left to right with the selection kept; one undo step gives back the very same state; a session and an export
-    keep the turn; an edit made while the turn was computed cancels it."""
+    keep the turn; an edit made while the turn was computed is kept and the turn made again after it."""
     from frgd.io import read_provenance
     from frgd_studio.session import load_session
 
@@ -753,7 +762,91 @@ def test_rotate_turns_the_photo_with_everything_in_it_exactly(model, photo_file,
     assert doc.photo is photo and doc.faces[0] is left and doc.faces[1] is right and doc.turn == 0
     assert doc.selected == 1 and doc.damage is damage and doc.faces[1].mask is mask
 
+    gate = threading.Event()
+    real = backend.turned_state
+    monkeypatch.setattr(backend, "turned_state", lambda state, k: gate.wait(60) and real(state, k))
     job = model.rotate(-1)
-    model.region_mask("eyes")  # an edit while the turned images are made: the turn is not done
+    model.region_mask("eyes")  # an edit while the turned images are made: they are made again, with the edit
+    eyes = doc.faces[1].mask
+    gate.set()
     assert model.jobs.wait(30) and job.state == "done"
-    assert doc.photo is photo and doc.turn == 0 and "not done, the photo was edited meanwhile" in model.statuses[-1]
+    assert doc.turn == 3 and doc.faces[doc.selected].mask is eyes and eyes is not mask
+    assert [c.text for c in model.undo.commands[-2:]] == ["Mask eyes", "Rotate 90° clockwise"]
+    np.testing.assert_array_equal(doc.photo, np.rot90(photo, -1))
+    model.undo.undo()
+    assert doc.photo is photo and doc.faces[1].mask is eyes
+
+
+def test_results_of_jobs_running_while_the_photo_turns_land_turned(model, photo_file, tiny_model_dir, monkeypatch):
+    """Image > Rotate while work runs loses nothing: FRGD samples (the tiny model), a reference and its score land on
+    the same face in the turned photo (numbered again), detected faces arrive turned (as if found in the turned
+    photo), an upscale arrives turned exactly; a turn asked while faces are being found is made once they are in
+    (the turn runs on the io lane, the detection's result is turned to fit); faces detected again still drop a
+    result, with a message."""
+    from frgd.faces.align import turn_points
+
+    job = model.open_photo(photo_file, detect=False)
+    assert model.jobs.wait(30) and job.state == "done", job.error
+    small = TEMPLATE_512 * (60 / 512)
+    lms = [small + np.array([10.0, 30.0]), small + np.array([130.0, 100.0])]
+    job = model.set_faces_from_landmarks(lms)
+    assert model.jobs.wait(30) and job.state == "done", job.error
+    doc = model.doc
+    photo, right = doc.photo, doc.faces[1]
+    assert model.frgd.set_model_folder(tiny_model_dir) is None
+    model.frgd.set_param("steps", 2)
+    model.frgd.set_param("samples", 1)
+
+    def turn(k: int) -> None:  # what Rotate pushes, at once (the jobs' results are delivered later, in wait())
+        before = doc.photo_state()
+        model.push(commands.RotateCommand(doc, before, backend.turned_state(before, k), "Rotate"))
+
+    model.select(1)  # the right face; after 180° it is Face 1
+    ref = np.full((CROP_SIZE, CROP_SIZE, 3), 90, np.uint8)
+    monkeypatch.setattr(backend, "load_reference", lambda path, device: Reference(str(path), "sha", ref))
+    monkeypatch.setattr(backend, "identity_scores", lambda crop, refs, b, d: [0.5] * len(refs))
+    sampling = model.frgd.run()
+    referencing = model.add_reference("ref.png")
+    turn(2)
+    assert doc.faces[0].key == right.key and doc.faces[0] is not right
+    assert model.jobs.wait(120) and sampling.state == "done" and referencing.state == "done", sampling.error
+    assert len(doc.faces[0].samples) == 1 and doc.faces[1].samples == []
+    assert [r.sha256 for r in doc.faces[0].references] == ["sha"] and doc.faces[0].references[0].score == 0.5
+    assert not any("not used" in t or "dropped" in t for t in model.statuses)
+    model.undo.undo()  # the reference, then the samples, were added after the turn: undone first
+    model.undo.undo()
+    assert doc.faces[0].samples == [] and doc.turn == 2
+    model.undo.undo()
+    assert doc.turn == 0 and doc.faces[1] is right and right.samples == []
+
+    # an upscale and a detection running while the photo turns 90°: both arrive turned
+    gate = threading.Event()
+    monkeypatch.setattr(backend, "run_sr", lambda p, *a, **k: gate.wait(60) and np.repeat(np.repeat(p, 2, 0), 2, 1))
+    found = [backend.make_face(photo, lm) for lm in lms]
+    monkeypatch.setattr(backend, "detect", lambda p, *a, **k: gate.wait(60) and found)
+    model.sr.set_model("bicubic")
+    model.sr.set_scale(2)
+    upscaling, detecting = model.sr.run(check_time=False), model.detect()
+    model.rotate(1)  # on the io lane: done while the compute lane is still busy
+    deadline = time.monotonic() + 30
+    while doc.turn != 1 and time.monotonic() < deadline:
+        model.jobs.drain()
+        time.sleep(0.01)
+    assert doc.turn == 1 and upscaling.state in ("queued", "running"), "the turn did not wait for the compute lane"
+    gate.set()
+    assert model.jobs.wait(60) and upscaling.state == "done" and detecting.state == "done"
+    np.testing.assert_array_equal(doc.pane_results["SR bicubic ×2"], np.rot90(np.repeat(np.repeat(photo, 2, 0), 2, 1)))
+    assert doc.turn == 1 and len(doc.faces) == 2 and not any("not used" in t for t in model.statuses)
+    for f in doc.faces:
+        old = next(g for g in found if g.key == f.key)
+        np.testing.assert_allclose(f.landmarks, turn_points(old.landmarks, -1, doc.photo.shape[:2]))
+        direct = backend.make_face(doc.photo, f.landmarks)
+        assert np.abs(f.crop.astype(int) - direct.crop.astype(int)).max() == 0
+        assert np.abs(f.crop.astype(int) - old.crop.astype(int)).max() <= 1, "the same crop"
+
+    # faces detected again while sampling: the samples are dropped, with a message
+    sampling = model.frgd.run()
+    model.push(commands.SetFacesCommand(doc, [backend.make_face(doc.photo, f.landmarks) for f in doc.faces]))
+    assert model.jobs.wait(120) and sampling.state == "done"
+    assert all(f.samples == [] for f in doc.faces)
+    assert model.statuses[-1] == "Result dropped: the faces were detected again while it was computed."

@@ -23,7 +23,7 @@ from frgd.errors import FRGDError
 from frgd.faces.rules import FACE_MIN_SCORE
 from frgd.io import to_uint8
 from frgd.jobs import CancelToken, ProgressFn, check_cancel, report
-from frgd.restore import PhotoFace, default_model_dir
+from frgd.restore import PhotoFace, default_model_dir, number_faces
 
 from .document import Face, PhotoState, Reference, Sample
 
@@ -67,35 +67,51 @@ def _face(pf: PhotoFace) -> Face:
 
 def turned_state(state: PhotoState, k: int) -> PhotoState:
     """``state`` turned ``k`` quarter turns counter-clockwise (``np.rot90``; -1 = clockwise): every image turned
-    (exact), each face aligned again from its turned landmarks (:func:`frgd.faces.align.turn_points`, exact, so the
-    same crop to within a level of interpolation rounding: its mask, samples and result stay valid) and the faces
-    numbered again left to right
-    (:func:`frgd.restore.number_faces`), the selected one kept. Worker thread (numpy + OpenCV)."""
+    (exact), the faces turned by :func:`turned_faces` (the same crops: masks, samples and results stay valid), the
+    selected one kept. Worker thread (numpy + OpenCV)."""
+    photo = turned_image(state.photo, k)
+    faces = turned_faces(state.faces, k, photo, number=False)
+    numbered = number_faces(faces)
+    chosen = faces[state.selected] if 0 <= state.selected < len(faces) else None
+    selected = next((i for i, f in enumerate(numbered) if f is chosen), state.selected)
+    return PhotoState(photo, turned_image(state.alpha, k), (state.turn + k) % 4, numbered, selected,
+                      {n: turned_image(img, k) for n, img in state.pane_results.items()}, turned_image(state.damage, k),
+                      turned_image(state.repaired, k))  # fmt: skip
+
+
+def turned_image(img: np.ndarray | None, k: int) -> np.ndarray | None:
+    """``img`` (any ``(H, W, ...)`` array: the photo, a pane result, the damage layer; ``None`` passes) turned ``k``
+    quarter turns counter-clockwise, exactly (``np.rot90``), as a contiguous copy."""
+    return None if img is None else np.ascontiguousarray(np.rot90(img, k))
+
+
+def turn_invariant(result: Any, _k: int) -> Any:
+    """``result`` as it is: a turn of the photo does not change it. For results in a face's aligned crop frame
+    (samples, references, scores, previews: the turned face has the same crop, :func:`turned_faces`) and for ones
+    that depend only on the photo's pixel count (a time estimate)."""
+    return result
+
+
+def turned_faces(faces: list[Face], k: int, photo: np.ndarray, number: bool = True) -> list[Face]:
+    """``faces`` found in a photo, for that photo turned ``k`` quarter turns counter-clockwise (``photo``, the turned
+    one): each aligned again from its turned landmarks (:func:`frgd.faces.align.turn_points`, exact, so the same crop
+    to within a level of interpolation rounding) and box, everything else kept (its :attr:`Face.key` too), numbered
+    again left to right (:func:`frgd.restore.number_faces`) unless ``number`` is False. numpy + OpenCV only."""
     from dataclasses import replace
 
     from frgd.faces.align import turn_points
     from frgd.faces.detect import MTCNN_COORD_OFFSET
-    from frgd.restore import number_faces
 
-    def rot(a: np.ndarray | None) -> np.ndarray | None:
-        return None if a is None else np.ascontiguousarray(np.rot90(a, k))
-
-    photo = rot(state.photo)
     hw = photo.shape[:2]
-    faces = []
-    for f in state.faces:
+    out = []
+    for f in faces:
         x0, y0, x1, y1 = np.asarray(f.box, np.float64) - MTCNN_COORD_OFFSET  # MTCNN's box, along the photo's axes
         corners = turn_points(np.array([[x0, y0], [x1, y0], [x0, y1], [x1, y1]]), -k, hw) + MTCNN_COORD_OFFSET
         g = make_face(photo, turn_points(f.landmarks, -k, hw), np.concatenate([corners.min(0), corners.max(0)]),
                       f.score)  # fmt: skip
-        faces.append(replace(f, box=g.box, landmarks=g.landmarks, affine=g.affine, inverse=g.inverse, crop=g.crop,
-                             crop_obj=g.crop_obj))  # fmt: skip
-    numbered = number_faces(faces)
-    chosen = faces[state.selected] if 0 <= state.selected < len(faces) else None
-    selected = next((i for i, f in enumerate(numbered) if f is chosen), state.selected)
-    return PhotoState(photo, rot(state.alpha), (state.turn + k) % 4, numbered, selected,
-                      {n: rot(img) for n, img in state.pane_results.items()}, rot(state.damage),
-                      rot(state.repaired))  # fmt: skip
+        out.append(replace(f, box=g.box, landmarks=g.landmarks, affine=g.affine, inverse=g.inverse, crop=g.crop,
+                           crop_obj=g.crop_obj))  # fmt: skip
+    return number_faces(out) if number else out
 
 
 def photo_face(face: Face, number: int) -> PhotoFace:

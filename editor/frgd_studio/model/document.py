@@ -21,6 +21,7 @@ from pixels.
 
 from __future__ import annotations
 
+import itertools
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,8 @@ from frgd.io import marked, to_uint8
 from .events import Event
 
 logger = logging.getLogger(__name__)
+
+_FACE_KEYS = itertools.count(1)
 
 Box = tuple[int, int, int, int]
 """A region of the photo, ``(y0, y1, x0, x1)`` (rows ``y0:y1``, columns ``x0:x1``)."""
@@ -94,6 +97,10 @@ class Face:
     applied_seed: int | None = None
     applied_identity: bool = False  # the result came from a generative restorer (frgd.restore.identity_changed)
     applied_mask: np.ndarray | None = None  # (128, 128) float32 paste mask of ``applied``; None = the whole crop
+    key: int = field(default_factory=lambda: next(_FACE_KEYS), compare=False)
+    """Which face this is across turns of the photo: a turn makes a new :class:`Face` (turned landmarks, the same
+    crop) with the same key (``dataclasses.replace``); detecting faces again makes new keys
+    (:meth:`Document.find_face`)."""
 
     def applied_state(self) -> tuple[np.ndarray | None, int | None, bool, np.ndarray | None]:
         """``(applied, applied_seed, applied_identity, applied_mask)``, what :meth:`Document.set_applied` takes."""
@@ -191,7 +198,10 @@ class Document:
         self._marked: tuple[int, bool] = (0, False)
         self._composite_cache: np.ndarray | None = None
         self.generation = 0
-        """Incremented whenever a new photo is opened; jobs started before drop their results."""
+        """Incremented whenever the photo is replaced or turned (:attr:`photo_serial`: replaced only)."""
+        self.photo_serial = 0
+        """Incremented whenever another photo is opened (not when it is turned): a job's result made for an earlier
+        photo is not used; one made before a turn is turned to fit (``EditorModel.run_job``)."""
 
     # ----- photo and faces -------------------------------------------------------------------------------------
     def set_photo(
@@ -210,6 +220,7 @@ class Document:
             photo = to_uint8(photo)
         self.photo = np.ascontiguousarray(photo)
         self.generation += 1
+        self.photo_serial += 1
         self.alpha = alpha
         self.photo_path = path
         self.photo_sha256 = sha256
@@ -242,6 +253,13 @@ class Document:
         self.selected = index
         self.selectionChanged.emit(index)
 
+    def find_face(self, face: Face, index: int = -1) -> int:
+        """The index of ``face`` in :attr:`faces` (``index`` is tried first), or of the face it became when the photo
+        was turned (the same :attr:`Face.key`); -1 when it is gone (faces detected again, another photo)."""
+        if 0 <= index < len(self.faces) and self.faces[index] is face:
+            return index
+        return next((i for i, f in enumerate(self.faces) if f is face or f.key == face.key), -1)
+
     def face(self, index: int | None = None) -> Face | None:
         i = self.selected if index is None else index
         return self.faces[i] if 0 <= i < len(self.faces) else None
@@ -263,9 +281,9 @@ class Document:
                           self.damage, self.repaired)  # fmt: skip
 
     def set_photo_state(self, state: PhotoState) -> None:
-        """Replace the photo by a turned one with everything in it (a command: Image > Rotate). Jobs started before
-        drop their results (:attr:`generation`), and the damage is filled again for the turned photo (its earlier
-        fill, turned, is shown meanwhile)."""
+        """Replace the photo by a turned one with everything in it (a command: Image > Rotate). The results of jobs
+        started before are turned to fit when they arrive (``EditorModel.run_job``), and the damage is filled again
+        for the turned photo (its earlier fill, turned, is shown meanwhile)."""
         self.photo, self.alpha, self.turn = state.photo, state.alpha, state.turn % 4
         self.faces, self.selected = list(state.faces), state.selected
         self.pane_results = dict(state.pane_results)

@@ -23,7 +23,7 @@ from . import backend, commands
 from .commands import Command, UndoSink
 from .document import CROP_SIZE, Document, Face
 from .events import Event
-from .jobs import Job, JobFn, JobQueue
+from .jobs import Job, JobFn, JobQueue, TurnFn
 from .panes import FacePreview, FRGDPane, GFPGANPane, Pane, SRPane
 from .settings import Settings
 
@@ -121,19 +121,27 @@ class EditorModel:
             pane.refresh_status()
 
     def run_job(self, name: str, fn: JobFn, on_success: Callable[[Any], None] | None = None,
-                same_photo: bool = True, lane: str = "compute") -> Job:  # fmt: skip
-        """Run ``fn(device, progress, cancel)`` on the queue's ``lane`` (:data:`~.jobs.LANES`); with ``same_photo``
-        the result is dropped when another photo was opened meanwhile. Failures, cancels and notices become
-        error/status messages."""
-        gen = self.doc.generation
+                same_photo: bool = True, lane: str = "compute", on_turn: TurnFn | None = None) -> Job:  # fmt: skip
+        """Run ``fn(device, progress, cancel)`` on the queue's ``lane`` (:data:`~.jobs.LANES`). With ``same_photo`` a
+        result made for a photo that was replaced meanwhile is not used, and one made before the photo was turned
+        (Image > Rotate) is turned to fit by ``on_turn(result, k)`` (:data:`TurnFn`; without ``on_turn`` it is not
+        used); the status says which. Failures, cancels and notices become error/status messages."""
+        doc = self.doc
+        serial, turn, gen = doc.photo_serial, doc.turn, doc.generation
         job = self.jobs.submit(name, fn, str(self.settings.get("device")), lane=lane)
         job.succeeded.connect(lambda _r: self.status(f"{name}: done"))
         if on_success is not None:
 
             def deliver(result: Any) -> None:
-                if same_photo and gen != self.doc.generation:
-                    logger.info("%s: result dropped (another photo was opened)", name)
+                k = (doc.turn - turn) % 4
+                if same_photo and serial != doc.photo_serial:
+                    self.status(f"{name}: not used, another photo was opened meanwhile.", 15000)
                     return
+                if same_photo and gen != doc.generation and k:
+                    if on_turn is None:
+                        self.status(f"{name}: not used, the photo was turned meanwhile; run it again.", 15000)
+                        return
+                    result = on_turn(result, k)
                 on_success(result)
 
             job.succeeded.connect(deliver)
@@ -143,13 +151,14 @@ class EditorModel:
         self.status(f"{name}…", 0)
         return job
 
-    def same_face(self, index: int, face: Face) -> bool:
-        """True when ``face`` is still the document's face ``index``; else (faces detected again while a job ran)
-        the job's result is dropped with a status message."""
-        if self.doc.face(index) is face:
-            return True
-        self.status("Result dropped: the faces were detected again while it was computed.", 15000)
-        return False
+    def face_index(self, index: int, face: Face) -> int:
+        """The index of ``face`` (the document's face ``index`` when a job started) now: the same face, or the one it
+        became when the photo was turned (:meth:`Document.find_face`); -1, with a status message, when the faces were
+        detected again meanwhile (the job's result is dropped)."""
+        i = self.doc.find_face(face, index)
+        if i < 0:
+            self.status("Result dropped: the faces were detected again while it was computed.", 15000)
+        return i
 
     @property
     def modified(self) -> bool:
@@ -243,8 +252,13 @@ class EditorModel:
         snapshot, ui = self.doc.snapshot(), self.session_ui()
         pushes = self._pushes
         undo_index = self.undo.index()
+        serial = self.doc.photo_serial
 
         def done(out: Path) -> None:
+            if serial != self.doc.photo_serial:  # written, but another photo is open now
+                self.recentChanged.emit(self.settings.add_recent(str(out)))
+                self.status(f"Saved session {out} (of the photo open when it was asked)", 15000)
+                return
             self.session_path = str(out)
             if pushes == self._pushes and undo_index == self.undo.index():
                 self.undo.set_clean()
@@ -252,7 +266,7 @@ class EditorModel:
             self.status(f"Saved session {out}")
 
         return self.run_job(f"Save session {Path(path).name}", lambda _d, _p, _c: save_session(snapshot, path, ui),
-                            done, same_photo=True)  # fmt: skip
+                            done, same_photo=False)  # fmt: skip  # written either way: done() says which photo
 
     # ------------------------------------------------------------------------------------------------ faces
     def detect(self) -> Job | None:
@@ -281,7 +295,11 @@ class EditorModel:
         def work(d, p, c) -> list[Face]:
             return backend.detect(photo, d, p, c, min_score=min_score, rejected=rejected)
 
-        return self.run_job("Detect faces", work, done)
+        return self.run_job("Detect faces", work, done, on_turn=self._turned_faces)
+
+    def _turned_faces(self, faces: list[Face], k: int) -> list[Face]:
+        """Faces found before the photo was turned ``k`` quarter turns: the same faces in the turned photo."""
+        return backend.turned_faces(faces, k, self.doc.photo)
 
     def set_faces_from_landmarks(self, landmarks: list[np.ndarray]) -> Job | None:
         """Use known landmarks instead of detection (scripting, tests): aligned in a job, one undo step. Numbered like
@@ -302,7 +320,8 @@ class EditorModel:
                 out.append(backend.make_face(photo, lm))
             return number_faces(out)
 
-        return self.run_job("Align faces", align, lambda faces: self.push(commands.SetFacesCommand(self.doc, faces)))
+        return self.run_job("Align faces", align, lambda faces: self.push(commands.SetFacesCommand(self.doc, faces)),
+                            on_turn=self._turned_faces)  # fmt: skip
 
     def select(self, index: int) -> None:
         """Select face ``index`` (a view state: no undo step, not a change of the document)."""
@@ -330,10 +349,10 @@ class EditorModel:
             return ref
 
         def done(ref) -> None:
-            if self.same_face(index, face):
-                self.push(commands.add_reference(self.doc, index, ref))
+            if (i := self.face_index(index, face)) >= 0:
+                self.push(commands.add_reference(self.doc, i, ref))
 
-        return self.run_job(f"Add reference {Path(path).name}", job, done)
+        return self.run_job(f"Add reference {Path(path).name}", job, done, on_turn=backend.turn_invariant)
 
     def remove_reference(self, k: int) -> None:
         face = self.doc.face()
@@ -353,14 +372,14 @@ class EditorModel:
             return backend.identity_scores(crop, [r.crop for r in refs], self.identity_backend(), device)
 
         def done(scores: list[float]) -> None:
-            if not self.same_face(index, face):
+            if (i := self.face_index(index, face)) < 0:
                 return
             # the list may have changed while scoring: rescore the references that are still there
-            self.doc.set_reference_scores(index, {id(r): s for r, s in zip(refs, scores)})
+            self.doc.set_reference_scores(i, {id(r): s for r, s in zip(refs, scores)})
             text = ", ".join(f"{Path(r.path).name} {s:.2f}" for r, s in zip(refs, scores))
             self.status(f"Reference scores: {text}", 30000)
 
-        return self.run_job("Identity scores", job, done)
+        return self.run_job("Identity scores", job, done, on_turn=backend.turn_invariant)
 
     # ------------------------------------------------------------------------------------------------ masks, results
     def clear_mask(self) -> None:
@@ -378,27 +397,38 @@ class EditorModel:
 
     ROTATIONS = {1: "Rotate 90° counter-clockwise", -1: "Rotate 90° clockwise", 2: "Rotate 180°"}
     """Image > Rotate: quarter turns counter-clockwise (``np.rot90``'s ``k``) -> the menu and undo text."""
+    ROTATE_ATTEMPTS = 4
+    """How often :meth:`rotate` makes the turned images again when the photo was edited while they were made."""
 
-    def rotate(self, k: int) -> Job | None:
+    def rotate(self, k: int, _attempt: int = 1) -> Job | None:
         """Turn the photo ``k`` quarter turns counter-clockwise (:data:`ROTATIONS`), with its faces (aligned again:
         the same crops, so masks, samples and results stay), damage marks and pane results: one undo step. The
-        turned images are made in a job; edits made meanwhile cancel it (turn again). Sessions and exports keep the
-        turn (:attr:`Document.turn`)."""
+        turned images are made on the ``"io"`` lane (a sampling run does not hold the turn up); when the photo was
+        edited meanwhile (faces found, a stroke, another turn) they are made again from the edited photo, up to
+        :data:`ROTATE_ATTEMPTS` times. Results of jobs still running are turned to fit when they arrive
+        (:meth:`run_job`). Sessions and exports keep the turn (:attr:`Document.turn`)."""
         doc = self.doc
         if doc.photo is None or k % 4 == 0:
             return None
         text = self.ROTATIONS.get(k, f"Rotate {90 * k}°")
         before = doc.photo_state()
-        pushes, marker = self._pushes, self._edit_marker()
+        pushes, marker, serial = self._pushes, self._edit_marker(), doc.photo_serial
 
         def done(after) -> None:
+            if serial != doc.photo_serial:
+                self.status(f"{text}: not done, another photo was opened meanwhile.", 15000)
+                return
             now = self._edit_marker()
             if self._pushes != pushes or len(now) != len(marker) or any(a is not b for a, b in zip(now, marker)):
-                self.status(f"{text}: not done, the photo was edited meanwhile; rotate it again.", 15000)
+                if _attempt < self.ROTATE_ATTEMPTS:
+                    self.rotate(k, _attempt + 1)  # the edit stays; the turn is made again from the edited photo
+                else:
+                    self.status(f"{text}: not done, the photo kept changing meanwhile; rotate it again.", 15000)
                 return
             self.push(commands.RotateCommand(doc, before, after, text))
 
-        return self.run_job(text, lambda _d, _p, _c: backend.turned_state(before, k), done)
+        return self.run_job(text, lambda _d, _p, _c: backend.turned_state(before, k), done, same_photo=False,
+                            lane="io")  # fmt: skip  # done() checks the photo and its edits
 
     def _edit_marker(self) -> list[Any]:
         """The objects every edit replaces (the photo, the damage layer, pane results, each face and its layers):
@@ -428,7 +458,7 @@ class EditorModel:
         def done(layer: np.ndarray) -> None:
             self._add_damage(layer, f"Import damage ({name})", f"{name} marks no damage that is not marked already.")
 
-        return self.run_job(f"Import damage mask {name}", load, done, lane="io")
+        return self.run_job(f"Import damage mask {name}", load, done, lane="io", on_turn=backend.turned_image)
 
     def _add_damage(self, layer: np.ndarray, text: str, nothing: str) -> bool:
         """Add ``layer`` ``(H, W)`` uint8 (the photo's size) to the damage marks as one undo step ``text``; the
@@ -445,24 +475,19 @@ class EditorModel:
     def detect_damage(self) -> Job | None:
         """Run > Detect Damage: mark the scratches, cracks, spots and tears the damage detector finds
         (:func:`frgd.scratch.detect_damage`), added to the marks as one undo step, for the user to check, erase (E)
-        or add to before they are filled. Dropped when the photo was turned or replaced meanwhile."""
-        doc = self.doc
-        photo = doc.photo
+        or add to before they are filled. Turned with the photo when it was turned meanwhile."""
+        photo = self.doc.photo
         if photo is None:
             return None
 
         def done(layer: np.ndarray) -> None:
-            if doc.photo is not photo:  # another photo, or this one turned
-                self.status("Detect damage: not used, the photo was turned or replaced meanwhile; detect again.",
-                            15000)  # fmt: skip
-                return
             share = float(np.count_nonzero(layer)) / layer.size
             if self._add_damage(layer, "Detect damage", "Detect damage found no damage that is not marked already."):
                 self.status(f"Detect damage marked {100 * share:.2f}% of the photo (cyan): check the marks, erase "
                             "wrong ones with the Eraser (E) or undo.", 15000)  # fmt: skip
 
         return self.run_job("Detect damage", lambda d, p, c: backend.detected_damage(photo, d, p, c), done,
-                            same_photo=False)  # fmt: skip  # done() says why a result is not used
+                            on_turn=backend.turned_image)  # fmt: skip
 
     def export_damage(self, path: str | Path, overwrite: bool = False) -> Job | None:
         """Write the photo's damage marks as a photo-sized grey PNG (white = damaged), the ``--damage`` image of

@@ -35,6 +35,9 @@ logger = logging.getLogger(__name__)
 
 JobFn = Callable[[Any, ProgressFn, CancelToken], Any]
 """``fn(device: torch.device, progress, cancel) -> result``."""
+TurnFn = Callable[[Any, int], Any]
+"""``on_turn(result, k) -> result``: a job's result made for the photo as it was, fitted to the photo turned ``k``
+quarter turns counter-clockwise since (``np.rot90``'s ``k``; e.g. :func:`.backend.turned_image`)."""
 Post = Callable[[Callable[[], None]], None]
 """``post(fn)``: run ``fn()`` later on the thread that owns the model (thread-safe)."""
 

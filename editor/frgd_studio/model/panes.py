@@ -24,7 +24,7 @@ from . import backend
 from .commands import AddSamplesCommand, BackgroundCommand, Command, PaneResultCommand
 from .document import Document, Face
 from .events import Event
-from .jobs import Job, JobFn
+from .jobs import Job, JobFn, TurnFn
 from .settings import RANGES, Settings
 
 logger = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ class PaneHost(Protocol):
     settings: Settings
 
     def run_job(self, name: str, fn: JobFn, on_success: Callable[[Any], None] | None = None,
-                same_photo: bool = True, lane: str = "compute") -> Job: ...  # fmt: skip
+                same_photo: bool = True, lane: str = "compute", on_turn: TurnFn | None = None) -> Job: ...  # fmt: skip
 
     def push(self, command: Command) -> None: ...
 
@@ -52,7 +52,7 @@ class PaneHost(Protocol):
 
     def refresh_panes(self) -> None: ...
 
-    def same_face(self, index: int, face: Any) -> bool: ...
+    def face_index(self, index: int, face: Any) -> int: ...
 
     def show_preview(self, preview: FacePreview | None) -> None: ...
 
@@ -294,14 +294,15 @@ class FRGDPane(Pane):
         )
 
         def done(samples: list) -> None:
-            if self.host.same_face(index, face):
-                self.host.push(AddSamplesCommand(doc, index, samples))
+            if (i := self.host.face_index(index, face)) >= 0:  # the same face, turned with the photo or not
+                self.host.push(AddSamplesCommand(doc, i, samples))
                 if samples and not p.lock_seed:  # show the first seed so the user can lock and reproduce it
                     self.set_param("seed", min(int(samples[0].seed), int(RANGES["seed"][1])))
 
         if req.mask is None and req.base is None and backend.frgd_has_prior(path) is not False:
             self._preview(req, index, face)  # the samples start from the prior's estimate: show it first
-        job = self.host.run_job(f"FRGD face {index + 1}", lambda d, pr, c: backend.run_frgd(req, d, pr, c), done)
+        job = self.host.run_job(f"FRGD face {index + 1}", lambda d, pr, c: backend.run_frgd(req, d, pr, c), done,
+                                on_turn=backend.turn_invariant)  # fmt: skip
         job.ended.connect(lambda: self.host.show_preview(None))  # done, failed or cancelled: the preview goes
         return job
 
@@ -311,13 +312,15 @@ class FRGDPane(Pane):
 
         def show(image: np.ndarray | None) -> None:
             doc = self.host.doc
-            if image is None or doc.selected != index or doc.face(index) is not face:
+            i = doc.find_face(face, index)  # the same face, turned with the photo or not
+            if image is None or i < 0 or doc.selected != i:
                 return
-            self.host.show_preview(FacePreview(index, face, image))
-            self.host.status(f"FRGD face {index + 1}: preview (prior estimate); samples follow", 0)
+            self.host.show_preview(FacePreview(i, doc.faces[i], image))
+            self.host.status(f"FRGD face {i + 1}: preview (prior estimate); samples follow", 0)
 
         return self.host.run_job(f"FRGD face {index + 1} preview",
-                                 lambda d, _p, c: backend.frgd_preview(req, d, c), show)  # fmt: skip
+                                 lambda d, _p, c: backend.frgd_preview(req, d, c), show,
+                                 on_turn=backend.turn_invariant)  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------------------- GFPGAN
@@ -378,7 +381,7 @@ class GFPGANPane(Pane):
             self.host.push(PaneResultCommand(doc, name, img, params))
             self.host.show_result(name)
 
-        return self.host.run_job(f"GFPGAN {version}", job, done)
+        return self.host.run_job(f"GFPGAN {version}", job, done, on_turn=backend.turned_image)
 
 
 # ------------------------------------------------------------------------------------------------ super-resolution
@@ -467,7 +470,8 @@ class SRPane(Pane):
                 self.run(check_time=False)
 
             return self.host.run_job(f"Estimate {name} ×{scale}",
-                                     lambda d, _p, _c: backend.sr_estimate(name, scale, h, w, d), decide)  # fmt: skip
+                                     lambda d, _p, _c: backend.sr_estimate(name, scale, h, w, d), decide,
+                                     on_turn=backend.turn_invariant)  # fmt: skip
         scale = int(self.scale)
         self.host.settings.set("sr_scale", scale)
         photo, name = doc.photo, self.result_name()
@@ -483,7 +487,7 @@ class SRPane(Pane):
         def job(device, progress, cancel):
             return backend.run_sr(photo, info.name, scale, device, progress, cancel, damage)
 
-        return self.host.run_job(f"Upscale ×{scale} ({info.name})", job, done)
+        return self.host.run_job(f"Upscale ×{scale} ({info.name})", job, done, on_turn=backend.turned_image)
 
     def results(self) -> list[str]:
         return [n for n in self.host.doc.pane_results if n.startswith(self.prefix + " ")]
