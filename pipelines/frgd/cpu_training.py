@@ -73,17 +73,32 @@ def timed_loop(
     return time.perf_counter() - t0
 
 
-def command_parser(prog: str, doc: str | None, what: str) -> tuple[argparse.ArgumentParser, Any, Any]:
+def command_parser(
+    prog: str, doc: str | None, what: str, budget_min: float
+) -> tuple[argparse.ArgumentParser, Any, Any]:
     """``(parser, subparsers, train)`` of a CPU training script ``prog`` (``doc``'s first line is its
-    description): the ``train`` subcommand has ``--faces`` and ``--run``, and ``export`` (:func:`add_export_parser`)
-    writes ``what``."""
+    description): the ``train`` subcommand has ``--faces``, ``--run`` and the loop's options (:func:`add_loop_options`,
+    ``budget_min`` minutes by default), and ``export`` (:func:`add_export_parser`) writes ``what``."""
     p = argparse.ArgumentParser(prog=prog, description=(doc or "").split("\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
     t = sub.add_parser("train", help="train in RUN")
     t.add_argument("--faces", required=True, help="faces128 root (labels.csv, train/, val/)")
     t.add_argument("--run", required=True, help="run folder (last.pt, state.json)")
+    add_loop_options(t, budget_min)
     add_export_parser(sub, what)
     return p, sub, t
+
+
+def add_loop_options(train: argparse.ArgumentParser, budget_min: float) -> None:
+    """The options of :func:`timed_loop` runs on faces128 that every CPU trainer's ``train`` takes: ``--steps`` (a cap),
+    ``--time-budget-min`` (default ``budget_min``), ``--limit`` (the first N training faces), ``--log-every``,
+    ``--threads`` and ``--seed``."""
+    train.add_argument("--steps", type=int, default=1_000_000, help="step cap (the time budget usually ends the run)")
+    train.add_argument("--time-budget-min", type=float, default=budget_min)
+    train.add_argument("--limit", type=int, default=None, help="train on the first N faces only")
+    train.add_argument("--log-every", type=int, default=50)
+    train.add_argument("--threads", type=int, default=2)
+    train.add_argument("--seed", type=int, default=0)
 
 
 def load_run(run: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -129,6 +144,7 @@ def run_command(
 
 __all__ = [
     "add_export_parser",
+    "add_loop_options",
     "command_parser",
     "load_run",
     "lr_at",

@@ -147,20 +147,14 @@ def export(run: str | Path, out: str | Path) -> Path:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p, sub, t = command_parser("python -m frgd.scratch.train", __doc__, "detector as a weights folder")
+    p, sub, t = command_parser("python -m frgd.scratch.train", __doc__, "detector as a weights folder", budget_min=50.0)
     t.add_argument("--photos", nargs="+", required=True, help="folders of clean scenes")
     t.add_argument("--val-photos", nargs="+", required=True, help="folders of held-out scenes")
     t.add_argument("--channels", type=int, nargs="+", default=[16, 32, 48, 64])
     t.add_argument("--batch", type=int, default=16)
     t.add_argument("--lr", type=float, default=2e-3)
-    t.add_argument("--steps", type=int, default=1_000_000, help="step cap (the time budget usually ends the run)")
-    t.add_argument("--time-budget-min", type=float, default=50.0)
-    t.add_argument("--limit", type=int, default=None, help="train on the first N faces only")
     t.add_argument("--init", default=None, metavar="RUN", help="start from RUN's weights (a fresh optimiser)")
     t.add_argument("--val-every", type=int, default=500)
-    t.add_argument("--log-every", type=int, default=50)
-    t.add_argument("--threads", type=int, default=2)
-    t.add_argument("--seed", type=int, default=0)
     return p
 
 

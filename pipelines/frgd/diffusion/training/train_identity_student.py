@@ -235,7 +235,7 @@ def export(run: str | Path, out: str | Path) -> Path:
 
 def build_parser() -> argparse.ArgumentParser:
     p, _, t = command_parser("python -m frgd.diffusion.training.train_identity_student", __doc__,
-                             "student as a weights folder")  # fmt: skip
+                             "student as a weights folder", budget_min=30.0)  # fmt: skip
     t.add_argument("--widths", type=int, nargs="+", default=[32, 48, 80, 128])
     t.add_argument("--depth", type=int, default=2)
     t.add_argument("--head", type=int, default=32)
@@ -243,15 +243,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--batch", type=int, default=64)
     t.add_argument("--lr", type=float, default=2e-3)
     t.add_argument("--weight-decay", type=float, default=1e-4)
-    t.add_argument("--steps", type=int, default=1_000_000, help="step cap (the time budget usually ends the run)")
-    t.add_argument("--time-budget-min", type=float, default=30.0)
-    t.add_argument("--limit", type=int, default=None, help="train on the first N faces only")
     t.add_argument("--val-faces", type=int, default=None, help="validate on the first N val faces (default all)")
     t.add_argument("--val-every", type=int, default=0, help="validate every N steps too (0: only at the end)")
     t.add_argument("--val-every-faces", type=int, default=400)
-    t.add_argument("--log-every", type=int, default=50)
-    t.add_argument("--threads", type=int, default=2)
-    t.add_argument("--seed", type=int, default=0)
     return p
 
 

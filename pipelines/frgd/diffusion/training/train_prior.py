@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 
 from ...archs.face_prior_arch import FacePriorNet
-from ...cpu_training import add_export_parser, lr_at, run_command
+from ...cpu_training import add_export_parser, add_loop_options, lr_at, run_command
 from ...errors import InputError
 
 logger = logging.getLogger(__name__)
@@ -323,17 +323,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--clean-share", type=float, default=CLEAN_SHARE, help="share of a batch only downscaled")
     t.add_argument("--min-lr-ratio", type=float, default=0.02)
     t.add_argument("--warmup", type=float, default=0.02, help="fraction of the run")
-    t.add_argument("--steps", type=int, default=1_000_000, help="step cap (the time budget usually ends the run)")
-    t.add_argument("--time-budget-min", type=float, default=50.0)
-    t.add_argument("--limit", type=int, default=None, help="train on the first N faces only")
     t.add_argument("--val-faces", type=int, default=32)
     t.add_argument("--val-first", type=int, default=VAL_FIRST, help=f"first val pair (default {VAL_FIRST})")
     t.add_argument("--val-every", type=int, default=500)
-    t.add_argument("--log-every", type=int, default=50)
     t.add_argument("--checkpoint-min", type=float, default=5.0)
-    t.add_argument("--threads", type=int, default=2)
     t.add_argument("--device", default="cpu")
-    t.add_argument("--seed", type=int, default=0)
+    add_loop_options(t, budget_min=50.0)
     add_export_parser(sub, "weights as a prior folder")
     return p
 

@@ -186,7 +186,7 @@ def export(run: str | Path, out: str | Path, prior_dir: str | Path | None = None
 
 def build_parser() -> argparse.ArgumentParser:
     p, sub, t = command_parser("python -m frgd.diffusion.training.train_prior_share", __doc__,
-                               "estimator as a weights folder")  # fmt: skip
+                               "estimator as a weights folder", budget_min=12.0)  # fmt: skip
     t.add_argument("--prior", default=None, help="prior folder (default: the installed FRGD prior)")
     t.add_argument("--width", type=int, default=24)
     t.add_argument("--depth", type=int, default=3)
@@ -194,14 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--lr", type=float, default=2e-3)
     t.add_argument("--clean-share", type=float, default=CLEAN_SHARE, help="share of faces only downscaled")
     t.add_argument("--scale-range", type=float, nargs=2, default=list(SCALE_RANGE), metavar=("LOW", "HIGH"))
-    t.add_argument("--steps", type=int, default=1_000_000, help="step cap (the time budget usually ends the run)")
-    t.add_argument("--time-budget-min", type=float, default=12.0)
-    t.add_argument("--limit", type=int, default=None, help="train on the first N faces only")
     t.add_argument("--val-faces", type=int, default=32)
     t.add_argument("--val-first", type=int, default=VAL_FIRST, help=f"first val pair (default {VAL_FIRST})")
-    t.add_argument("--log-every", type=int, default=50)
-    t.add_argument("--threads", type=int, default=2)
-    t.add_argument("--seed", type=int, default=0)
     sub.choices["export"].add_argument(
         "--prior", default=None, help="the prior it was trained with (default: the installed one)"
     )
