@@ -95,10 +95,10 @@ def test_repair_image_changes_only_the_damage_and_keeps_the_dtype(dtype):
         repair_image(img, np.zeros((10, 10)))
 
 
-def test_repair_in_windows_equals_one_window():
+def test_repair_in_windows_equals_one_window(monkeypatch):
     """A large image is filled in windows (cores of :data:`REPAIR_TILE` with :data:`REPAIR_MARGIN` around them):
     within a level of filling it as one window, for a one-pixel scratch and a stain near the margin's width that
-    cross the cores' borders."""
+    cross the cores' borders. Progress counts the windows; a cancel stops it at the next batch."""
     import cv2
 
     rng = np.random.default_rng(1)
@@ -110,6 +110,27 @@ def test_repair_in_windows_equals_one_window():
     tiled = repair_image(img, d)
     assert tiled.shape == whole.shape and np.abs(tiled.astype(int) - whole.astype(int)).max() <= 1
     np.testing.assert_array_equal(tiled[d == 0], img[d == 0])
+
+    # progress counts the windows; a cancel stops it at the next batch, before the image is finished
+    from frgd.diffusion import damage as damage_mod
+    from frgd.jobs import Cancelled, CancelToken
+
+    reports = []
+    np.testing.assert_array_equal(repair_image(img, d, progress=lambda *r: reports.append(r[:2])), tiled)
+    n = reports[-1][1]
+    assert n > 1 and reports[0] == (0, n) and reports[-1] == (n, n)
+    assert [r[0] for r in reports] == sorted(r[0] for r in reports)
+    token, seen = CancelToken(), []
+
+    def press_esc(done, total, _message=""):
+        seen.append(done)
+        if done > 0:
+            token.cancel()
+
+    monkeypatch.setattr(damage_mod, "REPAIR_BATCH", 1)
+    with pytest.raises(Cancelled):
+        repair_image(img, d, progress=press_esc, cancel=token)
+    assert seen == [0, 1], "stopped at the batch after the cancel"
 
 
 # ------------------------------------------------------------------------------------------------ the sampler

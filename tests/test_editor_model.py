@@ -543,13 +543,19 @@ def test_damage_layer_edits_are_regions_the_fill_coalesces_and_a_failed_fill_sto
     """The photo's damage layer: a region edit replaces the array (a snapshot keeps the old one), a DamageCommand
     undoes and redoes its rectangle; one fill job at a time, so ten dabs cost at most two fills and the result is
     built on the latest; a fill that fails is not retried on the same damage, and what waited for it is dropped with
-    a message."""
+    a message; a cancelled fill stops between its batches and says how to fill again (Run > Fill Damage)."""
     open_with_faces(model, photo_file)
     doc = model.doc
     snap = doc.snapshot()
     fills = []
     real, real_sr = backend.repaired_photo, backend.run_sr
-    monkeypatch.setattr(backend, "repaired_photo", lambda p, d: d is not None and fills.append(d.copy()) or real(p, d))
+
+    def counted(p, d, *args, **kwargs):
+        if d is not None:
+            fills.append(d.copy())
+        return real(p, d, *args, **kwargs)
+
+    monkeypatch.setattr(backend, "repaired_photo", counted)
     for k in range(10):  # ten dabs along a scratch, callbacks not yet delivered
         region = np.full((3, 8), 255, np.uint8)
         doc.set_damage(region, (100, 103, 10 + 8 * k, 18 + 8 * k))
@@ -582,7 +588,7 @@ def test_damage_layer_edits_are_regions_the_fill_coalesces_and_a_failed_fill_sto
     np.testing.assert_array_equal(doc.damage, before)
     assert model.jobs.wait(30) and doc.repair_current()
 
-    def broken(_p, _d):
+    def broken(_p, _d, *_a, **_k):
         raise RuntimeError("no memory left")
 
     monkeypatch.setattr(backend, "repaired_photo", broken)
@@ -592,6 +598,35 @@ def test_damage_layer_edits_are_regions_the_fill_coalesces_and_a_failed_fill_sto
     assert model.jobs.wait(30) and not doc.repair_current() and ran == [] and model._repair_job is None
     assert any("Filling the marked damage failed" in e for e in model.errors)
     assert model.statuses[-1].startswith("The export was not written")
+
+    # Esc during a fill stops it between batches; Run > Fill Damage fills the marks again
+    from frgd.diffusion import damage as damage_mod
+
+    started, go = threading.Event(), threading.Event()
+
+    def gated(p, d, progress=None, cancel=None):
+        def held(*args):  # the first report waits until the test has pressed "Esc"
+            started.set()
+            go.wait(60)
+
+        return real(p, d, held, cancel)
+
+    monkeypatch.setattr(backend, "repaired_photo", gated)
+    monkeypatch.setattr(damage_mod, "REPAIR_BATCH", 1)  # one window per batch: a check between windows
+    doc.set_damage(np.full((40, 200), 255, np.uint8), (120, 160, 20, 220))
+    job = model._repair_job
+    assert job is not None and started.wait(30)
+    job.cancel()
+    go.set()
+    assert model.jobs.wait(30) and job.state == "cancelled" and not doc.repair_current()
+    assert "Run > Fill Damage fills them" in model.statuses[-1]
+    model.fill_damage()
+    assert model._repair_job is not None and model.jobs.wait(60) and doc.repair_current()
+    model.fill_damage()
+    assert model.statuses[-1] == "The marked damage is filled."
+    model.push(commands.clear_damage(doc))
+    model.fill_damage()
+    assert model.statuses[-1].startswith("No damage is marked")
 
 
 def test_detect_damage_adds_the_detectors_marks_in_one_undo_step(model, photo_file, monkeypatch):

@@ -387,6 +387,7 @@ class MainWindow(QMainWindow):
             a.setEnabled(has_face)
         self.a_clear_damage.setEnabled(self.doc.damage_marked())
         self.a_export_damage.setEnabled(self.doc.damage_marked())
+        self.a_fill_damage.setEnabled(self.doc.damage_marked())
         self.a_cancel.setEnabled(self.jobs.busy)
 
     def changeEvent(self, event) -> None:  # noqa: N802

@@ -71,6 +71,8 @@ def build_actions(w: QMainWindow) -> None:
     w.a_clear_damage = act(w, "Clear Damage", m.clear_damage, "Ctrl+Shift+D", "Remove every damage mark of the photo")
     tip = "Mark the scratches, cracks, spots and tears the damage detector finds (check them)"
     w.a_detect_damage = act(w, "Detect D&amage", m.detect_damage, "Ctrl+Shift+F", tip)
+    w.a_fill_damage = act(w, "&Fill Damage", m.fill_damage, None,
+                          "Fill the marked damage again (after a cancelled or failed fill)")  # fmt: skip
     w.a_fit = act(w, "&Fit", c.fit, "F", "Fit the photo in the window", ico="fit")
     w.a_100 = act(w, "&100%", c.actual_size, "1", "Actual pixels")
     w.a_zoom_in = act(w, "Zoom In", lambda: c.zoom_by(1.25), QKeySequence.StandardKey.ZoomIn)
@@ -136,7 +138,7 @@ def build_menus(w: QMainWindow) -> None:
     for a in (*w.tool_actions.values(), w.a_smaller, w.a_bigger):
         m.addAction(a)
     m = mb.addMenu("&Run")
-    for a in (w.a_detect, w.a_detect_damage, w.a_add_ref, w.a_resample, w.a_cancel):
+    for a in (w.a_detect, w.a_detect_damage, w.a_fill_damage, w.a_add_ref, w.a_resample, w.a_cancel):
         m.addAction(a)
     m = mb.addMenu("&Settings")
     dm = m.addMenu("&Device")

@@ -332,14 +332,20 @@ def sr_status(names: list[str]) -> dict[str, str | None]:
     return out
 
 
-def repaired_photo(photo: np.ndarray, damage: np.ndarray | None) -> np.ndarray:
+def repaired_photo(
+    photo: np.ndarray,
+    damage: np.ndarray | None,
+    progress: ProgressFn | None = None,
+    cancel: CancelToken | None = None,
+) -> np.ndarray:
     """The photo with its damage filled (:func:`frgd.diffusion.damage.repair_image`; ``damage``: the document's
-    ``(H, W)`` uint8 layer, :func:`frgd.io.marked`); the photo itself without damage. Worker thread (torch)."""
+    ``(H, W)`` uint8 layer, :func:`frgd.io.marked`); the photo itself without damage. Stops at ``cancel``. Worker
+    thread (torch)."""
     if damage is None:
         return photo
     from frgd.diffusion.damage import repair_image
 
-    return repair_image(photo, damage)
+    return repair_image(photo, damage, progress=progress, cancel=cancel)
 
 
 def detected_damage(photo: np.ndarray, device, progress: ProgressFn | None, cancel: CancelToken | None) -> (
@@ -360,7 +366,7 @@ def run_sr(
     document's layer, :func:`repaired_photo`): ``(H, W, 3)`` uint8 -> ``(sH, sW, 3)`` uint8."""
     from frgd.restore import upscale_photo
 
-    photo = repaired_photo(photo, damage)
+    photo = repaired_photo(photo, damage, cancel=cancel)
     return upscale_photo(photo, int(scale), name, device=device, progress=progress, cancel=cancel)[0]
 
 

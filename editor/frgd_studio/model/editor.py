@@ -518,7 +518,7 @@ class EditorModel:
         if self._repair_job is not None:
             return
         photo, damage, version, gen = doc.photo, doc.damage, doc.damage_version, doc.generation
-        job = self.jobs.submit("Fill damage", lambda _d, _p, _c: backend.repaired_photo(photo, damage),
+        job = self.jobs.submit("Fill damage", lambda _d, p, c: backend.repaired_photo(photo, damage, p, c),
                                str(self.settings.get("device")))  # fmt: skip
         job.succeeded.connect(lambda img: gen == doc.generation and doc.set_repaired(img, version))
         job.failed.connect(lambda msg, tb: self.error(f"Filling the marked damage failed: {msg}", tb))
@@ -534,7 +534,24 @@ class EditorModel:
         else:  # failed or cancelled on the current damage: what waited for it is not done
             if self._after_repair:
                 self.status("The export was not written: the marked damage could not be filled.", 15000)
+            elif state == "cancelled":
+                self.status("Filling the marked damage was cancelled: the newest marks show unfilled. Run > Fill "
+                            "Damage fills them.", 15000)  # fmt: skip
             self._after_repair.clear()
+
+    def fill_damage(self) -> None:
+        """Run > Fill Damage: fill the marked damage now when its fill is not current (a fill cancelled or failed;
+        painting and every result that needs it start one by themselves); the status says when nothing is to do."""
+        doc = self.doc
+        if doc.photo is None:
+            return
+        if not doc.damage_marked():
+            self.status("No damage is marked: paint it with the Damage tool (D) or Run > Detect Damage.", 15000)
+        elif doc.repair_current():
+            self.status("The marked damage is filled.", 15000)
+        elif self._repair_job is None:
+            self.status("Filling the marked damage…", 0)
+            self._repair()
 
     def _run_after_repair(self) -> None:
         waiting, self._after_repair[:] = list(self._after_repair), []

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from ..io import from_float, marked, to_float
+from ..jobs import CancelToken, ProgressFn, check_cancel, report
 
 DAMAGE_COVER = 0.02
 """A pixel of a smaller grid (the input, the content scale) counts as damaged when at least this share of its area is
@@ -117,7 +118,13 @@ REPAIR_BATCH = 32
 
 
 def repair_image(
-    image: np.ndarray, damage: np.ndarray, tile: int = REPAIR_TILE, margin: int = REPAIR_MARGIN
+    image: np.ndarray,
+    damage: np.ndarray,
+    tile: int = REPAIR_TILE,
+    margin: int = REPAIR_MARGIN,
+    *,
+    progress: ProgressFn | None = None,
+    cancel: CancelToken | None = None,
 ) -> np.ndarray:
     """``image`` ``(H, W, 3)`` (uint8, uint16 or float in ``[0, 1]``) with the pixels where ``damage`` ``(H, W)`` (float
     in ``[0, 1]``, or uint8 0..255) exceeds one half filled by :func:`fill_damage`; the same dtype.
@@ -125,7 +132,9 @@ def repair_image(
     The damage's bounding box is cut into cores of at most ``tile`` px (:func:`frgd.sr.tiling.tile_bounds`); each core
     with damage is filled from a window of the original photo, ``tile + 2 * margin`` px square around it (shifted
     inside at the photo's edges, so all windows have one size and are filled in batches), and only the core is
-    written back: a photo-wide crease costs the windows along it, not the whole photo.
+    written back: a photo-wide crease costs the windows along it, not the whole photo. ``progress`` is told the
+    windows filled; ``cancel`` stops it between batches (:class:`frgd.jobs.Cancelled`: a large stain on a 12 MP photo
+    takes tens of seconds on a CPU).
     """
     from ..sr.tiling import tile_bounds
 
@@ -150,6 +159,8 @@ def repair_image(
                 jobs.append(((y0, y1, x0, x1), (wy0, wx0)))
     out = img.copy()
     for k in range(0, len(jobs), REPAIR_BATCH):
+        check_cancel(cancel)
+        report(progress, k, len(jobs), "filling the marked damage")
         chunk = jobs[k : k + REPAIR_BATCH]
         boxes = [to_float(img[wy0 : wy0 + wh, wx0 : wx0 + ww]) for _, (wy0, wx0) in chunk]
         masks = [hard[wy0 : wy0 + wh, wx0 : wx0 + ww] for _, (wy0, wx0) in chunk]
@@ -158,6 +169,7 @@ def repair_image(
         filled = fill_damage(t, m).numpy().transpose(0, 2, 3, 1)
         for ((y0, y1, x0, x1), (wy0, wx0)), f in zip(chunk, filled):
             out[y0:y1, x0:x1] = from_float(f[y0 - wy0 : y1 - wy0, x0 - wx0 : x1 - wx0], img.dtype)
+    report(progress, len(jobs), len(jobs), "filling the marked damage")
     return out
 
 

@@ -414,7 +414,7 @@ class FacePipeline:
         if damage01 is not None:
             from ..diffusion.damage import repair_image
 
-            img = repair_image(img, damage01)
+            img = repair_image(img, damage01, cancel=cancel)
         seed_list = normalize_seeds(seeds, num_samples)
         check_cancel(cancel)
         size = self.restorer.crop_size
