@@ -369,6 +369,30 @@ def test_frgd_gallery_apply_patch_undo_redo(window, photo_file):
     assert window.gallery_panel.list.count() == 2
 
 
+def test_resample_all_faces_from_the_panel_and_the_menu(window, photo_file):
+    """Resample all faces: disabled without faces; the panel's button restores the face (gallery filled, first new
+    sample applied and pasted) as one step on the Qt undo stack; Shift+R's action is the same command."""
+    p = window.frgd_panel
+    assert not p.resample_all_button.isEnabled() and not window.a_resample_all.isEnabled()
+    open_with_faces(window, photo_file)
+    photo = window.doc.photo.copy()
+    assert p.resample_all_button.isEnabled() and window.a_resample_all.isEnabled()
+    p.steps.setValue(2)
+    p.samples.setValue(2)
+    n = window.stack.count()
+    p.resample_all_button.click()
+    assert window.jobs.wait(90)
+    face = window.doc.faces[0]
+    assert window.stack.count() == n + 1 and window.stack.undoText() == "Resample all faces (1)"
+    assert window.gallery_panel.list.count() == 2
+    np.testing.assert_array_equal(face.applied, face.samples[0].image)
+    assert not np.array_equal(window.doc.composite(), photo)
+    window.stack.undo()
+    assert face.applied is None and face.samples == [] and window.gallery_panel.list.count() == 0
+    window.a_resample_all.trigger()
+    assert window.jobs.wait(90) and window.stack.undoText() == "Resample all faces (1)" and face.applied is not None
+
+
 def test_masked_resample_keeps_outside(window, photo_file):
     open_with_faces(window, photo_file)
     window.model.region_mask("eyes")

@@ -885,3 +885,63 @@ def test_results_of_jobs_running_while_the_photo_turns_land_turned(model, photo_
     assert model.jobs.wait(120) and sampling.state == "done"
     assert all(f.samples == [] for f in doc.faces)
     assert model.statuses[-1] == "Result dropped: the faces were detected again while it was computed."
+
+
+def test_resample_all_faces_is_one_undo_step_and_keeps_chosen_results(model, photo_file, tiny_model_dir, monkeypatch):
+    """Resample All Faces (the tiny model): every face gets its samples, each made as Resample makes it (its own
+    request: mask, result, references); the first new sample becomes the result of each face without one, a face
+    with a chosen result keeps it; all of it is one undo step. A cancel keeps the faces finished before it; the
+    progress runs over all faces."""
+    from frgd.jobs import Cancelled, CancelToken
+
+    job = model.open_photo(photo_file, detect=False)
+    assert model.jobs.wait(30) and job.state == "done", job.error
+    small = TEMPLATE_512 * (60 / 512)
+    job = model.set_faces_from_landmarks([small + np.array([10.0, 30.0]), small + np.array([130.0, 100.0])])
+    assert model.jobs.wait(30) and job.state == "done", job.error
+    doc = model.doc
+    assert model.frgd.set_model_folder(tiny_model_dir) is None
+    model.frgd.set_param("steps", 2)
+    model.frgd.set_param("samples", 2)
+    model.frgd.set_param("lock_seed", True)
+    model.frgd.set_param("seed", 11)
+    chosen = np.full((CROP_SIZE, CROP_SIZE, 3), 77, np.uint8)
+    model.push(commands.AppliedCommand(doc, 1, (chosen, 5, True, None), "Patch"))
+    seen = []
+    real = backend.run_frgd
+    monkeypatch.setattr(backend, "run_frgd", lambda req, *a: seen.append(req) or real(req, *a))
+    n = len(model.undo.commands)
+    job = model.frgd.run_all()
+    assert model.jobs.wait(120) and job.state == "done", job.error
+    assert len(model.undo.commands) == n + 1 and model.undo.commands[-1].text == "Resample all faces (2)"
+    assert [r.number for r in seen] == [1, 2] and seen[1].base is not None and seen[0].base is None
+    for f in doc.faces:
+        assert [s.seed for s in f.samples] == [11, 12]
+    first = doc.faces[0]
+    np.testing.assert_array_equal(first.applied, first.samples[0].image)
+    assert first.applied_seed == 11 and first.applied_mask is first.samples[0].paste_mask
+    np.testing.assert_array_equal(doc.faces[1].applied, chosen)  # a chosen result is kept
+    assert doc.faces[1].applied_seed == 5
+    assert model.statuses[-1] == ("Resampled 2 of 2 faces. Applied the first new sample to face 1. Face 2 kept its "
+                                  "result; the new samples are in the gallery.")  # fmt: skip
+    model.undo.undo()
+    assert all(f.samples == [] for f in doc.faces) and first.applied is None and doc.faces[1].applied_seed == 5
+    model.undo.redo()
+    assert first.applied is not None and len(doc.faces[1].samples) == 2
+
+    # the job itself: progress over both faces; a cancel during the second face keeps the first
+    token, reports = CancelToken(), []
+    model.frgd.set_param("steps", 12)  # several steps per face: the cancel lands between two of them
+    reqs = [model.frgd._request(i, model.frgd.params(), model.frgd.model_dir()) for i in range(2)]
+
+    def progress(done, total, message=""):
+        reports.append((done, total, message))
+        if message.startswith("face 2"):
+            token.cancel()
+
+    out = backend.run_frgd_faces(reqs, "cpu", progress, token)
+    assert out.cancelled and len(out.samples) == 1 and len(out.samples[0]) == 2
+    assert reports[0][1] == reports[-1][1] and all(d <= t for d, t, _ in reports)
+    assert any(m.startswith("face 1 (1 of 2)") for _, _, m in reports)
+    with pytest.raises(Cancelled):
+        backend.run_frgd_faces(reqs, "cpu", None, token)  # nothing finished: a plain cancel

@@ -385,6 +385,7 @@ class MainWindow(QMainWindow):
             a.setEnabled(has_photo)
         for a in (self.a_resample, self.a_add_ref, self.a_clear_mask, self.a_invert_mask):
             a.setEnabled(has_face)
+        self.a_resample_all.setEnabled(bool(self.doc.faces))
         self.a_clear_damage.setEnabled(self.doc.damage_marked())
         self.a_export_damage.setEnabled(self.doc.damage_marked())
         self.a_fill_damage.setEnabled(self.doc.damage_marked())

@@ -108,6 +108,9 @@ def build_actions(w: QMainWindow) -> None:
     w.a_bigger = act(w, "Bigger Brush", lambda: w.set_brush_size(c.brush_size * 1.25), "]")
     w.a_detect = act(w, "&Detect Faces", m.detect, "Ctrl+D", "Detect faces", ico="detect")
     w.a_resample = act(w, "&Resample", m.frgd.run, "R", "Generate FRGD samples for the face", ico="resample")
+    w.a_resample_all = act(w, "Resample &All Faces", m.frgd.run_all, "Shift+R",
+                           "Sample every face and apply the first new sample to each face without a result "
+                           "(one undo step)")  # fmt: skip
     w.a_add_ref = act(w, "Add &Reference…", w.references_panel.add, "Ctrl+R")
     w.a_cancel = act(w, "&Cancel Job", w.cancel_jobs, "Esc")
 
@@ -138,7 +141,8 @@ def build_menus(w: QMainWindow) -> None:
     for a in (*w.tool_actions.values(), w.a_smaller, w.a_bigger):
         m.addAction(a)
     m = mb.addMenu("&Run")
-    for a in (w.a_detect, w.a_detect_damage, w.a_fill_damage, w.a_add_ref, w.a_resample, w.a_cancel):
+    for a in (w.a_detect, w.a_detect_damage, w.a_fill_damage, w.a_add_ref, w.a_resample, w.a_resample_all,
+              w.a_cancel):  # fmt: skip
         m.addAction(a)
     m = mb.addMenu("&Settings")
     dm = m.addMenu("&Device")

@@ -22,7 +22,7 @@ from frgd.diffusion.sampling.schedulers import IDENTITY_GRADIENT, INPUT_QUALITIE
 from frgd.errors import FRGDError
 from frgd.faces.rules import FACE_MIN_SCORE
 from frgd.io import to_uint8
-from frgd.jobs import CancelToken, ProgressFn, check_cancel, report
+from frgd.jobs import Cancelled, CancelToken, ProgressFn, check_cancel, report
 from frgd.restore import PhotoFace, default_model_dir, number_faces
 
 from .document import Face, PhotoState, Reference, Sample
@@ -270,6 +270,37 @@ def run_frgd(req: FRGDRequest, device, progress: ProgressFn | None, cancel: Canc
         )
         for s in out
     ]
+
+
+@dataclass
+class FRGDFacesResult:
+    """What :func:`run_frgd_faces` made: the samples of each request in order (fewer lists than requests when it was
+    cancelled part way: the faces finished before the cancel)."""
+
+    samples: list[list[Sample]]
+    cancelled: bool = False
+
+
+def run_frgd_faces(
+    reqs: list[FRGDRequest], device, progress: ProgressFn | None, cancel: CancelToken | None
+) -> FRGDFacesResult:
+    """Run FRGD for several faces one after the other (:func:`run_frgd`; Resample All Faces), progress over all of
+    them. A cancel stops at the next step; the faces finished before it are returned (``cancelled``), none finished
+    raises :class:`frgd.jobs.Cancelled`."""
+    out: list[list[Sample]] = []
+    n = len(reqs)
+    for i, req in enumerate(reqs):
+
+        def part(done: int, total: int, message: str = "", i: int = i, number: int = req.number) -> None:
+            report(progress, i * total + done, n * total, f"face {number} ({i + 1} of {n}): {message}")
+
+        try:
+            out.append(run_frgd(req, device, part, cancel))
+        except Cancelled:
+            if not out:
+                raise
+            return FRGDFacesResult(out, cancelled=True)
+    return FRGDFacesResult(out)
 
 
 def frgd_preview(req: FRGDRequest, device, cancel: CancelToken | None = None) -> np.ndarray | None:

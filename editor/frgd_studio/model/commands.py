@@ -109,6 +109,23 @@ class ListUndoSink:
         return self.clean_index == self._index
 
 
+class CompositeCommand(Command):
+    """Several commands as one undo step ``text`` (each built on the state the ones before it leave): ``redo`` runs
+    them in order, ``undo`` in reverse."""
+
+    def __init__(self, text: str, parts: list[Command]) -> None:
+        super().__init__(text)
+        self.parts = list(parts)
+
+    def redo(self) -> None:
+        for c in self.parts:
+            c.redo()
+
+    def undo(self) -> None:
+        for c in reversed(self.parts):
+            c.undo()
+
+
 class _Cmd(Command):
     def __init__(self, doc: Document, text: str) -> None:
         super().__init__(text)
@@ -285,11 +302,15 @@ class AppliedCommand(_LiveCmd):
 
 
 def apply_sample(doc: Document, index: int, k: int) -> AppliedCommand:
+    s = doc.faces[index].samples[k]
+    return AppliedCommand(doc, index, sample_applied(s), f"Apply sample {k + 1} (seed {s.seed})")
+
+
+def sample_applied(sample: Sample) -> AppliedState:
+    """The face result ``sample`` gives when applied: its image, seed, whether it changes identity, its paste mask."""
     from frgd.restore import identity_changed
 
-    s = doc.faces[index].samples[k]
-    after = (s.image, s.seed, identity_changed([s.method]), s.paste_mask)
-    return AppliedCommand(doc, index, after, f"Apply sample {k + 1} (seed {s.seed})")
+    return sample.image, sample.seed, identity_changed([sample.method]), sample.paste_mask
 
 
 def revert_face(doc: Document, index: int) -> AppliedCommand:

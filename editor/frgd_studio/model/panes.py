@@ -21,7 +21,15 @@ import numpy as np
 from frgd.errors import FRGDError
 
 from . import backend
-from .commands import AddSamplesCommand, BackgroundCommand, Command, PaneResultCommand
+from .commands import (
+    AddSamplesCommand,
+    AppliedCommand,
+    BackgroundCommand,
+    Command,
+    CompositeCommand,
+    PaneResultCommand,
+    sample_applied,
+)
 from .document import Document, Face
 from .events import Event
 from .jobs import Job, JobFn, TurnFn
@@ -273,7 +281,27 @@ class FRGDPane(Pane):
             return None
         p = self.params()
         index = doc.selected
-        req = backend.FRGDRequest(
+        req = self._request(index, p, path)
+
+        def done(samples: list) -> None:
+            if (i := self.host.face_index(index, face)) >= 0:  # the same face, turned with the photo or not
+                self.host.push(AddSamplesCommand(doc, i, samples))
+                if samples and not p.lock_seed:  # show the first seed so the user can lock and reproduce it
+                    self.set_param("seed", min(int(samples[0].seed), int(RANGES["seed"][1])))
+
+        if req.mask is None and req.base is None and backend.frgd_has_prior(path) is not False:
+            self._preview(req, index, face)  # the samples start from the prior's estimate: show it first
+        job = self.host.run_job(f"FRGD face {index + 1}", lambda d, pr, c: backend.run_frgd(req, d, pr, c), done,
+                                on_turn=backend.turn_invariant)  # fmt: skip
+        job.ended.connect(lambda: self.host.show_preview(None))  # done, failed or cancelled: the preview goes
+        return job
+
+    def _request(self, index: int, p: FRGDParams, path: str) -> backend.FRGDRequest:
+        """The sampling request of the document's face ``index`` with parameters ``p`` and the model at ``path``: its
+        mask (an empty one: the whole face), its result as the base, its damage, its references, fresh seeds."""
+        doc = self.host.doc
+        face = doc.faces[index]
+        return backend.FRGDRequest(
             photo=doc.photo,
             face=face,
             number=index + 1,
@@ -293,18 +321,46 @@ class FRGDPane(Pane):
             model_dir=path,
         )
 
-        def done(samples: list) -> None:
-            if (i := self.host.face_index(index, face)) >= 0:  # the same face, turned with the photo or not
-                self.host.push(AddSamplesCommand(doc, i, samples))
-                if samples and not p.lock_seed:  # show the first seed so the user can lock and reproduce it
-                    self.set_param("seed", min(int(samples[0].seed), int(RANGES["seed"][1])))
+    def run_all(self) -> Job | None:
+        """Resample All Faces: every face sampled like Resample (its own mask, result, damage and references; one
+        job, progress over all faces, Esc keeps the faces finished), its samples added to its gallery, and the
+        first new sample applied to each face that has no result yet (a face with a chosen result keeps it): one
+        undo step."""
+        doc = self.host.doc
+        if not doc.faces:
+            self.host.status("Detect faces first.")
+            return None
+        self.refresh_status()
+        path = self.model_dir()
+        if not self._status.ready or path is None:
+            self.host.error(self._status.message or "no FRGD model")
+            return None
+        p = self.params()
+        faces = list(doc.faces)
+        reqs = [self._request(i, p, path) for i in range(len(faces))]
 
-        if req.mask is None and req.base is None and backend.frgd_has_prior(path) is not False:
-            self._preview(req, index, face)  # the samples start from the prior's estimate: show it first
-        job = self.host.run_job(f"FRGD face {index + 1}", lambda d, pr, c: backend.run_frgd(req, d, pr, c), done,
-                                on_turn=backend.turn_invariant)  # fmt: skip
-        job.ended.connect(lambda: self.host.show_preview(None))  # done, failed or cancelled: the preview goes
-        return job
+        def done(result: backend.FRGDFacesResult) -> None:
+            parts: list[Command] = []
+            restored, kept, gone = [], [], 0
+            for index, (face, samples) in enumerate(zip(faces, result.samples)):
+                i = doc.find_face(face, index)  # the same face, turned with the photo or not
+                if i < 0 or not samples:
+                    gone += i < 0
+                    continue
+                parts.append(AddSamplesCommand(doc, i, samples))
+                if doc.faces[i].applied is None:
+                    parts.append(AppliedCommand(doc, i, sample_applied(samples[0]), f"Apply face {i + 1}"))
+                    restored.append(i + 1)
+                else:
+                    kept.append(i + 1)
+            if parts:
+                self.host.push(CompositeCommand(f"Resample all faces ({len(result.samples)})", parts))
+            if result.samples and result.samples[0] and not p.lock_seed:
+                self.set_param("seed", min(int(result.samples[0][0].seed), int(RANGES["seed"][1])))
+            self.host.status(all_faces_text(len(faces), len(result.samples), restored, kept, gone), 30000)
+
+        return self.host.run_job("FRGD all faces", lambda d, pr, c: backend.run_frgd_faces(reqs, d, pr, c), done,
+                                 on_turn=backend.turn_invariant)  # fmt: skip
 
     def _preview(self, req: backend.FRGDRequest, index: int, face: Face) -> Job:
         """Queue the prior's estimate of face ``index`` just before its sampling job (the queue runs jobs in order, so
@@ -321,6 +377,24 @@ class FRGDPane(Pane):
         return self.host.run_job(f"FRGD face {index + 1} preview",
                                  lambda d, _p, c: backend.frgd_preview(req, d, c), show,
                                  on_turn=backend.turn_invariant)  # fmt: skip
+
+
+def all_faces_text(n: int, finished: int, restored: list[int], kept: list[int], gone: int) -> str:
+    """The status after Resample All Faces: how many of ``n`` faces were sampled (``finished``: fewer after a
+    cancel), which were restored with their first sample, which kept their result, how many were detected again."""
+
+    def numbers(xs: list[int]) -> str:
+        return ", ".join(str(x) for x in xs)
+
+    text = [f"Resampled {finished} of {n} faces" + (" (cancelled)" if finished < n else "") + "."]
+    if restored:
+        text.append(f"Applied the first new sample to face{'s' if len(restored) > 1 else ''} {numbers(restored)}.")
+    if kept:
+        text.append(f"Face{'s' if len(kept) > 1 else ''} {numbers(kept)} kept {'their' if len(kept) > 1 else 'its'} "
+                    "result; the new samples are in the gallery.")  # fmt: skip
+    if gone:
+        text.append(f"{gone} result{'s' if gone > 1 else ''} dropped: the faces were detected again meanwhile.")
+    return " ".join(text)
 
 
 # ---------------------------------------------------------------------------------------------------------- GFPGAN

@@ -73,6 +73,11 @@ class FRGDPanel(QWidget):
         self.lock_seed.setToolTip("Locked: samples use seed, seed+1, ...; unlocked: fresh random seeds each run")
         self.resample_button = QPushButton("Resample  (R)")
         self.resample_button.setToolTip("Generate new alternatives for the selected face (inside its mask if painted)")
+        self.resample_all_button = QPushButton("Resample all faces  (Shift+R)")
+        self.resample_all_button.setToolTip(
+            "Sample every face (each inside its mask if painted, with its references) and apply the first new sample "
+            "to each face that has no result yet; one undo step"
+        )
         self.model_label = QLabel()
         self.model_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.model_button = QPushButton("Model folder…")
@@ -102,6 +107,7 @@ class FRGDPanel(QWidget):
         lay.addLayout(slider_row)
         lay.addLayout(form)
         lay.addWidget(self.resample_button)
+        lay.addWidget(self.resample_all_button)
         lay.addLayout(model_row)
         lay.addWidget(self.weights)
         lay.addStretch(1)
@@ -120,6 +126,7 @@ class FRGDPanel(QWidget):
             lambda i: pane.set_param("input_quality", self.input_quality.itemData(i))
         )
         self.resample_button.clicked.connect(lambda: pane.run())
+        self.resample_all_button.clicked.connect(lambda: pane.run_all())
         self.model_button.clicked.connect(self.choose_model)
         pane.changed.connect(self.refresh)
         model.doc.selectionChanged.connect(lambda _i: self.update_enabled())
@@ -155,7 +162,9 @@ class FRGDPanel(QWidget):
         self.update_enabled()
 
     def update_enabled(self) -> None:
-        self.resample_button.setEnabled(self.pane.status().ready and self.model.doc.face() is not None)
+        ready = self.pane.status().ready
+        self.resample_button.setEnabled(ready and self.model.doc.face() is not None)
+        self.resample_all_button.setEnabled(ready and bool(self.model.doc.faces))
 
     def choose_model(self) -> None:
         folder = self.ui.open_folder("FRGD model folder (config.json + safetensors)")
