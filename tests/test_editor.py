@@ -393,6 +393,42 @@ def test_resample_all_faces_from_the_panel_and_the_menu(window, photo_file):
     assert window.jobs.wait(90) and window.stack.undoText() == "Resample all faces (1)" and face.applied is not None
 
 
+def test_recovery_is_offered_at_start_and_a_normal_close_leaves_nothing(window, photo_file, tmp_path):
+    """The start's recovery question for an autosave left by an editor that did not close normally: Later keeps it,
+    Discard deletes it, Recover opens it as unsaved work; Settings > Autosave sets the interval; closing the window
+    normally removes the editor's own autosave and lock."""
+    from frgd_studio.session import save_session
+
+    folder = tmp_path / "autosave"
+    m = window.model
+    m.enable_autosave(folder)
+    open_with_faces(window, photo_file)
+    m.region_mask("eyes")
+    left = folder / "0123456789ab.frgd"  # an editor that died: no lock held
+    save_session(window.doc.snapshot(), left)
+    m.undo.set_clean()
+    asked = []
+    for answer in ("later", "discard"):
+        window.ask_recover = lambda what, a=answer: asked.append(what) or a
+        assert window.offer_recovery() is False
+        assert left.exists() == (answer == "later")
+    assert asked[0].startswith("photo.png, autosaved ")
+    save_session(window.doc.snapshot(), left)
+    job = m.open_photo(photo_file, detect=False)  # another document meanwhile
+    assert window.jobs.wait(30) and job.state == "done" and window.doc.faces == []
+    window.ask_recover = lambda what: "recover"
+    assert window.offer_recovery() is True
+    assert window.jobs.wait(30) and len(window.doc.faces) == 1 and m.modified and window.doc.faces[0].mask.max() > 0
+    assert not left.exists() and m.autosave.path.exists()
+    texts = [a.text() for a in window.autosave_group.actions()]
+    assert texts[0] == "Off" and "Every 5 min" in texts
+    window.autosave_group.actions()[texts.index("Every 10 min")].trigger()
+    assert window.settings.get("autosave_minutes") == 10
+    m.ask_unsaved = lambda _title: "discard"
+    window.close()
+    assert list(folder.iterdir()) == []
+
+
 def test_masked_resample_keeps_outside(window, photo_file):
     open_with_faces(window, photo_file)
     window.model.region_mask("eyes")

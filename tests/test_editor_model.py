@@ -945,3 +945,75 @@ def test_resample_all_faces_is_one_undo_step_and_keeps_chosen_results(model, pho
     assert any(m.startswith("face 1 (1 of 2)") for _, _, m in reports)
     with pytest.raises(Cancelled):
         backend.run_frgd_faces(reqs, "cpu", None, token)  # nothing finished: a plain cancel
+
+
+def test_autosave_writes_unsaved_work_and_a_crash_leaves_it_to_recover(tmp_path, photo_file):
+    """Crash recovery: unsaved work is written to the editor's autosave session when due (never when unchanged or
+    saved), and goes when the work is saved or the editor closes normally. While an editor runs, its file is not
+    offered to another; once it is gone without closing (its lock freed, as when the process dies), the next editor
+    offers it, and Recover opens it as unsaved work that stays autosaved until it is saved."""
+    from frgd_studio.session import load_session
+
+    folder = tmp_path / "autosave"
+
+    def editor(name: str) -> EditorModel:
+        s = Settings(tmp_path / f"{name}.json")
+        s.set("device", "cpu")
+        m = EditorModel(s)
+        m.statuses = []
+        m.statusMessage.connect(lambda text, _ms: m.statuses.append(text))
+        m.enable_autosave(folder)
+        return m
+
+    a = editor("a")
+    assert a.autosave_tick(force=True) is None and not a.autosave.path.exists(), "no photo: nothing to keep"
+    open_with_faces(a, photo_file)
+    a.region_mask("eyes")
+    a.push(commands.DamageCommand(a.doc, None, None, np.where(np.eye(200, 240) > 0, 255, 0).astype(np.uint8), "D"))
+    assert a.autosave_tick() is None, "not due yet (5 minutes by default)"
+    a._autosave_at -= 301
+    job = a.autosave_tick()
+    assert job is not None and a.jobs.wait(30) and job.state == "done", job.error
+    saved = load_session(a.autosave.path)
+    np.testing.assert_array_equal(saved.faces[0].mask, a.doc.faces[0].mask)
+    np.testing.assert_array_equal(saved.damage, a.doc.damage)
+    assert a.autosave_tick(force=True) is None, "unchanged since: not written again"
+    assert not any("Autosave" in t for t in a.statuses), "autosave is silent"
+
+    job = a.save_session(tmp_path / "work.frgd")
+    assert a.jobs.wait(30) and job.state == "done" and not a.modified and not a.autosave.path.exists()
+    a.region_mask("mouth")
+    assert a.autosave_tick(force=True) is not None and a.jobs.wait(30) and a.autosave.path.exists()
+
+    b = editor("b")
+    assert b.leftovers() == [], "a is still running: its work is not offered"
+    a.autosave._lock.release()  # a dies without closing: the system frees its lock, its file stays
+    (left,) = b.leftovers()
+    moved = tmp_path / "moved.png"
+    Path(photo_file).rename(moved)  # its photo is gone: it cannot be opened, and it is kept for the next start
+    job = b.recover(left)
+    assert b.jobs.wait(30) and job.state == "failed" and left.path.exists() and not b.autosave.path.exists()
+    assert "offered again at the next start" in b.statuses[-1]
+    moved.rename(photo_file)
+    (left,) = b.leftovers()
+    assert left.photo == "photo.png" and "photo.png, autosaved" in left.describe()
+    job = b.recover(left)
+    assert b.jobs.wait(30) and job.state == "done", job.error
+    np.testing.assert_array_equal(b.doc.faces[0].mask, a.doc.faces[0].mask)
+    np.testing.assert_array_equal(b.doc.damage, a.doc.damage)
+    assert b.modified and b.session_path is None and b.statuses[-1].startswith("Recovered the unsaved work")
+    assert b.autosave.path.exists() and not left.path.exists(), "it is b's autosave now, until saved"
+    assert b.autosave_tick(force=True) is None
+    assert str(b.autosave.path) not in b.settings.get("recent_files")
+    job = b.save_session(tmp_path / "recovered.frgd")
+    assert b.jobs.wait(30) and job.state == "done" and not b.modified and not b.autosave.path.exists()
+    b.region_mask("face")
+    assert b.autosave_tick(force=True) is not None and b.jobs.wait(30) and b.autosave.path.exists()
+    b.shutdown()  # closed normally: nothing is left to recover
+    assert list(folder.iterdir()) == [], sorted(p.name for p in folder.iterdir())
+    stale = folder / "deadbeef0000.lock"  # an editor killed with nothing unsaved leaves only its lock
+    stale.touch()
+    c = editor("c")
+    assert c.leftovers() == [] and not stale.exists() and c.autosave._lock.is_locked
+    c.shutdown()
+    a.shutdown()

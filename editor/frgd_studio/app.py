@@ -66,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
         if problem:
             window.error(f"--model {args.model}: {problem}")
     window.show()
+    if window.offer_recovery():  # the unsaved work of an editor that did not close normally comes first
+        return app.exec()
     photo, reference = args.photo, args.reference
     if args.demo:
         try:

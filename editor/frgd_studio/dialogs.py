@@ -32,6 +32,24 @@ def ask_unsaved(parent: QWidget, title: str) -> str:
     )
 
 
+RECOVER_ANSWERS = ("recover", "discard", "later")
+
+
+def ask_recover(parent: QWidget, what: str) -> str:
+    """``"recover"``, ``"discard"`` or ``"later"`` for an autosaved session ``what`` (:meth:`Leftover.describe`)
+    left by an editor that did not close normally."""
+    text = f"FRGD Studio did not close normally. Recover the unsaved work on {what}?"
+    box = QMessageBox(QMessageBox.Icon.Question, "FRGD Studio", text, parent=parent)
+    box.setInformativeText("Recover opens it as unsaved work; Discard deletes it; Later asks again next time.")
+    recover = box.addButton("Recover", QMessageBox.ButtonRole.AcceptRole)
+    discard = box.addButton("Discard", QMessageBox.ButtonRole.DestructiveRole)
+    box.addButton("Later", QMessageBox.ButtonRole.RejectRole)
+    box.setDefaultButton(recover)
+    box.exec()
+    clicked = box.clickedButton()
+    return "recover" if clicked is recover else "discard" if clicked is discard else "later"
+
+
 def duration(seconds: float) -> str:
     """``"about 40 s"``, ``"about 16 min"``, ``"about 1.5 h"``."""
     if seconds < 90:

@@ -4,6 +4,7 @@ bar with device, model and job progress, dialogs). The logic lives in the model;
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 from PySide6.QtCore import Qt, QTimer
@@ -52,7 +53,12 @@ class MainWindow(QMainWindow):
         self.jobs = JobQueue(self.poster.post, self.poster.pump)
         self.model = m = EditorModel(settings or Settings(), QtUndoSink(self.stack), self.jobs)
         self.doc, self.settings = m.doc, m.settings
+        self.ask_recover: Callable[[str], str] = lambda _what: "later"
+        """``ask_recover(what) -> "recover" | "discard" | "later"`` for a leftover autosave (a dialog when
+        interactive)."""
         if interactive:
+            m.enable_autosave()  # crash recovery (model.autosave); scripts and tests turn it on themselves
+            self.ask_recover = lambda what: dialogs.ask_recover(self, what)
             m.ask_unsaved = lambda title: dialogs.ask_unsaved(self, title)
             m.ask_session_path = self._ask_session_path
             m.sr.ask_slow = lambda est: dialogs.ask_slow_sr(self, est)
@@ -123,6 +129,7 @@ class MainWindow(QMainWindow):
         self.canvas.compareChanged.connect(self.a_split.setChecked)  # a new photo turns the split off
         self._poll = QTimer(self)
         self._poll.timeout.connect(m.refresh_panes)
+        self._poll.timeout.connect(m.autosave_tick)  # writes only when due (Settings > Autosave) and changed
         self._poll.start(STATUS_POLL_MS)
         self.set_tool("select")
         self.update_status_model()
@@ -401,5 +408,20 @@ class MainWindow(QMainWindow):
             event.ignore()
             return
         self._poll.stop()
-        self.jobs.shutdown()
+        self.model.shutdown()  # the jobs stop; closed normally, the autosave goes
         super().closeEvent(event)
+
+    def offer_recovery(self) -> bool:
+        """At start: offer the autosaved work of editors that did not close normally, newest first (Recover /
+        Discard / Later, :attr:`ask_recover`); at most one is recovered. True when one is being recovered."""
+        for leftover in self.model.leftovers():
+            answer = self.ask_recover(leftover.describe())
+            if answer == "recover":
+                return self.model.recover(leftover) is not None
+            if answer == "discard":
+                self.model.discard_leftover(leftover)
+        return False
+
+    def set_autosave_minutes(self, minutes: int) -> None:
+        self.settings.set("autosave_minutes", int(minutes))
+        self.status("Autosave off." if minutes <= 0 else f"Autosave every {minutes} min of unsaved work.")

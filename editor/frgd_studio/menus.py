@@ -6,7 +6,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QActionGroup, QIcon, QKeySequence
 from PySide6.QtWidgets import QComboBox, QLabel, QMainWindow
 
-from .model.settings import DEVICE_CHOICES
+from .model.settings import AUTOSAVE_CHOICES, DEVICE_CHOICES
 
 
 def icon(name: str) -> QIcon:
@@ -153,6 +153,14 @@ def build_menus(w: QMainWindow) -> None:
         a.triggered.connect(lambda _c=False, dev=d: w.model.set_device(dev))
         w.device_group.addAction(a)
         dm.addAction(a)
+    am = m.addMenu("&Autosave")
+    w.autosave_group = QActionGroup(w)
+    for minutes in AUTOSAVE_CHOICES:
+        a = QAction("Off" if minutes == 0 else f"Every {minutes} min", w, checkable=True)
+        a.setChecked(minutes == w.settings.get("autosave_minutes"))
+        a.triggered.connect(lambda _c=False, n=minutes: w.set_autosave_minutes(n))
+        w.autosave_group.addAction(a)
+        am.addAction(a)
     m.addAction("FRGD Model Folder…", w.frgd_panel.choose_model)
     m.addAction("Brush Feather…", w.ask_feather)
     mb.addMenu("&Help").addAction("&About FRGD Studio", w.about)

@@ -41,6 +41,9 @@ class QtUndoSink:
     def set_clean(self) -> None:
         self.stack.setClean()
 
+    def reset_clean(self) -> None:
+        self.stack.resetClean()
+
     def is_clean(self) -> bool:
         return self.stack.isClean()
 

@@ -50,6 +50,10 @@ class UndoSink(Protocol):
 
     def set_clean(self) -> None: ...
 
+    def reset_clean(self) -> None:
+        """No state is clean any more (recovered work: unsaved until it is saved)."""
+        ...
+
     def is_clean(self) -> bool: ...
 
     def index(self) -> int:
@@ -104,6 +108,9 @@ class ListUndoSink:
 
     def set_clean(self) -> None:
         self.clean_index = self._index
+
+    def reset_clean(self) -> None:
+        self.clean_index = None
 
     def is_clean(self) -> bool:
         return self.clean_index == self._index

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ from frgd.errors import FRGDError, InputError
 from frgd.faces.rules import candidate_text, floor_to_take
 
 from . import backend, commands
+from .autosave import Autosave, Leftover
 from .commands import Command, UndoSink
 from .document import CROP_SIZE, Document, Face
 from .events import Event
@@ -79,6 +81,11 @@ class EditorModel:
             event.connect(lambda: self.show_preview(None))
         self._repair_job: Job | None = None
         self._after_repair: list[Callable[[], Any]] = []
+        self.autosave: Autosave | None = None
+        """Crash recovery (:meth:`enable_autosave`; the app turns it on, scripts and tests may)."""
+        self._autosaved: tuple[int, int] | None = None  # (pushes, undo index) the autosave file holds
+        self._autosave_at = time.monotonic()
+        self._autosave_job: Job | None = None
         self.doc.damageChanged.connect(lambda _box: self._repair())
         self.doc.photoChanged.connect(self._after_repair.clear)  # what waited for the old photo's fill
 
@@ -192,6 +199,7 @@ class EditorModel:
         def done(photo: backend.Photo) -> None:
             self.undo.clear()
             self.session_path = None
+            self._autosave_settled()
             self.doc.set_photo(photo.rgb, photo.path, photo.sha256, photo.alpha)
             self.recentChanged.emit(self.settings.add_recent(photo.path))
             self.status(f"Opened {photo.path} ({photo.rgb.shape[1]}x{photo.rgb.shape[0]})")
@@ -202,9 +210,10 @@ class EditorModel:
 
         return self.run_job(f"Open {Path(path).name}", lambda _d, _p, _c: backend.load_photo(path), done, False)
 
-    def open_session(self, path: str | Path) -> Job | None:
-        """Load a ``.frgd`` session in the background (after the unsaved-changes question)."""
-        if not self.confirm_discard(lambda: self.open_session(path)):
+    def open_session(self, path: str | Path, recent: bool = True, settle: bool = True) -> Job | None:
+        """Load a ``.frgd`` session in the background (after the unsaved-changes question); ``recent``: add it to the
+        recent files; ``settle``: the earlier work's autosave goes (not when the session is that autosave)."""
+        if not self.confirm_discard(lambda: self.open_session(path, recent, settle)):
             return None
         from ..session import apply_session, load_session
 
@@ -220,7 +229,10 @@ class EditorModel:
                 except (ValueError, TypeError) as err:
                     logger.warning("session: %s", err)
             self.session_path = path
-            self.recentChanged.emit(self.settings.add_recent(path))
+            if recent:
+                self.recentChanged.emit(self.settings.add_recent(path))
+            if settle:
+                self._autosave_settled()
             for w in data.warnings:
                 self.error(w)
             self.status(f"Opened session {path}")
@@ -262,6 +274,7 @@ class EditorModel:
             self.session_path = str(out)
             if pushes == self._pushes and undo_index == self.undo.index():
                 self.undo.set_clean()
+                self._autosave_settled()
             self.recentChanged.emit(self.settings.add_recent(str(out)))
             self.status(f"Saved session {out}")
 
@@ -746,3 +759,88 @@ class EditorModel:
 
     def shutdown(self) -> None:
         self.jobs.shutdown()
+        if self.autosave is not None:  # closed normally: nothing to recover
+            self.autosave.close()
+            self.autosave = None
+
+    # ------------------------------------------------------------------------------------------ crash recovery
+    def enable_autosave(self, folder: str | Path | None = None) -> Autosave:
+        """Write unsaved work to this editor's autosave session every ``autosave_minutes`` (the setting; 0: never)
+        when :meth:`autosave_tick` is called (the Qt shell's timer); see :mod:`.autosave`."""
+        if self.autosave is None:
+            self.autosave = Autosave(folder)
+        return self.autosave
+
+    def autosave_tick(self, force: bool = False) -> Job | None:
+        """Autosave now when it is due (``autosave_minutes`` since the last one, or ``force``) and the document
+        changed since: a snapshot written on the ``"io"`` lane, without a status message or an undo step; a saved or
+        unchanged document has no autosave file. Returns the job, or ``None`` when nothing was written."""
+        from ..session import save_session
+
+        a, doc = self.autosave, self.doc
+        minutes = int(self.settings.get("autosave_minutes"))
+        if a is None or self._autosave_job is not None or (minutes <= 0 and not force):
+            return None
+        if not force and time.monotonic() - self._autosave_at < 60 * minutes:
+            return None
+        self._autosave_at = time.monotonic()
+        if doc.photo is None or not self.modified:
+            a.remove()
+            self._autosaved = None
+            return None
+        state = (self._pushes, self.undo.index())
+        if state == self._autosaved and a.path.is_file():
+            return None
+        snapshot, ui, path = doc.snapshot(), self.session_ui(), a.path
+        job = self.jobs.submit("Autosave", lambda _d, _p, _c: save_session(snapshot, path, ui), "cpu", lane="io")
+
+        def ended() -> None:
+            self._autosave_job = None
+            if job.state == "done":
+                self._autosaved = state
+            elif job.state == "failed":
+                self.status(f"Autosave failed ({job.error}); save the session to keep your work.", 15000)
+
+        job.ended.connect(ended)
+        self._autosave_job = job
+        return job
+
+    def _autosave_settled(self) -> None:
+        """The work is saved or replaced: the autosave file goes (the next change writes a new one)."""
+        if self.autosave is not None:
+            self.autosave.remove()
+            self._autosaved = None
+
+    def leftovers(self) -> list[Leftover]:
+        """Autosaved sessions of editors that did not close normally (offered at start)."""
+        return [] if self.autosave is None else self.autosave.leftovers()
+
+    def recover(self, leftover: Leftover) -> Job | None:
+        """Open an autosaved session as unsaved work (after the unsaved-changes question): Save asks where to write
+        it, and it stays this editor's autosave until then."""
+        if self.autosave is None or not self.confirm_discard(lambda: self.recover(leftover)):
+            return None
+        path = self.autosave.adopt(leftover)
+        self._autosaved = None
+
+        def done(_r: Any) -> None:
+            self.session_path = None
+            self.undo.reset_clean()
+            self._autosaved = (self._pushes, self.undo.index())  # the file holds exactly this
+            self.status(f"Recovered the unsaved work on {leftover.photo or 'the photo'}: save it to keep it.", 30000)
+
+        def failed(_msg: str, _tb: str) -> None:  # e.g. its photo moved: kept to be offered again at the next start
+            if self.autosave is not None and self.autosave.path.is_file():
+                self.autosave.give_back(leftover)
+            self.status(f"The autosaved work on {leftover.photo or 'the photo'} is kept; it is offered again at the "
+                        "next start.", 30000)  # fmt: skip
+
+        job = self.open_session(path, recent=False, settle=False)
+        if job is not None:
+            job.succeeded.connect(done)
+            job.failed.connect(failed)
+        return job
+
+    def discard_leftover(self, leftover: Leftover) -> None:
+        if self.autosave is not None:
+            self.autosave.discard(leftover)

@@ -55,8 +55,11 @@ RANGES: dict[str, tuple[float, float]] = {
     "sr_scale": (1, 8),
     "seed": (0, MAX_SEED),
     "face_min_score": (0.0, 1.0),
+    "autosave_minutes": (0, 120),
 }
 """Inclusive ``(low, high)`` of each numeric setting (the panels' widget ranges read them too)."""
+AUTOSAVE_CHOICES = (0, 1, 2, 5, 10, 15, 30)
+"""Settings > Autosave: minutes between autosaves of unsaved work (0 = off; :mod:`.autosave`)."""
 IDENTITY_BACKENDS = ("dlib", "facenet")
 
 
@@ -82,6 +85,7 @@ class EditorSettings:
     sr_scale: int = 2
     gfpgan_model: str = ""
     face_min_score: float = FACE_MIN_SCORE
+    autosave_minutes: int = 5  # crash recovery (.autosave); 0 = off
     recent_files: list[str] = field(default_factory=list)
 
     @classmethod
