@@ -993,6 +993,7 @@ def test_autosave_writes_unsaved_work_and_a_crash_leaves_it_to_recover(tmp_path,
     Path(photo_file).rename(moved)  # its photo is gone: it cannot be opened, and it is kept for the next start
     job = b.recover(left)
     assert b.jobs.wait(30) and job.state == "failed" and left.path.exists() and not b.autosave.path.exists()
+    assert b.doc.photo is None and not b.modified
     assert "offered again at the next start" in b.statuses[-1]
     moved.rename(photo_file)
     (left,) = b.leftovers()

@@ -78,11 +78,6 @@ class Autosave:
         leftover.path.with_suffix(".lock").unlink(missing_ok=True)
         return self.path
 
-    def give_back(self, leftover: Leftover) -> None:
-        """Undo :meth:`adopt` (it could not be opened): back to ``leftover.path``, without a lock, so the next editor
-        offers it again."""
-        os.replace(self.path, leftover.path)
-
     def discard(self, leftover: Leftover) -> None:
         """Delete ``leftover`` (the user does not want it back)."""
         leftover.path.unlink(missing_ok=True)

@@ -816,26 +816,28 @@ class EditorModel:
         return [] if self.autosave is None else self.autosave.leftovers()
 
     def recover(self, leftover: Leftover) -> Job | None:
-        """Open an autosaved session as unsaved work (after the unsaved-changes question): Save asks where to write
-        it, and it stays this editor's autosave until then."""
-        if self.autosave is None or not self.confirm_discard(lambda: self.recover(leftover)):
+        """Open an autosaved session as unsaved work (offered at start, so with no unsaved work open: refused with a
+        status otherwise): Save asks where to write it, and it becomes this editor's autosave until then. One that
+        cannot be opened (its photo moved) stays where it is, offered again at the next start."""
+        if self.autosave is None:
             return None
-        path = self.autosave.adopt(leftover)
-        self._autosaved = None
+        if self.modified:
+            self.status("Save or discard the open work first, then recover.", 15000)
+            return None
 
         def done(_r: Any) -> None:
+            if self.autosave is not None:
+                self.autosave.adopt(leftover)
             self.session_path = None
             self.undo.reset_clean()
             self._autosaved = (self._pushes, self.undo.index())  # the file holds exactly this
             self.status(f"Recovered the unsaved work on {leftover.photo or 'the photo'}: save it to keep it.", 30000)
 
-        def failed(_msg: str, _tb: str) -> None:  # e.g. its photo moved: kept to be offered again at the next start
-            if self.autosave is not None and self.autosave.path.is_file():
-                self.autosave.give_back(leftover)
+        def failed(_msg: str, _tb: str) -> None:
             self.status(f"The autosaved work on {leftover.photo or 'the photo'} is kept; it is offered again at the "
                         "next start.", 30000)  # fmt: skip
 
-        job = self.open_session(path, recent=False, settle=False)
+        job = self.open_session(leftover.path, recent=False, settle=False)
         if job is not None:
             job.succeeded.connect(done)
             job.failed.connect(failed)
