@@ -61,12 +61,18 @@ def model(tmp_path):
     m.shutdown()
 
 
-def open_with_faces(model: EditorModel, path) -> None:
+TWO_FACES = [TEMPLATE_512 * (60 / 512) + np.array([10.0, 30.0]), TEMPLATE_512 * (60 / 512) + np.array([130.0, 100.0])]
+"""Two small faces in the test photo, left and right."""
+
+
+def open_with_faces(model: EditorModel, path, landmarks: list[np.ndarray] | None = None) -> None:
+    """Open ``path`` and align faces at ``landmarks`` (default: one face at :data:`FACE_LANDMARKS`)."""
+    landmarks = [FACE_LANDMARKS] if landmarks is None else landmarks
     job = model.open_photo(path, detect=False)
     assert model.jobs.wait(30) and job.state == "done", job.error
-    job = model.set_faces_from_landmarks([FACE_LANDMARKS])
+    job = model.set_faces_from_landmarks(landmarks)
     assert model.jobs.wait(30) and job.state == "done", job.error
-    assert len(model.doc.faces) == 1
+    assert len(model.doc.faces) == len(landmarks)
 
 
 def test_the_model_imports_no_qt():
@@ -751,11 +757,7 @@ def test_rotate_turns_the_photo_with_everything_in_it_exactly(model, photo_file,
     from frgd.io import read_provenance
     from frgd_studio.session import load_session
 
-    job = model.open_photo(photo_file, detect=False)
-    assert model.jobs.wait(30) and job.state == "done", job.error
-    small = TEMPLATE_512 * (60 / 512)
-    job = model.set_faces_from_landmarks([small + np.array([10.0, 30.0]), small + np.array([130.0, 100.0])])
-    assert model.jobs.wait(30) and job.state == "done", job.error
+    open_with_faces(model, photo_file, TWO_FACES)
     doc = model.doc
     photo, (left, right) = doc.photo, doc.faces
     model.select(1)
@@ -820,12 +822,8 @@ def test_results_of_jobs_running_while_the_photo_turns_land_turned(model, photo_
     result, with a message."""
     from frgd.faces.align import turn_points
 
-    job = model.open_photo(photo_file, detect=False)
-    assert model.jobs.wait(30) and job.state == "done", job.error
-    small = TEMPLATE_512 * (60 / 512)
-    lms = [small + np.array([10.0, 30.0]), small + np.array([130.0, 100.0])]
-    job = model.set_faces_from_landmarks(lms)
-    assert model.jobs.wait(30) and job.state == "done", job.error
+    open_with_faces(model, photo_file, TWO_FACES)
+    lms = TWO_FACES
     doc = model.doc
     photo, right = doc.photo, doc.faces[1]
     assert model.frgd.set_model_folder(tiny_model_dir) is None
@@ -894,11 +892,7 @@ def test_resample_all_faces_is_one_undo_step_and_keeps_chosen_results(model, pho
     progress runs over all faces."""
     from frgd.jobs import Cancelled, CancelToken
 
-    job = model.open_photo(photo_file, detect=False)
-    assert model.jobs.wait(30) and job.state == "done", job.error
-    small = TEMPLATE_512 * (60 / 512)
-    job = model.set_faces_from_landmarks([small + np.array([10.0, 30.0]), small + np.array([130.0, 100.0])])
-    assert model.jobs.wait(30) and job.state == "done", job.error
+    open_with_faces(model, photo_file, TWO_FACES)
     doc = model.doc
     assert model.frgd.set_model_folder(tiny_model_dir) is None
     model.frgd.set_param("steps", 2)

@@ -271,13 +271,8 @@ class FRGDPane(Pane):
         """Resample the selected face (a job); the samples are added to its gallery as one command."""
         doc = self.host.doc
         face = doc.face()
-        if face is None:
-            self.host.status("Detect faces first.")
-            return None
-        self.refresh_status()
-        path = self.model_dir()
-        if not self._status.ready or path is None:
-            self.host.error(self._status.message or "no FRGD model")
+        path = self._ready_model(face is not None)
+        if path is None:
             return None
         p = self.params()
         index = doc.selected
@@ -286,8 +281,7 @@ class FRGDPane(Pane):
         def done(samples: list) -> None:
             if (i := self.host.face_index(index, face)) >= 0:  # the same face, turned with the photo or not
                 self.host.push(AddSamplesCommand(doc, i, samples))
-                if samples and not p.lock_seed:  # show the first seed so the user can lock and reproduce it
-                    self.set_param("seed", min(int(samples[0].seed), int(RANGES["seed"][1])))
+                self._show_seed(samples, p)
 
         if req.mask is None and req.base is None and backend.frgd_has_prior(path) is not False:
             self._preview(req, index, face)  # the samples start from the prior's estimate: show it first
@@ -295,6 +289,24 @@ class FRGDPane(Pane):
                                 on_turn=backend.turn_invariant)  # fmt: skip
         job.ended.connect(lambda: self.host.show_preview(None))  # done, failed or cancelled: the preview goes
         return job
+
+    def _ready_model(self, has_face: bool) -> str | None:
+        """The model folder to sample with after a fresh status check; ``None`` without a face to sample
+        (``has_face``) or a model, with the message shown."""
+        if not has_face:
+            self.host.status("Detect faces first.")
+            return None
+        self.refresh_status()
+        path = self.model_dir()
+        if not self._status.ready or path is None:
+            self.host.error(self._status.message or "no FRGD model")
+            return None
+        return path
+
+    def _show_seed(self, samples: list, p: FRGDParams) -> None:
+        """Unlocked: show the first new sample's seed, so the user can lock it and reproduce the sample."""
+        if samples and not p.lock_seed:
+            self.set_param("seed", min(int(samples[0].seed), int(RANGES["seed"][1])))
 
     def _request(self, index: int, p: FRGDParams, path: str) -> backend.FRGDRequest:
         """The sampling request of the document's face ``index`` with parameters ``p`` and the model at ``path``: its
@@ -327,13 +339,8 @@ class FRGDPane(Pane):
         first new sample applied to each face that has no result yet (a face with a chosen result keeps it): one
         undo step."""
         doc = self.host.doc
-        if not doc.faces:
-            self.host.status("Detect faces first.")
-            return None
-        self.refresh_status()
-        path = self.model_dir()
-        if not self._status.ready or path is None:
-            self.host.error(self._status.message or "no FRGD model")
+        path = self._ready_model(bool(doc.faces))
+        if path is None:
             return None
         p = self.params()
         faces = list(doc.faces)
@@ -355,8 +362,7 @@ class FRGDPane(Pane):
                     kept.append(i + 1)
             if parts:
                 self.host.push(CompositeCommand(f"Resample all faces ({len(result.samples)})", parts))
-            if result.samples and result.samples[0] and not p.lock_seed:
-                self.set_param("seed", min(int(result.samples[0][0].seed), int(RANGES["seed"][1])))
+            self._show_seed(result.samples[0] if result.samples else [], p)
             self.host.status(all_faces_text(len(faces), len(result.samples), restored, kept, gone), 30000)
 
         return self.host.run_job("FRGD all faces", lambda d, pr, c: backend.run_frgd_faces(reqs, d, pr, c), done,
