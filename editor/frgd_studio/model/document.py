@@ -258,7 +258,7 @@ class Document:
         was turned (the same :attr:`Face.key`); -1 when it is gone (faces detected again, another photo)."""
         if 0 <= index < len(self.faces) and self.faces[index] is face:
             return index
-        return next((i for i, f in enumerate(self.faces) if f is face or f.key == face.key), -1)
+        return next((i for i, f in enumerate(self.faces) if f.key == face.key), -1)  # the same object: the same key
 
     def face(self, index: int | None = None) -> Face | None:
         i = self.selected if index is None else index

@@ -134,7 +134,7 @@ class EditorModel:
         (Image > Rotate) is turned to fit by ``on_turn(result, k)`` (:data:`TurnFn`; without ``on_turn`` it is not
         used); the status says which. Failures, cancels and notices become error/status messages."""
         doc = self.doc
-        serial, turn, gen = doc.photo_serial, doc.turn, doc.generation
+        serial, turn = doc.photo_serial, doc.turn
         job = self.jobs.submit(name, fn, str(self.settings.get("device")), lane=lane)
         job.succeeded.connect(lambda _r: self.status(f"{name}: done"))
         if on_success is not None:
@@ -144,7 +144,7 @@ class EditorModel:
                 if same_photo and serial != doc.photo_serial:
                     self.status(f"{name}: not used, another photo was opened meanwhile.", 15000)
                     return
-                if same_photo and gen != doc.generation and k:
+                if same_photo and k:  # the same photo at another turn: it was turned meanwhile
                     if on_turn is None:
                         self.status(f"{name}: not used, the photo was turned meanwhile; run it again.", 15000)
                         return
@@ -210,10 +210,10 @@ class EditorModel:
 
         return self.run_job(f"Open {Path(path).name}", lambda _d, _p, _c: backend.load_photo(path), done, False)
 
-    def open_session(self, path: str | Path, recent: bool = True, settle: bool = True) -> Job | None:
+    def open_session(self, path: str | Path, recent: bool = True) -> Job | None:
         """Load a ``.frgd`` session in the background (after the unsaved-changes question); ``recent``: add it to the
-        recent files; ``settle``: the earlier work's autosave goes (not when the session is that autosave)."""
-        if not self.confirm_discard(lambda: self.open_session(path, recent, settle)):
+        recent files. The earlier work's autosave goes."""
+        if not self.confirm_discard(lambda: self.open_session(path, recent)):
             return None
         from ..session import apply_session, load_session
 
@@ -231,8 +231,7 @@ class EditorModel:
             self.session_path = path
             if recent:
                 self.recentChanged.emit(self.settings.add_recent(path))
-            if settle:
-                self._autosave_settled()
+            self._autosave_settled()
             for w in data.warnings:
                 self.error(w)
             self.status(f"Opened session {path}")
@@ -837,7 +836,7 @@ class EditorModel:
             self.status(f"The autosaved work on {leftover.photo or 'the photo'} is kept; it is offered again at the "
                         "next start.", 30000)  # fmt: skip
 
-        job = self.open_session(leftover.path, recent=False, settle=False)
+        job = self.open_session(leftover.path, recent=False)  # its done() runs first: then the file is adopted
         if job is not None:
             job.succeeded.connect(done)
             job.failed.connect(failed)
