@@ -1529,6 +1529,61 @@ def test_gallery_tooltip_says_what_the_sample_made_of_its_input():
     assert _input_notes(Sample(img, 1, 0.5, 15)) == []
 
 
+def test_a_turn_arriving_mid_stroke_waits_for_the_release(window, photo_file, qtbot):
+    """Image > Rotate clicked while a damage stroke is painted (the turn is made on the io lane and is ready
+    mid-drag): the stroke is painted where it was drawn, the turn lands at the release, and each of the two undo steps
+    undoes exactly. Undo during a drag takes the stroke back; a move with no button down (its release went to a
+    dialog) ends a stroke, and so does the canvas losing the focus."""
+    from PySide6.QtCore import QEvent
+    from PySide6.QtGui import QFocusEvent, QMouseEvent
+    from PySide6.QtWidgets import QApplication
+
+    open_with_faces(window, photo_file)
+    canvas, doc, vp, model = window.canvas, window.doc, window.canvas.viewport(), window.model
+    left, none = Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier
+    window.set_tool("damage")
+    window.set_brush_size(2.0)
+    assert window.jobs.wait(30)
+    n = window.stack.count()
+    QTest.mousePress(vp, left, none, view_point(canvas, 20, 150))
+    window.a_rotate[-1].trigger()
+    qtbot.waitUntil(lambda: bool(window.jobs.held), timeout=30000)
+    assert doc.turn == 0 and model.stroking
+    QTest.mouseMove(vp, view_point(canvas, 60, 150))
+    QTest.mouseRelease(vp, left, none, view_point(canvas, 60, 150))
+    assert window.jobs.wait(30) and doc.turn == 3 and not model.stroking
+    assert [window.stack.text(i) for i in range(n, window.stack.count())] == ["Paint damage", "Rotate 90° clockwise"]
+    drawn = np.rot90(doc.damage, 1)  # the marks in the photo as it was drawn on
+    assert drawn.shape == (200, 240) and drawn[150, 20:61].min() > 0 and drawn[:140].max() == 0
+    window.a_undo.trigger()
+    assert doc.turn == 0 and doc.damage[150, 20:61].min() > 0
+    window.a_undo.trigger()
+    assert window.stack.count() == n + 2 and not doc.damage_marked()
+
+    QTest.mousePress(vp, left, none, view_point(canvas, 30, 100))
+    QTest.mouseMove(vp, view_point(canvas, 50, 100))
+    assert model.stroking and doc.damage_marked()
+    window.a_undo.trigger()  # Ctrl+Z during the drag
+    assert not model.stroking and not doc.damage_marked() and window.stack.text(window.stack.index()) == "Paint damage"
+    QTest.mouseMove(vp, view_point(canvas, 80, 100))
+    QTest.mouseRelease(vp, left, none, view_point(canvas, 80, 100))
+    assert not doc.damage_marked(), "the rest of the drag painted nothing"
+
+    for lose in ("move", "focus"):
+        QTest.mousePress(vp, left, none, view_point(canvas, 30, 60))
+        assert model.stroking
+        if lose == "move":
+            pos = QPointF(view_point(canvas, 40, 60))
+            event = QMouseEvent(QEvent.Type.MouseMove, pos, canvas.mapToGlobal(pos), Qt.MouseButton.NoButton,
+                                Qt.MouseButton.NoButton, none)  # fmt: skip
+            QApplication.sendEvent(vp, event)
+        else:
+            QApplication.sendEvent(canvas, QFocusEvent(QEvent.Type.FocusOut, Qt.FocusReason.ActiveWindowFocusReason))
+        assert not model.stroking, lose
+        QTest.mouseRelease(vp, left, none, view_point(canvas, 40, 60))
+        assert window.stack.text(window.stack.index() - 1) == "Paint damage"
+
+
 def test_image_rotate_in_the_window(window, photo_file):
     """Image > Rotate 90° clockwise turns what the canvas shows (its scene is the turned photo's, the face outline
     and the damage overlay follow) as one undo step, and Undo turns it back."""

@@ -210,6 +210,45 @@ def test_io_lane_runs_beside_a_long_compute_job_and_each_lane_keeps_its_order():
     assert not any(t.is_alive() for t in workers)
 
 
+def test_a_closed_gate_holds_outcomes_in_order_until_released():
+    """While the queue's gate is closed, finished jobs' outcomes (success, failure, and ``ended`` after each) wait and
+    are delivered in the order the jobs finished by ``release``; a job submitted with ``hold=False`` is delivered at
+    once; an outcome arriving once the gate opened first delivers the held ones."""
+    jobs, seen, closed = JobQueue(), [], [True]
+    jobs.gate = lambda: not closed[0]
+
+    def submit(name, fn, hold=True):
+        job = jobs.submit(name, fn, "cpu", hold=hold)
+        job.succeeded.connect(lambda r: seen.append(("ok", name, r)))
+        job.failed.connect(lambda msg, _tb: seen.append(("failed", name, msg.split(":")[0])))
+        job.ended.connect(lambda: seen.append(("ended", name)))
+        return job
+
+    def finished(job):
+        t0 = time.monotonic()
+        while not job.is_finished and time.monotonic() - t0 < 20:
+            time.sleep(0.005)
+        jobs.drain()
+        return job.is_finished
+
+    a = submit("a", lambda *_: 1)
+    assert finished(a) and jobs.held == [a] and seen == [] and jobs.busy
+    b = submit("b", lambda *_: 1 / 0)
+    assert finished(b) and jobs.held == [a, b]
+    fill = submit("fill", lambda *_: 3, hold=False)
+    assert finished(fill) and seen == [("ok", "fill", 3), ("ended", "fill")] and jobs.held == [a, b]
+    assert jobs.release() == 2 and jobs.held == [] and not jobs.busy
+    assert seen[2:] == [("ok", "a", 1), ("ended", "a"), ("failed", "b", "ZeroDivisionError"), ("ended", "b")]
+
+    seen.clear()
+    c = submit("c", lambda *_: 5)
+    assert finished(c) and jobs.held == [c]
+    closed[0] = False  # opened without a release: the next outcome brings the held one first
+    submit("d", lambda *_: 6)
+    assert jobs.wait(20) and [x[1] for x in seen if x[0] == "ok"] == ["c", "d"] and jobs.held == []
+    jobs.shutdown()
+
+
 def test_export_runs_on_the_io_lane(model, photo_file, tmp_path, monkeypatch):
     """The editor submits exports to the io lane and everything else it computes to the compute lane."""
     lanes = []
@@ -883,6 +922,70 @@ def test_results_of_jobs_running_while_the_photo_turns_land_turned(model, photo_
     assert model.jobs.wait(120) and sampling.state == "done"
     assert all(f.samples == [] for f in doc.faces)
     assert model.statuses[-1] == "Result dropped: the faces were detected again while it was computed."
+
+
+def _until(model: EditorModel, cond, timeout: float = 30.0) -> bool:
+    """Deliver the model's job callbacks until ``cond()`` (or the timeout)."""
+    t0 = time.monotonic()
+    while not cond() and time.monotonic() - t0 < timeout:
+        model.jobs.drain()
+        time.sleep(0.005)
+    return bool(cond())
+
+
+def test_nothing_lands_under_a_brush_stroke_and_other_edits_end_it_first(model, photo_file):
+    """While a stroke is painted (the canvas's coordinates and faces of its first dab), job results wait for its
+    release: a turn of the photo landing mid-stroke would move the rest of it elsewhere. Another edit, Undo or Redo
+    first pushes the stroke as its own step (the results it held land after the edit); a result arriving when the
+    button is no longer down (a release the canvas never saw) ends the stroke and lands."""
+    open_with_faces(model, photo_file, TWO_FACES)
+    doc, undo = model.doc, model.undo
+    down, commits = [True], []
+
+    def stroke(value: float) -> np.ndarray:
+        """A stroke on face 1's mask as the stroke controller paints it; returns the mask before it."""
+        before = doc.faces[0].mask.copy()
+
+        def commit() -> None:
+            commits.append(value)
+            model.push(commands.MaskCommand(doc, 0, before, doc.faces[0].mask, f"Paint {value}", applied=True))
+
+        model.begin_stroke(commit, lambda: down[0])
+        doc.set_mask(0, np.full_like(before, value))
+        return before
+
+    stroke(0.5)
+    job = model.rotate(1)
+    assert _until(model, lambda: job in model.jobs.held), "the finished turn is held"
+    assert doc.turn == 0 and model.stroking and commits == []
+    model.end_stroke()  # released: the stroke's step, then the turn (made again: the stroke was an edit)
+    assert model.jobs.wait(30) and doc.turn == 1 and commits == [0.5] and not model.stroking
+    assert [c.text for c in undo.commands[-2:]] == ["Paint 0.5", "Rotate 90° counter-clockwise"]
+    assert sum(bool(np.all(f.mask == 0.5)) for f in doc.faces) == 1, "the stroke turned with its face"
+
+    # another edit mid-stroke: the stroke is pushed first, the held result lands after the edit
+    stroke(0.25)
+    job = model.rotate(-1)
+    assert _until(model, lambda: job in model.jobs.held)
+    model.region_mask("mouth")
+    assert commits == [0.5, 0.25] and not model.stroking
+    assert undo.commands[-2].text == "Paint 0.25"
+    assert model.jobs.wait(30) and doc.turn == 0 and undo.commands[-1].text == "Rotate 90° clockwise"
+
+    # Undo mid-stroke takes the stroke back; the drag goes on painting nothing
+    before = stroke(0.75)
+    model.history_step(undo.undo)
+    assert commits[-1] == 0.75 and not model.stroking
+    np.testing.assert_array_equal(doc.faces[0].mask, before)
+    model.end_stroke()  # the release: nothing left to push
+    assert commits == [0.5, 0.25, 0.75]
+
+    # a release the canvas never saw: the next result ends the stroke and lands
+    stroke(0.9)
+    down[0] = False
+    job = model.rotate(2)
+    assert model.jobs.wait(30) and job.state == "done" and doc.turn == 2
+    assert commits[-1] == 0.9 and not model.stroking and undo.commands[-2].text == "Paint 0.9"
 
 
 def test_resample_all_faces_is_one_undo_step_and_keeps_chosen_results(model, photo_file, tiny_model_dir, monkeypatch):

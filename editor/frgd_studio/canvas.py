@@ -631,6 +631,8 @@ class Canvas(QGraphicsView):
         if self.tool != "select":
             self.cursor_item.setVisible(True)
             self._update_cursor_item(scene)
+        if self._painting and not event.buttons() & Qt.MouseButton.LeftButton:
+            self._end_stroke()  # its release went elsewhere (a dialog, another window)
         if self._painting:
             x, y = self.photo_point(pos.toPoint())
             self.strokeMoved.emit(x, y)
@@ -651,11 +653,20 @@ class Canvas(QGraphicsView):
             event.accept()
             return
         if self._painting and event.button() == Qt.MouseButton.LeftButton:
-            self._painting = False
-            self.strokeEnded.emit()
+            self._end_stroke()
             event.accept()
             return
         super().mouseReleaseEvent(event)
+
+    def _end_stroke(self) -> None:
+        self._painting = False
+        self.strokeEnded.emit()
+
+    def focusOutEvent(self, event) -> None:  # noqa: N802
+        """A dialog or another window took the focus: the stroke ends here (its release would not come here)."""
+        if self._painting:
+            self._end_stroke()
+        super().focusOutEvent(event)
 
     def leaveEvent(self, event) -> None:  # noqa: N802
         self.cursor_item.setVisible(False)

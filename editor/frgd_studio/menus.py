@@ -40,6 +40,24 @@ def act(
     return a
 
 
+def history_action(w: QMainWindow, redo: bool) -> QAction:
+    """Undo (or Redo) on the window's ``QUndoStack`` through :meth:`EditorModel.history_step` (a stroke being painted
+    becomes its own step first), enabled and labelled ("Undo Paint mask") as the stack says."""
+    stack, label = w.stack, "&Redo" if redo else "&Undo"
+    a = QAction(label, w)
+    step = stack.redo if redo else stack.undo
+    a.triggered.connect(lambda _c=False: w.model.history_step(step))
+
+    def relabel(text: str) -> None:
+        a.setText(f"{label} {text}" if text else label)
+
+    (stack.canRedoChanged if redo else stack.canUndoChanged).connect(a.setEnabled)
+    (stack.redoTextChanged if redo else stack.undoTextChanged).connect(relabel)
+    a.setEnabled(stack.canRedo() if redo else stack.canUndo())
+    relabel(stack.redoText() if redo else stack.undoText())
+    return a
+
+
 def build_actions(w: QMainWindow) -> None:
     m, c = w.model, w.canvas
     w.a_open = act(w, "&Open Photo…", w.open_photo_dialog, QKeySequence.StandardKey.Open, "Open a photo",
@@ -58,10 +76,10 @@ def build_actions(w: QMainWindow) -> None:
                          f"{text}: the photo with its faces, marks and pane results (one undo step)")
                   for k, text in m.ROTATIONS.items()}  # fmt: skip
     w.a_quit = act(w, "&Quit", w.close, QKeySequence.StandardKey.Quit)
-    w.a_undo = w.stack.createUndoAction(w, "&Undo")
+    w.a_undo = history_action(w, redo=False)
     w.a_undo.setShortcut(QKeySequence("Ctrl+Z"))
     w.a_undo.setIcon(icon("undo"))
-    w.a_redo = w.stack.createRedoAction(w, "&Redo")
+    w.a_redo = history_action(w, redo=True)
     w.a_redo.setShortcuts([QKeySequence("Ctrl+Shift+Z"), QKeySequence("Ctrl+Y")])
     w.a_redo.setIcon(icon("redo"))
     w.addAction(w.a_undo)

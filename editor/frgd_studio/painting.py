@@ -6,32 +6,43 @@ stains anywhere on the photo: filled in the result, ignored by every restorer), 
 last of those two painted (the canvas's ``erase_layer``), ``patch`` brushes pixels of the chosen gallery sample into
 the face's current result (sample patchwork). The face under the first dab becomes the selected face (the damage
 layer needs none). Dabs are spaced a quarter of the brush radius apart so fast strokes have no gaps; a damage stroke's
-undo step keeps only the rectangle it touched.
+undo step keeps only the rectangle it touched. While a stroke is painted nothing else changes the document
+(:meth:`EditorModel.begin_stroke`): job results wait for the release, and another edit, Undo or Redo first ends the
+stroke as its own undo step (the rest of that drag paints nothing).
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtGui import QGuiApplication
 
 from . import brush
-from .model.commands import AppliedCommand, DamageCommand, MaskCommand, UndoSink
+from .model.commands import AppliedCommand, DamageCommand, MaskCommand
 from .model.document import Box, Document
+
+if TYPE_CHECKING:
+    from .model.editor import EditorModel
 
 PHOTO_LAYER = -2
 """The stroke's face index while a damage stroke paints the photo's own layer (-1: no stroke)."""
 
 
 class StrokeController(QObject):
-    """Connects a :class:`~frgd_studio.canvas.Canvas` to the document and the model's undo sink (``undo.push``)."""
+    """Connects a :class:`~frgd_studio.canvas.Canvas` to the document and the model (its undo steps and
+    :meth:`~.model.editor.EditorModel.begin_stroke`)."""
 
     message = Signal(str)
 
-    def __init__(self, doc: Document, undo: UndoSink, canvas, parent: QObject | None = None) -> None:
+    def __init__(self, doc: Document, model: EditorModel, canvas, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.doc = doc
-        self.undo = undo
+        self.model = model
         self.canvas = canvas
+        self.held = _left_button_down
+        """``held() -> bool``: whether the painting button is still down (tests replace it)."""
         self.feather = 0.5
         self.patch_source: int | None = None  # gallery index used by the patch tool
         self._face = -1
@@ -53,6 +64,7 @@ class StrokeController(QObject):
             self.doc.select(idx)  # selecting is not an edit: no undo step
         self._layer = {"brush": "mask", "damage": "damage"}.get(self._tool, self.canvas.erase_layer)
         if self._tool != "patch" and self._layer == "damage":  # the photo's layer: no face needed
+            self.model.begin_stroke(self._commit, self.held)
             self._face, self._box = PHOTO_LAYER, None
             self._damage_before = self.doc.damage  # replaced by every edit, never written: no copy needed
             self._last = (x, y)
@@ -72,6 +84,7 @@ class StrokeController(QObject):
             self._before_applied = face.applied_state()
         else:
             self._before = face.mask.copy()
+        self.model.begin_stroke(self._commit, self.held)
         self._last = (x, y)
         self._dab(x, y)
 
@@ -129,9 +142,15 @@ class StrokeController(QObject):
         new = self.doc.damage[y0:y1, x0:x1]
         if not np.array_equal(old, new):
             text = f"{'Erase' if self._tool == 'eraser' else 'Paint'} damage"
-            self.undo.push(DamageCommand(self.doc, box, old, new, text, applied=True))
+            self.model.push(DamageCommand(self.doc, box, old, new, text, applied=True))
 
     def end(self) -> None:
+        """The button was released: the stroke's undo step (:meth:`_commit`), then the results it held."""
+        self.model.end_stroke()
+        self._face, self._last = -1, None
+
+    def _commit(self) -> None:
+        """Push the stroke's one undo step (none when it changed nothing); the rest of its drag paints nothing."""
         if self._face == PHOTO_LAYER:
             self._end_damage()
         if self._face < 0:
@@ -146,9 +165,14 @@ class StrokeController(QObject):
             else:
                 after = face.applied_state()
                 text = f"Patch face {self._face + 1} from sample {self.patch_source + 1}"
-                self.undo.push(AppliedCommand(self.doc, self._face, after, text, before=before, applied=True))
+                self.model.push(AppliedCommand(self.doc, self._face, after, text, before=before, applied=True))
         elif not np.array_equal(face.mask, self._before):
             text = f"{'Erase' if self._tool == 'eraser' else 'Paint'} mask"
-            self.undo.push(MaskCommand(self.doc, self._face, self._before, face.mask, text, applied=True))
+            self.model.push(MaskCommand(self.doc, self._face, self._before, face.mask, text, applied=True))
         self._face = -1
         self._last = None
+
+
+def _left_button_down() -> bool:
+    """Whether the left mouse button is down now (the application's own state, not the canvas's events)."""
+    return bool(QGuiApplication.mouseButtons() & Qt.MouseButton.LeftButton)

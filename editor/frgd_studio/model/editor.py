@@ -88,6 +88,9 @@ class EditorModel:
         self._autosave_job: Job | None = None
         self.doc.damageChanged.connect(lambda _box: self._repair())
         self.doc.photoChanged.connect(self._after_repair.clear)  # what waited for the old photo's fill
+        self._stroke: Callable[[], None] | None = None  # commits the brush stroke being painted (begin_stroke)
+        self._stroke_held: Callable[[], bool] = lambda: True
+        self.jobs.gate = self._results_may_land
 
     # ------------------------------------------------------------------------------------------------ plumbing
     def status(self, text: str, ms: int = 6000) -> None:
@@ -99,9 +102,60 @@ class EditorModel:
         self.errorRaised.emit(message, details)
 
     def push(self, command: Command) -> None:
-        """Apply a document change as one undo step."""
+        """Apply a document change as one undo step. A brush stroke being painted is ended first, as its own step
+        (:meth:`begin_stroke`); the job results it held land after the change."""
+        stroke = self._commit_stroke()
         self._pushes += 1
         self.undo.push(command)
+        if stroke:
+            self.jobs.release()
+
+    # ----------------------------------------------------------------------------------------------- strokes
+    def begin_stroke(self, commit: Callable[[], None], held: Callable[[], bool] | None = None) -> None:
+        """A brush stroke begins (the Qt shell's stroke controller). Until :meth:`end_stroke`, the document changes
+        only by the stroke: job results wait (:attr:`JobQueue.gate`), so a turn of the photo or faces detected again
+        never land under a stroke painted in the coordinates and on the faces it began with. ``commit()`` pushes the
+        stroke's undo step; :meth:`push` (any other change) and :meth:`history_step` (Undo, Redo) call it first, and
+        the rest of the drag paints nothing. ``held() -> bool``: whether the button is still down; a result that
+        arrives when it is not (a release the canvas never saw) ends the stroke and lands."""
+        self._commit_stroke()
+        self._stroke, self._stroke_held = commit, held or (lambda: True)
+
+    def end_stroke(self) -> None:
+        """The stroke ended (the button was released): its undo step is pushed and the results it held land."""
+        self._commit_stroke()
+        self.jobs.release()
+
+    @property
+    def stroking(self) -> bool:
+        """A brush stroke is being painted (:meth:`begin_stroke`)."""
+        return self._stroke is not None
+
+    def history_step(self, step: Callable[[], None]) -> None:
+        """Undo or Redo (``step``: the undo stack's): a stroke being painted is pushed first, so Undo takes it back;
+        the results it held land after the step."""
+        stroke = self._commit_stroke()
+        step()
+        if stroke:
+            self.jobs.release()
+
+    def _commit_stroke(self) -> bool:
+        """Push the stroke being painted as its undo step (none: False)."""
+        commit, self._stroke = self._stroke, None
+        if commit is None:
+            return False
+        commit()
+        return True
+
+    def _results_may_land(self) -> bool:
+        """The job queue's gate: closed while a stroke is painted with the button held."""
+        if self._stroke is None:
+            return True
+        if self._stroke_held():
+            return False
+        logger.info("a stroke's release was not seen: it ends as a result arrives")
+        self._commit_stroke()
+        return True
 
     def show_result(self, name: str) -> None:
         self.resultShown.emit(name)
@@ -531,7 +585,7 @@ class EditorModel:
             return
         photo, damage, version, gen = doc.photo, doc.damage, doc.damage_version, doc.generation
         job = self.jobs.submit("Fill damage", lambda _d, p, c: backend.repaired_photo(photo, damage, p, c),
-                               str(self.settings.get("device")))  # fmt: skip
+                               str(self.settings.get("device")), hold=False)  # fmt: skip  # shown while painting
         job.succeeded.connect(lambda img: gen == doc.generation and doc.set_repaired(img, version))
         job.failed.connect(lambda msg, tb: self.error(f"Filling the marked damage failed: {msg}", tb))
         job.ended.connect(lambda: self._repair_ended(version, job.state))

@@ -12,7 +12,9 @@ It turns ``progress(done, total, message)`` into :class:`Progress` with an ETA, 
 :class:`frgd.jobs.CancelToken` (the job stops at its next step), and on a GPU out-of-memory error posts a notice and
 retries once on the CPU. Every callback (the :class:`Job` events) is delivered through the injected
 ``post(callable)``: the Qt shell posts to the GUI thread (:mod:`frgd_studio.qtpost`); without one, callbacks wait in
-a queue until :meth:`JobQueue.drain` (tests, scripts).
+a queue until :meth:`JobQueue.drain` (tests, scripts). A job's outcome (``succeeded`` / ``failed`` / ``cancelled``,
+then ``ended``) waits while the queue's :attr:`JobQueue.gate` says no (the editor: while a brush stroke is painted)
+and is delivered, in order, by :meth:`JobQueue.release`; a job submitted with ``hold=False`` is never held.
 """
 
 from __future__ import annotations
@@ -61,8 +63,9 @@ class Job:
     (traceback "" for an :class:`FRGDError`), ``cancelled()``, ``notice(message)``, ``ended()``) are posted."""
 
     def __init__(
-        self, name: str, fn: JobFn, device: str = "auto", cpu_fallback: bool = True, lane: str = "compute"
-    ) -> None:
+        self, name: str, fn: JobFn, device: str = "auto", cpu_fallback: bool = True, lane: str = "compute",
+        hold: bool = True,
+    ) -> None:  # fmt: skip
         if lane not in LANES:
             raise ValueError(f"unknown job lane {lane!r}; choose from {LANES}")
         self.name = name
@@ -70,6 +73,8 @@ class Job:
         self.fn = fn
         self.device_spec = device
         self.cpu_fallback = cpu_fallback
+        self.hold = hold
+        """Whether the outcome waits while the queue's :attr:`JobQueue.gate` is closed (module docstring)."""
         self.token = CancelToken()
         self.state = "queued"
         self.result: Any = None
@@ -174,6 +179,10 @@ class JobQueue:
         self.started = Event("started")  # (job)
         self.ended = Event("ended")  # (job)
         self.busyChanged = Event("busyChanged")  # (busy)
+        self.gate: Callable[[], bool] = lambda: True
+        """``gate() -> bool``, asked on the owner's thread when a job's outcome arrives: ``False`` holds it until
+        :meth:`release`. The editor closes it while a brush stroke is painted (``EditorModel.begin_stroke``)."""
+        self._held: list[Job] = []
         self._queues: dict[str, queue.SimpleQueue[Job | None]] = {lane: queue.SimpleQueue() for lane in LANES}
         self._threads: dict[str, threading.Thread] = {}
         self._lock = threading.Lock()
@@ -190,9 +199,12 @@ class JobQueue:
         on_success: Callable[[Any], None] | None = None,
         cpu_fallback: bool = True,
         lane: str = "compute",
+        hold: bool = True,
     ) -> Job:
-        """Queue ``fn`` on ``lane`` and return its :class:`Job`; ``on_success(result)`` is posted like every event."""
-        job = Job(name, fn, device, cpu_fallback, lane)
+        """Queue ``fn`` on ``lane`` and return its :class:`Job`; ``on_success(result)`` is posted like every event.
+        ``hold=False``: the outcome is delivered even while the :attr:`gate` is closed (a result that changes no
+        document, e.g. a cache that checks its own version)."""
+        job = Job(name, fn, device, cpu_fallback, lane, hold)
         job._post = self.post
         if on_success is not None:
             job.succeeded.connect(on_success)
@@ -220,7 +232,32 @@ class JobQueue:
             if job is None:
                 return
             job.run()
-            self.post(job._emit_outcome)
+            self.post(lambda j=job: self._outcome(j))
+
+    def _outcome(self, job: Job) -> None:
+        """A finished job's outcome on the owner's thread: held while the :attr:`gate` is closed, else delivered after
+        the outcomes held before it."""
+        if not job.hold:
+            job._emit_outcome()
+            return
+        if not self.gate():
+            self._held.append(job)
+            return
+        self.release()
+        job._emit_outcome()
+
+    @property
+    def held(self) -> list[Job]:
+        """Finished jobs whose outcome waits for :meth:`release` (oldest first)."""
+        return list(self._held)
+
+    def release(self) -> int:
+        """Deliver the held outcomes in the order they arrived (the :attr:`gate` opened); returns how many."""
+        n = 0
+        while self._held:
+            self._held.pop(0)._emit_outcome()
+            n += 1
+        return n
 
     def _ended(self, job: Job) -> None:
         if job in self.jobs:
