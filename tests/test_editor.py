@@ -429,6 +429,59 @@ def test_recovery_is_offered_at_start_and_a_normal_close_leaves_nothing(window, 
     assert list(folder.iterdir()) == []
 
 
+def test_recovering_work_whose_photo_moved_asks_to_locate_it(window, photo_file, tmp_path, monkeypatch):
+    """An autosave whose photo was moved since: the recovery asks where the photo is (a message box with Locate… and
+    Cancel, then a file dialog in the session's folder with the photo's name); Cancel keeps the autosave for the next
+    start, Locate… recovers the work on the photo at its new place."""
+    import shutil
+
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication, QFileDialog, QMessageBox
+
+    from frgd_studio.session import save_session
+
+    folder, m = tmp_path / "autosave", window.model
+    m.enable_autosave(folder)
+    photo = tmp_path / "card" / "scan.png"
+    photo.parent.mkdir()
+    shutil.copy(photo_file, photo)
+    open_with_faces(window, photo)
+    m.region_mask("eyes")
+    left = folder / "0123456789ab.frgd"  # left by an editor that died
+    save_session(window.doc.snapshot(), left)
+    m.undo.set_clean()
+    job = m.open_photo(photo_file, detect=False)
+    assert window.jobs.wait(30) and job.state == "done"
+    moved = tmp_path / "pictures" / "scan.png"
+    moved.parent.mkdir()
+    shutil.move(photo, moved)  # the card was copied to the disk and taken out
+    dialogs_seen, chosen = [], []
+
+    def answer(button: str) -> None:
+        box = QApplication.activeModalWidget()
+        assert isinstance(box, QMessageBox), box
+        dialogs_seen.append(box.text())
+        for b in box.buttons():
+            if b.text().replace("&", "") == button:
+                b.click()
+
+    def get_open(_parent, title, start, _filter):
+        chosen.append((title, start))
+        return str(moved), ""
+
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", get_open)
+    m.ask_photo = window._ask_photo
+    window.ask_recover = lambda _what: "recover"
+    for button in ("Cancel", "Locate…"):
+        QTimer.singleShot(50, lambda b=button: answer(b))
+        window.offer_recovery()
+        assert window.jobs.wait(30)
+    assert dialogs_seen == ["The photo of 0123456789ab.frgd is missing: scan.png"] * 2
+    assert chosen == [("Locate scan.png", str(folder / "scan.png"))]
+    assert window.doc.photo_path == str(moved.resolve()) and len(window.doc.faces) == 1 and m.modified
+    assert window.doc.faces[0].mask.max() > 0 and not left.exists() and m.autosave.path.exists()
+
+
 def test_masked_resample_keeps_outside(window, photo_file):
     open_with_faces(window, photo_file)
     window.model.region_mask("eyes")

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from frgd.errors import InputError
 from frgd.faces import TEMPLATE_512
 from frgd_studio.model import backend, commands
 from frgd_studio.model.document import CROP_SIZE, Reference
@@ -371,6 +372,64 @@ def test_session_save_is_a_job_of_a_snapshot(model, photo_file, tmp_path):
     job = model.save_session()  # Save: the session path chosen before
     assert model.jobs.wait(60) and job.state == "done" and not model.modified
     assert model.session_path == str(job.result) and model.settings.recent_files()[0] == str(job.result)
+
+
+def test_a_session_whose_photo_moved_is_found_or_located(model, photo_file, tmp_path):
+    """A session whose folder moved with its photo finds the photo again (by its path relative to the session, then
+    its name beside it, each by sha256) and opens unsaved until saved with the new place; a photo moved elsewhere is
+    asked for (Locate…), and not being told leaves the open work as it was; a file of the photo's name that is
+    another photo is not taken for it."""
+    import shutil
+
+    from frgd_studio.session import load_session
+
+    project = tmp_path / "project"
+    (project / "scans").mkdir(parents=True)
+    photo = project / "scans" / "photo.png"
+    shutil.copy(photo_file, photo)
+    open_with_faces(model, photo)
+    model.region_mask("mouth")
+    mask = model.doc.faces[0].mask.copy()
+    job = model.save_session(project / "work.frgd")
+    assert model.jobs.wait(60) and job.state == "done", job.error
+    asked = []
+    model.ask_photo = lambda session, stored: asked.append((session, stored))  # answers None: not located
+
+    def opened(path, **kw) -> None:
+        job = model.open_session(path, **kw)
+        assert job is not None and model.jobs.wait(60) and job.state == "done", job and job.error
+        np.testing.assert_array_equal(model.doc.faces[0].mask, mask)
+
+    moved = tmp_path / "archive" / "2026"
+    moved.parent.mkdir()
+    shutil.move(project, moved)  # the whole folder: found by its relative path
+    opened(moved / "work.frgd")
+    assert model.doc.photo_path == str((moved / "scans" / "photo.png").resolve()) and asked == []
+    assert model.modified and "save the session to keep the photo's new place" in model.statuses[-1]
+    job = model.save_session()
+    assert model.jobs.wait(60) and not model.modified
+    assert load_session(moved / "work.frgd").photo_moved_from is None, "saved with the photo's new place"
+
+    shutil.move(moved / "scans" / "photo.png", moved / "photo.png")  # beside the session, under its name
+    opened(moved / "work.frgd")
+    assert model.doc.photo_path == str((moved / "photo.png").resolve()) and model.modified and asked == []
+    assert model.errors == []
+
+    elsewhere = tmp_path / "elsewhere" / "renamed.png"
+    elsewhere.parent.mkdir()
+    shutil.move(moved / "photo.png", elsewhere)
+    from PIL import Image
+
+    Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(moved / "photo.png")  # another photo of that name
+    photo_now = model.doc.photo_path
+    assert model.open_session(moved / "work.frgd") is None  # asked, not told: nothing changes
+    assert asked == [(str(moved / "work.frgd"), str((moved / "scans" / "photo.png").resolve()))]
+    assert model.doc.photo_path == photo_now and "not opened: its photo" in model.statuses[-1]
+    model.ask_photo = lambda _session, _stored: str(elsewhere)  # Locate…
+    opened(moved / "work.frgd")
+    assert model.doc.photo_path == str(elsewhere.resolve()) and model.modified and model.errors == []
+    with pytest.raises(InputError, match="photo.png is another photo"):
+        load_session(moved / "work.frgd")
 
 
 def test_export_names_and_writes_the_chosen_image(model, photo_file, tmp_path):
@@ -1087,9 +1146,9 @@ def test_autosave_writes_unsaved_work_and_a_crash_leaves_it_to_recover(tmp_path,
     a.autosave._lock.release()  # a dies without closing: the system frees its lock, its file stays
     (left,) = b.leftovers()
     moved = tmp_path / "moved.png"
-    Path(photo_file).rename(moved)  # its photo is gone: it cannot be opened, and it is kept for the next start
-    job = b.recover(left)
-    assert b.jobs.wait(30) and job.state == "failed" and left.path.exists() and not b.autosave.path.exists()
+    Path(photo_file).rename(moved)  # its photo is gone and not located: it is kept for the next start
+    assert b.recover(left) is None  # asked for the photo (ask_photo), not told
+    assert b.jobs.wait(30) and left.path.exists() and not b.autosave.path.exists()
     assert b.doc.photo is None and not b.modified
     assert "offered again at the next start" in b.statuses[-1]
     moved.rename(photo_file)

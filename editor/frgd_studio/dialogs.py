@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (
 
 from .model.backend import SREstimate
 from .model.editor import EditorModel
+from .session import file_name
 
 
 def ask_unsaved(parent: QWidget, title: str) -> str:
@@ -48,6 +49,19 @@ def ask_recover(parent: QWidget, what: str) -> str:
     box.exec()
     clicked = box.clickedButton()
     return "recover" if clicked is recover else "discard" if clicked is discard else "later"
+
+
+def ask_locate_photo(parent: QWidget, session: str, photo: str) -> bool:
+    """Whether to look for the photo of ``session``, gone from ``photo`` (Locate… / Cancel)."""
+    text = f"The photo of {file_name(session)} is missing: {file_name(photo)}"
+    box = QMessageBox(QMessageBox.Icon.Warning, "FRGD Studio", text, parent=parent)
+    box.setInformativeText(f"It was at {photo}, and it is not beside the session either. Locate it to open the "
+                           "session (a photo that changed since is opened with a warning).")  # fmt: skip
+    locate = box.addButton("Locate…", QMessageBox.ButtonRole.AcceptRole)
+    box.addButton(QMessageBox.StandardButton.Cancel)
+    box.setDefaultButton(locate)
+    box.exec()
+    return box.clickedButton() is locate
 
 
 def duration(seconds: float) -> str:

@@ -31,6 +31,7 @@ from .model.settings import Settings
 from .painting import StrokeController
 from .panels import FacesPanel, FRGDPanel, GalleryPanel, GFPGANPanel, ReferencesPanel, SRPanel
 from .qtpost import QtPoster
+from .session import file_name
 from .ui import IMAGE_FILTER, SESSION_FILTER, ViewHooks
 from .undo import QtUndoSink
 
@@ -61,6 +62,7 @@ class MainWindow(QMainWindow):
             self.ask_recover = lambda what: dialogs.ask_recover(self, what)
             m.ask_unsaved = lambda title: dialogs.ask_unsaved(self, title)
             m.ask_session_path = self._ask_session_path
+            m.ask_photo = self._ask_photo
             m.sr.ask_slow = lambda est: dialogs.ask_slow_sr(self, est)
         self.setWindowTitle("FRGD Studio")
         self.setWindowIcon(menus.icon("frgd-studio"))
@@ -255,6 +257,15 @@ class MainWindow(QMainWindow):
 
     def _ask_session_path(self, default: str) -> str | None:
         path, _ = QFileDialog.getSaveFileName(self, "Save session", default, SESSION_FILTER)
+        return path or None
+
+    def _ask_photo(self, session: str, photo: str) -> str | None:
+        """Locate…: where the photo of ``session`` is now (it is gone from ``photo``); ``None`` to leave it."""
+        if not dialogs.ask_locate_photo(self, session, photo):
+            return None
+        name = file_name(photo)
+        start = str(Path(session).parent / name)
+        path, _ = QFileDialog.getOpenFileName(self, f"Locate {name}", start, f"{IMAGE_FILTER};;All files (*)")
         return path or None
 
     def refresh_recent(self, items: list[str] | None = None) -> None:

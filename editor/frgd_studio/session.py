@@ -4,7 +4,10 @@ applied results, reference crops) plus one PNG per pane result (``panes/<k>.png`
 damage layer was the photo's held one per face (``f<i>_damage``, crop frame); they load into the photo's layer.
 
 The photo itself is not copied into the session; it is loaded from its path and its sha256 is checked
-(a mismatch is reported as a warning, a missing photo is an error). Faces are re-aligned from the stored landmarks.
+(a mismatch is reported as a warning). A photo that is no longer there is looked for where a moved folder would
+have taken it (:func:`photo_candidates`: its path relative to the session, its name beside the session), by its
+sha256; otherwise loading raises :class:`MissingPhotoError` and a caller may name the photo's new place (the editor
+asks: Locate…). Faces are re-aligned from the stored landmarks.
 
 Loading trusts nothing in the file: every member's size is checked before it is decompressed, ``session.json`` must
 have the expected structure, every array's ``.npy`` header (shape, dtype) is checked against the document before its
@@ -19,7 +22,7 @@ import json
 import logging
 import zipfile
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 from typing import Any
 
 import numpy as np
@@ -109,7 +112,13 @@ def save_session(doc: Document, path: str | Path, ui: dict[str, Any] | None = No
     meta = {
         "format": FORMAT,
         "version": VERSION,
-        "photo": {"path": doc.photo_path, "sha256": doc.photo_sha256, "shape": list(doc.photo.shape), "turn": doc.turn},
+        "photo": {
+            "path": doc.photo_path,
+            "relative": _relative(doc.photo_path, path),
+            "sha256": doc.photo_sha256,
+            "shape": list(doc.photo.shape),
+            "turn": doc.turn,
+        },
         "faces": faces,
         "selected": doc.selected,
         "panes": panes,
@@ -128,6 +137,86 @@ def save_session(doc: Document, path: str | Path, ui: dict[str, Any] | None = No
     save_bytes(path, buf.getvalue(), overwrite=True, protect=[doc.photo_path])
     logger.info("saved session %s", path)
     return path
+
+
+def _relative(photo: str, session: Path) -> str | None:
+    """``photo``'s path relative to the session's folder, POSIX-style (``None`` across drives)."""
+    import os
+
+    try:
+        return Path(os.path.relpath(Path(photo).resolve(), Path(session).resolve().parent)).as_posix()
+    except ValueError:
+        return None
+
+
+class MissingPhotoError(InputError):
+    """A session's photo is neither where the session says nor where a moved folder would have taken it."""
+
+    def __init__(self, session: str | Path, expected: str, detail: str = "") -> None:
+        self.session, self.expected = str(session), str(expected)
+        super().__init__(f"the session's photo is missing: {expected} ({detail or 'move it back or locate it'})")
+
+
+def file_name(path: str) -> str:
+    """The file name of ``path``, also of a path saved on Windows and read elsewhere."""
+    return PureWindowsPath(path).name if "\\" in path else Path(path).name
+
+
+def photo_candidates(session: str | Path, photo: dict[str, Any]) -> list[Path]:
+    """Where the photo of a session file may be, in order: where it was when the session was saved, at its path
+    relative to the session's folder (a folder moved with its photos and sessions), and beside the session under its
+    name. ``photo``: the session's ``photo`` entry."""
+    here = Path(session).resolve().parent
+    stored = str(photo.get("path", ""))
+    out = [Path(stored)]
+    if isinstance(photo.get("relative"), str) and photo["relative"]:
+        out.append(here / photo["relative"])
+    out.append(here / file_name(stored))
+    unique: list[Path] = []
+    for p in out:
+        if p not in unique:
+            unique.append(p)
+    return unique
+
+
+def find_photo(session: str | Path, photo: dict[str, Any]) -> tuple[Path | None, str]:
+    """The session's photo file: the saved path when it exists, else the first other candidate
+    (:func:`photo_candidates`) with the saved sha256 (any existing one when the session has none). Returns the path
+    (``None`` when none fits) and why a candidate was passed over (``""`` when none was)."""
+    from frgd.io import file_sha256
+
+    first, *others = photo_candidates(session, photo)
+    if first.is_file():
+        return first, ""
+    skipped = []
+    for p in others:
+        if not p.is_file():
+            continue
+        if not photo.get("sha256") or file_sha256(p) == photo["sha256"]:
+            return p, ""
+        skipped.append(f"{p} is another photo")
+    return None, "; ".join(skipped)
+
+
+def session_photo(path: str | Path) -> tuple[str, Path | None]:
+    """Where a session file's photo was saved, and where it is now (:func:`find_photo`; ``None``: not found). Reads
+    only ``session.json``, and hashes a candidate only when the photo is gone from where it was saved.
+    :class:`InputError` when ``session.json`` cannot be read (loading reports it the same way)."""
+    from frgd.io import open_regular_file
+
+    path = Path(path)
+    try:
+        with open_regular_file(path, fail=lambda reason: InputError(f"cannot read session {path}: {reason}")) as f:
+            with zipfile.ZipFile(f) as z:
+                meta = json.loads(_member(z, "session.json", MAX_JSON_BYTES))
+        photo = meta["photo"]
+        if not isinstance(photo["path"], str):
+            raise TypeError("the photo path is not text")
+    except InputError:
+        raise
+    except Exception as err:  # noqa: BLE001 - the loader gives the full diagnosis
+        raise InputError(f"{path} is not a readable FRGD Studio session ({type(err).__name__})") from err
+    return photo["path"], find_photo(path, photo)[0]
 
 
 def _json_default(o: Any) -> Any:
@@ -155,10 +244,14 @@ class SessionData:
     turn: int = 0  # quarter turns counter-clockwise of the photo from its file (Image > Rotate)
     ui: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    photo_moved_from: str | None = None
+    """Where the session said the photo was, when it was read from elsewhere (:func:`find_photo`, or located)."""
 
 
-def load_session(path: str | Path) -> SessionData:
-    """Read a session file and the photo it refers to (numpy + OpenCV; run it in a job for large photos).
+def load_session(path: str | Path, photo: str | Path | None = None) -> SessionData:
+    """Read a session file and the photo it refers to (numpy + OpenCV; run it in a job for large photos). ``photo``:
+    the photo's file when it was moved (the user located it; its sha256 is checked like the saved path's); otherwise
+    it is found by :func:`find_photo`, or :class:`MissingPhotoError` is raised.
 
     Raises :class:`InputError` (one line) for anything wrong with the file: not a regular file, too large, not a zip,
     damaged members, unexpected structure, arrays of the wrong shape or type, undecodable or oversized pane images.
@@ -169,7 +262,7 @@ def load_session(path: str | Path) -> SessionData:
     try:
         with open_regular_file(path, fail=lambda reason: InputError(f"cannot read session {path}: {reason}")) as f:
             with zipfile.ZipFile(f) as z:
-                return _read_session(path, z, MAX_FILE_BYTES)
+                return _read_session(path, z, MAX_FILE_BYTES, photo)
     except _Damaged as err:
         raise InputError(f"{path} is a damaged FRGD Studio session ({err})") from err
     except zipfile.BadZipFile as err:
@@ -321,7 +414,7 @@ def _read_arrays(data: bytes, expected: dict[str, tuple[tuple[int, ...], type]])
     return out
 
 
-def _read_session(path: Path, z: zipfile.ZipFile, limit: int) -> SessionData:
+def _read_session(path: Path, z: zipfile.ZipFile, limit: int, photo: str | Path | None) -> SessionData:
     try:
         meta = json.loads(_member(z, "session.json", MAX_JSON_BYTES))
     except (ValueError, RecursionError) as err:
@@ -335,7 +428,7 @@ def _read_session(path: Path, z: zipfile.ZipFile, limit: int) -> SessionData:
     budget = sum(int(np.prod(shape)) * np.dtype(dt).itemsize + 4096 for shape, dt in expected.values()) + 65536
     arrays = _read_arrays(_member(z, "arrays.npz", min(limit, budget)), expected)
     pane_png = {pm["file"]: _member(z, pm["file"], limit) for pm in meta.get("panes", [])}
-    return _session_data(path, meta, arrays, pane_png)
+    return _session_data(path, meta, arrays, pane_png, photo)
 
 
 def _pane_image(data: bytes, name: str, photo_shape: tuple[int, ...]) -> np.ndarray:
@@ -353,15 +446,23 @@ def _pane_image(data: bytes, name: str, photo_shape: tuple[int, ...]) -> np.ndar
     return to_uint8(img.rgb)
 
 
-def _session_data(path: Path, meta: dict, arrays: dict[str, np.ndarray], pane_png: dict[str, bytes]) -> SessionData:
+def _session_data(path: Path, meta: dict, arrays: dict[str, np.ndarray], pane_png: dict[str, bytes],
+                  located: str | Path | None) -> SessionData:  # fmt: skip
     from frgd.restore import identity_changed
 
     from .model.backend import load_photo, make_face
 
     photo_info = meta["photo"]
-    if not Path(photo_info["path"]).is_file():
-        raise InputError(f"the session's photo is missing: {photo_info['path']} (move it back or open it again)")
-    photo = load_photo(photo_info["path"])
+    if located is not None:
+        if not Path(located).is_file():
+            raise InputError(f"the photo {located} is not a file")
+        source = Path(located)
+    else:
+        source, skipped = find_photo(path, photo_info)
+        if source is None:
+            raise MissingPhotoError(path, photo_info["path"], skipped)
+    photo = load_photo(source)
+    moved_from = None if Path(photo.path) == Path(photo_info["path"]).resolve() else photo_info["path"]
     turn = int(photo_info.get("turn", 0))  # sessions before Image > Rotate have none
     if turn:  # the faces, marks and panes were saved on the turned photo
         from dataclasses import replace
@@ -370,7 +471,8 @@ def _session_data(path: Path, meta: dict, arrays: dict[str, np.ndarray], pane_pn
         photo = replace(photo, rgb=rot(photo.rgb), alpha=rot(photo.alpha))
     warnings = []
     if photo_info.get("sha256") and photo.sha256 != photo_info["sha256"]:
-        warnings.append(f"{photo_info['path']} changed since the session was saved; faces may not line up")
+        what = photo.path if moved_from is None else f"{photo.path} is not the photo the session was saved with, or it"
+        warnings.append(f"{what} changed since the session was saved; faces may not line up")
     faces: list[Face] = []
     old_damage = []  # (crop-frame damage, crop -> photo affine) of sessions saved before the photo's layer
     for i, fm in enumerate(meta["faces"]):
@@ -429,6 +531,7 @@ def _session_data(path: Path, meta: dict, arrays: dict[str, np.ndarray], pane_pn
         turn=turn,
         ui=dict(meta.get("ui") or {}),
         warnings=warnings,
+        photo_moved_from=moved_from,
     )
 
 

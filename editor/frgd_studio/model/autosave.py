@@ -5,7 +5,8 @@ holds ``<id>.lock`` (:class:`filelock.FileLock`) while it runs: the operating sy
 ends, however it ends. A ``.frgd`` there whose lock is free was left by an editor that did not close normally; the
 next editor offers it (:meth:`Autosave.leftovers`), and recovering it moves it to the new editor's own name
 (:meth:`Autosave.adopt`), so it is kept until that work is saved or discarded, through a second crash too. The files
-are ordinary sessions (:func:`frgd_studio.session.save_session`): they name the photo, they do not copy it.
+are ordinary sessions (:func:`frgd_studio.session.save_session`): they name the photo, they do not copy it (a photo
+moved since is looked for, or asked for, when the work is recovered: ``EditorModel.open_session``).
 """
 
 from __future__ import annotations

@@ -69,6 +69,9 @@ class EditorModel:
         """``ask_unsaved(document title) -> "save" | "discard" | "cancel"`` (the Qt shell shows a dialog)."""
         self.ask_session_path: Callable[[str], str | None] = lambda default: default
         """``ask_session_path(default path) -> path or None`` (Save Session As)."""
+        self.ask_photo: Callable[[str, str], str | None] = lambda _session, _photo: None
+        """``ask_photo(session, photo) -> path or None``: where the photo ``photo`` of the session file ``session`` is
+        now, when it is gone from where it was saved (Locate…; ``None``: the session is not opened)."""
         self.frgd = FRGDPane(self)
         self.gfpgan = GFPGANPane(self)
         self.sr = SRPane(self)
@@ -264,14 +267,27 @@ class EditorModel:
 
         return self.run_job(f"Open {Path(path).name}", lambda _d, _p, _c: backend.load_photo(path), done, False)
 
-    def open_session(self, path: str | Path, recent: bool = True) -> Job | None:
+    def open_session(self, path: str | Path, recent: bool = True, photo: str | Path | None = None) -> Job | None:
         """Load a ``.frgd`` session in the background (after the unsaved-changes question); ``recent``: add it to the
-        recent files. The earlier work's autosave goes."""
-        if not self.confirm_discard(lambda: self.open_session(path, recent)):
+        recent files. The earlier work's autosave goes. A photo moved with its folder is found by itself
+        (:func:`frgd_studio.session.find_photo`); one that is nowhere it could be is asked for (:attr:`ask_photo`), or
+        given as ``photo``. A session read with its photo elsewhere is unsaved until saved (it then names the photo's
+        new place)."""
+        if not self.confirm_discard(lambda: self.open_session(path, recent, photo)):
             return None
-        from ..session import apply_session, load_session
+        from ..session import apply_session, load_session, session_photo
 
         path = str(path)
+        if photo is None:
+            try:
+                stored, photo = session_photo(path)
+            except InputError:
+                stored, photo = "", None  # the job reports what is wrong with the file
+            if stored and photo is None:
+                photo = self.ask_photo(path, stored)
+                if not photo:
+                    self.status(f"Session {Path(path).name} not opened: its photo {stored} is missing.", 15000)
+                    return None
 
         def done(data) -> None:
             self.undo.clear()
@@ -288,9 +304,16 @@ class EditorModel:
             self._autosave_settled()
             for w in data.warnings:
                 self.error(w)
-            self.status(f"Opened session {path}")
+            if data.photo_moved_from is None:
+                self.status(f"Opened session {path}")
+            else:  # the session file still names the old place
+                self.undo.reset_clean()
+                text = (f"Opened session {path} with its photo from {data.photo_path} (it was saved with "
+                        f"{data.photo_moved_from}): save the session to keep the photo's new place.")  # fmt: skip
+                self.status(text, 30000)
 
-        return self.run_job(f"Open session {Path(path).name}", lambda _d, _p, _c: load_session(path), done, False)
+        return self.run_job(f"Open session {Path(path).name}", lambda _d, _p, _c: load_session(path, photo), done,
+                            False)  # fmt: skip
 
     def open_any(self, path: str | Path) -> Job | None:
         """Open a photo or (``.frgd``) a session: recent files and drag and drop."""
@@ -871,7 +894,8 @@ class EditorModel:
     def recover(self, leftover: Leftover) -> Job | None:
         """Open an autosaved session as unsaved work (offered at start, so with no unsaved work open: refused with a
         status otherwise): Save asks where to write it, and it becomes this editor's autosave until then. One that
-        cannot be opened (its photo moved) stays where it is, offered again at the next start."""
+        cannot be opened (its photo moved and was not located: :meth:`open_session`) stays where it is, offered again
+        at the next start."""
         if self.autosave is None:
             return None
         if self.modified:
@@ -891,7 +915,9 @@ class EditorModel:
                         "next start.", 30000)  # fmt: skip
 
         job = self.open_session(leftover.path, recent=False)  # its done() runs first: then the file is adopted
-        if job is not None:
+        if job is None:  # its photo is missing and was not located
+            failed("", "")
+        else:
             job.succeeded.connect(done)
             job.failed.connect(failed)
         return job
