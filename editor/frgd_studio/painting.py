@@ -147,7 +147,6 @@ class StrokeController(QObject):
     def end(self) -> None:
         """The button was released: the stroke's undo step (:meth:`_commit`), then the results it held."""
         self.model.end_stroke()
-        self._face, self._last = -1, None
 
     def _commit(self) -> None:
         """Push the stroke's one undo step (none when it changed nothing); the rest of its drag paints nothing."""

@@ -20,7 +20,9 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PureWindowsPath
 from typing import Any
@@ -141,8 +143,6 @@ def save_session(doc: Document, path: str | Path, ui: dict[str, Any] | None = No
 
 def _relative(photo: str, session: Path) -> str | None:
     """``photo``'s path relative to the session's folder, POSIX-style (``None`` across drives)."""
-    import os
-
     try:
         return Path(os.path.relpath(Path(photo).resolve(), Path(session).resolve().parent)).as_posix()
     except ValueError:
@@ -152,8 +152,7 @@ def _relative(photo: str, session: Path) -> str | None:
 class MissingPhotoError(InputError):
     """A session's photo is neither where the session says nor where a moved folder would have taken it."""
 
-    def __init__(self, session: str | Path, expected: str, detail: str = "") -> None:
-        self.session, self.expected = str(session), str(expected)
+    def __init__(self, expected: str, detail: str = "") -> None:
         super().__init__(f"the session's photo is missing: {expected} ({detail or 'move it back or locate it'})")
 
 
@@ -200,22 +199,10 @@ def find_photo(session: str | Path, photo: dict[str, Any]) -> tuple[Path | None,
 
 def session_photo(path: str | Path) -> tuple[str, Path | None]:
     """Where a session file's photo was saved, and where it is now (:func:`find_photo`; ``None``: not found). Reads
-    only ``session.json``, and hashes a candidate only when the photo is gone from where it was saved.
-    :class:`InputError` when ``session.json`` cannot be read (loading reports it the same way)."""
-    from frgd.io import open_regular_file
-
+    and checks only ``session.json`` (as :func:`load_session` does), and hashes a candidate only when the photo is
+    gone from where it was saved. :class:`InputError` as :func:`load_session` raises it."""
     path = Path(path)
-    try:
-        with open_regular_file(path, fail=lambda reason: InputError(f"cannot read session {path}: {reason}")) as f:
-            with zipfile.ZipFile(f) as z:
-                meta = json.loads(_member(z, "session.json", MAX_JSON_BYTES))
-        photo = meta["photo"]
-        if not isinstance(photo["path"], str):
-            raise TypeError("the photo path is not text")
-    except InputError:
-        raise
-    except Exception as err:  # noqa: BLE001 - the loader gives the full diagnosis
-        raise InputError(f"{path} is not a readable FRGD Studio session ({type(err).__name__})") from err
+    photo = _read(path, lambda z: _read_meta(path, z))["photo"]
     return photo["path"], find_photo(path, photo)[0]
 
 
@@ -256,13 +243,20 @@ def load_session(path: str | Path, photo: str | Path | None = None) -> SessionDa
     Raises :class:`InputError` (one line) for anything wrong with the file: not a regular file, too large, not a zip,
     damaged members, unexpected structure, arrays of the wrong shape or type, undecodable or oversized pane images.
     """
-    from frgd.io import MAX_FILE_BYTES, open_regular_file
+    from frgd.io import MAX_FILE_BYTES
 
     path = Path(path)
+    return _read(path, lambda z: _read_session(path, z, MAX_FILE_BYTES, photo))
+
+
+def _read(path: Path, read: Callable[[zipfile.ZipFile], Any]) -> Any:
+    """``read(zip)`` of the session file ``path``, every failure one :class:`InputError` (:func:`load_session`)."""
+    from frgd.io import open_regular_file
+
     try:
         with open_regular_file(path, fail=lambda reason: InputError(f"cannot read session {path}: {reason}")) as f:
             with zipfile.ZipFile(f) as z:
-                return _read_session(path, z, MAX_FILE_BYTES, photo)
+                return read(z)
     except _Damaged as err:
         raise InputError(f"{path} is a damaged FRGD Studio session ({err})") from err
     except zipfile.BadZipFile as err:
@@ -414,7 +408,8 @@ def _read_arrays(data: bytes, expected: dict[str, tuple[tuple[int, ...], type]])
     return out
 
 
-def _read_session(path: Path, z: zipfile.ZipFile, limit: int, photo: str | Path | None) -> SessionData:
+def _read_meta(path: Path, z: zipfile.ZipFile) -> dict:
+    """``session.json``, checked (:func:`_check_meta`)."""
     try:
         meta = json.loads(_member(z, "session.json", MAX_JSON_BYTES))
     except (ValueError, RecursionError) as err:
@@ -424,6 +419,11 @@ def _read_session(path: Path, z: zipfile.ZipFile, limit: int, photo: str | Path 
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise InputError(f"{path} is not a FRGD Studio session")
     _check_meta(meta)
+    return meta
+
+
+def _read_session(path: Path, z: zipfile.ZipFile, limit: int, photo: str | Path | None) -> SessionData:
+    meta = _read_meta(path, z)
     expected = _expected_arrays(meta)
     budget = sum(int(np.prod(shape)) * np.dtype(dt).itemsize + 4096 for shape, dt in expected.values()) + 65536
     arrays = _read_arrays(_member(z, "arrays.npz", min(limit, budget)), expected)
@@ -460,7 +460,7 @@ def _session_data(path: Path, meta: dict, arrays: dict[str, np.ndarray], pane_pn
     else:
         source, skipped = find_photo(path, photo_info)
         if source is None:
-            raise MissingPhotoError(path, photo_info["path"], skipped)
+            raise MissingPhotoError(photo_info["path"], skipped)
     photo = load_photo(source)
     moved_from = None if Path(photo.path) == Path(photo_info["path"]).resolve() else photo_info["path"]
     turn = int(photo_info.get("turn", 0))  # sessions before Image > Rotate have none
