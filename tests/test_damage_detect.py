@@ -12,12 +12,14 @@ import pytest
 import torch
 from test_damage import _enhance_both_ways, tiny128  # noqa: F401 - fixture
 from test_frgd_pipeline import _one_thread  # noqa: F401 - autouse fixture: one torch thread for tiny models
+from test_frgd_prior import _fake_faces
 from test_restore import _face, _fake_detector, tiny_gfpgan  # noqa: F401 - fixture
 
 from frgd.archs.scratch_unet_arch import ScratchUNet
 from frgd.cli.main import main
 from frgd.errors import InputError
 from frgd.io import load_mask, load_rgb, read_provenance, save_image
+from frgd.scratch.data import make_example, random_crop, template_eyes
 from frgd.scratch.detect import (
     DamageDetection,
     best_threshold,
@@ -28,7 +30,7 @@ from frgd.scratch.detect import (
     mask_scores,
     save_detector,
 )
-from frgd.scratch.synth import VISIBLE, DamageConfig, damage_photo
+from frgd.scratch.synth import VISIBLE, DamageConfig, GlassesConfig, damage_photo, draw_glasses
 
 NO_SCAN = {"blur_prob": 0.0, "grain": (0.0, 0.0), "jpeg_prob": 0.0}
 
@@ -70,6 +72,55 @@ def test_synthetic_mask_is_exactly_the_visible_change():
     for x, y in zip(a, b):
         np.testing.assert_array_equal(x, y)
     assert not np.array_equal(a[0], c[0])
+
+
+def _framed(changed: np.ndarray, eyes: np.ndarray) -> bool:
+    """Whether ``changed`` ``(H, W)`` has pixels left, right, above and below each eye (within 0.6 eye distances)
+    and none at the eye centres."""
+    r = int(0.6 * float(np.linalg.norm(eyes[1] - eyes[0])))
+    for ex, ey in np.round(eyes).astype(int):
+        row, col = changed[ey, ex - r : ex + r + 1], changed[ey - r : ey + r + 1, ex]
+        if changed[ey, ex] or not (row[:r].any() and row[r + 1 :].any() and col[:r].any() and col[r + 1 :].any()):
+            return False
+    return True
+
+
+def test_glasses_frame_each_eye_and_leave_the_rest_of_the_face():
+    """Dark glasses on a light flat face, for many draws: pixels change on all four sides of each eye (a frame around
+    it), never at the eye centres (no tint) nor above or below the eyes by more than the largest frame reaches; the
+    same seed gives the same glasses, another seed others."""
+    face = np.full((128, 128, 3), 0.8, np.float32)
+    eyes = template_eyes(128)
+    d = float(np.linalg.norm(eyes[1] - eyes[0]))
+    cfg = GlassesConfig(dark_prob=1.0, tint_prob=0.0, highlight_prob=0.0)
+    for seed in range(10):
+        out = draw_glasses(face, eyes, np.random.default_rng(seed), cfg)
+        changed = np.abs(out - face).max(axis=2) >= VISIBLE
+        assert out.dtype == np.float32 and 0 <= out.min() and out.max() <= 1
+        assert _framed(changed, eyes), seed
+        rows = np.nonzero(changed.any(axis=1))[0]
+        assert eyes[:, 1].mean() - 0.75 * d < rows.min() and rows.max() < eyes[:, 1].mean() + 0.75 * d
+    a = draw_glasses(face, eyes, np.random.default_rng(3))
+    np.testing.assert_array_equal(a, draw_glasses(face, eyes, np.random.default_rng(3)))
+    assert not np.array_equal(a, draw_glasses(face, eyes, np.random.default_rng(4)))
+
+
+def test_glasses_are_part_of_the_photo_never_marked():
+    """Face examples wear glasses at ``glasses_prob`` and the mask never marks them (a flat face, no damage: every
+    visible change is the glasses); at 0 no glasses are drawn."""
+    faces = np.full((2, 128, 128, 3), 204, np.uint8)
+    flat = {"clean_prob": 1.0, "grey_prob": 0.0, "fade": (1.0, 1.0), **NO_SCAN}
+    rng = np.random.default_rng(0)
+    worn = [make_example(faces, [], 128, rng, DamageConfig(glasses_prob=1.0, **flat)) for _ in range(8)]
+    assert all(m.sum() == 0 for _, m in worn)
+    assert sum(np.abs(x - 0.8).max() > 0.2 for x, _ in worn) >= 4  # the eyes are in most crops of a 128-320 px face
+    bare = [make_example(faces, [], 128, rng, DamageConfig(glasses_prob=0.0, **flat)) for _ in range(8)]
+    assert all(np.abs(x - 0.8).max() < 0.01 and m.sum() == 0 for x, m in bare)
+    for seed in range(4):  # drawn where the eyes are after the resize: a 2x face cut whole has the template's eyes x 2
+        up = random_crop(faces[0], 2.0, 256, np.random.default_rng(seed), glasses_on=template_eyes(128))
+        want = draw_glasses(np.full((256, 256, 3), 0.8, np.float32), template_eyes(256), np.random.default_rng(seed))
+        assert np.abs(want - 0.8).max() > 0.01
+        assert np.abs(up - want).max() < 1e-5 or np.abs(up - want[:, ::-1]).max() < 1e-5, seed  # (a mirrored cut)
 
 
 def test_clean_examples_have_no_marks_and_the_scan_keeps_the_size():
@@ -279,3 +330,59 @@ def test_shipped_detector_finds_drawn_cracks_on_the_demo_photo():
     found = detect_damage(np.round(damaged * 255).astype(np.uint8), net)
     s = mask_scores(found.probability, truth, found.threshold)
     assert s["f1"] > 0.5 and s["precision"] > 0.6, s
+
+
+# ------------------------------------------------------------------------------------------------ training, evaluation
+def _folders(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """A faces128-like folder and two folders of small scenes (training, held out)."""
+    faces = _fake_faces(tmp_path / "faces")
+    scenes = []
+    for name, seed in (("scenes", 0), ("held_out", 1)):
+        d = tmp_path / name
+        d.mkdir()
+        for k in range(2):
+            save_image(d / f"s{k}.png", (_photo(150, 170, seed * 2 + k) * 255).astype(np.uint8))
+        scenes.append(d)
+    return faces, scenes[0], scenes[1]
+
+
+def test_training_continues_an_exported_detector(tmp_path):
+    """``--init`` takes an exported detector's folder as well as a run: training starts from its weights (at a
+    vanishing learning rate they stay), records where it started and the glasses share, and exports both."""
+    from frgd.cpu_training import load_run
+    from frgd.scratch import train as damage_train
+
+    faces, scenes, held_out = _folders(tmp_path)
+    torch.manual_seed(4)
+    det = save_detector(ScratchUNet((4, 4)), tmp_path / "det", 0.5, {"training": {"step": 7, "images": 112}})
+    start = load_detector(det).state_dict()
+    run = tmp_path / "run"
+    argv = ["train", "--faces", str(faces), "--photos", str(scenes), "--val-photos", str(held_out), "--run", str(run),
+            "--init", str(det), "--lr", "1e-12", "--batch", "2", "--steps", "2", "--val-every", "100",
+            "--threads", "1", "--glasses-prob", "0.5"]  # fmt: skip
+    assert damage_train.main(argv) == 0
+    weights, state = load_run(run)
+    assert state["step"] == 2 and state["glasses_prob"] == 0.5
+    assert state["earlier"] == {"weights": str(det), "step": 7, "images": 112, "earlier": None}
+    for k, v in start.items():
+        torch.testing.assert_close(weights[k], v, atol=1e-6, rtol=0)
+    out = tmp_path / "exported"
+    assert damage_train.main(["export", "--run", str(run), "--out", str(out)]) == 0
+    training = json.loads((out / "config.json").read_text())["training"]
+    assert training["glasses_prob"] == 0.5 and training["earlier"]["weights"] == str(det)
+    with pytest.raises(InputError, match="glasses-prob"):
+        damage_train.main([*argv, "--glasses-prob", "1.5"])
+
+
+@pytest.mark.parametrize("bias, share", [(-20.0, 0.0), (20.0, 1.0)])
+def test_evaluation_counts_marks_on_glasses_frames(tmp_path, bias, share):
+    """``frgd eval damage``'s glasses part with detectors that mark nothing or everything: none or all of the frames'
+    pixels marked, on no face or on every face, and the frames are a small share of the faces."""
+    from frgd.eval.damage import evaluate_damage
+
+    faces, scenes, _ = _folders(tmp_path)
+    det = save_detector(_constant_net(bias), tmp_path / "det", 0.5, {})
+    g = evaluate_damage(faces, [str(scenes)], det, n=3, seed=5)["glasses"]
+    assert g["faces"] == 3 and 0.001 < g["frame_share"] < 0.2
+    assert g["frame_marked"] == share and g["marked"] == share and g["frame_marked_at_0.5"] == share
+    assert g["faces_with_frame_marks"] == 3 * share

@@ -122,8 +122,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         parts += ["--model", args.model]
     parts += ["--limit", str(args.limit), "--seed", str(args.seed)]
     data = {"command": shlex.join(parts), **data}
-    s, c = data["synthetic"]["all"], data["clean_faces"]
+    s, c, g = data["synthetic"]["all"], data["clean_faces"], data["glasses"]
     emit(args, data, f"synthetic: precision {s['precision']:.3f} recall {s['recall']:.3f} F1 {s['f1']:.3f} "
                      f"(threshold {data['threshold']:.2f}); clean faces: {100 * c['marked']:.3f}% marked, "
-                     f"{100 * c['marked_eyes_mouth']:.3f}% in the eyes and mouth")  # fmt: skip
+                     f"{100 * c['marked_eyes_mouth']:.3f}% in the eyes and mouth; glasses: "
+                     f"{100 * g['frame_marked']:.2f}% of the frames marked on {g['faces_with_frame_marks']} of "
+                     f"{g['faces']} faces")  # fmt: skip
     return 0

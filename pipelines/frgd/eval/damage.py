@@ -9,7 +9,10 @@ Three parts, all at the detector's own threshold unless said otherwise:
 2. **clean faces**: faces128 val faces upscaled twice (256 px, a portrait's face) and aged like an old print but
    never damaged: the share of pixels marked, overall and inside the eye and mouth boxes of the alignment template
    (where a false mark costs most: the restorers ignore the photo there);
-3. **real** (optional): the share marked on each real photo of ``real`` folders (no ground truth; for old photos
+3. **glasses**: the same faces wearing glasses (:func:`frgd.scratch.synth.draw_glasses`, seed ``seed + 2``), aged
+   and scanned but never damaged: the share of the frame's pixels marked (a restorer fills marked pixels, i.e. takes
+   the glasses off), of all pixels, and the faces with a mark on their frame;
+4. **real** (optional): the share marked on each real photo of ``real`` folders (no ground truth; for old photos
    without scratches every mark is a false alarm or real dust).
 
 Time: seconds per megapixel of the whole-photo inference on this machine.
@@ -63,22 +66,22 @@ def evaluate_damage(
     seed: int = 2026,
     real: list[str] | None = None,
 ) -> dict[str, Any]:
-    """The three parts of the module's docstring as a JSON-ready dict."""
+    """The four parts of the module's docstring as a JSON-ready dict."""
     import cv2
     import torch
 
     from ..diffusion.training.train_prior import load_split_faces
     from ..io import load_rgb, to_uint8
-    from ..scratch.data import IMAGE_SUFFIXES, read_photos, val_set
+    from ..scratch.data import IMAGE_SUFFIXES, read_photos, template_eyes, val_set
     from ..scratch.detect import damage_probability, load_detector, mask_scores
-    from ..scratch.synth import DamageConfig, damage_photo
+    from ..scratch.synth import VISIBLE, DamageConfig, damage_photo, draw_glasses
 
     net = load_detector(model_dir)
     thr = float(net.threshold)
     faces = load_split_faces(faces_root, "val")[0]
     step = max(1, len(faces) // n)
     eval_faces = faces[step // 2 :: step][:n]  # between the validation's faces (faces[::36])
-    x, m = val_set(eval_faces, read_photos(photos), n=n, seed=seed)
+    x, m = val_set(eval_faces, read_photos(photos), n=n, seed=seed, cfg=DamageConfig(glasses_prob=0.0))
     images = to_uint8(x.numpy().transpose(0, 2, 3, 1))
     truth = m.numpy()[:, 0]
     prob, secs = _prob_of(net, images)
@@ -112,6 +115,25 @@ def evaluate_damage(
         "faces_with_any_marks": int(marked.reshape(len(marked), -1).any(axis=1).sum()),
     }
 
+    rng = np.random.default_rng(seed + 2)
+    worn, frames = [], []
+    for f in eval_faces:
+        up = np.clip(cv2.resize(f, (256, 256), interpolation=cv2.INTER_CUBIC).astype(np.float32) / 255.0, 0, 1)
+        g = draw_glasses(up, template_eyes(256), rng)
+        frames.append(np.abs(g - up).max(axis=2) >= VISIBLE)
+        worn.append(to_uint8(damage_photo(g, rng, clean_cfg)[0]))
+    gprob, _ = _prob_of(net, np.stack(worn))
+    gmarked, frame = gprob > thr, np.stack(frames)
+    glasses = {
+        "faces": len(worn),
+        "size": 256,
+        "frame_share": round(float(frame.mean()), 5),
+        "frame_marked": round(float(gmarked[frame].mean()), 5),
+        "marked": round(float(gmarked.mean()), 5),
+        "faces_with_frame_marks": int((gmarked & frame).reshape(len(worn), -1).any(axis=1).sum()),
+        "frame_marked_at_0.5": round(float((gprob > 0.5)[frame].mean()), 5),
+    }
+
     real_rows = []
     for folder in real or []:
         for p in sorted(Path(folder).iterdir()):
@@ -130,6 +152,7 @@ def evaluate_damage(
         "threshold": thr,
         "synthetic": synthetic,
         "clean_faces": clean,
+        "glasses": glasses,
         "real": real_rows,
         "megapixels_per_second": round(mp_s, 3),
         "torch_threads": torch_threads,

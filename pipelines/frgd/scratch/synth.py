@@ -8,6 +8,10 @@ exactly. What is drawn follows what scanned prints show (``../shared/real/old_ph
 * **spots**: dust and emulsion flecks, 1-8 px across;
 * **tears**: a paper-coloured piece missing at the photo's edge.
 
+Faces may also wear **glasses** (:func:`draw_glasses`): a *decoy*, part of the photo before it ages and never
+marked. A glasses frame is a thin dark or metallic line around the eyes, just what a dark scratch looks like to a
+network that has never seen one, and a restorer that fills it in takes the glasses off the person.
+
 Before the damage the clean photo is *aged* (grey or sepia toning, faded contrast: most old prints are monochrome);
 after it the whole print is *scanned* (a slight blur, film grain, JPEG), so the damage's edges are as soft and noisy as
 a real scan's. The mask marks the pixels the damage visibly changed (by at least :data:`VISIBLE` in some channel,
@@ -62,6 +66,10 @@ class DamageConfig:
     grain: tuple[float, float] = (0.0, 0.035)
     jpeg_prob: float = 0.5
     jpeg_quality: tuple[int, int] = (40, 95)
+    glasses_prob: float = 0.3
+    """Share of face examples wearing glasses (:func:`draw_glasses`; drawn by :func:`frgd.scratch.data.make_example`,
+    which knows where the eyes are). At 0 no numbers are drawn for them: the examples are those of the detector
+    trained before the glasses (the evaluation's synthetic part keeps them so)."""
 
 
 def _u(rng: np.random.Generator, lo_hi: tuple[float, float]) -> float:
@@ -183,6 +191,104 @@ def damage_layers(
     return layers
 
 
+@dataclass(frozen=True)
+class GlassesConfig:
+    """The glasses :func:`draw_glasses` draws; lengths are in eye distances (the distance between the eye centres)."""
+
+    lens_width: tuple[float, float] = (0.72, 1.0)
+    lens_aspect: tuple[float, float] = (0.5, 0.85)
+    """Lens height over width."""
+    roundness: tuple[float, float] = (2.0, 7.0)
+    """Superellipse exponent of the lens: 2 an ellipse, larger a rounded rectangle."""
+    thickness: tuple[float, float] = (0.012, 0.09)
+    """Frame width (log-uniform): thin metal wire to thick plastic."""
+    drop: tuple[float, float] = (-0.04, 0.1)
+    """Lens centres below the eyes."""
+    temple_length: tuple[float, float] = (0.2, 0.6)
+    tilt_deg: float = 4.0
+    dark_prob: float = 0.6
+    """Frame colours: dark (black, brown, tortoiseshell), else metal or light plastic."""
+    highlight_prob: float = 0.35
+    tint_prob: float = 0.2
+    """Share of lenses tinted (a faint colour over the eyes)."""
+
+
+def _superellipse(centre: np.ndarray, a: float, b: float, n: float, angle: float, count: int = 96) -> np.ndarray:
+    """Closed outline ``(count + 1, 2)`` (x, y) of ``|x/a|^n + |y/b|^n = 1`` turned by ``angle`` about ``centre``."""
+    t = np.linspace(0.0, 2 * math.pi, count + 1)
+    c, s = np.cos(t), np.sin(t)
+    x = a * np.sign(c) * np.abs(c) ** (2.0 / n)
+    y = b * np.sign(s) * np.abs(s) ** (2.0 / n)
+    ca, sa = math.cos(angle), math.sin(angle)
+    return np.stack([centre[0] + ca * x - sa * y, centre[1] + sa * x + ca * y], 1)
+
+
+def _glasses_colour(rng: np.random.Generator, cfg: GlassesConfig) -> np.ndarray:
+    if rng.random() < cfg.dark_prob:
+        v = _u(rng, (0.02, 0.22))
+        return np.array([v * _u(rng, (1.0, 1.6)), v * _u(rng, (0.85, 1.2)), v], np.float32).clip(0, 1)
+    v = _u(rng, (0.35, 0.9))  # metal (grey, gold) or light plastic
+    return np.array([v, v * _u(rng, (0.8, 1.0)), v * _u(rng, (0.55, 1.0))], np.float32)
+
+
+def draw_glasses(image: np.ndarray, eyes: np.ndarray, rng: np.random.Generator,
+                 cfg: GlassesConfig | None = None) -> np.ndarray:  # fmt: skip
+    """``image`` ``(H, W, 3)`` float in ``[0, 1]`` with a pair of glasses on the face whose eye centres are ``eyes``
+    ``(2, 2)`` (x, y) px, left eye first: two lenses (superellipses, sometimes tinted), a bridge, the temples towards
+    the ears, sometimes a highlight along the rims. Antialiased (drawn at :data:`SUPERSAMPLE` x)."""
+    cfg = cfg or GlassesConfig()
+    h, w = image.shape[:2]
+    k = SUPERSAMPLE
+    left, right = np.asarray(eyes, np.float64)
+    d = float(np.linalg.norm(right - left))
+    angle = math.atan2(right[1] - left[1], right[0] - left[0]) + math.radians(rng.uniform(-1, 1) * cfg.tilt_deg)
+    ax, ay = math.cos(angle), math.sin(angle)  # along the eyes
+    down = np.array([-ay, ax])
+    a = d * _u(rng, cfg.lens_width) / 2
+    b = a * _u(rng, cfg.lens_aspect)
+    n = _u(rng, cfg.roundness)
+    drop = d * _u(rng, cfg.drop)
+    bridge_half = max(d / 2 - a, 0.04 * d)  # the lenses' inner edges, a little apart
+    mid = (left + right) / 2 + drop * down
+    along = np.array([ax, ay])
+    centres = [mid - (bridge_half + a) * along, mid + (bridge_half + a) * along]
+    width = d * _log_u(rng, cfg.thickness)
+    out = image.astype(np.float32)
+
+    def paint(paths: list[tuple[np.ndarray, float]], colour: np.ndarray, alpha: float, fill: bool = False) -> None:
+        """Lay ``colour`` at ``alpha`` over the ``(path, width)`` lines, or inside the closed paths with ``fill``."""
+        nonlocal out
+        canvas = np.zeros((h * k, w * k), np.float32)
+        for path, wd in paths:
+            if fill:
+                cv2.fillPoly(canvas, [np.round(path * k + (k - 1) / 2.0).astype(np.int32)], 1.0, cv2.LINE_AA)
+            else:
+                _draw_path(canvas, path, wd)
+        cover = cv2.resize(canvas, (w, h), interpolation=cv2.INTER_AREA)[..., None] * alpha
+        out = out + cover * (colour - out)
+
+    rims = [_superellipse(c, a, b, n, angle) for c in centres]
+    if rng.random() < cfg.tint_prob:
+        tint_alpha = _u(rng, (0.08, 0.35))
+        paint([(r, 0.0) for r in rims], _glasses_colour(rng, cfg), tint_alpha, fill=True)
+    top = -0.55 * b  # the bridge and the temples leave the rims above their middle
+    inner = [centres[0] + a * along + top * down, centres[1] - a * along + top * down]
+    arch = mid + (top - 0.25 * b) * down
+    tt = np.linspace(0.0, 1.0, 12)[:, None]
+    bridge = (1 - tt) ** 2 * inner[0] + 2 * (1 - tt) * tt * arch + tt**2 * inner[1]
+    temple = d * _u(rng, cfg.temple_length)
+    outer = [centres[0] - a * along + top * down, centres[1] + a * along + top * down]
+    temples = [np.stack([outer[0], outer[0] - temple * along]), np.stack([outer[1], outer[1] + temple * along])]
+    colour = _glasses_colour(rng, cfg)
+    paint([(r, width) for r in rims] + [(bridge, width * 0.8)] + [(t, width) for t in temples], colour,
+          _u(rng, (0.75, 1.0)))  # fmt: skip
+    if rng.random() < cfg.highlight_prob:  # light catching the upper rims
+        upper = [r[(r - c) @ down < -0.3 * b] for r, c in zip(rims, centres)]
+        shine = np.clip(colour + _u(rng, (0.25, 0.6)), 0, 1)
+        paint([(u, max(0.3, width * 0.35)) for u in upper if len(u) > 1], shine, _u(rng, (0.4, 0.9)))
+    return np.clip(out, 0.0, 1.0).astype(np.float32)
+
+
 def damage_photo(
     image: np.ndarray, rng: np.random.Generator, cfg: DamageConfig | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -223,4 +329,14 @@ def scan(image: np.ndarray, rng: np.random.Generator, cfg: DamageConfig) -> np.n
     return np.ascontiguousarray(out, dtype=np.float32)
 
 
-__all__ = ["SUPERSAMPLE", "VISIBLE", "DamageConfig", "age", "damage_layers", "damage_photo", "scan"]
+__all__ = [
+    "SUPERSAMPLE",
+    "VISIBLE",
+    "DamageConfig",
+    "GlassesConfig",
+    "age",
+    "damage_layers",
+    "damage_photo",
+    "draw_glasses",
+    "scan",
+]

@@ -1,11 +1,12 @@
 """Train the damage detector (:class:`frgd.archs.scratch_unet_arch.ScratchUNet`) on the CPU, on synthetic damage.
 
 Each example is a random crop of a clean photo (BSDS400 and T91 scenes, or a faces128 training face upscaled 1-2.5x
-like a portrait's face), aged, damaged and scanned by :func:`frgd.scratch.synth.damage_photo`; the loss is binary
-cross-entropy plus soft Dice on its mask. Adam, warm-up and cosine by the larger of step and time progress
-(:mod:`frgd.cpu_training`). Validation: fixed synthetic examples on photos the training never sees (the B100 scenes,
-i.e. BSDS300's test split, which BSDS400 does not contain, and faces128 val faces); the exported threshold is the one
-with the best F0.5 there (:func:`frgd.scratch.detect.best_threshold`).
+like a portrait's face, a share of them wearing glasses that are never marked), aged, damaged and scanned by
+:func:`frgd.scratch.synth.damage_photo`; the loss is binary cross-entropy plus soft Dice on its mask. Adam, warm-up
+and cosine by the larger of step and time progress (:mod:`frgd.cpu_training`). Validation: fixed synthetic examples
+on photos the training never sees (the B100 scenes, i.e. BSDS300's test split, which BSDS400 does not contain, and
+faces128 val faces, with glasses as often as in training); the exported threshold is the one with the best F0.5
+there (:func:`frgd.scratch.detect.best_threshold`).
 
 Command used for the shipped weights (README, "Damage detection")::
 
@@ -13,8 +14,11 @@ Command used for the shipped weights (README, "Damage detection")::
         ../shared/data/sr/train/T91 --val-photos ../shared/data/sr/bench/B100/HR --run runs/damage_a \
         --time-budget-min 58   # stopped after 2,500 steps, with DamageConfig.dark_prob 0.25 then
     python -m frgd.scratch.train train ... --run runs/damage_b --init runs/damage_a --lr 0.001 --seed 1 \
-        --time-budget-min 55   # dark_prob 0.1 (today's default)
+        --time-budget-min 55   # dark_prob 0.1 (today's default), no glasses then
     python -m frgd.scratch.train export --run runs/damage_b --out resources/frgd_resources/weights/frgd-damage
+    python -m frgd.scratch.train train ... --run runs/damage_c --init resources/frgd_resources/weights/frgd-damage \
+        --lr 0.0005 --seed 2 --time-budget-min 35   # faces wear glasses (glasses_prob 0.3, today's default)
+    python -m frgd.scratch.train export --run runs/damage_c --out resources/frgd_resources/weights/frgd-damage
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import torch.nn.functional as F
 
 from ..archs.scratch_unet_arch import ScratchUNet
 from ..cpu_training import command_parser, load_run, run_command, save_run, timed_loop, training_record
+from ..errors import InputError
 from .data import CROP, VAL_PER_SOURCE, make_batch, read_photos, val_set
 from .synth import DamageConfig
 
@@ -86,10 +91,20 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     photos = read_photos(args.photos)
     val_faces = load_split_faces(args.faces, "val")[0]
     val_faces = val_faces[:: max(1, len(val_faces) // VAL_PER_SOURCE)]
-    val = val_set(val_faces, read_photos(args.val_photos))
-    cfg = DamageConfig()
+    if not 0.0 <= args.glasses_prob <= 1.0:
+        raise InputError(f"--glasses-prob must be in [0, 1], got {args.glasses_prob}")
+    cfg = DamageConfig(glasses_prob=args.glasses_prob)
+    val = val_set(val_faces, read_photos(args.val_photos), cfg=cfg)
     earlier = None
-    if args.init:
+    if args.init and not (Path(args.init) / "last.pt").exists():  # an exported detector (a weights folder)
+        from .. import weights as weights_io
+        from .detect import load_detector
+
+        net = load_detector(args.init).requires_grad_(True)
+        t = weights_io.load_config(args.init).get("training", {})
+        earlier = {"weights": str(args.init), "step": t.get("step"), "images": t.get("images"),
+                   "earlier": t.get("earlier")}  # fmt: skip
+    elif args.init:
         weights, st = load_run(args.init)
         net = ScratchUNet(**st["config"])
         net.load_state_dict(weights)
@@ -100,7 +115,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     opt = torch.optim.Adam(net.parameters(), lr=args.lr)
     state: dict[str, Any] = {"step": 0, "images": 0, "loss_curve": [], "val_curve": [], "config": net.config(),
                              "batch": args.batch, "lr": args.lr, "crop": CROP, "train_faces": len(faces),
-                             "train_photos": len(photos), "dark_prob": cfg.dark_prob, "earlier": earlier}  # fmt: skip
+                             "train_photos": len(photos), "dark_prob": cfg.dark_prob, "glasses_prob": cfg.glasses_prob,
+                             "earlier": earlier}  # fmt: skip
     t0 = time.perf_counter()
 
     def step() -> float:
@@ -135,8 +151,8 @@ def export(run: str | Path, out: str | Path) -> Path:
     net = ScratchUNet(**st["config"])
     net.load_state_dict(weights)
     training = training_record(
-        st, ("step", "images", "seconds", "batch", "lr", "crop", "train_faces", "train_photos", "dark_prob", "earlier",
-             "val"),
+        st, ("step", "images", "seconds", "batch", "lr", "crop", "train_faces", "train_photos", "dark_prob",
+             "glasses_prob", "earlier", "val"),
         data="synthetic damage (frgd.scratch.synth) on BSDS400 + T91 scenes and faces128 train faces; validated on "
              "B100 scenes and faces128 val faces (research data; weights only are shipped)",
         loss="binary cross-entropy + soft Dice",
@@ -153,7 +169,18 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--channels", type=int, nargs="+", default=[16, 32, 48, 64])
     t.add_argument("--batch", type=int, default=16)
     t.add_argument("--lr", type=float, default=2e-3)
-    t.add_argument("--init", default=None, metavar="RUN", help="start from RUN's weights (a fresh optimiser)")
+    t.add_argument(
+        "--init",
+        default=None,
+        metavar="RUN",
+        help="start from RUN's weights, or an exported detector folder's (a fresh optimiser)",
+    )
+    t.add_argument(
+        "--glasses-prob",
+        type=float,
+        default=DamageConfig().glasses_prob,
+        help="share of face examples wearing glasses, never marked (default %(default)s)",
+    )
     t.add_argument("--val-every", type=int, default=500)
     return p
 
