@@ -23,7 +23,6 @@ import logging
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 logger = logging.getLogger("measure_glasses_marks")
@@ -39,7 +38,6 @@ GLASSES_FACES = (
     "celeba_wild_celeba-7370_0011.jpg",
 )  # fmt: skip
 """faces128 ``val/`` files whose person wears clear glasses (no sunglasses)."""
-SIZE = 256
 
 
 def band(size: int) -> tuple[slice, slice]:
@@ -54,6 +52,7 @@ def band(size: int) -> tuple[slice, slice]:
 
 def main(argv: list[str] | None = None) -> int:
     from frgd.diffusion.training.data import read_image
+    from frgd.eval.damage import PORTRAIT, portrait_face
     from frgd.io import to_uint8
     from frgd.scratch.detect import damage_probability, load_detector
     from frgd.scratch.synth import DamageConfig, damage_photo
@@ -66,15 +65,12 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     t0 = time.perf_counter()
-    faces = []
-    for name in GLASSES_FACES:
-        f = read_image(Path(args.faces) / "val" / name)
-        faces.append(np.clip(cv2.resize(f, (SIZE, SIZE), interpolation=cv2.INTER_CUBIC).astype(np.float32) / 255, 0, 1))
+    faces = [portrait_face(read_image(Path(args.faces) / "val" / name)) for name in GLASSES_FACES]
     rng = np.random.default_rng(args.seed)
     aged = [damage_photo(f, rng, DamageConfig(clean_prob=1.0))[0] for f in faces]
-    rows, cols = band(SIZE)
+    rows, cols = band(PORTRAIT)
     out = {"command": "python scripts/measure_glasses_marks.py " + " ".join(argv or []),
-           "faces": list(GLASSES_FACES), "size": SIZE, "band": [rows.start, rows.stop, cols.start, cols.stop],
+           "faces": list(GLASSES_FACES), "size": PORTRAIT, "band": [rows.start, rows.stop, cols.start, cols.stop],
            "seed": args.seed, "models": {}}  # fmt: skip
     for spec in args.model:
         name, _, folder = spec.partition("=")

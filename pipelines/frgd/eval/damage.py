@@ -31,6 +31,8 @@ logger = logging.getLogger(__name__)
 
 THRESHOLDS = (0.3, 0.5, 0.7)
 """Other thresholds the synthetic part reports."""
+PORTRAIT = 256
+"""Side of the clean and glasses parts' faces (px): a faces128 face upscaled twice."""
 EYE_BOX = (24, 16)
 """Width and height (px at 256) of the box around each template eye; the mouth box spans the two mouth corners
 widened by 8 px each side and 16 px high."""
@@ -46,11 +48,20 @@ def _prob_of(net: Any, images: np.ndarray) -> tuple[np.ndarray, float]:
     return probs, time.perf_counter() - t0
 
 
+def portrait_face(face: np.ndarray, size: int | None = None) -> np.ndarray:
+    """An aligned face ``(S, S, 3)`` uint8 as a portrait's face: upscaled bicubically to ``size`` (default
+    :data:`PORTRAIT`), float32 in [0, 1] (the clean and glasses parts, ``scripts/measure_glasses_marks.py``)."""
+    import cv2
+
+    size = PORTRAIT if size is None else size
+    return np.clip(cv2.resize(face, (size, size), interpolation=cv2.INTER_CUBIC).astype(np.float32) / 255.0, 0, 1)
+
+
 def _face_boxes(size: int) -> list[tuple[int, int, int, int]]:
     """``(y0, y1, x0, x1)`` of the two eye boxes and the mouth box of the alignment template at ``size``."""
-    from ..faces.align import TEMPLATE_512
+    from ..faces.align import template
 
-    t = TEMPLATE_512 * (size / 512.0)
+    t = template(size)
     (w, h) = EYE_BOX
     boxes = [(int(y - h / 2), int(y + h / 2), int(x - w / 2), int(x + w / 2)) for x, y in t[:2]]
     my = float(t[3:, 1].mean())
@@ -67,7 +78,6 @@ def evaluate_damage(
     real: list[str] | None = None,
 ) -> dict[str, Any]:
     """The four parts of the module's docstring as a JSON-ready dict."""
-    import cv2
     import torch
 
     from ..diffusion.training.train_prior import load_split_faces
@@ -98,17 +108,15 @@ def evaluate_damage(
 
     rng = np.random.default_rng(seed + 1)
     clean_cfg = DamageConfig(clean_prob=1.0)
-    aged = []
-    for f in eval_faces:
-        up = cv2.resize(f, (256, 256), interpolation=cv2.INTER_CUBIC).astype(np.float32) / 255.0
-        aged.append(to_uint8(damage_photo(np.clip(up, 0, 1), rng, clean_cfg)[0]))
+    portraits = [portrait_face(f) for f in eval_faces]
+    aged = [to_uint8(damage_photo(up, rng, clean_cfg)[0]) for up in portraits]
     cprob, _ = _prob_of(net, np.stack(aged))
     marked = cprob > thr
-    boxes = _face_boxes(256)
+    boxes = _face_boxes(PORTRAIT)
     in_boxes = np.concatenate([marked[:, y0:y1, x0:x1].reshape(len(marked), -1) for y0, y1, x0, x1 in boxes], 1)
     clean = {
         "faces": len(aged),
-        "size": 256,
+        "size": PORTRAIT,
         "marked": round(float(marked.mean()), 5),
         "marked_eyes_mouth": round(float(in_boxes.mean()), 5),
         "faces_with_eye_or_mouth_marks": int(in_boxes.any(axis=1).sum()),
@@ -117,16 +125,15 @@ def evaluate_damage(
 
     rng = np.random.default_rng(seed + 2)
     worn, frames = [], []
-    for f in eval_faces:
-        up = np.clip(cv2.resize(f, (256, 256), interpolation=cv2.INTER_CUBIC).astype(np.float32) / 255.0, 0, 1)
-        g = draw_glasses(up, template_eyes(256), rng)
+    for up in portraits:
+        g = draw_glasses(up, template_eyes(PORTRAIT), rng)
         frames.append(np.abs(g - up).max(axis=2) >= VISIBLE)
         worn.append(to_uint8(damage_photo(g, rng, clean_cfg)[0]))
     gprob, _ = _prob_of(net, np.stack(worn))
     gmarked, frame = gprob > thr, np.stack(frames)
     glasses = {
         "faces": len(worn),
-        "size": 256,
+        "size": PORTRAIT,
         "frame_share": round(float(frame.mean()), 5),
         "frame_marked": round(float(gmarked[frame].mean()), 5),
         "marked": round(float(gmarked.mean()), 5),
@@ -159,4 +166,4 @@ def evaluate_damage(
     }
 
 
-__all__ = ["EYE_BOX", "THRESHOLDS", "evaluate_damage"]
+__all__ = ["EYE_BOX", "PORTRAIT", "THRESHOLDS", "evaluate_damage", "portrait_face"]

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError
+from ..io import to_float
 from .synth import DamageConfig, damage_photo, draw_glasses
 
 CROP = 128
@@ -58,11 +59,10 @@ def random_crop(img: np.ndarray, scale: float, size: int, rng: np.random.Generat
     nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
     interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
     r = cv2.resize(img, (nw, nh), interpolation=interp) if (nh, nw) != (h, w) else img
-    r = r.astype(np.float32) / 255.0
-    if glasses_on is not None:
-        r = draw_glasses(np.clip(r, 0.0, 1.0), np.asarray(glasses_on) * np.array([nw / w, nh / h]), rng)
+    if glasses_on is not None:  # (only then the whole image as float: the crop alone otherwise)
+        r = draw_glasses(to_float(r), np.asarray(glasses_on) * np.array([nw / w, nh / h]), rng)
     y, x = int(rng.integers(0, nh - size + 1)), int(rng.integers(0, nw - size + 1))
-    crop = r[y : y + size, x : x + size]
+    crop = to_float(r[y : y + size, x : x + size])
     if rng.random() < 0.5:
         crop = crop[:, ::-1]
     return np.clip(crop, 0.0, 1.0)

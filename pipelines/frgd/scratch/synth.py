@@ -255,22 +255,22 @@ def draw_glasses(image: np.ndarray, eyes: np.ndarray, rng: np.random.Generator,
     width = d * _log_u(rng, cfg.thickness)
     out = image.astype(np.float32)
 
-    def paint(paths: list[tuple[np.ndarray, float]], colour: np.ndarray, alpha: float, fill: bool = False) -> None:
-        """Lay ``colour`` at ``alpha`` over the ``(path, width)`` lines, or inside the closed paths with ``fill``."""
+    def paint(colour: np.ndarray, alpha: float, lines: list[tuple[np.ndarray, float]] = (),
+              fills: list[np.ndarray] = ()) -> None:  # fmt: skip
+        """Lay ``colour`` at ``alpha`` over the ``(path, width)`` ``lines`` and inside the closed paths ``fills``."""
         nonlocal out
         canvas = np.zeros((h * k, w * k), np.float32)
-        for path, wd in paths:
-            if fill:
-                cv2.fillPoly(canvas, [np.round(path * k + (k - 1) / 2.0).astype(np.int32)], 1.0, cv2.LINE_AA)
-            else:
-                _draw_path(canvas, path, wd)
+        for path, wd in lines:
+            _draw_path(canvas, path, wd)
+        for path in fills:
+            cv2.fillPoly(canvas, [np.round(path * k + (k - 1) / 2.0).astype(np.int32)], 1.0, cv2.LINE_AA)
         cover = cv2.resize(canvas, (w, h), interpolation=cv2.INTER_AREA)[..., None] * alpha
         out = out + cover * (colour - out)
 
     rims = [_superellipse(c, a, b, n, angle) for c in centres]
     if rng.random() < cfg.tint_prob:
-        tint_alpha = _u(rng, (0.08, 0.35))
-        paint([(r, 0.0) for r in rims], _glasses_colour(rng, cfg), tint_alpha, fill=True)
+        tint_alpha = _u(rng, (0.08, 0.35))  # (drawn before the tint's colour)
+        paint(_glasses_colour(rng, cfg), tint_alpha, fills=rims)
     top = -0.55 * b  # the bridge and the temples leave the rims above their middle
     inner = [centres[0] + a * along + top * down, centres[1] - a * along + top * down]
     arch = mid + (top - 0.25 * b) * down
@@ -280,12 +280,12 @@ def draw_glasses(image: np.ndarray, eyes: np.ndarray, rng: np.random.Generator,
     outer = [centres[0] - a * along + top * down, centres[1] + a * along + top * down]
     temples = [np.stack([outer[0], outer[0] - temple * along]), np.stack([outer[1], outer[1] + temple * along])]
     colour = _glasses_colour(rng, cfg)
-    paint([(r, width) for r in rims] + [(bridge, width * 0.8)] + [(t, width) for t in temples], colour,
-          _u(rng, (0.75, 1.0)))  # fmt: skip
+    paint(colour, _u(rng, (0.75, 1.0)),
+          lines=[(r, width) for r in rims] + [(bridge, width * 0.8)] + [(t, width) for t in temples])  # fmt: skip
     if rng.random() < cfg.highlight_prob:  # light catching the upper rims
         upper = [r[(r - c) @ down < -0.3 * b] for r, c in zip(rims, centres)]
         shine = np.clip(colour + _u(rng, (0.25, 0.6)), 0, 1)
-        paint([(u, max(0.3, width * 0.35)) for u in upper if len(u) > 1], shine, _u(rng, (0.4, 0.9)))
+        paint(shine, _u(rng, (0.4, 0.9)), lines=[(u, max(0.3, width * 0.35)) for u in upper if len(u) > 1])
     return np.clip(out, 0.0, 1.0).astype(np.float32)
 
 
