@@ -54,6 +54,8 @@ class StandInDocument:
         "samplesChanged",
         "appliedChanged",
         "paneResultsChanged",
+        "repairedChanged",
+        "upscaledChanged",
     )
 
     def __init__(self) -> None:

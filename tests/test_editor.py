@@ -796,6 +796,39 @@ def test_sr_pane_background_and_drop(window, photo_file, tmp_path):
     assert window.settings.recent_files()[0].endswith("other.png")
 
 
+def test_size_box_sets_the_results_size_and_says_what_it_is(window, photo_file):
+    """The toolbar's Size box: Auto names the scale it chose for the smallest face (the result, shown on the canvas
+    over the photo's scene rect, is that many times larger), ×1 is the photo's size; a chosen SR background sets the
+    size and turns the box off."""
+    from tests.test_editor_model import SMALL_FACE
+
+    job = window.model.open_photo(photo_file, detect=False)
+    assert window.jobs.wait(30) and job.state == "done"
+    window.model.set_faces_from_landmarks([SMALL_FACE])
+    assert window.jobs.wait(30)
+    box = window.size_combo
+    assert box.currentText() == "Auto (×3)" and box.isEnabled()
+    assert "Now: 720×600, the photo upscaled ×3 by lanczos." in box.toolTip()
+    window.show_result("Result")
+    assert window.canvas._image_shape == (600, 720)
+    assert window.canvas.image_item.scale() == pytest.approx(1 / 3), "the result covers the photo's scene rect"
+    window.a_100.trigger()  # 100 %: the shown image's pixels, not the photo's
+    assert window.canvas.zoom() == pytest.approx(3) and window.zoom_label.text() == "100%"
+    box.activated.emit(box.findData(1))
+    assert window.jobs.wait(30)  # the view is redrawn once per event-loop turn
+    assert window.settings.get("result_scale") == 1 and window.canvas._image_shape == (200, 240)
+    assert "Now: 240×200." in box.toolTip()
+    assert window.zoom_label.text() == "300%", "the same view of the photo, in pixels of the image shown now"
+    box.activated.emit(box.findData(2))
+    assert window.jobs.wait(30) and window.canvas._image_shape == (400, 480)
+    up = np.zeros((800, 960, 3), np.uint8)
+    window.model.push(commands.PaneResultCommand(window.doc, "SR bicubic ×4", up, {"model": "bicubic"}))
+    window.sr_panel.background.setChecked(True)
+    assert not box.isEnabled() and "pasted on SR bicubic ×4" in box.toolTip()
+    window.show_result("Result")
+    assert window.canvas._image_shape == (800, 960)
+
+
 def test_gfpgan_pane_with_tiny_model(window, photo_file, monkeypatch, tmp_path):
     """The GFPGAN pane runs the real GFPGAN restorer (tiny random GFPGANv1Clean instead of the official weights)."""
     from frgd.archs.gfpganv1_clean_arch import GFPGANv1Clean

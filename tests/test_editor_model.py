@@ -487,6 +487,132 @@ def test_export_writes_the_document_as_it_was_when_asked(model, photo_file, tmp_
     assert read_provenance(job.result)["identity_changed"] is False
 
 
+SMALL_FACE = TEMPLATE_512 * (40 / 512) + np.array([90.0, 70.0])
+"""A face whose 128 crop comes from about 40 photo pixels (0.31 px per crop px): the result's auto size is ×3."""
+
+
+def crop_detail(image: np.ndarray, face, scale: int) -> np.ndarray:
+    """The face's crop frame read back from ``image``, the photo ``scale`` times upscaled -> ``(128, 128, 3)`` float."""
+    import cv2
+
+    a = np.asarray(face.inverse, np.float64).copy() * scale  # crop -> image pixels
+    a[:, 2] += (scale - 1) / 2.0  # pixel centres of the upscaled image
+    return cv2.warpAffine(image.astype(np.float32), a, (CROP_SIZE, CROP_SIZE),
+                          flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)  # fmt: skip
+
+
+def test_the_result_is_upscaled_so_a_small_face_keeps_its_restored_detail(model, photo_file, tmp_path):
+    """A small face's restored 128 crop pasted into the photo at its own size lost what the restorer made (the result
+    looked like the input): the result is now the photo upscaled like frgd enhance's (the same background rule and
+    paste, pixel for pixel), large enough for the smallest face to map 1:1; ×1 gives the old result."""
+    from frgd.io import load_image, read_provenance
+    from frgd.restore import faces_scale, paste_faces, upscale_photo
+
+    open_with_faces(model, photo_file, [SMALL_FACE])
+    doc, face = model.doc, model.doc.faces[0]
+    assert model.jobs.wait(30) and doc.result_scale == 3 == faces_scale([face.crop_obj.native_scale], (200, 240))
+    assert doc.upscale_current() and doc.upscaled.shape == (600, 720, 3)
+    import cv2
+
+    rng = np.random.default_rng(0)
+    coarse = rng.integers(0, 256, (CROP_SIZE // 4, CROP_SIZE // 4, 3)).astype(np.float32)
+    restored = np.clip(cv2.resize(coarse, (CROP_SIZE, CROP_SIZE), interpolation=cv2.INTER_CUBIC), 0, 255)
+    restored = np.round(restored).astype(np.uint8)  # detail at a few crop pixels, finer than the face's 40 px
+    s = commands.Sample(restored, 5, 0.5, 2, parameters={"method": "frgd", "model": "frgd-tiny"})
+    model.push(commands.AddSamplesCommand(doc, 0, [s]))
+    model.apply_sample(0)
+    background, name = upscale_photo(doc.photo, 3)
+    assert name == "lanczos"
+    np.testing.assert_array_equal(doc.composite(), paste_faces(background, [(face.crop_obj, restored, None)], 3))
+    inner = (slice(24, 104), slice(24, 104))  # inside the paste's feather
+
+    def error(image: np.ndarray, scale: int) -> float:
+        return float(np.abs(crop_detail(image, face, scale) - restored.astype(np.float32))[inner].mean())
+
+    at3 = error(doc.composite(), 3)
+    plan = model.export_plan("Result")
+    assert plan.description == ("Result: face 1 restored with FRGD, on the original photo upscaled ×3 by lanczos — "
+                                "720×600, identity changed: yes")  # fmt: skip
+    out = exported(model, tmp_path / "r.png", "Result")
+    assert load_image(out).to_uint8().shape == (600, 720, 3)
+    params = read_provenance(out)["parameters"]
+    assert (params["scale"], params["sr_model"]) == (3, "lanczos")
+    model.set_result_scale(1)  # the old result: the crop shrunk to the face's 40 px
+    assert doc.upscale_current() and doc.composite().shape == (200, 240, 3) and model.settings.get("result_scale") == 1
+    at1 = error(doc.composite(), 1)
+    assert at3 < 4 and at1 > 12, (at3, at1)  # mean abs error in levels: 2.2 and 17.5 when written
+    assert read_provenance(exported(model, tmp_path / "r1.png", "Result"))["parameters"]["sr_model"] == "none"
+    model.set_result_scale(2)
+    assert model.jobs.wait(30) and doc.composite().shape == (400, 480, 3)
+    model.set_result_scale(0)
+    assert model.jobs.wait(30) and doc.composite().shape == (600, 720, 3)
+    open_with_faces(model, photo_file)  # a face larger than its crop: auto is the photo's size
+    assert model.jobs.wait(30) and doc.result_scale == 1 and doc.composite().shape == (200, 240, 3)
+
+
+def test_the_result_size_stays_within_the_pixel_budget(model, photo_file, monkeypatch):
+    """A chosen Size the photo cannot take within AUTO_MAX_PIXELS (a ×8 of a 24 MP photo would need gigabytes) gives
+    the largest that fits, and the status says so; Auto is capped the same way."""
+    import frgd.restore.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "AUTO_MAX_PIXELS", 200 * 240 * 5)  # this photo fits ×2, not ×3
+    open_with_faces(model, photo_file, [SMALL_FACE])
+    assert model.jobs.wait(30) and model.doc.result_scale == 2, "auto wants ×3"
+    model.set_result_scale(4)
+    assert model.jobs.wait(30) and model.doc.result_scale == 2 and model.doc.composite().shape == (400, 480, 3)
+    assert "would make a" in model.statuses[-1] and ": ×2 (frgd enhance --scale 4 makes it)" in model.statuses[-1]
+    n = len(model.statuses)
+    model.set_result_scale(1)
+    assert model.doc.result_scale == 1 and not any("would make" in t for t in model.statuses[n:])
+
+
+def test_the_upscaled_result_follows_the_damage_fill_turns_and_backgrounds(model, photo_file, tmp_path):
+    """The upscale is made from the photo the result is built on (its damage filled, turned), one job at a time, a
+    stale one cancelled; an export waits for it; a chosen pane result sets the size; a cancelled upscale leaves the
+    result at the photo's size, and choosing the size again makes it."""
+    from frgd.io import load_image
+
+    open_with_faces(model, photo_file, [SMALL_FACE])
+    doc = model.doc
+    assert model.jobs.wait(30) and doc.upscale_current()
+    doc.set_damage(np.full((4, 4), 255, np.uint8), (10, 14, 10, 14))
+    assert not model.result_ready()
+    job = model.export(tmp_path / "d.png", "Result")
+    assert job is None and not (tmp_path / "d.png").exists(), "the export waits for the fill and the upscale"
+    assert model.jobs.wait(30) and doc.repair_current() and doc.upscale_current() and model.result_ready()
+    assert doc._upscaled_from is doc.repaired and (tmp_path / "d.png").exists()
+    from frgd.restore import upscale_photo
+
+    np.testing.assert_array_equal(load_image(tmp_path / "d.png").to_uint8(), upscale_photo(doc.repaired, 3)[0])
+    model.rotate(1)
+    assert model.jobs.wait(30) and doc.photo.shape == (240, 200, 3) and doc.upscale_current()
+    assert doc.composite().shape == (720, 600, 3) and doc._upscaled_from is doc.repaired
+    gate = threading.Event()
+    model.run_job("busy", lambda _d, _p, _c: gate.wait(30))
+    model.set_result_scale(2)  # queued behind the busy job ...
+    first = model._upscale_job
+    model.set_result_scale(4)  # ... and stale before it ran: cancelled, the ×4 one follows
+    assert first.token.cancelled and model._upscale_job is first
+    gate.set()
+    assert model.jobs.wait(30) and first.state == "cancelled" and doc.upscaled.shape == (960, 800, 3)
+    model.set_result_scale(3)
+    model._upscale_job.cancel()
+    assert model.jobs.wait(30) and not doc.upscale_current() and doc.composite().shape == (240, 200, 3)
+    assert "was cancelled" in model.statuses[-1]
+    model.set_result_scale(3)
+    assert model.export(tmp_path / "u.png", "Result") is None, "the export waits for the upscale"
+    assert model.jobs.wait(30) and doc.upscale_current() and doc.composite().shape == (720, 600, 3)
+    assert load_image(tmp_path / "u.png").to_uint8().shape == (720, 600, 3)
+    up = np.zeros((480, 400, 3), np.uint8)
+    model.push(commands.PaneResultCommand(doc, "SR bicubic ×2", up, {"model": "bicubic", "scale": 2}))
+    model.push(commands.BackgroundCommand(doc, "SR bicubic ×2"))
+    assert doc.composite().shape == (480, 400, 3) and model.result_ready()
+    model.set_result_scale(4)
+    assert "sets its size" in model.statuses[-1] and doc.composite().shape == (480, 400, 3)
+    model.undo.undo()  # the background off again: the chosen size
+    assert model.jobs.wait(30) and doc.composite().shape == (960, 800, 3)
+
+
 # ------------------------------------------------------------------------------------------------------ panes
 def test_frgd_pane_goes_ready_after_an_import_without_restart(model, tiny_model_dir, empty_cache):
     pane = model.frgd
@@ -698,7 +824,7 @@ def test_damage_layer_edits_are_regions_the_fill_coalesces_and_a_failed_fill_sto
     monkeypatch.setattr(backend, "repaired_photo", broken)
     doc.set_damage(np.full((2, 2), 255, np.uint8), (150, 152, 200, 202))
     ran = []
-    assert model.when_repaired(lambda: ran.append(1)) is False
+    assert model.when_result_ready(lambda: ran.append(1)) is False
     assert model.jobs.wait(30) and not doc.repair_current() and ran == [] and model._repair_job is None
     assert any("Filling the marked damage failed" in e for e in model.errors)
     assert model.statuses[-1].startswith("The export was not written")

@@ -300,6 +300,8 @@ def _sources() -> dict[Path, str]:
         r"^def default_model_dir\(",
         r"^def background_model\(",
         r"^def auto_scale\(",
+        r"^def faces_scale\(",
+        r"^def fitting_scale\(",
         r"^def paste_faces\(",
         r"^def native_crop_size\(",
     ],
@@ -452,3 +454,13 @@ def test_auto_scale_keeps_the_output_within_its_pixel_budget():
     assert auto_scale(0.17, (3000, 4000)) == 2  # 12 px face in a 12 MP photo: 6x would be 432 MP
     assert 2 * 2 * 3000 * 4000 <= AUTO_MAX_PIXELS < 3 * 3 * 3000 * 4000
     assert auto_scale(0.5, (20000, 20000)) == 1 and auto_scale(2.0, (100, 100)) == 1
+
+
+def test_faces_scale_is_the_smallest_faces_and_fitting_scale_the_budgets():
+    """The one rule of `frgd enhance --scale auto` and the editor's Size Auto: the smallest face maps 1:1 (no face:
+    1), within AUTO_MAX_PIXELS; `fitting_scale` is that budget's largest scale, which caps the editor's Size too."""
+    from frgd.restore import faces_scale, fitting_scale
+
+    assert faces_scale([0.9, 0.31, 0.5]) == 3 and faces_scale([]) == 1 and faces_scale([1.7]) == 1
+    assert faces_scale([0.17], (3000, 4000)) == 2 == fitting_scale((3000, 4000))
+    assert fitting_scale((200, 240)) == 32 and fitting_scale((20000, 20000)) == 1

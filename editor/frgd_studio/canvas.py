@@ -327,7 +327,10 @@ class Canvas(QGraphicsView):
         self.image_item.setPixmap(to_pixmap(img))
         self._image_shape = img.shape[:2]
         photo = self.doc.photo if self.doc.photo is not None else img
-        self.image_item.setScale(photo.shape[1] / img.shape[1])
+        scale = photo.shape[1] / img.shape[1]
+        if scale != self.image_item.scale():
+            self.image_item.setScale(scale)
+            self.zoomChanged.emit(self.pixel_zoom())
         self.scene().setSceneRect(QRectF(0, 0, photo.shape[1], photo.shape[0]))
         if self.compare_active:
             self._place_before()
@@ -538,24 +541,32 @@ class Canvas(QGraphicsView):
 
     # ----- zoom / pan ------------------------------------------------------------------------------------------
     def zoom(self) -> float:
+        """Screen pixels per photo pixel."""
         return float(self.transform().m11())
+
+    def pixel_zoom(self) -> float:
+        """Screen pixels per pixel of the shown image (the status bar's zoom; a result 3 times the photo's size is
+        at 100 % when a photo pixel spans 3 screen pixels)."""
+        return self.zoom() * float(self.image_item.scale())
 
     def fit(self) -> None:
         rect = self.scene().sceneRect()
         if rect.isEmpty():
             return
         self.fitInView(rect, Qt.AspectRatioMode.KeepAspectRatio)
-        self.zoomChanged.emit(self.zoom())
+        self.zoomChanged.emit(self.pixel_zoom())
 
     def actual_size(self) -> None:
-        self.setTransform(QTransform())
-        self.zoomChanged.emit(1.0)
+        """100 %: one screen pixel per pixel of the shown image."""
+        k = 1.0 / float(self.image_item.scale())
+        self.setTransform(QTransform.fromScale(k, k))
+        self.zoomChanged.emit(self.pixel_zoom())
 
     def zoom_by(self, factor: float) -> None:
         z = self.zoom()
         factor = min(max(factor, 0.02 / z), 64.0 / z)
         self.scale(factor, factor)
-        self.zoomChanged.emit(self.zoom())
+        self.zoomChanged.emit(self.pixel_zoom())
 
     def wheelEvent(self, event) -> None:  # noqa: N802 - Qt override
         delta = event.angleDelta().y()

@@ -282,7 +282,8 @@ class CompareWidget(QWidget):
         self._refresh_timer = QTimer(self)
         self._refresh_timer.setSingleShot(True)
         self._refresh_timer.timeout.connect(self.refresh)
-        for sig in (doc.photoChanged, doc.appliedChanged, doc.samplesChanged, doc.paneResultsChanged):
+        for sig in (doc.photoChanged, doc.appliedChanged, doc.samplesChanged, doc.paneResultsChanged,
+                    doc.repairedChanged, doc.upscaledChanged):  # fmt: skip
             sig.connect(lambda *_a: self._refresh_timer.start(0))
         doc.selectionChanged.connect(lambda *_a: self._refresh_timer.start(0))
         doc.photoChanged.connect(self._new_photo)

@@ -22,12 +22,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from frgd.restore.pipeline import AUTO_MAX_PIXELS
+
 from . import dialogs, menus
 from .canvas import Canvas
 from .compare import CompareWidget
 from .model.editor import EditorModel
 from .model.jobs import Job, JobQueue, Progress
-from .model.settings import Settings
+from .model.settings import RESULT_SCALE_AUTO, Settings
 from .painting import StrokeController
 from .panels import FacesPanel, FRGDPanel, GalleryPanel, GFPGANPanel, ReferencesPanel, SRPanel
 from .qtpost import QtPoster
@@ -120,6 +122,8 @@ class MainWindow(QMainWindow):
         self.doc.appliedChanged.connect(lambda _i: self._view_timer.start(0))
         self.doc.repairedChanged.connect(lambda: self._view_timer.start(0))  # the damage fill of the latest marks
         self.doc.repairedChanged.connect(self._update_actions)  # Clear Damage: only with damage marked
+        self.doc.upscaledChanged.connect(lambda: self._view_timer.start(0))  # the result's size or its background
+        self.doc.upscaledChanged.connect(self._update_size_box)
         self.doc.paneResultsChanged.connect(self._panes_changed)
         self.doc.facesChanged.connect(self._update_actions)
         self.doc.selectionChanged.connect(lambda _i: self._update_actions())
@@ -338,7 +342,31 @@ class MainWindow(QMainWindow):
         self._panes_changed()
         self._update_title()
 
+    def _update_size_box(self) -> None:
+        """The Size box: Auto names the scale it chose; the tooltip gives the result's size in pixels and what it is
+        pasted on (a chosen pane result sets the size: the box is off then)."""
+        doc, box = self.doc, self.size_combo
+        auto = box.findData(RESULT_SCALE_AUTO)
+        box.setItemText(auto, "Auto" if doc.photo is None else f"Auto (×{self.model.wanted_result_scale()})")
+        box.setEnabled(doc.photo is not None and not doc.background)
+        tip = ("Size of the Result and of its export: Auto makes every face's restored crop map 1:1, like frgd "
+               f"enhance; ×N is N times the photo's size; either within {AUTO_MAX_PIXELS // 1_000_000} MP. The photo "
+               "is upscaled with Lanczos (Real-ESRGAN on a GPU when installed) and the faces are pasted at that "
+               "size.")  # fmt: skip
+        if doc.photo is not None:
+            canvas, name = doc.result_canvas()
+            h, w = doc.photo.shape[0] * doc.result_scale, doc.photo.shape[1] * doc.result_scale
+            if doc.background:
+                h, w = canvas.shape[:2]
+                tip += f"\nNow: {w}×{h}, pasted on {name} (which sets the size)."
+            elif canvas is doc.upscaled or doc.result_scale == 1:
+                tip += f"\nNow: {w}×{h}" + ("." if doc.result_scale == 1 else f", the photo {name}.")
+            else:
+                tip += f"\nNow: {w}×{h} once upscaled (shown at the photo's size until then)."
+        box.setToolTip(tip)
+
     def _panes_changed(self) -> None:
+        self._update_size_box()
         names = ["Result", "Original", *self.doc.pane_results]
         cur = self.view_combo.currentText()
         self.view_combo.blockSignals(True)

@@ -6,7 +6,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QActionGroup, QIcon, QKeySequence
 from PySide6.QtWidgets import QComboBox, QLabel, QMainWindow
 
-from .model.settings import AUTOSAVE_CHOICES, DEVICE_CHOICES
+from .model.settings import AUTOSAVE_CHOICES, DEVICE_CHOICES, RESULT_SCALE_AUTO, RESULT_SCALE_CHOICES
 
 
 def icon(name: str) -> QIcon:
@@ -196,6 +196,15 @@ def build_toolbar(w: QMainWindow) -> None:
     w.view_combo.setMinimumContentsLength(18)
     w.view_combo.currentTextChanged.connect(lambda _t: w.refresh_view())
     tb.addWidget(w.view_combo)
+    tb.addWidget(QLabel("  Size: "))
+    w.size_combo = QComboBox()
+    w.size_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)  # "Auto (×3)" comes later
+    chosen = int(w.settings.get("result_scale"))
+    for scale in sorted({*RESULT_SCALE_CHOICES, chosen}):
+        w.size_combo.addItem("Auto" if scale == RESULT_SCALE_AUTO else f"×{scale}", scale)
+    w.size_combo.setCurrentIndex(w.size_combo.findData(chosen))
+    w.size_combo.activated.connect(lambda i: w.model.set_result_scale(w.size_combo.itemData(i)))
+    tb.addWidget(w.size_combo)
     w.brush_label = QLabel(f"  brush {w.canvas.brush_size:.0f} px")
     tb.addWidget(w.brush_label)
     w.canvas.brushSizeChanged.connect(lambda r: w.brush_label.setText(f"  brush {r:.0f} px"))

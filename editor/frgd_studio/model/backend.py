@@ -390,6 +390,15 @@ def detected_damage(photo: np.ndarray, device, progress: ProgressFn | None, canc
     return detect_damage(photo, load_detector(device=device), progress=progress, cancel=cancel).mask
 
 
+def upscaled_background(photo: np.ndarray, scale: int, device, progress, cancel) -> tuple[np.ndarray, str]:
+    """The result's background: ``photo`` ``(H, W, 3)`` uint8 (the photo, its damage filled) upscaled ``scale`` times
+    by ``frgd enhance``'s background rule (:func:`frgd.restore.upscale_photo` with its default model: Real-ESRGAN on a
+    GPU when installed, else Lanczos) -> ``((sH, sW, 3) uint8, the model used)``. Worker thread (torch)."""
+    from frgd.restore import DEFAULT_SR_MODEL, upscale_photo
+
+    return upscale_photo(photo, int(scale), DEFAULT_SR_MODEL, device=device, progress=progress, cancel=cancel)
+
+
 def run_sr(
     photo: np.ndarray, name: str, scale: int, device, progress, cancel, damage: np.ndarray | None = None
 ) -> np.ndarray:

@@ -12,7 +12,9 @@ space and mapped through ``affine``). The photo's *damage* layer lives in photo 
 result is built on the photo with its damage filled (:attr:`Document.repaired`, made by a job:
 :func:`frgd.diffusion.damage.repair_image`), and each face's restorer gets the damage in its crop frame
 (:meth:`Document.face_damage`: it fills the input there and FRGD ignores it, :mod:`frgd.diffusion.damage`), as
-``frgd enhance --damage`` does. Faces are numbered by
+``frgd enhance --damage`` does. The result is that photo upscaled :attr:`Document.result_scale` times
+(:attr:`Document.upscaled`, made by a job: :func:`frgd.restore.upscale_photo`, ``frgd enhance``'s background) with the
+faces pasted at that scale, unless a pane result is chosen as its background. Faces are numbered by
 their list position ("Face 1" = ``faces[0]``), the one numbering rule of :func:`frgd.restore.number_faces` (left to
 right). Every applied face carries its paste mask (from
 the sample, widened by patch strokes), so the result is composed by :func:`frgd.restore.paste_faces` without guessing
@@ -172,6 +174,7 @@ class Document:
         self.maskChanged = Event("maskChanged")  # (index): the face's mask
         self.damageChanged = Event("damageChanged")  # (box): the photo's damage layer changed inside ``box``
         self.repairedChanged = Event("repairedChanged")  # (): the photo the result is built on (:meth:`base_photo`)
+        self.upscaledChanged = Event("upscaledChanged")  # (): the result's size or its upscaled background changed
         self.referencesChanged = Event("referencesChanged")  # (index)
         self.samplesChanged = Event("samplesChanged")  # (index)
         self.appliedChanged = Event("appliedChanged")  # (index)
@@ -195,6 +198,16 @@ class Document:
         self.repaired: np.ndarray | None = None
         """The photo with its damage filled, from :attr:`repaired_version` of the damage (a job makes it)."""
         self.repaired_version = -1
+        self.result_scale = 1
+        """The result's size in photo sizes when no pane result is its background (``EditorModel`` keeps it: the
+        toolbar's Size box, Auto by default: the rule of ``frgd enhance --scale auto``)."""
+        self.upscaled: np.ndarray | None = None
+        """:meth:`base_photo` upscaled :attr:`upscaled_scale` times ``(sH, sW, 3)`` uint8 by :attr:`upscaled_model`
+        (a job makes it), the background of a result larger than the photo; current when made from the base photo
+        of now (:meth:`upscale_current`)."""
+        self.upscaled_scale = 1
+        self.upscaled_model = ""
+        self._upscaled_from: np.ndarray | None = None  # the base photo it was made from (held: compared by identity)
         self._marked: tuple[int, bool] = (0, False)
         self._composite_cache: np.ndarray | None = None
         self.generation = 0
@@ -232,6 +245,7 @@ class Document:
         self.background = None
         self.damage, self.repaired, self.repaired_version = None, None, -1
         self.damage_version += 1
+        self._drop_upscaled()
         self.invalidate()
         self.photoChanged.emit()
         self.facesChanged.emit()
@@ -290,6 +304,7 @@ class Document:
         self.damage, self.repaired, self.repaired_version = state.damage, state.repaired, -1
         self.damage_version += 1
         self.generation += 1
+        self._drop_upscaled()
         self.invalidate()
         self.photoChanged.emit()
         self.facesChanged.emit()
@@ -373,6 +388,53 @@ class Document:
             return self.repaired
         return self.photo
 
+    # ----- the result's size (called by the editor model and the upscale job) ---------------------------------
+    def set_result_scale(self, scale: int) -> None:
+        """Make the result ``scale`` times the photo's size (an integer >= 1); the upscaled background of another
+        scale is no longer current."""
+        scale = int(scale)
+        if scale < 1:
+            raise ValueError(f"result scale must be at least 1, got {scale}")
+        if scale != self.result_scale:
+            self.result_scale = scale
+            self.invalidate()
+            self.upscaledChanged.emit()
+
+    def upscale_current(self) -> bool:
+        """True when the result's background needs no upscale job: a pane result is the background, the result is the
+        photo's size, or :attr:`upscaled` was made from the base photo of now at :attr:`result_scale`."""
+        if self.background or self.result_scale == 1:
+            return True
+        made = self._upscaled_from
+        return made is not None and made is self.base_photo() and self.upscaled_scale == self.result_scale
+
+    def set_upscaled(self, base: np.ndarray, scale: int, image: np.ndarray, model: str) -> bool:
+        """Store ``image``, the base photo ``base`` upscaled ``scale`` times by ``model``; dropped (``False``) when
+        the base photo or the result's scale changed since."""
+        if base is not self.base_photo() or int(scale) != self.result_scale or self.photo is None:
+            return False
+        h, w = self.photo.shape[:2]
+        if image.shape != (h * self.result_scale, w * self.result_scale, 3):
+            return False
+        self.upscaled, self.upscaled_scale, self.upscaled_model = image, int(scale), str(model)
+        self._upscaled_from = base
+        self.invalidate()
+        self.upscaledChanged.emit()
+        return True
+
+    def _drop_upscaled(self) -> None:
+        self.upscaled, self.upscaled_scale, self.upscaled_model, self._upscaled_from = None, 1, "", None
+
+    def result_canvas(self) -> tuple[np.ndarray, str]:
+        """What the faces are pasted onto and its name: the chosen pane result, else the base photo upscaled to the
+        result's size (``upscaled ×3 by lanczos``), else the base photo itself (``photo``: the result is the photo's
+        size, or its upscale is still being made)."""
+        if self.background and self.background in self.pane_results:
+            return self.pane_results[self.background], self.background
+        if self.result_scale > 1 and self.upscale_current():
+            return self.upscaled, f"upscaled ×{self.upscaled_scale} by {self.upscaled_model}"
+        return self.base_photo(), "photo"
+
     def set_references(self, index: int, refs: list[Reference]) -> None:
         self.faces[index].references = list(refs)
         self.referencesChanged.emit(index)
@@ -435,15 +497,14 @@ class Document:
         return any(f.applied is not None for f in self.faces) or self.damage_marked()
 
     def composite(self) -> np.ndarray | None:
-        """The result photo: the background (:meth:`base_photo` or a pane result), every applied face pasted back."""
+        """The result photo: its background (:meth:`result_canvas`), every applied face pasted back at its scale."""
         if self.photo is None:
             return None
         if self._composite_cache is None:
             from frgd.errors import FRGDError
             from frgd.restore import paste_faces
 
-            base = self.pane_results.get(self.background) if self.background else None
-            canvas = self.base_photo() if base is None else base
+            canvas, _name = self.result_canvas()
             scale = canvas.shape[1] / self.photo.shape[1]
             applied = [f for f in self.faces if f.applied is not None]
             if any(f.crop_obj is None for f in applied):
@@ -458,7 +519,7 @@ class Document:
         if self.photo is None:
             return out
         out["Original"] = self.photo
-        if self.has_changes() or self.background:
+        if self.has_changes() or self.background or self.result_scale > 1:
             out["Result"] = self.composite()
         out.update(self.pane_results)
         face = self.face()
@@ -500,6 +561,8 @@ class Document:
         snap.background = self.background
         snap.damage, snap.damage_version = self.damage, self.damage_version
         snap.repaired, snap.repaired_version = self.repaired, self.repaired_version
+        snap.result_scale, snap.upscaled, snap.upscaled_scale = self.result_scale, self.upscaled, self.upscaled_scale
+        snap.upscaled_model, snap._upscaled_from = self.upscaled_model, self._upscaled_from
         snap.generation = self.generation
         return snap
 

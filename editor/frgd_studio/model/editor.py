@@ -19,6 +19,7 @@ import numpy as np
 
 from frgd.errors import FRGDError, InputError
 from frgd.faces.rules import candidate_text, floor_to_take
+from frgd.restore.pipeline import AUTO_MAX_PIXELS, NO_UPSCALE
 
 from . import backend, commands
 from .autosave import Autosave, Leftover
@@ -27,7 +28,7 @@ from .document import CROP_SIZE, Document, Face
 from .events import Event
 from .jobs import Job, JobFn, JobQueue, TurnFn
 from .panes import FacePreview, FRGDPane, GFPGANPane, Pane, SRPane
-from .settings import Settings
+from .settings import RESULT_SCALE_AUTO, Settings
 
 logger = logging.getLogger(__name__)
 
@@ -83,14 +84,20 @@ class EditorModel:
         for event in (self.doc.photoChanged, self.doc.facesChanged):
             event.connect(lambda: self.show_preview(None))
         self._repair_job: Job | None = None
-        self._after_repair: list[Callable[[], Any]] = []
+        self._upscale_job: Job | None = None
+        self._upscale_of: tuple[np.ndarray, int] | None = None  # (base photo, scale) the running upscale makes
+        self._when_ready: list[Callable[[], Any]] = []  # what waits for the result (when_result_ready)
         self.autosave: Autosave | None = None
         """Crash recovery (:meth:`enable_autosave`; the app turns it on, scripts and tests may)."""
         self._autosaved: tuple[int, int] | None = None  # (pushes, undo index) the autosave file holds
         self._autosave_at = time.monotonic()
         self._autosave_job: Job | None = None
         self.doc.damageChanged.connect(lambda _box: self._repair())
-        self.doc.photoChanged.connect(self._after_repair.clear)  # what waited for the old photo's fill
+        self.doc.photoChanged.connect(self._when_ready.clear)  # what waited for the old photo's result
+        # the result's size follows the faces (auto) and its background the base photo (:meth:`update_result_size`)
+        for event in (self.doc.photoChanged, self.doc.facesChanged, self.doc.repairedChanged,
+                      self.doc.paneResultsChanged):  # fmt: skip
+            event.connect(self.update_result_size)
         self._stroke: Callable[[], None] | None = None  # commits the brush stroke being painted (begin_stroke)
         self._stroke_held: Callable[[], bool] = lambda: True
         self.jobs.gate = self._results_may_land
@@ -602,7 +609,7 @@ class EditorModel:
         ends and the damage changed meanwhile, the next one starts, so the dabs of a stroke cost one or two fills."""
         doc = self.doc
         if doc.repair_current():
-            self._run_after_repair()
+            self._run_when_ready()
             return
         if self._repair_job is not None:
             return
@@ -617,16 +624,16 @@ class EditorModel:
     def _repair_ended(self, version: int, state: str) -> None:
         self._repair_job = None
         if self.doc.repair_current():
-            self._run_after_repair()
+            self._run_when_ready()
         elif state == "done" or version != self.doc.damage_version:  # the damage moved on: fill the new one
             self._repair()
         else:  # failed or cancelled on the current damage: what waited for it is not done
-            if self._after_repair:
+            if self._when_ready:
                 self.status("The export was not written: the marked damage could not be filled.", 15000)
             elif state == "cancelled":
                 self.status("Filling the marked damage was cancelled: the newest marks show unfilled. Run > Fill "
                             "Damage fills them.", 15000)  # fmt: skip
-            self._after_repair.clear()
+            self._when_ready.clear()
 
     def fill_damage(self) -> None:
         """Run > Fill Damage: fill the marked damage now when its fill is not current (a fill cancelled or failed;
@@ -642,20 +649,110 @@ class EditorModel:
             self.status("Filling the marked damage…", 0)
             self._repair()
 
-    def _run_after_repair(self) -> None:
-        waiting, self._after_repair[:] = list(self._after_repair), []
+    def _run_when_ready(self) -> None:
+        """Run what waited for the result (:meth:`when_result_ready`) once it is ready."""
+        if not self.result_ready():
+            return
+        waiting, self._when_ready[:] = list(self._when_ready), []
         for fn in waiting:
             fn()
 
-    def when_repaired(self, fn: Callable[[], Any]) -> bool:
-        """Run ``fn()`` once the result's base is current (:meth:`Document.repair_current`): now (``True``), or when
-        the running fill ends (``False``)."""
-        if self.doc.repair_current():
+    def result_ready(self) -> bool:
+        """True when the Result needs no job: a pane result is its background, or the photo's damage fill is current
+        (:meth:`Document.repair_current`) and so is its upscale to the result's size
+        (:meth:`Document.upscale_current`)."""
+        doc = self.doc
+        return bool(doc.background) or (doc.repair_current() and doc.upscale_current())
+
+    def when_result_ready(self, fn: Callable[[], Any]) -> bool:
+        """Run ``fn()`` once the Result is built on its final background (:meth:`result_ready`): now (``True``), or
+        when the running fill and upscale end (``False``)."""
+        if self.result_ready():
             fn()
             return True
-        self._after_repair.append(fn)
+        self._when_ready.append(fn)
         self._repair()
+        self._upscale()
         return False
+
+    # ------------------------------------------------------------------------------------------- result size
+    def wanted_result_scale(self) -> int:
+        """The result's size in photo sizes: the Size box (``result_scale``), or with Auto the scale at which the
+        smallest face's crop maps 1:1 (:func:`frgd.restore.faces_scale`, ``frgd enhance --scale auto``'s rule for every
+        detected face; no face: 1); either within 50 MP (:func:`frgd.restore.fitting_scale`: a ×8 of a 24 MP photo
+        would need gigabytes; the CLI's ``--scale`` goes beyond)."""
+        from frgd.restore import faces_scale, fitting_scale
+
+        doc = self.doc
+        if doc.photo is None:
+            return 1
+        chosen = int(self.settings.get("result_scale"))
+        if chosen != RESULT_SCALE_AUTO:
+            return min(chosen, fitting_scale(doc.photo.shape[:2]))
+        return faces_scale((1.0 / max(f.crop_scale(), 1e-9) for f in doc.faces), doc.photo.shape[:2])
+
+    def set_result_scale(self, scale: int) -> None:
+        """The Size box: ``scale`` times the photo's size, or :data:`RESULT_SCALE_AUTO` (a setting: it changes how the
+        result is rendered and exported, not the document); the status says when the photo sets another size."""
+        self.settings.set("result_scale", int(scale))
+        self.update_result_size()
+        doc = self.doc
+        if doc.photo is None:
+            return
+        if doc.background:
+            self.status(f"The result is pasted on {doc.background}, which sets its size; untick 'Paste restored faces "
+                        "onto the upscaled photo' to use this size.", 15000)  # fmt: skip
+        elif scale != RESULT_SCALE_AUTO and doc.result_scale < scale:
+            h, w = doc.photo.shape[:2]
+            self.status(f"×{scale} would make a {h * w * scale * scale / 1e6:.0f} MP result; the editor keeps it "
+                        f"within {AUTO_MAX_PIXELS // 1_000_000} MP: ×{doc.result_scale} (frgd enhance --scale "
+                        f"{scale} makes it).", 15000)  # fmt: skip
+
+    def update_result_size(self) -> None:
+        """Keep :attr:`Document.result_scale` at :meth:`wanted_result_scale` and its upscaled background current."""
+        if self.doc.photo is None:
+            return
+        self.doc.set_result_scale(self.wanted_result_scale())
+        self._upscale()
+
+    def _upscale(self) -> None:
+        """Keep :attr:`Document.upscaled` current: one upscale job at a time (:func:`backend.upscaled_background`),
+        started once the damage fill is current; one made for a base photo or a scale that changed meanwhile (or is
+        no longer needed) is cancelled, and the next one starts when it ends."""
+        doc = self.doc
+        needed = doc.photo is not None and not doc.upscale_current()
+        base, scale = doc.base_photo(), doc.result_scale
+        made = self._upscale_of
+        if self._upscale_job is not None and (not needed or made is None or made[0] is not base or made[1] != scale):
+            self._upscale_job.cancel()  # stale: its end calls this again
+        if not needed:
+            self._run_when_ready()
+            return
+        if self._upscale_job is not None or not doc.repair_current():  # the fill's end calls this again
+            return
+        job = self.jobs.submit(f"Upscale the result ×{scale}",
+                               lambda d, p, c: backend.upscaled_background(base, scale, d, p, c),
+                               str(self.settings.get("device")), hold=False)  # fmt: skip  # not an edit
+        job.succeeded.connect(lambda r: doc.set_upscaled(base, scale, r[0], r[1]))
+        job.failed.connect(lambda msg, tb: self.error(f"Upscaling the result ×{scale} failed: {msg}", tb))
+        job.ended.connect(lambda: self._upscale_ended(job.state))
+        self._upscale_job, self._upscale_of = job, (base, scale)
+
+    def _upscale_ended(self, state: str) -> None:
+        made, self._upscale_job, self._upscale_of = self._upscale_of, None, None
+        doc = self.doc
+        current = made is not None and made[0] is doc.base_photo() and made[1] == doc.result_scale
+        if doc.photo is None or doc.upscale_current():
+            self._run_when_ready()
+        elif state == "done" or not current:  # the base photo or the size moved on: make the new one
+            self._upscale()
+        else:  # failed or cancelled on the current one: the result shows at the photo's size
+            if self._when_ready:
+                self.status("The export was not written: the result could not be upscaled.", 15000)
+            elif state == "cancelled":
+                self.status(f"Upscaling the result ×{doc.result_scale} was cancelled: it shows at the photo's size "
+                            "until you choose its size again (the Size box).", 15000)  # fmt: skip
+            self._when_ready.clear()
 
     def region_mask(self, region: str) -> None:
         from frgd.faces import face_region_mask, transform_points
@@ -742,10 +839,14 @@ class EditorModel:
             what = "; ".join(parts) or "no face restored"
             if doc.background:
                 what += f", pasted on {doc.background}"
-            elif doc.damage_marked():
-                what += f", on the photo with its marked damage filled ({100 * doc.damage_share():.2f} % of it)"
             else:
-                what += ", on the original photo"
+                if doc.damage_marked():
+                    what += f", on the photo with its marked damage filled ({100 * doc.damage_share():.2f} % of it)"
+                else:
+                    what += ", on the original photo"
+                canvas, name = doc.result_canvas()
+                if canvas is doc.upscaled:
+                    what += f" {name}"
         elif choice == "Original":
             what = "the photo as opened"
         else:
@@ -787,8 +888,12 @@ class EditorModel:
             models.add(str(doc.pane_params[choice].get("model")))
         if doc.background:
             params["background"] = {"name": doc.background, **doc.pane_params.get(doc.background, {})}
-        elif choice == "Result" and doc.damage_marked():  # the result's base is the photo with its damage filled
-            params["damage_filled"] = round(doc.damage_share(), 6)
+        elif choice == "Result":
+            if doc.damage_marked():  # the result's base is the photo with its damage filled
+                params["damage_filled"] = round(doc.damage_share(), 6)
+            upscaled = doc.result_canvas()[0] is doc.upscaled
+            params["scale"] = doc.upscaled_scale if upscaled else 1  # the keys of frgd enhance's metadata
+            params["sr_model"] = doc.upscaled_model if upscaled else NO_UPSCALE
         return Provenance(
             model=", ".join(sorted(models)) or None,
             seed=seeds[0] if len(seeds) == 1 else None,
@@ -803,15 +908,16 @@ class EditorModel:
         the image and its provenance are taken here (GUI thread), so edits made meanwhile are not exported half;
         encoding and writing, seconds for a large upscale, run on the ``"io"`` lane, so an export is written at once
         even while a sampling run of minutes goes on. The job's result is the written path. A result built on the
-        photo's damage fill waits for the fill of the latest marks (:meth:`when_repaired`; ``None`` is returned then
-        and the export follows by itself)."""
+        photo's damage fill or its upscale to the result's size waits for them (:meth:`when_result_ready`; ``None`` is
+        returned then and the export follows by itself)."""
         from frgd.io import save_image
 
         if self.doc.photo is None:
             return None
-        if choice == "Result" and not self.doc.background and not self.doc.repair_current():
-            self.status("Filling the marked damage first; the export follows.", 0)
-            self.when_repaired(lambda: self.export(path, choice, overwrite))
+        if choice == "Result" and not self.result_ready():
+            first = "Filling the marked damage" if not self.doc.repair_current() else "Upscaling the result"
+            self.status(f"{first} first; the export follows.", 0)
+            self.when_result_ready(lambda: self.export(path, choice, overwrite))
             return None
         try:
             img = self.export_image(choice)

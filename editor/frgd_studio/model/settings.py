@@ -35,6 +35,7 @@ from frgd.diffusion.sampling.schedulers import (
 )
 from frgd.faces.rules import FACE_MIN_SCORE
 from frgd.io.files import atomic_write_bytes
+from frgd.restore.pipeline import MAX_SCALE
 
 logger = logging.getLogger(__name__)
 
@@ -53,11 +54,17 @@ RANGES: dict[str, tuple[float, float]] = {
     "samples": (1, 16),
     "identity_strength": (0.0, 1.0),
     "sr_scale": (1, 8),
+    "result_scale": (0, MAX_SCALE),
     "seed": (0, MAX_SEED),
     "face_min_score": (0.0, 1.0),
     "autosave_minutes": (0, 120),
 }
 """Inclusive ``(low, high)`` of each numeric setting (the panels' widget ranges read them too)."""
+RESULT_SCALE_AUTO = 0
+"""``result_scale`` (Image > Result Size): the scale at which the smallest face maps 1:1, as ``frgd enhance --scale
+auto`` (:func:`frgd.restore.faces_scale`); 1..8: that many times the photo's size."""
+RESULT_SCALE_CHOICES = (RESULT_SCALE_AUTO, 1, 2, 3, 4, 6, 8)
+"""The Size box's choices (another valid ``result_scale`` in the file is offered too)."""
 AUTOSAVE_CHOICES = (0, 1, 2, 5, 10, 15, 30)
 """Settings > Autosave: minutes between autosaves of unsaved work (0 = off; :mod:`.autosave`)."""
 IDENTITY_BACKENDS = ("dlib", "facenet")
@@ -83,6 +90,7 @@ class EditorSettings:
     lock_seed: bool = False
     sr_model: str = ""
     sr_scale: int = 2
+    result_scale: int = RESULT_SCALE_AUTO
     gfpgan_model: str = ""
     face_min_score: float = FACE_MIN_SCORE
     autosave_minutes: int = 5  # crash recovery (.autosave); 0 = off

@@ -402,7 +402,10 @@ def step_export(wt: Walkthrough) -> None:
         dlg.show()
         wt.pump(0.2)
         text = dlg.description.text()
-        h, wd = w.doc.photo.shape[:2]
+        h, wd = w.doc.composite().shape[:2]  # the result's size: the photo's times Size (Auto: the face's 1:1)
+        scale = w.doc.result_scale
+        wt.check((h, wd) == (w.doc.photo.shape[0] * scale, w.doc.photo.shape[1] * scale),
+                 "the result is Size times the photo", f"{wd}×{h}, ×{scale}")  # fmt: skip
         wt.check(dlg.choice() == "Result", "Export offers the Result first", dlg.choice())
         wt.check(text.startswith("Result:") and "restored with FRGD" in text, "the dialog names the result", text)
         wt.check(f"{wd}×{h}" in text and "identity changed: yes" in text, "it names the size and the identity flag",
@@ -420,8 +423,11 @@ def step_export(wt: Walkthrough) -> None:
         wt.check(prov.get("identity_changed") is True, "its provenance says identity_changed", repr(prov))
         wt.check(prov.get("source_hash") == w.doc.photo_sha256, "its provenance names the source photo")
         wt.check(bool(prov.get("model")), "its provenance names the model", repr(prov.get("model")))
-        wt.fact(description=text, status=w.statusBar().currentMessage(),
-                provenance={k: prov.get(k) for k in ("model", "seed", "identity_changed", "source_hash")})  # fmt: skip
+        params = prov.get("parameters") or {}
+        wt.check(params.get("scale") == scale, "its provenance names the result's scale", repr(params.get("scale")))
+        wt.fact(description=text, status=w.statusBar().currentMessage(), result_scale=scale,
+                provenance={k: prov.get(k) for k in ("model", "seed", "identity_changed", "source_hash")},
+                background=params.get("sr_model"))  # fmt: skip
 
 
 def step_esc_cancels_sr(wt: Walkthrough, size: int) -> None:
@@ -544,7 +550,8 @@ def readme_text(record: dict[str, Any]) -> str:
             extra += f"zoom {f.get('zoom_from_fit')}× from fit, split at {f.get('split_fraction')}"
         elif s["name"] == "export":
             extra = f'"{f.get("description")}"; provenance identity_changed='
-            extra += f"{(f.get('provenance') or {}).get('identity_changed')}"
+            extra += f"{(f.get('provenance') or {}).get('identity_changed')}, scale {f.get('result_scale')} "
+            extra += f"({f.get('background')})"
         elif s["name"] == "esc_cancels_sr":
             extra = f"{f.get('model')} ×{f.get('scale')} on `{f.get('photo')}` ran {f.get('ran_before_esc_s')} s; "
             extra += f"Esc → cancelled in **{f.get('esc_to_cancelled_s')} s** (queue idle after "

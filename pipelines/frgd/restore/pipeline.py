@@ -71,10 +71,20 @@ def auto_scale(native_scale: float, photo_shape: tuple[int, int] | None = None) 
     if native_scale <= 0 or not math.isfinite(native_scale):
         return 1
     scale = int(min(MAX_SCALE, max(1, round(1.0 / native_scale))))
-    if photo_shape is not None:
-        fits = int(math.floor(math.sqrt(AUTO_MAX_PIXELS / max(1, int(photo_shape[0]) * int(photo_shape[1])))))
-        scale = max(1, min(scale, fits))
-    return scale
+    return scale if photo_shape is None else min(scale, fitting_scale(photo_shape))
+
+
+def fitting_scale(photo_shape: tuple[int, int]) -> int:
+    """The largest integer scale that keeps a photo of ``photo_shape`` ``(H, W)`` within :data:`AUTO_MAX_PIXELS`
+    (at least 1)."""
+    return max(1, int(math.floor(math.sqrt(AUTO_MAX_PIXELS / max(1, int(photo_shape[0]) * int(photo_shape[1]))))))
+
+
+def faces_scale(native_scales: Iterable[float], photo_shape: tuple[int, int] | None = None) -> int:
+    """``scale="auto"`` for a photo whose restored faces' crops have ``native_scales`` (source px per crop px): the
+    :func:`auto_scale` of the smallest, so every face maps at least 1:1 (no face: 1). The rule of ``frgd enhance`` and
+    of the editor's result size."""
+    return auto_scale(min(native_scales, default=1.0), photo_shape)
 
 
 def background_model(name: str, scale: int, device: Any = "cpu") -> str:
@@ -428,8 +438,8 @@ class FacePipeline:
         if refs.note:
             logger.warning("%s", refs.note)
         if scale == "auto":
-            native = min((f.crop.native_scale for f in chosen), default=1.0)
-            photo_scale, wanted = auto_scale(native, img.shape[:2]), auto_scale(native)
+            natives = [f.crop.native_scale for f in chosen]
+            photo_scale, wanted = faces_scale(natives, img.shape[:2]), faces_scale(natives)
             if photo_scale < wanted:
                 logger.info("auto scale %dx: the smallest face would need %dx, above %d MP; give the scale to force it",
                             photo_scale, wanted, AUTO_MAX_PIXELS // 1_000_000)  # fmt: skip
@@ -585,6 +595,8 @@ __all__ = [
     "RestoredFace",
     "auto_scale",
     "crop_damage",
+    "faces_scale",
+    "fitting_scale",
     "frame_damage",
     "background_model",
     "choose_reference_faces",
