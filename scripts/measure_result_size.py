@@ -31,8 +31,9 @@ def read_back(result: np.ndarray, inverse: np.ndarray, scale: int) -> np.ndarray
     """The face's 128 crop frame read out of ``result`` (the photo ``scale`` times upscaled), float32."""
     import cv2
 
-    a = np.asarray(inverse, np.float64).copy() * scale
-    a[:, 2] += (scale - 1) / 2.0  # pixel centres of the upscaled photo
+    from frgd.faces.align import compose_affine, resize_affine
+
+    a = compose_affine(resize_affine(scale), inverse)  # crop -> result pixels (pixel centres exact)
     return cv2.warpAffine(result.astype(np.float32), a, (128, 128), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
 
 

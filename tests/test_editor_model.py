@@ -495,8 +495,9 @@ def crop_detail(image: np.ndarray, face, scale: int) -> np.ndarray:
     """The face's crop frame read back from ``image``, the photo ``scale`` times upscaled -> ``(128, 128, 3)`` float."""
     import cv2
 
-    a = np.asarray(face.inverse, np.float64).copy() * scale  # crop -> image pixels
-    a[:, 2] += (scale - 1) / 2.0  # pixel centres of the upscaled image
+    from frgd.faces.align import compose_affine, resize_affine
+
+    a = compose_affine(resize_affine(scale), face.inverse)  # crop -> image pixels (pixel centres exact)
     return cv2.warpAffine(image.astype(np.float32), a, (CROP_SIZE, CROP_SIZE),
                           flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)  # fmt: skip
 

@@ -359,7 +359,7 @@ class MainWindow(QMainWindow):
             if doc.background:
                 h, w = canvas.shape[:2]
                 tip += f"\nNow: {w}×{h}, pasted on {name} (which sets the size)."
-            elif canvas is doc.upscaled or doc.result_scale == 1:
+            elif doc.upscale_used() or doc.result_scale == 1:
                 tip += f"\nNow: {w}×{h}" + ("." if doc.result_scale == 1 else f", the photo {name}.")
             else:
                 tip += f"\nNow: {w}×{h} once upscaled (shown at the photo's size until then)."

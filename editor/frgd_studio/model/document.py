@@ -411,7 +411,7 @@ class Document:
     def set_upscaled(self, base: np.ndarray, scale: int, image: np.ndarray, model: str) -> bool:
         """Store ``image``, the base photo ``base`` upscaled ``scale`` times by ``model``; dropped (``False``) when
         the base photo or the result's scale changed since."""
-        if base is not self.base_photo() or int(scale) != self.result_scale or self.photo is None:
+        if base is not self.base_photo() or int(scale) != self.result_scale:  # (no photo: no base photo either)
             return False
         h, w = self.photo.shape[:2]
         if image.shape != (h * self.result_scale, w * self.result_scale, 3):
@@ -425,13 +425,18 @@ class Document:
     def _drop_upscaled(self) -> None:
         self.upscaled, self.upscaled_scale, self.upscaled_model, self._upscaled_from = None, 1, "", None
 
+    def upscale_used(self) -> bool:
+        """True when the result is built on :attr:`upscaled` (no pane result as its background, a size above the
+        photo's and its upscale current)."""
+        return not self.background and self.result_scale > 1 and self.upscale_current()
+
     def result_canvas(self) -> tuple[np.ndarray, str]:
         """What the faces are pasted onto and its name: the chosen pane result, else the base photo upscaled to the
-        result's size (``upscaled ×3 by lanczos``), else the base photo itself (``photo``: the result is the photo's
-        size, or its upscale is still being made)."""
+        result's size (``upscaled ×3 by lanczos``, :meth:`upscale_used`), else the base photo itself (``photo``: the
+        result is the photo's size, or its upscale is still being made)."""
         if self.background and self.background in self.pane_results:
             return self.pane_results[self.background], self.background
-        if self.result_scale > 1 and self.upscale_current():
+        if self.upscale_used():
             return self.upscaled, f"upscaled ×{self.upscaled_scale} by {self.upscaled_model}"
         return self.base_photo(), "photo"
 

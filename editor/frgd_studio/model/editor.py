@@ -844,9 +844,8 @@ class EditorModel:
                     what += f", on the photo with its marked damage filled ({100 * doc.damage_share():.2f} % of it)"
                 else:
                     what += ", on the original photo"
-                canvas, name = doc.result_canvas()
-                if canvas is doc.upscaled:
-                    what += f" {name}"
+                if doc.upscale_used():
+                    what += f" {doc.result_canvas()[1]}"
         elif choice == "Original":
             what = "the photo as opened"
         else:
@@ -891,7 +890,7 @@ class EditorModel:
         elif choice == "Result":
             if doc.damage_marked():  # the result's base is the photo with its damage filled
                 params["damage_filled"] = round(doc.damage_share(), 6)
-            upscaled = doc.result_canvas()[0] is doc.upscaled
+            upscaled = doc.upscale_used()
             params["scale"] = doc.upscaled_scale if upscaled else 1  # the keys of frgd enhance's metadata
             params["sr_model"] = doc.upscaled_model if upscaled else NO_UPSCALE
         return Provenance(
