@@ -819,6 +819,7 @@ def test_size_box_sets_the_results_size_and_says_what_it_is(window, photo_file):
     assert window.settings.get("result_scale") == 1 and window.canvas._image_shape == (200, 240)
     assert "Now: 240×200." in box.toolTip()
     assert window.zoom_label.text() == "300%", "the same view of the photo, in pixels of the image shown now"
+    assert box.itemText(box.findData(0)) == "Auto (×3)", "Auto names its own scale while another is chosen"
     box.activated.emit(box.findData(2))
     assert window.jobs.wait(30) and window.canvas._image_shape == (400, 480)
     up = np.zeros((800, 960, 3), np.uint8)

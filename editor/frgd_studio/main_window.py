@@ -347,7 +347,7 @@ class MainWindow(QMainWindow):
         pasted on (a chosen pane result sets the size: the box is off then)."""
         doc, box = self.doc, self.size_combo
         auto = box.findData(RESULT_SCALE_AUTO)
-        box.setItemText(auto, "Auto" if doc.photo is None else f"Auto (×{self.model.wanted_result_scale()})")
+        box.setItemText(auto, "Auto" if doc.photo is None else f"Auto (×{self.model.auto_result_scale()})")
         box.setEnabled(doc.photo is not None and not doc.background)
         tip = ("Size of the Result and of its export: Auto makes every face's restored crop map 1:1, like frgd "
                f"enhance; ×N is N times the photo's size; either within {AUTO_MAX_PIXELS // 1_000_000} MP. The photo "

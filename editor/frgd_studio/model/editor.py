@@ -681,14 +681,21 @@ class EditorModel:
         smallest face's crop maps 1:1 (:func:`frgd.restore.faces_scale`, ``frgd enhance --scale auto``'s rule for every
         detected face; no face: 1); either within 50 MP (:func:`frgd.restore.fitting_scale`: a ×8 of a 24 MP photo
         would need gigabytes; the CLI's ``--scale`` goes beyond)."""
-        from frgd.restore import faces_scale, fitting_scale
+        from frgd.restore import fitting_scale
+
+        doc = self.doc
+        chosen = int(self.settings.get("result_scale"))
+        if doc.photo is None or chosen == RESULT_SCALE_AUTO:
+            return self.auto_result_scale()
+        return min(chosen, fitting_scale(doc.photo.shape[:2]))
+
+    def auto_result_scale(self) -> int:
+        """Size Auto's scale, whatever the Size box says (:meth:`wanted_result_scale`; no photo: 1)."""
+        from frgd.restore import faces_scale
 
         doc = self.doc
         if doc.photo is None:
             return 1
-        chosen = int(self.settings.get("result_scale"))
-        if chosen != RESULT_SCALE_AUTO:
-            return min(chosen, fitting_scale(doc.photo.shape[:2]))
         return faces_scale((1.0 / max(f.crop_scale(), 1e-9) for f in doc.faces), doc.photo.shape[:2])
 
     def set_result_scale(self, scale: int) -> None:
