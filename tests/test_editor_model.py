@@ -211,6 +211,72 @@ def test_io_lane_runs_beside_a_long_compute_job_and_each_lane_keeps_its_order():
     assert not any(t.is_alive() for t in workers)
 
 
+def test_a_yielding_job_gives_its_lane_to_jobs_submitted_after_it():
+    """A background job (``yields=True``, the result's upscale) stops at its next step when a job that does not yield
+    is submitted on its lane, lets it run, then runs again from the start and delivers one outcome; a queued one goes
+    behind such jobs; its own cancel still cancels it, and another lane's job does not stop it."""
+    jobs, order, outcomes = JobQueue(), [], []
+    running, go_on = threading.Event(), threading.Event()
+
+    def background(_d, _p, cancel):
+        order.append("bg start")
+        running.set()
+        while not go_on.is_set():
+            cancel.raise_if_cancelled()
+            time.sleep(0.002)
+        order.append("bg end")
+        return "upscaled"
+
+    def wait_for(cond, timeout=20.0):
+        deadline = time.monotonic() + timeout
+        while not cond() and time.monotonic() < deadline:
+            time.sleep(0.002)
+        return cond()
+
+    bg = jobs.submit("upscale", background, "cpu", hold=False, yields=True)
+    bg.succeeded.connect(outcomes.append)
+    bg.cancelled.connect(lambda: outcomes.append("cancelled"))
+    assert running.wait(20), "the background job never started"
+    io = jobs.submit("export", lambda *_: order.append("io"), "cpu", lane="io")
+    assert wait_for(lambda: io.is_finished) and bg.state == "running" and not bg.yielded
+    running.clear()
+
+    def sample(_d, _p, _c):
+        order.append("sample")
+        go_on.set()  # from now on the background job can finish
+        return "faces"
+
+    fg = jobs.submit("Resample", sample, "cpu")
+    assert jobs.wait(20) and fg.state == "done" and bg.state == "done" and bg.yielded == 1
+    assert order == ["bg start", "io", "sample", "bg start", "bg end"] and outcomes == ["upscaled"]
+
+    # queued behind a running job: a job submitted after it still goes first
+    order.clear()
+    release = threading.Event()
+
+    def first(_d, _p, _c):
+        order.append("first")
+        assert release.wait(20), "never released"
+
+    a = jobs.submit("fill", first, "cpu")
+    assert wait_for(lambda: a.state == "running")
+    bg2 = jobs.submit("upscale", lambda *_: order.append("bg"), "cpu", yields=True)
+    jobs.submit("detect", lambda *_: order.append("detect"), "cpu")
+    release.set()
+    assert jobs.wait(20) and order == ["first", "detect", "bg"] and bg2.state == "done" and not bg2.yielded
+
+    # cancelled by the user (Esc): cancelled, not run again
+    go_on.clear()
+    running.clear()
+    outcomes.clear()
+    bg3 = jobs.submit("upscale", background, "cpu", yields=True)
+    bg3.cancelled.connect(lambda: outcomes.append("cancelled"))
+    assert running.wait(20)
+    bg3.cancel()
+    assert jobs.wait(20) and bg3.state == "cancelled" and outcomes == ["cancelled"] and not bg3.yielded
+    jobs.shutdown()
+
+
 def test_a_closed_gate_holds_outcomes_in_order_until_released():
     """While the queue's gate is closed, finished jobs' outcomes (success, failure, and ``ended`` after each) wait and
     are delivered in the order the jobs finished by ``release``; a job submitted with ``hold=False`` is delivered at
@@ -612,6 +678,42 @@ def test_the_upscaled_result_follows_the_damage_fill_turns_and_backgrounds(model
     assert "sets its size" in model.statuses[-1] and doc.composite().shape == (480, 400, 3)
     model.undo.undo()  # the background off again: the chosen size
     assert model.jobs.wait(30) and doc.composite().shape == (960, 800, 3)
+
+
+def test_the_results_upscale_lets_a_resample_go_first(model, photo_file, monkeypatch):
+    """On a big photo the result's upscale takes seconds (a GPU) to minutes (a CPU); a Resample (any job the user
+    starts) waited for it. The upscale now stops at its next step, the user's job runs, and the upscale runs again
+    after it and lands."""
+    go_on, started, order = threading.Event(), threading.Event(), []
+    real = backend.upscaled_background
+
+    def slow_upscale(photo, scale, device, progress, cancel):
+        if scale != 2:
+            return real(photo, scale, device, progress, cancel)
+        order.append("upscale start")
+        started.set()
+        while not go_on.is_set():
+            cancel.raise_if_cancelled()
+            time.sleep(0.002)
+        order.append("upscale end")
+        return real(photo, scale, device, progress, cancel)
+
+    monkeypatch.setattr(backend, "upscaled_background", slow_upscale)
+    open_with_faces(model, photo_file, [SMALL_FACE])  # Auto: ×3, not slowed down
+    model.set_result_scale(2)
+    assert started.wait(30), "the upscale never started"
+    upscale = model._upscale_job
+    assert upscale is not None and upscale.state == "running" and not model.doc.upscale_current()
+
+    def resample(_d, _p, _c):
+        order.append("resample")
+        go_on.set()
+        return "samples"
+
+    job = model.run_job("Resample", resample)
+    assert model.jobs.wait(30) and job.state == "done" and upscale.state == "done" and upscale.yielded == 1
+    assert order == ["upscale start", "resample", "upscale start", "upscale end"]
+    assert model.doc.upscale_current() and model.doc.composite().shape == (400, 480, 3)
 
 
 # ------------------------------------------------------------------------------------------------------ panes

@@ -142,3 +142,23 @@ def test_padded_tiles_are_the_boxes_tiled_upscale_runs(size, tile, overlap) -> N
 
     tiled_upscale(fn, x, 1, tile=tile, overlap=overlap, blend=0)
     assert seen == padded_tiles(*size, tile, overlap) and len(seen) >= 1
+
+
+@pytest.mark.parametrize("name,scale", [("lanczos", 2), ("bicubic", 3)])
+def test_interpolation_tiles_at_most_its_fastest_side_and_stays_seam_free(name, scale) -> None:
+    """Interpolation resizes with dense weight matrices (time per pixel grows with the tile's side), so its automatic
+    tile is capped at INTERP_MAX_TILE even where memory would take the whole photo; the tiles join without seams.
+    A network's automatic tile is still sized by memory alone."""
+    from frgd.sr.registry import INTERP_MAX_TILE, get_upscaler
+    from frgd.sr.upscale import UpscalePipeline
+
+    pipe = UpscalePipeline(name, scale)
+    h, w = 300, INTERP_MAX_TILE * 2 + 40
+    assert pipe.resolve_tile(h, w, "auto") == INTERP_MAX_TILE < w, "memory alone would take the whole photo"
+    assert pipe.resolve_tile(h, w, 0) == w and pipe.resolve_tile(h, w, 96) == 96, "an explicit tile is kept"
+    x = torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(5))
+    tiled = pipe(x, tile="auto")
+    assert tiled.n_tiles == 2 * 3 and tiled.tile == INTERP_MAX_TILE
+    assert (tiled.image - pipe(x, tile=0).image).abs().max().item() < 1e-5
+    net = UpscalePipeline(get_upscaler("frgd-sr", 2))
+    assert net.upscaler.max_tile is None and net.resolve_tile(h, w, "auto") == w

@@ -725,7 +725,9 @@ class EditorModel:
     def _upscale(self) -> None:
         """Keep :attr:`Document.upscaled` current: one upscale job at a time (:func:`backend.upscaled_background`),
         started once the damage fill is current; one made for a base photo or a scale that changed meanwhile (or is
-        no longer needed) is cancelled, and the next one starts when it ends."""
+        no longer needed) is cancelled, and the next one starts when it ends. Not an edit (``hold=False``), and it
+        yields (:class:`~.jobs.JobQueue`): a Resample, detection or pane run started meanwhile goes first (on a big
+        photo the upscale takes seconds on a GPU, longer on a CPU) and the upscale runs again after it."""
         doc = self.doc
         needed = doc.photo is not None and not doc.upscale_current()
         base, scale = doc.base_photo(), doc.result_scale
@@ -739,7 +741,7 @@ class EditorModel:
             return
         job = self.jobs.submit(f"Upscale the result ×{scale}",
                                lambda d, p, c: backend.upscaled_background(base, scale, d, p, c),
-                               str(self.settings.get("device")), hold=False)  # fmt: skip  # not an edit
+                               str(self.settings.get("device")), hold=False, yields=True)  # fmt: skip
         job.succeeded.connect(lambda r: doc.set_upscaled(base, scale, r[0], r[1]))
         job.failed.connect(lambda msg, tb: self.error(f"Upscaling the result ×{scale} failed: {msg}", tb))
         job.ended.connect(lambda: self._upscale_ended(job.state))

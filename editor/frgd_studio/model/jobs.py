@@ -15,6 +15,11 @@ retries once on the CPU. Every callback (the :class:`Job` events) is delivered t
 a queue until :meth:`JobQueue.drain` (tests, scripts). A job's outcome (``succeeded`` / ``failed`` / ``cancelled``,
 then ``ended``) waits while the queue's :attr:`JobQueue.gate` says no (the editor: while a brush stroke is painted)
 and is delivered, in order, by :meth:`JobQueue.release`; a job submitted with ``hold=False`` is never held.
+
+A job submitted with ``yields=True`` (background work nobody waits for at once, e.g. the editor's upscale of the
+result's background) gives its lane to every job submitted without it: a queued one goes behind them, a running one
+is stopped at its next step and queued again behind them, its outcome not delivered (it runs again from the start).
+Its own cancel still cancels it.
 """
 
 from __future__ import annotations
@@ -64,7 +69,7 @@ class Job:
 
     def __init__(
         self, name: str, fn: JobFn, device: str = "auto", cpu_fallback: bool = True, lane: str = "compute",
-        hold: bool = True,
+        hold: bool = True, yields: bool = False,
     ) -> None:  # fmt: skip
         if lane not in LANES:
             raise ValueError(f"unknown job lane {lane!r}; choose from {LANES}")
@@ -75,7 +80,13 @@ class Job:
         self.cpu_fallback = cpu_fallback
         self.hold = hold
         """Whether the outcome waits while the queue's :attr:`JobQueue.gate` is closed (module docstring)."""
+        self.yields = yields
+        """Whether the job gives its lane to jobs submitted without ``yields`` (module docstring)."""
         self.token = CancelToken()
+        self._attempt = self.token
+        """The token ``fn`` checks: :attr:`token`, or for a yielding job one per run, also set by :meth:`_yield`."""
+        self.yielded = 0
+        """How many times the job gave its lane away while it ran."""
         self.state = "queued"
         self.result: Any = None
         self.error: str | None = None
@@ -94,6 +105,11 @@ class Job:
     def cancel(self) -> None:
         """Ask the job to stop at its next step (thread-safe)."""
         self.token.cancel()
+        self._attempt.cancel()
+
+    def _yield(self) -> None:
+        """Stop this run at its next step to run again later (a yielding job; thread-safe)."""
+        self._attempt.cancel()
 
     @property
     def is_finished(self) -> bool:
@@ -113,12 +129,18 @@ class Job:
 
         self.state = "running"
         self._t0 = time.perf_counter()
+        if self.yields:
+            self._attempt = attempt = CancelToken()
+            if self.token.cancelled:  # cancelled while the new token was made
+                attempt.cancel()
+        else:
+            attempt = self.token
         try:
             self.token.raise_if_cancelled()
             device = resolve_device(self.device_spec)
             self.device_used = str(device)
             try:
-                self.result = self.fn(device, self._report, self.token)
+                self.result = self.fn(device, self._report, attempt)
             except Exception as err:
                 if not (self.cpu_fallback and getattr(device, "type", "cpu") != "cpu" and is_oom(err)):
                     raise
@@ -130,10 +152,14 @@ class Job:
                 self.device_used = "cpu"
                 import torch
 
-                self.result = self.fn(torch.device("cpu"), self._report, self.token)
+                self.result = self.fn(torch.device("cpu"), self._report, attempt)
             self.state = "done"
         except Cancelled:
-            self.state = "cancelled"
+            if self.yields and not self.token.cancelled:  # gave its lane away: it runs again (JobQueue._work)
+                self.state = "queued"
+                self.yielded += 1
+            else:
+                self.state = "cancelled"
         except FRGDError as err:
             self.state = "failed"
             self.error = str(err)
@@ -186,6 +212,9 @@ class JobQueue:
         self._queues: dict[str, queue.SimpleQueue[Job | None]] = {lane: queue.SimpleQueue() for lane in LANES}
         self._threads: dict[str, threading.Thread] = {}
         self._lock = threading.Lock()
+        self._waiting: dict[str, int] = dict.fromkeys(LANES, 0)
+        """Per lane, the queued jobs that do not yield (a yielding job taken from the queue goes behind them)."""
+        self._running: dict[str, Job | None] = dict.fromkeys(LANES)
 
     @property
     def busy(self) -> bool:
@@ -200,11 +229,13 @@ class JobQueue:
         cpu_fallback: bool = True,
         lane: str = "compute",
         hold: bool = True,
+        yields: bool = False,
     ) -> Job:
         """Queue ``fn`` on ``lane`` and return its :class:`Job`; ``on_success(result)`` is posted like every event.
         ``hold=False``: the outcome is delivered even while the :attr:`gate` is closed (a result that changes no
-        document, e.g. a cache that checks its own version)."""
-        job = Job(name, fn, device, cpu_fallback, lane, hold)
+        document, e.g. a cache that checks its own version). ``yields=True``: the job gives its lane to the jobs
+        submitted without it (module docstring); one that does not yield stops a running yielding job."""
+        job = Job(name, fn, device, cpu_fallback, lane, hold, yields)
         job._post = self.post
         if on_success is not None:
             job.succeeded.connect(on_success)
@@ -215,7 +246,13 @@ class JobQueue:
         if not was_busy:
             self.busyChanged.emit(True)
         self._ensure_worker(lane)
-        self._queues[lane].put(job)
+        with self._lock:
+            if not yields:
+                self._waiting[lane] += 1
+                running = self._running.get(lane)
+                if running is not None and running.yields:
+                    running._yield()
+            self._queues[lane].put(job)
         return job
 
     def _ensure_worker(self, lane: str) -> None:
@@ -227,11 +264,24 @@ class JobQueue:
                 thread.start()
 
     def _work(self, lane: str) -> None:
+        jobs = self._queues[lane]
         while True:
-            job = self._queues[lane].get()
+            job = jobs.get()
             if job is None:
                 return
+            with self._lock:
+                if job.yields and self._waiting[lane] and not job.token.cancelled:
+                    jobs.put(job)  # behind the jobs that do not yield
+                    continue
+                if not job.yields:
+                    self._waiting[lane] -= 1
+                self._running[lane] = job
             job.run()
+            with self._lock:
+                self._running[lane] = None
+                if job.state == "queued":  # it yielded: behind the job that stopped it
+                    jobs.put(job)
+                    continue
             self.post(lambda j=job: self._outcome(j))
 
     def _outcome(self, job: Job) -> None:

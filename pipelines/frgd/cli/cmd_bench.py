@@ -78,6 +78,7 @@ def _cmd_bench_sr(args: argparse.Namespace) -> int:
     cmd = f"frgd bench sr --models {','.join(models)} --size {w}x{h} --repeats {args.repeats} --tile {args.tile}"
     if args.photo:
         cmd += f" --photo {args.photo[0]}x{args.photo[1]} --photo-model {args.photo_model}"
+        cmd += f" --photo-scale {args.photo_scale}"
     result = bench_sr(models, (w, h), args.repeats, args.tile, args.device, photo=args.photo,
                       photo_model=args.photo_model, photo_scale=args.photo_scale)  # fmt: skip
     data = {"command": cmd + f" --device {args.device}", **result}

@@ -43,6 +43,11 @@ logger = logging.getLogger(__name__)
 MAX_INTERP_SCALE = 8
 INTERP_DEFAULT_SCALE = 4
 FAST_CPU_MACS_PER_PIXEL = 2.0e6
+INTERP_MAX_TILE = 256
+"""Largest automatic core tile (input pixels) of interpolation: :func:`frgd.metrics.imresize.imresize_torch` resizes
+with dense weight matrices, so a tile's time per output pixel grows with its side (192-256 px were fastest of
+96-512 on a 2-core CPU). ``frgd bench sr --photo 4000x3000`` there: Lanczos x2 8.3 s / 1.74 GB with the memory-sized
+2488 px tile, 2.2 s / 0.96 GB with 256; bicubic x4 23.5 s / 2.71 GB (1240 px), 8.9 s / 1.63 GB."""
 """A learned upscaler is *fast on CPU* up to this many multiply-accumulates per input pixel (animevideov3: 0.62 M,
 about 30 s per input megapixel on 2 cores; x4plus: 17.9 M, about 16 min for 0.9 MP)."""
 
@@ -186,6 +191,7 @@ class Upscaler:
     the input's device. Outputs are clamped to ``[0, 1]``. ``tileable``: the function is local (finite receptive
     field), so :func:`frgd.sr.tiling.tiled_upscale` may split it. ``bytes_per_pixel``: peak float32 working memory
     per input pixel, used to choose tile sizes. ``receptive_radius``: in input pixels (``None``: large/unknown).
+    ``max_tile``: the largest automatic tile side worth running (:data:`INTERP_MAX_TILE`; ``None``: memory decides).
     """
 
     name: str
@@ -197,6 +203,7 @@ class Upscaler:
     receptive_radius: int | None = None
     module: nn.Module | None = field(default=None, repr=False)
     native_scale: int | None = None
+    max_tile: int | None = None
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """``(1, 3, H, W)`` float in ``[0, 1]`` -> ``(1, 3, scale*H, scale*W)`` on ``x.device``."""
@@ -223,7 +230,7 @@ def _interp_upscaler(method: SRMethod, scale: int, device: torch.device) -> Upsc
     radius = 2 if kernel == "bicubic" else 3
     return Upscaler(method.name, scale, run, device, tileable=True,
                     bytes_per_pixel=method.bytes_per_pixel * scale * scale, receptive_radius=radius,
-                    native_scale=None)  # fmt: skip
+                    native_scale=None, max_tile=INTERP_MAX_TILE)  # fmt: skip
 
 
 def _to_scale(net_out: torch.Tensor, h: int, w: int, scale: int) -> torch.Tensor:

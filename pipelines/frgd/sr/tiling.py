@@ -73,14 +73,15 @@ def resolve_tile(
     """Core tile side for an ``h`` x ``w`` input to ``upscaler`` (a :class:`frgd.sr.registry.Upscaler`: its
     ``tileable``, ``bytes_per_pixel`` and ``device``): ``tile`` itself, the whole image for ``0``/``None`` or an
     untileable upscaler, or for ``"auto"`` :func:`choose_tile` under :func:`memory_cap` (``fp16`` on CUDA: half the
-    activation memory)."""
+    activation memory), at most the upscaler's ``max_tile`` (interpolation: larger tiles are slower)."""
     if tile in (None, 0) or not upscaler.tileable:
         return max(h, w)
     if tile == "auto":
         bpp = upscaler.bytes_per_pixel
         if fp16 and upscaler.device.type == "cuda":
             bpp *= 0.5  # fp16 activations
-        return choose_tile(h, w, bpp, memory_cap(upscaler.device, mem_cap), overlap)
+        side = choose_tile(h, w, bpp, memory_cap(upscaler.device, mem_cap), overlap)
+        return min(side, upscaler.max_tile) if upscaler.max_tile else side
     return int(tile)
 
 
