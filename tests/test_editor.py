@@ -1175,24 +1175,23 @@ def test_long_messages_do_not_make_the_window_taller_than_a_screen(window, qtbot
 
 def test_session_save_runs_as_a_job(window, photo_file, tmp_path, qtbot, monkeypatch):
     import threading
-    import time
 
     from frgd_studio import session
 
     open_with_faces(window, photo_file)
-    threads, real = [], session.save_session
+    threads, real, release = [], session.save_session, threading.Event()
 
     def slow_save(doc, path, ui=None):
         threads.append(threading.current_thread() is threading.main_thread())
-        time.sleep(0.5)
+        assert release.wait(30), "never released"  # the file is written only once the test says so
         return real(doc, path, ui)
 
     monkeypatch.setattr(session, "save_session", slow_save)
-    t0 = time.perf_counter()
     job = window.model.save_session(tmp_path / "s.frgd")
-    assert time.perf_counter() - t0 < 0.3, "the GUI thread does not wait for the file"
+    assert not job.is_finished and not (tmp_path / "s.frgd").exists(), "the GUI thread does not wait for the file"
     qtbot.waitUntil(lambda: window.progress.isVisible())
     window.model.region_mask("eyes")  # editing during the save is safe: the snapshot is written
+    release.set()
     assert window.jobs.wait(30) and job.state == "done" and threads == [False]
     assert not window.stack.isClean(), "the edit made during the save is still unsaved"
     assert window.statusBar().currentMessage().startswith("Saved session")
