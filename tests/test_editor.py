@@ -589,6 +589,45 @@ def test_cancel_frgd_job(window, photo_file, qtbot):
     assert not window.progress.isVisible()
 
 
+def test_esc_during_a_resample_keeps_the_results_upscale(window, photo_file, qtbot, monkeypatch):
+    """Esc (Run > Cancel Job) while a Resample runs ahead of the Result's upscale stops the Resample only: the upscale,
+    which gave way to it, goes on and lands; Esc while only the upscale runs stops it (the status says so)."""
+    import threading
+    import time
+
+    from frgd_studio.model import backend
+    from tests.test_editor_model import SMALL_FACE
+
+    release, real = threading.Event(), backend.upscaled_background
+
+    def slow_upscale(photo, scale, device, progress, cancel):
+        while not release.is_set():
+            cancel.raise_if_cancelled()
+            time.sleep(0.002)
+        return real(photo, scale, device, progress, cancel)
+
+    monkeypatch.setattr(backend, "upscaled_background", slow_upscale)
+    window.model.open_photo(photo_file, detect=False)
+    qtbot.waitUntil(lambda: window.doc.photo is not None, timeout=30000)
+    window.model.set_faces_from_landmarks([SMALL_FACE])
+    qtbot.waitUntil(lambda: window.model._upscale_job is not None, timeout=30000)
+    upscale = window.model._upscale_job
+    window.frgd_panel.steps.setValue(400)
+    job = window.model.frgd.run()
+    qtbot.waitUntil(lambda: job.state == "running" and upscale.yielded == 1, timeout=30000)
+    window.a_cancel.trigger()
+    qtbot.waitUntil(lambda: job.is_finished, timeout=60000)
+    assert job.state == "cancelled" and not upscale.token.cancelled and not window.doc.upscale_current()
+    release.set()
+    assert window.jobs.wait(60) and upscale.state == "done" and window.doc.upscale_current()
+    release.clear()
+    window.model.set_result_scale(2)
+    qtbot.waitUntil(lambda: window.model._upscale_job is not None, timeout=30000)
+    window.a_cancel.trigger()
+    assert window.jobs.wait(60) and not window.doc.upscale_current()
+    assert "was cancelled" in window.statusBar().currentMessage()
+
+
 def test_session_round_trip_and_provenance(window, photo_file, qtbot, tmp_path, tiny_identity):
     from frgd.io import read_provenance
 

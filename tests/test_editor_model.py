@@ -277,6 +277,34 @@ def test_a_yielding_job_gives_its_lane_to_jobs_submitted_after_it():
     jobs.shutdown()
 
 
+def test_cancel_job_stops_what_the_user_started_and_the_background_only_when_alone():
+    """Cancel Job (Esc) while a Resample runs and the Result's upscale waits behind it: the Resample stops, the upscale
+    goes on and lands; Esc while only the upscale runs stops it."""
+    jobs, release = JobQueue(), threading.Event()
+
+    def user_job(_d, _p, cancel):
+        while True:
+            cancel.raise_if_cancelled()
+            time.sleep(0.002)
+
+    def background(_d, _p, cancel):
+        while not release.is_set():
+            cancel.raise_if_cancelled()
+            time.sleep(0.002)
+        return "upscaled"
+
+    bg = jobs.submit("upscale", background, "cpu", yields=True)
+    fg = jobs.submit("Resample", user_job, "cpu")
+    assert jobs.cancel_started() == [fg] and not bg.token.cancelled
+    release.set()
+    assert jobs.wait(20) and fg.state == "cancelled" and bg.state == "done"
+    release.clear()
+    bg = jobs.submit("upscale", background, "cpu", yields=True)
+    assert jobs.cancel_started() == [bg]
+    assert jobs.wait(20) and bg.state == "cancelled" and jobs.cancel_started() == []
+    jobs.shutdown()
+
+
 def test_a_closed_gate_holds_outcomes_in_order_until_released():
     """While the queue's gate is closed, finished jobs' outcomes (success, failure, and ``ended`` after each) wait and
     are delivered in the order the jobs finished by ``release``; a job submitted with ``hold=False`` is delivered at

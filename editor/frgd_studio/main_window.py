@@ -244,8 +244,9 @@ class MainWindow(QMainWindow):
         self._update_actions()
 
     def cancel_jobs(self) -> None:
-        if self.jobs.busy:
-            self.jobs.cancel_all()
+        """Run > Cancel Job (Esc): the jobs the user started stop at their next step; the Result's upscale, which
+        gives way to them, goes on, and is cancelled when it is all that runs (:meth:`JobQueue.cancel_started`)."""
+        if self.jobs.busy and self.jobs.cancel_started():
             self.status("Cancelling…")
 
     # ---------------------------------------------------------------------------------------------- open / save

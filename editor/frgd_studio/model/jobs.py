@@ -331,6 +331,15 @@ class JobQueue:
         for job in list(self.jobs):
             job.cancel()
 
+    def cancel_started(self) -> list[Job]:
+        """Cancel Job (Esc): cancel the unfinished jobs that do not yield (what the user started), or the yielding
+        ones when nothing else is left (background work the user now wants stopped); returns the cancelled jobs."""
+        jobs = [j for j in self.jobs if not j.is_finished]
+        started = [j for j in jobs if not j.yields] or jobs
+        for job in started:
+            job.cancel()
+        return started
+
     def wait(self, timeout_s: float = 60.0) -> bool:
         """Deliver callbacks until every job has ended (tests, shutdown); False on timeout."""
         deadline = time.monotonic() + timeout_s
