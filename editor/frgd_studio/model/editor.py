@@ -731,8 +731,7 @@ class EditorModel:
         doc = self.doc
         needed = doc.photo is not None and not doc.upscale_current()
         base, scale = doc.base_photo(), doc.result_scale
-        made = self._upscale_of
-        if self._upscale_job is not None and (not needed or made is None or made[0] is not base or made[1] != scale):
+        if self._upscale_job is not None and (not needed or not self._upscale_makes_current(self._upscale_of)):
             self._upscale_job.cancel()  # stale: its end calls this again
         if not needed:
             self._run_when_ready()
@@ -747,13 +746,16 @@ class EditorModel:
         job.ended.connect(lambda: self._upscale_ended(job.state))
         self._upscale_job, self._upscale_of = job, (base, scale)
 
+    def _upscale_makes_current(self, made: tuple[np.ndarray, int] | None) -> bool:
+        """Whether an upscale job's ``(base photo, scale)`` are the document's now."""
+        return made is not None and made[0] is self.doc.base_photo() and made[1] == self.doc.result_scale
+
     def _upscale_ended(self, state: str) -> None:
         made, self._upscale_job, self._upscale_of = self._upscale_of, None, None
         doc = self.doc
-        current = made is not None and made[0] is doc.base_photo() and made[1] == doc.result_scale
         if doc.photo is None or doc.upscale_current():
             self._run_when_ready()
-        elif state == "done" or not current:  # the base photo or the size moved on: make the new one
+        elif state == "done" or not self._upscale_makes_current(made):  # the photo or size moved on: make the new one
             self._upscale()
         else:  # failed or cancelled on the current one: the result shows at the photo's size
             if self._when_ready:

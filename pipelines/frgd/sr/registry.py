@@ -43,13 +43,13 @@ logger = logging.getLogger(__name__)
 MAX_INTERP_SCALE = 8
 INTERP_DEFAULT_SCALE = 4
 FAST_CPU_MACS_PER_PIXEL = 2.0e6
+"""A learned upscaler is *fast on CPU* up to this many multiply-accumulates per input pixel (animevideov3: 0.62 M,
+about 30 s per input megapixel on 2 cores; x4plus: 17.9 M, about 16 min for 0.9 MP)."""
 INTERP_MAX_TILE = 256
 """Largest automatic core tile (input pixels) of interpolation: :func:`frgd.metrics.imresize.imresize_torch` resizes
 with dense weight matrices, so a tile's time per output pixel grows with its side (192-256 px were fastest of
 96-512 on a 2-core CPU). ``frgd bench sr --photo 4000x3000`` there: Lanczos x2 8.3 s / 1.74 GB with the memory-sized
 2488 px tile, 2.2 s / 0.96 GB with 256; bicubic x4 23.5 s / 2.71 GB (1240 px), 8.9 s / 1.63 GB."""
-"""A learned upscaler is *fast on CPU* up to this many multiply-accumulates per input pixel (animevideov3: 0.62 M,
-about 30 s per input megapixel on 2 cores; x4plus: 17.9 M, about 16 min for 0.9 MP)."""
 
 
 # ------------------------------------------------------------------------------------------------------ loaders
