@@ -5,7 +5,10 @@ Size Auto is x2 (48 MP, within the editor's 50 MP). In the editor model (no Qt, 
 one sample, seed 0): the face is detected, the Result is set to x1 and back to Auto (an upscale job starts), and at
 once FRGD's Run is clicked. Measured: seconds from the click until the sample lands, and until the upscale lands,
 with the upscale yielding to the user's job (the editor now) and without (``yields`` off: the editor before), each
-``--repeats`` times, in turn; and each job alone.
+``--repeats`` times, in turn; and each job alone. Then Run clicked when the upscale is half done (its progress):
+``mid resume`` (the editor now: the upscale goes on at its next tile) and ``mid restart`` (its runs share no
+:class:`frgd.sr.tiling.TileResume`: the editor before, which made it again from its first tile); seconds from the
+upscale's start.
 
     python scripts/measure_resample_wait.py --out docs/results/resample_wait.json
 """
@@ -63,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     import torch
 
+    from frgd_studio.model import backend
     from frgd_studio.model import jobs as jobs_module
     from frgd_studio.model.editor import EditorModel
     from frgd_studio.model.settings import RESULT_SCALE_AUTO, Settings
@@ -82,9 +86,11 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"expected the demo face, found {len(doc.faces)} faces")
     pump = m.jobs.pump
     real_submit = jobs_module.JobQueue.submit
+    real_upscale = backend.upscaled_background
 
     def run(mode: str) -> dict:
-        """One click; ``mode``: ``yield``, ``no-yield`` (upscale in flight), ``resample alone``, ``upscale alone``."""
+        """One click; ``mode``: ``yield``, ``no-yield`` (upscale in flight), ``resample alone``, ``upscale alone``,
+        ``mid resume``, ``mid restart`` (the click when the upscale is half done)."""
         m.set_result_scale(1)
         m.jobs.wait(900)
         doc._drop_upscaled()  # the document keeps the last upscale: make it again each time
@@ -92,10 +98,17 @@ def main(argv: list[str] | None = None) -> int:
         row: dict = {"mode": mode}
         if mode == "no-yield":
             jobs_module.JobQueue.submit = lambda self, *a, **k: real_submit(self, *a, **{**k, "yields": False})
+        if mode == "mid restart":
+            backend.upscaled_background = lambda *a: real_upscale(*a[:5])  # no TileResume
         try:
             t0 = time.perf_counter()
             if mode != "resample alone":
                 m.set_result_scale(RESULT_SCALE_AUTO)
+            if mode.startswith("mid"):
+                job = m._upscale_job
+                half = lambda: (p := job.last_progress) is not None and p.done * 2 >= p.total  # noqa: E731
+                until(half, 1800, pump)
+                row["click_s"] = round(time.perf_counter() - t0, 2)
             if mode != "upscale alone":
                 m.frgd.run()
             sample = lambda: len(doc.face().samples) > n  # noqa: E731
@@ -105,9 +118,12 @@ def main(argv: list[str] | None = None) -> int:
             if mode != "resample alone":
                 until(doc.upscale_current, 1800, pump)
                 row["upscale_s"] = round(time.perf_counter() - t0, 2)
+            if "resample_s" in row and "upscale_s" in row:
+                row["upscale_after_resample_s"] = round(row["upscale_s"] - row["resample_s"], 2)
             m.jobs.wait(900)
         finally:
             jobs_module.JobQueue.submit = real_submit
+            backend.upscaled_background = real_upscale
         row["result_scale"] = doc.result_scale
         logger.info("%s", row)
         return row
@@ -115,13 +131,15 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for mode in ("resample alone", "upscale alone"):
         rows.append(run(mode))
+    modes = ("yield", "no-yield", "mid resume", "mid restart")
     for _ in range(args.repeats):
-        for mode in ("yield", "no-yield"):
+        for mode in modes:
             rows.append(run(mode))
     summary = {}
-    for mode in ("yield", "no-yield"):
+    for mode in modes:
         got = [r for r in rows if r["mode"] == mode]
-        summary[mode] = {k: statistics.median(r[k] for r in got) for k in ("resample_s", "upscale_s")}
+        keys = ("click_s",) * mode.startswith("mid") + ("resample_s", "upscale_s", "upscale_after_resample_s")
+        summary[mode] = {k: statistics.median(r[k] for r in got) for k in keys}
     m.shutdown()
     command = "python scripts/measure_resample_wait.py " + " ".join(sys.argv[1:] if argv is None else argv)
     data = {"command": command, "photo_wh": [w, h], "device": f"CPU ({torch.get_num_threads()} threads)",

@@ -600,11 +600,11 @@ def test_esc_during_a_resample_keeps_the_results_upscale(window, photo_file, qtb
 
     release, real = threading.Event(), backend.upscaled_background
 
-    def slow_upscale(photo, scale, device, progress, cancel):
+    def slow_upscale(photo, scale, device, progress, cancel, resume=None):
         while not release.is_set():
             cancel.raise_if_cancelled()
             time.sleep(0.002)
-        return real(photo, scale, device, progress, cancel)
+        return real(photo, scale, device, progress, cancel, resume)
 
     monkeypatch.setattr(backend, "upscaled_background", slow_upscale)
     window.model.open_photo(photo_file, detect=False)

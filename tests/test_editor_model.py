@@ -277,6 +277,39 @@ def test_a_yielding_job_gives_its_lane_to_jobs_submitted_after_it():
     jobs.shutdown()
 
 
+def test_a_yielding_jobs_later_run_measures_its_eta_from_where_it_went_on(monkeypatch):
+    """A yielded upscale's next run goes on at tile k (its first report says k done at once); its ETA comes from the
+    tiles this run made, not from k tiles in no time (which said "almost done" for a job hardly begun). Oracle: the
+    rate on a virtual clock. A first run, and any job that does not yield, measure from their start."""
+    from types import SimpleNamespace
+
+    from frgd_studio.model import jobs as jobs_module
+    from frgd_studio.model.jobs import Job
+
+    now = [0.0]
+    monkeypatch.setattr(jobs_module, "time", SimpleNamespace(perf_counter=lambda: now[0]))
+
+    def tiles(first: int, seconds_per_tile: float):
+        def fn(_device, progress, _cancel):
+            if first:
+                progress(first, 10, "resumed")  # what tiled_upscale reports before it goes on
+            for done in range(first + 1, first + 3):
+                now[0] += seconds_per_tile
+                progress(done, 10, "tile")
+
+        return fn
+
+    etas = []
+    job = Job("upscale", tiles(0, 2.0), "cpu", yields=True)
+    job.progress.connect(lambda p: etas.append(p.eta))
+    job.run()
+    assert job.state == "done" and etas == [18.0, 16.0]  # 2 s a tile, 9 then 8 to go
+    etas.clear()
+    job.fn, job.yielded = tiles(4, 0.5), 1  # a run after it gave way, going on at tile 5
+    job.run()
+    assert etas == [-1.0, 2.5, 2.0]  # unknown until a tile is made here; then 0.5 s a tile, 5 then 4 to go
+
+
 def test_cancel_job_stops_what_the_user_started_and_the_background_only_when_alone():
     """Cancel Job (Esc) while a Resample runs and the Result's upscale waits behind it: the Resample stops, the upscale
     goes on and lands; Esc while only the upscale runs stops it."""
@@ -715,16 +748,16 @@ def test_the_results_upscale_lets_a_resample_go_first(model, photo_file, monkeyp
     go_on, started, order = threading.Event(), threading.Event(), []
     real = backend.upscaled_background
 
-    def slow_upscale(photo, scale, device, progress, cancel):
+    def slow_upscale(photo, scale, device, progress, cancel, resume=None):
         if scale != 2:
-            return real(photo, scale, device, progress, cancel)
+            return real(photo, scale, device, progress, cancel, resume)
         order.append("upscale start")
         started.set()
         while not go_on.is_set():
             cancel.raise_if_cancelled()
             time.sleep(0.002)
         order.append("upscale end")
-        return real(photo, scale, device, progress, cancel)
+        return real(photo, scale, device, progress, cancel, resume)
 
     monkeypatch.setattr(backend, "upscaled_background", slow_upscale)
     open_with_faces(model, photo_file, [SMALL_FACE])  # Auto: ×3, not slowed down
@@ -742,6 +775,51 @@ def test_the_results_upscale_lets_a_resample_go_first(model, photo_file, monkeyp
     assert model.jobs.wait(30) and job.state == "done" and upscale.state == "done" and upscale.yielded == 1
     assert order == ["upscale start", "resample", "upscale start", "upscale end"]
     assert model.doc.upscale_current() and model.doc.composite().shape == (400, 480, 3)
+
+
+def test_the_results_upscale_goes_on_at_its_next_tile_after_a_resample(model, photo_file, monkeypatch):
+    """A Resample clicked while the result is upscaled stops the upscale after the tile it is on; once the Resample
+    ran, the upscale goes on from the next tile instead of starting over (a user resampling every few seconds would
+    otherwise never get it), and lands the same image as an upscale never stopped (oracle: ``upscale_photo``)."""
+    from frgd.restore import upscale_photo
+
+    reports, resumes, order = [], [], []
+    at_tile = threading.Event()
+    real = backend.upscaled_background
+
+    def tiled_upscale(photo, scale, device, progress, cancel, resume=None):
+        if scale != 2:
+            return real(photo, scale, device, progress, cancel, resume)
+        resumes.append(resume)
+        order.append("upscale")
+
+        def report(done, total, message):
+            reports.append(done)
+            progress(done, total, message)
+            if done == 3 and not at_tile.is_set():  # hold here until the Resample takes the lane
+                at_tile.set()
+                deadline = time.monotonic() + 20
+                while not cancel.cancelled and time.monotonic() < deadline:
+                    time.sleep(0.002)
+
+        return upscale_photo(photo, scale, "lanczos", device=device, tile=64, progress=report, cancel=cancel,
+                             resume=resume)  # fmt: skip
+
+    monkeypatch.setattr(backend, "upscaled_background", tiled_upscale)
+    open_with_faces(model, photo_file, [SMALL_FACE])
+    model.set_result_scale(2)
+    assert at_tile.wait(30), "the upscale never reached its third tile"
+    upscale = model._upscale_job
+    job = model.run_job("Resample", lambda *_: order.append("resample"))
+    assert model.jobs.wait(30) and job.state == "done" and upscale.state == "done" and upscale.yielded == 1
+    assert order == ["upscale", "resample", "upscale"]
+    assert len(resumes) == 2 and resumes[0] is resumes[1], "the job's runs share one TileResume"
+    n = reports[-1]
+    assert n == 16 and reports == [1, 2, 3, *range(3, n + 1)], "the second run goes on at tile 4"
+    assert resumes[0].resumed == 1 and resumes[0].skipped == 3 and resumes[0].nbytes == 0
+    doc = model.doc
+    want = upscale_photo(doc.base_photo(), 2, "lanczos", tile=64)[0]
+    assert doc.upscale_current() and np.array_equal(doc.upscaled, want)
 
 
 # ------------------------------------------------------------------------------------------------------ panes

@@ -238,6 +238,24 @@ def test_gfpgan_restorer_pastes_restored_faces_over_the_upscaled_photo() -> None
     np.testing.assert_array_equal(again.images[0], out.images[0])  # seeded decoder noise
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
+def test_upscale_photo_keeps_the_photo_dtype_and_rounds_as_the_float_path(dtype) -> None:
+    """An 8-bit photo's background is rounded into an 8-bit buffer tile by tile; oracle: the float32 upscale of the
+    same photo rounded afterwards (:func:`frgd.tensor.tensor_to_image`), the same to the level. 16-bit and float
+    photos keep the float path. Tiles (of 96 px, several here) and resume leave it unchanged."""
+    from frgd.sr.tiling import TileResume
+    from frgd.sr.upscale import UpscalePipeline
+    from frgd.tensor import image_to_tensor, tensor_to_image
+
+    rng = np.random.default_rng(7)
+    img = rng.random((150, 230, 3))
+    img = (img * (255 if dtype == np.uint8 else 65535)).astype(dtype) if dtype != np.float32 else img.astype(dtype)
+    got, name = upscale_photo(img, 2, "lanczos", tile=96, resume=TileResume())
+    assert name == "lanczos" and got.dtype == dtype and got.shape == (300, 460, 3)
+    ref = UpscalePipeline("lanczos", 2)(image_to_tensor(img), tile=96).image
+    np.testing.assert_array_equal(got, tensor_to_image(ref, dtype if dtype != np.float32 else np.float32))
+
+
 def test_auto_background_stays_within_real_esrgan_scales(monkeypatch) -> None:
     """The one "auto" background rule (FRGD and GFPGAN alike) picks x4plus on CUDA when converted, but not for
     --scale 5..8, which it cannot do (the restore then failed with "realesrgan-x4plus: scale must be between 1 and

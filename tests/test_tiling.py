@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from frgd.errors import Cancelled, InputError
 from frgd.jobs import CancelToken
-from frgd.sr.tiling import choose_tile, padded_tiles, tile_bounds, tiled_upscale
+from frgd.sr.tiling import TileResume, choose_tile, padded_tiles, tile_bounds, tiled_upscale
 
 
 @pytest.mark.parametrize(
@@ -87,6 +87,77 @@ def test_progress_per_tile_and_cancel_between_tiles() -> None:
     with pytest.raises(Cancelled):
         tiled_upscale(cancelling, x, 2, tile=15, overlap=4, cancel=token)
     assert len(calls) == 1
+
+
+def _stopping_after(fn, token: CancelToken, n: int):
+    """``fn`` that cancels ``token`` while it runs its ``n``-th tile (so that tile is thrown away, as a network
+    stopped inside a tile by :func:`frgd.sr.cancel.cancel_checkpoints` is), and a list of the tiles it ran."""
+    calls: list[tuple[int, ...]] = []
+
+    def wrapped(t: torch.Tensor) -> torch.Tensor:
+        calls.append(tuple(t.shape))
+        if len(calls) == n:
+            token.cancel()
+            token.raise_if_cancelled()
+        return fn(t)
+
+    return wrapped, calls
+
+
+@pytest.mark.parametrize("out_dtype", [torch.float32, torch.uint8])
+def test_a_stopped_upscale_resumes_at_its_next_tile_bit_identically(tiny_srvgg, out_dtype) -> None:
+    """Oracle: the uninterrupted run. Stopped inside every tile in turn (the last tile of a row included, whose row is
+    finalised only after it) and run again with the same :class:`TileResume`, the result is bit-identical, each tile
+    runs exactly once more than the stopped one, and progress goes on from the tiles already done."""
+    net = tiny_srvgg(3)
+    x = torch.rand(1, 3, 37, 53, generator=torch.Generator().manual_seed(4))
+    kw = dict(tile=16, overlap=8, blend=4, out_dtype=out_dtype)
+    whole = tiled_upscale(net, x, 4, **kw)
+    total = len(tile_bounds(37, 16)) * len(tile_bounds(53, 16))
+    assert total == 12
+    for stop in range(1, total + 1):
+        token, resume = CancelToken(), TileResume()
+        first, calls = _stopping_after(net, token, stop)
+        with pytest.raises(Cancelled):
+            tiled_upscale(first, x, 4, cancel=token, resume=resume, **kw)
+        assert resume.done == stop - 1 and len(calls) == stop
+        assert resume.nbytes > 0 or stop == 1
+        counted, again = _stopping_after(net, CancelToken(), 0)
+        seen: list[int] = []
+        out = tiled_upscale(counted, x, 4, resume=resume, progress=lambda d, t, m, seen=seen: seen.append(d), **kw)
+        assert torch.equal(out, whole), f"stopped in tile {stop}"
+        assert len(again) == total - (stop - 1)
+        assert seen == list(range(stop - 1 if stop > 1 else 1, total + 1))
+        assert resume.resumed == (stop > 1) and resume.skipped == stop - 1
+        assert resume.done == 0 and resume.out is None and resume.nbytes == 0, "a finished run keeps nothing"
+
+
+def test_a_resume_stopped_twice_and_one_of_another_layout_or_tag_start_over(tiny_srvgg) -> None:
+    net = tiny_srvgg(3)
+    x = torch.rand(1, 3, 40, 40, generator=torch.Generator().manual_seed(6))
+    whole = tiled_upscale(net, x, 4, tile=16, overlap=8)
+    resume = TileResume().for_tag("a")
+    for stop in (3, 2):  # tiles 1-2, then 3 of the second run: 3 tiles kept
+        token = CancelToken()
+        fn, _ = _stopping_after(net, token, stop)
+        with pytest.raises(Cancelled):
+            tiled_upscale(fn, x, 4, tile=16, overlap=8, cancel=token, resume=resume)
+    assert resume.done == 3 and resume.resumed == 1
+    assert torch.equal(tiled_upscale(net, x, 4, tile=16, overlap=8, resume=resume), whole)
+
+    token = CancelToken()
+    fn, _ = _stopping_after(net, token, 4)
+    with pytest.raises(Cancelled):
+        tiled_upscale(fn, x, 4, tile=16, overlap=8, cancel=token, resume=resume)
+    assert resume.for_tag("a").done == 3
+    calls = []
+    other = tiled_upscale(lambda t: calls.append(1) or net(t), x, 4, tile=20, overlap=8, resume=resume)  # new layout
+    assert len(calls) == 4 and torch.equal(other, tiled_upscale(net, x, 4, tile=20, overlap=8))
+    with pytest.raises(Cancelled):
+        token = CancelToken()
+        fn, _ = _stopping_after(net, token, 4)
+        tiled_upscale(fn, x, 4, tile=16, overlap=8, cancel=token, resume=resume)
+    assert resume.for_tag("b").done == 0 and resume.nbytes == 0, "another model's tiles are forgotten"
 
 
 def test_tile_bounds_have_no_slivers() -> None:

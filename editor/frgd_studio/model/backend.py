@@ -14,7 +14,7 @@ import logging
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -26,6 +26,9 @@ from frgd.jobs import Cancelled, CancelToken, ProgressFn, check_cancel, report
 from frgd.restore import PhotoFace, default_model_dir, number_faces
 
 from .document import Face, PhotoState, Reference, Sample
+
+if TYPE_CHECKING:
+    from frgd.sr.tiling import TileResume
 
 logger = logging.getLogger(__name__)
 
@@ -390,13 +393,18 @@ def detected_damage(photo: np.ndarray, device, progress: ProgressFn | None, canc
     return detect_damage(photo, load_detector(device=device), progress=progress, cancel=cancel).mask
 
 
-def upscaled_background(photo: np.ndarray, scale: int, device, progress, cancel) -> tuple[np.ndarray, str]:
+def upscaled_background(
+    photo: np.ndarray, scale: int, device, progress, cancel, resume: TileResume | None = None
+) -> tuple[np.ndarray, str]:
     """The result's background: ``photo`` ``(H, W, 3)`` uint8 (the photo, its damage filled) upscaled ``scale`` times
     by ``frgd enhance``'s background rule (:func:`frgd.restore.upscale_photo` with its default model: Real-ESRGAN on a
-    GPU when installed, else Lanczos) -> ``((sH, sW, 3) uint8, the model used)``. Worker thread (torch)."""
+    GPU when installed, else Lanczos) -> ``((sH, sW, 3) uint8, the model used)``. ``resume``: a
+    :class:`frgd.sr.tiling.TileResume` shared by the runs of one job (a run stopped to give way goes on at its next
+    tile). Worker thread (torch)."""
     from frgd.restore import DEFAULT_SR_MODEL, upscale_photo
 
-    return upscale_photo(photo, int(scale), DEFAULT_SR_MODEL, device=device, progress=progress, cancel=cancel)
+    return upscale_photo(photo, int(scale), DEFAULT_SR_MODEL, device=device, progress=progress, cancel=cancel,
+                         resume=resume)  # fmt: skip
 
 
 def run_sr(

@@ -20,6 +20,7 @@ import numpy as np
 from frgd.errors import FRGDError, InputError
 from frgd.faces.rules import candidate_text, floor_to_take
 from frgd.restore.pipeline import AUTO_MAX_PIXELS, NO_UPSCALE
+from frgd.sr.tiling import TileResume
 
 from . import backend, commands
 from .autosave import Autosave, Leftover
@@ -727,7 +728,9 @@ class EditorModel:
         started once the damage fill is current; one made for a base photo or a scale that changed meanwhile (or is
         no longer needed) is cancelled, and the next one starts when it ends. Not an edit (``hold=False``), and it
         yields (:class:`~.jobs.JobQueue`): a Resample, detection or pane run started meanwhile goes first (on a big
-        photo the upscale takes seconds on a GPU, longer on a CPU) and the upscale runs again after it."""
+        photo the upscale takes seconds on a GPU, longer on a CPU) and the upscale goes on after it at its next tile
+        (its runs share one :class:`frgd.sr.tiling.TileResume`), so Resamples clicked one after another delay it but
+        never make it start over."""
         doc = self.doc
         needed = doc.photo is not None and not doc.upscale_current()
         base, scale = doc.base_photo(), doc.result_scale
@@ -738,8 +741,9 @@ class EditorModel:
             return
         if self._upscale_job is not None or not doc.repair_current():  # the fill's end calls this again
             return
+        resume = TileResume()
         job = self.jobs.submit(f"Upscale the result ×{scale}",
-                               lambda d, p, c: backend.upscaled_background(base, scale, d, p, c),
+                               lambda d, p, c: backend.upscaled_background(base, scale, d, p, c, resume),
                                str(self.settings.get("device")), hold=False, yields=True)  # fmt: skip
         job.succeeded.connect(lambda r: doc.set_upscaled(base, scale, r[0], r[1]))
         job.failed.connect(lambda msg, tb: self.error(f"Upscaling the result ×{scale} failed: {msg}", tb))

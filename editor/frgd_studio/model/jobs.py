@@ -18,8 +18,9 @@ and is delivered, in order, by :meth:`JobQueue.release`; a job submitted with ``
 
 A job submitted with ``yields=True`` (background work nobody waits for at once, e.g. the editor's upscale of the
 result's background) gives its lane to every job submitted without it: a queued one goes behind them, a running one
-is stopped at its next step and queued again behind them, its outcome not delivered (it runs again from the start).
-Its own cancel still cancels it.
+is stopped at its next step and queued again behind them, its outcome not delivered (it runs again: from the start,
+or where it stopped when its function keeps its work, as the upscale's :class:`frgd.sr.tiling.TileResume` does). Its
+own cancel still cancels it.
 """
 
 from __future__ import annotations
@@ -100,6 +101,9 @@ class Job:
         self.notice = Event("notice")
         self.ended = Event("ended")
         self._t0 = 0.0
+        self._eta_from: tuple[int, float] | None = (0, 0.0)
+        """``(done, seconds)`` the ETA's rate is measured from: the run's start, or for a yielding job's later runs
+        (which may go on where the last one stopped) its first report."""
         self._post: Post = lambda fn: fn()
 
     def cancel(self) -> None:
@@ -118,7 +122,10 @@ class Job:
     # runs on the worker thread ------------------------------------------------------------------------------------
     def _report(self, done: int, total: int, message: str = "") -> None:
         elapsed = time.perf_counter() - self._t0
-        eta = elapsed / done * (total - done) if done > 0 and total > 0 else -1.0
+        if self._eta_from is None:
+            self._eta_from = (int(done), elapsed)
+        d0, e0 = self._eta_from
+        eta = (elapsed - e0) / (done - d0) * (total - done) if done > d0 and total > 0 else -1.0
         p = Progress(int(done), int(total), str(message), float(eta))
         self.last_progress = p
         self._post(lambda: self.progress.emit(p))
@@ -129,6 +136,7 @@ class Job:
 
         self.state = "running"
         self._t0 = time.perf_counter()
+        self._eta_from = None if self.yielded else (0, 0.0)
         if self.yields:
             self._attempt = attempt = CancelToken()
             if self.token.cancelled:  # cancelled while the new token was made
@@ -148,7 +156,7 @@ class Job:
                 msg = f"{self.name}: GPU out of memory on {device}; retrying on the CPU (slower)."
                 self._post(lambda: self.notice.emit(msg))
                 _free_gpu_memory()
-                self._t0 = time.perf_counter()
+                self._t0, self._eta_from = time.perf_counter(), (0, 0.0)
                 self.device_used = "cpu"
                 import torch
 

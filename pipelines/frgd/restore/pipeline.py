@@ -17,7 +17,7 @@ import math
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -36,6 +36,9 @@ from .faces import (
     reference_crop,
 )
 from .methods import FaceRequest, FaceSample, Restorer, identity_changed
+
+if TYPE_CHECKING:
+    from ..sr.tiling import TileResume
 
 logger = logging.getLogger(__name__)
 
@@ -114,19 +117,29 @@ def upscale_photo(
     tile: int | str | None = "auto",
     progress: ProgressFn | None = None,
     cancel: CancelToken | None = None,
+    resume: TileResume | None = None,
 ) -> tuple[np.ndarray, str]:
     """``photo`` ``(H, W, 3)`` upscaled ``scale`` times (tiled) by :func:`background_model`'s choice, in the photo's
-    dtype (uint8, uint16 or float32) -> ``(image (sH, sW, 3), model used)``."""
+    dtype (uint8, uint16 or float32) -> ``(image (sH, sW, 3), model used)``. An 8-bit photo's tiles are rounded
+    into an 8-bit buffer as they are made (a quarter of a float32 one). ``resume``: pass the same
+    :class:`frgd.sr.tiling.TileResume` to every run of one upscale, and a run stopped by ``cancel`` is gone on with
+    at its next tile."""
+    import torch
+
     from ..sr.upscale import UpscalePipeline
     from ..tensor import image_to_tensor, tensor_to_image
 
     name = background_model(sr_model, scale, device)
     if name == NO_UPSCALE:
         return np.array(photo, copy=True), name
+    eight_bit = photo.dtype == np.uint8
     res = UpscalePipeline(name, int(scale), device=device)(
-        image_to_tensor(photo), tile=tile, progress=progress, cancel=cancel
-    )
-    dtype = photo.dtype if photo.dtype in (np.uint8, np.uint16) else np.float32
+        image_to_tensor(photo), tile=tile, progress=progress, cancel=cancel, resume=resume,
+        out_dtype=torch.uint8 if eight_bit else torch.float32,
+    )  # fmt: skip
+    if eight_bit:
+        return np.ascontiguousarray(res.image[0].permute(1, 2, 0).cpu().numpy()), name
+    dtype = photo.dtype if photo.dtype == np.uint16 else np.float32
     return tensor_to_image(res.image, dtype), name
 
 

@@ -14,6 +14,10 @@ cross-fade hides them.
 Memory: the output is written into one preallocated buffer (``out_dtype`` float32, float16 or uint8: a 16000x12000
 RGB image is 2.3 GB / 1.15 GB / 0.58 GB); accumulation happens in a float32 strip one tile row high, which is
 rounded into the output as soon as it is final.
+
+Resume: a run stopped by its ``cancel`` (a job that gave its lane to another, :mod:`frgd_studio.model.jobs`) keeps its
+finished tiles in a :class:`TileResume`; run again with it on the same input and layout, it goes on at the next tile
+and its output is bit-identical to an uninterrupted run's.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import contextlib
 import logging
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -122,6 +127,47 @@ def padded_tiles(height: int, width: int, tile: int, overlap: int) -> list[tuple
     ]
 
 
+@dataclass(eq=False)
+class TileResume:
+    """Where a stopped :func:`tiled_upscale` was, so that the next run on the same input goes on from there.
+
+    Pass one object to every run of one upscale. ``tag`` names what makes the tiles (e.g. the model; :meth:`for_tag`
+    forgets tiles another one made); the layout (input shape, scale, tiles, overlap, blend, output dtype, device) is
+    checked by :func:`tiled_upscale`, which starts over when it differs. It holds the output buffer and the float32
+    strip being accumulated (:attr:`nbytes`) until :meth:`reset` or until the object is dropped.
+    """
+
+    tag: str = ""
+    layout: tuple | None = None
+    done: int = 0
+    """Tiles finished (their outputs are in :attr:`out` or :attr:`strip`)."""
+    rows_final: int = 0
+    """Tile rows whose output rows are final in :attr:`out` (the strip moved on past them)."""
+    strip_top: int = 0
+    out: torch.Tensor | None = None
+    strip: torch.Tensor | None = None
+    resumed: int = 0
+    """Runs that went on from a previous one's tiles."""
+    skipped: int = 0
+    """Tiles those runs did not run again."""
+
+    def reset(self) -> None:
+        """Forget every finished tile (and free the buffers)."""
+        self.layout, self.done, self.rows_final, self.strip_top, self.out, self.strip = None, 0, 0, 0, None, None
+
+    def for_tag(self, tag: str) -> TileResume:
+        """This object, its tiles forgotten when they were made under another ``tag``."""
+        if tag != self.tag:
+            self.reset()
+            self.tag = tag
+        return self
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the kept buffers."""
+        return sum(t.numel() * t.element_size() for t in (self.out, self.strip) if t is not None)
+
+
 def _ramp_up(n: int, device: torch.device) -> torch.Tensor:
     """``n`` raised-cosine weights rising from ~0 to ~1 (pixel centres); ``ramp + flip(ramp) == 1``."""
     t = (torch.arange(n, dtype=torch.float64, device=device) + 0.5) / n
@@ -162,6 +208,7 @@ def tiled_upscale(
     dtype: torch.dtype | None = None,
     device: torch.device | str | None = None,
     out_dtype: torch.dtype = torch.float32,
+    resume: TileResume | None = None,
 ) -> torch.Tensor:
     """Run ``fn`` tile by tile over ``x`` ``(1, C, H, W)`` and return ``(1, C_out, scale*H, scale*W)``.
 
@@ -173,6 +220,9 @@ def tiled_upscale(
     Reports ``progress(done, total, "tile i/n")`` after each tile; ``cancel`` is checked before each tile (to stop
     *inside* a tile, wrap the call in :func:`frgd.sr.cancel.cancel_checkpoints` of the network, as
     :class:`frgd.sr.upscale.UpscalePipeline` does). The boxes fed to ``fn`` are :func:`padded_tiles`.
+    ``resume``: a :class:`TileResume` kept across runs of the same upscale; a run stopped by ``cancel`` leaves its
+    finished tiles there and the next run goes on at the next tile (reporting ``progress`` of the tiles done so far
+    first); a finished run resets it.
     """
     if x.ndim != 4 or x.shape[0] != 1:
         raise InputError(f"tiled_upscale expects a (1, C, H, W) tensor, got {tuple(x.shape)}")
@@ -200,7 +250,9 @@ def tiled_upscale(
     )
 
     total = len(ys) * len(xs)
-    if total == 1:  # one tile: no blending buffers
+    if total == 1:  # one tile: no blending buffers (and nothing to resume)
+        if resume is not None:
+            resume.reset()
         check_cancel(cancel)
         with torch.inference_mode(), autocast:
             res = fn(x.to(run_device))
@@ -210,15 +262,32 @@ def tiled_upscale(
         return _to_out_dtype(res.float().to(x.device), out_dtype)
     out: torch.Tensor | None = None
     s = int(scale)
-    done = 0
+    done = rows_final = 0
     strip: torch.Tensor | None = None  # float32 accumulator for output rows [strip_top, ...)
     strip_top = 0
-    for y0, y1 in ys:
+    if resume is not None:
+        layout = (tuple(x.shape), s, tile, overlap, half, out_dtype, str(x.device), str(run_device))
+        if resume.layout != layout:
+            resume.reset()
+            resume.layout = layout
+        elif resume.done:
+            done, rows_final, strip_top, out, strip = (
+                resume.done, resume.rows_final, resume.strip_top, resume.out, resume.strip
+            )  # fmt: skip
+            resume.resumed += 1
+            resume.skipped += done
+            logger.debug("resuming a tiled upscale at tile %d/%d", done + 1, total)
+            report(progress, done, total, f"tile {done}/{total}")
+    for row, (y0, y1) in enumerate(ys):
+        if row < rows_final:
+            continue
         py0, py1 = padded_span(y0, y1, H, overlap)
         # output rows touched by this tile row: [row_lo, row_hi) in input pixels
         row_lo = y0 - half if y0 > 0 else 0
         row_hi = y1 + half if y1 < H else H
-        for x0, x1 in xs:
+        for col, (x0, x1) in enumerate(xs):
+            if row * len(xs) + col < done:  # finished by an earlier run (resume)
+                continue
             check_cancel(cancel)
             px0, px1 = padded_span(x0, x1, W, overlap)
             inp = x[:, :, py0:py1, px0:px1].to(run_device, non_blocking=True)
@@ -247,6 +316,8 @@ def tiled_upscale(
             sy = (row_lo - strip_top) * s
             strip[:, :, sy : sy + part.shape[2], cx_lo * s : cx_hi * s] += part
             done += 1
+            if resume is not None:
+                resume.done, resume.out, resume.strip = done, out, strip
             report(progress, done, total, f"tile {done}/{total}")
         # rows above the next tile row's band are final
         final_hi = (y1 - half) if y1 < H else H
@@ -258,5 +329,10 @@ def tiled_upscale(
         strip.zero_()
         strip[:, :, : rest.shape[2]] = rest
         strip_top = final_hi
+        rows_final = row + 1
+        if resume is not None:
+            resume.rows_final, resume.strip_top = rows_final, strip_top
     assert out is not None
+    if resume is not None:
+        resume.reset()
     return out

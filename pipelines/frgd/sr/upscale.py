@@ -20,7 +20,7 @@ from ..errors import FRGDError, InputError
 from ..jobs import CancelToken, ProgressFn
 from .cancel import cancel_checkpoints
 from .registry import Upscaler, get_upscaler
-from .tiling import overlap_for_radius, resolve_tile, tile_bounds, tiled_upscale
+from .tiling import TileResume, overlap_for_radius, resolve_tile, tile_bounds, tiled_upscale
 
 logger = logging.getLogger(__name__)
 
@@ -106,6 +106,7 @@ class UpscalePipeline:
         out_dtype: torch.dtype = torch.float32,
         mem_cap: float | None = None,
         fp16: bool = True,
+        resume: TileResume | None = None,
     ) -> UpscaleOutput:
         """Upscale ``x`` ``(1, 3, H, W)`` in ``[0, 1]``; see :class:`UpscaleOutput`.
 
@@ -115,6 +116,8 @@ class UpscalePipeline:
         On a CUDA out-of-memory error the tile is halved and the image retried (down to 64 px).
         ``cancel`` is checked before every tile and, for network upscalers, before every layer of the network
         (:func:`frgd.sr.cancel.cancel_checkpoints`), so :class:`frgd.errors.Cancelled` comes within one layer.
+        ``resume``: kept across runs of one upscale, a run stopped by ``cancel`` is gone on with at its next tile
+        (:class:`frgd.sr.tiling.TileResume`; tiles of another upscaler are forgotten).
         """
         overlap = self.default_overlap() if overlap is None else int(overlap)
         self.check_inputs(x, tile, overlap)
@@ -129,6 +132,7 @@ class UpscalePipeline:
                     img = tiled_upscale(
                         up.run, x, up.scale, tile=t, overlap=overlap, progress=progress, cancel=cancel, dtype=dtype,
                         device=up.device, out_dtype=out_dtype,
+                        resume=resume.for_tag(f"{up.name} x{up.scale}") if resume is not None else None,
                     )  # fmt: skip
                 break
             except RuntimeError as err:
