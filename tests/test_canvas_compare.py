@@ -82,6 +82,9 @@ class StandInDocument:
     def face(self, index: int | None = None) -> None:
         return None
 
+    def composite_change(self, since: int | None, image: np.ndarray) -> tuple[None, None]:
+        return None, None  # no composite of its own: every new image is shown whole
+
     def results(self) -> dict[str, np.ndarray]:
         if self.photo is None:
             return {}

@@ -1048,6 +1048,50 @@ def test_patch_stroke_redraws_the_photo_once_per_event_loop_turn(window, photo_f
     np.testing.assert_array_equal(shown[0], window.doc.composite())
 
 
+def test_a_patch_stroke_redraws_only_its_box_and_shows_the_composite(window, photo_file, qtbot):
+    """Once a result is shown, a dab changes one face's box of it: the canvas and the comparison view repaint that box
+    into the pixmaps they show (``ShownImage``: "box", never "whole"), and what they show is the composite, pixel for
+    pixel (the oracle); an unchanged image is not converted again ("same"); a new background is shown whole."""
+    from frgd_studio.model.document import Sample
+    from frgd_studio.qtimage import from_qimage
+
+    open_with_faces(window, photo_file)
+    face = window.doc.faces[0]
+    window.model.push(commands.AddSamplesCommand(window.doc, 0, [Sample(255 - face.crop, 3, 0.0, 2)]))
+    window.gallery_panel.patch_button.click()
+    window.set_brush_size(3.0)
+    views = {"canvas": window.canvas}
+    cx, cy = FACE_LANDMARKS[2]
+
+    def dab(dx: float) -> None:
+        window.strokes.begin(cx + dx, cy)
+        window.strokes.move(cx + dx + 3, cy + 2)
+        window.strokes.end()
+        result = window.doc.composite()
+        for name, view in views.items():
+            qtbot.waitUntil(lambda v=view: v.shown._shown is not None and v.shown._shown() is result)
+            np.testing.assert_array_equal(from_qimage(view.shown.item.pixmap().toImage()), result, err_msg=name)
+
+    dab(-6)  # the first result: shown whole
+    window.show_compare("Original", "Result")
+    views["compare"] = window.compare.right
+    qtbot.waitUntil(lambda: window.compare.right.shown._shown() is window.doc.composite())
+    counts = {name: dict(v.shown.counts) for name, v in views.items()}
+    for dx in (0, 6, 12):
+        dab(dx)
+    for name, view in views.items():
+        assert view.shown.counts["whole"] == counts[name]["whole"], name
+        assert view.shown.counts["box"] >= counts[name]["box"] + 3, name
+    window.compare.left.set_image(window.doc.photo)
+    assert window.compare.left.shown.last == "same", "the Original was not converted again"
+    window.doc.set_pane_result("SR", np.ascontiguousarray(window.doc.photo[::-1]))
+    window.doc.set_background("SR")
+    result = window.doc.composite()
+    qtbot.waitUntil(lambda: window.canvas.shown._shown() is result)
+    assert window.canvas.shown.last == "whole"
+    np.testing.assert_array_equal(from_qimage(window.canvas.image_item.pixmap().toImage()), result)
+
+
 def test_save_result_keeps_the_photo_transparency(window, tmp_path):
     from PIL import Image
 

@@ -741,6 +741,68 @@ def test_the_upscaled_result_follows_the_damage_fill_turns_and_backgrounds(model
     assert model.jobs.wait(30) and doc.composite().shape == (960, 800, 3)
 
 
+def test_a_changed_face_is_pasted_again_only_where_it_lies_and_the_same_as_a_whole_composite():
+    """Oracle: ``paste_faces`` of every applied face on a fresh canvas. A patch dab, a revert, a mask, a face under
+    another (the overlap pastes again both, in order) and a face far away: the composite is the same to the bit,
+    changed only inside the box ``composite_change`` reports (which spans about one face, not the photo); a new
+    background composes it whole (``None``); the last composite is never written in place."""
+    from frgd.faces.align import TEMPLATE_512
+    from frgd.restore import paste_faces
+    from frgd_studio.model.document import Document
+
+    rng = np.random.default_rng(3)
+    photo = rng.integers(0, 256, (300, 400, 3), dtype=np.uint8)
+    spots = [(60.0, 50.0, 70), (110.0, 70.0, 70), (300.0, 200.0, 60)]  # faces 1 and 2 overlap, 3 is far
+    faces = [backend.make_face(photo, TEMPLATE_512 * (w / 512) + np.array([x, y])) for x, y, w in spots]
+    doc = Document()
+    doc.set_photo(photo, "p.png")
+    doc.set_faces(faces)
+    upscaled = np.repeat(np.repeat(photo, 2, axis=0), 2, axis=1)
+    doc.set_result_scale(2)
+    assert doc.set_upscaled(doc.base_photo(), 2, upscaled, "nearest")
+
+    def oracle() -> np.ndarray:
+        canvas, _ = doc.result_canvas()
+        pastes = [(f.crop_obj, f.applied, f.applied_mask) for f in doc.faces if f.applied is not None]
+        return paste_faces(canvas, pastes, canvas.shape[1] / photo.shape[1])
+
+    def result() -> np.ndarray:
+        return rng.integers(0, 256, (CROP_SIZE, CROP_SIZE, 3), dtype=np.uint8)
+
+    shown = doc.composite()
+    version = doc.composite_change(None, shown)[0]
+    assert version is not None and doc.composite_change(version, shown) == (version, (0, 0, 0, 0))
+    mask = np.zeros((CROP_SIZE, CROP_SIZE), np.float32)
+    mask[30:90, 40:100] = 1.0
+    steps = [(0, result(), None), (2, result(), None), (1, result(), None), (0, result(), mask), (1, None, None)]
+    for i, image, m in steps:
+        before = shown.copy()
+        doc.set_applied(i, image, 0, True, m)
+        new = doc.composite()
+        np.testing.assert_array_equal(new, oracle())
+        np.testing.assert_array_equal(shown, before)  # the last composite is not written in place
+        version, box = doc.composite_change(version, new)
+        assert box is not None, (i, "a face's change has a box")
+        y0, y1, x0, x1 = box
+        outside = np.ones(new.shape[:2], bool)
+        outside[y0:y1, x0:x1] = False
+        np.testing.assert_array_equal(new[outside], shown[outside])
+        assert (y1 - y0) * (x1 - x0) < 0.5 * new.shape[0] * new.shape[1], "about one face, not the photo"
+        if i == 2:  # the far face: only its own box
+            assert x0 > 2 * 200 and doc.composite() is new
+        if i == 0 and m is None:  # face 1 overlaps face 2 (not applied yet): its box alone
+            assert x1 < 2 * 200
+        shown = new
+    far = doc.composite_change(version - 3, shown)
+    assert far[0] == version and far[1] is not None, "changes add up for a view three versions behind"
+    doc.set_pane_result("SR", upscaled[::-1].copy())
+    doc.set_background("SR")
+    new = doc.composite()
+    np.testing.assert_array_equal(new, oracle())
+    assert doc.composite_change(version, new)[1] is None, "a new background: anywhere"
+    assert doc.composite_change(version, upscaled) == (None, None), "not a composite"
+
+
 def test_the_results_upscale_lets_a_resample_go_first(model, photo_file, monkeypatch):
     """On a big photo the result's upscale takes seconds (a GPU) to minutes (a CPU); a Resample (any job the user
     starts) waited for it. The upscale now stops at its next step, the user's job runs, and the upscale runs again

@@ -18,6 +18,7 @@ from frgd.faces.align import (
     face_region_mask,
     feather_mask,
     paste_back,
+    paste_box,
     supersample_factor,
     template,
     template_fit_error,
@@ -223,6 +224,34 @@ def test_paste_back_near_border_has_no_black_edge():
         assert psnr(out, img, inner) >= 40, border
         darkening = (img.astype(int) - out.astype(int)).max()
         assert darkening <= (6 if border == "reflect" else 40), (border, darkening)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+def test_pasting_into_a_window_of_the_canvas_is_bit_identical(dtype):
+    """Oracle: the paste into the whole canvas. Pasted into a window that holds the face's ``paste_box`` (at the
+    canvas border too, magnified with the detail kept, and minified), every pixel comes out identical, outside the
+    box nothing changes, and a window that does not hold the box is refused."""
+    img = texture(300, 340, seed=5)
+    canvas = img if dtype == np.uint8 else img.astype(np.float32) / 255.0
+    cases = [(place_face(128, 1.7, 0.3, centre=(170.0, 150.0)), 2.0),  # magnified on a x2 canvas: detail kept
+             (place_face(128, 0.9, -0.2, centre=(30.0, 40.0)), 1.0),  # at the top-left border
+             (place_face(128, 0.5, 0.1, centre=(320.0, 280.0)), 1.0)]  # fmt: skip
+    for lm, scale in cases:
+        crop = align_face(img, lm, 128)
+        big = canvas if scale == 1.0 else cv2.resize(canvas, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
+        restored = np.ascontiguousarray(crop.image[::-1])  # anything that differs from the photo
+        whole = paste_back(big, crop, restored, canvas_scale=scale)
+        y0, y1, x0, x1 = paste_box(crop, 128, scale, big.shape[:2])
+        changed = np.argwhere((whole != big).any(axis=2))
+        assert changed.size and changed.min(0).tolist() >= [y0, x0] and changed.max(0).tolist() < [y1, x1]
+        for pad in (0, 7):
+            wy0, wx0 = max(0, y0 - pad), max(0, x0 - pad)
+            window = big[wy0 : y1 + pad, wx0 : x1 + pad]
+            part = paste_back(window, crop, restored, canvas_scale=scale, origin=(wy0, wx0), full_size=big.shape[:2])
+            np.testing.assert_array_equal(part, whole[wy0 : y1 + pad, wx0 : x1 + pad])
+        with pytest.raises(InputError, match="paste box"):
+            paste_back(big[y0 + 1 : y1, x0:x1], crop, restored, canvas_scale=scale, origin=(y0 + 1, x0),
+                       full_size=big.shape[:2])  # fmt: skip
 
 
 def test_feather_mask_shape():

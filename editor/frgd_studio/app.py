@@ -43,10 +43,10 @@ def main(argv: list[str] | None = None) -> int:
     from frgd.logging_setup import setup_logging
 
     setup_logging(args.verbose)
-    from .system_check import startup_problem
+    from .system_check import pyside_problem, startup_problem
 
-    problem = startup_problem()
-    if problem:  # Qt would abort with a misleading message
+    problem = startup_problem() or pyside_problem()  # Qt would abort with a misleading message, or crash later
+    if problem:
         sys.stderr.write(f"frgd-studio: error: {problem}\n")
         return 1
     from PySide6.QtWidgets import QApplication

@@ -49,7 +49,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from .qtimage import DAMAGE_COLOR, layer_overlay, to_pixmap
+from .qtimage import DAMAGE_COLOR, ShownImage, layer_overlay, to_pixmap
 
 if TYPE_CHECKING:
     from .model.document import Document
@@ -271,6 +271,7 @@ class Canvas(QGraphicsView):
         self.image_item.setTransformationMode(Qt.TransformationMode.SmoothTransformation)
         self.image_item.setZValue(0)
         self.scene().addItem(self.image_item)
+        self.shown = ShownImage(self.image_item, doc.composite_change)
         self.before_item = ClippedPixmapItem()  # the "before" image of the split, above the result, below the faces
         self.before_item.setZValue(1)
         self.before_item.setVisible(False)
@@ -321,10 +322,10 @@ class Canvas(QGraphicsView):
     def set_image(self, img: np.ndarray | None) -> None:
         """Show ``img`` (``(h, w, 3)``), scaled to cover the original photo's scene rectangle."""
         if img is None:
-            self.image_item.setPixmap(to_pixmap(np.zeros((1, 1, 3), np.uint8)))
+            self.shown.show(np.zeros((1, 1, 3), np.uint8))
             self._image_shape = None
             return
-        self.image_item.setPixmap(to_pixmap(img))
+        self.shown.show(img)  # only what changed is converted (ShownImage)
         self._image_shape = img.shape[:2]
         photo = self.doc.photo if self.doc.photo is not None else img
         scale = photo.shape[1] / img.shape[1]

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from PySide6.QtCore import QRectF, QSize, Qt, QTimer, Signal
-from PySide6.QtGui import QColor, QPainter, QPixmap, QTransform
+from PySide6.QtGui import QColor, QPainter, QTransform
 from PySide6.QtWidgets import (
     QComboBox,
     QGraphicsPixmapItem,
@@ -30,7 +30,7 @@ from PySide6.QtWidgets import (
 )
 
 from .canvas import ClippedPixmapItem, SplitOverlay
-from .qtimage import to_pixmap
+from .qtimage import ShownImage
 
 if TYPE_CHECKING:
     from .model.document import Document
@@ -85,6 +85,8 @@ class SyncedView(QGraphicsView):
         self.item = QGraphicsPixmapItem()
         self.item.setTransformationMode(Qt.TransformationMode.SmoothTransformation)
         self.scene().addItem(self.item)
+        self.shown = ShownImage(self.item)
+        """Redraws only what changed; :class:`CompareView` gives it the document's composite changes."""
         self._syncing = False
         self.horizontalScrollBar().valueChanged.connect(self._moved)
         self.verticalScrollBar().valueChanged.connect(self._moved)
@@ -92,9 +94,9 @@ class SyncedView(QGraphicsView):
     def set_image(self, img: np.ndarray | None) -> None:
         """Show ``img`` scaled to :data:`COMMON_WIDTH` scene units wide (the scene rect follows it)."""
         if img is None:
-            self.item.setPixmap(QPixmap())
+            self.shown.show(None)
             return
-        self.item.setPixmap(to_pixmap(img))
+        self.shown.show(img)
         s = COMMON_WIDTH / img.shape[1]
         self.item.setScale(s)
         self.scene().setSceneRect(QRectF(0, 0, COMMON_WIDTH, img.shape[0] * s))
@@ -148,6 +150,7 @@ class SplitView(SyncedView):
         self.before_item = ClippedPixmapItem()
         self.before_item.setZValue(1)
         self.scene().addItem(self.before_item)
+        self.before_shown = ShownImage(self.before_item)
         self.overlay = SplitOverlay(self, self.before_item)
         self._dragging = False
         self._grab_dx = 0.0
@@ -167,10 +170,8 @@ class SplitView(SyncedView):
         ref = after if after is not None else before
         if ref is not None and after is None:
             self.scene().setSceneRect(QRectF(0, 0, COMMON_WIDTH, ref.shape[0] * COMMON_WIDTH / ref.shape[1]))
-        if before is None:
-            self.before_item.setPixmap(QPixmap())
-        else:
-            self.before_item.setPixmap(to_pixmap(before))
+        self.before_shown.show(before)
+        if before is not None:
             self.before_item.setScale(COMMON_WIDTH / before.shape[1])
         self.overlay.before_name, self.overlay.after_name = before_name, after_name
         self.overlay.update_clip()
@@ -251,6 +252,8 @@ class CompareWidget(QWidget):
         pl.addWidget(self.left)
         pl.addWidget(self.right)
         self.split = SplitView()
+        for view in (self.left, self.right, self.split):
+            view.shown.changes = doc.composite_change  # a patch dab redraws its box, not the whole result
         self.stack = QStackedWidget()
         self.stack.addWidget(pair)
         self.stack.addWidget(self.split)

@@ -1,10 +1,17 @@
-"""System libraries the editor needs on Linux, checked before Qt starts (standard library only).
+"""System libraries the editor needs on Linux, checked before Qt starts (standard library only), and the PySide6 build.
 
 Qt's ``xcb`` platform plugin (the default on X11) aborts with "could not load the Qt platform plugin xcb" when one of
 its libraries is missing, and blames the wrong one. :func:`missing_libraries` asks the dynamic loader for each of them
 first, so ``frgd-studio`` can say in one line which packages to install. :data:`QT_XCB_LIBRARIES` is the one list:
 ``scripts/system_deps.sh`` (the README's run command) installs the Debian/Ubuntu packages it names by running this file
 as a script (``python3 editor/frgd_studio/system_check.py --apt-packages``), before any virtual environment exists.
+
+:func:`pyside_problem` (which imports PySide6's QtCore, no window) catches a PySide6 build that loses a reference to
+``None`` at every call of a Qt function that returns nothing: PySide6-Essentials 6.12.0 does. On Python 3.10 and 3.11,
+where ``None`` is a counted object, the editor then dies with "Fatal Python error: none_dealloc: deallocating None"
+after some thousands of such calls (minutes of painting; 1,000 calls of ``QPoint.setX`` already kill a script when it
+exits). From Python 3.12 ``None`` is immortal and the lost references do no harm. ``pyproject.toml`` keeps PySide6
+below 6.12 on Python < 3.12.
 """
 
 from __future__ import annotations
@@ -82,6 +89,47 @@ def startup_problem(env: Mapping[str, str] | None = None, loadable: Callable[[st
     return (
         f"Qt's X11 (xcb) platform needs {', '.join(missing)}, which this system lacks: install them with "
         f"`{install_command(missing)}` (Debian/Ubuntu; or run `sh scripts/system_deps.sh`)"
+    )
+
+
+NONE_PROBE_CALLS = 64
+"""Qt calls :func:`pyside_loses_none` makes (each loses at most one reference to ``None``; thousands are left)."""
+
+
+def _qt_void_call() -> Callable[[], object]:
+    from PySide6.QtCore import QPoint
+
+    point = QPoint()
+    return lambda: point.setX(1)
+
+
+def pyside_loses_none(call: Callable[[], object] | None = None, calls: int = NONE_PROBE_CALLS) -> bool:
+    """Whether ``call`` (default: ``QPoint.setX``, a Qt function returning nothing) loses a reference to ``None`` at
+    most of ``calls`` calls (module docstring). Always ``False`` from Python 3.12 (``None`` is immortal)."""
+    if sys.version_info >= (3, 12):
+        return False
+    call = call or _qt_void_call()
+    before = sys.getrefcount(None)
+    for _ in range(calls):
+        call()
+    return before - sys.getrefcount(None) >= calls // 2
+
+
+def pyside_problem(loses_none: Callable[[], bool] | None = None) -> str | None:
+    """One line naming the broken PySide6 build and the command that replaces it, or ``None`` when it is sound
+    (``loses_none``: default :func:`pyside_loses_none`)."""
+    if not (loses_none or pyside_loses_none)():
+        return None
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        found = f"PySide6-Essentials {version('PySide6-Essentials')}"
+    except PackageNotFoundError:
+        found = "this PySide6"
+    return (
+        f"{found} loses a reference to None at every Qt call on Python {sys.version_info.major}."
+        f'{sys.version_info.minor}, so the editor would crash within minutes ("deallocating None"): install '
+        "a build below 6.12 with `pip install 'PySide6-Essentials>=6.6,<6.12'` (or use Python 3.12 or newer)"
     )
 
 

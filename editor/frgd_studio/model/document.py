@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,11 @@ from frgd.io import marked, to_uint8
 from .events import Event
 
 logger = logging.getLogger(__name__)
+
+COMPOSITE_HISTORY = 16
+"""How many recent changes of :meth:`Document.composite` :meth:`Document.composite_change` can tell a view about."""
+Box = tuple[int, int, int, int]
+"""``(y0, y1, x0, x1)``: a rectangle of an image's pixels."""
 
 _FACE_KEYS = itertools.count(1)
 
@@ -210,6 +216,11 @@ class Document:
         self._upscaled_from: np.ndarray | None = None  # the base photo it was made from (held: compared by identity)
         self._marked: tuple[int, bool] = (0, False)
         self._composite_cache: np.ndarray | None = None
+        self._composite_key: tuple | None = None  # what the cache was made from (compared by identity)
+        self.composite_version = 0
+        """Incremented at every new :meth:`composite` (:meth:`composite_change`)."""
+        self._composite_changes: dict[int, Box | None] = {}  # version -> the box it changed (None: anywhere)
+        self._composite_refs: list[tuple[weakref.ref, int]] = []  # recent composites and their versions
         self.generation = 0
         """Incremented whenever the photo is replaced or turned (:attr:`photo_serial`: replaced only)."""
         self.photo_serial = 0
@@ -471,7 +482,7 @@ class Document:
         face.applied_seed = seed
         face.applied_identity = bool(identity) and image is not None
         face.applied_mask = None if image is None or mask is None else np.asarray(mask, np.float32).copy()
-        self.invalidate()
+        # no invalidate(): :meth:`composite` sees the new arrays and pastes again only where this face lies
         self.appliedChanged.emit(index)
 
     def set_pane_result(self, name: str, image: np.ndarray | None, params: dict[str, Any] | None = None) -> None:
@@ -495,28 +506,70 @@ class Document:
 
     # ----- derived images -------------------------------------------------------------------------------------
     def invalidate(self) -> None:
-        self._composite_cache = None
+        """Make :meth:`composite` compose the whole result again (what it is built on changed)."""
+        self._composite_cache = self._composite_key = None
 
     def has_changes(self) -> bool:
         """True when the result differs from the photo: a face applied, or damage marked (filled in the result)."""
         return any(f.applied is not None for f in self.faces) or self.damage_marked()
 
     def composite(self) -> np.ndarray | None:
-        """The result photo: its background (:meth:`result_canvas`), every applied face pasted back at its scale."""
+        """The result photo: its background (:meth:`result_canvas`), every applied face pasted back at its scale.
+
+        A new array whenever it changes (never written in place: an export may hold the last one). When only faces'
+        results changed since the last one (:meth:`set_applied`, e.g. a patch stroke's dab), only the box they and
+        the faces overlapping them cover is pasted again (:func:`frgd.faces.align.paste_box`; the same pixels as a
+        whole new paste), and :meth:`composite_change` tells views that box."""
         if self.photo is None:
             return None
-        if self._composite_cache is None:
-            from frgd.errors import FRGDError
-            from frgd.restore import paste_faces
+        canvas, _name = self.result_canvas()
+        scale = canvas.shape[1] / self.photo.shape[1]
+        key = (canvas, scale, tuple((f.crop_obj, f.applied, f.applied_mask) for f in self.faces))
+        old, old_key = self._composite_cache, self._composite_key
+        if old is not None and _same_key(old_key, key):
+            return old
+        from frgd.errors import FRGDError
+        from frgd.restore import paste_faces
 
-            canvas, _name = self.result_canvas()
-            scale = canvas.shape[1] / self.photo.shape[1]
-            applied = [f for f in self.faces if f.applied is not None]
-            if any(f.crop_obj is None for f in applied):
-                raise FRGDError("face has no alignment; detect faces again")
-            pastes = [(f.crop_obj, f.applied, f.applied_mask) for f in applied]
-            self._composite_cache = paste_faces(canvas, pastes, scale)
-        return self._composite_cache
+        applied = [f for f in self.faces if f.applied is not None]
+        if any(f.crop_obj is None for f in applied):
+            raise FRGDError("face has no alignment; detect faces again")
+        box = None if old is None else _changed_box(old_key, key)
+        if box is not None and (box[1] <= box[0] or box[3] <= box[2]):  # e.g. a face reverted that was not pasted
+            self._composite_key = key
+            return old
+        if box is None:
+            new = paste_faces(canvas, [(f.crop_obj, f.applied, f.applied_mask) for f in applied], scale)
+        else:
+            y0, y1, x0, x1 = box
+            inside = [(f.crop_obj, f.applied, f.applied_mask) for f in applied
+                      if _overlaps(_face_box(f.crop_obj, f.applied, scale, canvas.shape[:2]), box)]  # fmt: skip
+            new = old.copy()
+            new[y0:y1, x0:x1] = paste_faces(canvas[y0:y1, x0:x1], inside, scale, origin=(y0, x0),
+                                            full_size=canvas.shape[:2])  # fmt: skip
+        self._composite_cache, self._composite_key = new, key
+        self.composite_version += 1
+        v = self.composite_version
+        self._composite_changes[v] = box
+        self._composite_changes.pop(v - COMPOSITE_HISTORY, None)
+        refs = [(ref, ver) for ref, ver in self._composite_refs if ref() is not None and ver > v - COMPOSITE_HISTORY]
+        self._composite_refs = [(weakref.ref(new), v), *refs]
+        return new
+
+    def composite_change(self, since: int | None, image: np.ndarray) -> tuple[int | None, Box | None]:
+        """For a view that showed composite version ``since`` and is given ``image``: ``image``'s version when it is
+        a recent :meth:`composite` (else ``None``) and the box outside which it equals composite ``since``
+        (``None``: it may differ anywhere, or that is not known; an empty box: nowhere)."""
+        version = next((v for ref, v in self._composite_refs if ref() is image), None)
+        if version is None or since is None or not version - COMPOSITE_HISTORY < since <= version:
+            return version, None
+        box: Box = (0, 0, 0, 0)
+        for v in range(since + 1, version + 1):
+            changed = self._composite_changes.get(v)
+            if changed is None:
+                return version, None
+            box = _union(box, changed)
+        return version, box
 
     def results(self) -> dict[str, np.ndarray]:
         """Every image that can be shown in the comparison view, by name."""
@@ -573,3 +626,67 @@ class Document:
 
     def title(self) -> str:
         return Path(self.photo_path).name if self.photo_path else "untitled"
+
+
+# ------------------------------------------------------------------------------------------- the composite's boxes
+def _same_key(a: tuple | None, b: tuple) -> bool:
+    """Whether two :meth:`Document.composite` keys hold the same objects (identity: arrays are replaced, never
+    written in place)."""
+    return (
+        a is not None
+        and a[0] is b[0]
+        and a[1] == b[1]
+        and len(a[2]) == len(b[2])
+        and all(x is y for fa, fb in zip(a[2], b[2]) for x, y in zip(fa, fb))
+    )
+
+
+def _face_box(crop: Any, applied: np.ndarray | None, scale: float, hw: tuple[int, int]) -> Box | None:
+    """The canvas box a face's paste may change (:func:`frgd.faces.align.paste_box`); ``None`` when not pasted."""
+    if applied is None or crop is None:
+        return None
+    from frgd.faces.align import paste_box
+
+    return paste_box(crop, int(applied.shape[0]), scale, hw)
+
+
+def _overlaps(a: Box | None, b: Box) -> bool:
+    return a is not None and a[0] < b[1] and b[0] < a[1] and a[2] < b[3] and b[2] < a[3]
+
+
+def _union(a: Box, b: Box) -> Box:
+    if a[1] <= a[0] or a[3] <= a[2]:
+        return b
+    if b[1] <= b[0] or b[3] <= b[2]:
+        return a
+    return min(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), max(a[3], b[3])
+
+
+def _changed_box(old: tuple | None, new: tuple) -> Box | None:
+    """Where a composite made from key ``new`` can differ from one made from ``old`` when only faces' results changed
+    (same canvas, scale and faces): the boxes of the changed faces' old and new pastes, grown by every pasted face
+    that overlaps it until none does (a face is pasted over what the faces before it left, so each one touching the
+    box is pasted again whole). ``None``: anything else changed (compose it all again)."""
+    if old is None or old[0] is not new[0] or old[1] != new[1] or len(old[2]) != len(new[2]):
+        return None
+    if any(a[0] is not b[0] for a, b in zip(old[2], new[2])):
+        return None
+    canvas, scale = new[0], new[1]
+    hw = canvas.shape[:2]
+    box: Box = (0, 0, 0, 0)
+    for a, b in zip(old[2], new[2]):
+        if a[1] is not b[1] or a[2] is not b[2]:
+            for crop, applied, _mask in (a, b):
+                found = _face_box(crop, applied, scale, hw)
+                if found is not None:
+                    box = _union(box, found)
+    if box[1] <= box[0] or box[3] <= box[2]:
+        return box  # nothing pasted before or now: nothing changes
+    pasted = [fb for crop, applied, _m in new[2] if (fb := _face_box(crop, applied, scale, hw)) is not None]
+    grown = True
+    while grown:
+        grown = False
+        for fb in pasted:
+            if _overlaps(fb, box) and _union(box, fb) != box:
+                box, grown = _union(box, fb), True
+    return box

@@ -18,8 +18,8 @@ from .rules import FACE_MIN_SCORE
 
 _ALIGN_NAMES = (
     "FACE_REGIONS", "FACE_SIZE", "TEMPLATE_512", "FaceCrop", "align_face", "compose_affine", "estimate_similarity",
-    "face_region_mask", "feather_mask", "invert_affine", "match_color_lab", "paste_back", "resample_crop", "template",
-    "transform_points",
+    "face_region_mask", "feather_mask", "invert_affine", "match_color_lab", "paste_back", "paste_box", "resample_crop",
+    "template", "transform_points",
 )  # fmt: skip
 _DETECT_NAMES = ("DetectedFace", "FaceDetector", "detect_faces", "get_detector", "select")
 
@@ -51,6 +51,7 @@ __all__ = [
     "invert_affine",
     "match_color_lab",
     "paste_back",
+    "paste_box",
     "resample_crop",
     "select",
     "template",

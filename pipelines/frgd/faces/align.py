@@ -465,6 +465,28 @@ def match_color_lab(restored: np.ndarray, reference: np.ndarray, weight: np.ndar
     return np.clip(rgb, 0.0, 1.0)
 
 
+def _restored_to_canvas(crop: FaceCrop, size: int, canvas_scale: float) -> np.ndarray:
+    """``(2, 3)`` affine: pixel of a restored crop of ``size`` px -> canvas pixel (restored -> crop -> source ->
+    canvas, all pixel-centre exact)."""
+    return compose_affine(resize_affine(canvas_scale), compose_affine(crop.inverse, resize_affine(crop.size / size)))
+
+
+def paste_box(
+    crop: FaceCrop, size: int, canvas_scale: float, canvas_hw: tuple[int, int]
+) -> tuple[int, int, int, int] | None:
+    """The canvas pixels :func:`paste_back` may change for a restored crop of ``size`` px: ``(y0, y1, x0, x1)`` on a
+    canvas of ``canvas_hw`` ``(H, W)``, or ``None`` when the face lies outside it. The one rule of :func:`paste_back`
+    (which reads and writes only there) and of callers that paste into a window of the canvas."""
+    m = _restored_to_canvas(crop, int(size), float(canvas_scale))
+    corners = transform_points(m, np.array([[-1, -1], [size, -1], [-1, size], [size, size]], np.float64))
+    hc, wc = int(canvas_hw[0]), int(canvas_hw[1])
+    x0 = max(int(math.floor(corners[:, 0].min())) - 1, 0)
+    y0 = max(int(math.floor(corners[:, 1].min())) - 1, 0)
+    x1 = min(int(math.ceil(corners[:, 0].max())) + 2, wc)
+    y1 = min(int(math.ceil(corners[:, 1].max())) + 2, hc)
+    return None if x1 <= x0 or y1 <= y0 else (y0, y1, x0, x1)
+
+
 def paste_back(
     canvas: np.ndarray,
     crop: FaceCrop,
@@ -475,6 +497,8 @@ def paste_back(
     mask: np.ndarray | None = None,
     color_match: bool = False,
     keep_detail: bool = True,
+    origin: tuple[int, int] = (0, 0),
+    full_size: tuple[int, int] | None = None,
 ) -> np.ndarray:
     """Blend a restored aligned face back into the (upscaled) photo.
 
@@ -497,6 +521,9 @@ def paste_back(
         mask: optional ``(S', S')`` float [0, 1] (or bool) restricting the pasted region, in restored-crop pixels.
         color_match: match the restored face's LAB mean/std to the original crop (weighted by the paste mask).
         keep_detail: keep the canvas's detail above the restored crop's resolution where the face is magnified (above).
+        origin, full_size: ``canvas`` is the window of a larger canvas of ``full_size`` ``(H, W)`` whose top-left
+            pixel is at ``origin`` ``(y, x)``; the window must hold the face's :func:`paste_box` on that canvas, and
+            its pixels then come out exactly as pasting into the whole canvas makes them.
 
     Returns:
         A new array like ``canvas`` (same shape and dtype) with the face blended in.
@@ -512,8 +539,7 @@ def paste_back(
         mask = np.asarray(mask, dtype=np.float32)
         if mask.shape != (sr, sr):
             raise InputError(f"mask must have shape {(sr, sr)} (the restored crop), got {mask.shape}")
-    # restored-crop pixel -> canvas pixel: restored -> crop -> source -> canvas (all pixel-centre exact)
-    m_r2c = compose_affine(resize_affine(canvas_scale), compose_affine(crop.inverse, resize_affine(crop.size / sr)))
+    m_r2c = _restored_to_canvas(crop, sr, canvas_scale)
 
     alpha = feather_mask(sr, feather)
     if mask is not None:
@@ -528,16 +554,17 @@ def paste_back(
         face = match_color_lab(face, ref, weight=face_region_mask(sr, lm_r, "face"))
 
     # Only warp into the canvas region the crop covers.
-    hc, wc = canvas.shape[:2]
-    corners = transform_points(m_r2c, np.array([[-1, -1], [sr, -1], [-1, sr], [sr, sr]], np.float64))
-    x0 = max(int(math.floor(corners[:, 0].min())) - 1, 0)
-    y0 = max(int(math.floor(corners[:, 1].min())) - 1, 0)
-    x1 = min(int(math.ceil(corners[:, 0].max())) + 2, wc)
-    y1 = min(int(math.ceil(corners[:, 1].max())) + 2, hc)
+    oy, ox = int(origin[0]), int(origin[1])
+    full = canvas.shape[:2] if full_size is None else (int(full_size[0]), int(full_size[1]))
+    box = paste_box(crop, sr, canvas_scale, full)
     out = canvas.copy()
-    if x1 <= x0 or y1 <= y0:
+    if box is None:
         logger.debug("face lies outside the canvas; nothing pasted")
         return out
+    y0, y1, x0, x1 = box
+    if y0 < oy or x0 < ox or y1 > oy + canvas.shape[0] or x1 > ox + canvas.shape[1]:
+        raise InputError(f"the canvas window at {origin} of {canvas.shape[1]}x{canvas.shape[0]} does not hold the "
+                         f"face's paste box {box}")  # fmt: skip
     m_roi = m_r2c.copy()
     m_roi[:, 2] -= (x0, y0)
     # Downscaling by a large factor (restored much bigger than the face on the canvas) aliases with a plain warp:
@@ -553,14 +580,14 @@ def paste_back(
     warped = cv2.warpAffine(face, m_roi, size_roi, flags=cv2.INTER_LANCZOS4, borderMode=cv2.BORDER_REPLICATE)
     walpha = cv2.warpAffine(alpha, m_roi, size_roi, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
     walpha = np.clip(walpha, 0.0, 1.0)[..., None]
-    roi = to_float(canvas[y0:y1, x0:x1])
+    roi = to_float(canvas[y0 - oy : y1 - oy, x0 - ox : x1 - ox])
     if keep_detail and scale > 1.0:
         warped = warped + _canvas_detail(roi, face, m_roi, scale)
     blended = roi * (1.0 - walpha) + np.clip(warped, 0.0, 1.0) * walpha
     if canvas.dtype.kind == "f":
         # keep untouched pixels bit-exact for float canvases
         blended = np.where(walpha > 0, blended, roi)
-    out[y0:y1, x0:x1] = from_float(blended, canvas.dtype)
+    out[y0 - oy : y1 - oy, x0 - ox : x1 - ox] = from_float(blended, canvas.dtype)
     return out
 
 

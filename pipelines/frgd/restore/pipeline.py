@@ -149,15 +149,19 @@ def paste_faces(
     scale: float = 1.0,
     feather: float = DEFAULT_FEATHER,
     keep_detail: bool = True,
+    origin: tuple[int, int] = (0, 0),
+    full_size: tuple[int, int] | None = None,
 ) -> np.ndarray:
     """THE paste path: each ``(crop, image (S', S', 3), paste_mask (S', S') | None)`` blended into ``canvas`` (the
     photo, or the photo upscaled ``scale`` times) with :func:`frgd.faces.align.paste_back` (``keep_detail``: a face
     larger on the canvas than its restored crop keeps the canvas's finer detail where the restore agrees with it).
+    ``origin``, ``full_size``: ``canvas`` is the window at ``origin`` ``(y, x)`` of a canvas of ``full_size``
+    ``(H, W)`` holding every face's :func:`frgd.faces.align.paste_box` (its pixels come out as in the whole canvas).
     Returns a new array."""
     out = canvas
     for crop, image, mask in pastes:
         out = paste_back(out, crop, image, canvas_scale=float(scale), feather=feather, mask=mask,
-                         keep_detail=keep_detail)  # fmt: skip
+                         keep_detail=keep_detail, origin=origin, full_size=full_size)  # fmt: skip
     return out if out is not canvas else canvas.copy()
 
 
