@@ -86,7 +86,7 @@ class SyncedView(QGraphicsView):
         self.item.setTransformationMode(Qt.TransformationMode.SmoothTransformation)
         self.scene().addItem(self.item)
         self.shown = ShownImage(self.item)
-        """Redraws only what changed; :class:`CompareView` gives it the document's composite changes."""
+        """Redraws only what changed; :class:`CompareWidget` gives it the document's composite changes."""
         self._syncing = False
         self.horizontalScrollBar().valueChanged.connect(self._moved)
         self.verticalScrollBar().valueChanged.connect(self._moved)

@@ -42,13 +42,11 @@ logger = logging.getLogger(__name__)
 
 COMPOSITE_HISTORY = 16
 """How many recent changes of :meth:`Document.composite` :meth:`Document.composite_change` can tell a view about."""
-Box = tuple[int, int, int, int]
-"""``(y0, y1, x0, x1)``: a rectangle of an image's pixels."""
 
 _FACE_KEYS = itertools.count(1)
 
 Box = tuple[int, int, int, int]
-"""A region of the photo, ``(y0, y1, x0, x1)`` (rows ``y0:y1``, columns ``x0:x1``)."""
+"""A region of the photo or of the result, ``(y0, y1, x0, x1)`` (rows ``y0:y1``, columns ``x0:x1``)."""
 
 
 @dataclass
