@@ -260,33 +260,28 @@ def tiled_upscale(
             raise InputError(f"upscaler returned {tuple(res.shape)} for a {H}x{W} input at scale {scale}")
         report(progress, 1, 1, "tile 1/1")
         return _to_out_dtype(res.float().to(x.device), out_dtype)
-    out: torch.Tensor | None = None
     s = int(scale)
-    done = rows_final = 0
-    strip: torch.Tensor | None = None  # float32 accumulator for output rows [strip_top, ...)
-    strip_top = 0
-    if resume is not None:
-        layout = (tuple(x.shape), s, tile, overlap, half, out_dtype, str(x.device), str(run_device))
-        if resume.layout != layout:
-            resume.reset()
-            resume.layout = layout
-        elif resume.done:
-            done, rows_final, strip_top, out, strip = (
-                resume.done, resume.rows_final, resume.strip_top, resume.out, resume.strip
-            )  # fmt: skip
-            resume.resumed += 1
-            resume.skipped += done
-            logger.debug("resuming a tiled upscale at tile %d/%d", done + 1, total)
-            report(progress, done, total, f"tile {done}/{total}")
+    # the run's state (output buffer, float32 strip accumulating output rows [strip_top, ...), tiles and rows done)
+    # lives in one TileResume: the caller's, which a stopped run leaves it in, or a throwaway one
+    st = resume if resume is not None else TileResume()
+    layout = (tuple(x.shape), s, tile, overlap, half, out_dtype, str(x.device), str(run_device))
+    if st.layout != layout:
+        st.reset()
+        st.layout = layout
+    elif st.done:
+        st.resumed += 1
+        st.skipped += st.done
+        logger.debug("resuming a tiled upscale at tile %d/%d", st.done + 1, total)
+        report(progress, st.done, total, f"tile {st.done}/{total}")
     for row, (y0, y1) in enumerate(ys):
-        if row < rows_final:
+        if row < st.rows_final:
             continue
         py0, py1 = padded_span(y0, y1, H, overlap)
         # output rows touched by this tile row: [row_lo, row_hi) in input pixels
         row_lo = y0 - half if y0 > 0 else 0
         row_hi = y1 + half if y1 < H else H
         for col, (x0, x1) in enumerate(xs):
-            if row * len(xs) + col < done:  # finished by an earlier run (resume)
+            if row * len(xs) + col < st.done:  # finished by an earlier run (resume)
                 continue
             check_cancel(cancel)
             px0, px1 = padded_span(x0, x1, W, overlap)
@@ -298,11 +293,12 @@ def tiled_upscale(
                     f"upscaler returned {tuple(res.shape)} for a {py1 - py0}x{px1 - px0} tile at scale {s}"
                 )
             res = res.float().to(x.device)
-            if out is None:
+            if st.out is None:
                 c_out = res.shape[1]
-                out = torch.empty((1, c_out, H * s, W * s), dtype=out_dtype, device=x.device)
+                st.out = torch.empty((1, c_out, H * s, W * s), dtype=out_dtype, device=x.device)
                 max_core = max(b - a for a, b in ys)
-                strip = torch.zeros((1, c_out, (max_core + 2 * half) * s, W * s), device=x.device)
+                st.strip = torch.zeros((1, c_out, (max_core + 2 * half) * s, W * s), device=x.device)
+            strip = st.strip
             assert strip is not None
             wy = _axis_weight(py0, py1, y0, y1, H, half, s).to(x.device)
             wx = _axis_weight(px0, px1, x0, x1, W, half, s).to(x.device)
@@ -313,26 +309,24 @@ def tiled_upscale(
             rx0, rx1 = (cx_lo - px0) * s, (cx_hi - px0) * s
             part = res[:, :, ry0:ry1, rx0:rx1] * wy[ry0:ry1, None]  # separable weights: no (h, w) weight map
             part.mul_(wx[None, rx0:rx1])
-            sy = (row_lo - strip_top) * s
+            sy = (row_lo - st.strip_top) * s
             strip[:, :, sy : sy + part.shape[2], cx_lo * s : cx_hi * s] += part
-            done += 1
-            if resume is not None:
-                resume.done, resume.out, resume.strip = done, out, strip
-            report(progress, done, total, f"tile {done}/{total}")
+            st.done += 1  # no cancel check between the tile's sum and this count: a stopped run's state is whole
+            report(progress, st.done, total, f"tile {st.done}/{total}")
         # rows above the next tile row's band are final
+        out, strip = st.out, st.strip
+        assert out is not None and strip is not None
         final_hi = (y1 - half) if y1 < H else H
-        n_final = (final_hi - strip_top) * s
+        n_final = (final_hi - st.strip_top) * s
+        top = st.strip_top * s
         for r0 in range(0, n_final, FINALIZE_ROWS):  # in row chunks: the dtype conversion needs temporaries
             r1 = min(n_final, r0 + FINALIZE_ROWS)
-            out[:, :, strip_top * s + r0 : strip_top * s + r1] = _to_out_dtype(strip[:, :, r0:r1], out_dtype)
+            out[:, :, top + r0 : top + r1] = _to_out_dtype(strip[:, :, r0:r1], out_dtype)
         rest = strip[:, :, n_final:].clone()
         strip.zero_()
         strip[:, :, : rest.shape[2]] = rest
-        strip_top = final_hi
-        rows_final = row + 1
-        if resume is not None:
-            resume.rows_final, resume.strip_top = rows_final, strip_top
+        st.strip_top, st.rows_final = final_hi, row + 1
+    out = st.out
     assert out is not None
-    if resume is not None:
-        resume.reset()
+    st.reset()
     return out
