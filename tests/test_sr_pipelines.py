@@ -256,6 +256,23 @@ def test_upscale_photo_keeps_the_photo_dtype_and_rounds_as_the_float_path(dtype)
     np.testing.assert_array_equal(got, tensor_to_image(ref, dtype if dtype != np.float32 else np.float32))
 
 
+def test_tensor_to_image_reads_an_8_bit_buffer_as_levels() -> None:
+    """A uint8 tensor (an upscale rounded into an 8-bit buffer) comes back as the same levels, laid out (H, W, C) and
+    contiguous; asked for float or 16 bits it is levels / 255, as the uint8 image of those levels would be."""
+    import torch
+
+    from frgd.tensor import image_to_tensor, tensor_to_image
+
+    levels = np.random.default_rng(2).integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    t = torch.from_numpy(levels.transpose(2, 0, 1).copy())[None]
+    got = tensor_to_image(t, np.uint8)
+    assert got.flags.c_contiguous
+    np.testing.assert_array_equal(got, levels)
+    as_float = image_to_tensor(levels)
+    for dtype in (np.float32, np.uint16):
+        np.testing.assert_array_equal(tensor_to_image(t, dtype), tensor_to_image(as_float, dtype))
+
+
 def test_auto_background_stays_within_real_esrgan_scales(monkeypatch) -> None:
     """The one "auto" background rule (FRGD and GFPGAN alike) picks x4plus on CUDA when converted, but not for
     --scale 5..8, which it cannot do (the restore then failed with "realesrgan-x4plus: scale must be between 1 and

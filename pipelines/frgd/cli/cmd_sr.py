@@ -166,10 +166,8 @@ def _upscale_one(args: argparse.Namespace, pipe: Any, src: Path, out: Path, over
         out_dtype=torch.uint8 if eight_bit else torch.float32,
     )
     del x
-    if eight_bit:
-        rgb = np.ascontiguousarray(res.image[0].permute(1, 2, 0).numpy())
-    else:  # keep 16-bit photos 16-bit (save_image would round a float result to 8 bits)
-        rgb = tensor_to_image(res.image, np.uint16)
+    # keep 16-bit photos 16-bit (save_image would round a float result to 8 bits)
+    rgb = tensor_to_image(res.image, np.uint8 if eight_bit else np.uint16)
     del res.image
     alpha = _upscale_alpha(loaded.alpha, pipe.scale)
     prov = Provenance(

@@ -137,9 +137,7 @@ def upscale_photo(
         image_to_tensor(photo), tile=tile, progress=progress, cancel=cancel, resume=resume,
         out_dtype=torch.uint8 if eight_bit else torch.float32,
     )  # fmt: skip
-    if eight_bit:
-        return np.ascontiguousarray(res.image[0].permute(1, 2, 0).cpu().numpy()), name
-    dtype = photo.dtype if photo.dtype == np.uint16 else np.float32
+    dtype = photo.dtype if photo.dtype in (np.uint8, np.uint16) else np.float32
     return tensor_to_image(res.image, dtype), name
 
 
