@@ -1,10 +1,11 @@
 """Wall time and peak memory of the background upscale of an 8-bit photo (`frgd.restore.upscale_photo`: the background
 of ``frgd enhance`` / ``frgd restore`` and of the editor's Result), against the float32 path it replaced.
 
-Each run is a child process (imports, a seeded smooth ``--size`` photo, one upscale); the two paths run in turn,
-``--pairs`` times, after one warm-up each. ``uint8``: today's ``upscale_photo`` (tiles rounded into an 8-bit buffer as
-they are made). ``float32``: the same pipeline into a float32 buffer converted with ``frgd.tensor.tensor_to_image``
-afterwards (``upscale_photo`` before). Both must give the same image (checked: a digest of the output).
+Each run is a child process (imports, a seeded smooth ``--size`` photo: ``measure_resample_wait.smooth_photo``, one
+upscale); the two paths run in turn, ``--pairs`` times, after one warm-up each. ``uint8``: today's ``upscale_photo``
+(tiles rounded into an 8-bit buffer as they are made). ``float32``: the same pipeline into a float32 buffer converted
+with ``frgd.tensor.tensor_to_image`` afterwards (``upscale_photo`` before). Both must give the same image (checked: a
+digest of the output).
 
     python scripts/measure_background_upscale.py --out docs/results/background_upscale.json
 """
@@ -23,19 +24,19 @@ import time
 from pathlib import Path
 
 logger = logging.getLogger("measure_background_upscale")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from measure_resample_wait import smooth_photo  # noqa: E402
+
 PATHS = ("uint8", "float32")
 
 
 def child(path: str, size: tuple[int, int], model: str, scale: int, threads: int) -> None:
     """Upscale the photo along ``path`` and print the output's SHA-256 (one child process)."""
-    import cv2
     import numpy as np
     import torch
 
     torch.set_num_threads(threads)
-    w, h = size
-    coarse = np.random.default_rng(0).integers(40, 200, (6, 8, 3)).astype(np.float32)
-    photo = np.round(cv2.resize(coarse, (w, h), interpolation=cv2.INTER_CUBIC)).clip(0, 255).astype(np.uint8)
+    photo = smooth_photo(size)
     if path == "uint8":
         from frgd.restore import upscale_photo
 

@@ -30,17 +30,22 @@ logger = logging.getLogger("measure_resample_wait")
 DEMO = Path(__file__).resolve().parents[1] / "resources/frgd_resources/demo/astronaut_lowres.jpg"
 
 
-def big_photo(path: Path, size: tuple[int, int]) -> Path:
-    """The demo face pasted in the middle of a smooth ``size`` (W, H) photo of its own colours; returns ``path``."""
+def smooth_photo(size: tuple[int, int]) -> np.ndarray:
+    """A seeded smooth ``size`` (W, H) photo, ``(H, W, 3)`` uint8: 6x8 random colours resized bicubically."""
     import cv2
 
+    w, h = size
+    coarse = np.random.default_rng(0).integers(40, 200, (6, 8, 3)).astype(np.float32)
+    return np.round(cv2.resize(coarse, (w, h), interpolation=cv2.INTER_CUBIC)).clip(0, 255).astype(np.uint8)
+
+
+def big_photo(path: Path, size: tuple[int, int]) -> Path:
+    """The demo face pasted in the middle of a :func:`smooth_photo` of ``size`` (W, H); returns ``path``."""
     from frgd.io import load_rgb, save_image
 
     face = load_rgb(DEMO)
     w, h = size
-    rng = np.random.default_rng(0)
-    coarse = rng.integers(40, 200, (6, 8, 3)).astype(np.float32)
-    photo = np.round(cv2.resize(coarse, (w, h), interpolation=cv2.INTER_CUBIC)).clip(0, 255).astype(np.uint8)
+    photo = smooth_photo(size)
     y, x = (h - face.shape[0]) // 2, (w - face.shape[1]) // 2
     photo[y : y + face.shape[0], x : x + face.shape[1]] = face
     return save_image(path, photo)
