@@ -658,12 +658,17 @@ def test_session_round_trip_and_provenance(window, photo_file, qtbot, tmp_path, 
     assert window.jobs.wait(30) and job.state == "failed", "never over the original"
     assert "input image" in window.errors[-1] and job.traceback == "", "a one-line error, not a crash"
 
+    window.size_combo.activated.emit(window.size_combo.findData(2))  # Size ×2: kept in the session
     job = window.model.save_session(tmp_path / "s.frgd")
     assert window.jobs.wait(60) and job.state == "done", job.error
     path = job.result
     assert path is not None and window.stack.isClean()
+    window.frgd_panel.slider.setValue(10)  # the settings (shared with the next window) move on after the save
+    window.size_combo.activated.emit(window.size_combo.findData(0))
+    assert window.jobs.wait(30) and window.settings.get("result_scale") == 0
 
     w2 = MainWindow(window.settings, interactive=False)
+    assert w2.size_combo.currentData() == 0 and w2.frgd_panel.slider.value() == 10
     qtbot.addWidget(w2)
     job = w2.model.open_session(path)
     assert w2.jobs.wait(60) and job.state == "done", job.error
@@ -681,8 +686,14 @@ def test_session_round_trip_and_provenance(window, photo_file, qtbot, tmp_path, 
         np.testing.assert_array_equal(a.image, b.image)
         assert a.parameters == b.parameters and a.identity_score == pytest.approx(b.identity_score)
     assert [r.sha256 for r in f2.references] == [r.sha256 for r in face.references]
+    window.model.set_result_scale(2)  # the first window at the session's Size again
+    assert window.jobs.wait(30) and w2.jobs.wait(30) and d2.upscale_current() and doc.upscale_current()
     np.testing.assert_array_equal(d2.composite(), doc.composite())
     assert w2.frgd_panel.slider.value() == 80 and w2.frgd_panel.lock_seed.isChecked()
+    assert w2.size_combo.currentText() == "×2" and d2.result_scale == 2, "the session's Size, shown in the box"
+    w2.model.set_result_scale(5)  # a valid size outside the box's choices (a session's, or the settings file's)
+    assert [w2.size_combo.itemData(i) for i in range(w2.size_combo.count())] == [0, 1, 2, 3, 4, 5, 6, 8]
+    assert w2.size_combo.currentText() == "×5"
     w2.jobs.shutdown()
 
 

@@ -501,6 +501,54 @@ def test_session_save_is_a_job_of_a_snapshot(model, photo_file, tmp_path):
     assert model.session_path == str(job.result) and model.settings.recent_files()[0] == str(job.result)
 
 
+def test_a_session_keeps_the_size_and_the_frgd_settings(model, photo_file, tmp_path, caplog):
+    """The Size box's choice (a setting) is kept in the session with the FRGD pane's parameters: the work reopens at
+    the size it was saved at, whatever was chosen meanwhile; a session without it (written before) leaves the Size
+    as it is, and an invalid one is logged and skipped."""
+    import json
+    import zipfile
+
+    open_with_faces(model, photo_file)
+    chosen = []
+    model.resultScaleChosen.connect(chosen.append)
+    model.set_result_scale(3)
+    model.frgd.set_param("identity_strength", 0.8)
+    job = model.save_session(tmp_path / "s.frgd")
+    assert model.jobs.wait(60) and job.state == "done", job.error
+    saved = job.result
+    model.set_result_scale(0)  # Auto, and another slider, before the session is opened again
+    model.frgd.set_param("identity_strength", 0.2)
+    assert model.doc.result_scale != 3 and chosen == [3, 0]
+    model.statuses.clear()
+    job = model.open_session(saved)
+    assert model.jobs.wait(60) and job.state == "done", job.error
+    assert model.settings.get("result_scale") == 3 and model.doc.result_scale == 3 and chosen[-1] == 3
+    assert model.settings.get("identity_strength") == 0.8
+    assert not any("would make" in t for t in model.statuses), "restoring says nothing about the size"
+
+    def written(name: str, ui: dict) -> Path:
+        with zipfile.ZipFile(saved) as z:
+            members = {n: z.read(n) for n in z.namelist()}
+        meta = json.loads(members["session.json"])
+        meta["ui"] = ui
+        members["session.json"] = json.dumps(meta).encode()
+        out = tmp_path / name
+        with zipfile.ZipFile(out, "w") as z:
+            for n, b in members.items():
+                z.writestr(n, b)
+        return out
+
+    model.set_result_scale(2)
+    for name, ui in (("old.frgd", {"steps": 7}), ("bad.frgd", {"result_scale": 99}),
+                     ("text.frgd", {"result_scale": "×4"}), ("flag.frgd", {"result_scale": True})):  # fmt: skip
+        caplog.clear()
+        job2 = model.open_session(written(name, ui))
+        assert model.jobs.wait(60) and job2.state == "done", job2.error
+        assert model.settings.get("result_scale") == 2 and model.doc.result_scale == 2, name
+        assert ("invalid result_scale" in caplog.text) == (name != "old.frgd"), caplog.text
+    assert model.settings.get("steps") == 7
+
+
 def test_a_session_whose_photo_moved_is_found_or_located(model, photo_file, tmp_path):
     """A session whose folder moved with its photo finds the photo again (by its path relative to the session, then
     its name beside it, each by sha256) and opens unsaved until saved with the new place; a photo moved elsewhere is

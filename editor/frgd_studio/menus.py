@@ -199,12 +199,22 @@ def build_toolbar(w: QMainWindow) -> None:
     tb.addWidget(QLabel("  Size: "))
     w.size_combo = QComboBox()
     w.size_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)  # "Auto (×3)" comes later
-    chosen = int(w.settings.get("result_scale"))
-    for scale in sorted({*RESULT_SCALE_CHOICES, chosen}):
+    for scale in RESULT_SCALE_CHOICES:
         w.size_combo.addItem("Auto" if scale == RESULT_SCALE_AUTO else f"×{scale}", scale)
-    w.size_combo.setCurrentIndex(w.size_combo.findData(chosen))
+    show_result_scale(w.size_combo, int(w.settings.get("result_scale")))
+    w.model.resultScaleChosen.connect(lambda scale: show_result_scale(w.size_combo, scale))  # a session's Size too
     w.size_combo.activated.connect(lambda i: w.model.set_result_scale(w.size_combo.itemData(i)))
     tb.addWidget(w.size_combo)
     w.brush_label = QLabel(f"  brush {w.canvas.brush_size:.0f} px")
     tb.addWidget(w.brush_label)
     w.canvas.brushSizeChanged.connect(lambda r: w.brush_label.setText(f"  brush {r:.0f} px"))
+
+
+def show_result_scale(box: QComboBox, scale: int) -> None:
+    """Select ``scale`` in the Size box (a valid one outside :data:`RESULT_SCALE_CHOICES`, from the settings file or
+    a session, is added in order); selecting does not choose (only ``activated`` calls the model)."""
+    k = box.findData(scale)
+    if k < 0:
+        k = sum(1 for i in range(box.count()) if box.itemData(i) < scale)
+        box.insertItem(k, f"×{scale}", scale)
+    box.setCurrentIndex(k)

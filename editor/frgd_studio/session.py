@@ -1,7 +1,9 @@
 """Session files (``.frgd``): a zip with ``session.json`` (photo path + sha256, faces, references, sample seeds and
-parameters, applied choices, pane parameters) and ``arrays.npz`` (masks, the photo's damage layer, sample images,
-applied results, reference crops) plus one PNG per pane result (``panes/<k>.png``). Sessions written before the
-damage layer was the photo's held one per face (``f<i>_damage``, crop frame); they load into the photo's layer.
+parameters, applied choices, pane parameters, and ``ui``: the FRGD panel's settings and the Size box's choice,
+:meth:`frgd_studio.model.editor.EditorModel.session_ui`) and ``arrays.npz`` (masks, the photo's damage layer,
+sample images, applied results, reference crops) plus one PNG per pane result (``panes/<k>.png``). Sessions written
+before the damage layer was the photo's held one per face (``f<i>_damage``, crop frame); they load into the photo's
+layer.
 
 The photo itself is not copied into the session; it is loaded from its path and its sha256 is checked
 (a mismatch is reported as a warning). A photo that is no longer there is looked for where a moved folder would

@@ -65,6 +65,7 @@ class EditorModel:
         self.recentChanged = Event("recentChanged")  # (paths)
         self.deviceChanged = Event("deviceChanged")
         self.previewChanged = Event("previewChanged")  # (): the FRGD preview (:attr:`preview`) appeared or went
+        self.resultScaleChosen = Event("resultScaleChosen")  # (scale): the Size box's choice (:meth:`set_result_scale`)
         self.preview: FacePreview | None = None
         """The instant preview of a running Resample (shown over its face, never part of the document)."""
         self.ask_unsaved: Callable[[str], str] = lambda _title: "discard"
@@ -300,12 +301,7 @@ class EditorModel:
         def done(data) -> None:
             self.undo.clear()
             apply_session(self.doc, data)
-            ui = {k: v for k, v in (data.ui or {}).items() if k in FRGDPane.PARAMS}
-            for key, value in ui.items():
-                try:
-                    self.frgd.set_param(key, value)
-                except (ValueError, TypeError) as err:
-                    logger.warning("session: %s", err)
+            self._apply_session_ui(data.ui or {})
             self.session_path = path
             if recent:
                 self.recentChanged.emit(self.settings.add_recent(path))
@@ -331,8 +327,23 @@ class EditorModel:
         return self.session_path or str(Path(self.doc.photo_path or "session").with_suffix(".frgd"))
 
     def session_ui(self) -> dict[str, Any]:
+        """What a session keeps besides the document: the FRGD pane's parameters and the Size box's choice
+        (``result_scale``; :data:`RESULT_SCALE_AUTO` is Auto), so that the work reopens as it was left and exports
+        at the same size."""
         p = self.frgd.params()
-        return {k: getattr(p, k) for k in FRGDPane.PARAMS}
+        return {**{k: getattr(p, k) for k in FRGDPane.PARAMS}, "result_scale": int(self.settings.get("result_scale"))}
+
+    def _apply_session_ui(self, ui: dict[str, Any]) -> None:
+        """Restore :meth:`session_ui` from a session; an invalid value is logged and skipped, and a key the session
+        lacks (sessions written before the Size was kept) leaves the setting as it is."""
+        for key, value in ui.items():
+            try:
+                if key in FRGDPane.PARAMS:
+                    self.frgd.set_param(key, value)
+                elif key == "result_scale":
+                    self.set_result_scale(value, tell=False)
+            except (ValueError, TypeError) as err:
+                logger.warning("session: %s", err)
 
     def save_session(self, path: str | Path | None = None) -> Job | None:
         """Save the session as a job: the document is snapshotted here (GUI thread) and written on the worker, so
@@ -699,13 +710,16 @@ class EditorModel:
             return 1
         return faces_scale((1.0 / max(f.crop_scale(), 1e-9) for f in doc.faces), doc.photo.shape[:2])
 
-    def set_result_scale(self, scale: int) -> None:
-        """The Size box: ``scale`` times the photo's size, or :data:`RESULT_SCALE_AUTO` (a setting: it changes how the
-        result is rendered and exported, not the document); the status says when the photo sets another size."""
-        self.settings.set("result_scale", int(scale))
+    def set_result_scale(self, scale: int, tell: bool = True) -> None:
+        """The Size box: ``scale`` times the photo's size, or :data:`RESULT_SCALE_AUTO` (a setting, kept in sessions:
+        it changes how the result is rendered and exported, not the document; ``ValueError`` when invalid); with
+        ``tell`` the status says when the photo sets another size."""
+        self.settings.set("result_scale", scale)
+        scale = int(self.settings.get("result_scale"))
+        self.resultScaleChosen.emit(scale)
         self.update_result_size()
         doc = self.doc
-        if doc.photo is None:
+        if doc.photo is None or not tell:
             return
         if doc.background:
             self.status(f"The result is pasted on {doc.background}, which sets its size; untick 'Paste restored faces "
