@@ -208,9 +208,55 @@ def test_the_sampler_blends_its_target_by_the_share(tiny_pipe, captured_targets)
     assert dist(1.0) < dist(0.0)
 
 
-def test_the_share_needs_a_whole_face_from_the_prior(tiny_pipe, captured_targets):  # noqa: F811
-    """Under a mask, from a given base, without a prior or with ``use_prior=False`` the target stays the input and the
-    samples are those of a pipeline without an estimator, whatever share is asked for."""
+@pytest.fixture
+def guided_targets(monkeypatch):
+    """The content targets (``[0, 1]``) the sampler's content guidance is built with, in call order."""
+    seen: list[torch.Tensor] = []
+    original = pipeline_mod.build_guides
+
+    def spy(*args, **kwargs):
+        seen.append((kwargs["content_target"].clone() + 1) / 2)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline_mod, "build_guides", spy)
+    return seen
+
+
+def test_a_masked_sample_holds_its_region_by_the_share(tiny_pipe, guided_targets):  # noqa: F811
+    """Oracle: a constant prior ``C``. Under a mask the target is exactly the input outside the mask (at the content
+    scale) and the share's blend with ``C`` inside it, given or estimated, with or without a given base; share 0
+    gives the samples of a pipeline without an estimator bit for bit; the output still equals the base outside the
+    mask."""
+    S = tiny_pipe.size
+    c = _rand(1, 3, S, S, seed=11)
+    deg = _rand(1, 3, 8, 8, seed=12)
+    mask = torch.zeros(1, 1, S, S)
+    mask[..., 8:24, 4:20] = 1  # the content scale is the input's 8 px: rows 2-5, columns 1-4 there
+    region = torch.zeros(1, 1, 8, 8)
+    region[..., 2:6, 1:5] = 1
+    pc = to_content_scale(c, (8, 8))
+    base = _rand(1, 3, S, S, seed=13)
+    plain, est = _pipe(tiny_pipe, ConstantPrior(c), None), _pipe(tiny_pipe, ConstantPrior(c), ConstantShare(3.0))
+    kw = dict(num_samples=1, seeds=[5], steps=10, identity_strength=0.0, mask=mask)  # content guidance: late steps
+    for extra in (dict(), dict(base=base)):
+        old = plain(deg, **kw, **extra)
+        assert old.params["prior_share"] is None
+        for share in (0.0, 0.5, None):
+            guided_targets.clear()
+            out = est(deg, prior_share=share, **kw, **extra)
+            a = torch.sigmoid(torch.tensor(3.0)).item() if share is None else share
+            torch.testing.assert_close(guided_targets[0], deg + region * a * (pc - deg), rtol=0, atol=1e-6)
+            assert torch.equal(guided_targets[0] * (1 - region), deg * (1 - region)), "the input outside the mask"
+            assert out.params["prior_share"] == {"source": "estimated" if share is None else "given",
+                                                 "values": [round(a, 4)]}  # fmt: skip
+            assert torch.equal(out.images, old.images) == (share == 0.0)
+            if "base" in extra:
+                assert torch.equal(out.images * (1 - mask), base * (1 - mask)), "the base outside the mask"
+
+
+def test_the_share_needs_the_prior(tiny_pipe, captured_targets):  # noqa: F811
+    """For a whole face from a given base, without a prior or with ``use_prior=False`` (a mask too) the target stays
+    the input and the samples are those of a pipeline without an estimator, whatever share is asked for."""
     S = tiny_pipe.size
     c = _rand(1, 3, S, S, seed=11)
     deg = _rand(1, 3, 8, 8, seed=12)
@@ -218,7 +264,7 @@ def test_the_share_needs_a_whole_face_from_the_prior(tiny_pipe, captured_targets
     mask[..., 8:24, 8:24] = 1
     plain, est = _pipe(tiny_pipe, ConstantPrior(c), None), _pipe(tiny_pipe, ConstantPrior(c), ConstantShare(3.0))
     kw = dict(num_samples=1, seeds=[5], steps=3, identity_strength=0.2)
-    for extra in (dict(mask=mask), dict(base=torch.full((1, 3, S, S), 0.3)), dict(use_prior=False)):
+    for extra in (dict(base=torch.full((1, 3, S, S), 0.3)), dict(use_prior=False), dict(use_prior=False, mask=mask)):
         for share in (None, 1.0):
             out = est(deg, prior_share=share, **kw, **extra)
             assert out.params["prior_share"] is None

@@ -238,7 +238,7 @@ class FRGDRequest:
     harmonise: int = RESAMPLE  # harmonising passes per step
     candidates: int = 1  # with a reference: keep the most reference-like of this many per sample
     identity_gradient: str = IDENTITY_GRADIENT  # "x0": faster identity guidance, more cracks at the identity end
-    input_quality: str = INPUT_QUALITY  # what a whole face is held to: auto (estimated), clean (input), degraded
+    input_quality: str = INPUT_QUALITY  # what a face (its masked part) is held to: auto, clean (input), degraded
     damage: np.ndarray | None = None  # (128, 128) float, 1 = the photo is damaged there (ignored, filled); None = none
 
 

@@ -61,9 +61,9 @@ class FRGDPanel(QWidget):
         for key in INPUT_QUALITIES:
             self.input_quality.addItem(labels.get(key, key), key)
         self.input_quality.setToolTip(
-            "What a whole face is held to at the photo's own resolution: a clean input's pixels, or (for a noisy, "
-            "blurred or JPEG photo, whose noise and blocks must not come back) the cleaned estimate shown as the "
-            "preview. Detect estimates it for each face."
+            "What a face, or the masked part of it, is held to at the photo's own resolution: a clean input's "
+            "pixels, or (for a noisy, blurred or JPEG photo, whose noise and blocks must not come back) the cleaned "
+            "estimate shown as the preview. Detect estimates it for each face."
         )
         self.samples = QSpinBox()
         self.samples.setRange(*(int(v) for v in RANGES["samples"]))

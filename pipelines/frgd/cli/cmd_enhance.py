@@ -148,9 +148,9 @@ def _add_sampler_flags(p: argparse.ArgumentParser) -> None:
         type=number_arg("--prior-share", float, 0.0, 1.0, auto=True),
         default=None,
         metavar="auto|A",
-        help="what a whole face is held to at the input's resolution: 0 = the input's pixels (a clean input), 1 = the "
-        "FRGD prior's cleaned estimate (a noisy, blurred or JPEG input, whose noise and blocks must not come back), "
-        "in between a mix; auto estimates it per face (default auto)",
+        help="what a face (with --mask: the masked region) is held to at the input's resolution: 0 = the input's "
+        "pixels (a clean input), 1 = the FRGD prior's cleaned estimate (a noisy, blurred or JPEG input, whose noise "
+        "and blocks must not come back), in between a mix; auto estimates it per face (default auto)",
     )
 
 

@@ -56,9 +56,15 @@ def to_content_scale(face: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
     return resize_tensor(face, hw, BACK_PROJECT_KERNEL)
 
 
-def blend_target(y: torch.Tensor, p: torch.Tensor, share: torch.Tensor) -> torch.Tensor:
-    """``(1 - a) y + a p`` with ``share`` ``a`` ``(B,)`` in ``[0, 1]``; ``y``, ``p`` ``(B, 3, h, w)``."""
+def blend_target(
+    y: torch.Tensor, p: torch.Tensor, share: torch.Tensor, region: torch.Tensor | None = None
+) -> torch.Tensor:
+    """``(1 - a) y + a p`` with ``share`` ``a`` ``(B,)`` in ``[0, 1]``; ``y``, ``p`` ``(B, 3, h, w)``. ``region``
+    ``(B or 1, 1, h, w)`` in ``[0, 1]``: where the share applies (a mask at the content scale; ``None``: everywhere),
+    ``y`` elsewhere. A share of 0 gives ``y`` exactly."""
     a = share.to(y.dtype).view(-1, 1, 1, 1)
+    if region is not None:
+        a = a * region.to(y)
     return y + a * (p - y)
 
 

@@ -612,10 +612,12 @@ class FRGDPipeline:
                 (fewer cracks, one backward pass per guided step), ``"x0"`` at ``x0_hat`` alone (faster, less memory).
             back_projection: bring a whole face's finished sample back to the content target
                 (:func:`.guidance.back_project`; no effect with a mask, whose kept region is the base).
-            prior_share: for a whole face that starts from the prior, the prior's share ``a`` of the content target
-                ``(1 - a) input + a prior`` at the content scale (:mod:`frgd.diffusion.content`): ``None`` estimated per
-                face by the pipeline's estimator (0 without one), 0 = the input (a clean input), 1 = the prior's
-                estimate (a noisy, blurred or compressed input). Ignored (0) with a mask, a base or no prior.
+            prior_share: the prior's share ``a`` of the content target ``(1 - a) input + a prior`` at the content
+                scale (:mod:`frgd.diffusion.content`), for a whole face that starts from the prior, and inside the
+                mask of a masked sample (the region that changes; the kept region is the base either way): ``None``
+                estimated per face by the pipeline's estimator (0 without one), 0 = the input (a clean input), 1 =
+                the prior's estimate (a noisy, blurred or compressed input). Ignored (0) without a prior
+                (``use_prior=False`` included) and for a whole face from a given base.
             damage: ``(1,1,128,128)`` 1 = the input is damaged there (a scratch, a stain; ``None``: no damage): the
                 input is filled there from the pixels around it, the content target there is the prior's estimate
                 and a given ``base`` is filled there too where it may change (inside the mask), so an earlier result
@@ -676,13 +678,15 @@ class FRGDPipeline:
         else:
             base01 = apply_prior(self.prior, deg128, S) if prior_used else deg128
         shares, share_source, prior_c = None, None, None
-        if prior_used and (prior_share is not None or self.prior_share_net is not None):
-            prior_c = to_content_scale(base01, hw)
+        masked_share = mask is not None and use_prior and self.prior is not None  # the region changes: held there
+        if (prior_used or masked_share) and (prior_share is not None or self.prior_share_net is not None):
+            prior_c = to_content_scale(base01 if prior_used else apply_prior(self.prior, deg128, S), hw)
             if prior_share is not None:
                 shares, share_source = torch.full((n,), float(prior_share), device=dev), "given"
             else:
                 shares, share_source = estimate_share(self.prior_share_net, content_target, prior_c), "estimated"
-            content_target = blend_target(content_target, prior_c, shares)
+            region = None if prior_used else downscale_to((mask.float().to(dev) > 0.5).float(), hw)
+            content_target = blend_target(content_target, prior_c, shares, region)
         if dmg is not None and use_prior and self.prior is not None:  # the prior's estimate where it is damaged
             if prior_c is None:
                 prior_c = to_content_scale(base01 if prior_used else apply_prior(self.prior, deg128, S), hw)

@@ -71,7 +71,8 @@ IDENTITY_GRADIENT_FAST = "x0"
 guidance"): no backward pass through the model, for users whose CPU makes the default slow."""
 INPUT_QUALITIES: dict[str, float | None] = {"auto": None, "clean": 0.0, "degraded": 1.0}
 """The editor's "Input" choice -> the sampler's ``prior_share`` (:mod:`frgd.diffusion.content`): ``auto`` estimated per
-face, ``clean`` holds a whole face to the input's pixels, ``degraded`` to the prior's cleaned estimate."""
+face, ``clean`` holds a face (or its masked region) to the input's pixels, ``degraded`` to the prior's cleaned
+estimate."""
 INPUT_QUALITY = "auto"
 """The default of :data:`INPUT_QUALITIES`."""
 CANDIDATES_MAX = 8
