@@ -677,21 +677,25 @@ class FRGDPipeline:
             base01 = base.float().to(dev).expand(n, -1, -1, -1)
         else:
             base01 = apply_prior(self.prior, deg128, S) if prior_used else deg128
+        hard1 = None if mask is None else (mask.float().to(dev) > 0.5).float()  # (1 or n, 1, S, S)
+        has_prior = use_prior and self.prior is not None  # (a whole face from the prior has one: prior_used)
         shares, share_source, prior_c = None, None, None
-        masked_share = mask is not None and use_prior and self.prior is not None  # the region changes: held there
-        if (prior_used or masked_share) and (prior_share is not None or self.prior_share_net is not None):
+        # the share holds a whole face from the prior, or the region a mask changes (the kept region is the base)
+        shared = (prior_used or (has_prior and hard1 is not None)) and (
+            prior_share is not None or self.prior_share_net is not None
+        )
+        if shared or (has_prior and dmg is not None):  # the prior's estimate at the content scale
             prior_c = to_content_scale(base01 if prior_used else apply_prior(self.prior, deg128, S), hw)
+        if shared:
             if prior_share is not None:
                 shares, share_source = torch.full((n,), float(prior_share), device=dev), "given"
             else:
                 shares, share_source = estimate_share(self.prior_share_net, content_target, prior_c), "estimated"
-            region = None if prior_used else downscale_to((mask.float().to(dev) > 0.5).float(), hw)
+            region = None if prior_used else downscale_to(hard1, hw)
             content_target = blend_target(content_target, prior_c, shares, region)
-        if dmg is not None and use_prior and self.prior is not None:  # the prior's estimate where it is damaged
-            if prior_c is None:
-                prior_c = to_content_scale(base01 if prior_used else apply_prior(self.prior, deg128, S), hw)
+        if has_prior and dmg is not None:  # the prior's estimate where it is damaged
             content_target = damage_target(content_target, prior_c, damage_at(dmg, hw))
-        hard = None if mask is None else (mask.float().to(dev) > 0.5).float().expand(n, -1, -1, -1)
+        hard = None if hard1 is None else hard1.expand(n, -1, -1, -1)
         m = torch.ones(n, 1, S, S, device=dev) if hard is None else hard
         if dmg is not None and base is not None:  # a given base (an earlier result) is filled where it may change
             base01 = fill_damage(base01, damage_at(dmg, (S, S)) * m)
