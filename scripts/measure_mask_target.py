@@ -18,7 +18,6 @@ judge's similarity (research data: the judge is for evaluation only).
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import sys
@@ -30,7 +29,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from measure_mask_seams import REGIONS, brush_mask, composite  # noqa: E402 - a sibling script
+from measure_mask_seams import REGIONS, brush_mask, composite  # noqa: E402 - sibling scripts
+from measure_prior_share import tuning_parser, tuning_setup  # noqa: E402
 
 logger = logging.getLogger("measure_mask_target")
 
@@ -51,39 +51,19 @@ def paired(a: list[float], b: list[float]) -> dict[str, float | int]:
 
 def main(argv: list[str] | None = None) -> int:
     from frgd.devices import describe_device
-    from frgd.diffusion.training.data import read_image
-    from frgd.eval.faces import degrade_faces, face_metrics, select_pairs, upscale_faces
-    from frgd.identity.judge import Judge
+    from frgd.eval.faces import degrade_faces, face_metrics, upscale_faces
     from frgd.metrics.psnr_ssim import psnr
     from frgd.metrics.seams import seam_excess
-    from frgd.restore import load_frgd_pipeline
     from frgd.tensor import image_to_tensor, tensor_to_image
 
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--faces", required=True, help="faces128 folder")
-    p.add_argument("--out", required=True, help="JSON file to write")
-    p.add_argument("--first", type=int, default=50)
-    p.add_argument("--limit", type=int, default=16)
-    p.add_argument("--conditions", default=CONDITIONS, help=f"SCALE:PRESET,... (default {CONDITIONS})")
-    p.add_argument("--shares", default="0,auto", help="numbers in [0, 1] and/or auto (default 0,auto)")
+    p = tuning_parser(__doc__.split("\n")[0], CONDITIONS, "0,auto")
     p.add_argument("--batch", type=int, default=8, help="faces per sampler call")
-    p.add_argument("--threads", type=int, default=2)
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
-    root = Path(args.faces)
-    pipe = load_frgd_pipeline(None, device="cpu")
-    if pipe.prior_share_net is None:
-        logger.warning("no prior-share estimator installed: 'auto' is share 0")
-    pairs = select_pairs(root, args.first + args.limit)[args.first :]
-    gts = [read_image(root / t) for t, _, _ in pairs]
-    judge = Judge()
-    gt_emb = judge.embed(torch.cat([image_to_tensor(x) for x in gts]))
-    shares = [None if v == "auto" else float(v) for v in args.shares.split(",")]
+    t = tuning_setup(args)
+    pipe, gts, judge, gt_emb, shares = t.pipe, t.gts, t.judge, t.gt_emb, t.shares
     rows = []
-    for cond in args.conditions.split(","):
-        scale, preset = float(cond.split(":")[0]), cond.split(":")[1]
+    for scale, preset in t.conditions:
         lqs = degrade_faces(gts, scale, preset, 0, args.first)
         bases = {"gt": gts, "crop": upscale_faces(lqs, 128)}
         for region in REGIONS:

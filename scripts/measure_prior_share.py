@@ -18,7 +18,9 @@ import json
 import logging
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -28,25 +30,44 @@ logger = logging.getLogger("measure_prior_share")
 CONDITIONS = "1.5:clean,4:clean,8:clean,1.5:mild,4:mild,8:mild,4:medium"
 
 
-def main(argv: list[str] | None = None) -> int:
-    from frgd.diffusion.training.data import read_image
-    from frgd.eval.faces import degrade_faces, face_metrics, select_pairs
-    from frgd.identity.judge import Judge
-    from frgd.restore import load_frgd_pipeline
-    from frgd.tensor import image_to_tensor, tensor_to_image
+@dataclass
+class Tuning:
+    """What the tuning-face measurements share: the installed pipeline, the true faces of pairs ``--first`` ..
+    ``--first + --limit``, the judge and its embeddings of them, the shares to try (``None`` = estimated) and the
+    degradations ``(scale, preset)``."""
 
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    pipe: Any
+    root: Path
+    gts: list[np.ndarray]
+    judge: Any
+    gt_emb: torch.Tensor
+    shares: list[float | None]
+    conditions: list[tuple[float, str]]
+
+
+def tuning_parser(description: str, conditions: str, shares: str) -> argparse.ArgumentParser:
+    """The common flags (``--faces --out --first --limit --conditions --shares --threads``) with these defaults."""
+    p = argparse.ArgumentParser(description=description)
     p.add_argument("--faces", required=True, help="faces128 folder")
     p.add_argument("--out", required=True, help="JSON file to write")
     p.add_argument("--first", type=int, default=50)
     p.add_argument("--limit", type=int, default=16)
-    p.add_argument("--conditions", default=CONDITIONS, help=f"SCALE:PRESET,... (default {CONDITIONS})")
-    p.add_argument("--shares", default="auto,0", help="auto and/or numbers in [0, 1] (default auto,0)")
+    p.add_argument("--conditions", default=conditions, help=f"SCALE:PRESET,... (default {conditions})")
+    p.add_argument("--shares", default=shares, help=f"auto and/or numbers in [0, 1] (default {shares})")
     p.add_argument("--threads", type=int, default=2)
-    args = p.parse_args(argv)
+    return p
+
+
+def tuning_setup(args: argparse.Namespace) -> Tuning:
+    """Logging, threads, the installed pipeline (CPU), the true faces and the judge's embeddings of them."""
+    from frgd.diffusion.training.data import read_image
+    from frgd.eval.faces import select_pairs
+    from frgd.identity.judge import Judge
+    from frgd.restore import load_frgd_pipeline
+    from frgd.tensor import image_to_tensor
+
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_num_threads(args.threads)
-    t0 = time.perf_counter()
     root = Path(args.faces)
     pipe = load_frgd_pipeline(None, device="cpu")
     if pipe.prior_share_net is None:
@@ -56,9 +77,20 @@ def main(argv: list[str] | None = None) -> int:
     judge = Judge()
     gt_emb = judge.embed(torch.cat([image_to_tensor(x) for x in gts]))
     shares = [None if v == "auto" else float(v) for v in args.shares.split(",")]
+    conditions = [(float(c.split(":")[0]), c.split(":")[1]) for c in args.conditions.split(",")]
+    return Tuning(pipe, root, gts, judge, gt_emb, shares, conditions)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from frgd.eval.faces import degrade_faces, face_metrics
+    from frgd.tensor import image_to_tensor, tensor_to_image
+
+    args = tuning_parser(__doc__.split("\n")[0], CONDITIONS, "auto,0").parse_args(argv)
+    t0 = time.perf_counter()
+    t = tuning_setup(args)
+    pipe, root, gts, judge, gt_emb, shares = t.pipe, t.root, t.gts, t.judge, t.gt_emb, t.shares
     rows = []
-    for cond in args.conditions.split(","):
-        scale, preset = float(cond.split(":")[0]), cond.split(":")[1]
+    for scale, preset in t.conditions:
         lqs = degrade_faces(gts, scale, preset, 0, args.first)
         for share in shares:
             outs, used = [], []
@@ -78,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
             logger.info("x%g %-6s share=%s: mean share %.2f  PSNR %.2f detail %.3f judge %.3f", scale, preset,
                         row["prior_share"], row["mean_share"], m["psnr"], m["detail"], sim)  # fmt: skip
     result = {"command": "python scripts/measure_prior_share.py " + " ".join(sys.argv[1:] if argv is None else argv),
-              "faces": str(root), "pairs": [args.first, args.first + len(pairs) - 1], "slider": 0.0,
+              "faces": str(root), "pairs": [args.first, args.first + len(gts) - 1], "slider": 0.0,
               "reference": None, "model": pipe.name, "prior": pipe.prior_name,
               "estimator": pipe.prior_share_net is not None, "rows": rows,
               "seconds": round(time.perf_counter() - t0, 1)}  # fmt: skip
