@@ -532,7 +532,10 @@ class Document:
         applied = [f for f in self.faces if f.applied is not None]
         if any(f.crop_obj is None for f in applied):
             raise FRGDError("face has no alignment; detect faces again")
-        box = None if old is None else _changed_box(old_key, key)
+        box = boxes = None
+        if old is not None:  # each face's paste box now (None: not pasted), for the box that changed
+            boxes = [_face_box(f.crop_obj, f.applied, scale, canvas.shape[:2]) for f in self.faces]
+            box = _changed_box(old_key, key, boxes)
         if box is not None and (box[1] <= box[0] or box[3] <= box[2]):  # e.g. a face reverted that was not pasted
             self._composite_key = key
             return old
@@ -540,8 +543,8 @@ class Document:
             new = paste_faces(canvas, [(f.crop_obj, f.applied, f.applied_mask) for f in applied], scale)
         else:
             y0, y1, x0, x1 = box
-            inside = [(f.crop_obj, f.applied, f.applied_mask) for f in applied
-                      if _overlaps(_face_box(f.crop_obj, f.applied, scale, canvas.shape[:2]), box)]  # fmt: skip
+            inside = [(f.crop_obj, f.applied, f.applied_mask) for f, fb in zip(self.faces, boxes, strict=True)
+                      if _overlaps(fb, box)]  # fmt: skip
             new = old.copy()
             new[y0:y1, x0:x1] = paste_faces(canvas[y0:y1, x0:x1], inside, scale, origin=(y0, x0),
                                             full_size=canvas.shape[:2])  # fmt: skip
@@ -660,27 +663,26 @@ def _union(a: Box, b: Box) -> Box:
     return min(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), max(a[3], b[3])
 
 
-def _changed_box(old: tuple | None, new: tuple) -> Box | None:
+def _changed_box(old: tuple | None, new: tuple, boxes: list[Box | None]) -> Box | None:
     """Where a composite made from key ``new`` can differ from one made from ``old`` when only faces' results changed
     (same canvas, scale and faces): the boxes of the changed faces' old and new pastes, grown by every pasted face
     that overlaps it until none does (a face is pasted over what the faces before it left, so each one touching the
-    box is pasted again whole). ``None``: anything else changed (compose it all again)."""
+    box is pasted again whole). ``boxes``: each face's paste box under ``new`` (:func:`_face_box`). ``None``:
+    anything else changed (compose it all again)."""
     if old is None or old[0] is not new[0] or old[1] != new[1] or len(old[2]) != len(new[2]):
         return None
     if any(a[0] is not b[0] for a, b in zip(old[2], new[2])):
         return None
     canvas, scale = new[0], new[1]
-    hw = canvas.shape[:2]
     box: Box = (0, 0, 0, 0)
-    for a, b in zip(old[2], new[2]):
+    for a, b, now in zip(old[2], new[2], boxes, strict=True):
         if a[1] is not b[1] or a[2] is not b[2]:
-            for crop, applied, _mask in (a, b):
-                found = _face_box(crop, applied, scale, hw)
+            for found in (_face_box(a[0], a[1], scale, canvas.shape[:2]), now):
                 if found is not None:
                     box = _union(box, found)
     if box[1] <= box[0] or box[3] <= box[2]:
         return box  # nothing pasted before or now: nothing changes
-    pasted = [fb for crop, applied, _m in new[2] if (fb := _face_box(crop, applied, scale, hw)) is not None]
+    pasted = [fb for fb in boxes if fb is not None]
     grown = True
     while grown:
         grown = False
