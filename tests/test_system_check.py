@@ -111,3 +111,9 @@ def test_a_pyside_that_loses_none_is_caught_and_the_editor_refuses_to_start(monk
     assert app.main(["--demo"]) == 1
     err = capsys.readouterr().err
     assert "deallocating None" in err and "pip install 'PySide6-Essentials>=6.6,<6.12'" in err and "\n" == err[-1]
+
+
+def test_the_command_names_the_builds_the_set_up_installs():
+    """``pyproject.toml`` requires on Python < 3.12 exactly the builds the refusal's command installs."""
+    pyproject = (REPO / "pyproject.toml").read_text()
+    assert f"\"{system_check.PYSIDE_SOUND}; python_version < '3.12'\"" in pyproject

@@ -92,6 +92,9 @@ def startup_problem(env: Mapping[str, str] | None = None, loadable: Callable[[st
     )
 
 
+PYSIDE_SOUND = "PySide6-Essentials>=6.6,<6.12"
+"""The PySide6 builds that keep their references to ``None`` (``pyproject.toml``'s requirement on Python < 3.12, and
+the command :func:`pyside_problem` gives)."""
 NONE_PROBE_CALLS = 64
 """Qt calls :func:`pyside_loses_none` makes (each loses at most one reference to ``None``; thousands are left)."""
 
@@ -129,7 +132,7 @@ def pyside_problem(loses_none: Callable[[], bool] | None = None) -> str | None:
     return (
         f"{found} loses a reference to None at every Qt call on Python {sys.version_info.major}."
         f'{sys.version_info.minor}, so the editor would crash within minutes ("deallocating None"): install '
-        "a build below 6.12 with `pip install 'PySide6-Essentials>=6.6,<6.12'` (or use Python 3.12 or newer)"
+        f"a build below 6.12 with `pip install '{PYSIDE_SOUND}'` (or use Python 3.12 or newer)"
     )
 
 
