@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 
 import pytest
 
@@ -31,15 +30,13 @@ def demo():
 
 
 def test_walkthrough_passes_every_step(qapp, tmp_path, tiny_identity, demo):
-    from frgd_studio.tools.walkthrough import CANCEL_LIMIT_S, MAX_PNG_BYTES, main
+    from frgd_studio.tools.walkthrough import CANCEL_LIMIT_S, MAX_GRAB_BYTES, main
 
     out = tmp_path / "walkthrough"
     env = {k: os.environ.get(k) for k in ("FRGD_CONFIG_DIR", "FRGD_CACHE_DIR", "FRGD_OFFLINE")}
-    t0 = time.perf_counter()
     argv = ["--out", str(out), "--tiny-random", "--offline", "--steps", "2", "--samples", "1", "--size", "1200x800",
             "--sr-size", "512"]  # fmt: skip
     assert main(argv) == 0
-    seconds = time.perf_counter() - t0
     record = json.loads((out / "walkthrough.json").read_text(encoding="utf-8"))
     steps = record["steps"]
     assert [s["name"] for s in steps] == STEPS
@@ -47,7 +44,8 @@ def test_walkthrough_passes_every_step(qapp, tmp_path, tiny_identity, demo):
         assert s["passed"], f"{s['name']}: {s.get('error')}"
         assert s["checks"], s["name"]
         assert s["name"] == "import_ready" or not s["errors_shown"], (s["name"], s["errors_shown"])
-        assert 10_000 < (out / s["screenshot"]).stat().st_size <= MAX_PNG_BYTES, s["name"]
+        shot = out / s["screenshot"]
+        assert shot.suffix == ".webp" and 10_000 < shot.stat().st_size <= MAX_GRAB_BYTES, s["name"]
     assert record["all_passed"]
     facts = {s["name"]: s["facts"] for s in steps}
     assert facts["start_on_demo"]["faces"] >= 1 and facts["start_on_demo"]["reference"] == demo[1].name
@@ -65,7 +63,6 @@ def test_walkthrough_passes_every_step(qapp, tmp_path, tiny_identity, demo):
     readme = (out / "README.md").read_text(encoding="utf-8")
     assert "all steps passed" in readme and f"{sr['esc_to_cancelled_s']} s" in readme
     assert {k: os.environ.get(k) for k in env} == env, "the run restores the environment"
-    assert seconds < 90, f"the walkthrough took {seconds:.0f} s"
 
 
 def test_a_failed_expectation_names_the_step(qapp, tmp_path, monkeypatch, demo):

@@ -2,13 +2,13 @@
 
 Run under a virtual X server (Debian: ``apt-get install xvfb xauth``)::
 
-    xvfb-run -a -s "-screen 0 1680x1050x24" python -m frgd_studio.tools.screenshot --out docs/screenshot.png
+    xvfb-run -a -s "-screen 0 1680x1050x24" python -m frgd_studio.tools.screenshot --out docs/screenshot.webp
 
 It opens ``frgd_resources/demo`` (photo + reference), detects the face, paints an eye mask, runs FRGD for four
-samples, applies one and opens the comparison view, then saves ``QWidget.grab()`` of the window. The FRGD model is
-the shipped ``frgd-128`` unless ``--model DIR`` picks another folder; ``--tiny-random`` creates a tiny *untrained,
-randomly initialised* model in a temporary folder (its samples are NOT restorations: they only show the workflow).
-Settings are kept in a temporary folder (the user's settings are not touched).
+samples, applies one and opens the comparison view, then saves ``QWidget.grab()`` of the window as a lossless WebP
+(:mod:`.grabs`). The FRGD model is the shipped ``frgd-128`` unless ``--model DIR`` picks another folder;
+``--tiny-random`` creates a tiny *untrained, randomly initialised* model in a temporary folder (its samples are NOT
+restorations: they only show the workflow). Settings are kept in a temporary folder (the user's are not touched).
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from .grabs import GRAB_SUFFIX, save_grab
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +56,7 @@ def _wait(window, app, timeout: float = 600.0) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--out", default="docs/screenshot.png")
+    p.add_argument("--out", default="docs/screenshot.webp", help="the grab, lossless WebP (.webp)")
     p.add_argument("--model", help="FRGD model folder (default: the shipped frgd-128)")
     p.add_argument("--tiny-random", action="store_true", help="use a tiny untrained random model (workflow only)")
     p.add_argument("--steps", type=int, default=15)
@@ -63,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", default="1680x1050")
     p.add_argument("--device", default="cpu")
     args = p.parse_args(argv)
+    if Path(args.out).suffix.lower() != GRAB_SUFFIX:
+        p.error(f"--out: the screenshot is written as lossless WebP; name it *{GRAB_SUFFIX}")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
     tmp = Path(tempfile.mkdtemp(prefix="frgd-screenshot-"))
@@ -134,8 +138,10 @@ def main(argv: list[str] | None = None) -> int:
         time.sleep(0.02)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    if not window.grab().save(str(out)):
-        raise SystemExit(f"could not write {out}")
+    try:
+        save_grab(window.grab(), out)
+    except OSError as err:
+        raise SystemExit(f"could not write {out}: {err}") from None
     logger.info("saved %s (model: %s; errors: %s)", out, model, window.errors)
     window.jobs.shutdown()
     return 0

@@ -5,7 +5,7 @@ Run under a virtual X server (Debian: ``apt-get install xvfb xauth``)::
     xvfb-run -a -s "-screen 0 1680x1050x24" python -m frgd_studio.tools.walkthrough --out docs/walkthrough
 
 Steps (each checked: a failed expectation ends the run with ``SystemExit`` naming the step; the window is grabbed
-after each step as ``NN_<step>.png``):
+after each step as ``NN_<step>.webp``, lossless, :mod:`.grabs`):
 
 1. ``start_on_demo``: open the demo photo + reference: faces detected, reference added.
 2. ``unsaved_prompt``: a mask edit, then open another photo: the unsaved-changes question is asked; Cancel keeps the
@@ -38,13 +38,16 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from .grabs import GRAB_SUFFIX, save_grab
+
 logger = logging.getLogger(__name__)
 
 CANCEL_LIMIT_S = 1.0
 """Esc must bring a running SR job to ``cancelled`` within this many seconds."""
 ENV_KEYS = ("FRGD_CONFIG_DIR", "FRGD_CACHE_DIR", "FRGD_OFFLINE")
-MAX_PNG_BYTES = 200_000
-"""Screenshots are committed, and the repository travels to every training round within an upload limit."""
+MAX_GRAB_BYTES = 150_000
+"""A screenshot's byte limit (:func:`.grabs.save_grab` reduces it to a palette past it): screenshots are committed,
+and the repository travels to every training round within an upload limit."""
 
 
 class StepFailed(Exception):
@@ -104,7 +107,7 @@ class Walkthrough:
 
     def grab(self, *overlays: Any) -> None:
         """Save the window (with ``overlays``: dialogs drawn where they are shown) as the step's screenshot
-        ``NN_<step>.png``, recorded under ``screenshot``."""
+        ``NN_<step>.webp``, recorded under ``screenshot``."""
         from PySide6.QtGui import QPainter
 
         assert self.current is not None
@@ -123,11 +126,11 @@ class Walkthrough:
                     top_left.setY((pix.height() - w.height()) // 3)
                 painter.drawPixmap(top_left, w.grab())
             painter.end()
-        name = f"{len(self.steps):02d}_{self.current['name']}.png"
-        path = self.out / name
-        if not pix.save(str(path), "PNG", 0):
-            raise StepFailed(f"could not write {path}")
-        shrink_png(path)
+        name = f"{len(self.steps):02d}_{self.current['name']}{GRAB_SUFFIX}"
+        try:
+            save_grab(pix, self.out / name, MAX_GRAB_BYTES)
+        except OSError as err:
+            raise StepFailed(f"could not write {self.out / name}: {err}") from err
         self.current["screenshot"] = name
 
     @contextlib.contextmanager
@@ -155,23 +158,6 @@ class Walkthrough:
             rec["errors_shown"] = list(self.window.errors)
             self.window.errors.clear()
         rec["passed"] = True
-
-
-def shrink_png(path: Path, limit: int = MAX_PNG_BYTES) -> None:
-    """Re-save a screenshot larger than ``limit`` bytes with an adaptive palette: dithered first (plain quantizing
-    bands smooth photo areas), then plain, with fewer colours until it fits (UI text stays legible)."""
-    if path.stat().st_size <= limit:
-        return
-    from PIL import Image
-
-    with Image.open(path) as im:
-        rgb = im.convert("RGB")
-    for colors, dither in ((256, True), (128, True), (128, False), (64, False), (32, False)):
-        palette = rgb.quantize(colors, method=Image.Quantize.MEDIANCUT)
-        mode = Image.Dither.FLOYDSTEINBERG if dither else Image.Dither.NONE
-        rgb.quantize(palette=palette, dither=mode).save(path, optimize=True)
-        if path.stat().st_size <= limit:
-            return
 
 
 # ---------------------------------------------------------------------------------------------------------- steps
@@ -591,7 +577,7 @@ def main(argv: list[str] | None = None) -> int:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    for old in out.glob("[0-9][0-9]_*.png"):
+    for old in [*out.glob("[0-9][0-9]_*.png"), *out.glob(f"[0-9][0-9]_*{GRAB_SUFFIX}")]:
         old.unlink()
     saved_env = {k: os.environ.get(k) for k in ENV_KEYS}
     tmp_dir = tempfile.TemporaryDirectory(prefix="frgd-walkthrough-")
