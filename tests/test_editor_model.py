@@ -277,6 +277,50 @@ def test_a_yielding_job_gives_its_lane_to_jobs_submitted_after_it():
     jobs.shutdown()
 
 
+def test_a_yielded_runs_reports_on_their_way_are_not_delivered():
+    """The reports a yielding job's run posted before it gave its lane away, still waiting for the owner's thread,
+    are dropped: the bar follows the job that took the lane, then the next run. Every report is delivered in order
+    when nothing yields."""
+    jobs, seen, runs = JobQueue(), [], []
+    stopped = threading.Event()
+
+    def background(_d, progress, cancel):
+        runs.append(len(runs))
+        if len(runs) == 1:
+            progress(1, 10, "run 1")
+            progress(2, 10, "run 1")
+            try:
+                while True:
+                    cancel.raise_if_cancelled()
+                    time.sleep(0.002)
+            finally:
+                stopped.set()
+        progress(3, 10, "run 2")
+        return "upscaled"
+
+    bg = jobs.submit("upscale", background, "cpu", hold=False, yields=True)
+    bg.progress.connect(lambda p: seen.append(("upscale", p.done, p.message)))
+    deadline = time.monotonic() + 20
+    while bg.last_progress is None or bg.last_progress.done < 2:  # nothing drained: the reports wait
+        assert time.monotonic() < deadline, "the background job never reported"
+        time.sleep(0.002)
+    fg = jobs.submit("Resample", lambda _d, progress, _c: progress(1, 1, "sample"), "cpu")
+    fg.progress.connect(lambda p: seen.append(("Resample", p.done, p.message)))
+    assert stopped.wait(20)
+    while not (bg.is_finished and fg.is_finished):
+        assert time.monotonic() < deadline, "the jobs did not finish"
+        time.sleep(0.002)
+    jobs.drain()
+    assert runs == [0, 1] and bg.yielded == 1
+    assert seen == [("Resample", 1, "sample"), ("upscale", 3, "run 2")]
+
+    seen.clear()
+    plain = jobs.submit("upscale", lambda _d, progress, _c: [progress(k, 3) for k in (1, 2, 3)], "cpu", yields=True)
+    plain.progress.connect(lambda p: seen.append(("upscale", p.done, p.message)))
+    assert jobs.wait(20) and seen == [("upscale", 1, ""), ("upscale", 2, ""), ("upscale", 3, "")]
+    jobs.shutdown()
+
+
 def test_a_yielding_jobs_later_run_measures_its_eta_from_where_it_went_on(monkeypatch):
     """A yielded upscale's next run goes on at tile k (its first report says k done at once); its ETA comes from the
     tiles this run made, not from k tiles in no time (which said "almost done" for a job hardly begun). Oracle: the

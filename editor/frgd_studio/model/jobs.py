@@ -19,8 +19,8 @@ and is delivered, in order, by :meth:`JobQueue.release`; a job submitted with ``
 A job submitted with ``yields=True`` (background work nobody waits for at once, e.g. the editor's upscale of the
 result's background) gives its lane to every job submitted without it: a queued one goes behind them, a running one
 is stopped at its next step and queued again behind them, its outcome not delivered (it runs again: from the start,
-or where it stopped when its function keeps its work, as the upscale's :class:`frgd.sr.tiling.TileResume` does). Its
-own cancel still cancels it.
+or where it stopped when its function keeps its work, as the upscale's :class:`frgd.sr.tiling.TileResume` does), nor
+the stopped run's progress reports still on their way. Its own cancel still cancels it.
 """
 
 from __future__ import annotations
@@ -128,7 +128,14 @@ class Job:
         eta = (elapsed - e0) / (done - d0) * (total - done) if done > d0 and total > 0 else -1.0
         p = Progress(int(done), int(total), str(message), float(eta))
         self.last_progress = p
-        self._post(lambda: self.progress.emit(p))
+        run = self.yielded
+        self._post(lambda: self._emit_progress(p, run))
+
+    def _emit_progress(self, p: Progress, run: int) -> None:
+        """Deliver a report of run number ``run`` (owner's thread), unless that run has given its lane away since: its
+        reports still on their way would show the stopped run over the job that now has the lane."""
+        if run == self.yielded:
+            self.progress.emit(p)
 
     def run(self) -> None:
         """Run ``fn`` (worker thread); the outcome is posted as events."""
