@@ -7,7 +7,6 @@ repository to every training round, within the device's upload limit (docs/train
 
 from __future__ import annotations
 
-import io
 import logging
 from pathlib import Path
 from typing import Any
@@ -24,14 +23,11 @@ smooth photo areas), then plain, with fewer colours until it fits (UI text stays
 def grab_to_pil(grab: Any) -> Any:
     """A ``QPixmap`` or ``QImage`` -> an RGB ``PIL.Image`` with the same pixels (alpha dropped, as in a window grab)."""
     from PIL import Image
-    from PySide6.QtCore import QBuffer, QIODevice
+    from PySide6.QtGui import QPixmap
 
-    buf = QBuffer()
-    buf.open(QIODevice.OpenModeFlag.WriteOnly)
-    if not grab.save(buf, "PNG", 100):  # fastest lossless hand-over; compressed again below
-        raise OSError("could not encode the grab")
-    with Image.open(io.BytesIO(bytes(buf.data()))) as im:
-        return im.convert("RGB")
+    from ..qtimage import from_qimage
+
+    return Image.fromarray(from_qimage(grab.toImage() if isinstance(grab, QPixmap) else grab))
 
 
 def save_grab(grab: Any, path: Path, limit: int | None = None) -> int:
