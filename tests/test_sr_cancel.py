@@ -279,11 +279,11 @@ def test_probe_is_stopped_by_a_real_timer(monkeypatch, clean_estimates) -> None:
     assert 0 < rate.fraction < 1 and rate.tile_seconds > 0 and _no_hooks(net)
 
 
-def test_estimate_of_the_shipped_model_is_positive_and_cheap(clean_estimates) -> None:
-    """Same largest padded box (3 and 5 cores of 64 px per side): one probe, and seconds scale with padded pixels."""
-    t0 = time.perf_counter()
+def test_estimate_of_the_shipped_model_is_positive_and_probed_once(clean_estimates) -> None:
+    """Same largest padded box (3 and 5 cores of 64 px per side): one probe, and seconds scale with padded pixels.
+    (That a probe stops at its budget is tested in virtual and in real time above, not by timing this one.)"""
     secs = estimate_upscale_seconds("frgd-sr", 4, 192, 192, "cpu", tile=64)
-    assert secs > 0 and time.perf_counter() - t0 < 10 * estimate.PROBE_BUDGET_S
+    assert secs > 0
     n_rates = len(estimate._RATES)
     big = estimate_upscale_seconds("frgd-sr", 4, 320, 320, "cpu", tile=64)
     px = [sum((b - a) * (d - c) for a, b, c, d in _boxes("frgd-sr", n, n, 64)) for n in (192, 320)]
