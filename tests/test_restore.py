@@ -255,6 +255,127 @@ def test_restore_gfpgan_refuses_the_frgd_flags_it_would_ignore(tmp_path, capsys,
     assert not out.exists()
 
 
+# --------------------------------------------------------------------------------------- (b2) --save-faces
+def _two_faces(monkeypatch) -> None:
+    _fake_detector(
+        monkeypatch, lambda hw: [_face(hw[1] * 0.7, hw[0] / 2, hw[1] / 6), _face(hw[1] * 0.3, hw[0] / 2, 14)]
+    )
+
+
+def test_save_faces_writes_crops_that_paste_back_into_the_output(tmp_path, model_dir, monkeypatch, capsys):
+    """``frgd enhance --save-faces``: per face the input crop, one restored crop per seed (provenance: seed, flagged
+    identity-changed), a side-by-side comparison, and an index written last whose crop affines and files rebuild each
+    output photo (the background at scale 1 is the photo; the paste is :func:`frgd.restore.paste_faces`; the index's
+    matrices are rounded to 8 decimals: within one level)."""
+    from frgd.faces.align import FaceCrop, align_face
+    from frgd.restore import paste_faces
+
+    _two_faces(monkeypatch)
+    photo = tmp_path / "group.png"
+    rgb = _photo(4, 96, 160)
+    save_image(photo, rgb)
+    faces_dir = tmp_path / "faces"
+    args = ["enhance", str(photo), "--model", str(model_dir), "--steps", "1", "--seed", "5", "--samples", "2"]
+    args += ["--scale", "1", "--device", "cpu", "-o", str(tmp_path / "out.png"), "--save-faces", str(faces_dir)]
+    assert main([*args, "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["face_files"] == str(faces_dir / "out_faces.json")
+    names = [f"out_face{n}_{kind}.png" for n in (1, 2) for kind in ("cmp", "input", "restored_seed5", "restored_seed6")]
+    assert sorted(p.name for p in faces_dir.iterdir()) == sorted([*names, "out_faces.json"])
+    index = json.loads((faces_dir / "out_faces.json").read_text())
+    assert [f["number"] for f in index["faces"]] == [1, 2] and index["command"] == "frgd enhance"
+    assert index["outputs"] == data["outputs"] and [f["box"] for f in index["faces"]] == [
+        f["box"] for f in data["faces"]
+    ]
+    for k, (out, seed) in enumerate(zip(data["outputs"], (5, 6))):
+        pastes = []
+        for f in index["faces"]:
+            c = f["crop"]
+            aligned = align_face(rgb, np.asarray(f["landmarks"]), c["size"])  # the face's landmarks, to 0.01 px
+            np.testing.assert_allclose(aligned.affine, c["affine"], atol=0.05)
+            matrices = [np.asarray(c[key]) for key in ("affine", "inverse")]
+            crop = FaceCrop(load_rgb(faces_dir / f["files"]["input"]), *matrices, c["size"], np.asarray(c["landmarks"]),
+                            np.asarray(c["crop_landmarks"]), tuple(c["source_shape"]), c["supersample"])  # fmt: skip
+            assert np.abs(crop.image.astype(int) - aligned.image).mean() < 1.0
+            restored = load_rgb(faces_dir / f["files"]["restored"][k])
+            prov = read_provenance(faces_dir / f["files"]["restored"][k])
+            assert (
+                prov["seed"] == seed and prov["identity_changed"] is True and prov["parameters"]["face"] == f["number"]
+            )
+            cmp = load_rgb(faces_dir / f["files"]["cmp"])
+            np.testing.assert_array_equal(cmp[:, 128 * (k + 1) : 128 * (k + 2)], restored)
+            np.testing.assert_array_equal(cmp[:, :128], crop.image)
+            pastes.append((crop, restored, None))
+        rebuilt = paste_faces(rgb, pastes, 1).astype(int)
+        assert np.abs(rebuilt - load_rgb(out)).max() <= 1
+        assert np.abs(rebuilt - paste_faces(rgb, pastes[:1], 1)).max() > 10, "both faces are pasted"
+
+
+def test_save_faces_refuses_to_replace_and_an_overwrite_drops_a_face_fewer(tmp_path, model_dir, monkeypatch, capsys):
+    """Without --overwrite a folder with this photo's faces is refused before any work (exit 2, nothing written);
+    with it, a rerun that finds a face fewer removes that face's files (the ones the earlier index listed), and
+    leaves other files alone."""
+    _two_faces(monkeypatch)
+    photo = tmp_path / "group.png"
+    save_image(photo, _photo(4, 96, 160))
+    faces_dir = tmp_path / "faces"
+    args = ["enhance", str(photo), "--model", str(model_dir), "--steps", "1", "--seed", "0", "--scale", "1"]
+    args += ["--device", "cpu", "--save-faces", str(faces_dir)]
+    assert main([*args, "-o", str(tmp_path / "a.png")]) == 0
+    before = {p.name: p.stat().st_mtime_ns for p in faces_dir.iterdir()}
+    assert len(before) == 7
+    assert main([*args, "-o", str(tmp_path / "a2.png")]) == 0, "another output name: other face files"
+    capsys.readouterr()
+    (faces_dir / "a_face1_notes.txt").write_text("mine")
+    (faces_dir / "a_face9_input.png").write_bytes(b"not listed by the index")
+    assert main([*args, "-o", str(tmp_path / "b.png"), "--overwrite"]) == 0  # b: no faces of b yet
+    (tmp_path / "a.png").unlink()
+    assert main([*args, "-o", str(tmp_path / "a.png")]) == 2
+    assert "already holds the faces of a" in capsys.readouterr().err and not (tmp_path / "a.png").exists()
+    assert {p.name: p.stat().st_mtime_ns for p in faces_dir.glob("a_face[12]_*.png")} == {
+        n: t for n, t in before.items() if n.startswith(("a_face1_", "a_face2_"))
+    }
+    _fake_detector(monkeypatch, lambda hw: [_face(hw[1] * 0.7, hw[0] / 2, hw[1] / 6)])
+    assert main([*args, "-o", str(tmp_path / "a.png"), "--overwrite"]) == 0
+    left = sorted(p.name for p in faces_dir.glob("a_*"))
+    assert left == ["a_face1_cmp.png", "a_face1_input.png", "a_face1_notes.txt", "a_face1_restored.png",
+                    "a_face9_input.png", "a_faces.json"]  # fmt: skip
+    assert [f["number"] for f in json.loads((faces_dir / "a_faces.json").read_text())["faces"]] == [1]
+    assert len(list(faces_dir.glob("a2_*"))) == 7
+
+
+def test_save_faces_in_a_gfpgan_batch_resumes_photos_without_saved_faces(tmp_path, tiny_gfpgan, monkeypatch, capsys):
+    """``frgd restore`` on a folder with --save-faces: every photo's faces and index; a photo whose index is missing
+    is done again by a rerun (the others are skipped); the faces folder may be neither the output nor an input folder;
+    --aligned crops take no --save-faces."""
+    _fake_detector(monkeypatch, lambda hw: [_face(hw[1] / 2, hw[0] / 2, hw[1] / 4)])
+    src = tmp_path / "photos"
+    src.mkdir()
+    for k in range(3):
+        save_image(src / f"p{k}.png", _photo(k, 40, 48))
+    out, faces_dir = tmp_path / "out", tmp_path / "faces"
+    args = ["restore", str(src), "-o", str(out), "--method", "gfpgan", "--scale", "2", "--bg-model", "bicubic"]
+    args += ["--device", "cpu", "--json", "--save-faces"]
+    assert main([*args, str(faces_dir)]) == 0
+    assert json.loads(capsys.readouterr().out)["done"] == 3
+    for k in range(3):
+        index = json.loads((faces_dir / f"p{k}_faces.json").read_text())
+        (face,) = index["faces"]
+        assert face["crop"]["size"] == 64 and load_rgb(faces_dir / face["files"]["restored"][0]).shape == (64, 64, 3)
+        assert read_provenance(faces_dir / face["files"]["restored"][0])["parameters"]["method"] == "gfpgan"
+    (faces_dir / "p1_faces.json").unlink()
+    assert main([*args, str(faces_dir)]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert (again["done"], again["skipped"]) == (1, 2) and (faces_dir / "p1_faces.json").is_file()
+    for bad, said in ((out, "is the output folder"), (src, "holds input photos")):
+        assert main([*args, str(bad)]) == 2
+        assert said in capsys.readouterr().err
+    crop = tmp_path / "crop.png"
+    save_image(crop, _photo(0, 128, 128))
+    assert main(["enhance", str(crop), "--aligned", "-o", str(tmp_path / "c.png"), "--save-faces", str(faces_dir)]) == 2
+    assert "--save-faces is for photos" in capsys.readouterr().err
+
+
 # --------------------------------------------------------------------------------------- (c) face numbers
 def test_face_numbers_are_the_same_in_the_cli_and_the_editor(tmp_path, model_dir, monkeypatch, capsys, qapp):
     """Faces are numbered 1, 2, 3 from left to right everywhere, whatever order the detector returns them in."""

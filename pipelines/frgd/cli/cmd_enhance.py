@@ -14,6 +14,7 @@ from typing import Any
 from ..devices import DEVICE_CHOICES, DEVICE_HELP, device_arg
 from ..errors import InputError
 from .damage_source import DAMAGE_AUTO, DAMAGE_HELP, DamageSource
+from .face_files import add_index_outputs, add_save_faces_flag, check_face_folder, write_face_files
 from .main import add_json_flags, emit
 
 logger = logging.getLogger(__name__)
@@ -278,6 +279,7 @@ def register(root: argparse._SubParsersAction, groups: dict[str, argparse._SubPa
     )
     p.add_argument("--scale", type=_scale, default="auto", metavar="S", help="photo upscale factor or auto (default)")
     add_faces_flag(p)
+    add_save_faces_flag(p)
     p.add_argument("--device", default="auto", type=device_arg, metavar="DEV", help=DEVICE_HELP)
     add_batch_flags(p)
     p.set_defaults(func=_cmd_enhance)
@@ -385,9 +387,11 @@ class _Enhance:
     ref_hashes: dict[str, str]
     protect: list[str]
     damage: DamageSource | None = None
+    label: str = "frgd enhance"
 
-    def run(self, photo: Path, paths: list[Path], seeds: list[int], overwrite: bool) -> dict[str, Any]:
-        """Restore one photo (or aligned crop) and write ``paths`` (one per seed); returns its JSON record."""
+    def run(self, photo: Path, paths: list[Path], seeds: list[int], overwrite: bool, stem: str = "") -> dict[str, Any]:
+        """Restore one photo (or aligned crop) and write ``paths`` (one per seed); with ``--save-faces`` also its
+        faces, named by ``stem`` (:mod:`frgd.cli.face_files`); returns its JSON record."""
         from ..io import Provenance, file_sha256, load_rgb, save_image
         from ..restore import FaceRequest, fit_crop, identity_changed, keep_monochrome, repair_content
 
@@ -458,6 +462,12 @@ class _Enhance:
             )
             saved = save_image(pth, images[k], provenance=prov, overwrite=overwrite, protect=[photo, *self.protect])
             written.append(str(saved))
+        if args.save_faces and not args.aligned:
+            extra["face_files"] = write_face_files(
+                args.save_faces, stem, out.faces, command=self.label, source=photo, outputs=written,
+                source_hash=source_hash, reference_hashes=self.ref_hashes, overwrite=overwrite,
+                protect=[photo, *self.protect],
+            )["index"]  # fmt: skip
         return {"outputs": written, "seeds": seeds, **params, **extra, "timings": timings}
 
     def _aligned_damage(self, img, damage, size: int):
@@ -501,6 +511,8 @@ def _cmd_enhance(args: argparse.Namespace, label: str = "frgd enhance") -> int:
     for flag, given in (("--mask", args.mask), ("--damage", damage_file)):
         if batch and given and not args.aligned:
             raise InputError(f"{flag} is photo-sized: give one photo with it (or --aligned crops of one size)")
+    if args.save_faces and args.aligned:
+        raise InputError("--save-faces is for photos: with --aligned the outputs are the restored face crops")
     seeds = normalize_seeds(args.seed, args.samples)
     protect = [*args.reference] + [m for m in (args.mask, damage_file) if m]
     if batch:
@@ -509,21 +521,31 @@ def _cmd_enhance(args: argparse.Namespace, label: str = "frgd enhance") -> int:
             Path(args.out),
             lambda src: [p.name for p in _out_paths(f"{src.stem}.{args.format}", seeds)],
         )
+        if args.save_faces:
+            check_face_folder(args.save_faces, None, overwrite=True, inputs=args.photo, out_dir=args.out)
+            add_index_outputs(items, args.save_faces)
     else:
         photo = Path(args.photo[0])
         load_rgb(photo)  # an unreadable photo is a usage error before the model loads
         paths = _out_paths(args.out, seeds)
         for pth in paths:
             check_output(pth, overwrite=args.overwrite, protect=[photo, *protect])
+        if args.save_faces:
+            check_face_folder(args.save_faces, Path(args.out).stem, overwrite=args.overwrite)
 
     ctx = _load_enhance(args, protect)
+    ctx.label = label
     if not batch:
-        data = ctx.run(photo, paths, seeds, args.overwrite)
-        emit(args, data, "\n".join(f"wrote {w} (seed {s})" for w, s in zip(data["outputs"], seeds)))
+        data = ctx.run(photo, paths, seeds, args.overwrite, stem=Path(args.out).stem)
+        text = [f"wrote {w} (seed {s})" for w, s in zip(data["outputs"], seeds)]
+        if "face_files" in data:
+            text.append(f"faces: {data['face_files']}")
+        emit(args, data, "\n".join(text))
         return 0
     return finish_batch(
-        args, items, lambda item: ctx.run(item.source, item.outputs, seeds, overwrite=True), label=label,
-        protect=protect,
+        args, items,
+        lambda item: ctx.run(item.source, item.outputs[: len(seeds)], seeds, overwrite=True, stem=item.source.stem),
+        label=label, protect=protect,
     )  # fmt: skip
 
 

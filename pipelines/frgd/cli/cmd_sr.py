@@ -18,6 +18,7 @@ from ..devices import DEVICE_HELP, device_arg
 from ..errors import InputError
 from .cmd_enhance import add_batch_flags, add_faces_flag, add_frgd_flags, frgd_flags_given
 from .damage_source import DAMAGE_AUTO, DAMAGE_HELP, DamageSource
+from .face_files import add_index_outputs, add_save_faces_flag, check_face_folder, write_face_files
 from .main import emit, tile_arg
 
 logger = logging.getLogger(__name__)
@@ -86,6 +87,7 @@ def register(root: argparse._SubParsersAction, groups: dict[str, argparse._SubPa
     r.add_argument("--scale", type=int, default=2, metavar="S", help="output upscale factor (default 2)")
     r.add_argument("--damage", metavar="DAMAGE.png|auto", help=DAMAGE_HELP)
     add_faces_flag(r)
+    add_save_faces_flag(r)
     r.add_argument("--seed", type=int, default=0, help="seed of the decoder noise / FRGD sample (default 0)")
     r.add_argument("--tile", type=tile_arg, default="auto", metavar="N", help="background tile size (default auto)")
     r.add_argument("--device", default="auto", type=device_arg, metavar="DEV", help=DEVICE_HELP)
@@ -245,6 +247,11 @@ def _restore_one(args: argparse.Namespace, pipe: Any, damages: DamageSource, src
         source_hash=file_sha256(src),
     )  # fmt: skip
     saved = save_image(out, res.images[0], alpha=alpha, provenance=prov, overwrite=overwrite, protect=[src])
+    faces = {}
+    if args.save_faces:  # named like the output photo (batch: the input's stem, as the output)
+        index = write_face_files(args.save_faces, out.stem, res.faces, command="frgd restore", source=src,
+                                 outputs=[saved], source_hash=prov.source_hash, overwrite=overwrite)  # fmt: skip
+        faces["face_files"] = index["index"]
     return {
         "input": str(src),
         "output": str(saved),
@@ -254,6 +261,7 @@ def _restore_one(args: argparse.Namespace, pipe: Any, damages: DamageSource, src
         "bg_model": res.sr_model,
         "identity_changed": res.identity_changed,
         **damage_record,
+        **faces,
         "seconds": round(time.perf_counter() - t0, 2),
     }
 
@@ -279,13 +287,18 @@ def _cmd_restore(args: argparse.Namespace) -> int:
         raise InputError("--damage is photo-sized: give one photo with it (or --damage auto)")
     if single:
         load_image(single[0])  # an unreadable photo is a usage error before the model loads
+    if args.save_faces and single:
+        check_face_folder(args.save_faces, single[1].stem, overwrite=args.overwrite)
+    elif args.save_faces:
+        check_face_folder(args.save_faces, None, overwrite=True, inputs=args.image, out_dir=args.out)
+        add_index_outputs(items, args.save_faces)
     restorer = cls(version=args.version, weights=args.weights, device=args.device, weight=args.weight)
     pipe = FacePipeline(restorer, sr_model=args.bg_model, tile=args.tile, min_score=args.min_score)
     damages = DamageSource(args.damage, args.device)
     return _run_single_or_batch(
         args, items, single, functools.partial(_restore_one, args, pipe, damages), "restore",
         lambda d: f"wrote {d['output']}: {len(d['faces'])} face(s) restored with {d['model']}, "
-                  f"background {d['bg_model']}",
+                  f"background {d['bg_model']}" + (f"; faces: {d['face_files']}" if "face_files" in d else ""),
     )  # fmt: skip
 
 

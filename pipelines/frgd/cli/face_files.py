@@ -1,0 +1,191 @@
+"""``--save-faces DIR`` of ``frgd restore`` and ``frgd enhance``: every restored face as files, beside the whole photo,
+for review and retouching (what GFPGAN's ``cropped_faces`` / ``restored_faces`` / ``cmp`` folders give).
+
+Per photo (``STEM``: the output photo's name without its extension and seed suffix) and face ``N`` (numbered left to
+right, as everywhere):
+
+* ``STEM_faceN_input.png``: the aligned face the restorer was given (damage marks filled), at its crop size;
+* ``STEM_faceN_restored.png`` (several samples: ``STEM_faceN_restored_seedK.png``): the restored crop, with
+  provenance (model, seed, the sample's parameters, reference hashes when the face used the references,
+  ``identity_changed`` for a generative restorer);
+* ``STEM_faceN_cmp.png``: the input and every restored sample side by side (8 bit);
+* ``STEM_faces.json``, written last: per face its number, box, score, landmarks, the crop's affine (photo -> crop)
+  and inverse for pasting a retouched crop back, its seeds, identity scores and files. A batch counts a photo as done
+  only when its index exists, so a rerun with ``--save-faces`` restores the photos whose faces were not saved yet.
+
+Crops are PNG (lossless) whatever ``--format`` is. Without ``--overwrite`` no file is replaced and a folder that
+already holds faces of ``STEM`` is refused before any work; with it, the face files an earlier index listed that this
+run does not write again (a face fewer) are removed, so the folder matches the new index.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import re
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..errors import InputError
+
+logger = logging.getLogger(__name__)
+
+SAVE_FACES_HELP = (
+    "also write every restored face into the folder DIR: the aligned input crop, the restored crop(s) with "
+    "provenance, a side-by-side comparison and DIR/<name>_faces.json (boxes, landmarks, the crop's affine for pasting "
+    "back); PNG"
+)
+
+
+def index_path(folder: str | Path, stem: str) -> Path:
+    """The face index of photo ``stem`` in ``folder`` (written last: it marks the faces as complete)."""
+    return Path(folder) / f"{stem}_faces.json"
+
+
+def face_file_names(stem: str, number: int, seeds: Sequence[int]) -> dict[str, Any]:
+    """The file names of face ``number``: ``input``, ``restored`` (one per seed) and ``cmp``."""
+    base = f"{stem}_face{number}"
+    restored = [f"{base}_restored.png"] if len(seeds) == 1 else [f"{base}_restored_seed{s}.png" for s in seeds]
+    return {"input": f"{base}_input.png", "restored": restored, "cmp": f"{base}_cmp.png"}
+
+
+def _existing_faces(folder: Path, stem: str) -> list[Path]:
+    """Files of ``folder`` that are face files or the index of ``stem`` (any face number, any seed)."""
+    pattern = re.compile(re.escape(stem) + r"_(face\d+_(input|restored|restored_seed-?\d+|cmp)\.png|faces\.json)")
+    return sorted(p for p in folder.iterdir() if pattern.fullmatch(p.name)) if folder.is_dir() else []
+
+
+def add_save_faces_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--save-faces", metavar="DIR", help=SAVE_FACES_HELP)
+
+
+def check_face_folder(
+    folder: str | Path, stem: str | None, *, overwrite: bool, inputs: Iterable[str | Path] = (),
+    out_dir: str | Path | None = None,
+) -> Path:  # fmt: skip
+    """Up-front check of ``--save-faces`` (before any work): ``folder`` is not a file, not a folder of ``inputs``
+    (a batch would read the crops as photos next time) nor the batch's output folder ``out_dir``, and without
+    ``overwrite`` it holds no face file of ``stem`` (``None``, a batch: each photo's files are checked when they are
+    written)."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"--save-faces {folder}: it is a file, not a folder")
+    here = folder.resolve()
+    for p in inputs:
+        p = Path(p)
+        if (p.resolve() if p.is_dir() else p.resolve().parent) == here:
+            raise InputError(f"--save-faces {folder} holds input photos: choose another folder")
+    if out_dir is not None and Path(out_dir).resolve() == here:
+        raise InputError(
+            f"--save-faces {folder} is the output folder: choose another one, e.g. {Path(out_dir) / 'faces'}"
+        )
+    found = [] if stem is None else _existing_faces(folder, stem)
+    if found and not overwrite:
+        raise InputError(f"{folder} already holds the faces of {stem} ({found[0].name}, ...); allow overwriting "
+                         "(--overwrite) or choose another folder")  # fmt: skip
+    return folder
+
+
+def add_index_outputs(items: Sequence[Any], folder: str | Path) -> None:
+    """Count each batch item's face index (:func:`index_path` of its source's stem, the stem its outputs are named
+    by) among its outputs, so that a photo is done only once its faces are saved (:func:`frgd.cli.batch.is_done`)."""
+    for item in items:
+        item.outputs.append(index_path(folder, item.source.stem))
+
+
+def _comparison(crop: Any, samples: Sequence[Any]) -> Any:
+    """``(S, S * (1 + n), 3)`` uint8: the input crop ``(S, S, 3)`` (any bit depth) then each sample, side by side."""
+    import numpy as np
+
+    from ..io.pixels import to_uint8
+    from ..restore import fit_crop
+
+    size = samples[0].shape[0]
+    return np.concatenate([fit_crop(to_uint8(crop), size), *(to_uint8(s) for s in samples)], axis=1)
+
+
+def write_face_files(
+    folder: str | Path,
+    stem: str,
+    faces: Sequence[Any],
+    *,
+    command: str,
+    source: str | Path,
+    outputs: Sequence[str | Path],
+    source_hash: str | None,
+    reference_hashes: dict[str, str] | None = None,
+    overwrite: bool = False,
+    protect: Iterable[str | Path] = (),
+) -> dict[str, Any]:
+    """Write the files of every restored face (:class:`frgd.restore.RestoredFace`) of one photo into ``folder`` and
+    the index last (see the module docstring); returns the index (its ``index`` key: its path).
+
+    ``source`` / ``outputs``: the photo and its restored output(s), named in the index; ``source_hash`` and
+    ``reference_hashes`` go into the restored crops' provenance. :class:`InputError` for a file that exists without
+    ``overwrite`` or that is one of ``protect``."""
+    from ..io import Provenance, save_bytes, save_image
+    from ..io.files import check_output
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    protect = [*protect, source, *outputs]
+    index = index_path(folder, stem)
+    earlier = _listed(index) if overwrite else set()
+    plans = [(f, face_file_names(stem, f.number, [s.seed for s in f.samples])) for f in faces]
+    for path in [index, *(folder / n for _f, names in plans for n in _names(names))]:
+        check_output(path, overwrite=overwrite, protect=protect)  # every file checked before the first is written
+    records = []
+    for face, names in plans:
+        if not face.samples:
+            continue
+        crop = face.crop
+        crop_prov = Provenance(
+            model="mtcnn+five-point-alignment",
+            parameters={"command": command, "face": face.number, "size": crop.size},
+            source_hash=source_hash,
+        )
+        save_image(folder / names["input"], crop.image, provenance=crop_prov, overwrite=overwrite, protect=protect)
+        for sample, name in zip(face.samples, names["restored"], strict=True):
+            prov = Provenance(
+                model=sample.params.get("model") or sample.method,
+                seed=sample.seed,
+                parameters={
+                    "command": command,
+                    "face": face.number,
+                    "method": sample.method,
+                    **sample.params,
+                    "identity_score": sample.identity_score,
+                    "identity_meter": sample.verdict,
+                },  # fmt: skip
+                reference_hashes=dict(reference_hashes or {}) if face.reference else {},
+                identity_changed=sample.identity_changed,
+                source_hash=source_hash,
+            )
+            save_image(folder / name, sample.image, provenance=prov, overwrite=overwrite, protect=protect)
+        save_image(folder / names["cmp"], _comparison(crop.image, [s.image for s in face.samples]),
+                   overwrite=overwrite, protect=protect)  # fmt: skip
+        records.append({**face.to_json(), "crop": crop.to_json(), "files": names})
+    data = {"photo": str(source), "outputs": [str(o) for o in outputs], "command": command, "faces": records}
+    save_bytes(index, (json.dumps(data, indent=2) + "\n").encode(), overwrite=overwrite, protect=protect)
+    written = {index.name, *(n for r in records for n in _names(r["files"]))}
+    for name in sorted(earlier - written):  # a face fewer than last time: its files go, as the index says
+        stale = folder / name
+        if stale in _existing_faces(folder, stem):
+            stale.unlink()
+            logger.info("removed %s (no longer one of the faces of %s)", stale, stem)
+    return {"index": str(index), **data}
+
+
+def _names(files: dict[str, Any]) -> list[str]:
+    return [files["input"], *files["restored"], files["cmp"]]
+
+
+def _listed(index: Path) -> set[str]:
+    """The file names an earlier index lists (nothing when there is none or it cannot be read)."""
+    try:
+        data = json.loads(index.read_text())
+        return {n for f in data["faces"] for n in _names(f["files"])}
+    except (OSError, ValueError, KeyError, TypeError):
+        return set()
