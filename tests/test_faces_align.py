@@ -137,6 +137,27 @@ def test_align_face_places_landmarks_on_template(dtype):
     assert set(crop.to_json()) >= {"affine", "inverse", "landmarks", "crop_landmarks", "size", "source_shape"}
 
 
+def test_a_crop_comes_back_from_its_json_and_pastes_the_same():
+    """:meth:`FaceCrop.from_json` rebuilds the geometry :meth:`FaceCrop.to_json` wrote (through JSON text), and a
+    face pasted with it lands within one level of the paste with the original crop; malformed ones are refused."""
+    import json
+
+    img = texture(300, 360)
+    crop = align_face(img, place_face(128, 1.3, 0.25) * 0.5 + 20, 128)
+    back = FaceCrop.from_json(json.loads(json.dumps(crop.to_json())), crop.image)
+    for k in ("affine", "inverse", "landmarks", "crop_landmarks"):
+        np.testing.assert_allclose(getattr(back, k), getattr(crop, k), atol=1e-4)
+    assert (back.size, back.source_shape, back.supersample) == (crop.size, crop.source_shape, crop.supersample)
+    face = 255 - crop.image
+    a, b = (paste_back(img, c, face, canvas_scale=1.0).astype(int) for c in (crop, back))
+    assert np.abs(a - b).max() <= 1 and np.abs(a - img).max() > 100
+    assert FaceCrop.from_json(crop.to_json()).image.shape == (128, 128, 3)
+    for broken in ({}, {**crop.to_json(), "affine": [[1, 0]]}, {**crop.to_json(), "inverse": [[0, 0, 0], [0, 0, 0]]},
+                   {**crop.to_json(), "size": "big"}):  # fmt: skip
+        with pytest.raises(InputError, match="not a face crop description"):
+            FaceCrop.from_json(broken)
+
+
 def test_align_face_content_matches_direct_sampling():
     """The crop really shows the image at the affine's positions (smooth image: sample with the inverse map)."""
     img = texture(600, 700, seed=5, sigma=6)

@@ -284,9 +284,9 @@ def test_save_faces_writes_crops_that_paste_back_into_the_output(tmp_path, model
     assert sorted(p.name for p in faces_dir.iterdir()) == sorted([*names, "out_faces.json"])
     index = json.loads((faces_dir / "out_faces.json").read_text())
     assert [f["number"] for f in index["faces"]] == [1, 2] and index["command"] == "frgd enhance"
-    assert index["outputs"] == data["outputs"] and [f["box"] for f in index["faces"]] == [
-        f["box"] for f in data["faces"]
-    ]
+    assert index["outputs"] == [str(Path(o).resolve()) for o in data["outputs"]] and [
+        f["box"] for f in index["faces"]
+    ] == [f["box"] for f in data["faces"]]
     for k, (out, seed) in enumerate(zip(data["outputs"], (5, 6))):
         pastes = []
         for f in index["faces"]:
@@ -374,6 +374,88 @@ def test_save_faces_in_a_gfpgan_batch_resumes_photos_without_saved_faces(tmp_pat
     save_image(crop, _photo(0, 128, 128))
     assert main(["enhance", str(crop), "--aligned", "-o", str(tmp_path / "c.png"), "--save-faces", str(faces_dir)]) == 2
     assert "--save-faces is for photos" in capsys.readouterr().err
+
+
+def test_faces_paste_puts_saved_or_retouched_crops_back(tmp_path, model_dir, monkeypatch, capsys):
+    """``frgd faces paste`` of a face index: the saved crops onto the photo give the chosen sample's output (within
+    one level); a crop retouched at twice the size, given as face 2, changes only face 2's paste box of the output it
+    goes onto, and its mark lands where it was drawn; the result is flagged identity-changed. Wrong faces, seeds,
+    canvases and files are usage errors (exit 2) that write nothing."""
+    from frgd.faces.align import FaceCrop, paste_box
+
+    _two_faces(monkeypatch)
+    photo = tmp_path / "group.png"
+    rgb = _photo(4, 96, 160)
+    save_image(photo, rgb)
+    faces_dir = tmp_path / "faces"
+    args = ["enhance", str(photo), "--model", str(model_dir), "--steps", "1", "--seed", "5", "--samples", "2"]
+    args += ["--scale", "2", "--sr-model", "bicubic", "--device", "cpu", "-o", str(tmp_path / "out.png")]
+    assert main([*args, "--save-faces", str(faces_dir)]) == 0
+    index = faces_dir / "out_faces.json"
+    small = tmp_path / "small.png"
+    save_image(small, rgb)  # not a face crop (not square)
+    assert (
+        main(["faces", "paste", str(index), "--onto", str(photo), "--seed", "6", "-o", str(tmp_path / "r1.png")]) == 0
+    )
+    assert main(["enhance", *args[1:-2], "--scale", "1", "-o", str(tmp_path / "x1.png")]) == 0  # the same at x1
+    assert np.abs(load_rgb(tmp_path / "r1.png").astype(int) - load_rgb(tmp_path / "x1_seed6.png")).max() <= 1
+
+    face2 = json.loads(index.read_text())["faces"][1]
+    edited = np.repeat(np.repeat(load_rgb(faces_dir / face2["files"]["restored"][0]), 2, 0), 2, 1)  # 256 px
+    edited[100:156, 100:156] = 255  # a white mark in the middle of the crop
+    save_image(tmp_path / "edited.png", edited)
+    capsys.readouterr()
+    assert main(["faces", "paste", str(index), "--face", f"2={tmp_path / 'edited.png'}", "-o", str(tmp_path / "p.png"),
+                 "--json"]) == 0  # fmt: skip
+    assert json.loads(capsys.readouterr().out)["scale"] == 2.0
+    out, pasted = load_rgb(tmp_path / "out_seed5.png"), load_rgb(tmp_path / "p.png")
+    y0, y1, x0, x1 = paste_box(FaceCrop.from_json(face2["crop"]), 256, 2.0, out.shape[:2])
+    outside = np.ones(out.shape[:2], bool)
+    outside[y0:y1, x0:x1] = False
+    np.testing.assert_array_equal(pasted[outside], out[outside])
+    centre = np.asarray(face2["crop"]["inverse"]) @ [64, 64, 1] * 2  # the crop's centre, on the x2 output
+    cy, cx = (int(round(v)) for v in centre[::-1])
+    assert pasted[cy - 2 : cy + 3, cx - 2 : cx + 3].min() >= 250 and out[cy, cx].max() < 250
+    prov = read_provenance(tmp_path / "p.png")
+    assert prov["identity_changed"] is True and set(prov["parameters"]["faces"]) == {"2"}
+
+    bad = [(["--face", f"3={small}"], "no face 3"), (["--seed", "9"], "no sample of seed 9"),
+           (["--onto", str(tmp_path / "x1_seed6.png"), "--face", f"2={small}"], "a face crop is square"),
+           (["--onto", str(tmp_path / "edited.png")], "not the photo the faces are of")]  # fmt: skip
+    for extra, said in bad:
+        assert main(["faces", "paste", str(index), *extra, "-o", str(tmp_path / "no.png")]) == 2
+        assert said in capsys.readouterr().err and not (tmp_path / "no.png").exists()
+    (tmp_path / "junk.json").write_text("{")
+    assert main(["faces", "paste", str(tmp_path / "junk.json"), "-o", str(tmp_path / "no.png")]) == 2
+    assert "not a face index" in capsys.readouterr().err
+
+
+def test_faces_paste_takes_the_sidecars_of_faces_align(tmp_path, monkeypatch, capsys):
+    """``frgd faces align`` then ``frgd faces paste`` of its sidecars: a crop restored elsewhere (here: edited in
+    place) goes back onto the photo, inside its face's paste box only."""
+    from frgd.faces.align import FaceCrop, paste_box
+
+    _two_faces(monkeypatch)
+    photo = tmp_path / "group.png"
+    rgb = _photo(4, 96, 160)
+    save_image(photo, rgb)
+    assert main(["faces", "align", str(photo), "-o", str(tmp_path / "al"), "--min-score", "0.5"]) == 0
+    sidecars = sorted((tmp_path / "al").glob("group_face*.json"))
+    assert len(sidecars) == 2
+    meta = json.loads(sidecars[0].read_text())
+    crop_file = tmp_path / "al" / meta["crop"]
+    crop = load_rgb(crop_file).copy()
+    crop[40:90, 40:90] = 0
+    save_image(crop_file, crop, overwrite=True)
+    capsys.readouterr()
+    assert main(["faces", "paste", *map(str, sidecars), "--face", f"1={crop_file}", "-o", str(tmp_path / "p.png")]) == 0
+    pasted = load_rgb(tmp_path / "p.png")
+    y0, y1, x0, x1 = paste_box(FaceCrop.from_json(meta), 128, 1.0, rgb.shape[:2])
+    outside = np.ones(rgb.shape[:2], bool)
+    outside[y0:y1, x0:x1] = False
+    np.testing.assert_array_equal(pasted[outside], rgb[outside])
+    assert pasted[y0:y1, x0:x1].min() < 10 < rgb[y0:y1, x0:x1].min()
+    assert main(["faces", "paste", str(sidecars[0]), "--seed", "1", "-o", str(tmp_path / "q.png")]) == 2
 
 
 # --------------------------------------------------------------------------------------- (c) face numbers

@@ -58,6 +58,34 @@ def register(root: argparse._SubParsersAction, groups: dict[str, argparse._SubPa
     add_json_flags(p)
     p.set_defaults(func=_cmd_align)
 
+    p = faces.add_parser(
+        "paste",
+        help="paste face crops (retouched, or restored elsewhere) back into the photo",
+        description=(
+            "Paste aligned face crops back with the restorers' own seamless paste. INDEX is a face index "
+            "(DIR/<name>_faces.json of --save-faces: onto the output photo, each face's restored crop as it is now, "
+            "e.g. retouched in place) or the sidecars of `frgd faces align` (DIR/<name>_face<i>.json: onto the photo, "
+            "each face's aligned crop as it is now, e.g. restored by another program). --face N=FILE pastes FILE as "
+            "face N instead, and only the faces given; a crop may be any square size (a crop retouched at 4x pastes "
+            "at full detail). The output is flagged identity-changed in its metadata."
+        ),
+    )
+    p.add_argument("index", metavar="INDEX", nargs="+", help="face index (--save-faces) or frgd faces align sidecar(s)")
+    p.add_argument("-o", "--out", required=True, metavar="OUT", help="output image")
+    p.add_argument(
+        "--face", action="append", default=[], type=_face_file, metavar="N=FILE",
+        help="paste FILE as face N (repeatable; default: every face's own crop file)",
+    )  # fmt: skip
+    p.add_argument(
+        "--onto", metavar="IMAGE",
+        help="paste onto IMAGE (the photo, or the photo upscaled: the scale is read from its size) instead of the "
+        "index's output photo or the sidecars' photo",
+    )  # fmt: skip
+    p.add_argument("--seed", type=int, default=None, help="an index's sample, by its seed (default: its first)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file (never an input)")
+    add_json_flags(p)
+    p.set_defaults(func=_cmd_paste)
+
 
 def _detect(args: argparse.Namespace):
     from ..faces.detect import detect_faces
@@ -143,4 +171,67 @@ def _cmd_align(args: argparse.Namespace) -> int:
         f"face {r['face']}: {r['crop']} (native scale {r['native_scale']:.2f}, score {r['score']:.3f})" for r in results
     )
     emit(args, data, text)
+    return 0
+
+
+def _face_file(text: str) -> tuple[int, str]:
+    """``N=FILE`` of ``--face``."""
+    number, sep, file = text.partition("=")
+    if not sep or not number.strip().isdigit() or int(number) < 1 or not file:
+        raise argparse.ArgumentTypeError(f"expected N=FILE with a face number N >= 1, got {text!r}")
+    return int(number), file
+
+
+def _cmd_paste(args: argparse.Namespace) -> int:
+    from ..io import Provenance, check_output, file_sha256, load_image, save_image
+    from ..restore import paste_faces
+    from .face_files import read_paste_plan
+
+    plan = read_paste_plan(args.index, args.seed)
+    numbers = [f.number for f in plan.faces]
+    if len(set(numbers)) != len(numbers):
+        raise InputError(f"face numbers given twice in {', '.join(args.index)}")
+    given = dict(args.face)
+    if len(given) != len(args.face):
+        raise InputError("--face names a face twice")
+    unknown = sorted(set(given) - set(numbers))
+    if unknown:
+        raise InputError(f"no face {unknown[0]} in {', '.join(args.index)} (faces {', '.join(map(str, numbers))})")
+    chosen = [(f, Path(given[f.number])) for f in plan.faces if f.number in given] if given else [
+        (f, f.file) for f in plan.faces]  # fmt: skip
+    if not chosen:
+        raise InputError(f"{args.index[0]} lists no face to paste")
+    canvas_path = Path(args.onto) if args.onto else plan.canvas
+    if canvas_path is None:
+        raise InputError(f"{args.index[0]} names no image to paste onto: give --onto IMAGE")
+    if not canvas_path.is_file():
+        raise InputError(f"the image to paste onto is not there: {canvas_path} (give --onto IMAGE)")
+    inputs = [*args.index, canvas_path, *(p for _f, p in chosen)]
+    check_output(args.out, overwrite=args.overwrite, protect=inputs)
+    canvas = load_image(canvas_path)
+    h, w = chosen[0][0].crop.source_shape
+    scale = canvas.rgb.shape[1] / w
+    if abs(canvas.rgb.shape[0] - h * scale) > max(1.0, 0.01 * canvas.rgb.shape[0]):
+        raise InputError(
+            f"{canvas_path} is {canvas.rgb.shape[1]}x{canvas.rgb.shape[0]}, not the photo the faces are of "
+            f"({w}x{h}) at one scale"
+        )
+    pastes = []
+    for f, p in chosen:
+        img = load_image(p).rgb
+        if img.shape[0] != img.shape[1]:
+            raise InputError(f"{p} is {img.shape[1]}x{img.shape[0]}: a face crop is square (face {f.number})")
+        pastes.append((f.crop, img, None))
+    out = paste_faces(canvas.rgb, pastes, scale)
+    prov = Provenance(
+        model="faces-paste",
+        parameters={"command": "faces paste", "index": [Path(i).name for i in args.index], "scale": round(scale, 6),
+                    "faces": {str(f.number): {"file": str(p), "sha256": file_sha256(p)} for f, p in chosen}},
+        identity_changed=True,  # a face pasted from a file can be anyone's
+        source_hash=file_sha256(canvas_path),
+    )  # fmt: skip
+    saved = save_image(args.out, out, alpha=canvas.alpha, provenance=prov, overwrite=args.overwrite, protect=inputs)
+    data = {"output": str(saved), "onto": str(canvas_path), "scale": round(scale, 6),
+            "faces": [{"number": f.number, "file": str(p)} for f, p in chosen]}  # fmt: skip
+    emit(args, data, f"wrote {saved}: face(s) {', '.join(str(f.number) for f, _p in chosen)} pasted onto {canvas_path}")
     return 0

@@ -13,6 +13,9 @@ right, as everywhere):
   and inverse for pasting a retouched crop back, its seeds, identity scores and files. A batch counts a photo as done
   only when its index exists, so a rerun with ``--save-faces`` restores the photos whose faces were not saved yet.
 
+``frgd faces paste`` reads an index (or the sidecars of ``frgd faces align``) back (:func:`read_paste_plan`) and
+pastes crops, retouched or not, onto the output photo with :func:`frgd.restore.paste_faces`.
+
 Crops are PNG (lossless) whatever ``--format`` is. Without ``--overwrite`` no file is replaced and a folder that
 already holds faces of ``STEM`` is refused before any work; with it, the face files an earlier index listed that this
 run does not write again (a face fewer) are removed, so the folder matches the new index.
@@ -25,6 +28,7 @@ import json
 import logging
 import re
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -167,7 +171,8 @@ def write_face_files(
         save_image(folder / names["cmp"], _comparison(crop.image, [s.image for s in face.samples]),
                    overwrite=overwrite, protect=protect)  # fmt: skip
         records.append({**face.to_json(), "crop": crop.to_json(), "files": names})
-    data = {"photo": str(source), "outputs": [str(o) for o in outputs], "command": command, "faces": records}
+    data = {"photo": str(Path(source).resolve()), "outputs": [str(Path(o).resolve()) for o in outputs],
+            "command": command, "faces": records}  # fmt: skip
     save_bytes(index, (json.dumps(data, indent=2) + "\n").encode(), overwrite=overwrite, protect=protect)
     written = {index.name, *(n for r in records for n in _names(r["files"]))}
     for name in sorted(earlier - written):  # a face fewer than last time: its files go, as the index says
@@ -189,3 +194,67 @@ def _listed(index: Path) -> set[str]:
         return {n for f in data["faces"] for n in _names(f["files"])}
     except (OSError, ValueError, KeyError, TypeError):
         return set()
+
+
+# ----------------------------------------------------------------------------------------------- pasting back
+INDEX_LIMIT = 16 << 20
+"""Largest face index or sidecar read (bytes): thousands of faces."""
+
+
+@dataclass
+class PasteFace:
+    """One face to paste: its number, its crop's geometry, and the crop file pasted when none is given."""
+
+    number: int
+    crop: Any  # frgd.faces.align.FaceCrop
+    file: Path
+
+
+@dataclass
+class PastePlan:
+    """What ``frgd faces paste`` reads from a face index (``--save-faces``) or from ``frgd faces align`` sidecars:
+    the faces, the image they go onto when none is given (the output photo of the chosen sample, or the aligned
+    photo), and the photo the faces are of."""
+
+    faces: list[PasteFace]
+    canvas: Path | None
+    photo: str
+
+
+def read_paste_plan(paths: Sequence[str | Path], seed: int | None = None) -> PastePlan:
+    """The :class:`PastePlan` of one face index (``NAME_faces.json``; ``seed``: the sample whose output and crops are
+    used, default the first) or of one or more ``frgd faces align`` sidecars of one photo. :class:`InputError` for
+    anything else, naming the file."""
+    from ..faces.align import FaceCrop
+    from ..io.files import read_file_bytes
+
+    docs = []
+    for p in map(Path, paths):
+        try:
+            docs.append((p, json.loads(read_file_bytes(p, limit=INDEX_LIMIT))))
+        except ValueError as err:
+            raise InputError(f"{p} is not a face index or sidecar (not JSON: {err})") from None
+    try:
+        if len(docs) == 1 and isinstance(docs[0][1].get("faces"), list):
+            path, data = docs[0]
+            faces = data["faces"]
+            seeds = faces[0]["seeds"] if faces else []
+            if seed is not None and seed not in seeds:
+                raise InputError(f"{path} has no sample of seed {seed} (seeds {', '.join(map(str, seeds)) or 'none'})")
+            k = 0 if seed is None else seeds.index(seed)
+            plan = [PasteFace(int(f["number"]), FaceCrop.from_json(f["crop"]), path.parent / f["files"]["restored"][k])
+                    for f in faces]  # fmt: skip
+            outputs = data.get("outputs") or []
+            canvas = Path(outputs[k]) if k < len(outputs) else None
+            return PastePlan(plan, canvas, str(data.get("photo", "")))
+        if seed is not None:
+            raise InputError("--seed chooses a sample of a face index (--save-faces); sidecars have one crop each")
+        photos = {str(d["image"]) for _p, d in docs}
+        if len(photos) != 1:
+            raise InputError(f"the sidecars are of {len(photos)} photos ({', '.join(sorted(photos))}): give one's")
+        plan = [PasteFace(int(d["face"]), FaceCrop.from_json(d), p.parent / str(d["crop"])) for p, d in docs]
+        return PastePlan(plan, Path(photos.pop()), docs[0][1]["image"])
+    except (KeyError, TypeError, IndexError, AttributeError) as err:
+        names = ", ".join(str(p) for p, _d in docs)
+        raise InputError(f"{names}: not a face index (--save-faces) nor frgd faces align sidecars "
+                         f"({type(err).__name__}: {err})") from None  # fmt: skip

@@ -213,6 +213,24 @@ class FaceCrop:
             "supersample": self.supersample,
         }
 
+    @classmethod
+    def from_json(cls, data: dict, image: np.ndarray | None = None) -> FaceCrop:
+        """The crop :meth:`to_json` described (its matrices as rounded there), with ``image`` (``None``: a black
+        ``(S, S, 3)`` uint8 crop; pasting needs only the geometry). :class:`InputError` for a malformed description."""
+        try:
+            size = int(data["size"])
+            arrays = [np.asarray(data[k], np.float64) for k in ("affine", "inverse", "landmarks", "crop_landmarks")]
+            h, w = (int(v) for v in data["source_shape"])
+            supersample = int(data.get("supersample", 1))
+        except (KeyError, TypeError, ValueError) as err:
+            raise InputError(f"not a face crop description ({type(err).__name__}: {err})") from None
+        if size < 2 or [a.shape for a in arrays] != [(2, 3), (2, 3), (5, 2), (5, 2)] or h < 1 or w < 1:
+            raise InputError(f"not a face crop description (size {size}, shapes {[a.shape for a in arrays]})")
+        if not all(np.isfinite(a).all() for a in arrays) or abs(np.linalg.det(arrays[1][:, :2])) < 1e-12:
+            raise InputError("not a face crop description (its matrices are not finite and invertible)")
+        img = np.zeros((size, size, 3), np.uint8) if image is None else image
+        return cls(img, arrays[0], arrays[1], size, arrays[2], arrays[3], (h, w), max(supersample, 1))
+
 
 def _check_image(img: np.ndarray, name: str = "image") -> np.ndarray:
     if not isinstance(img, np.ndarray) or img.ndim != 3 or img.shape[2] != 3:
