@@ -130,6 +130,13 @@ def test_cli_fuzz_damage_detect(tmp_path: Path) -> None:
     assert stats.outcomes["ok"] > 0 and stats.outcomes["input error"] > 0, stats.outcomes
 
 
+def test_cli_fuzz_faces_paste(tmp_path: Path) -> None:
+    """``frgd faces paste`` over a valid face index, mutated ones, a sidecar and the hostile images and outputs."""
+    stats = fuzz_cli(30, seed=2, workdir=tmp_path, timeout=60, commands=("faces paste",))
+    assert stats.n_crashes == 0 and stats.n_hangs == 0, stats.crashes + stats.hangs
+    assert stats.outcomes["ok"] > 0 and stats.outcomes["input error"] > 0, stats.outcomes
+
+
 def test_image_fuzz_bounded_run() -> None:
     stats = fuzz_images(300, seed=0)
     assert stats.n_crashes == 0 and stats.n_hangs == 0, stats.crashes

@@ -211,12 +211,32 @@ def _cli_inputs(work: Path) -> dict[str, str]:
     out.update({k: str(work / n) for k, n in (("empty", "empty.png"), ("text", "text.png"), ("bomb", "bomb.png"),
                                                ("folder", "folder"), ("link", "link.png"), ("sym", "sym.png"),
                                                ("missing", "missing.png"))})  # fmt: skip
+    out.update(_face_index(work, rgb))
     if hasattr(os, "mkfifo"):
         os.mkfifo(work / "fifo.png")
         out["fifo"] = str(work / "fifo.png")
     if Path("/dev/zero").exists():
         out["device"] = "/dev/zero"
     return out
+
+
+def _face_index(work: Path, rgb: np.ndarray) -> dict[str, str]:
+    """A valid face index of ``victim.png`` (:mod:`frgd.cli.face_files`: one 16 px crop, ``frgd faces paste``'s input;
+    each case also writes a mutated copy, ``mutated.json``) and one ``frgd faces align`` sidecar of it."""
+    import json
+
+    from .faces.align import TEMPLATE_512, align_face
+    from .io import save_image
+
+    crop = align_face(rgb, TEMPLATE_512 * (16 / 512) + (8, 4), 16)
+    save_image(work / "face1.png", 255 - crop.image)
+    face = {"number": 1, "crop": crop.to_json(), "files": {"input": "face1.png", "restored": ["face1.png"],
+                                                           "cmp": "face1.png"}, "seeds": [0]}  # fmt: skip
+    index = {"photo": str(work / "victim.png"), "outputs": [str(work / "victim.png")], "faces": [face]}
+    (work / "faces.json").write_text(json.dumps(index))
+    sidecar = {"image": str(work / "victim.png"), "face": 1, "crop": "face1.png", **crop.to_json()}
+    (work / "face1.json").write_text(json.dumps(sidecar))
+    return {"crop": str(work / "face1.png"), "index": str(work / "faces.json"), "sidecar": str(work / "face1.json")}
 
 
 def _digests(paths: list[Path]) -> dict[str, str]:
@@ -278,8 +298,8 @@ def _case_inputs(argv: list[str], work: Path) -> list[Path]:
     return out
 
 
-CLI_COMMANDS = ("upscale", "upscale", "upscale", "restore", "faces detect", "faces align", "damage detect",
-                "weights import", "weights verify", "weights list", "noise")  # fmt: skip
+CLI_COMMANDS = ("upscale", "upscale", "upscale", "restore", "faces detect", "faces align", "faces paste",
+                "damage detect", "weights import", "weights verify", "weights list", "noise")  # fmt: skip
 """The commands :func:`fuzz_cli` draws from (repeats weight the draw); ``noise`` is a random token soup."""
 
 
@@ -322,6 +342,15 @@ def _cli_argv(
         argv = ["faces", "align", image, "-o", pick([str(out_dir / f"faces{k}"), inputs["victim"], str(out_dir)])]
         if rng.random() < 0.3:
             argv += ["--faces", pick(["all", "largest", "0,2", "x", "-1"])]
+    elif command == "faces paste":
+        index = pick([inputs["index"]] * 3 + [str(work / "mutated.json")] * 3 + [inputs["sidecar"], image])
+        argv = ["faces", "paste", index, "-o", pick(outs)]
+        if rng.random() < 0.4:
+            argv += ["--face", pick([f"1={inputs['crop']}", f"1={image}", f"2={inputs['crop']}", "1=", "x", "0=a"])]
+        if rng.random() < 0.3:
+            argv += ["--onto", pick([image, inputs["victim"], inputs["one"], inputs["folder"]])]
+        if rng.random() < 0.2:
+            argv += ["--seed", pick(["0", "1", "x"])]
     elif command == "damage detect":
         argv = ["damage", "detect", image, "-o", pick(outs), "--device", "cpu"]
         if rng.random() < 0.4:
@@ -372,11 +401,12 @@ def fuzz_cli(cases: int, seed: int = 0, workdir: str | os.PathLike[str] | None =
         inputs = _cli_inputs(work)
         out_dir = work / "out"
         out_dir.mkdir()
-        victim_bytes = Path(inputs["victim"]).read_bytes()
+        victim_bytes, index_bytes = (Path(inputs[k]).read_bytes() for k in ("victim", "index"))
         pool = {Path(v): Path(v).read_bytes() for v in inputs.values() if Path(v).is_file() and v != "/dev/zero"}
         for k in range(cases):
             _reset_pool(work, pool)
             (work / "mutated.png").write_bytes(mutate(victim_bytes, rng))
+            (work / "mutated.json").write_bytes(mutate(index_bytes, rng))
             for name, data in (("taken.png", victim_bytes), ("taken.json", b"{}\n")):
                 (out_dir / name).write_bytes(data)
             argv = _cli_argv(rng, inputs, work, k, commands)
