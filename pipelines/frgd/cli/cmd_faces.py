@@ -206,7 +206,7 @@ def _cmd_paste(args: argparse.Namespace) -> int:
         raise InputError(f"{args.index[0]} names no image to paste onto: give --onto IMAGE")
     if not canvas_path.is_file():
         raise InputError(f"the image to paste onto is not there: {canvas_path} (give --onto IMAGE)")
-    inputs = [*args.index, canvas_path, *(p for _f, p in chosen)]
+    inputs = [*args.index, canvas_path, *(p for _f, p in chosen), *([args.json_out] if args.json_out else [])]
     check_output(args.out, overwrite=args.overwrite, protect=inputs)
     canvas = load_image(canvas_path)
     h, w = chosen[0][0].crop.source_shape

@@ -62,6 +62,7 @@ def _existing_faces(folder: Path, stem: str) -> list[Path]:
 
 
 def add_save_faces_flag(p: argparse.ArgumentParser) -> None:
+    """``--save-faces DIR`` of a restoring command (``args.save_faces``: the folder or ``None``)."""
     p.add_argument("--save-faces", metavar="DIR", help=SAVE_FACES_HELP)
 
 
