@@ -262,6 +262,15 @@ def _two_faces(monkeypatch) -> None:
     )
 
 
+def _group_photo(tmp_path: Path, monkeypatch) -> tuple[Path, np.ndarray]:
+    """A 160x96 photo of two faces (the fake detector finds them), saved as ``group.png``: its path and pixels."""
+    _two_faces(monkeypatch)
+    photo = tmp_path / "group.png"
+    rgb = _photo(4, 96, 160)
+    save_image(photo, rgb)
+    return photo, rgb
+
+
 def test_save_faces_writes_crops_that_paste_back_into_the_output(tmp_path, model_dir, monkeypatch, capsys):
     """``frgd enhance --save-faces``: per face the input crop, one restored crop per seed (provenance: seed, flagged
     identity-changed), a side-by-side comparison, and an index written last whose crop affines and files rebuild each
@@ -270,10 +279,7 @@ def test_save_faces_writes_crops_that_paste_back_into_the_output(tmp_path, model
     from frgd.faces.align import FaceCrop, align_face
     from frgd.restore import paste_faces
 
-    _two_faces(monkeypatch)
-    photo = tmp_path / "group.png"
-    rgb = _photo(4, 96, 160)
-    save_image(photo, rgb)
+    photo, rgb = _group_photo(tmp_path, monkeypatch)
     faces_dir = tmp_path / "faces"
     args = ["enhance", str(photo), "--model", str(model_dir), "--steps", "1", "--seed", "5", "--samples", "2"]
     args += ["--scale", "1", "--device", "cpu", "-o", str(tmp_path / "out.png"), "--save-faces", str(faces_dir)]
@@ -315,9 +321,7 @@ def test_save_faces_refuses_to_replace_and_an_overwrite_drops_a_face_fewer(tmp_p
     """Without --overwrite a folder with this photo's faces is refused before any work (exit 2, nothing written);
     with it, a rerun that finds a face fewer removes that face's files (the ones the earlier index listed), and
     leaves other files alone."""
-    _two_faces(monkeypatch)
-    photo = tmp_path / "group.png"
-    save_image(photo, _photo(4, 96, 160))
+    photo, _rgb = _group_photo(tmp_path, monkeypatch)
     faces_dir = tmp_path / "faces"
     args = ["enhance", str(photo), "--model", str(model_dir), "--steps", "1", "--seed", "0", "--scale", "1"]
     args += ["--device", "cpu", "--save-faces", str(faces_dir)]
@@ -383,10 +387,7 @@ def test_faces_paste_puts_saved_or_retouched_crops_back(tmp_path, model_dir, mon
     canvases and files are usage errors (exit 2) that write nothing."""
     from frgd.faces.align import FaceCrop, paste_box
 
-    _two_faces(monkeypatch)
-    photo = tmp_path / "group.png"
-    rgb = _photo(4, 96, 160)
-    save_image(photo, rgb)
+    photo, rgb = _group_photo(tmp_path, monkeypatch)
     faces_dir = tmp_path / "faces"
     args = ["enhance", str(photo), "--model", str(model_dir), "--steps", "1", "--seed", "5", "--samples", "2"]
     args += ["--scale", "2", "--sr-model", "bicubic", "--device", "cpu", "-o", str(tmp_path / "out.png")]
@@ -435,10 +436,7 @@ def test_faces_paste_takes_the_sidecars_of_faces_align(tmp_path, monkeypatch, ca
     place) goes back onto the photo, inside its face's paste box only."""
     from frgd.faces.align import FaceCrop, paste_box
 
-    _two_faces(monkeypatch)
-    photo = tmp_path / "group.png"
-    rgb = _photo(4, 96, 160)
-    save_image(photo, rgb)
+    photo, rgb = _group_photo(tmp_path, monkeypatch)
     assert main(["faces", "align", str(photo), "-o", str(tmp_path / "al"), "--min-score", "0.5"]) == 0
     sidecars = sorted((tmp_path / "al").glob("group_face*.json"))
     assert len(sidecars) == 2

@@ -224,11 +224,16 @@ def _face_index(work: Path, rgb: np.ndarray) -> dict[str, str]:
     """A valid face index of ``victim.png`` (:mod:`frgd.cli.face_files`: one 16 px crop, ``frgd faces paste``'s input;
     each case also writes a mutated copy, ``mutated.json``) and one ``frgd faces align`` sidecar of it."""
     import json
+    from types import SimpleNamespace
 
-    from .faces.align import TEMPLATE_512, align_face
+    from .faces.align import TEMPLATE_512
     from .io import save_image
+    from .restore.faces import align_faces
 
-    crop = align_face(rgb, TEMPLATE_512 * (16 / 512) + (8, 4), 16)
+    lm = TEMPLATE_512 * (16 / 512) + (8, 4)
+    box = np.array([*lm.min(0), *lm.max(0)])
+    (aligned,) = align_faces(rgb, [SimpleNamespace(landmarks=lm, box=box, score=1.0)], 16)
+    crop = aligned.crop
     save_image(work / "face1.png", 255 - crop.image)
     face = {"number": 1, "crop": crop.to_json(), "files": {"input": "face1.png", "restored": ["face1.png"],
                                                            "cmp": "face1.png"}, "seeds": [0]}  # fmt: skip
