@@ -176,11 +176,11 @@ def write_face_files(
             "command": command, "faces": records}  # fmt: skip
     save_bytes(index, (json.dumps(data, indent=2) + "\n").encode(), overwrite=overwrite, protect=protect)
     written = {index.name, *(n for r in records for n in _names(r["files"]))}
-    for name in sorted(earlier - written):  # a face fewer than last time: its files go, as the index says
+    ours = {p.name for p in _existing_faces(folder, stem)}  # only files named as faces of stem are ever removed
+    for name in sorted((earlier - written) & ours):  # a face fewer than last time: its files go, as the index says
         stale = folder / name
-        if stale in _existing_faces(folder, stem):
-            stale.unlink()
-            logger.info("removed %s (no longer one of the faces of %s)", stale, stem)
+        stale.unlink()
+        logger.info("removed %s (no longer one of the faces of %s)", stale, stem)
     return {"index": str(index), **data}
 
 
