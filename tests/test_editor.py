@@ -1784,3 +1784,43 @@ def test_image_rotate_in_the_window(window, photo_file):
     window.stack.undo()
     assert doc.photo.shape[:2] == (200, 240) and canvas.sceneRect().width() == 240 and doc.turn == 0
     assert canvas.damage_overlay_color(230, 10)[3] > 0
+
+
+def test_file_menu_exports_faces_and_imports_a_result(window, photo_file, tmp_path, monkeypatch):
+    """File > Export Faces asks for a folder and, where this photo's face files are already, whether to replace
+    them; File > Import Face Result makes the chosen crop the selected face's result and a gallery entry (a patch
+    source like any sample), one undo step on the window's stack."""
+    from PySide6.QtWidgets import QFileDialog, QMessageBox
+
+    assert not window.a_export_faces.isEnabled() and not window.a_import_face.isEnabled()  # no photo yet
+    open_with_faces(window, photo_file)
+    assert window.a_export_faces.isEnabled() and window.a_import_face.isEnabled()
+    file_menu = window.menuBar().actions()[0].menu()
+    assert {window.a_export_faces, window.a_import_face} <= set(file_menu.actions())
+    folder = tmp_path / "faces"
+    folder.mkdir()
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: str(folder))
+    window.export_faces_dialog()
+    assert window.jobs.wait(30) and (folder / "photo_faces.json").is_file(), window.errors
+    asked = []
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: asked.append(a[2]) or QMessageBox.StandardButton.No)
+    stamp = (folder / "photo_faces.json").stat().st_mtime_ns
+    window.export_faces_dialog()  # No: nothing written
+    assert window.jobs.wait(30) and (folder / "photo_faces.json").stat().st_mtime_ns == stamp
+    assert len(asked) == 1 and "already holds 2 face file(s) of photo" in asked[0]
+
+    crop = window.doc.faces[0].crop.copy()
+    crop[40:90, 40:90] = (10, 200, 30)  # retouched
+    from PIL import Image
+
+    Image.fromarray(crop).save(tmp_path / "mine.png")
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (str(tmp_path / "mine.png"), ""))
+    n = window.stack.count()
+    window.import_face_dialog()
+    assert window.jobs.wait(30) and window.stack.count() == n + 1, window.errors
+    assert window.stack.text(n) == "Import face 1 result (mine.png)"
+    np.testing.assert_array_equal(window.doc.faces[0].applied, crop)
+    item = window.gallery_panel.list.item(0)
+    assert item.text() == "imported ✓\nmine.png" and "sha256" in item.toolTip()
+    window.stack.undo()
+    assert window.doc.faces[0].applied is None and window.gallery_panel.list.count() == 0

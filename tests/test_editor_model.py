@@ -1663,3 +1663,89 @@ def test_autosave_writes_unsaved_work_and_a_crash_leaves_it_to_recover(tmp_path,
     assert c.leftovers() == [] and not stale.exists() and c.autosave._lock.is_locked
     c.shutdown()
     a.shutdown()
+
+
+def test_export_faces_then_import_a_retouched_crop(model, photo_file, tmp_path):
+    """File > Export Faces writes the --save-faces layout: every face's input crop, the result of a face that has one
+    (its provenance with that face's references only), and an index whose geometry pastes it back: `frgd faces
+    paste` onto the photo rebuilds the editor's ×1 Result exactly. Import Face Result brings a retouched crop (256 px,
+    partly transparent) back as one undo step: a gallery entry without a seed, applied with its alpha as paste mask,
+    counted as identity-changing, named with its sha256 in the export's provenance and kept by a session."""
+    from PIL import Image
+
+    from frgd.cli.main import main as cli
+    from frgd.io import file_sha256, load_image, read_provenance
+    from frgd_studio.session import load_session
+
+    open_with_faces(model, photo_file, TWO_FACES)
+    model.set_result_scale(1, tell=False)
+    doc = model.doc
+    f0 = doc.faces[0]
+    ref = Reference(path=str(photo_file), sha256="ab" * 32, crop=f0.crop.copy())
+    model.push(commands.add_reference(doc, 0, ref))
+    s = commands.Sample(255 - f0.crop, 5, 0.5, 2, parameters={"method": "frgd", "model": "frgd-tiny",
+                                                              "used_reference": True})  # fmt: skip
+    model.push(commands.AddSamplesCommand(doc, 0, [s]))
+    model.apply_sample(0)
+
+    out = tmp_path / "faces"
+    job = model.export_faces(out)
+    assert job is not None and model.jobs.wait(30) and job.state == "done", job.error
+    assert sorted(p.name for p in out.iterdir()) == ["photo_face1_cmp.png", "photo_face1_input.png",
+        "photo_face1_restored.png", "photo_face2_input.png", "photo_faces.json"]  # fmt: skip
+    np.testing.assert_array_equal(load_image(out / "photo_face2_input.png").to_uint8(), doc.faces[1].crop)
+    np.testing.assert_array_equal(load_image(out / "photo_face1_restored.png").to_uint8(), doc.faces[0].applied)
+    prov = read_provenance(out / "photo_face1_restored.png")
+    assert prov["identity_changed"] is True and prov["seed"] == 5
+    assert prov["reference_hashes"] == {"photo.png": "ab" * 32}, "face 1's references, as its result used them"
+    index = json.loads((out / "photo_faces.json").read_text())
+    assert [f["files"]["restored"] for f in index["faces"]] == [["photo_face1_restored.png"], []]
+    assert index["outputs"] == [] and index["photo"] == str(photo_file.resolve())
+    assert model.statuses[-1].startswith("Exported 2 face(s), 1 with a result, to ")
+
+    pasted = tmp_path / "pasted.png"
+    assert cli(["faces", "paste", str(out / "photo_faces.json"), "--onto", str(photo_file), "-o", str(pasted)]) == 0
+    np.testing.assert_array_equal(load_image(pasted).to_uint8(), doc.composite())  # the index pastes as the editor
+    job = model.export_faces(out)  # again, without overwriting: refused, nothing replaced
+    assert model.jobs.wait(30) and job.state == "failed" and "exists" in job.error
+    model.revert_face()
+    job = model.export_faces(out, overwrite=True)  # face 1 has no result now: its result and comparison go
+    assert model.jobs.wait(30) and job.state == "done", job.error
+    assert sorted(p.name for p in out.iterdir()) == ["photo_face1_input.png", "photo_face2_input.png",
+                                                     "photo_faces.json"]  # fmt: skip
+    paste = ["faces", "paste", str(out / "photo_faces.json"), "--onto", str(photo_file), "-o", str(pasted)]
+    paste.append("--overwrite")
+    assert cli(paste) == 2, "no face has a result to paste"
+    assert cli([*paste, "--face", f"2={out / 'photo_face2_input.png'}"]) == 0  # restored elsewhere: named with --face
+    assert np.abs(load_image(pasted).to_uint8().astype(int) - doc.photo).max() <= 2  # its own input: the photo
+
+    retouched = np.repeat(np.repeat(doc.faces[1].crop, 2, axis=0), 2, axis=1)  # retouched at 2x in another editor
+    retouched[80:176, 80:176] = (200, 40, 40)
+    alpha = np.full((256, 256), 255, np.uint8)
+    alpha[:, :128] = 0  # the left half erased: the face shows through there
+    Image.fromarray(np.dstack([retouched, alpha])).save(tmp_path / "face2_retouched.png")
+    n = model.undo.count()
+    job = model.import_face(tmp_path / "face2_retouched.png", 1)
+    assert model.jobs.wait(30) and job.state == "done", job.error
+    assert model.undo.count() == n + 1 and model.undo.texts()[-1] == "Import face 2 result (face2_retouched.png)"
+    f1 = doc.faces[1]
+    entry = f1.samples[-1]
+    assert entry.imported and entry.seed is None and f1.applied_sample() is entry and f1.applied_identity
+    assert np.abs(f1.applied[50:78, 50:78].astype(int) - (200, 40, 40)).max() <= 1  # resized to 128, area filter
+    assert f1.applied_mask[:, :63].max() == 0.0 and f1.applied_mask[:, 65:].min() == 1.0
+    assert entry.parameters["size"] == [256, 256] and "resized from 256 px" in model.statuses[-1]
+    prov = model.provenance("Result")
+    assert prov.identity_changed and prov.parameters["faces"][1]["file"] == "face2_retouched.png"
+    assert prov.parameters["faces"][1]["sha256"] == file_sha256(tmp_path / "face2_retouched.png")
+    assert prov.seed is None and "face 2 restored with an imported crop" in model.export_plan("Result").description
+    job = model.save_session(tmp_path / "s.frgd")
+    assert model.jobs.wait(30) and job.state == "done", job.error
+    kept = load_session(job.result).faces[1]
+    assert kept.samples[-1].imported and kept.samples[-1].seed is None and kept.applied_sample() is kept.samples[-1]
+    model.undo.undo()
+    assert f1.applied is None and not doc.faces[1].samples, "one undo step takes the entry and the result"
+
+    Image.fromarray(retouched[:200]).save(tmp_path / "wide.png")
+    job = model.import_face(tmp_path / "wide.png", 1)
+    assert model.jobs.wait(30) and job.state == "failed" and "wide.png is 256x200: a face crop is square" in job.error
+    assert model.undo.index() == n and not doc.faces[1].samples

@@ -59,7 +59,8 @@ def _set_pane(data: bytes):
 
 def test_the_seed_session_loads(seed_file: Path) -> None:
     data = load_session(seed_file)
-    assert len(data.faces) == 2 and len(data.faces[0].samples) == 2 and data.faces[1].applied is not None
+    assert len(data.faces) == 2 and len(data.faces[0].samples) == 3 and data.faces[1].applied is not None
+    assert [s.seed for s in data.faces[0].samples] == [0, 1, None] and data.faces[0].samples[2].imported
     assert next(iter(data.panes.values())).shape == (240, 320, 3)
 
 

@@ -293,6 +293,37 @@ class MainWindow(QMainWindow):
         if path:
             self.model.export(path, dlg.choice(), overwrite=Path(path).exists())
 
+    def export_faces_dialog(self) -> None:
+        """File > Export Faces: choose a folder; one that holds this photo's face files asks before replacing them."""
+        from frgd.restore.face_files import existing_face_files
+
+        if not self.doc.faces:
+            return
+        start = str(Path(self.doc.photo_path).parent) if self.doc.photo_path else ""
+        folder = QFileDialog.getExistingDirectory(self, "Export faces to folder", start)
+        if not folder:
+            return
+        stem = self.model.faces_stem()
+        found = existing_face_files(folder, stem)
+        if found:
+            answer = QMessageBox.question(
+                self, "Replace face files?",
+                f"{folder} already holds {len(found)} face file(s) of {stem} ({found[0].name}, …). Replace them?",
+            )  # fmt: skip
+            if answer != QMessageBox.StandardButton.Yes:
+                return
+        self.model.export_faces(folder, overwrite=bool(found))
+
+    def import_face_dialog(self) -> None:
+        """File > Import Face Result: choose a square image for the selected face."""
+        if self.doc.face() is None:
+            return
+        start = str(Path(self.doc.photo_path).parent) if self.doc.photo_path else ""
+        title = f"Import result for face {self.doc.selected + 1} (a square face crop)"
+        path, _ = QFileDialog.getOpenFileName(self, title, start, IMAGE_FILTER)
+        if path:
+            self.model.import_face(path)
+
     def import_damage_dialog(self) -> None:
         if self.doc.photo is None:
             return
@@ -430,9 +461,10 @@ class MainWindow(QMainWindow):
                   self.a_detect_damage,
                   *self.a_rotate.values()):  # fmt: skip
             a.setEnabled(has_photo)
-        for a in (self.a_resample, self.a_add_ref, self.a_clear_mask, self.a_invert_mask):
+        for a in (self.a_resample, self.a_add_ref, self.a_clear_mask, self.a_invert_mask, self.a_import_face):
             a.setEnabled(has_face)
-        self.a_resample_all.setEnabled(bool(self.doc.faces))
+        for a in (self.a_resample_all, self.a_export_faces):
+            a.setEnabled(bool(self.doc.faces))
         self.a_clear_damage.setEnabled(self.doc.damage_marked())
         self.a_export_damage.setEnabled(self.doc.damage_marked())
         self.a_fill_damage.setEnabled(self.doc.damage_marked())

@@ -72,6 +72,12 @@ def build_actions(w: QMainWindow) -> None:
                             "Add the white pixels of a photo-sized mask image to the damage marks")  # fmt: skip
     w.a_export_damage = act(w, "Export Damage &Mask…", w.export_damage_dialog, None,
                             "Write the damage marks as a mask image (frgd enhance --damage)")  # fmt: skip
+    w.a_export_faces = act(w, "Export &Faces…", w.export_faces_dialog, None,
+                           "Write every face into a folder: its aligned input, its result with provenance, and an "
+                           "index to paste retouched crops back (frgd faces paste)")  # fmt: skip
+    w.a_import_face = act(w, "Import Face &Result…", w.import_face_dialog, None,
+                          "Make a square image (a face crop retouched or restored elsewhere) the selected face's "
+                          "result and a gallery entry (one undo step; counted as identity changed)")  # fmt: skip
     w.a_rotate = {k: act(w, text, lambda k=k: m.rotate(k), None,
                          f"{text}: the photo with its faces, marks and pane results (one undo step)")
                   for k, text in m.ROTATIONS.items()}  # fmt: skip
@@ -138,8 +144,8 @@ def build_menus(w: QMainWindow) -> None:
     m = mb.addMenu("&File")
     m.addAction(w.a_open)
     w.recent_menu = m.addMenu("Open &Recent")
-    for a in (w.a_open_session, None, w.a_save_session, w.a_save_session_as, w.a_export, None, w.a_import_damage,
-              w.a_export_damage, None, w.a_quit):  # fmt: skip
+    for a in (w.a_open_session, None, w.a_save_session, w.a_save_session_as, w.a_export, None, w.a_export_faces,
+              w.a_import_face, None, w.a_import_damage, w.a_export_damage, None, w.a_quit):  # fmt: skip
         m.addAction(a) if a else m.addSeparator()
     w.refresh_recent()
     m = mb.addMenu("&Edit")

@@ -33,7 +33,7 @@ import numpy as np
 
 from frgd.errors import FRGDError, InputError
 
-from .model.document import CROP_SIZE, Document, Face, Reference, Sample
+from .model.document import CROP_SIZE, IMPORTED, Document, Face, Reference, Sample
 
 logger = logging.getLogger(__name__)
 
@@ -322,7 +322,10 @@ def _check_meta(meta: Any) -> None:
             need(_optional_number(r.get("score")), f"face {i}: a reference score is not a number")
         for smp in samples:
             need(isinstance(smp, dict), f"face {i}: a sample is not an object")
-            need(all(_is_number(smp.get(k)) for k in ("seed", "identity_strength", "steps")), f"face {i}: bad sample")
+            numbers = [smp.get(k) for k in ("seed", "identity_strength", "steps")]
+            imported = isinstance(smp.get("parameters"), dict) and smp["parameters"].get("method") == IMPORTED
+            # a sample has all three numbers; a crop imported from a file (File > Import Face Result) has none
+            need(all(map(_is_number, numbers)) or (imported and numbers == [None] * 3), f"face {i}: bad sample")
             need(_optional_number(smp.get("identity_score")), f"face {i}: a sample score is not a number")
             need(smp.get("parameters") is None or isinstance(smp["parameters"], dict), f"face {i}: bad sample")
         need(_optional_number(fm.get("applied_seed")), f"face {i}: applied_seed is not a number")
@@ -489,9 +492,9 @@ def _session_data(path: Path, meta: dict, arrays: dict[str, np.ndarray], pane_pn
         face.samples = [
             Sample(
                 image=arrays[f"f{i}_sample{k}"],
-                seed=int(s["seed"]),
-                identity_strength=float(s["identity_strength"]),
-                steps=int(s["steps"]),
+                seed=None if s["seed"] is None else int(s["seed"]),
+                identity_strength=None if s["identity_strength"] is None else float(s["identity_strength"]),
+                steps=None if s["steps"] is None else int(s["steps"]),
                 identity_score=s.get("identity_score"),
                 parameters=dict(s.get("parameters") or {}),
                 paste_mask=arrays.get(f"f{i}_sample{k}_mask"),

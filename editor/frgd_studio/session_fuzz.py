@@ -43,13 +43,13 @@ _SHAPES: list[tuple[tuple[int, ...], str]] = [
 
 
 def seed_session(work: Path) -> Path:
-    """A valid session in ``work`` (its photo beside it): two faces with masks, references, samples, an applied
-    result, and an SR pane result."""
+    """A valid session in ``work`` (its photo beside it): two faces with masks, references, samples (an imported crop
+    among them), an applied result, and an SR pane result."""
     from frgd.faces.align import TEMPLATE_512
     from frgd.io import file_sha256, save_image
 
     from .model.backend import make_face
-    from .model.document import Document, Reference, Sample
+    from .model.document import IMPORTED, Document, Reference, Sample
     from .session import save_session
 
     rng = np.random.default_rng(0)
@@ -77,6 +77,9 @@ def seed_session(work: Path) -> Path:
             )  # fmt: skip
             for k in range(2)
         ]
+        imported = {"method": IMPORTED, "file": "retouched.png", "sha256": sha}
+        face.samples.append(Sample(image=rng.integers(0, 256, face.crop.shape, dtype=np.uint8), seed=None,
+                                   identity_strength=None, steps=None, parameters=imported))  # fmt: skip
         face.applied = face.samples[0].image.copy()
         face.applied_seed = 0
         faces.append(face)

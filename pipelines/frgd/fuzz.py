@@ -221,8 +221,8 @@ def _cli_inputs(work: Path) -> dict[str, str]:
 
 
 def _face_index(work: Path, rgb: np.ndarray) -> dict[str, str]:
-    """A valid face index of ``victim.png`` (:mod:`frgd.cli.face_files`: one 16 px crop, ``frgd faces paste``'s input;
-    each case also writes a mutated copy, ``mutated.json``) and one ``frgd faces align`` sidecar of it."""
+    """A valid face index of ``victim.png`` (:mod:`frgd.restore.face_files`: one 16 px crop, ``frgd faces paste``'s
+    input; each case also writes a mutated copy, ``mutated.json``) and one ``frgd faces align`` sidecar of it."""
     import json
     from types import SimpleNamespace
 

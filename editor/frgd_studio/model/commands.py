@@ -310,7 +310,7 @@ class AppliedCommand(_LiveCmd):
 
 def apply_sample(doc: Document, index: int, k: int) -> AppliedCommand:
     s = doc.faces[index].samples[k]
-    return AppliedCommand(doc, index, sample_applied(s), f"Apply sample {k + 1} (seed {s.seed})")
+    return AppliedCommand(doc, index, sample_applied(s), f"Apply sample {k + 1} ({s.short_label()})")
 
 
 def sample_applied(sample: Sample) -> AppliedState:

@@ -63,24 +63,42 @@ class Reference:
     score: float | None = None
 
 
+IMPORTED = "imported"
+"""The ``method`` of a gallery entry imported from a file (File > Import Face Result: retouched, or restored by
+another program). Not a restorer, so :func:`frgd.restore.identity_changed` counts it as one that may change identity:
+a file can hold anyone's face."""
+
+
 @dataclass
 class Sample:
-    """One FRGD alternative for a face (a gallery entry)."""
+    """One alternative for a face (a gallery entry): an FRGD or GFPGAN sample (``seed``, ``identity_strength`` and
+    ``steps`` set), or a crop imported from a file (:data:`IMPORTED`: the three are ``None``; ``parameters`` name the
+    file and its sha256)."""
 
     image: np.ndarray  # (128, 128, 3) uint8
-    seed: int
-    identity_strength: float
-    steps: int
+    seed: int | None
+    identity_strength: float | None
+    steps: int | None
     identity_score: float | None = None
     parameters: dict[str, Any] = field(default_factory=dict)
     paste_mask: np.ndarray | None = None  # (128, 128) float32 where it may be pasted; None = the whole crop
 
     @property
     def method(self) -> str:
-        """The restoration method that made it (``frgd``)."""
+        """The restoration method that made it (``frgd``, ``gfpgan``) or :data:`IMPORTED`."""
         return str(self.parameters.get("method", "frgd"))
 
+    @property
+    def imported(self) -> bool:
+        return self.method == IMPORTED
+
+    def short_label(self) -> str:
+        """``seed 7`` or ``imported face1.png``: what names it in menus, the comparison and undo steps."""
+        return f"imported {self.parameters.get('file', '')}".strip() if self.imported else f"seed {self.seed}"
+
     def label(self) -> str:
+        if self.imported:
+            return self.short_label()
         score = "–" if self.identity_score is None else f"{self.identity_score:.2f}"
         return f"seed {self.seed} · id {self.identity_strength:.2f} · sim {score}"
 
@@ -123,12 +141,13 @@ class Face:
 
     def applied_sample(self) -> Sample | None:
         """The gallery sample the result came from: the one whose image it is, else (after a patch) the latest with
-        ``applied_seed`` (a locked seed can be sampled again with other settings)."""
-        if self.applied is None or self.applied_seed is None:
+        ``applied_seed`` (a locked seed can be sampled again with other settings); a result without a seed comes
+        from an imported crop only when it is that crop's image."""
+        if self.applied is None:
             return None
         same_seed = [s for s in self.samples if s.seed == self.applied_seed]
         exact = [s for s in same_seed if np.array_equal(s.image, self.applied)]
-        return (exact or same_seed or [None])[-1]
+        return (exact or ([] if self.applied_seed is None else same_seed) or [None])[-1]
 
     def polygon(self) -> np.ndarray:
         """Corners of the aligned crop in photo pixels, ``(4, 2)``."""
@@ -587,7 +606,7 @@ class Document:
             if face.applied is not None:
                 out[f"Face {self.selected + 1}: result"] = face.applied
             for k, s in enumerate(face.samples):
-                out[f"Face {self.selected + 1}: sample {k + 1} (seed {s.seed})"] = s.image
+                out[f"Face {self.selected + 1}: sample {k + 1} ({s.short_label()})"] = s.image
         return out
 
     def identity_changed(self, view: str = "Result") -> bool:

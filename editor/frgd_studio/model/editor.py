@@ -25,7 +25,7 @@ from frgd.sr.tiling import TileResume
 from . import backend, commands
 from .autosave import Autosave, Leftover
 from .commands import Command, UndoSink
-from .document import CROP_SIZE, Document, Face
+from .document import CROP_SIZE, IMPORTED, Document, Face
 from .events import Event
 from .jobs import Job, JobFn, JobQueue, TurnFn
 from .panes import FacePreview, FRGDPane, GFPGANPane, Pane, SRPane
@@ -34,7 +34,7 @@ from .settings import RESULT_SCALE_AUTO, Settings
 logger = logging.getLogger(__name__)
 
 UNSAVED_ANSWERS = ("save", "discard", "cancel")
-METHOD_LABELS = {"frgd": "FRGD", "gfpgan": "GFPGAN"}
+METHOD_LABELS = {"frgd": "FRGD", "gfpgan": "GFPGAN", IMPORTED: "an imported crop"}
 
 
 @dataclass(frozen=True)
@@ -906,8 +906,9 @@ class EditorModel:
             sample = f.applied_sample()
             if f.applied is not None and sample is not None:
                 entry.update(sample.parameters)
-                models.add(str(sample.parameters.get("model", "frgd")))
-                seeds.append(sample.seed)
+                models.add(str(sample.parameters.get("model", sample.method)))
+                if sample.seed is not None:  # an imported crop has none
+                    seeds.append(sample.seed)
                 if sample.parameters.get("used_reference"):
                     refs.update({Path(r.path).name: r.sha256 for r in f.references})
             params["faces"].append(entry)
@@ -966,6 +967,75 @@ class EditorModel:
 
         return self.run_job(f"Export {choice}", write, lambda out: self.status(f"Exported {choice} to {out}"),
                             same_photo=False, lane="io")  # fmt: skip
+
+    def faces_stem(self) -> str:
+        """The name the photo's face files start with (File > Export Faces): the photo file's stem."""
+        return Path(self.doc.photo_path or "photo").stem
+
+    def export_faces(self, folder: str | Path, overwrite: bool = False) -> Job | None:
+        """File > Export Faces: every face into ``folder`` as files (:mod:`.face_files`: the aligned input, the
+        result with its provenance, a comparison, and the index ``frgd faces paste`` reads), written on the ``"io"``
+        lane from the faces as they are now. Without ``overwrite`` a folder that holds face files of the photo is
+        refused (the job fails, naming one); with it they are replaced, and files of faces no longer there removed.
+        The job's result is the index written (:func:`frgd.restore.face_files.write_face_files`)."""
+        from frgd.restore.face_files import write_face_files
+
+        from .face_files import EXPORT_COMMAND, export_faces_plan
+
+        doc = self.doc
+        if doc.photo is None or not doc.faces:
+            self.status("No faces to export: detect faces first (Ctrl+D).")
+            return None
+        try:
+            faces, refs = export_faces_plan(doc)
+        except FRGDError as err:
+            self.error(str(err))
+            return None
+        stem, source, sha = self.faces_stem(), doc.photo_path or "", doc.photo_sha256
+        protect = [doc.photo_path] if doc.photo_path else []
+        restored = sum(1 for f in faces if f.samples)
+
+        def write(_device: Any, _progress: Any, _cancel: Any) -> dict[str, Any]:
+            return write_face_files(folder, stem, faces, command=EXPORT_COMMAND, source=source, outputs=[],
+                                    source_hash=sha, face_reference_hashes=refs, overwrite=overwrite,
+                                    protect=protect)  # fmt: skip
+
+        def done(index: dict[str, Any]) -> None:
+            self.status(f"Exported {len(faces)} face(s), {restored} with a result, to {Path(index['index']).parent} "
+                        f"({Path(index['index']).name})", 15000)  # fmt: skip
+
+        return self.run_job("Export faces", write, done, same_photo=False, lane="io")
+
+    def import_face(self, path: str | Path, index: int | None = None) -> Job | None:
+        """File > Import Face Result: the square image at ``path`` (a crop of File > Export Faces retouched, or one
+        restored by another program) becomes a gallery entry of face ``index`` (default: the selected one) and its
+        result, one undo step (:func:`.face_files.load_face_crop`, read on the ``"io"`` lane). The result counts as
+        identity-changing in exports: the file can hold anyone's face."""
+        from .face_files import load_face_crop
+
+        doc = self.doc
+        index = doc.selected if index is None else index
+        face = doc.face(index)
+        if face is None:
+            self.status("Detect faces first, then import a result for the selected face.")
+            return None
+        name = Path(path).name
+
+        def done(sample) -> None:
+            i = self.face_index(index, face)
+            if i < 0:
+                return
+            text = f"Import face {i + 1} result ({name})"
+            self.push(commands.CompositeCommand(text, [
+                commands.AddSamplesCommand(doc, i, [sample]),
+                commands.AppliedCommand(doc, i, commands.sample_applied(sample), text),
+            ]))  # fmt: skip
+            side = sample.parameters["size"][0]
+            fit = "" if side == CROP_SIZE else f", resized from {side} px"
+            self.status(f"{name} is face {i + 1}'s result{fit} (Ctrl+Z undoes it)", 15000)
+
+        return self.run_job(f"Import face {index + 1} result {name}", lambda _d, _p, _c: load_face_crop(path), done,
+                            lane="io", on_turn=backend.turn_invariant)  # fmt: skip
 
     def shutdown(self) -> None:
         self.jobs.shutdown()

@@ -36,6 +36,23 @@ def _input_notes(sample) -> list[str]:
     return notes
 
 
+def _entry_text(sample, applied: str) -> tuple[str, list[str]]:
+    """The text under a gallery thumbnail (``applied``: " ✓" for the face's result, else "") and its tooltip lines."""
+    if sample.imported:  # a crop from a file: its name; its size and hash in the tooltip
+        p = sample.parameters
+        size = "x".join(map(str, p.get("size", []))) or "?"
+        return f"imported{applied}\n{p.get('file', '')}", [
+            f"{sample.label()} ({size} px, sha256 {str(p.get('sha256', ''))[:12]}…)",
+            "counted as identity changed in exports (the file can hold anyone's face)",
+        ]
+    sim = "–" if sample.identity_score is None else f"{sample.identity_score:.2f}"
+    text = f"seed {sample.seed}{applied}\nid {sample.identity_strength:.2f} · sim {sim}"
+    meter = _meter_label(sample)
+    if meter:  # the verdict under the thumbnail; the full line (encoder, optimistic) in the tooltip
+        text += "\nsame: " + meter.split(" (")[0].removeprefix("same person: ")
+    return text, [sample.label() + f" · {sample.steps} steps", *([meter] if meter else []), *_input_notes(sample)]
+
+
 class GalleryPanel(QWidget):
     def __init__(self, model: EditorModel, ui: ViewHooks) -> None:
         super().__init__()
@@ -85,14 +102,8 @@ class GalleryPanel(QWidget):
         if face is not None:
             chosen = face.applied_sample()
             for s in face.samples:
-                applied = " ✓" if s is chosen else ""
-                sim = "–" if s.identity_score is None else f"{s.identity_score:.2f}"
-                text = f"seed {s.seed}{applied}\nid {s.identity_strength:.2f} · sim {sim}"
-                meter = _meter_label(s)
-                if meter:  # the verdict under the thumbnail; the full line (encoder, optimistic) in the tooltip
-                    text += "\nsame: " + meter.split(" (")[0].removeprefix("same person: ")
+                text, tip = _entry_text(s, " ✓" if s is chosen else "")
                 item = QListWidgetItem(thumb_icon(s.image, 96), text)
-                tip = [s.label() + f" · {s.steps} steps", *([meter] if meter else []), *_input_notes(s)]
                 item.setToolTip("\n".join(tip))
                 self.list.addItem(item)
             if face.samples:
@@ -120,4 +131,4 @@ class GalleryPanel(QWidget):
             return
         n = self.model.doc.selected + 1
         left = f"Face {n}: result" if face.applied is not None else f"Face {n}: input"
-        self.ui.show_compare(left, f"Face {n}: sample {row + 1} (seed {face.samples[row].seed})")
+        self.ui.show_compare(left, f"Face {n}: sample {row + 1} ({face.samples[row].short_label()})")

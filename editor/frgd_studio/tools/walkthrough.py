@@ -371,8 +371,9 @@ def step_split_compare(wt: Walkthrough, steps: int, samples: int, seed: int) -> 
         wt.check(c.compare_active and abs(c.split_fraction - cx / w.doc.photo.shape[1]) < 1e-6,
                  "the split stays on when zoomed")  # fmt: skip
         sample = face.applied_sample()
+        seed = None if sample is None or sample.seed is None else int(sample.seed)
         wt.fact(frgd_seconds=round(time.perf_counter() - t0, 1), steps=steps, samples=samples,
-                applied_seed=None if sample is None else int(sample.seed), zoom_from_fit=round(zoom, 2),
+                applied_seed=seed, zoom_from_fit=round(zoom, 2),
                 zoom_percent=round(100 * c.zoom()), split_fraction=round(c.split_fraction, 3),
                 labels=[c.split.before_name, c.split.after_name])  # fmt: skip
         wt.grab()

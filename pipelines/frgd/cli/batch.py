@@ -92,6 +92,16 @@ def is_done(item: BatchItem) -> bool:
         return False
 
 
+def add_index_outputs(items: Sequence[BatchItem], folder: str | Path) -> None:
+    """Count each item's face index (``--save-faces``: :func:`frgd.restore.face_files.index_path` of its source's
+    stem, the stem its outputs are named by) among its outputs, so that a photo is done only once its faces are saved
+    (:func:`is_done`)."""
+    from ..restore.face_files import index_path
+
+    for item in items:
+        item.outputs.append(index_path(folder, item.source.stem))
+
+
 def run_batch(
     items: list[BatchItem],
     work: Callable[[BatchItem], dict[str, Any]],

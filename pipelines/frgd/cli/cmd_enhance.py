@@ -14,8 +14,7 @@ from typing import Any
 from ..devices import DEVICE_CHOICES, DEVICE_HELP, device_arg
 from ..errors import InputError
 from .damage_source import DAMAGE_AUTO, DAMAGE_HELP, DamageSource
-from .face_files import add_index_outputs, add_save_faces_flag, check_face_folder, write_face_files
-from .main import add_json_flags, emit
+from .main import add_json_flags, add_save_faces_flag, emit
 
 logger = logging.getLogger(__name__)
 
@@ -391,7 +390,7 @@ class _Enhance:
 
     def run(self, photo: Path, paths: list[Path], seeds: list[int], overwrite: bool, stem: str = "") -> dict[str, Any]:
         """Restore one photo (or aligned crop) and write ``paths`` (one per seed); with ``--save-faces`` also its
-        faces, named by ``stem`` (:mod:`frgd.cli.face_files`); returns its JSON record."""
+        faces, named by ``stem`` (:mod:`frgd.restore.face_files`); returns its JSON record."""
         from ..io import Provenance, file_sha256, load_rgb, save_image
         from ..restore import FaceRequest, fit_crop, identity_changed, keep_monochrome, repair_content
 
@@ -463,6 +462,8 @@ class _Enhance:
             saved = save_image(pth, images[k], provenance=prov, overwrite=overwrite, protect=[photo, *self.protect])
             written.append(str(saved))
         if args.save_faces and not args.aligned:
+            from ..restore.face_files import write_face_files
+
             extra["face_files"] = write_face_files(
                 args.save_faces, stem, out.faces, command=self.label, source=photo, outputs=written,
                 source_hash=source_hash, reference_hashes=self.ref_hashes, overwrite=overwrite,
@@ -489,7 +490,8 @@ def _cmd_enhance(args: argparse.Namespace, label: str = "frgd enhance") -> int:
     _passive_omp_threads()
     from ..diffusion.sampling.pipeline import check_candidates, normalize_seeds
     from ..io import SAVE_EXTENSIONS, check_output, load_rgb
-    from .batch import collect_inputs, finish_batch, is_batch, plan
+    from ..restore.face_files import check_face_folder
+    from .batch import add_index_outputs, collect_inputs, finish_batch, is_batch, plan
 
     batch = is_batch(args.photo)
     if not batch and Path(args.out).suffix.lower() not in SAVE_EXTENSIONS:

@@ -63,8 +63,9 @@ def register(root: argparse._SubParsersAction, groups: dict[str, argparse._SubPa
         help="paste face crops (retouched, or restored elsewhere) back into the photo",
         description=(
             "Paste aligned face crops back with the restorers' own seamless paste. INDEX is a face index "
-            "(DIR/<name>_faces.json of --save-faces: onto the output photo, each face's restored crop as it is now, "
-            "e.g. retouched in place) or the sidecars of `frgd faces align` (DIR/<name>_face<i>.json: onto the photo, "
+            "(DIR/<name>_faces.json of --save-faces or of the editor's File > Export Faces: onto the output photo, "
+            "each face's restored crop as it is now, e.g. retouched in place; an editor's index names no output "
+            "photo: give --onto) or the sidecars of `frgd faces align` (DIR/<name>_face<i>.json: onto the photo, "
             "each face's aligned crop as it is now, e.g. restored by another program). --face N=FILE pastes FILE as "
             "face N instead, and only the faces given; a crop may be any square size (a crop retouched at 4x pastes "
             "at full detail). The output is flagged identity-changed in its metadata."
@@ -185,7 +186,7 @@ def _face_file(text: str) -> tuple[int, str]:
 def _cmd_paste(args: argparse.Namespace) -> int:
     from ..io import Provenance, check_output, file_sha256, load_image, save_image
     from ..restore import paste_faces
-    from .face_files import read_paste_plan
+    from ..restore.face_files import read_paste_plan
 
     plan = read_paste_plan(args.index, args.seed)
     numbers = [f.number for f in plan.faces]
@@ -198,9 +199,9 @@ def _cmd_paste(args: argparse.Namespace) -> int:
     if unknown:
         raise InputError(f"no face {unknown[0]} in {', '.join(args.index)} (faces {', '.join(map(str, numbers))})")
     chosen = [(f, Path(given[f.number])) for f in plan.faces if f.number in given] if given else [
-        (f, f.file) for f in plan.faces]  # fmt: skip
+        (f, f.file) for f in plan.faces if f.file is not None]  # fmt: skip
     if not chosen:
-        raise InputError(f"{args.index[0]} lists no face to paste")
+        raise InputError(f"{args.index[0]} lists no restored face to paste: name crops with --face N=FILE")
     canvas_path = Path(args.onto) if args.onto else plan.canvas
     if canvas_path is None:
         raise InputError(f"{args.index[0]} names no image to paste onto: give --onto IMAGE")

@@ -18,8 +18,7 @@ from ..devices import DEVICE_HELP, device_arg
 from ..errors import InputError
 from .cmd_enhance import add_batch_flags, add_faces_flag, add_frgd_flags, frgd_flags_given
 from .damage_source import DAMAGE_AUTO, DAMAGE_HELP, DamageSource
-from .face_files import add_index_outputs, add_save_faces_flag, check_face_folder, write_face_files
-from .main import emit, tile_arg
+from .main import add_save_faces_flag, emit, tile_arg
 
 logger = logging.getLogger(__name__)
 
@@ -249,6 +248,8 @@ def _restore_one(args: argparse.Namespace, pipe: Any, damages: DamageSource, src
     saved = save_image(out, res.images[0], alpha=alpha, provenance=prov, overwrite=overwrite, protect=[src])
     faces = {}
     if args.save_faces:  # named like the output photo (batch: the input's stem, as the output)
+        from ..restore.face_files import write_face_files
+
         index = write_face_files(args.save_faces, out.stem, res.faces, command="frgd restore", source=src,
                                  outputs=[saved], source_hash=prov.source_hash, overwrite=overwrite)  # fmt: skip
         faces["face_files"] = index["index"]
@@ -269,6 +270,8 @@ def _restore_one(args: argparse.Namespace, pipe: Any, damages: DamageSource, src
 def _cmd_restore(args: argparse.Namespace) -> int:
     from ..io import load_image
     from ..restore import FacePipeline, restorer_class
+    from ..restore.face_files import check_face_folder
+    from .batch import add_index_outputs
 
     cls = restorer_class(args.method)  # InputError (exit 2) for a method not in RESTORERS
     if args.method == "frgd":

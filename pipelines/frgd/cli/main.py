@@ -111,6 +111,19 @@ def add_json_flags(p: argparse.ArgumentParser) -> None:
         p.add_argument("--overwrite", action="store_true", help="replace the --json-out FILE if it exists")
 
 
+SAVE_FACES_HELP = (
+    "also write every restored face into the folder DIR: the aligned input crop, the restored crop(s) with "
+    "provenance, a side-by-side comparison and DIR/<name>_faces.json (boxes, landmarks, the crop's affine for pasting "
+    "back); PNG"
+)
+
+
+def add_save_faces_flag(p: argparse.ArgumentParser) -> None:
+    """``--save-faces DIR`` of a restoring command (``args.save_faces``: the folder or ``None``), written with
+    :func:`frgd.restore.face_files.write_face_files`."""
+    p.add_argument("--save-faces", metavar="DIR", help=SAVE_FACES_HELP)
+
+
 def tile_arg(text: str) -> int | str:
     """argparse ``type`` of ``--tile``: ``auto`` or a tile side in input pixels (``0``: no tiling)."""
     if text == "auto":

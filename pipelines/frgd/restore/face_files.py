@@ -1,5 +1,6 @@
-"""``--save-faces DIR`` of ``frgd restore`` and ``frgd enhance``: every restored face as files, beside the whole photo,
-for review and retouching (what GFPGAN's ``cropped_faces`` / ``restored_faces`` / ``cmp`` folders give).
+"""Face files: every restored face of a photo as files, for review and retouching (what GFPGAN's ``cropped_faces`` /
+``restored_faces`` / ``cmp`` folders give), written by ``--save-faces DIR`` of ``frgd restore`` and ``frgd enhance``
+and by the editor's File > Export Faces, read back by ``frgd faces paste``.
 
 Per photo (``STEM``: the output photo's name without its extension and seed suffix) and face ``N`` (numbered left to
 right, as everywhere):
@@ -14,7 +15,8 @@ right, as everywhere):
   only when its index exists, so a rerun with ``--save-faces`` restores the photos whose faces were not saved yet.
 
 ``frgd faces paste`` reads an index (or the sidecars of ``frgd faces align``) back (:func:`read_paste_plan`) and
-pastes crops, retouched or not, onto the output photo with :func:`frgd.restore.paste_faces`.
+pastes crops, retouched or not, onto the output photo with :func:`frgd.restore.paste_faces`; the editor's Import Face
+Result takes one crop file into a face.
 
 Crops are PNG (lossless) whatever ``--format`` is. Without ``--overwrite`` no file is replaced and a folder that
 already holds faces of ``STEM`` is refused before any work; with it, the face files an earlier index listed that this
@@ -23,7 +25,6 @@ run does not write again (a face fewer) are removed, so the folder matches the n
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import re
@@ -36,34 +37,26 @@ from ..errors import InputError
 
 logger = logging.getLogger(__name__)
 
-SAVE_FACES_HELP = (
-    "also write every restored face into the folder DIR: the aligned input crop, the restored crop(s) with "
-    "provenance, a side-by-side comparison and DIR/<name>_faces.json (boxes, landmarks, the crop's affine for pasting "
-    "back); PNG"
-)
-
 
 def index_path(folder: str | Path, stem: str) -> Path:
     """The face index of photo ``stem`` in ``folder`` (written last: it marks the faces as complete)."""
     return Path(folder) / f"{stem}_faces.json"
 
 
-def face_file_names(stem: str, number: int, seeds: Sequence[int]) -> dict[str, Any]:
-    """The file names of face ``number``: ``input``, ``restored`` (one per seed) and ``cmp``."""
+def face_file_names(stem: str, number: int, seeds: Sequence[int | None]) -> dict[str, Any]:
+    """The file names of face ``number``: ``input``, ``restored`` (one per seed; a face without a result: none) and
+    ``cmp`` (``None`` without a result)."""
     base = f"{stem}_face{number}"
     restored = [f"{base}_restored.png"] if len(seeds) == 1 else [f"{base}_restored_seed{s}.png" for s in seeds]
-    return {"input": f"{base}_input.png", "restored": restored, "cmp": f"{base}_cmp.png"}
+    return {"input": f"{base}_input.png", "restored": restored, "cmp": f"{base}_cmp.png" if seeds else None}
 
 
-def _existing_faces(folder: Path, stem: str) -> list[Path]:
-    """Files of ``folder`` that are face files or the index of ``stem`` (any face number, any seed)."""
+def existing_face_files(folder: str | Path, stem: str) -> list[Path]:
+    """Files of ``folder`` that are face files or the index of ``stem`` (any face number, any seed): what writing
+    the faces of ``stem`` there may replace or remove (only with ``overwrite``)."""
+    folder = Path(folder)
     pattern = re.compile(re.escape(stem) + r"_(face\d+_(input|restored|restored_seed-?\d+|cmp)\.png|faces\.json)")
     return sorted(p for p in folder.iterdir() if pattern.fullmatch(p.name)) if folder.is_dir() else []
-
-
-def add_save_faces_flag(p: argparse.ArgumentParser) -> None:
-    """``--save-faces DIR`` of a restoring command (``args.save_faces``: the folder or ``None``)."""
-    p.add_argument("--save-faces", metavar="DIR", help=SAVE_FACES_HELP)
 
 
 def check_face_folder(
@@ -86,18 +79,11 @@ def check_face_folder(
         raise InputError(
             f"--save-faces {folder} is the output folder: choose another one, e.g. {Path(out_dir) / 'faces'}"
         )
-    found = [] if stem is None else _existing_faces(folder, stem)
+    found = [] if stem is None else existing_face_files(folder, stem)
     if found and not overwrite:
         raise InputError(f"{folder} already holds the faces of {stem} ({found[0].name}, ...); allow overwriting "
                          "(--overwrite) or choose another folder")  # fmt: skip
     return folder
-
-
-def add_index_outputs(items: Sequence[Any], folder: str | Path) -> None:
-    """Count each batch item's face index (:func:`index_path` of its source's stem, the stem its outputs are named
-    by) among its outputs, so that a photo is done only once its faces are saved (:func:`frgd.cli.batch.is_done`)."""
-    for item in items:
-        item.outputs.append(index_path(folder, item.source.stem))
 
 
 def _comparison(crop: Any, samples: Sequence[Any]) -> Any:
@@ -105,7 +91,7 @@ def _comparison(crop: Any, samples: Sequence[Any]) -> Any:
     import numpy as np
 
     from ..io.pixels import to_uint8
-    from ..restore import fit_crop
+    from .methods import fit_crop
 
     size = samples[0].shape[0]
     return np.concatenate([fit_crop(to_uint8(crop), size), *(to_uint8(s) for s in samples)], axis=1)
@@ -121,14 +107,18 @@ def write_face_files(
     outputs: Sequence[str | Path],
     source_hash: str | None,
     reference_hashes: dict[str, str] | None = None,
+    face_reference_hashes: dict[int, dict[str, str]] | None = None,
     overwrite: bool = False,
     protect: Iterable[str | Path] = (),
 ) -> dict[str, Any]:
-    """Write the files of every restored face (:class:`frgd.restore.RestoredFace`) of one photo into ``folder`` and
-    the index last (see the module docstring); returns the index (its ``index`` key: its path).
+    """Write the files of every face (:class:`frgd.restore.RestoredFace`) of one photo into ``folder`` and the index
+    last (see the module docstring); returns the index (its ``index`` key: its path). A face without samples (the
+    editor's face without a result) gets its input crop and its index entry only, for restoring it elsewhere.
 
-    ``source`` / ``outputs``: the photo and its restored output(s), named in the index; ``source_hash`` and
-    ``reference_hashes`` go into the restored crops' provenance. :class:`InputError` for a file that exists without
+    ``source`` / ``outputs``: the photo and its restored output(s), named in the index (no outputs: ``frgd faces
+    paste`` needs ``--onto``); ``source_hash`` and the hashes of the references go into the restored crops'
+    provenance: ``reference_hashes`` (the photo's references) for the faces that used them, or per face number
+    ``face_reference_hashes`` (the editor: each face its own). :class:`InputError` for a file that exists without
     ``overwrite`` or that is one of ``protect``."""
     from ..io import Provenance, save_bytes, save_image
     from ..io.files import check_output
@@ -143,8 +133,6 @@ def write_face_files(
         check_output(path, overwrite=overwrite, protect=protect)  # every file checked before the first is written
     records = []
     for face, names in plans:
-        if not face.samples:
-            continue
         crop = face.crop
         crop_prov = Provenance(
             model="mtcnn+five-point-alignment",
@@ -152,6 +140,10 @@ def write_face_files(
             source_hash=source_hash,
         )
         save_image(folder / names["input"], crop.image, provenance=crop_prov, overwrite=overwrite, protect=protect)
+        if face_reference_hashes is not None:  # each face its own references (the editor)
+            refs = dict(face_reference_hashes.get(face.number, {}))
+        else:
+            refs = dict(reference_hashes or {}) if face.reference else {}
         for sample, name in zip(face.samples, names["restored"], strict=True):
             prov = Provenance(
                 model=sample.params.get("model") or sample.method,
@@ -164,19 +156,20 @@ def write_face_files(
                     "identity_score": sample.identity_score,
                     "identity_meter": sample.verdict,
                 },  # fmt: skip
-                reference_hashes=dict(reference_hashes or {}) if face.reference else {},
+                reference_hashes=refs,
                 identity_changed=sample.identity_changed,
                 source_hash=source_hash,
             )
             save_image(folder / name, sample.image, provenance=prov, overwrite=overwrite, protect=protect)
-        save_image(folder / names["cmp"], _comparison(crop.image, [s.image for s in face.samples]),
-                   overwrite=overwrite, protect=protect)  # fmt: skip
+        if face.samples:
+            save_image(folder / names["cmp"], _comparison(crop.image, [s.image for s in face.samples]),
+                       overwrite=overwrite, protect=protect)  # fmt: skip
         records.append({**face.to_json(), "crop": crop.to_json(), "files": names})
     data = {"photo": str(Path(source).resolve()), "outputs": [str(Path(o).resolve()) for o in outputs],
             "command": command, "faces": records}  # fmt: skip
     save_bytes(index, (json.dumps(data, indent=2) + "\n").encode(), overwrite=overwrite, protect=protect)
     written = {index.name, *(n for r in records for n in _names(r["files"]))}
-    ours = {p.name for p in _existing_faces(folder, stem)}  # only files named as faces of stem are ever removed
+    ours = {p.name for p in existing_face_files(folder, stem)}  # only files named as faces of stem are ever removed
     for name in sorted((earlier - written) & ours):  # a face fewer than last time: its files go, as the index says
         stale = folder / name
         stale.unlink()
@@ -185,7 +178,7 @@ def write_face_files(
 
 
 def _names(files: dict[str, Any]) -> list[str]:
-    return [files["input"], *files["restored"], files["cmp"]]
+    return [n for n in (files["input"], *files["restored"], files.get("cmp")) if n]
 
 
 def _listed(index: Path) -> set[str]:
@@ -204,11 +197,12 @@ INDEX_LIMIT = 16 << 20
 
 @dataclass
 class PasteFace:
-    """One face to paste: its number, its crop's geometry, and the crop file pasted when none is given."""
+    """One face to paste: its number, its crop's geometry, and the crop file pasted when none is given (``None``: a
+    face the index has no result of, pasted only from a file given for it)."""
 
     number: int
     crop: Any  # frgd.faces.align.FaceCrop
-    file: Path
+    file: Path | None
 
 
 @dataclass
@@ -239,12 +233,15 @@ def read_paste_plan(paths: Sequence[str | Path], seed: int | None = None) -> Pas
         if len(docs) == 1 and isinstance(docs[0][1].get("faces"), list):
             path, data = docs[0]
             faces = data["faces"]
-            seeds = faces[0]["seeds"] if faces else []
+            seeds = next((f["seeds"] for f in faces if f["seeds"]), [])  # the samples' seeds (faces with results)
             if seed is not None and seed not in seeds:
                 raise InputError(f"{path} has no sample of seed {seed} (seeds {', '.join(map(str, seeds)) or 'none'})")
             k = 0 if seed is None else seeds.index(seed)
-            plan = [PasteFace(int(f["number"]), FaceCrop.from_json(f["crop"]), path.parent / f["files"]["restored"][k])
-                    for f in faces]  # fmt: skip
+            plan = []
+            for f in faces:
+                restored = f["files"]["restored"]
+                file = path.parent / restored[k] if k < len(restored) else None  # no result: only with --face
+                plan.append(PasteFace(int(f["number"]), FaceCrop.from_json(f["crop"]), file))
             outputs = data.get("outputs") or []
             canvas = Path(outputs[k]) if k < len(outputs) else None
             return PastePlan(plan, canvas, str(data.get("photo", "")))
