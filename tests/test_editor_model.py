@@ -1749,3 +1749,74 @@ def test_export_faces_then_import_a_retouched_crop(model, photo_file, tmp_path):
     job = model.import_face(tmp_path / "wide.png", 1)
     assert model.jobs.wait(30) and job.state == "failed" and "wide.png is 256x200: a face crop is square" in job.error
     assert model.undo.index() == n and not doc.faces[1].samples
+
+
+def test_the_editor_holds_no_more_than_a_session_opens(model, photo_file, tmp_path, tiny_model_dir):
+    """Sessions refuse more than MAX_FACES faces, MAX_PER_FACE samples or references per face and MAX_PANES pane
+    results (hostile files), so the editor never holds more: a detection keeps the largest faces, new samples push the
+    oldest gallery entries out (never the result's; one undo step), a reference beyond the limit is refused and a
+    new pane result drops the oldest one that is not the background. Filled to every limit, the work saves and opens
+    again (before, a 65th sample made a session the editor wrote but could not open)."""
+    from frgd_studio.model.document import MAX_FACES, MAX_PANES, MAX_PER_FACE
+    from frgd_studio.session import load_session
+
+    sizes = [20.0 + 0.2 * k for k in range(MAX_FACES + 1)]  # face 0, the smallest, is the one too many
+    marks = [TEMPLATE_512 * (s / 512) + np.array([(k % 11) * 21.0, (k // 11) * 20.0]) for k, s in enumerate(sizes)]
+    open_with_faces(model, photo_file, marks[:1])
+    job = model.set_faces_from_landmarks(marks)
+    assert model.jobs.wait(60) and job.state == "done", job.error
+    doc = model.doc
+    assert len(doc.faces) == MAX_FACES and not any(np.allclose(f.landmarks, marks[0]) for f in doc.faces)
+    assert model.undo.texts()[-1] == f"Detect faces ({MAX_FACES} of {MAX_FACES + 1}, the largest)"
+    assert f"kept the {MAX_FACES} largest" in model.statuses[-1]
+
+    face = doc.faces[0]
+
+    def samples(seeds):
+        return [commands.Sample(face.crop, k, 0.5, 2, parameters={"method": "frgd"}) for k in seeds]
+
+    model.push(commands.AddSamplesCommand(doc, 0, samples(range(MAX_PER_FACE - 4))))
+    model.apply_sample(0)  # the oldest entry is the result: it stays
+    cmd = commands.AddSamplesCommand(doc, 0, samples(range(100, 108)))
+    model.push(cmd)
+    seeds = [s.seed for s in face.samples]
+    assert cmd.dropped == 4 and len(seeds) == MAX_PER_FACE and seeds[:2] == [0, 5]  # 1-4 went, the result stayed
+    assert seeds[-8:] == list(range(100, 108))
+    assert model.undo.texts()[-1].endswith(", 4 oldest dropped") and face.applied_sample() is face.samples[0]
+    model.undo.undo()
+    assert [s.seed for s in face.samples] == list(range(MAX_PER_FACE - 4))
+    model.undo.redo()
+    assert model.frgd.set_model_folder(tiny_model_dir) is None
+    model.frgd.set_param("steps", 1)
+    model.frgd.set_param("samples", 2)
+    model.select(0)
+    job = model.frgd.run()  # Resample on a full gallery
+    assert model.jobs.wait(120) and job.state == "done", job.error
+    assert len(face.samples) == MAX_PER_FACE and [s.seed for s in face.samples[:2]] == [0, 7]
+    assert any(f"A gallery holds {MAX_PER_FACE} entries: 2 oldest of face 1 went" in t for t in model.statuses[-3:])
+
+    for k in range(MAX_PER_FACE):
+        model.push(commands.add_reference(doc, 0, Reference(path=f"r{k}.png", sha256=f"{k:064x}", crop=face.crop)))
+    assert model.add_reference(photo_file) is None and "the most a face holds" in model.statuses[-1]
+
+    image = np.zeros((200, 240, 3), np.uint8)
+    for k in range(MAX_PANES):
+        model.push(commands.pane_result(doc, f"SR x{k}", image, {"k": k})[0])
+    model.push(commands.BackgroundCommand(doc, "SR x0"))
+    model.sr.set_model("bicubic")
+    model.sr.set_scale(2)
+    job = model.sr.run(check_time=False)  # the pane's 17th result
+    assert model.jobs.wait(60) and job.state == "done", job.error
+    new = model.sr.result_name()
+    assert len(doc.pane_results) == MAX_PANES and "SR x1" not in doc.pane_results and doc.background == "SR x0"
+    assert model.undo.texts()[-1] == f"{new} result (dropped the oldest, SR x1)"
+    assert any("SR x1, the oldest, went to make room" in t for t in model.statuses[-3:])
+    model.undo.undo()
+    assert list(doc.pane_results)[:2] == ["SR x0", "SR x1"] and new not in doc.pane_results
+    model.undo.redo()
+
+    job = model.save_session(tmp_path / "full.frgd")
+    assert model.jobs.wait(60) and job.state == "done", job.error
+    data = load_session(job.result)
+    assert len(data.faces) == MAX_FACES and len(data.faces[0].samples) == MAX_PER_FACE
+    assert len(data.faces[0].references) == MAX_PER_FACE and len(data.panes) == MAX_PANES

@@ -33,7 +33,17 @@ import numpy as np
 
 from frgd.errors import FRGDError, InputError
 
-from .model.document import CROP_SIZE, IMPORTED, Document, Face, Reference, Sample
+from .model.document import (
+    CROP_SIZE,
+    IMPORTED,
+    MAX_FACES,
+    MAX_PANES,
+    MAX_PER_FACE,
+    Document,
+    Face,
+    Reference,
+    Sample,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -42,12 +52,6 @@ VERSION = 1
 SUFFIX = ".frgd"
 MAX_JSON_BYTES = 16 << 20
 """Largest ``session.json`` member read (decompressed)."""
-MAX_FACES = 100
-"""Most faces a session may hold."""
-MAX_PER_FACE = 64
-"""Most references, and most samples, one face may hold."""
-MAX_PANES = 16
-"""Most pane results a session may hold."""
 MAX_PANE_SCALE = 8
 """A pane result may be at most this many times the photo's width and height (the SR / GFPGAN scales are 1..4)."""
 _CROP_RGB = ((CROP_SIZE, CROP_SIZE, 3), np.uint8)

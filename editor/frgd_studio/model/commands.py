@@ -14,7 +14,17 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .document import Box, Document, Face, PhotoState, Reference, Sample
+from .document import (
+    MAX_PANES,
+    Box,
+    Document,
+    Face,
+    PhotoState,
+    Reference,
+    Sample,
+    gallery_after,
+    largest_faces,
+)
 
 
 def _name(path: str) -> str:
@@ -143,9 +153,11 @@ class SetFacesCommand(_Cmd):
     """Replace the list of detected faces (face detection result)."""
 
     def __init__(self, doc: Document, faces: list[Face]) -> None:
-        super().__init__(doc, f"Detect faces ({len(faces)})")
+        self.after = largest_faces(faces)  # a document holds at most MAX_FACES
+        self.dropped = len(faces) - len(self.after)
+        found = f"{len(self.after)} of {len(faces)}, the largest" if self.dropped else str(len(faces))
+        super().__init__(doc, f"Detect faces ({found})")
         self.before = (list(doc.faces), doc.selected)
-        self.after = list(faces)
 
     def redo(self) -> None:
         self.doc.set_faces(self.after)
@@ -270,13 +282,17 @@ def remove_reference(doc: Document, index: int, k: int) -> ReferencesCommand:
 
 
 class AddSamplesCommand(_Cmd):
-    """Append FRGD samples to a face's gallery."""
+    """Append samples to a face's gallery; beyond :data:`~.document.MAX_PER_FACE` entries the oldest ones go
+    (:func:`~.document.gallery_after`: never the new ones nor the result's; ``dropped`` counts them), in the same
+    undo step."""
 
-    def __init__(self, doc: Document, index: int, samples: list[Sample]) -> None:
-        super().__init__(doc, f"Resample face {index + 1} ({len(samples)} samples)")
+    def __init__(self, doc: Document, index: int, samples: list[Sample], text: str | None = None) -> None:
         self.index = index
         self.before = list(doc.faces[index].samples)
-        self.after = self.before + list(samples)
+        self.after = gallery_after(doc.faces[index], samples)
+        self.dropped = len(self.before) + len(samples) - len(self.after)
+        text = text or f"Resample face {index + 1} ({len(samples)} samples)"
+        super().__init__(doc, text + (f", {self.dropped} oldest dropped" if self.dropped else ""))
 
     def redo(self) -> None:
         self.doc.set_samples(self.index, self.after)
@@ -332,6 +348,7 @@ class PaneResultCommand(_Cmd):
         self.name = name
         self.before = (doc.pane_results.get(name), doc.pane_params.get(name), doc.background)
         self.after = (image, params)
+        self.order = list(doc.pane_results)
 
     def redo(self) -> None:
         self.doc.set_pane_result(self.name, *self.after)
@@ -339,8 +356,21 @@ class PaneResultCommand(_Cmd):
     def undo(self) -> None:
         image, params, background = self.before
         self.doc.set_pane_result(self.name, image, params)
+        self.doc.order_pane_results(self.order)  # a result removed comes back in its place
         if background != self.doc.background and (background is None or background in self.doc.pane_results):
             self.doc.set_background(background)
+
+
+def pane_result(doc: Document, name: str, image: np.ndarray, params: dict | None = None) -> tuple[Command, str | None]:
+    """Store a pane's result ``name``: ``(command, None)``, a :class:`PaneResultCommand`; or, when it is a new one
+    and the document holds :data:`~.document.MAX_PANES` already, one undo step that also drops the oldest result that
+    is not the background, and that one's name."""
+    store = PaneResultCommand(doc, name, image, params)
+    if name in doc.pane_results or len(doc.pane_results) < MAX_PANES:
+        return store, None
+    oldest = next(n for n in doc.pane_results if n != doc.background)
+    text = f"{name} result (dropped the oldest, {oldest})"
+    return CompositeCommand(text, [PaneResultCommand(doc, oldest, None), store]), oldest
 
 
 class BackgroundCommand(_Cmd):

@@ -40,6 +40,17 @@ from .events import Event
 
 logger = logging.getLogger(__name__)
 
+MAX_FACES = 100
+"""Most faces a document (and a session file) holds: a detection that finds more keeps the largest
+(:func:`largest_faces`). Sessions refuse more, so the editor never makes a session it cannot open again."""
+MAX_PER_FACE = 64
+"""Most references, and most gallery entries, one face holds (a session too): new samples beyond it drop the oldest
+entries that are not the face's result, in the same undo step (:class:`~.commands.AddSamplesCommand`); a reference
+beyond it is refused."""
+MAX_PANES = 16
+"""Most pane results a document (and a session) holds: a new one beyond it drops the oldest that is not the
+background, in the same undo step (:func:`~.commands.pane_result`)."""
+
 COMPOSITE_HISTORY = 16
 """How many recent changes of :meth:`Document.composite` :meth:`Document.composite_change` can tell a view about."""
 
@@ -514,6 +525,15 @@ class Document:
         self.invalidate()
         self.paneResultsChanged.emit()
 
+    def order_pane_results(self, names: list[str]) -> None:
+        """Put the pane results in the order of ``names`` (the ones it lists first; an undo restores the order, which
+        the views list and :func:`~.commands.pane_result` drops the oldest by)."""
+        order = [n for n in names if n in self.pane_results] + [n for n in self.pane_results if n not in names]
+        if order != list(self.pane_results):
+            self.pane_results = {n: self.pane_results[n] for n in order}
+            self.pane_params = {n: self.pane_params[n] for n in order if n in self.pane_params}
+            self.paneResultsChanged.emit()
+
     def set_background(self, name: str | None) -> None:
         if name is not None and name not in self.pane_results:
             raise KeyError(name)
@@ -649,6 +669,30 @@ class Document:
 
 
 # ------------------------------------------------------------------------------------------- the composite's boxes
+def largest_faces(faces: list[Face], limit: int = MAX_FACES) -> list[Face]:
+    """``faces`` less all but the ``limit`` largest (box area; equal ones: the first), in their order (numbering)."""
+    if len(faces) <= limit:
+        return list(faces)
+    area = [max(0.0, float(f.box[2] - f.box[0])) * max(0.0, float(f.box[3] - f.box[1])) for f in faces]
+    keep = set(sorted(range(len(faces)), key=lambda i: (-area[i], i))[:limit])
+    return [f for i, f in enumerate(faces) if i in keep]
+
+
+def gallery_after(face: Face, samples: list[Sample], limit: int = MAX_PER_FACE) -> list[Sample]:
+    """The gallery of ``face`` once ``samples`` are added: at most ``limit`` entries, the oldest going first, never
+    the new ones nor the entry the face's result came from (:meth:`Face.applied_sample`)."""
+    after = list(face.samples) + list(samples)
+    keep = face.applied_sample()
+    excess = len(after) - limit
+    out = []
+    for k, s in enumerate(after):
+        if excess > 0 and k < len(face.samples) and s is not keep:
+            excess -= 1
+            continue
+        out.append(s)
+    return out
+
+
 def _same_key(a: tuple | None, b: tuple) -> bool:
     """Whether two :meth:`Document.composite` keys hold the same objects (identity: arrays are replaced, never
     written in place)."""

@@ -25,7 +25,7 @@ from frgd.sr.tiling import TileResume
 from . import backend, commands
 from .autosave import Autosave, Leftover
 from .commands import Command, UndoSink
-from .document import CROP_SIZE, IMPORTED, Document, Face
+from .document import CROP_SIZE, IMPORTED, MAX_FACES, MAX_PER_FACE, Document, Face
 from .events import Event
 from .jobs import Job, JobFn, JobQueue, TurnFn
 from .panes import FacePreview, FRGDPane, GFPGANPane, Pane, SRPane
@@ -398,7 +398,7 @@ class EditorModel:
                     f"No face found with a detection score of at least {min_score:.2f}. Lower the score next to "
                     "Detect faces for a small or damaged face, or try a larger photo.", 15000,
                 )  # fmt: skip
-            self.push(commands.SetFacesCommand(self.doc, faces))
+            self._set_faces(faces)
 
         def work(d, p, c) -> list[Face]:
             return backend.detect(photo, d, p, c, min_score=min_score, rejected=rejected)
@@ -428,8 +428,16 @@ class EditorModel:
                 out.append(backend.make_face(photo, lm))
             return number_faces(out)
 
-        return self.run_job("Align faces", align, lambda faces: self.push(commands.SetFacesCommand(self.doc, faces)),
-                            on_turn=self._turned_faces)  # fmt: skip
+        return self.run_job("Align faces", align, self._set_faces, on_turn=self._turned_faces)
+
+    def _set_faces(self, faces: list[Face]) -> None:
+        """Faces found or aligned become the document's, one undo step; beyond :data:`~.document.MAX_FACES` the
+        largest are kept, and the status says so."""
+        cmd = commands.SetFacesCommand(self.doc, faces)
+        self.push(cmd)
+        if cmd.dropped:
+            self.status(f"Found {len(faces)} faces; the editor holds at most {MAX_FACES}: it kept the {MAX_FACES} "
+                        f"largest (frgd enhance --faces restores any of them).", 30000)  # fmt: skip
 
     def select(self, index: int) -> None:
         """Select face ``index`` (a view state: no undo step, not a change of the document)."""
@@ -442,10 +450,14 @@ class EditorModel:
         return backend.identity_backend_of(self.frgd.model_dir(), str(self.settings.get("identity_backend")))
 
     def add_reference(self, path: str | Path) -> Job | None:
+        """Add the face found in the photo at ``path`` as a reference of the selected face (read and scored in a job),
+        one undo step; a face holds at most :data:`~.document.MAX_PER_FACE` references."""
         if self.doc.face() is None:
             self.status("Detect faces first, then add a reference for the selected face.")
             return None
         index, face = self.doc.selected, self.doc.face()
+        if self._references_full(index, face):
+            return None
         crop, path = face.crop, str(path)
 
         def job(device, progress, cancel):
@@ -457,10 +469,18 @@ class EditorModel:
             return ref
 
         def done(ref) -> None:
-            if (i := self.face_index(index, face)) >= 0:
+            if (i := self.face_index(index, face)) >= 0 and not self._references_full(i, self.doc.faces[i]):
                 self.push(commands.add_reference(self.doc, i, ref))
 
         return self.run_job(f"Add reference {Path(path).name}", job, done, on_turn=backend.turn_invariant)
+
+    def _references_full(self, index: int, face: Face) -> bool:
+        """True, with the status saying so, when face ``index`` holds :data:`~.document.MAX_PER_FACE` references."""
+        if len(face.references) < MAX_PER_FACE:
+            return False
+        self.status(f"Face {index + 1} has {len(face.references)} references, the most a face holds: remove one "
+                    "first.", 15000)  # fmt: skip
+        return True
 
     def remove_reference(self, k: int) -> None:
         face = self.doc.face()

@@ -27,10 +27,10 @@ from .commands import (
     BackgroundCommand,
     Command,
     CompositeCommand,
-    PaneResultCommand,
+    pane_result,
     sample_applied,
 )
-from .document import Document, Face
+from .document import MAX_PANES, MAX_PER_FACE, Document, Face
 from .events import Event
 from .jobs import Job, JobFn, TurnFn
 from .settings import RANGES, Settings
@@ -135,6 +135,15 @@ class Pane:
         self._status = new
         self.changed.emit()
         return True
+
+    def _store_result(self, name: str, image: np.ndarray, params: dict[str, Any]) -> None:
+        """Keep a whole-photo result as ``name`` (one undo step); when the document holds
+        :data:`~.document.MAX_PANES` results, the oldest that is not the background goes, and the status says so."""
+        command, dropped = pane_result(self.host.doc, name, image, params)
+        self.host.push(command)
+        if dropped:
+            self.host.status(f"The editor keeps {MAX_PANES} pane results: {dropped}, the oldest, went to make room "
+                             "(Undo brings it back).", 30000)  # fmt: skip
 
     def can_run(self) -> bool:
         return self._status.ready and self.host.doc.photo is not None
@@ -280,8 +289,11 @@ class FRGDPane(Pane):
 
         def done(samples: list) -> None:
             if (i := self.host.face_index(index, face)) >= 0:  # the same face, turned with the photo or not
-                self.host.push(AddSamplesCommand(doc, i, samples))
+                cmd = AddSamplesCommand(doc, i, samples)
+                self.host.push(cmd)
                 self._show_seed(samples, p)
+                if cmd.dropped:
+                    self.host.status(gallery_full_text([i + 1], cmd.dropped), 30000)
 
         if req.mask is None and req.base is None and backend.frgd_has_prior(path) is not False:
             self._preview(req, index, face)  # the samples start from the prior's estimate: show it first
@@ -348,13 +360,16 @@ class FRGDPane(Pane):
 
         def done(result: backend.FRGDFacesResult) -> None:
             parts: list[Command] = []
-            restored, kept, gone = [], [], 0
+            restored, kept, gone, full, dropped = [], [], 0, [], 0
             for index, (face, samples) in enumerate(zip(faces, result.samples)):
                 i = doc.find_face(face, index)  # the same face, turned with the photo or not
                 if i < 0 or not samples:
                     gone += i < 0
                     continue
                 parts.append(AddSamplesCommand(doc, i, samples))
+                if parts[-1].dropped:
+                    full.append(i + 1)
+                    dropped += parts[-1].dropped
                 if doc.faces[i].applied is None:
                     parts.append(AppliedCommand(doc, i, sample_applied(samples[0]), f"Apply face {i + 1}"))
                     restored.append(i + 1)
@@ -363,7 +378,8 @@ class FRGDPane(Pane):
             if parts:
                 self.host.push(CompositeCommand(f"Resample all faces ({len(result.samples)})", parts))
             self._show_seed(result.samples[0] if result.samples else [], p)
-            self.host.status(all_faces_text(len(faces), len(result.samples), restored, kept, gone), 30000)
+            text = all_faces_text(len(faces), len(result.samples), restored, kept, gone)
+            self.host.status(text + (" " + gallery_full_text(full, dropped) if full else ""), 30000)
 
         return self.host.run_job("FRGD all faces", lambda d, pr, c: backend.run_frgd_faces(reqs, d, pr, c), done,
                                  on_turn=backend.turn_invariant)  # fmt: skip
@@ -401,6 +417,14 @@ def all_faces_text(n: int, finished: int, restored: list[int], kept: list[int], 
     if gone:
         text.append(f"{gone} result{'s' if gone > 1 else ''} dropped: the faces were detected again meanwhile.")
     return " ".join(text)
+
+
+def gallery_full_text(faces: list[int], dropped: int) -> str:
+    """The status when new samples filled the galleries of face numbers ``faces``: ``dropped`` oldest entries went
+    (:data:`~.document.MAX_PER_FACE`)."""
+    which = f"face{'s' if len(faces) > 1 else ''} {', '.join(map(str, faces))}"
+    return (f"A gallery holds {MAX_PER_FACE} entries: {dropped} oldest of {which} went to make room (never a result; "
+            "Undo brings them back).")  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------------------- GFPGAN
@@ -458,7 +482,7 @@ class GFPGANPane(Pane):
                                       damage)  # fmt: skip
 
         def done(img) -> None:
-            self.host.push(PaneResultCommand(doc, name, img, params))
+            self._store_result(name, img, params)
             self.host.show_result(name)
 
         return self.host.run_job(f"GFPGAN {version}", job, done, on_turn=backend.turned_image)
@@ -561,7 +585,7 @@ class SRPane(Pane):
             photo, damage = doc.repaired, None
 
         def done(img) -> None:
-            self.host.push(PaneResultCommand(doc, name, img, params))
+            self._store_result(name, img, params)
             self.host.show_result(name)
 
         def job(device, progress, cancel):
