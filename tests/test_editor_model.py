@@ -1782,7 +1782,8 @@ def test_the_editor_holds_no_more_than_a_session_opens(model, photo_file, tmp_pa
     seeds = [s.seed for s in face.samples]
     assert cmd.dropped == 4 and len(seeds) == MAX_PER_FACE and seeds[:2] == [0, 5]  # 1-4 went, the result stayed
     assert seeds[-8:] == list(range(100, 108))
-    assert model.undo.texts()[-1].endswith(", 4 oldest dropped") and face.applied_sample() is face.samples[0]
+    assert model.undo.texts()[-1] == "Resample face 1 (8 samples, 4 oldest dropped)"
+    assert face.applied_sample() is face.samples[0]
     model.undo.undo()
     assert [s.seed for s in face.samples] == list(range(MAX_PER_FACE - 4))
     model.undo.redo()

@@ -286,13 +286,13 @@ class AddSamplesCommand(_Cmd):
     (:func:`~.document.gallery_after`: never the new ones nor the result's; ``dropped`` counts them), in the same
     undo step."""
 
-    def __init__(self, doc: Document, index: int, samples: list[Sample], text: str | None = None) -> None:
+    def __init__(self, doc: Document, index: int, samples: list[Sample]) -> None:
         self.index = index
         self.before = list(doc.faces[index].samples)
         self.after = gallery_after(doc.faces[index], samples)
         self.dropped = len(self.before) + len(samples) - len(self.after)
-        text = text or f"Resample face {index + 1} ({len(samples)} samples)"
-        super().__init__(doc, text + (f", {self.dropped} oldest dropped" if self.dropped else ""))
+        dropped = f", {self.dropped} oldest dropped" if self.dropped else ""
+        super().__init__(doc, f"Resample face {index + 1} ({len(samples)} samples{dropped})")
 
     def redo(self) -> None:
         self.doc.set_samples(self.index, self.after)

@@ -28,7 +28,7 @@ from .commands import Command, UndoSink
 from .document import CROP_SIZE, IMPORTED, MAX_FACES, MAX_PER_FACE, Document, Face
 from .events import Event
 from .jobs import Job, JobFn, JobQueue, TurnFn
-from .panes import FacePreview, FRGDPane, GFPGANPane, Pane, SRPane
+from .panes import FacePreview, FRGDPane, GFPGANPane, Pane, SRPane, gallery_full_text
 from .settings import RESULT_SCALE_AUTO, Settings
 
 logger = logging.getLogger(__name__)
@@ -1046,13 +1046,13 @@ class EditorModel:
             if i < 0:
                 return
             text = f"Import face {i + 1} result ({name})"
-            self.push(commands.CompositeCommand(text, [
-                commands.AddSamplesCommand(doc, i, [sample]),
-                commands.AppliedCommand(doc, i, commands.sample_applied(sample), text),
-            ]))  # fmt: skip
+            add = commands.AddSamplesCommand(doc, i, [sample])
+            apply = commands.AppliedCommand(doc, i, commands.sample_applied(sample), text)
+            self.push(commands.CompositeCommand(text, [add, apply]))
             side = sample.parameters["size"][0]
             fit = "" if side == CROP_SIZE else f", resized from {side} px"
-            self.status(f"{name} is face {i + 1}'s result{fit} (Ctrl+Z undoes it)", 15000)
+            full = f" {gallery_full_text([i + 1], add.dropped)}" if add.dropped else ""
+            self.status(f"{name} is face {i + 1}'s result{fit} (Ctrl+Z undoes it).{full}", 15000)
 
         return self.run_job(f"Import face {index + 1} result {name}", lambda _d, _p, _c: load_face_crop(path), done,
                             lane="io", on_turn=backend.turn_invariant)  # fmt: skip
