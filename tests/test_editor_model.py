@@ -1742,6 +1742,12 @@ def test_export_faces_then_import_a_retouched_crop(model, photo_file, tmp_path):
     assert model.jobs.wait(30) and job.state == "done", job.error
     kept = load_session(job.result).faces[1]
     assert kept.samples[-1].imported and kept.samples[-1].seed is None and kept.applied_sample() is kept.samples[-1]
+    patched = f1.applied.copy()
+    patched[60:64, 60:64] = 0  # what a patch stroke leaves: a result no gallery entry is
+    doc.set_applied(1, patched, f1.applied_seed, True, f1.applied_mask)
+    assert model.provenance("Result").parameters["faces"][1]["method"] == "edited"
+    assert "face 2 restored with a patchwork" in model.export_plan("Result").description
+    doc.set_applied(1, entry.image, None, True, entry.paste_mask)
     model.undo.undo()
     assert f1.applied is None and not doc.faces[1].samples, "one undo step takes the entry and the result"
 

@@ -78,6 +78,9 @@ IMPORTED = "imported"
 """The ``method`` of a gallery entry imported from a file (File > Import Face Result: retouched, or restored by
 another program). Not a restorer, so :func:`frgd.restore.identity_changed` counts it as one that may change identity:
 a file can hold anyone's face."""
+EDITED = "edited"
+"""The ``method`` exports name for a face result that no gallery entry made as it is (:meth:`Face.result_method`: an
+imported crop patched since): not a restorer either, so it counts as identity-changing."""
 
 
 @dataclass
@@ -159,6 +162,14 @@ class Face:
         same_seed = [s for s in self.samples if s.seed == self.applied_seed]
         exact = [s for s in same_seed if np.array_equal(s.image, self.applied)]
         return (exact or ([] if self.applied_seed is None else same_seed) or [None])[-1]
+
+    def result_method(self) -> str | None:
+        """The method of the face's result: its gallery entry's (:meth:`applied_sample`), :data:`EDITED` when none
+        made it, ``None`` without a result."""
+        if self.applied is None:
+            return None
+        s = self.applied_sample()
+        return EDITED if s is None else s.method
 
     def polygon(self) -> np.ndarray:
         """Corners of the aligned crop in photo pixels, ``(4, 2)``."""

@@ -25,7 +25,7 @@ from frgd.sr.tiling import TileResume
 from . import backend, commands
 from .autosave import Autosave, Leftover
 from .commands import Command, UndoSink
-from .document import CROP_SIZE, IMPORTED, MAX_FACES, MAX_PER_FACE, Document, Face
+from .document import CROP_SIZE, EDITED, IMPORTED, MAX_FACES, MAX_PER_FACE, Document, Face
 from .events import Event
 from .jobs import Job, JobFn, JobQueue, TurnFn
 from .panes import FacePreview, FRGDPane, GFPGANPane, Pane, SRPane, gallery_full_text
@@ -34,7 +34,7 @@ from .settings import RESULT_SCALE_AUTO, Settings
 logger = logging.getLogger(__name__)
 
 UNSAVED_ANSWERS = ("save", "discard", "cancel")
-METHOD_LABELS = {"frgd": "FRGD", "gfpgan": "GFPGAN", IMPORTED: "an imported crop"}
+METHOD_LABELS = {"frgd": "FRGD", "gfpgan": "GFPGAN", IMPORTED: "an imported crop", EDITED: "a patchwork"}
 
 
 @dataclass(frozen=True)
@@ -881,8 +881,7 @@ class EditorModel:
             by_method: dict[str, list[int]] = {}
             for i, f in enumerate(doc.faces):
                 if f.applied is not None:
-                    s = f.applied_sample()
-                    by_method.setdefault(s.method if s else "frgd", []).append(i + 1)
+                    by_method.setdefault(f.result_method(), []).append(i + 1)
             parts = [f"face{'s' if len(n) > 1 else ''} {', '.join(map(str, n))} restored with "
                      f"{METHOD_LABELS.get(m, m)}" for m, n in by_method.items()]  # fmt: skip
             what = "; ".join(parts) or "no face restored"
@@ -924,6 +923,8 @@ class EditorModel:
             if f.turn:  # the face lies turned in the photo (restored upright, pasted back turned)
                 entry["turn_degrees"] = 90 * f.turn
             sample = f.applied_sample()
+            if f.applied is not None:
+                entry["method"] = f.result_method()
             if f.applied is not None and sample is not None:
                 entry.update(sample.parameters)
                 models.add(str(sample.parameters.get("model", sample.method)))

@@ -23,10 +23,6 @@ from .document import CROP_SIZE, IMPORTED, Document, Sample
 EXPORT_COMMAND = "FRGD Studio: File > Export Faces"
 """The ``command`` the exported index and crops name."""
 
-EDITED = "edited"
-"""The ``method`` an exported result names when no gallery entry made it (an imported crop patched since): not a
-restorer, so it counts as identity-changing (:func:`frgd.restore.identity_changed`)."""
-
 
 def export_faces_plan(doc: Document) -> tuple[list[Any], dict[int, dict[str, str]]]:
     """The document's faces as :class:`frgd.restore.RestoredFace` (numbered 1.. in the list order; a face with a
@@ -41,8 +37,7 @@ def export_faces_plan(doc: Document) -> tuple[list[Any], dict[int, dict[str, str
     for i, f in enumerate(doc.faces):
         samples = []
         if f.applied is not None:
-            s = f.applied_sample()
-            method = s.method if s is not None else EDITED
+            s, method = f.applied_sample(), f.result_method()
             params = {**(s.parameters if s is not None else {}), "method": method}
             samples.append(FaceSample(
                 image=f.applied, seed=f.applied_seed, method=method, paste_mask=f.applied_mask,
