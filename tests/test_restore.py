@@ -19,7 +19,7 @@ from frgd.errors import InputError
 from frgd.faces.align import TEMPLATE_512
 from frgd.faces.detect import DetectedFace
 from frgd.identity import IdentityEncoder
-from frgd.io import load_rgb, read_provenance, save_image
+from frgd.io import file_sha256, load_rgb, read_provenance, save_image
 from frgd_resources import resource_path
 
 pytest.importorskip("pytestqt")
@@ -225,11 +225,14 @@ def test_restore_method_frgd_is_frgd_enhance(tmp_path, model_dir, capsys):
     common = [str(DEMO), "--model", str(model_dir), "--steps", "2", "--seed", "3", "--identity", "0.7"]
     common += ["--reference", str(REFERENCE), "--scale", "2", "--device", "cpu", "--faces", "1"]
     assert main(["enhance", *common, "--sr-model", "bicubic", "-o", str(tmp_path / "enhance.png")]) == 0
-    assert main(["restore", *common, "--method", "frgd", "--bg-model", "bicubic", "-o", str(tmp_path / "r.png")]) == 0
+    restore = ["restore", *common, "--method", "frgd", "--bg-model", "bicubic", "-o", str(tmp_path / "r.png")]
+    assert main([*restore, "--save-faces", str(tmp_path / "faces")]) == 0
     capsys.readouterr()
     np.testing.assert_array_equal(load_rgb(tmp_path / "r.png"), load_rgb(tmp_path / "enhance.png"))
     prov = read_provenance(tmp_path / "r.png")
     assert prov["identity_changed"] is True and prov["model"].startswith("frgd:")
+    face = read_provenance(tmp_path / "faces" / "r_face1_restored.png")  # the face used the references: their hashes
+    assert face["reference_hashes"] == prov["reference_hashes"] == {REFERENCE.name: file_sha256(REFERENCE)}
 
 
 @pytest.mark.parametrize(

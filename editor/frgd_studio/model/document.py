@@ -163,6 +163,13 @@ class Face:
         exact = [s for s in same_seed if np.array_equal(s.image, self.applied)]
         return (exact or ([] if self.applied_seed is None else same_seed) or [None])[-1]
 
+    def used_reference_hashes(self) -> dict[str, str]:
+        """``{file name: sha256}`` of the references the face's result was sampled with (empty when it used none)."""
+        s = self.applied_sample()
+        if self.applied is None or s is None or not s.parameters.get("used_reference"):
+            return {}
+        return {Path(r.path).name: r.sha256 for r in self.references}
+
     def result_method(self) -> str | None:
         """The method of the face's result: its gallery entry's (:meth:`applied_sample`), :data:`EDITED` when none
         made it, ``None`` without a result."""

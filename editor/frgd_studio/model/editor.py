@@ -930,8 +930,7 @@ class EditorModel:
                 models.add(str(sample.parameters.get("model", sample.method)))
                 if sample.seed is not None:  # an imported crop has none
                     seeds.append(sample.seed)
-                if sample.parameters.get("used_reference"):
-                    refs.update({Path(r.path).name: r.sha256 for r in f.references})
+                refs.update(f.used_reference_hashes())
             params["faces"].append(entry)
         if choice in doc.pane_params:
             params["pane"] = doc.pane_params[choice]
@@ -1018,7 +1017,7 @@ class EditorModel:
 
         def write(_device: Any, _progress: Any, _cancel: Any) -> dict[str, Any]:
             return write_face_files(folder, stem, faces, command=EXPORT_COMMAND, source=source, outputs=[],
-                                    source_hash=sha, face_reference_hashes=refs, overwrite=overwrite,
+                                    source_hash=sha, reference_hashes=refs, overwrite=overwrite,
                                     protect=protect)  # fmt: skip
 
         def done(index: dict[str, Any]) -> None:

@@ -43,8 +43,8 @@ def export_faces_plan(doc: Document) -> tuple[list[Any], dict[int, dict[str, str
                 image=f.applied, seed=f.applied_seed, method=method, paste_mask=f.applied_mask,
                 identity_score=None if s is None else s.identity_score, params=params,
             ))  # fmt: skip
-            if s is not None and s.parameters.get("used_reference"):
-                refs[i + 1] = {Path(r.path).name: r.sha256 for r in f.references}
+        if hashes := f.used_reference_hashes():
+            refs[i + 1] = hashes
         faces.append(RestoredFace(photo_face(f, i + 1), samples, reference=i + 1 in refs))
     return faces, refs
 

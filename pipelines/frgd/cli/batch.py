@@ -92,12 +92,16 @@ def is_done(item: BatchItem) -> bool:
         return False
 
 
-def add_index_outputs(items: Sequence[BatchItem], folder: str | Path) -> None:
-    """Count each item's face index (``--save-faces``: :func:`frgd.restore.face_files.index_path` of its source's
+def add_index_outputs(
+    items: Sequence[BatchItem], folder: str | Path, inputs: Sequence[str | Path], out_dir: str | Path
+) -> None:
+    """``--save-faces`` in a batch: check ``folder`` up front (:func:`frgd.restore.face_files.check_face_folder`:
+    neither a folder of ``inputs`` nor ``out_dir``), then count each item's face index (``index_path`` of its source's
     stem, the stem its outputs are named by) among its outputs, so that a photo is done only once its faces are saved
     (:func:`is_done`)."""
-    from ..restore.face_files import index_path
+    from ..restore.face_files import check_face_folder, index_path
 
+    check_face_folder(folder, None, overwrite=True, inputs=inputs, out_dir=out_dir)
     for item in items:
         item.outputs.append(index_path(folder, item.source.stem))
 

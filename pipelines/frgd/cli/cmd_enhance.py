@@ -466,7 +466,8 @@ class _Enhance:
 
             extra["face_files"] = write_face_files(
                 args.save_faces, stem, out.faces, command=self.label, source=photo, outputs=written,
-                source_hash=source_hash, reference_hashes=self.ref_hashes, overwrite=overwrite,
+                source_hash=source_hash, overwrite=overwrite,
+                reference_hashes={f.number: self.ref_hashes for f in out.faces if f.reference},
                 protect=[photo, *self.protect],
             )["index"]  # fmt: skip
         return {"outputs": written, "seeds": seeds, **params, **extra, "timings": timings}
@@ -524,8 +525,7 @@ def _cmd_enhance(args: argparse.Namespace, label: str = "frgd enhance") -> int:
             lambda src: [p.name for p in _out_paths(f"{src.stem}.{args.format}", seeds)],
         )
         if args.save_faces:
-            check_face_folder(args.save_faces, None, overwrite=True, inputs=args.photo, out_dir=args.out)
-            add_index_outputs(items, args.save_faces)
+            add_index_outputs(items, args.save_faces, args.photo, args.out)
     else:
         photo = Path(args.photo[0])
         load_rgb(photo)  # an unreadable photo is a usage error before the model loads

@@ -293,8 +293,7 @@ def _cmd_restore(args: argparse.Namespace) -> int:
     if args.save_faces and single:
         check_face_folder(args.save_faces, single[1].stem, overwrite=args.overwrite)
     elif args.save_faces:
-        check_face_folder(args.save_faces, None, overwrite=True, inputs=args.image, out_dir=args.out)
-        add_index_outputs(items, args.save_faces)
+        add_index_outputs(items, args.save_faces, args.image, args.out)
     restorer = cls(version=args.version, weights=args.weights, device=args.device, weight=args.weight)
     pipe = FacePipeline(restorer, sr_model=args.bg_model, tile=args.tile, min_score=args.min_score)
     damages = DamageSource(args.damage, args.device)

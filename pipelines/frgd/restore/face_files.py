@@ -106,8 +106,7 @@ def write_face_files(
     source: str | Path,
     outputs: Sequence[str | Path],
     source_hash: str | None,
-    reference_hashes: dict[str, str] | None = None,
-    face_reference_hashes: dict[int, dict[str, str]] | None = None,
+    reference_hashes: dict[int, dict[str, str]] | None = None,
     overwrite: bool = False,
     protect: Iterable[str | Path] = (),
 ) -> dict[str, Any]:
@@ -116,10 +115,9 @@ def write_face_files(
     editor's face without a result) gets its input crop and its index entry only, for restoring it elsewhere.
 
     ``source`` / ``outputs``: the photo and its restored output(s), named in the index (no outputs: ``frgd faces
-    paste`` needs ``--onto``); ``source_hash`` and the hashes of the references go into the restored crops'
-    provenance: ``reference_hashes`` (the photo's references) for the faces that used them, or per face number
-    ``face_reference_hashes`` (the editor: each face its own). :class:`InputError` for a file that exists without
-    ``overwrite`` or that is one of ``protect``."""
+    paste`` needs ``--onto``); ``source_hash`` and, per face number, the hashes of the references its result used
+    (``reference_hashes``: name -> sha256; a face not in it used none) go into the restored crops' provenance.
+    :class:`InputError` for a file that exists without ``overwrite`` or that is one of ``protect``."""
     from ..io import Provenance, save_bytes, save_image
     from ..io.files import check_output
 
@@ -140,10 +138,7 @@ def write_face_files(
             source_hash=source_hash,
         )
         save_image(folder / names["input"], crop.image, provenance=crop_prov, overwrite=overwrite, protect=protect)
-        if face_reference_hashes is not None:  # each face its own references (the editor)
-            refs = dict(face_reference_hashes.get(face.number, {}))
-        else:
-            refs = dict(reference_hashes or {}) if face.reference else {}
+        refs = dict((reference_hashes or {}).get(face.number, {}))
         for sample, name in zip(face.samples, names["restored"], strict=True):
             prov = Provenance(
                 model=sample.params.get("model") or sample.method,
