@@ -27,6 +27,8 @@ mkdir -p "$out"
 carry="${ROUND_CARRY:-.carry/round}"
 export PYTHONPATH="$PWD/pipelines:$PWD/resources:$PWD/$carry/diffusers.zip${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1
+# the weights search looks in the user cache, which platformdirs names (not installed there): a fixed folder instead
+export FRGD_CACHE_DIR="${FRGD_CACHE_DIR:-/tmp/frgd_cache}"
 export TORCHINDUCTOR_CACHE_DIR="${TORCHINDUCTOR_CACHE_DIR:-/tmp/frgd_inductor}"  # reused by a ROUND_CONTINUE call
 keep="${ROUND_KEEP:-/tmp/frgd_round_last}"
 bg="${ROUND_BG:-/tmp/frgd_round_bg}"  # a detached round: out/ (its OUT), pid, rc (its exit code once it ended)
