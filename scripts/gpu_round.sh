@@ -7,8 +7,8 @@
 # diffusers from the carried zip. ROUND_DEADLINE_S (default 540) is the whole command's wall-clock budget.
 # A finished round also leaves its weights in ROUND_KEEP (/tmp, kept while the machine stays warm, 30 s after a call):
 # a second call made at once with ROUND_CONTINUE=1 starts from them (no landing, no new pack, no upload of weights)
-# and finds torch.compile's cache of the first call there too. A carried compile_cache.bin (an earlier session's
-# compiled kernels) is loaded before compiling.
+# and finds torch.compile's cache of the first call there too. The tree's scripts/round_cache/compile_cache.bin (an
+# earlier session's compiled kernels, kept there by frgd round land) is loaded before compiling.
 #
 # One round over two commands (a command may run 10 minutes, a session's device time is 15):
 #   ROUND_DETACH=1 ROUND_DEADLINE_S=840 ROUND_CALL_S=560   the round starts in its own process session (setsid), so it
@@ -90,7 +90,7 @@ if [ -n "${ROUND_ATTACH:-}" ]; then
   finish_detached
 fi
 
-cache="$carry/compile_cache.bin"  # an earlier round's compiled kernels (frgd round land keeps them in the carry)
+cache="${ROUND_CACHE:-scripts/round_cache/compile_cache.bin}"  # an earlier round's compiled kernels (frgd round land keeps them there, tracked)
 if [ -f "$cache" ]; then
   set -- --compile-cache "$cache" "$@"
 fi

@@ -275,9 +275,10 @@ def test_pack_auto_quality_fits_the_budget(tmp_path):
 
 
 def test_pack_moves_aside_a_compile_cache_that_leaves_the_faces_no_room(tmp_path, monkeypatch):
-    """``frgd round pack`` sizes the faces to what the tree and the carry leave. A carried compile cache that leaves
-    them no room even at the lowest quality is moved out of the carry (the round then compiles as before); one that
-    leaves room stays, and the faces take a lower quality."""
+    """``frgd round pack`` sizes the faces to what the tree and the carry leave. The compile cache kept in the tree
+    (``KEPT_CACHE``) counts; one that leaves them no room even at the lowest quality is moved out of the tree (the round
+    then compiles as before); one that leaves room stays, and the faces take a lower quality. A cache left in the carry
+    by an older ``land`` is removed (the script reads the tree's copy only)."""
     import frgd.cli.cmd_round as cmd
     import frgd.diffusion.training.round as rnd
     from frgd.cli.main import main as frgd_main
@@ -288,6 +289,8 @@ def test_pack_moves_aside_a_compile_cache_that_leaves_the_faces_no_room(tmp_path
     (repo / ".gitignore").write_text("/.carry/\n")
     carry = repo / ".carry" / "round"
     carry.mkdir(parents=True)
+    kept = repo / cmd.KEPT_CACHE
+    kept.parent.mkdir(parents=True)
     monkeypatch.setattr(cmd, "repo_root", lambda: repo)
     monkeypatch.setattr(cmd, "trim_diffusers", lambda dest: dest.write_bytes(b"z" * 100) or 100)
     src = synthetic_source(n_train=40, n_identities=8, n_val=2)
@@ -297,16 +300,28 @@ def test_pack_moves_aside_a_compile_cache_that_leaves_the_faces_no_room(tmp_path
     monkeypatch.setattr(rnd, "UPLOAD_LIMIT", rnd.UPLOAD_MARGIN + tree + 100 + best + 2048)  # best fits alone
     argv = ["round", "pack", "--synthetic", "40", "--out", str(carry)]
 
-    (carry / "compile_cache.bin").write_bytes(os.urandom(2048 + (best - low) // 2))  # room for a lower quality
+    kept.write_bytes(os.urandom(2048 + (best - low) // 2))  # room for a lower quality
+    (carry / "compile_cache.bin").write_bytes(os.urandom(best))  # an older land's copy: it would take the faces' room
     assert frgd_main(argv) == 0
     first = json.loads((carry / "pack" / "pack.json").read_text())["webp_quality"]
-    assert (carry / "compile_cache.bin").is_file() and first < QUALITIES[0]
+    assert kept.is_file() and first < QUALITIES[0] and not (carry / "compile_cache.bin").exists()
+    assert upload_bytes(repo, [".carry/round"])["fits"]
 
-    (carry / "compile_cache.bin").write_bytes(os.urandom(best))  # no room for the faces at any quality
+    kept.write_bytes(os.urandom(best))  # no room for the faces at any quality
     assert frgd_main(argv) == 0
-    assert not (carry / "compile_cache.bin").exists() and (carry.parent / cmd.DROPPED_CACHE).stat().st_size == best
+    assert not kept.exists() and (carry.parent / cmd.DROPPED_CACHE).stat().st_size == best
     assert json.loads((carry / "pack" / "pack.json").read_text())["webp_quality"] > first
     assert upload_bytes(repo, [".carry/round"])["fits"]
+
+
+def test_the_round_script_reads_the_cache_that_land_keeps():
+    """``frgd round land`` keeps the compile cache at ``KEPT_CACHE`` and ``scripts/gpu_round.sh`` loads it from there:
+    one path, named in both."""
+    from frgd.cli.cmd_round import KEPT_CACHE
+
+    script = (REPO / "scripts" / "gpu_round.sh").read_text()
+    assert f'cache="${{ROUND_CACHE:-{KEPT_CACHE.as_posix()}}}"' in script
+    assert not (REPO / ".gitignore").read_text().count(KEPT_CACHE.parts[0] + "/")  # tracked: a new checkout has it
 
 
 # ------------------------------------------------------------------------------------------------------- plan
@@ -541,9 +556,15 @@ def script_setup(pack_dir, tmp_path, **round_over) -> tuple[Path, Path, Path, di
     block = tmp_path / "block"
     block.mkdir()
     (block / "sitecustomize.py").write_text(BLOCKER.format(blocked=set(GPU_MACHINE_LACKS)))
-    env = {**os.environ, "PYTHON": sys.executable, "ROUND_CARRY": os.path.relpath(carry, REPO),
-           "PYTHONPATH": str(block), "ROUND_KEEP": str(tmp_path / "keep"),
-           "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "inductor")}  # fmt: skip
+    env = {
+        **os.environ,
+        "PYTHON": sys.executable,
+        "ROUND_CARRY": os.path.relpath(carry, REPO),
+        "PYTHONPATH": str(block),
+        "ROUND_KEEP": str(tmp_path / "keep"),
+        "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "inductor"),
+        "ROUND_CACHE": str(tmp_path / "no_kept_cache.bin"),
+    }  # fmt: skip  (not the tree's real one)
     for var in ("FRGD_CACHE_DIR", "FRGD_CONFIG_DIR"):  # the GPU machine has no such settings
         env.pop(var, None)
     return carry, preset, block, env, zsize
@@ -552,7 +573,11 @@ def script_setup(pack_dir, tmp_path, **round_over) -> tuple[Path, Path, Path, di
 def test_gpu_round_script_runs_on_cpu(pack_dir, tmp_path):
     """``scripts/gpu_round.sh`` itself (the one device command), with the trimmed diffusers zip first on the path and
     the packages the GPU machine lacks made unimportable, so a missing import fails here and not in GPU time."""
-    carry, preset, block, env, zsize = script_setup(pack_dir, tmp_path, val_count=1, val_scales=[8])
+    # with the identity loss, as the shipped preset: its student's weights are searched for as the product's are (round
+    # 8's first call failed there: the user cache folder is named by platformdirs, which the machine lacks)
+    carry, preset, block, env, zsize = script_setup(
+        pack_dir, tmp_path, val_count=1, val_scales=[8], identity_loss={"weight": 0.002}
+    )
     assert 0 < zsize < 4 * 2**20
     out = tmp_path / "OUT"
     env.update(OUT=str(out), ROUND_DEADLINE_S="6")
@@ -564,7 +589,8 @@ def test_gpu_round_script_runs_on_cpu(pack_dir, tmp_path):
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     state = json.loads((out / "round.json").read_text())
     assert state["status"] == "complete" and (out / "round.log").is_file() and (out / "model" / "config.json").is_file()
-    assert state["compile_cache_given"] is None  # none carried yet
+    assert state["compile_cache_given"] is None  # none kept yet
+    assert state["identity_loss"]["weight"] == 0.002 and state["identity_loss"]["student"]["params"] > 0
     # a second call on the same (warm) machine continues from the first one's weights, without landing them
     keep = tmp_path / "keep"
     assert json.loads((keep / "round.json").read_text())["round"] == state["round"] and (keep / "config.json").is_file()
@@ -574,15 +600,16 @@ def test_gpu_round_script_runs_on_cpu(pack_dir, tmp_path):
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert gone.returncode == 3 and "ROUND_CONTINUE" in gone.stderr  # a fresh machine: nothing to continue from
-    (carry / "compile_cache.bin").write_bytes(b"an earlier round's kernels")  # landed from an earlier session
+    kept = tmp_path / "kept.bin"  # stands for KEPT_CACHE, landed from an earlier session
+    kept.write_bytes(b"an earlier round's kernels")
     res2 = subprocess.run(
         ["bash", str(REPO / "scripts" / "gpu_round.sh"), "--preset", str(preset)],
-        env={**env, "ROUND_CONTINUE": "1"}, capture_output=True, text=True, timeout=240,
+        env={**env, "ROUND_CONTINUE": "1", "ROUND_CACHE": str(kept)}, capture_output=True, text=True, timeout=240,
     )  # fmt: skip
     assert res2.returncode == 0, res2.stdout[-2000:] + res2.stderr[-2000:]
     state2 = json.loads((out / "round.json").read_text())
     assert state2["round"] == state["round"] + 1 and state2["init"]["from"] == str(keep)
-    assert state2["compile_cache_given"] == "compile_cache.bin"  # the script passes a carried cache to the round
+    assert state2["compile_cache_given"] == "kept.bin"  # the script passes the kept cache to the round
     assert json.loads((keep / "round.json").read_text())["round"] == state2["round"]  # kept for a third call
     blocked = subprocess.run(
         [sys.executable, "-c", "import platformdirs"], env={**os.environ, "PYTHONPATH": str(block)}, capture_output=True
@@ -768,14 +795,14 @@ def _fake_cache(monkeypatch, payload: bytes = b"compiled kernels", load_error: b
 
 
 def test_compile_cache_goes_from_one_round_to_the_next(pack_dir, tmp_path, monkeypatch, one_torch_thread):
-    """A compiled round saves the compile cache into OUT; landing keeps it in the carry folder; the next round loads it
-    before compiling and trusts the compiled model only after it agrees with the eager one on real inputs."""
+    """A compiled round saves the compile cache into OUT; landing keeps it (in the tree: ``KEPT_CACHE``); the next round
+    loads it before compiling and trusts the compiled model only after it agrees with the eager one on real inputs."""
     from types import SimpleNamespace
 
     calls: list = []
     monkeypatch.setattr(torch, "compile", _fake_compile(calls, monkeypatch))
     loaded = _fake_cache(monkeypatch)
-    weights, results, carry = tmp_path / "weights", tmp_path / "results", tmp_path / "carry"
+    weights, results, kept = tmp_path / "weights", tmp_path / "results", tmp_path / "kept" / "compile_cache.bin"
     rnd = {"compile": True, "batch_sizes": [2]}
     s1 = run_round(pack_dir, tmp_path / "r1", 4.0, preset=TINY_ROUND, init_dir=weights, overrides=rnd)
     saved = s1["bench"]["compile_cache"]["save"]
@@ -784,11 +811,11 @@ def test_compile_cache_goes_from_one_round_to_the_next(pack_dir, tmp_path, monke
     assert lzma.decompress(stored) == b"compiled kernels" and not loaded  # stored compressed
     assert s1["compile_cache_given"] is None and "compiled_vs_eager_rel_err" not in s1["bench"]
     assert len([p for p in (tmp_path / "r1").rglob("*") if p.is_file()]) <= 8  # the device returns at most 8 files
-    land_round(tmp_path / "r1", weights_dir=weights, results_dir=results, carry_dir=carry)
-    assert (carry / "compile_cache.bin").read_bytes() == stored
+    land_round(tmp_path / "r1", weights_dir=weights, results_dir=results, keep_cache=kept)
+    assert kept.read_bytes() == stored
 
     s2 = run_round(pack_dir, tmp_path / "r2", 4.0, preset=TINY_ROUND, init_dir=weights, overrides=rnd,
-                   compile_cache=carry / "compile_cache.bin")  # fmt: skip
+                   compile_cache=kept)  # fmt: skip
     got = s2["bench"]["compile_cache"]
     assert loaded == [b"compiled kernels"] and got["bytes"] == len(stored)
     assert got["artifacts"] == {"inductor": 2, "aot_autograd": 1} and s2["compile_cache_given"] == "compile_cache.bin"
@@ -801,7 +828,7 @@ def test_compile_cache_goes_from_one_round_to_the_next(pack_dir, tmp_path, monke
     assert not (tmp_path / "r3" / "compile_cache.bin").exists() and s3["compiled"]
     _fake_cache(monkeypatch, load_error=True)
     s4 = run_round(pack_dir, tmp_path / "r4", 4.0, preset=TINY_ROUND, init_dir=weights, overrides=rnd,
-                   compile_cache=carry / "compile_cache.bin")  # fmt: skip
+                   compile_cache=kept)  # fmt: skip
     assert "another torch" in s4["bench"]["compile_cache"]["error"] and s4["compiled"] and s4["status"] == "complete"
     # too little time left before the deadline (round 7's second call was killed compressing it): not even tried
     late = {**rnd, "compile_cache_save_s": 1e6}

@@ -28,6 +28,10 @@ logger = logging.getLogger(__name__)
 
 CARRY_DIR = Path(".carry/round")
 DROPPED_CACHE = "compile_cache.dropped.bin"  # beside the carry folder (not uploaded): a cache the faces had no room for
+KEPT_CACHE = Path("scripts/round_cache/compile_cache.bin")
+"""Where ``frgd round land`` keeps a round's compiled kernels for the next session's first call (repository-relative;
+``scripts/gpu_round.sh`` names the same path). Tracked, not carried: every session starts from a new checkout, which
+has no ``.carry`` folder, and the tree travels with every device command anyway."""
 PACK_SUBDIR = "pack"
 DIFFUSERS_ZIP = "diffusers.zip"
 DIFFUSERS_DROP = ("pipelines/*/", "modular_pipelines/*/", "commands/", "models/autoencoders/", "models/controlnets/")
@@ -94,9 +98,15 @@ def _pack(args: argparse.Namespace) -> int:
         if not args.faces:
             raise InputError("give --faces FACES128_DIR (and --embeddings NPZ) or --synthetic N")
         emb = args.embeddings or str(Path(args.faces) / "embeddings_dlib_fp16.npz")
-        src = faces128_source(args.faces, emb, val_pairs=args.val_pairs)
+        from ..diffusion.training.round import ROUND_DEFAULTS
+
+        pairs = args.val_pairs if args.val_pairs is not None else int(ROUND_DEFAULTS["val_count"])
+        src = faces128_source(args.faces, emb, val_pairs=pairs)
     pack_dir = out / PACK_SUBDIR
     (pack_dir / PACK_FILE).unlink(missing_ok=True)  # do not count a previous pack against the budget
+    if (out / COMPILE_CACHE_FILE).is_file():  # where land kept it before: the script reads the tree's copy only
+        logger.warning("removed %s: the compile cache travels in the tree (%s)", out / COMPILE_CACHE_FILE, KEPT_CACHE)
+        (out / COMPILE_CACHE_FILE).unlink()
     root = repo_root()
     rel = out.resolve().relative_to(root) if out.resolve().is_relative_to(root) else None
     plan = upload_bytes(root, [rel] if rel is not None else [])
@@ -104,18 +114,20 @@ def _pack(args: argparse.Namespace) -> int:
     if args.quality == "auto" and budget <= 0:
         raise InputError(f"no room for a pack: the upload is already {plan['total_bytes'] / 2**20:.1f} MiB")
     quality: Any = args.quality if args.quality == "auto" else int(args.quality)
-    cache = out / COMPILE_CACHE_FILE
+    cache = root / KEPT_CACHE  # in the tree, so already counted in the plan
     try:
         info = write_pack(src, pack_dir, quality=quality, budget_bytes=budget if quality == "auto" else None)
     except InputError:
-        if not (quality == "auto" and rel is not None and cache.is_file()):
+        if not (quality == "auto" and cache.is_file()):
             raise
         # the faces come first: without the compile cache the round compiles as before (about 2 minutes)
         aside = out.parent / DROPPED_CACHE
         logger.warning(
-            "the faces do not fit next to the carried compile cache (%.2f MiB): moved to %s, packing without it",
-            cache.stat().st_size / 2**20, aside,
+            "the faces do not fit next to the kept compile cache (%.2f MiB): moved to %s, packing without it "
+            "(the tree now lacks %s: commit that, or restore it with git checkout once the round is done)",
+            cache.stat().st_size / 2**20, aside, KEPT_CACHE,
         )  # fmt: skip
+        aside.parent.mkdir(parents=True, exist_ok=True)
         cache.replace(aside)
         budget += aside.stat().st_size
         info = write_pack(src, pack_dir, quality=quality, budget_bytes=budget)
@@ -138,8 +150,11 @@ def _plan(args: argparse.Namespace) -> int:
     from ..diffusion.training.round import UPLOAD_MARGIN, upload_bytes
 
     plan = upload_bytes(repo_root(), args.carry)
+    cache = repo_root() / KEPT_CACHE
+    plan["compile_cache_bytes"] = cache.stat().st_size if cache.is_file() else 0
+    kept = f" (compile cache {plan['compile_cache_bytes'] / 2**20:.2f} MiB)" if plan["compile_cache_bytes"] else ""
     text = (
-        f"upload: tree {plan['tree_bytes'] / 2**20:.2f} MiB + carry "
+        f"upload: tree {plan['tree_bytes'] / 2**20:.2f} MiB{kept} + carry "
         + ", ".join(f"{k} {v / 2**20:.2f} MiB" for k, v in plan["carry_bytes"].items())
         + f" = {plan['total_bytes'] / 2**20:.2f} MiB of 64 MiB; margin {plan['margin_bytes'] / 2**20:.2f} MiB"
         + ("" if plan["fits"] else f" (under the required {UPLOAD_MARGIN / 2**20:.0f} MiB)")
@@ -206,8 +221,10 @@ def _land(args: argparse.Namespace) -> int:
     from ..diffusion.training.round import land_round
 
     results = Path(args.results) if args.results else repo_root() / "docs" / "results" / "rounds"
-    carry = Path(args.carry) if args.carry else repo_root() / CARRY_DIR
-    state = land_round(args.round_dir, weights_dir=args.weights, results_dir=results, force=args.force, carry_dir=carry)
+    cache = Path(args.keep_cache) if args.keep_cache else repo_root() / KEPT_CACHE
+    state = land_round(
+        args.round_dir, weights_dir=args.weights, results_dir=results, force=args.force, keep_cache=cache
+    )
     emit(args, {"round": state["round"], "results": str(results)}, f"landed round {state['round']}")
     return 0
 
@@ -223,7 +240,10 @@ def register(root, groups) -> None:
     pk.add_argument("--synthetic", type=int, metavar="N", help="N procedural training faces instead (rehearsals)")
     pk.add_argument("--out", default=str(CARRY_DIR), help=f"carry folder (default {CARRY_DIR}; git-ignored)")
     pk.add_argument("--quality", default="auto", help="WebP quality, or auto: the best that fits the upload")
-    pk.add_argument("--val-pairs", type=int, default=64, help="validation pairs for the round's check (default 64)")
+    pk.add_argument(
+        "--val-pairs", type=int, default=None,
+        help="validation pairs for the round's check (default: the round's val_count, 48; more travel unused)",
+    )  # fmt: skip
     pk.add_argument("--seed", type=int, default=0)
     add_json_flags(pk)
     pk.set_defaults(func=_pack)
@@ -266,6 +286,8 @@ def register(root, groups) -> None:
     ld.add_argument(
         "--force", action="store_true", help="land even if the round number does not follow or its validation got worse"
     )
-    ld.add_argument("--carry", metavar="DIR", help=f"keep the round's compile cache here (default {CARRY_DIR})")
+    ld.add_argument(
+        "--keep-cache", metavar="FILE", help=f"keep the round's compile cache as FILE (default {KEPT_CACHE}; commit it)"
+    )
     add_json_flags(ld)
     ld.set_defaults(func=_land)

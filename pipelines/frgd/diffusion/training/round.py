@@ -40,8 +40,9 @@ first (:func:`validate_round`, ``frgd round validate``); ``land`` refuses it unt
 validation (in the reserve, not in training time), torch's portable cache artifacts, LZMA-compressed, with the Triton
 kernels bundled without their compilation stages, when they are at most ``compile_cache_max_mib`` and
 ``compile_cache_save_s`` remain before the deadline (round 6, unslimmed: 127 MiB raw, 5.47 MiB compressed in about
-46 s, so not kept); ``frgd round land`` keeps them in the carry folder, and the next session's first call
-(``--compile-cache``, passed by ``scripts/gpu_round.sh`` when the file is carried) loads them before compiling. A
+46 s, so not kept; round 8, slimmed: 39 MB raw, 2.21 MiB in 20 s); ``frgd round land`` keeps them in the tree
+(``frgd.cli.cmd_round.KEPT_CACHE``, committed: each session starts from a new checkout), and the next session's
+first call (``--compile-cache``, passed by ``scripts/gpu_round.sh``) loads them before compiling. A
 cache made for another torch, driver or GPU is simply not hit; loaded code is trusted only after the compiled and
 the eager model agree on a batch of real inputs, and code that fails or disagrees is replaced by a compile from
 scratch (``bench.compile_cache.cold_retry``), so a bad cache costs at most that check.
@@ -97,7 +98,7 @@ ROUND_DEFAULTS: dict[str, Any] = {
     "compile_in_background": False,  # True: measured slower and out of memory on the H100 (round 3); see above
     "compile_min_left_s": 45.0,  # adopt a background compile only with this much training time left
     "compile_cache_max_mib": 4.0,  # save the compile cache for the next session only up to this size (upload room)
-    "compile_cache_save_s": 60.0,  # ... only with this much time left (0: always; round 6 took 46 s)
+    "compile_cache_save_s": 35.0,  # ... only with this much time left (0: always; round 8, slimmed: 20 s)
     "bf16": "auto",
     "channels_last": "auto",
     "lr": R.LR,  # the recipe's numbers: one source with frgd train (.recipe)
@@ -939,13 +940,14 @@ def land_round(
     weights_dir: str | Path | None = None,
     results_dir: str | Path | None = None,
     force: bool = False,
-    carry_dir: str | Path | None = None,
+    keep_cache: str | Path | None = None,
 ) -> dict[str, Any]:
     """Install a round's weights as the shipped ``frgd-128`` (fp16 model folder + ``round.json``) and record the round
     in ``results_dir/round_NNN.json`` (and its ``round.log`` as ``round_NNN.log``). Refuses (unless ``force``) a round
     that does not follow the installed one, and one whose validation regressed (:func:`regressions`: its record is
     kept as ``round_NNN_not_landed.json``, and the next round starts again from the installed weights). The round's
-    ``compile_cache.bin``, if any, replaces the one in ``carry_dir`` (the next round's upload; never committed)."""
+    ``compile_cache.bin``, if any, replaces the file ``keep_cache`` (``frgd round land`` keeps it in the tree, so the
+    next session's new checkout uploads it with the next round's first command)."""
     src = Path(out_dir)
     state = read_round_output(src)
     dest = Path(weights_dir) if weights_dir is not None else default_init_dir()
@@ -984,10 +986,10 @@ def land_round(
         (rd / f"round_{state['round']:03d}.json").write_text(json.dumps(state, indent=1) + "\n")
         if (src / LOG_FILE).is_file():
             shutil.copy2(src / LOG_FILE, rd / f"round_{state['round']:03d}.log")
-    if carry_dir is not None and (src / COMPILE_CACHE_FILE).is_file():
-        Path(carry_dir).mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(src / COMPILE_CACHE_FILE, Path(carry_dir) / COMPILE_CACHE_FILE)
-        logger.info("kept the compile cache in %s for the next round's first call", carry_dir)
+    if keep_cache is not None and (src / COMPILE_CACHE_FILE).is_file():
+        Path(keep_cache).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src / COMPILE_CACHE_FILE, keep_cache)
+        logger.info("kept the compile cache as %s for the next round's first call (commit it)", keep_cache)
     logger.info("landed round %d into %s", state["round"], dest)
     return state
 
