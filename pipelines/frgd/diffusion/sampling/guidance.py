@@ -70,8 +70,8 @@ CONTENT_NOISE = 0.2
 """Assumed noise std of the degraded input at its own scale (``[-1, 1]`` units): the projection fades below it."""
 CFG_MAX = 0.5
 """Classifier-free guidance scale on the identity embedding at ``s = 1`` (0 = null embedding only, 1 = conditional).
-Up to round 7 the model ignores the embedding, so it moves nothing yet (docs/frgd_sampling.md, "Classifier-free
-guidance"); a round whose identity use shows otherwise re-measures the top."""
+Up to round 7 the model ignored the embedding; with round 8's weights CFG 2 adds identity without identity guidance
+but not at the top, where identity guidance sets it (docs/frgd_sampling.md, "Classifier-free guidance")."""
 
 IDENTITY_FULL_PX = 16
 """Inputs of at most this many pixels (shorter side) get the full ``IDENTITY_MAX``; larger ones, which already carry
