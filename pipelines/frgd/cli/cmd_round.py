@@ -124,7 +124,7 @@ def _pack(args: argparse.Namespace) -> int:
         aside = out.parent / DROPPED_CACHE
         logger.warning(
             "the faces do not fit next to the kept compile cache (%.2f MiB): moved to %s, packing without it "
-            "(the tree now lacks %s: commit that, or restore it with git checkout once the round is done)",
+            "(the tree now lacks %s: restore it with git checkout once the round is done; do not commit the deletion)",
             cache.stat().st_size / 2**20, aside, KEPT_CACHE,
         )  # fmt: skip
         aside.parent.mkdir(parents=True, exist_ok=True)
