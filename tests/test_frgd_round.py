@@ -321,7 +321,9 @@ def test_the_round_script_reads_the_cache_that_land_keeps():
 
     script = (REPO / "scripts" / "gpu_round.sh").read_text()
     assert f'cache="${{ROUND_CACHE:-{KEPT_CACHE.as_posix()}}}"' in script
-    assert not (REPO / ".gitignore").read_text().count(KEPT_CACHE.parts[0] + "/")  # tracked: a new checkout has it
+    # not ignored by git (a new checkout has it only if it is committed); exit 1: no ignore rule matches the path
+    ignored = subprocess.run(["git", "-C", str(REPO), "check-ignore", "--no-index", "-q", KEPT_CACHE.as_posix()])
+    assert ignored.returncode == 1
 
 
 # ------------------------------------------------------------------------------------------------------- plan
