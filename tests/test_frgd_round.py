@@ -294,7 +294,7 @@ def test_pack_moves_aside_a_compile_cache_that_leaves_the_faces_no_room(tmp_path
     monkeypatch.setattr(cmd, "repo_root", lambda: repo)
     monkeypatch.setattr(cmd, "trim_diffusers", lambda dest: dest.write_bytes(b"z" * 100) or 100)
     src = synthetic_source(n_train=40, n_identities=8, n_val=2)
-    low = write_pack(src, tmp_path / "q50", quality=QUALITIES[-1])["bytes"]
+    low = write_pack(src, tmp_path / "floor", quality=QUALITIES[-1])["bytes"]
     best = write_pack(src, tmp_path / "q90", quality=QUALITIES[0])["bytes"]
     tree = upload_bytes(repo, [])["tree_bytes"]
     monkeypatch.setattr(rnd, "UPLOAD_LIMIT", rnd.UPLOAD_MARGIN + tree + 100 + best + 2048)  # best fits alone

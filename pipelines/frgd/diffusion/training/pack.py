@@ -42,9 +42,10 @@ logger = logging.getLogger(__name__)
 
 PACK_FILE = "faces.npz"
 INFO_FILE = "pack.json"
-QUALITIES = (90, 85, 80, 75, 70, 65, 60, 55, 50)
-"""WebP qualities tried by ``quality="auto"``, best first. The floor, 50, keeps 33.4 dB against the source JPEGs
-(60: 34.2 dB; 600 faces, docs/training_rounds.md); the two lowest make room for a carried compile cache."""
+QUALITIES = (90, 85, 80, 75, 70, 65, 60, 55, 50, 45)
+"""WebP qualities tried by ``quality="auto"``, best first. The floor, 45, keeps 33.1 dB against the source JPEGs and
+95.5 % of their fine detail (``detail``; 60: 34.2 dB, 97.4 %; ``scripts/measure_pack_codecs.py``,
+docs/training_rounds.md); the three lowest make room for a carried compile cache."""
 LOSSLESS = 101
 """OpenCV's WebP quality above 100 means lossless: validation targets are stored so, so that every round's
 validation (and its bicubic baseline) sees the same ground truth whatever quality the training faces got."""

@@ -1,0 +1,84 @@
+"""The measurement scripts behind docs/training_rounds.md "Why detail fell in round 8", against oracles."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from frgd.diffusion.model import make_train_scheduler
+from frgd.diffusion.training.pack import LOSSLESS, encode_webp
+from frgd.eval.faces import degrade_faces, upscale_faces
+from frgd.metrics.detail import detail_score
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _script(name: str):
+    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _faces(n: int = 3, size: int = 128) -> list[np.ndarray]:
+    """Smooth random faces with fine texture (both bands of ``detail`` hold energy)."""
+    g = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    out = []
+    for _ in range(n):
+        base = 128 + 60 * np.sin(2 * np.pi * (xx * g.uniform(1, 3) + yy * g.uniform(1, 3)))[..., None]
+        out.append(np.clip(base + g.normal(0, 20, (size, size, 3)), 0, 255).astype(np.uint8))
+    return out
+
+
+class Estimates(nn.Module):
+    """A v-prediction 'model' whose clean estimate is, exactly, the true face of the reference it is given (one-hot
+    ``i`` names face ``i``), or with ``copy_input`` the degraded input of ``cond`` (its first three channels)."""
+
+    def __init__(self, faces: torch.Tensor, scheduler, copy_input: bool = False) -> None:
+        super().__init__()
+        self.faces, self.copy_input = faces, copy_input
+        self.abar = scheduler.alphas_cumprod.double()
+        self.dummy = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x_t, t, cond, identity=None, drop_identity=None):
+        a = self.abar[t].view(-1, 1, 1, 1)
+        x0_hat = cond[:, :3].double() if self.copy_input else self.faces[identity.argmax(dim=1)]
+        return ((a.sqrt() * x_t.double() - x0_hat) / (1 - a).sqrt()).float()
+
+
+def test_model_detail_probes_measure_the_clean_estimate_against_the_truth():
+    mod = _script("measure_model_detail")
+    gts = _faces()
+    faces = torch.stack([torch.from_numpy(x).permute(2, 0, 1).double() / 255 * 2 - 1 for x in gts])
+    sched = make_train_scheduler()
+    refs = torch.eye(len(gts), 8)
+
+    exact = mod.one_step_rows(Estimates(faces, sched), sched, gts, refs, scale=8.0, batch=2)
+    assert {(r["probe"], r["t"]) for r in exact} == {(p, t) for p in ("kept", "invented") for t in mod.TIMESTEPS}
+    for r in exact:  # the estimate is the true face whatever x_t: all of its detail, (almost) no error
+        assert r["detail"] == pytest.approx(1.0, abs=1e-4) and r["psnr"] > 60
+
+    copies = mod.one_step_rows(Estimates(faces, sched, copy_input=True), sched, gts, refs, scale=8.0, batch=2)
+    bicubic = [x.astype(np.float32) / 255 for x in upscale_faces(degrade_faces(gts, 8.0), 128)]
+    truth = [g.astype(np.float32) / 255 for g in gts]
+    want = detail_score(bicubic, truth)
+    assert want < 0.1  # an x8 input carries hardly any of the band
+    for r in copies:  # the estimate is the bicubic input: its detail and PSNR, at every t and from either start
+        assert r["detail"] == pytest.approx(want, rel=1e-3)
+        assert r["psnr"] == pytest.approx(mod.psnr(bicubic, truth), abs=0.02)
+
+
+def test_pack_codec_rows_count_bytes_and_lost_detail():
+    mod = _script("measure_pack_codecs")
+    imgs = _faces(2)
+    lossless = mod.row("lossless", imgs, lambda x: encode_webp(x, LOSSLESS), mod.decode, n_train=10)
+    assert lossless["detail"] == pytest.approx(1.0) and lossless["psnr_rgb"] > 99
+    low = mod.row("q30", imgs, lambda x: encode_webp(x, 30), mod.decode, n_train=10)
+    assert low["bytes_per_face"] < lossless["bytes_per_face"] and low["detail"] < 0.99 and low["psnr_rgb"] < 45
+    assert low["train_faces_mib"] == pytest.approx(low["bytes_per_face"] * 10 / 2**20)
