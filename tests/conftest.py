@@ -26,6 +26,14 @@ def shared_path(*parts: str) -> Path:
     return p
 
 
+def rgb_profile(kind: str = "sRGB") -> bytes:
+    """A real ICC profile as a photo carries one (LittleCMS's, through Pillow): ``"sRGB"`` (an RGB profile, which
+    outputs carry) or ``"LAB"`` (another colour space, which they do not)."""
+    from PIL import ImageCms
+
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile(kind)).tobytes()
+
+
 def write_labels(root: Path, rows: list[dict[str, str]]) -> Path:
     """Write a faces128-style ``root/labels.csv`` (columns ``file, split, identity, lm``) for a fake faces folder."""
     with (root / "labels.csv").open("w", newline="") as fh:

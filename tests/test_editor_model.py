@@ -684,6 +684,35 @@ def exported(model: EditorModel, path, choice: str) -> Path:
     return job.result
 
 
+def test_exports_carry_the_photo_colour_profile(model, photo_file, tmp_path):
+    """The editor never converts colours, so every file it writes from a tagged photo (an Adobe RGB scan, say) must
+    carry the photo's ICC profile, or it looks different: Export (any format), Export Faces, and again after the
+    session is saved and reopened (the profile is read from the photo, as its pixels are)."""
+    from conftest import rgb_profile
+    from PIL import Image
+
+    from frgd.io import load_image
+
+    icc = rgb_profile()
+    tagged = tmp_path / "tagged.png"
+    with Image.open(photo_file) as im:
+        im.save(tagged, icc_profile=icc)
+    open_with_faces(model, tagged, TWO_FACES)
+    for name in ("out.png", "out.jpg", "out.webp", "out.tif"):
+        assert load_image(exported(model, tmp_path / name, "Result")).icc_profile == icc, name
+    job = model.export_faces(tmp_path / "faces")
+    assert job is not None and model.jobs.wait(30) and job.state == "done", job.error
+    assert load_image(tmp_path / "faces" / "tagged_face1_input.png").icc_profile == icc
+    job = model.save_session(tmp_path / "s.frgd")
+    assert model.jobs.wait(30) and job.state == "done", job.error
+    job = model.open_session(tmp_path / "s.frgd")
+    assert model.jobs.wait(30) and job.state == "done", job.error
+    assert load_image(exported(model, tmp_path / "again.png", "Result")).icc_profile == icc
+    job = model.open_photo(photo_file, detect=False)  # an untagged photo: no profile left from the last one
+    assert model.jobs.wait(30) and job.state == "done", job.error
+    assert load_image(exported(model, tmp_path / "plain.png", "Result")).icc_profile is None
+
+
 def test_export_writes_the_document_as_it_was_when_asked(model, photo_file, tmp_path):
     """Export takes the image and provenance on the GUI thread and writes on the worker: an edit made while the
     export waits behind another job is not in the file, and the GUI thread never encodes."""

@@ -287,13 +287,28 @@ def test_enhance_whole_photo(pipe):
 
 
 def test_enhance_photo_cli_and_no_face(tmp_path, model_dir, capsys):
-    src = resource_path("demo", "astronaut_lowres.jpg")
+    """A whole photo: restored and upscaled, its transparency upscaled with it and its colour profile carried to the
+    output and the face files (the pixels are never colour-converted); a photo without a face is refused."""
+    from conftest import rgb_profile
+
+    from frgd.io import load_image
+    from frgd.sr.upscale import upscale_alpha
+
+    icc = rgb_profile()
+    rgb = load_rgb(resource_path("demo", "astronaut_lowres.jpg"))
+    alpha = np.tile(np.linspace(30, 255, rgb.shape[1]).astype(np.uint8), (rgb.shape[0], 1))
+    src = save_image(tmp_path / "tagged.png", rgb, alpha=alpha, icc_profile=icc)
     out = tmp_path / "photo.png"
     args = ["enhance", str(src), "--model", str(model_dir), "--steps", "1", "--scale", "2", "--sr-model", "bicubic"]
+    args += ["--save-faces", str(tmp_path / "faces")]
     assert main([*args, "--faces", "largest", "--device", "cpu", "-o", str(out), "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["scale"] == 2 and data["sr_model"] == "bicubic" and len(data["faces"]) == 1
-    assert load_rgb(out).shape == (256, 256, 3)
+    got = load_image(out)
+    assert got.rgb.shape == (256, 256, 3) and got.icc_profile == icc
+    want = np.round(upscale_alpha(alpha, 2) * 255)
+    assert got.alpha is not None and np.abs(got.alpha.astype(float) - want).max() <= 1
+    assert load_image(tmp_path / "faces" / "photo_face1_input.png").icc_profile == icc
     flat = save_image(tmp_path / "flat.png", np.full((64, 64, 3), 128, np.uint8))
     assert main(["enhance", str(flat), "--model", str(model_dir), "--steps", "1", "-o", str(tmp_path / "x.png")]) == 2
     assert "no face" in capsys.readouterr().err

@@ -244,6 +244,15 @@ def test_cli_align_writes_crops_and_sidecars(tmp_path, capsys):
     assert "already exists" in capsys.readouterr().err
     assert main(["faces", "align", str(path), "-o", str(out), "--faces", "3", "--min-size", "30"]) == 2
     assert "no face 3" in capsys.readouterr().err
+    # a photo's colour profile goes with its crops (their pixels are the photo's, not converted)
+    from conftest import rgb_profile
+
+    from frgd.io import load_image, save_image
+
+    icc = rgb_profile()
+    tagged = save_image(tmp_path / "tagged.png", load_rgb(path), icc_profile=icc)
+    assert main(["faces", "align", str(tagged), "-o", str(out), "--faces", "largest", "--min-size", "30"]) == 0
+    assert load_image(out / "tagged_face1.png").icc_profile == icc
 
 
 def test_cli_align_no_face(tmp_path, capsys):

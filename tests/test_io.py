@@ -12,6 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from conftest import rgb_profile
 from PIL import Image, ImageOps
 
 from frgd.errors import FRGDError, InputError
@@ -294,6 +295,21 @@ def test_alpha_kept_on_png_webp_tiff_and_dropped_on_jpeg(tmp_path: Path) -> None
         np.testing.assert_array_equal(loaded.rgb, rgb)
     loaded = load_image(save_image(tmp_path / "a.jpg", rgb, alpha=a))
     assert loaded.alpha is None
+
+
+def test_the_colour_profile_is_carried_to_every_format_that_holds_one(tmp_path: Path) -> None:
+    """Pixels are never colour-converted, so an output of a tagged photo must carry its profile to look the same."""
+    icc, rgb = rgb_profile(), _noise()
+    for ext in ("png", "jpg", "webp", "tif"):
+        loaded = load_image(save_image(tmp_path / f"c.{ext}", rgb, icc_profile=icc, quality=100))
+        assert loaded.icc_profile == icc, ext
+    deep = load_image(save_image(tmp_path / "deep.png", rgb.astype(np.uint16) * 257, icc_profile=icc))
+    assert deep.bit_depth == 16 and deep.icc_profile == icc  # the 16-bit PNG OpenCV writes gets its iCCP chunk
+    np.testing.assert_array_equal(deep.rgb, rgb.astype(np.uint16) * 257)
+    assert load_image(save_image(tmp_path / "plain.png", rgb)).icc_profile is None
+    # a profile of another colour space (a grey or CMYK photo's, whose pixels the loader made RGB) is not written
+    for bad in (rgb_profile("LAB"), b"not a profile"):
+        assert load_image(save_image(tmp_path / "other.png", rgb, icc_profile=bad, overwrite=True)).icc_profile is None
 
 
 def test_no_overwrite_by_default(tmp_path: Path) -> None:

@@ -290,9 +290,14 @@ def test_restore_keeps_alpha(tmp_path: Path, monkeypatch) -> None:
                          different_w=True, narrow=1 / 16, sft_half=True, fix_decoder=False)  # fmt: skip
     monkeypatch.setattr(gf, "load_gfpgan", lambda version="1.4", weights=None, device="cpu": tiny)
     src = _photo(tmp_path / "in.png", alpha=True)
+    from conftest import rgb_profile
+
+    icc = rgb_profile()
+    src = save_image(tmp_path / "tagged.png", load_image(src).rgb, alpha=load_image(src).alpha, icc_profile=icc)
     out = tmp_path / "out.png"
     assert main(["restore", str(src), "-o", str(out), "--scale", "2", "--device", "cpu"]) == 0
     img = load_image(out)
+    assert img.icc_profile == icc  # and its colour profile
     assert img.alpha is not None and img.alpha.shape == (40, 60)
     assert abs(float(img.alpha.mean()) - float(load_image(src).alpha.mean())) < 8
 

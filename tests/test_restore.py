@@ -19,7 +19,7 @@ from frgd.errors import InputError
 from frgd.faces.align import TEMPLATE_512
 from frgd.faces.detect import DetectedFace
 from frgd.identity import IdentityEncoder
-from frgd.io import file_sha256, load_rgb, read_provenance, save_image
+from frgd.io import file_sha256, load_image, load_rgb, read_provenance, save_image
 from frgd_resources import resource_path
 
 pytest.importorskip("pytestqt")
@@ -391,6 +391,10 @@ def test_faces_paste_puts_saved_or_retouched_crops_back(tmp_path, model_dir, mon
     from frgd.faces.align import FaceCrop, paste_box
 
     photo, rgb = _group_photo(tmp_path, monkeypatch)
+    from conftest import rgb_profile
+
+    icc = rgb_profile()  # goes with the photo's pixels into every output made of them
+    save_image(photo, rgb, icc_profile=icc, overwrite=True)
     faces_dir = tmp_path / "faces"
     args = ["enhance", str(photo), "--model", str(model_dir), "--steps", "1", "--seed", "5", "--samples", "2"]
     args += ["--scale", "2", "--sr-model", "bicubic", "--device", "cpu", "-o", str(tmp_path / "out.png")]
@@ -412,6 +416,7 @@ def test_faces_paste_puts_saved_or_retouched_crops_back(tmp_path, model_dir, mon
     assert main(["faces", "paste", str(index), "--face", f"2={tmp_path / 'edited.png'}", "-o", str(tmp_path / "p.png"),
                  "--json"]) == 0  # fmt: skip
     assert json.loads(capsys.readouterr().out)["scale"] == 2.0
+    assert {load_image(tmp_path / n).icc_profile for n in ("r1.png", "p.png", "out_seed5.png")} == {icc}
     out, pasted = load_rgb(tmp_path / "out_seed5.png"), load_rgb(tmp_path / "p.png")
     y0, y1, x0, x1 = paste_box(FaceCrop.from_json(face2["crop"]), 256, 2.0, out.shape[:2])
     outside = np.ones(out.shape[:2], bool)

@@ -336,11 +336,15 @@ def test_cli_upscale_keeps_16_bit_photos_16_bit(tmp_path: Path) -> None:
     from frgd.io import load_image, save_image
 
     rgb = (np.random.default_rng(2).random((10, 12, 3)) * 65535).astype(np.uint16)
-    src = save_image(tmp_path / "in16.png", rgb)
+    from conftest import rgb_profile
+
+    icc = rgb_profile()
+    src = save_image(tmp_path / "in16.png", rgb, icc_profile=icc)
     out = tmp_path / "out16.png"
     assert main(["upscale", str(src), "--model", "bicubic", "--scale", "2", "-o", str(out)]) == 0
     got = load_image(out)
     assert got.bit_depth == 16 and got.rgb.dtype == np.uint16 and got.rgb.shape == (20, 24, 3)
+    assert got.icc_profile == icc  # the input's colour profile travels (16-bit PNG: its own iCCP chunk)
     ref = np.clip(imresize(rgb.astype(np.float64) / 65535.0, 2), 0, 1) * 65535.0
     assert np.abs(got.rgb.astype(np.float64) - ref).max() <= 2.0  # 16-bit precision, not 8-bit (257 per step)
 

@@ -239,6 +239,8 @@ class SessionData:
     warnings: list[str] = field(default_factory=list)
     photo_moved_from: str | None = None
     """Where the session said the photo was, when it was read from elsewhere (:func:`find_photo`, or located)."""
+    icc_profile: bytes | None = None
+    """The photo file's colour profile (read from the photo, as its pixels are; exports carry it)."""
 
 
 def load_session(path: str | Path, photo: str | Path | None = None) -> SessionData:
@@ -541,12 +543,13 @@ def _session_data(path: Path, meta: dict, arrays: dict[str, np.ndarray], pane_pn
         ui=dict(meta.get("ui") or {}),
         warnings=warnings,
         photo_moved_from=moved_from,
+        icc_profile=photo.icc_profile,
     )
 
 
 def apply_session(doc: Document, data: SessionData) -> None:
     """Replace the document's content with a loaded session (GUI thread; not undoable, like opening a file)."""
-    doc.set_photo(data.photo, data.photo_path, data.photo_sha256, data.alpha, data.turn)
+    doc.set_photo(data.photo, data.photo_path, data.photo_sha256, data.alpha, data.turn, data.icc_profile)
     doc.set_faces(data.faces)
     for name, img in data.panes.items():
         doc.set_pane_result(name, img, data.pane_params.get(name))

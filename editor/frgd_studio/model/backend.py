@@ -43,6 +43,7 @@ class Photo:
     alpha: np.ndarray | None
     path: str
     sha256: str
+    icc_profile: bytes | None = None  # the file's colour profile: exports carry it (pixels are never converted)
 
 
 def load_photo(path: str | Path) -> Photo:
@@ -51,7 +52,8 @@ def load_photo(path: str | Path) -> Photo:
 
     img = load_image(path)
     alpha = None if img.alpha is None else to_uint8(img.alpha)
-    return Photo(rgb=img.to_uint8(), alpha=alpha, path=str(Path(path).resolve()), sha256=file_sha256(path))
+    return Photo(rgb=img.to_uint8(), alpha=alpha, path=str(Path(path).resolve()), sha256=file_sha256(path),
+                 icc_profile=img.icc_profile)  # fmt: skip
 
 
 def _face(pf: PhotoFace) -> Face:

@@ -233,6 +233,8 @@ class Document:
         self.paneResultsChanged = Event("paneResultsChanged")
         self.photo: np.ndarray | None = None
         self.alpha: np.ndarray | None = None
+        self.icc_profile: bytes | None = None
+        """The photo file's colour profile (ICC), carried into every export (the pixels are never converted)."""
         self.photo_path: str | None = None
         self.photo_sha256: str | None = None
         self.turn = 0
@@ -281,9 +283,11 @@ class Document:
         sha256: str | None = None,
         alpha: np.ndarray | None = None,
         turn: int = 0,
+        icc_profile: bytes | None = None,
     ) -> None:
         """Replace the photo; clears faces and pane results. ``photo``: ``(H, W, 3)`` uint8 RGB, ``turn`` quarter
-        turns counter-clockwise from the file at ``path`` (:attr:`turn`)."""
+        turns counter-clockwise from the file at ``path`` (:attr:`turn`), ``icc_profile`` the file's colour profile
+        (:attr:`icc_profile`)."""
         if photo.ndim != 3 or photo.shape[2] != 3:
             raise ValueError(f"photo must be (H, W, 3), got {photo.shape}")
         if photo.dtype != np.uint8:
@@ -292,6 +296,7 @@ class Document:
         self.generation += 1
         self.photo_serial += 1
         self.alpha = alpha
+        self.icc_profile = icc_profile
         self.photo_path = path
         self.photo_sha256 = sha256
         self.turn = int(turn) % 4
@@ -666,7 +671,7 @@ class Document:
         from dataclasses import replace
 
         snap = Document()
-        snap.photo, snap.alpha = self.photo, self.alpha
+        snap.photo, snap.alpha, snap.icc_profile = self.photo, self.alpha, self.icc_profile
         snap.photo_path, snap.photo_sha256, snap.turn = self.photo_path, self.photo_sha256, self.turn
         snap.faces = [
             replace(f, references=[replace(r) for r in f.references], samples=list(f.samples)) for f in self.faces

@@ -266,7 +266,7 @@ class EditorModel:
             self.undo.clear()
             self.session_path = None
             self._autosave_settled()
-            self.doc.set_photo(photo.rgb, photo.path, photo.sha256, photo.alpha)
+            self.doc.set_photo(photo.rgb, photo.path, photo.sha256, photo.alpha, icc_profile=photo.icc_profile)
             self.recentChanged.emit(self.settings.add_recent(photo.path))
             self.status(f"Opened {photo.path} ({photo.rgb.shape[1]}x{photo.rgb.shape[0]})")
             if detect:
@@ -974,7 +974,7 @@ class EditorModel:
         except FRGDError as err:
             self.error(str(err))
             return None
-        alpha = self.doc.alpha
+        alpha, icc = self.doc.alpha, self.doc.icc_profile
         protect = [self.doc.photo_path] if self.doc.photo_path else []
 
         def write(_device: Any, _progress: Any, _cancel: Any) -> Path:
@@ -983,7 +983,8 @@ class EditorModel:
                 import cv2
 
                 a = cv2.resize(a, (img.shape[1], img.shape[0]), interpolation=cv2.INTER_LINEAR)
-            return save_image(path, img, alpha=a, provenance=prov, overwrite=overwrite, protect=protect)
+            return save_image(path, img, alpha=a, provenance=prov, overwrite=overwrite, protect=protect,
+                              icc_profile=icc)  # fmt: skip
 
         return self.run_job(f"Export {choice}", write, lambda out: self.status(f"Exported {choice} to {out}"),
                             same_photo=False, lane="io")  # fmt: skip
@@ -1011,14 +1012,14 @@ class EditorModel:
         except FRGDError as err:
             self.error(str(err))
             return None
-        stem, source, sha = self.faces_stem(), doc.photo_path or "", doc.photo_sha256
+        stem, source, sha, icc = self.faces_stem(), doc.photo_path or "", doc.photo_sha256, doc.icc_profile
         protect = [doc.photo_path] if doc.photo_path else []
         restored = sum(1 for f in faces if f.samples)
 
         def write(_device: Any, _progress: Any, _cancel: Any) -> dict[str, Any]:
             return write_face_files(folder, stem, faces, command=EXPORT_COMMAND, source=source, outputs=[],
                                     source_hash=sha, reference_hashes=refs, overwrite=overwrite,
-                                    protect=protect)  # fmt: skip
+                                    protect=protect, icc_profile=icc)  # fmt: skip
 
         def done(index: dict[str, Any]) -> None:
             self.status(f"Exported {len(faces)} face(s), {restored} with a result, to {Path(index['index']).parent} "

@@ -253,7 +253,8 @@ def register(root: argparse._SubParsersAction, groups: dict[str, argparse._SubPa
             "Faces are numbered 1, 2, ... from left to right, as in the editor. "
             "With --aligned, PHOTO is an aligned face crop and the 128x128 restored crops are written. One file per "
             "sample: OUT, or OUT_seedK.<ext> when --samples > 1. Provenance (model, seeds, parameters, reference "
-            "hashes) is embedded and every output is flagged identity-changed (a generative restoration). "
+            "hashes) is embedded and every output is flagged identity-changed (a generative restoration); the "
+            "photo's colour profile and transparency are kept. "
             "Batch: several PHOTOs or a folder write OUT/<name>.<format> into the folder OUT, with a progress bar; "
             "photos already done (outputs newer than the photo) are skipped unless --overwrite; a photo that fails "
             "is reported (OUT/frgd_report.json and the last lines) and the others go on; the exit code is then 1."
@@ -391,11 +392,13 @@ class _Enhance:
     def run(self, photo: Path, paths: list[Path], seeds: list[int], overwrite: bool, stem: str = "") -> dict[str, Any]:
         """Restore one photo (or aligned crop) and write ``paths`` (one per seed); with ``--save-faces`` also its
         faces, named by ``stem`` (:mod:`frgd.restore.face_files`); returns its JSON record."""
-        from ..io import Provenance, file_sha256, load_rgb, save_image
+        from ..io import Provenance, file_sha256, load_image, save_image
         from ..restore import FaceRequest, fit_crop, identity_changed, keep_monochrome, repair_content
+        from ..sr.upscale import upscale_alpha
 
         args = self.args
-        img = load_rgb(photo)
+        loaded = load_image(photo)  # its transparency and colour profile go to the outputs (the pixels: 8 bits)
+        img, alpha = loaded.to_uint8(), None
         damage, damage_record = self.damage.for_photo(img) if self.damage is not None else (None, {"damage": None})
         params = {
             "identity_strength": args.identity,
@@ -434,6 +437,7 @@ class _Enhance:
                           reference_faces=out.params["reference_faces"])  # fmt: skip
             params["identity_guided"] = bool(out.params["reference_faces"]) and args.identity > 0
             extra = {"faces": [f.to_json() for f in out.faces]}
+            alpha = upscale_alpha(loaded.alpha, out.scale)  # an aligned crop's output is a new 128 px face: none
             if out.params["reference_note"]:
                 extra["reference_note"] = out.params["reference_note"]
             meters = [f.samples[0].params.get("identity_meter") for f in out.faces]
@@ -459,7 +463,8 @@ class _Enhance:
                 identity_changed=changed,
                 source_hash=source_hash,
             )
-            saved = save_image(pth, images[k], provenance=prov, overwrite=overwrite, protect=[photo, *self.protect])
+            saved = save_image(pth, images[k], alpha=alpha, provenance=prov, overwrite=overwrite,
+                               protect=[photo, *self.protect], icc_profile=loaded.icc_profile)  # fmt: skip
             written.append(str(saved))
         if args.save_faces and not args.aligned:
             from ..restore.face_files import write_face_files
@@ -468,7 +473,7 @@ class _Enhance:
                 args.save_faces, stem, out.faces, command=self.label, source=photo, outputs=written,
                 source_hash=source_hash, overwrite=overwrite,
                 reference_hashes={f.number: self.ref_hashes for f in out.faces if f.reference},
-                protect=[photo, *self.protect],
+                protect=[photo, *self.protect], icc_profile=loaded.icc_profile,
             )["index"]  # fmt: skip
         return {"outputs": written, "seeds": seeds, **params, **extra, "timings": timings}
 

@@ -90,10 +90,11 @@ def register(root: argparse._SubParsersAction, groups: dict[str, argparse._SubPa
 
 def _detect(args: argparse.Namespace):
     from ..faces.detect import detect_faces
-    from ..io import load_rgb
+    from ..io import load_image
     from ..restore.faces import number_faces
 
-    img = load_rgb(args.image)
+    loaded = load_image(args.image)
+    img = loaded.to_uint8()
     faces = detect_faces(
         img,
         device=args.device,
@@ -101,11 +102,12 @@ def _detect(args: argparse.Namespace):
         upsample_small=not getattr(args, "no_upsample", False),
         min_score=args.min_score,
     )
-    return img, number_faces(faces)  # the one numbering: "face k" is faces[k - 1], left to right
+    # the one numbering: "face k" is faces[k - 1], left to right; the colour profile for the crops of the photo
+    return img, number_faces(faces), loaded.icc_profile
 
 
 def _cmd_detect(args: argparse.Namespace) -> int:
-    img, faces = _detect(args)
+    img, faces, _icc = _detect(args)
     data = {
         "image": str(args.image),
         "width": int(img.shape[1]),
@@ -128,7 +130,7 @@ def _cmd_align(args: argparse.Namespace) -> int:
     from ..io import Provenance, check_output, file_sha256, save_bytes, save_image
     from ..restore.faces import choose_faces
 
-    img, faces = _detect(args)
+    img, faces, icc = _detect(args)
     if not faces:
         raise InputError(f"no face found in {args.image} (try --min-size with a smaller value)")
     numbers = {id(f): k for k, f in enumerate(faces, start=1)}
@@ -156,7 +158,7 @@ def _cmd_align(args: argparse.Namespace) -> int:
             parameters={"size": args.size, "face": i, "border": args.border},
             source_hash=source_hash,
         )
-        save_image(png, crop.image, provenance=prov, overwrite=args.overwrite, protect=protect)
+        save_image(png, crop.image, provenance=prov, overwrite=args.overwrite, protect=protect, icc_profile=icc)
         meta = {
             "image": str(args.image),
             "face": i,
@@ -231,7 +233,8 @@ def _cmd_paste(args: argparse.Namespace) -> int:
         identity_changed=True,  # a face pasted from a file can be anyone's
         source_hash=file_sha256(canvas_path),
     )  # fmt: skip
-    saved = save_image(args.out, out, alpha=canvas.alpha, provenance=prov, overwrite=args.overwrite, protect=inputs)
+    saved = save_image(args.out, out, alpha=canvas.alpha, provenance=prov, overwrite=args.overwrite, protect=inputs,
+                       icc_profile=canvas.icc_profile)  # fmt: skip
     data = {"output": str(saved), "onto": str(canvas_path), "scale": round(scale, 6),
             "faces": [{"number": f.number, "file": str(p)} for f, p in chosen]}  # fmt: skip
     emit(args, data, f"wrote {saved}: face(s) {', '.join(str(f.number) for f, _p in chosen)} pasted onto {canvas_path}")

@@ -107,22 +107,6 @@ def _check_out(out: Path, src: Path, overwrite: bool) -> None:
     check_output(out, overwrite=overwrite, protect=[src])
 
 
-def _upscale_alpha(alpha, scale: int):
-    """The photo's alpha ``(H, W)`` upscaled bicubically (tiled) to float ``[0, 1]``, or ``None`` without alpha."""
-    if alpha is None:
-        return None
-    import torch
-
-    from ..sr.registry import get_upscaler
-    from ..sr.tiling import tiled_upscale
-    from ..tensor import image_to_tensor
-
-    a = image_to_tensor(alpha[:, :, None])
-    bic = get_upscaler("bicubic", scale)
-    a_up = tiled_upscale(bic.run, a, scale, tile=512, overlap=8, out_dtype=torch.float32)
-    return a_up[0, 0].clamp(0, 1).numpy()
-
-
 def _progress(label: str, enabled: bool):
     if not enabled:
         return None
@@ -154,6 +138,7 @@ def _upscale_one(args: argparse.Namespace, pipe: Any, src: Path, out: Path, over
     import torch
 
     from ..io import Provenance, file_sha256, load_image, save_image
+    from ..sr.upscale import upscale_alpha
     from ..tensor import image_to_tensor, tensor_to_image
 
     loaded = load_image(src)
@@ -170,13 +155,14 @@ def _upscale_one(args: argparse.Namespace, pipe: Any, src: Path, out: Path, over
     # keep 16-bit photos 16-bit (save_image would round a float result to 8 bits)
     rgb = tensor_to_image(res.image, np.uint8 if eight_bit else np.uint16)
     del res.image
-    alpha = _upscale_alpha(loaded.alpha, pipe.scale)
+    alpha = upscale_alpha(loaded.alpha, pipe.scale)
     prov = Provenance(
         model=pipe.upscaler.name,
         parameters={"command": "upscale", "scale": pipe.scale, "tile": res.tile, "overlap": res.overlap},
         source_hash=file_sha256(src),
     )
-    saved = save_image(out, rgb, alpha=alpha, provenance=prov, overwrite=overwrite, protect=[src])
+    saved = save_image(out, rgb, alpha=alpha, provenance=prov, overwrite=overwrite, protect=[src],
+                       icc_profile=loaded.icc_profile)  # fmt: skip
     return {
         "input": str(src),
         "output": str(saved),
@@ -230,12 +216,13 @@ def _restore_one(args: argparse.Namespace, pipe: Any, damages: DamageSource, src
     """Restore the faces of one photo file with ``pipe`` (a :class:`frgd.restore.FacePipeline`) into ``out`` (alpha
     kept, provenance embedded), its damage from ``damages``; returns its JSON record."""
     from ..io import Provenance, file_sha256, load_image, save_image
+    from ..sr.upscale import upscale_alpha
 
     t0 = time.perf_counter()
     loaded = load_image(src)
     damage, damage_record = damages.for_photo(loaded.rgb)
     res = pipe(loaded.rgb, which=args.faces, seeds=[args.seed], scale=args.scale, damage=damage, progress=progress)
-    alpha = _upscale_alpha(loaded.alpha, res.scale)
+    alpha = upscale_alpha(loaded.alpha, res.scale)
     prov = Provenance(
         model=res.model,
         seed=args.seed,
@@ -245,13 +232,15 @@ def _restore_one(args: argparse.Namespace, pipe: Any, damages: DamageSource, src
         identity_changed=res.identity_changed,  # frgd.restore's one rule: True when a generative restorer ran
         source_hash=file_sha256(src),
     )  # fmt: skip
-    saved = save_image(out, res.images[0], alpha=alpha, provenance=prov, overwrite=overwrite, protect=[src])
+    saved = save_image(out, res.images[0], alpha=alpha, provenance=prov, overwrite=overwrite, protect=[src],
+                       icc_profile=loaded.icc_profile)  # fmt: skip
     faces = {}
     if args.save_faces:  # named like the output photo (batch: the input's stem, as the output)
         from ..restore.face_files import write_face_files
 
         index = write_face_files(args.save_faces, out.stem, res.faces, command="frgd restore", source=src,
-                                 outputs=[saved], source_hash=prov.source_hash, overwrite=overwrite)  # fmt: skip
+                                 outputs=[saved], source_hash=prov.source_hash, overwrite=overwrite,
+                                 icc_profile=loaded.icc_profile)  # fmt: skip
         faces["face_files"] = index["index"]
     return {
         "input": str(src),

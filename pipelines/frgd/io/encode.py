@@ -15,7 +15,7 @@ import numpy as np
 from ..errors import FRGDError, InputError
 from .files import check_output, save_bytes
 from .pixels import to_float, to_uint8
-from .png_chunks import insert_png_chunks
+from .png_chunks import iccp, insert_png_chunks
 from .provenance import Provenance, exif_bytes, png_text_chunks, tiff_info
 
 logger = logging.getLogger(__name__)
@@ -57,6 +57,18 @@ def _prepare_pixels(rgb: np.ndarray, alpha: np.ndarray | None) -> tuple[np.ndarr
     return np.ascontiguousarray(rgb), None if alpha is None else np.ascontiguousarray(alpha)
 
 
+def rgb_profile(icc_profile: bytes | None) -> bytes | None:
+    """``icc_profile`` when it describes RGB data (its header's colour space, bytes 16-19, is ``"RGB "``), else
+    ``None``: a grey or CMYK photo's profile no longer describes its pixels once they are RGB (the loader converts
+    them without colour management), and a profile of the wrong colour space makes viewers refuse or misread it."""
+    if not icc_profile:
+        return None
+    if len(icc_profile) < 128 or icc_profile[16:20] != b"RGB ":
+        logger.info("colour profile not written: its colour space is %r, the pixels are RGB", bytes(icc_profile[16:20]))
+        return None
+    return icc_profile
+
+
 def _encode(fmt: str, rgb: np.ndarray, alpha: np.ndarray | None, provenance: Provenance | None, quality: int,
             icc_profile: bytes | None) -> bytes:  # fmt: skip
     from PIL import Image
@@ -71,9 +83,10 @@ def _encode(fmt: str, rgb: np.ndarray, alpha: np.ndarray | None, provenance: Pro
             raise FRGDError(f"OpenCV could not encode a 16-bit {fmt}")
         out = buf.tobytes()
         if fmt == "PNG":
-            return insert_png_chunks(out, png_text_chunks(provenance))
-        if provenance is not None:
-            logger.warning("16-bit TIFF is written without provenance metadata; save as PNG to keep it")
+            return insert_png_chunks(out, [*([iccp(icc_profile)] if icc_profile else []), *png_text_chunks(provenance)])
+        if provenance is not None or icc_profile:
+            logger.warning("16-bit TIFF is written without provenance metadata or colour profile; save as PNG to keep "
+                           "them")  # fmt: skip
         return out
     if sixteen:
         rgb = to_uint8(rgb)
@@ -99,8 +112,8 @@ def _encode(fmt: str, rgb: np.ndarray, alpha: np.ndarray | None, provenance: Pro
     elif fmt == "TIFF":
         im.save(buf, "TIFF", compression="tiff_deflate", tiffinfo=tiff_info(provenance), **kw)
     elif fmt == "BMP":
-        if provenance is not None:
-            logger.warning("BMP cannot hold metadata; the provenance is not embedded (save as PNG to keep it)")
+        if provenance is not None or icc_profile:
+            logger.warning("BMP is written without provenance metadata or colour profile (save as PNG to keep them)")
         im.save(buf, "BMP")
     else:  # pragma: no cover - guarded by SAVE_EXTENSIONS
         raise InputError(f"unsupported output format {fmt}")
@@ -120,7 +133,10 @@ def save_image(
 ) -> Path:
     """Save ``rgb`` ``(H, W, 3)`` uint8/uint16/float[0,1] (optional ``alpha`` ``(H, W)``) atomically; return the path.
 
-    The format comes from the extension (png/jpg/jpeg/webp/tif/tiff/bmp). Alpha is kept for PNG, WebP and TIFF.
+    The format comes from the extension (png/jpg/jpeg/webp/tif/tiff/bmp). Alpha is kept for PNG, WebP and TIFF;
+    ``icc_profile`` (the source photo's, :attr:`LoadedImage.icc_profile <frgd.io.decode.LoadedImage>`: pixels are
+    never colour-converted, so an output of them must carry it to look the same) is embedded in every format but BMP
+    and 16-bit TIFF, when it is an RGB profile (:func:`rgb_profile`).
     Raises :class:`InputError` when the file exists and ``overwrite`` is False, when ``path`` is one of ``protect``
     (e.g. the input photo; even with ``overwrite``), or for an unknown extension; :class:`FRGDError` when writing fails.
     """
@@ -133,7 +149,7 @@ def save_image(
         raise InputError(f"quality must be 0..100, got {quality}")
     pixels, a = _prepare_pixels(rgb, alpha)
     try:
-        data = _encode(fmt, pixels, a, provenance, int(quality), icc_profile)
+        data = _encode(fmt, pixels, a, provenance, int(quality), rgb_profile(icc_profile))
     except FRGDError:
         raise
     except (OSError, ValueError) as err:  # e.g. larger than the format allows (WebP 16383 px, JPEG 65500 px)

@@ -20,6 +20,11 @@ def itxt(key: str, text: str) -> bytes:
     return png_chunk(b"iTXt", payload)
 
 
+def iccp(profile: bytes, name: str = "ICC profile") -> bytes:
+    """An iCCP chunk holding the ICC ``profile`` (zlib-compressed, as the PNG specification requires)."""
+    return png_chunk(b"iCCP", name.encode("latin-1")[:79] + b"\x00\x00" + zlib.compress(profile))
+
+
 def insert_png_chunks(png: bytes, chunks: list[bytes]) -> bytes:
     """Insert ancillary chunks right after IHDR (PNG signature 8 bytes + IHDR 25 bytes)."""
     ihdr_end = 8 + 25

@@ -109,6 +109,7 @@ def write_face_files(
     reference_hashes: dict[int, dict[str, str]] | None = None,
     overwrite: bool = False,
     protect: Iterable[str | Path] = (),
+    icc_profile: bytes | None = None,
 ) -> dict[str, Any]:
     """Write the files of every face (:class:`frgd.restore.RestoredFace`) of one photo into ``folder`` and the index
     last (see the module docstring); returns the index (its ``index`` key: its path). A face without samples (the
@@ -116,7 +117,8 @@ def write_face_files(
 
     ``source`` / ``outputs``: the photo and its restored output(s), named in the index (no outputs: ``frgd faces
     paste`` needs ``--onto``); ``source_hash`` and, per face number, the hashes of the references its result used
-    (``reference_hashes``: name -> sha256; a face not in it used none) go into the restored crops' provenance.
+    (``reference_hashes``: name -> sha256; a face not in it used none) go into the restored crops' provenance; every
+    file carries the photo's colour profile ``icc_profile`` (its pixels are the photo's, not converted).
     :class:`InputError` for a file that exists without ``overwrite`` or that is one of ``protect``."""
     from ..io import Provenance, save_bytes, save_image
     from ..io.files import check_output
@@ -137,7 +139,8 @@ def write_face_files(
             parameters={"command": command, "face": face.number, "size": crop.size},
             source_hash=source_hash,
         )
-        save_image(folder / names["input"], crop.image, provenance=crop_prov, overwrite=overwrite, protect=protect)
+        save_image(folder / names["input"], crop.image, provenance=crop_prov, overwrite=overwrite, protect=protect,
+                   icc_profile=icc_profile)  # fmt: skip
         refs = dict((reference_hashes or {}).get(face.number, {}))
         for sample, name in zip(face.samples, names["restored"], strict=True):
             prov = Provenance(
@@ -155,10 +158,11 @@ def write_face_files(
                 identity_changed=sample.identity_changed,
                 source_hash=source_hash,
             )
-            save_image(folder / name, sample.image, provenance=prov, overwrite=overwrite, protect=protect)
+            save_image(folder / name, sample.image, provenance=prov, overwrite=overwrite, protect=protect,
+                       icc_profile=icc_profile)  # fmt: skip
         if face.samples:
             save_image(folder / names["cmp"], _comparison(crop.image, [s.image for s in face.samples]),
-                       overwrite=overwrite, protect=protect)  # fmt: skip
+                       overwrite=overwrite, protect=protect, icc_profile=icc_profile)  # fmt: skip
         records.append({**face.to_json(), "crop": crop.to_json(), "files": names})
     data = {"photo": str(Path(source).resolve()), "outputs": [str(Path(o).resolve()) for o in outputs],
             "command": command, "faces": records}  # fmt: skip

@@ -156,3 +156,18 @@ class UpscalePipeline:
             device=describe_device(up.device),
             overlap=overlap,
         )
+
+
+def upscale_alpha(alpha, scale: int):
+    """A photo's alpha ``(H, W)`` (any dtype of :func:`frgd.io.to_float`) upscaled ``scale`` times bicubically
+    (tiled, so a large photo's stays within memory) to float32 ``(sH, sW)`` in ``[0, 1]``, the size of the photo's
+    upscaled result; ``None`` without alpha. Every command that writes a photo's upscaled result keeps its
+    transparency with it."""
+    if alpha is None:
+        return None
+    from ..tensor import image_to_tensor
+
+    a = image_to_tensor(alpha[:, :, None])
+    bic = get_upscaler("bicubic", int(scale))
+    a_up = tiled_upscale(bic.run, a, int(scale), tile=512, overlap=8, out_dtype=torch.float32)
+    return a_up[0, 0].clamp(0, 1).numpy()
