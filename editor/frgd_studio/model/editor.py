@@ -978,11 +978,17 @@ class EditorModel:
         protect = [self.doc.photo_path] if self.doc.photo_path else []
 
         def write(_device: Any, _progress: Any, _cancel: Any) -> Path:
-            a = alpha
-            if a is not None and a.shape != img.shape[:2]:
-                import cv2
+            a, (h, w) = alpha, img.shape[:2]
+            if a is not None and a.shape != (h, w):
+                k = h // a.shape[0]
+                if (h, w) == (a.shape[0] * k, a.shape[1] * k):  # an upscaled result: as frgd enhance / upscale do
+                    from frgd.sr.upscale import upscale_alpha
 
-                a = cv2.resize(a, (img.shape[1], img.shape[0]), interpolation=cv2.INTER_LINEAR)
+                    a = upscale_alpha(a, k)
+                else:
+                    import cv2
+
+                    a = cv2.resize(a, (w, h), interpolation=cv2.INTER_LINEAR)
             return save_image(path, img, alpha=a, provenance=prov, overwrite=overwrite, protect=protect,
                               icc_profile=icc)  # fmt: skip
 
