@@ -36,10 +36,11 @@ TIMESTEPS = (150, 300, 500)
 
 
 def psnr(outs: list[np.ndarray], gts: list[np.ndarray]) -> float:
-    """Mean PSNR (dB, RGB) of uint8 or [0, 1] float images against ``gts`` (same kind)."""
+    """Mean :func:`frgd.metrics.psnr` (dB, RGB) of uint8 or [0, 1] float images against ``gts`` (same kind)."""
+    from frgd.metrics import psnr as pair_psnr
+
     peak = 255.0 if outs[0].dtype == np.uint8 else 1.0
-    mse = [np.mean((o.astype(np.float64) - g.astype(np.float64)) ** 2) for o, g in zip(outs, gts, strict=True)]
-    return float(np.mean([10 * np.log10(peak**2 / max(m, 1e-12)) for m in mse]))
+    return float(np.mean([pair_psnr(o, g, peak) for o, g in zip(outs, gts, strict=True)]))
 
 
 @torch.no_grad()

@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 
 from frgd.diffusion.training.pack import QUALITIES, encode_webp
-from frgd.metrics.detail import detail_score
+from frgd.metrics import detail_score, psnr
 
 logger = logging.getLogger("measure_pack_codecs")
 
@@ -67,7 +67,7 @@ def row(name: str, imgs: list[np.ndarray], enc, dec, n_train: int) -> dict:
         "codec": name,
         "bytes_per_face": per_face,
         "train_faces_mib": per_face * n_train / 2**20,
-        "psnr_rgb": float(np.mean([cv2.PSNR(o, x) for o, x in zip(outs, imgs, strict=True)])),
+        "psnr_rgb": float(np.mean([psnr(o, x) for o, x in zip(outs, imgs, strict=True)])),
         "detail": detail_score(outs, imgs),
         "encode_ms": enc_ms,
     }

@@ -7,6 +7,7 @@ Tests that read research data from ``../shared`` use :func:`shared_path`, which 
 from __future__ import annotations
 
 import csv
+import importlib.util
 import os
 from pathlib import Path
 
@@ -24,6 +25,14 @@ def shared_path(*parts: str) -> Path:
     if not p.exists():
         pytest.skip(f"shared data not available: {p}")
     return p
+
+
+def load_script(name: str):
+    """The module of ``scripts/NAME.py`` (the scripts folder is not a package), loaded afresh."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 
 
 def rgb_profile(kind: str = "sRGB") -> bytes:

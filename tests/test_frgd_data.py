@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, shared_path, write_labels
+from conftest import load_script, shared_path, write_labels
 
 from frgd.diffusion.model import build_cond
 from frgd.diffusion.training.data import (
@@ -35,10 +34,7 @@ TEMPLATE_128 = template(128)
 
 
 def _make_shards_module():
-    spec = importlib.util.spec_from_file_location("make_shards", REPO / "scripts" / "make_shards.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("make_shards")
 
 
 # --------------------------------------------------------------------------------------------------- fusion

@@ -2,27 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
+from conftest import load_script
 from torch import nn
 
 from frgd.diffusion.model import make_train_scheduler
 from frgd.diffusion.training.pack import LOSSLESS, encode_webp
 from frgd.eval.faces import degrade_faces, upscale_faces
 from frgd.metrics.detail import detail_score
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def _script(name: str):
-    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def _faces(n: int = 3, size: int = 128) -> list[np.ndarray]:
@@ -53,7 +42,7 @@ class Estimates(nn.Module):
 
 
 def test_model_detail_probes_measure_the_clean_estimate_against_the_truth():
-    mod = _script("measure_model_detail")
+    mod = load_script("measure_model_detail")
     gts = _faces()
     faces = torch.stack([torch.from_numpy(x).permute(2, 0, 1).double() / 255 * 2 - 1 for x in gts])
     sched = make_train_scheduler()
@@ -75,7 +64,7 @@ def test_model_detail_probes_measure_the_clean_estimate_against_the_truth():
 
 
 def test_pack_codec_rows_count_bytes_and_lost_detail():
-    mod = _script("measure_pack_codecs")
+    mod = load_script("measure_pack_codecs")
     imgs = _faces(2)
     lossless = mod.row("lossless", imgs, lambda x: encode_webp(x, LOSSLESS), mod.decode, n_train=10)
     assert lossless["detail"] == pytest.approx(1.0) and lossless["psnr_rgb"] > 99
