@@ -314,6 +314,35 @@ def test_enhance_photo_cli_and_no_face(tmp_path, model_dir, capsys):
     assert "no face" in capsys.readouterr().err
 
 
+def test_enhance_keeps_a_16_bit_photo_16_bit(tmp_path, model_dir, capsys):
+    """A 16-bit scan comes out 16-bit: the background is the photo's 16-bit upscale (its finer levels kept), the
+    faces blended into it, as ``frgd restore`` does; an aligned crop's output is a new face made in 8 bits."""
+    from frgd.io import load_image
+
+    rgb = load_rgb(resource_path("demo", "astronaut_lowres.jpg"))
+    fine = (np.arange(rgb.shape[1]) % 200).astype(np.uint16)  # levels between the 8-bit ones (x257)
+    deep = rgb.astype(np.uint16) * 257 + fine[None, :, None]
+    src = save_image(tmp_path / "deep.png", deep)
+    out = tmp_path / "photo.png"
+    args = ["enhance", str(src), "--model", str(model_dir), "--steps", "1", "--scale", "2", "--sr-model", "bicubic"]
+    args += ["--save-faces", str(tmp_path / "faces")]
+    assert main([*args, "--faces", "largest", "--device", "cpu", "-o", str(out), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    got = load_image(out).rgb
+    assert load_image(tmp_path / "faces" / "photo_face1_input.png").rgb.dtype == np.uint16  # the crop as it was
+    assert got.dtype == np.uint16 and got.shape == (2 * rgb.shape[0], 2 * rgb.shape[1], 3)
+    background, _ = upscale_photo(deep, 2, "bicubic")
+    same = np.all(got == background, axis=2)
+    assert 0.2 < same.mean() < 1.0  # outside the face: the 16-bit upscale itself; the face changed
+    assert np.any(got[same] % 257 != 0)
+    x0, y0, x1, y1 = (round(2 * v) for v in data["faces"][0]["box"])
+    assert not same[y0:y1, x0:x1].all()
+    aligned = save_image(tmp_path / "crop.png", (_face_like(1, 128).astype(np.uint16) * 257))
+    assert main(["enhance", str(aligned), "--aligned", "--model", str(model_dir), "--steps", "1", "--device", "cpu",
+                 "-o", str(tmp_path / "crop_out.png")]) == 0  # fmt: skip
+    assert load_image(tmp_path / "crop_out.png").rgb.dtype == np.uint8
+
+
 def test_missing_default_weights_is_actionable(capsys, tmp_path, without_shipped_weights):
     with pytest.raises(MissingWeightsError) as err:
         load_frgd_pipeline(None, device="cpu")

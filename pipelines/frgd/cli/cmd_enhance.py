@@ -397,8 +397,10 @@ class _Enhance:
         from ..sr.upscale import upscale_alpha
 
         args = self.args
-        loaded = load_image(photo)  # its transparency and colour profile go to the outputs (the pixels: 8 bits)
-        img, alpha = loaded.to_uint8(), None
+        loaded = load_image(photo)  # its transparency, colour profile and bit depth go to the outputs
+        # a 16-bit photo stays 16-bit (its background is upscaled in 16 bits, the faces blended into it, as frgd
+        # restore does); an aligned crop's output is a new 128 px face made in 8 bits
+        img, alpha = (loaded.to_uint8() if args.aligned else loaded.rgb), None
         damage, damage_record = self.damage.for_photo(img) if self.damage is not None else (None, {"damage": None})
         params = {
             "identity_strength": args.identity,
