@@ -4,10 +4,8 @@ After round 8 the evaluation's ``detail`` fell (docs/training_rounds.md, "Why de
 the models themselves, on the round pack's validation pairs (the first pairs of ``frgd eval faces``; ground truth
 lossless) at each ``--scales`` (the evaluation's degradation, seed 0), for every ``--model`` folder:
 
-- ``kept``: the clean estimate ``x0_hat`` (one model call, the reference's embedding) from the *true face* noised
-  to ``t`` (as in training): how much of the detail that is there the model keeps;
-- ``invented``: ``x0_hat`` from the *bicubic upscale of the input* noised to ``t`` (a smooth start, as sampling
-  has): how much detail the model draws where ``x_t`` has none;
+- ``kept`` / ``invented``: the model's clean estimate from the true face / the bicubic upscale of the input noised
+  to ``t`` (:mod:`frgd.eval.model_detail`, which the training round also runs after every round);
 - ``sampled``: whole samples as the round's validation draws them (from pure noise, content guidance 1, no
   reference, no back-projection; ``--sample-faces`` faces): the detail a sample ends with.
 
@@ -26,55 +24,9 @@ import logging
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 logger = logging.getLogger("measure_model_detail")
-
-TIMESTEPS = (150, 300, 500)
-"""Training timesteps probed (of 1000): where the model decides the fine detail."""
-
-
-def psnr(outs: list[np.ndarray], gts: list[np.ndarray]) -> float:
-    """Mean :func:`frgd.metrics.psnr` (dB, RGB) of uint8 or [0, 1] float images against ``gts`` (same kind)."""
-    from frgd.metrics import psnr as pair_psnr
-
-    peak = 255.0 if outs[0].dtype == np.uint8 else 1.0
-    return float(np.mean([pair_psnr(o, g, peak) for o, g in zip(outs, gts, strict=True)]))
-
-
-@torch.no_grad()
-def one_step_rows(model, scheduler, gts, refs, scale: float, batch: int = 16) -> list[dict]:
-    """``kept`` and ``invented`` rows (module docstring) at :data:`TIMESTEPS` for one scale."""
-    from frgd.diffusion.training.identity_loss import clean_estimate
-    from frgd.diffusion.training.train import make_training_inputs
-    from frgd.eval.faces import degrade_faces, upscale_faces
-    from frgd.metrics.detail import detail_score
-    from frgd.tensor import image_to_tensor
-
-    n, size = len(gts), int(gts[0].shape[0])
-    x0_all = torch.cat([image_to_tensor(g) for g in gts]) * 2 - 1
-    deg_all = torch.cat([image_to_tensor(x) for x in upscale_faces(degrade_faces(list(gts), scale), size)])
-    truth = [g.astype(np.float32) / 255 for g in gts]
-    rows = []
-    for t_val in TIMESTEPS:
-        noise_all = torch.randn(x0_all.shape, generator=torch.Generator().manual_seed(int(t_val) * 1009 + int(scale)))
-        est: dict[str, list[np.ndarray]] = {"kept": [], "invented": []}
-        for i in range(0, n, batch):
-            x0, deg, noise = x0_all[i : i + batch], deg_all[i : i + batch], noise_all[i : i + batch]
-            b = x0.shape[0]
-            t = torch.full((b,), int(t_val), dtype=torch.long)
-            ones, no = torch.ones(b, 1, size, size), torch.zeros(b, dtype=torch.bool)
-            x_t, cond, _ = make_training_inputs(scheduler, x0, deg, ones, no, noise, t)
-            smooth = scheduler.add_noise(deg * 2 - 1, noise, t)  # the bicubic upscale noised to t
-            for name, start in (("kept", x_t), ("invented", smooth)):
-                pred = model(start, t, cond, identity=refs[i : i + b])
-                x0_hat = clean_estimate(scheduler.alphas_cumprod, start, t, pred, scheduler.config.prediction_type)
-                est[name] += list(((x0_hat.clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1).numpy())
-        for name, outs in est.items():
-            row = {"probe": name, "t": int(t_val), "detail": detail_score(outs, truth), "psnr": psnr(outs, truth)}
-            rows.append(row)
-    return rows
 
 
 def sampled_row(model_dir: str, gts, scale: float) -> dict:
@@ -82,6 +34,7 @@ def sampled_row(model_dir: str, gts, scale: float) -> dict:
     from frgd.diffusion.sampling.guidance import GuidanceWeights
     from frgd.diffusion.sampling.pipeline import FRGDPipeline
     from frgd.eval.faces import degrade_faces
+    from frgd.eval.model_detail import mean_psnr
     from frgd.metrics.detail import detail_score
     from frgd.tensor import image_to_tensor, tensor_to_image
 
@@ -90,12 +43,18 @@ def sampled_row(model_dir: str, gts, scale: float) -> dict:
     w = GuidanceWeights(identity=0.0, content=1.0, cfg=0.0, resample=0)
     out = pipe(lq, num_samples=len(gts), seeds=list(range(len(gts))), weights=w, back_projection=False)
     outs = [tensor_to_image(x) for x in out.images]
-    return {"probe": "sampled", "faces": len(gts), "detail": detail_score(outs, list(gts)), "psnr": psnr(outs, gts)}
+    return {
+        "probe": "sampled",
+        "faces": len(gts),
+        "detail": detail_score(outs, list(gts)),
+        "psnr": mean_psnr(outs, list(gts)),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     from frgd.diffusion.model import load_model_dir
     from frgd.diffusion.training.pack import load_pack
+    from frgd.eval.model_detail import MODEL_DETAIL_TIMESTEPS, model_detail
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--pack", required=True, help="the round's data pack (frgd round pack): its validation pairs")
@@ -115,14 +74,14 @@ def main(argv: list[str] | None = None) -> int:
     gts = list(pack.val_images[:n])
     refs = torch.from_numpy(pack.val_ref_emb[:n]).float()
     scales = [float(s) for s in args.scales.split(",")]
-    result: dict = {"faces": n, "timesteps": list(TIMESTEPS), "scales": scales, "models": {}}
+    result: dict = {"faces": n, "timesteps": list(MODEL_DETAIL_TIMESTEPS), "scales": scales, "models": {}}
     for model_dir in args.model:
         t0 = time.perf_counter()
         bundle = load_model_dir(model_dir, device="cpu")
         model = bundle.model.float().eval()
         res: dict = {}
         for scale in scales:
-            rows = one_step_rows(model, bundle.scheduler, gts, refs, scale)
+            rows = model_detail(model, bundle.scheduler, gts, refs, scales=[scale])["scales"][f"x{scale:g}"]
             if args.sample_faces > 0 and scale == scales[0]:
                 rows.append(sampled_row(model_dir, gts[: args.sample_faces], scale))
             res[f"x{scale:g}"] = rows

@@ -377,6 +377,9 @@ def test_round_rehearsal_run_land_resume_enhance(pack_dir, tmp_path):
     use = s1["val"]["identity_use"]["scales"]
     assert set(use) == {"x8", "x4", "x32"}  # x32: the extreme inputs' regime (val_identity_scales)
     assert all(math.isfinite(u["mean_gain_vs_null"]) for u in use.values())
+    detail = s1["val"]["model_detail"]["scales"]  # the detail the model keeps / invents (frgd.eval.model_detail)
+    assert set(detail) == {"x8", "x4"} and all(len(rows) == 6 for rows in detail.values())
+    assert all(math.isfinite(r["psnr"]) and r["detail"] > 0 for rows in detail.values() for r in rows)
     assert s1["identity_input"]["how"] == "set on the fresh model"
     with safe_open(str(out1 / "model" / "diffusion_pytorch_model.safetensors"), "pt") as f:
         assert all(f.get_tensor(k).dtype == torch.float16 for k in f.keys())
@@ -499,6 +502,11 @@ def test_val_text_gives_the_detail_where_the_round_measured_it():
     new = {"val": {"scales": {"x8": {"bicubic": {"psnr": 21.97, "detail": 0.002},
                                      "frgd_noref_content1": {"psnr": 21.8, "detail": 0.1614}}}}}  # fmt: skip
     assert val_text(new) == "x8: bicubic 21.97 dB (detail 0.002), FRGD content end 21.80 dB (detail 0.161)"
+    rows = [{"probe": p, "t": t, "detail": d, "psnr": 30.0 + t / 100} for p, d in (("kept", 0.8), ("invented", 0.02))
+            for t in (150, 300)]  # fmt: skip
+    lines = val_text({**new, "val": {**new["val"], "model_detail": {"scales": {"x8": rows}}}}).splitlines()
+    assert lines[-2:] == ["  x8 kept     t=150 0.800 (31.50 dB), t=300 0.800 (33.00 dB)",
+                          "  x8 invented t=150 0.020 (31.50 dB), t=300 0.020 (33.00 dB)"]  # fmt: skip
 
 
 def test_identity_input_is_converted_kept_set_or_left():

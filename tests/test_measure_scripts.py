@@ -42,25 +42,50 @@ class Estimates(nn.Module):
 
 
 def test_model_detail_probes_measure_the_clean_estimate_against_the_truth():
-    mod = load_script("measure_model_detail")
+    from frgd.eval.model_detail import MODEL_DETAIL_TIMESTEPS, mean_psnr, model_detail
+
     gts = _faces()
     faces = torch.stack([torch.from_numpy(x).permute(2, 0, 1).double() / 255 * 2 - 1 for x in gts])
     sched = make_train_scheduler()
     refs = torch.eye(len(gts), 8)
 
-    exact = mod.one_step_rows(Estimates(faces, sched), sched, gts, refs, scale=8.0, batch=2)
-    assert {(r["probe"], r["t"]) for r in exact} == {(p, t) for p in ("kept", "invented") for t in mod.TIMESTEPS}
+    exact = model_detail(Estimates(faces, sched), sched, gts, refs, scales=[8.0], batch=2)["scales"]["x8"]
+    want_rows = {(p, t) for p in ("kept", "invented") for t in MODEL_DETAIL_TIMESTEPS}
+    assert {(r["probe"], r["t"]) for r in exact} == want_rows
     for r in exact:  # the estimate is the true face whatever x_t: all of its detail, (almost) no error
         assert r["detail"] == pytest.approx(1.0, abs=1e-4) and r["psnr"] > 60
 
-    copies = mod.one_step_rows(Estimates(faces, sched, copy_input=True), sched, gts, refs, scale=8.0, batch=2)
+    copies = model_detail(Estimates(faces, sched, copy_input=True), sched, gts, refs, scales=[8.0], batch=2)
     bicubic = [x.astype(np.float32) / 255 for x in upscale_faces(degrade_faces(gts, 8.0), 128)]
     truth = [g.astype(np.float32) / 255 for g in gts]
     want = detail_score(bicubic, truth)
     assert want < 0.1  # an x8 input carries hardly any of the band
-    for r in copies:  # the estimate is the bicubic input: its detail and PSNR, at every t and from either start
+    for r in copies["scales"]["x8"]:  # the estimate is the bicubic input: its detail and PSNR, at every t and start
         assert r["detail"] == pytest.approx(want, rel=1e-3)
-        assert r["psnr"] == pytest.approx(mod.psnr(bicubic, truth), abs=0.02)
+        assert r["psnr"] == pytest.approx(mean_psnr(bicubic, truth), abs=0.02)
+    with pytest.raises(ValueError):
+        model_detail(Estimates(faces, sched), sched, gts, refs, timesteps=[1000])
+
+
+def test_model_detail_script_compares_model_folders(tmp_path):
+    """``scripts/measure_model_detail.py`` on a tiny model folder and pack: one-step rows at both scales, the sampled
+    row at the first, labelled by the folder."""
+    import json
+
+    from frgd.archs.frgd_unet_arch import FRGDUNet, tiny_config
+    from frgd.diffusion.model import save_model_dir
+    from frgd.diffusion.training.pack import synthetic_source, write_pack
+
+    torch.manual_seed(0)
+    model_dir = save_model_dir(tmp_path / "m", FRGDUNet(**tiny_config(sample_size=128)), make_train_scheduler())
+    pack = tmp_path / "pack"
+    write_pack(synthetic_source(n_train=8, n_identities=4, n_val=2), pack, quality=80)
+    out = tmp_path / "detail.json"
+    args = ["--pack", str(pack), "--model", str(model_dir), "--faces", "2", "--sample-faces", "2", "--scales", "8,4"]
+    assert load_script("measure_model_detail").main([*args, "--json-out", str(out)]) == 0
+    res = json.loads(out.read_text())["models"][str(model_dir)]
+    assert [r["probe"] for r in res["x8"]] == ["kept", "invented"] * 3 + ["sampled"]
+    assert len(res["x4"]) == 6 and all(np.isfinite(r["detail"]) for r in res["x8"] + res["x4"])
 
 
 def test_pack_codec_rows_count_bytes_and_lost_detail():

@@ -187,7 +187,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def val_text(state: dict[str, Any]) -> str:
     """A round's validation in words: PSNR (and, from round 8 on, the fine detail relative to the ground truth) at
-    the content end per scale, then the identity use (if measured)."""
+    the content end per scale, then the identity use and the model's own detail (if measured)."""
     val = state.get("val", {})
 
     def row(name: str, v: dict[str, Any]) -> str:
@@ -206,6 +206,12 @@ def val_text(state: dict[str, Any]) -> str:
         from ..eval.identity_use import summary_lines
 
         text += "\nidentity use (loss with the reference vs null / a wrong one):\n" + "\n".join(summary_lines(use))
+    detail = val.get("model_detail")
+    if detail:  # from round 9 on: the detail the model keeps / draws from a smooth start (frgd.eval.model_detail)
+        from ..eval.model_detail import summary_lines as detail_lines
+
+        text += "\nmodel detail (one call; kept: from the true face noised, invented: from the bicubic upscale):\n"
+        text += "\n".join(detail_lines(detail))
     return text
 
 

@@ -120,6 +120,9 @@ ROUND_DEFAULTS: dict[str, Any] = {
     "grid_faces": 6,
     "val_identity_use": True,  # the loss with the right / a wrong / no reference embedding (frgd.eval.identity_use)
     "val_identity_scales": [8, 4, 32],  # ... at these scales: x32 (4 px) is the extreme inputs' regime
+    # the detail the model keeps / invents in one call (frgd.eval.model_detail) at val_scales, on the first this many
+    # validation faces (0: off); 32 = scripts/measure_model_detail.py's default, so rounds 7 and 8's figures compare
+    "val_model_detail_faces": 32,
     "identity_standardise": True,  # standardise the identity input with the pack's embeddings (FRGDUNet docstring)
     "mask_bank": 2048,
     "seed": 0,
@@ -851,6 +854,12 @@ def validate(model, scheduler, pack, r: dict[str, Any], out_dir: Path | None = N
 
         scales = [float(s) for s in r["val_identity_scales"]]
         res["identity_use"] = identity_use(model, scheduler, gts, refs, scales=scales)
+    k = min(int(r["val_model_detail_faces"]), n)
+    if k > 0:  # the detail the model keeps and draws where x_t has none (no sampling, seconds)
+        from ...eval.model_detail import model_detail
+
+        scales = [float(s) for s in r["val_scales"]]
+        res["model_detail"] = model_detail(model, scheduler, gts[:k], refs[:k], scales=scales)
     if out_dir is not None and grid_rows is not None:
         import cv2
 
