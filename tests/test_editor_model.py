@@ -713,6 +713,31 @@ def test_exports_carry_the_photo_colour_profile(model, photo_file, tmp_path):
     assert load_image(exported(model, tmp_path / "plain.png", "Result")).icc_profile is None
 
 
+def test_a_16_bit_photo_is_said_to_be_worked_in_8_bits(model, photo_file, tmp_path):
+    """The editor works in 8 bits: a 16-bit scan opened (or reopened in a session) is said to be, and every export's
+    description says the file is 8-bit, pointing to frgd enhance, which keeps 16 bits; an 8-bit photo says nothing."""
+    from frgd.io import load_image, load_rgb, save_image
+
+    deep = save_image(tmp_path / "deep.png", load_rgb(photo_file).astype(np.uint16) * 257 + 100)
+    note = "a 16-bit photo: the editor works in 8 bits and exports 8-bit files (frgd enhance keeps 16 bits)"
+    open_with_faces(model, deep)
+    assert model.doc.photo_bits == 16 and any(note in t for t in model.statuses if t.startswith("Opened"))
+    for choice in ("Result", "Original"):
+        assert ", 8-bit (the photo is 16-bit), identity changed" in model.export_plan(choice).description
+    assert load_image(exported(model, tmp_path / "out.png", "Result")).rgb.dtype == np.uint8
+    job = model.save_session(tmp_path / "s.frgd")
+    assert model.jobs.wait(30) and job.state == "done", job.error
+    model.statuses.clear()
+    job = model.open_session(tmp_path / "s.frgd")
+    assert model.jobs.wait(30) and job.state == "done", job.error
+    assert model.doc.photo_bits == 16 and any(note in t for t in model.statuses)
+    model.statuses.clear()
+    job = model.open_photo(photo_file, detect=False)
+    assert model.jobs.wait(30) and job.state == "done", job.error
+    assert model.doc.photo_bits == 8 and not any("8 bits" in t for t in model.statuses)
+    assert "-bit" not in model.export_plan("Original").description
+
+
 def test_export_writes_the_document_as_it_was_when_asked(model, photo_file, tmp_path):
     """Export takes the image and provenance on the GUI thread and writes on the worker: an edit made while the
     export waits behind another job is not in the file, and the GUI thread never encodes."""

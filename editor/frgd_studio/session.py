@@ -241,6 +241,8 @@ class SessionData:
     """Where the session said the photo was, when it was read from elsewhere (:func:`find_photo`, or located)."""
     icc_profile: bytes | None = None
     """The photo file's colour profile (read from the photo, as its pixels are; exports carry it)."""
+    photo_bits: int = 8
+    """The photo file's bits per channel (read from the photo; the editor works in 8)."""
 
 
 def load_session(path: str | Path, photo: str | Path | None = None) -> SessionData:
@@ -544,12 +546,14 @@ def _session_data(path: Path, meta: dict, arrays: dict[str, np.ndarray], pane_pn
         warnings=warnings,
         photo_moved_from=moved_from,
         icc_profile=photo.icc_profile,
+        photo_bits=photo.bits,
     )
 
 
 def apply_session(doc: Document, data: SessionData) -> None:
     """Replace the document's content with a loaded session (GUI thread; not undoable, like opening a file)."""
-    doc.set_photo(data.photo, data.photo_path, data.photo_sha256, data.alpha, data.turn, data.icc_profile)
+    doc.set_photo(data.photo, data.photo_path, data.photo_sha256, data.alpha, data.turn, data.icc_profile,
+                  data.photo_bits)  # fmt: skip
     doc.set_faces(data.faces)
     for name, img in data.panes.items():
         doc.set_pane_result(name, img, data.pane_params.get(name))

@@ -44,6 +44,7 @@ class Photo:
     path: str
     sha256: str
     icc_profile: bytes | None = None  # the file's colour profile: exports carry it (pixels are never converted)
+    bits: int = 8  # the file's bits per channel (8 or 16; the editor works in 8: Document.photo_bits)
 
 
 def load_photo(path: str | Path) -> Photo:
@@ -53,7 +54,7 @@ def load_photo(path: str | Path) -> Photo:
     img = load_image(path)
     alpha = None if img.alpha is None else to_uint8(img.alpha)
     return Photo(rgb=img.to_uint8(), alpha=alpha, path=str(Path(path).resolve()), sha256=file_sha256(path),
-                 icc_profile=img.icc_profile)  # fmt: skip
+                 icc_profile=img.icc_profile, bits=16 if img.rgb.dtype == np.uint16 else 8)  # fmt: skip
 
 
 def _face(pf: PhotoFace) -> Face:

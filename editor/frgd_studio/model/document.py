@@ -235,6 +235,9 @@ class Document:
         self.alpha: np.ndarray | None = None
         self.icc_profile: bytes | None = None
         """The photo file's colour profile (ICC), carried into every export (the pixels are never converted)."""
+        self.photo_bits = 8
+        """The photo file's bits per channel (8 or 16). The editor works in 8 bits, so a 16-bit photo's exports are
+        8-bit: the open status and the export's description say so (``frgd enhance`` keeps 16 bits)."""
         self.photo_path: str | None = None
         self.photo_sha256: str | None = None
         self.turn = 0
@@ -284,10 +287,11 @@ class Document:
         alpha: np.ndarray | None = None,
         turn: int = 0,
         icc_profile: bytes | None = None,
+        bits: int = 8,
     ) -> None:
         """Replace the photo; clears faces and pane results. ``photo``: ``(H, W, 3)`` uint8 RGB, ``turn`` quarter
         turns counter-clockwise from the file at ``path`` (:attr:`turn`), ``icc_profile`` the file's colour profile
-        (:attr:`icc_profile`)."""
+        (:attr:`icc_profile`), ``bits`` the file's bits per channel (:attr:`photo_bits`)."""
         if photo.ndim != 3 or photo.shape[2] != 3:
             raise ValueError(f"photo must be (H, W, 3), got {photo.shape}")
         if photo.dtype != np.uint8:
@@ -297,6 +301,7 @@ class Document:
         self.photo_serial += 1
         self.alpha = alpha
         self.icc_profile = icc_profile
+        self.photo_bits = int(bits)
         self.photo_path = path
         self.photo_sha256 = sha256
         self.turn = int(turn) % 4
@@ -671,7 +676,12 @@ class Document:
         from dataclasses import replace
 
         snap = Document()
-        snap.photo, snap.alpha, snap.icc_profile = self.photo, self.alpha, self.icc_profile
+        snap.photo, snap.alpha, snap.icc_profile, snap.photo_bits = (
+            self.photo,
+            self.alpha,
+            self.icc_profile,
+            self.photo_bits,
+        )
         snap.photo_path, snap.photo_sha256, snap.turn = self.photo_path, self.photo_sha256, self.turn
         snap.faces = [
             replace(f, references=[replace(r) for r in f.references], samples=list(f.samples)) for f in self.faces
@@ -689,6 +699,14 @@ class Document:
 
     def title(self) -> str:
         return Path(self.photo_path).name if self.photo_path else "untitled"
+
+
+def depth_note(bits: int) -> str:
+    """What the editor tells of a photo of ``bits`` per channel: nothing for 8; for more, that it works in 8 bits and
+    what keeps them (the open status; :meth:`EditorModel.export_plan` says "8-bit" of each export)."""
+    if bits <= 8:
+        return ""
+    return f"; a {bits}-bit photo: the editor works in 8 bits and exports 8-bit files (frgd enhance keeps {bits} bits)"
 
 
 # ------------------------------------------------------------------------------------------- the composite's boxes

@@ -25,7 +25,7 @@ from frgd.sr.tiling import TileResume
 from . import backend, commands
 from .autosave import Autosave, Leftover
 from .commands import Command, UndoSink
-from .document import CROP_SIZE, EDITED, IMPORTED, MAX_FACES, MAX_PER_FACE, Document, Face
+from .document import CROP_SIZE, EDITED, IMPORTED, MAX_FACES, MAX_PER_FACE, Document, Face, depth_note
 from .events import Event
 from .jobs import Job, JobFn, JobQueue, TurnFn
 from .panes import FacePreview, FRGDPane, GFPGANPane, Pane, SRPane, gallery_full_text
@@ -266,9 +266,11 @@ class EditorModel:
             self.undo.clear()
             self.session_path = None
             self._autosave_settled()
-            self.doc.set_photo(photo.rgb, photo.path, photo.sha256, photo.alpha, icc_profile=photo.icc_profile)
+            self.doc.set_photo(photo.rgb, photo.path, photo.sha256, photo.alpha, icc_profile=photo.icc_profile,
+                               bits=photo.bits)  # fmt: skip
             self.recentChanged.emit(self.settings.add_recent(photo.path))
-            self.status(f"Opened {photo.path} ({photo.rgb.shape[1]}x{photo.rgb.shape[0]})")
+            size = f"{photo.rgb.shape[1]}x{photo.rgb.shape[0]}"
+            self.status(f"Opened {photo.path} ({size}){depth_note(photo.bits)}", 6000 if photo.bits <= 8 else 20000)
             if detect:
                 job = self.detect()
                 if reference and job is not None:
@@ -309,7 +311,9 @@ class EditorModel:
             for w in data.warnings:
                 self.error(w)
             if data.photo_moved_from is None:
-                self.status(f"Opened session {path}")
+                self.status(
+                    f"Opened session {path}{depth_note(data.photo_bits)}", 6000 if data.photo_bits <= 8 else 20000
+                )
             else:  # the session file still names the old place
                 self.undo.reset_clean()
                 text = (f"Opened session {path} with its photo from {data.photo_path} (it was saved with "
@@ -900,7 +904,9 @@ class EditorModel:
             model = doc.pane_params.get(choice, {}).get("model")
             what = "whole-photo pane result" + (f" of {model}" if model else "")
         changed = "yes" if doc.identity_changed(choice) else "no"
-        return ExportPlan(choice, img, f"{choice}: {what} — {img.shape[1]}×{img.shape[0]}, identity changed: {changed}")
+        bits = "" if doc.photo_bits <= 8 else f", 8-bit (the photo is {doc.photo_bits}-bit)"
+        text = f"{choice}: {what} — {img.shape[1]}×{img.shape[0]}{bits}, identity changed: {changed}"
+        return ExportPlan(choice, img, text)
 
     def default_export_path(self) -> Path:
         src = Path(self.doc.photo_path or "result.png")
