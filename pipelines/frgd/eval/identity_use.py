@@ -69,9 +69,7 @@ def identity_use(
     ``gts``: ``N`` ground-truth faces ``(S, S, 3)`` uint8 at the model's size; ``ref_emb`` ``(N, D)`` their reference
     embeddings; ``identities``: their identity names (to pick a wrong reference of another person).
     """
-    from ..diffusion.training.train import make_training_inputs
-    from ..tensor import image_to_tensor
-    from .faces import degrade_faces, upscale_faces
+    from .training_probe import noised_batches, probe_inputs
 
     n = len(gts)
     if n < 2 or ref_emb.shape[0] != n:
@@ -80,29 +78,18 @@ def identity_use(
     dtype = next(model.parameters()).dtype
     wrong = other_person(identities, n)
     emb = {"ref": ref_emb.float(), "wrong": ref_emb.float()[wrong], "null": None}
-    size = int(gts[0].shape[0])
-    x0_all = torch.cat([image_to_tensor(g) for g in gts]) * 2 - 1
-    n_train = int(scheduler.config.num_train_timesteps)
     out: dict[str, Any] = {"faces": n, "timesteps": [int(t) for t in timesteps], "seed": seed, "scales": {}}
     for scale in scales:
-        deg_all = torch.cat([image_to_tensor(x) for x in upscale_faces(degrade_faces(list(gts), float(scale)), size)])
+        x0_all, deg_all = probe_inputs(gts, scale)
         rows = []
         for t_val in timesteps:
-            if not 0 <= int(t_val) < n_train:
-                raise ValueError(f"timestep {t_val} outside 0..{n_train - 1}")
-            g = torch.Generator().manual_seed(int(seed) * 1_000_003 + int(t_val) * 1009 + int(round(scale * 8)))
-            noise_all = torch.randn(x0_all.shape, generator=g)
+            noise_seed = int(seed) * 1_000_003 + int(t_val) * 1009 + int(round(scale * 8))
             mse: dict[str, list[torch.Tensor]] = {c: [] for c in CONDITIONS}
-            for i in range(0, n, batch):
-                x0, deg, noise = (a[i : i + batch].to(dev) for a in (x0_all, deg_all, noise_all))
-                b = x0.shape[0]
-                t = torch.full((b,), int(t_val), dtype=torch.long, device=dev)
-                ones, no = torch.ones(b, 1, size, size, device=dev), torch.zeros(b, dtype=torch.bool, device=dev)
-                x_t, cond, target = make_training_inputs(scheduler, x0, deg, ones, no, noise, t)
+            for pb in noised_batches(scheduler, x0_all, deg_all, t_val, noise_seed, batch, dev):
                 for c in CONDITIONS:
-                    ident = None if emb[c] is None else emb[c][i : i + b].to(dev, dtype)
-                    pred = model(x_t.to(dtype), t, cond.to(dtype), identity=ident).float()
-                    mse[c].append(((pred - target.float()) ** 2).mean(dim=(1, 2, 3)).cpu())
+                    ident = None if emb[c] is None else emb[c][pb.start : pb.start + pb.x0.shape[0]].to(dev, dtype)
+                    pred = model(pb.x_t.to(dtype), pb.t, pb.cond.to(dtype), identity=ident).float()
+                    mse[c].append(((pred - pb.target.float()) ** 2).mean(dim=(1, 2, 3)).cpu())
             m = {c: torch.cat(v).double() for c, v in mse.items()}
             rows.append(
                 {

@@ -54,41 +54,28 @@ def model_detail(
     embeddings. The noise of timestep ``t`` at scale ``s`` is seeded ``t * 1009 + int(s)`` (the same for every model).
     """
     from ..diffusion.training.identity_loss import clean_estimate
-    from ..diffusion.training.train import make_training_inputs
     from ..metrics.detail import detail_score
-    from ..tensor import image_to_tensor
-    from .faces import degrade_faces, upscale_faces
+    from .training_probe import noised_batches, probe_inputs
 
     n = len(gts)
     if n < 1 or ref_emb.shape[0] != n:
         raise ValueError(f"model detail needs faces and one reference embedding each, got {n} and {ref_emb.shape[0]}")
     dev = next(model.parameters()).device
     dtype = next(model.parameters()).dtype
-    n_train = int(scheduler.config.num_train_timesteps)
-    size = int(gts[0].shape[0])
-    x0_all = torch.cat([image_to_tensor(g) for g in gts]) * 2 - 1
     truth = [g.astype(np.float32) / 255 for g in gts]
     out: dict[str, Any] = {"faces": n, "timesteps": [int(t) for t in timesteps], "scales": {}}
     for scale in scales:
-        deg_all = torch.cat([image_to_tensor(x) for x in upscale_faces(degrade_faces(list(gts), float(scale)), size)])
+        x0_all, deg_all = probe_inputs(gts, scale)
         rows = []
         for t_val in timesteps:
-            if not 0 <= int(t_val) < n_train:
-                raise ValueError(f"timestep {t_val} outside 0..{n_train - 1}")
-            g = torch.Generator().manual_seed(int(t_val) * 1009 + int(scale))
-            noise_all = torch.randn(x0_all.shape, generator=g)
             est: dict[str, list[np.ndarray]] = {p: [] for p in PROBES}
-            for i in range(0, n, batch):
-                x0, deg, noise = (a[i : i + batch].to(dev) for a in (x0_all, deg_all, noise_all))
-                b = x0.shape[0]
-                t = torch.full((b,), int(t_val), dtype=torch.long, device=dev)
-                ones, no = torch.ones(b, 1, size, size, device=dev), torch.zeros(b, dtype=torch.bool, device=dev)
-                x_t, cond, _ = make_training_inputs(scheduler, x0, deg, ones, no, noise, t)
-                smooth = scheduler.add_noise(deg * 2 - 1, noise, t)  # the bicubic upscale noised to t
-                ident = ref_emb[i : i + b].to(dev, dtype)
-                for name, start in (("kept", x_t), ("invented", smooth)):
-                    pred = model(start.to(dtype), t, cond.to(dtype), identity=ident)
-                    x0_hat = clean_estimate(scheduler.alphas_cumprod, start, t, pred, scheduler.config.prediction_type)
+            for pb in noised_batches(scheduler, x0_all, deg_all, t_val, int(t_val) * 1009 + int(scale), batch, dev):
+                smooth = scheduler.add_noise(pb.deg * 2 - 1, pb.noise, pb.t)  # the bicubic upscale noised to t
+                ident = ref_emb[pb.start : pb.start + pb.x0.shape[0]].to(dev, dtype)
+                for name, start in (("kept", pb.x_t), ("invented", smooth)):
+                    pred = model(start.to(dtype), pb.t, pb.cond.to(dtype), identity=ident)
+                    kind = scheduler.config.prediction_type
+                    x0_hat = clean_estimate(scheduler.alphas_cumprod, start, pb.t, pred, kind)
                     est[name] += list(((x0_hat.clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1).float().cpu().numpy())
             for name in PROBES:
                 outs = est[name]
