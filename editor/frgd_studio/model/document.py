@@ -676,12 +676,8 @@ class Document:
         from dataclasses import replace
 
         snap = Document()
-        snap.photo, snap.alpha, snap.icc_profile, snap.photo_bits = (
-            self.photo,
-            self.alpha,
-            self.icc_profile,
-            self.photo_bits,
-        )
+        snap.photo, snap.alpha, snap.icc_profile = self.photo, self.alpha, self.icc_profile
+        snap.photo_bits = self.photo_bits
         snap.photo_path, snap.photo_sha256, snap.turn = self.photo_path, self.photo_sha256, self.turn
         snap.faces = [
             replace(f, references=[replace(r) for r in f.references], samples=list(f.samples)) for f in self.faces
