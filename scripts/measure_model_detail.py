@@ -33,22 +33,15 @@ def sampled_row(model_dir: str, gts, scale: float) -> dict:
     """``sampled`` row (module docstring): the round validation's content-end samples, seeds 0..N-1."""
     from frgd.diffusion.sampling.guidance import GuidanceWeights
     from frgd.diffusion.sampling.pipeline import FRGDPipeline
-    from frgd.eval.faces import degrade_faces
-    from frgd.eval.model_detail import mean_psnr
-    from frgd.metrics.detail import detail_score
+    from frgd.eval.faces import degrade_faces, face_metrics
     from frgd.tensor import image_to_tensor, tensor_to_image
 
     pipe = FRGDPipeline.from_pretrained(model_dir, device="cpu", prior=None)
     lq = torch.cat([image_to_tensor(x) for x in degrade_faces(list(gts), scale)])
     w = GuidanceWeights(identity=0.0, content=1.0, cfg=0.0, resample=0)
     out = pipe(lq, num_samples=len(gts), seeds=list(range(len(gts))), weights=w, back_projection=False)
-    outs = [tensor_to_image(x) for x in out.images]
-    return {
-        "probe": "sampled",
-        "faces": len(gts),
-        "detail": detail_score(outs, list(gts)),
-        "psnr": mean_psnr(outs, list(gts)),
-    }
+    m = face_metrics([tensor_to_image(x) for x in out.images], list(gts))  # the evaluation's PSNR and detail
+    return {"probe": "sampled", "faces": len(gts), "detail": m["detail"], "psnr": m["psnr"]}
 
 
 def main(argv: list[str] | None = None) -> int:

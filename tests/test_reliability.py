@@ -293,7 +293,8 @@ def test_restore_keeps_alpha(tmp_path: Path, monkeypatch) -> None:
     from conftest import rgb_profile
 
     icc = rgb_profile()
-    src = save_image(tmp_path / "tagged.png", load_image(src).rgb, alpha=load_image(src).alpha, icc_profile=icc)
+    plain = load_image(src)
+    src = save_image(tmp_path / "tagged.png", plain.rgb, alpha=plain.alpha, icc_profile=icc)
     out = tmp_path / "out.png"
     assert main(["restore", str(src), "-o", str(out), "--scale", "2", "--device", "cpu"]) == 0
     img = load_image(out)

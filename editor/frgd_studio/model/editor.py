@@ -269,8 +269,7 @@ class EditorModel:
             self.doc.set_photo(photo.rgb, photo.path, photo.sha256, photo.alpha, icc_profile=photo.icc_profile,
                                bits=photo.bits)  # fmt: skip
             self.recentChanged.emit(self.settings.add_recent(photo.path))
-            size = f"{photo.rgb.shape[1]}x{photo.rgb.shape[0]}"
-            self.status(f"Opened {photo.path} ({size}){depth_note(photo.bits)}", 6000 if photo.bits <= 8 else 20000)
+            self._status_opened(f"Opened {photo.path} ({photo.rgb.shape[1]}x{photo.rgb.shape[0]})", photo.bits)
             if detect:
                 job = self.detect()
                 if reference and job is not None:
@@ -311,9 +310,7 @@ class EditorModel:
             for w in data.warnings:
                 self.error(w)
             if data.photo_moved_from is None:
-                self.status(
-                    f"Opened session {path}{depth_note(data.photo_bits)}", 6000 if data.photo_bits <= 8 else 20000
-                )
+                self._status_opened(f"Opened session {path}", data.photo_bits)
             else:  # the session file still names the old place
                 self.undo.reset_clean()
                 text = (f"Opened session {path} with its photo from {data.photo_path} (it was saved with "
@@ -322,6 +319,12 @@ class EditorModel:
 
         return self.run_job(f"Open session {Path(path).name}", lambda _d, _p, _c: load_session(path, photo), done,
                             False)  # fmt: skip
+
+    def _status_opened(self, text: str, bits: int) -> None:
+        """The status after a photo (or a session on one) of ``bits`` per channel opened: ``text``, and for a photo
+        deeper than 8 bits what the editor does with it (:func:`~.document.depth_note`), shown longer."""
+        note = depth_note(bits)
+        self.status(text + note, 20000 if note else 6000)
 
     def open_any(self, path: str | Path) -> Job | None:
         """Open a photo or (``.frgd``) a session: recent files and drag and drop."""

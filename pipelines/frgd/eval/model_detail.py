@@ -63,6 +63,7 @@ def model_detail(
     dev = next(model.parameters()).device
     dtype = next(model.parameters()).dtype
     truth = [g.astype(np.float32) / 255 for g in gts]
+    kind = scheduler.config.prediction_type
     out: dict[str, Any] = {"faces": n, "timesteps": [int(t) for t in timesteps], "scales": {}}
     for scale in scales:
         x0_all, deg_all = probe_inputs(gts, scale)
@@ -74,7 +75,6 @@ def model_detail(
                 ident = ref_emb[pb.start : pb.start + pb.x0.shape[0]].to(dev, dtype)
                 for name, start in (("kept", pb.x_t), ("invented", smooth)):
                     pred = model(start.to(dtype), pb.t, pb.cond.to(dtype), identity=ident)
-                    kind = scheduler.config.prediction_type
                     x0_hat = clean_estimate(scheduler.alphas_cumprod, start, pb.t, pred, kind)
                     est[name] += list(((x0_hat.clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1).float().cpu().numpy())
             for name in PROBES:

@@ -46,9 +46,9 @@ def probe_inputs(gts: Sequence[np.ndarray], scale: float) -> tuple[torch.Tensor,
 def noised_batches(
     scheduler, x0_all: torch.Tensor, deg_all: torch.Tensor, t_val: int, seed: int, batch: int, device
 ) -> Iterator[ProbeBatch]:
-    """:class:`ProbeBatch` es of ``x0_all`` / ``deg_all`` (:func:`probe_inputs`) at timestep ``t_val``, ``batch`` faces
-    each, on ``device``; the noise of all faces is one draw of a CPU generator seeded ``seed`` (the same whatever the
-    batch size or device). :class:`ValueError` for a timestep outside the scheduler's."""
+    """The batches (:class:`ProbeBatch`) of ``x0_all`` / ``deg_all`` (:func:`probe_inputs`) at timestep ``t_val``,
+    ``batch`` faces each, on ``device``; the noise of all faces is one draw of a CPU generator seeded ``seed`` (the
+    same whatever the batch size or device). :class:`ValueError` for a timestep outside the scheduler's."""
     from ..diffusion.training.train import make_training_inputs
 
     n_train = int(scheduler.config.num_train_timesteps)
