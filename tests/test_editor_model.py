@@ -713,29 +713,92 @@ def test_exports_carry_the_photo_colour_profile(model, photo_file, tmp_path):
     assert load_image(exported(model, tmp_path / "plain.png", "Result")).icc_profile is None
 
 
-def test_a_16_bit_photo_is_said_to_be_worked_in_8_bits(model, photo_file, tmp_path):
-    """The editor works in 8 bits: a 16-bit scan opened (or reopened in a session) is said to be, and every export's
-    description says the file is 8-bit, pointing to frgd enhance, which keeps 16 bits; an 8-bit photo says nothing."""
-    from frgd.io import load_image, load_rgb, save_image
+def deep_file(photo_file, path) -> np.ndarray:
+    """A 16-bit copy of ``photo_file`` at ``path`` whose pixels use the levels between the 8-bit ones; returns them."""
+    from frgd.io import load_rgb, save_image
 
-    deep = save_image(tmp_path / "deep.png", load_rgb(photo_file).astype(np.uint16) * 257 + 100)
-    note = "a 16-bit photo: the editor works in 8 bits and exports 8-bit files (frgd enhance keeps 16 bits)"
-    open_with_faces(model, deep)
-    assert model.doc.photo_bits == 16 and any(note in t for t in model.statuses if t.startswith("Opened"))
-    for choice in ("Result", "Original"):
-        assert ", 8-bit (the photo is 16-bit), identity changed" in model.export_plan(choice).description
-    assert load_image(exported(model, tmp_path / "out.png", "Result")).rgb.dtype == np.uint8
+    rgb = load_rgb(photo_file).astype(np.int64) * 257 + np.arange(240)[None, :, None] % 200 - 100
+    deep = np.clip(rgb, 0, 65535).astype(np.uint16)
+    save_image(path, deep)
+    return deep
+
+
+def test_a_16_bit_photo_exports_its_result_and_original_in_16_bits(model, photo_file, tmp_path):
+    """The editor shows and edits a 16-bit scan in 8 bits, and says so; Export writes its Original and its Result in
+    16 bits to PNG and TIFF: the Original is the file's pixels (turned as shown), the Result is made again from them
+    the way the shown one was made (damage filled, upscaled by the same model, the faces pasted), so it is the shown
+    result to within rounding and has the levels between the 8-bit ones. JPEG, a pane result and a Result pasted on
+    one are 8-bit, and each description says which; a photo file changed since it was opened is exported in 8 bits
+    with the reason. A session on the photo says the same; an 8-bit photo says nothing."""
+    import cv2
+
+    from frgd.diffusion.damage import repair_image
+    from frgd.io import load_image, read_provenance, save_image
+    from frgd.restore import paste_faces, upscale_photo
+
+    deep = deep_file(photo_file, tmp_path / "deep.png")
+    note = "a 16-bit photo: the editor shows it in 8 bits; Export writes the Result and the Original in 16 bits"
+    open_with_faces(model, tmp_path / "deep.png", [SMALL_FACE])
+    doc = model.doc
+    assert doc.photo_bits == 16 and any(note in t for t in model.statuses if t.startswith("Opened"))
+    model.rotate(1)
+    assert model.jobs.wait(30) and doc.turn == 1 and doc.result_scale == 3
+    restored = np.round(cv2.resize(np.random.default_rng(0).integers(0, 256, (32, 32, 3)).astype(np.float32),
+                                   (CROP_SIZE, CROP_SIZE), interpolation=cv2.INTER_CUBIC)).clip(0, 255)  # fmt: skip
+    s = commands.Sample(restored.astype(np.uint8), 5, 0.5, 2, parameters={"method": "frgd", "model": "frgd-tiny"})
+    model.push(commands.AddSamplesCommand(doc, 0, [s]))
+    model.apply_sample(0)
+    doc.set_damage(np.full((6, 40), 255, np.uint8), (200, 206, 20, 60))
+    assert model.jobs.wait(30) and model.result_ready()
+    assert model.export_plan("Result").description.endswith(
+        "600×720, 16-bit as PNG or TIFF (made again from the photo file; faces are 8-bit), identity changed: yes"
+    )
+    assert ", 16-bit as PNG or TIFF (the photo file's pixels), identity" in model.export_plan("Original").description
+
+    out = load_image(exported(model, tmp_path / "r.png", "Result"))
+    shown = doc.composite()
+    assert out.rgb.dtype == np.uint16 and out.rgb.shape == shown.shape == (720, 600, 3)
+    diff = np.abs(out.to_uint8().astype(int) - shown)
+    assert diff.max() <= 2 and diff.mean() < 0.4, (diff.max(), diff.mean())  # the 8-bit result to rounding (0.19)
+    assert (out.rgb % 257 != 0).mean() > 0.9, "the levels between the 8-bit ones are kept"
+    turned = np.rot90(deep, 1)
+    face = doc.faces[0]
+    expected = paste_faces(upscale_photo(repair_image(turned, doc.damage), 3)[0],
+                           [(face.crop_obj, face.applied, None)], 3)  # fmt: skip
+    np.testing.assert_array_equal(out.rgb, expected)
+    assert read_provenance(out.path)["parameters"]["sr_model"] == "lanczos"
+    original = load_image(exported(model, tmp_path / "o.tif", "Original"))
+    np.testing.assert_array_equal(original.rgb, turned)
+    assert load_image(exported(model, tmp_path / "r.jpg", "Result")).rgb.dtype == np.uint8
+
+    doc.set_pane_result("SR lanczos ×2", np.zeros((480, 400, 3), np.uint8), {"model": "lanczos", "scale": 2})
+    assert ", 8-bit (pane results are made in 8 bits; the photo is 16-bit), identity" in (
+        model.export_plan("SR lanczos ×2").description)  # fmt: skip
+    assert load_image(exported(model, tmp_path / "p.png", "SR lanczos ×2")).rgb.dtype == np.uint8
+    doc.set_background("SR lanczos ×2")
+    assert model.export_bits("Result") == 8 and "8-bit (pane results" in model.export_plan("Result").description
+    doc.set_background(None)
+    assert model.jobs.wait(30) and model.result_ready()
+
     job = model.save_session(tmp_path / "s.frgd")
     assert model.jobs.wait(30) and job.state == "done", job.error
     model.statuses.clear()
     job = model.open_session(tmp_path / "s.frgd")
     assert model.jobs.wait(30) and job.state == "done", job.error
     assert model.doc.photo_bits == 16 and any(note in t for t in model.statuses)
+
+    save_image(tmp_path / "deep.png", deep[::-1].copy(), overwrite=True)  # the file changed since it was opened
+    assert model.jobs.wait(30) and model.result_ready()
+    written = load_image(exported(model, tmp_path / "changed.png", "Result"))
+    assert written.rgb.dtype == np.uint8 and written.rgb.shape == (720, 600, 3)
+    assert "in 8 bits: the photo file" in model.statuses[-1] and "changed since it was opened" in model.statuses[-1]
+
     model.statuses.clear()
     job = model.open_photo(photo_file, detect=False)
     assert model.jobs.wait(30) and job.state == "done", job.error
     assert model.doc.photo_bits == 8 and not any("8 bits" in t for t in model.statuses)
     assert "-bit" not in model.export_plan("Original").description
+    assert load_image(exported(model, tmp_path / "o8.png", "Original")).rgb.dtype == np.uint8
 
 
 def test_export_writes_the_document_as_it_was_when_asked(model, photo_file, tmp_path):

@@ -20,11 +20,13 @@ from frgd.io import (
     DEFAULT_MAX_PIXELS,
     IDENTITY_FLAG_KEY,
     PROVENANCE_KEY,
+    SAVE_EXTENSIONS,
     ImageLoadError,
     LoadedImage,
     Provenance,
     apply_orientation,
     file_sha256,
+    keeps_16_bits,
     load_image,
     load_image_bytes,
     load_rgb,
@@ -219,6 +221,15 @@ def test_16bit_save_round_trip_and_reduction(tmp_path: Path) -> None:
     assert read_provenance(p)["model"] == "m"
     expected = np.round(rgb.astype(np.float64) / 257.0).astype(np.uint8)
     np.testing.assert_array_equal(load_rgb(p), expected)
+
+
+@pytest.mark.parametrize("ext", sorted(SAVE_EXTENSIONS))
+def test_keeps_16_bits_says_what_save_image_writes(tmp_path: Path, ext: str) -> None:
+    """:func:`keeps_16_bits` (the editor's rule for a 16-bit export) is true exactly where the file keeps 16 bits."""
+    rgb = np.random.default_rng(5).integers(0, 65536, (9, 11, 3)).astype(np.uint16)
+    written = load_image(save_image(tmp_path / f"x{ext}", rgb, quality=100))
+    assert keeps_16_bits(f"a/b{ext.upper()}") == (written.rgb.dtype == np.uint16)
+    assert not keeps_16_bits("a/b.xyz")
 
 
 # ------------------------------------------------------------------------------------------------- failures

@@ -242,7 +242,8 @@ class SessionData:
     icc_profile: bytes | None = None
     """The photo file's colour profile (read from the photo, as its pixels are; exports carry it)."""
     photo_bits: int = 8
-    """The photo file's bits per channel (read from the photo; the editor works in 8)."""
+    """The photo file's bits per channel (read from the photo; the editor shows it in 8, a 16-bit export reads the
+    file again)."""
 
 
 def load_session(path: str | Path, photo: str | Path | None = None) -> SessionData:

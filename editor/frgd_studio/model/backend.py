@@ -44,17 +44,65 @@ class Photo:
     path: str
     sha256: str
     icc_profile: bytes | None = None  # the file's colour profile: exports carry it (pixels are never converted)
-    bits: int = 8  # the file's bits per channel (8 or 16; the editor works in 8: Document.photo_bits)
+    bits: int = 8  # the file's bits per channel (8 or 16; the editor shows it in 8: Document.photo_bits)
 
 
 def load_photo(path: str | Path) -> Photo:
-    """Load a photo as uint8 RGB (16-bit is reduced; the editor works in 8 bits) with its sha256."""
+    """Load a photo as uint8 RGB (16-bit is reduced: the editor shows and edits in 8 bits; a 16-bit export reads the
+    file again, :func:`deep_photo`) with its sha256."""
     from frgd.io import file_sha256, load_image
 
     img = load_image(path)
     alpha = None if img.alpha is None else to_uint8(img.alpha)
     return Photo(rgb=img.to_uint8(), alpha=alpha, path=str(Path(path).resolve()), sha256=file_sha256(path),
                  icc_profile=img.icc_profile, bits=16 if img.rgb.dtype == np.uint16 else 8)  # fmt: skip
+
+
+def deep_photo(path: str | None, sha256: str | None, turn: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """The photo file's own pixels at its depth, ``(H, W, 3)`` (uint16 for a 16-bit file) and its alpha ``(H, W)``
+    of the same dtype or ``None``, turned ``turn`` quarter turns like the document's photo: what a 16-bit export is
+    built from. :class:`frgd.errors.InputError` naming why when the file is gone or is no longer the one opened (its
+    sha256). Worker thread."""
+    import hashlib
+
+    from frgd.errors import InputError
+    from frgd.io import load_image_bytes, read_file_bytes
+
+    if not path:
+        raise InputError("the photo has no file")
+    try:
+        data = read_file_bytes(path)
+    except (OSError, FRGDError) as err:
+        raise InputError(f"the photo file {path} cannot be read ({err})") from err
+    if sha256 and hashlib.sha256(data).hexdigest() != sha256:
+        raise InputError(f"the photo file {path} changed since it was opened")
+    img = load_image_bytes(data, str(path))
+    return turned_image(img.rgb, turn), turned_image(img.alpha, turn)
+
+
+def deep_result(
+    photo: np.ndarray,
+    damage: np.ndarray | None,
+    scale: int,
+    sr_model: str,
+    pastes: list[tuple[Any, np.ndarray, np.ndarray | None]],
+    device,
+    progress: ProgressFn | None = None,
+    cancel: CancelToken | None = None,
+) -> np.ndarray:
+    """The Result made again from the photo's own pixels ``photo`` ``(H, W, 3)`` (uint16 from :func:`deep_photo`),
+    as :meth:`Document.composite <.document.Document.composite>` makes it from the 8-bit photo: ``damage`` (the
+    document's layer, or ``None``) filled (:func:`repaired_photo`), upscaled ``scale`` times by ``sr_model`` (the model
+    of the shown result; :func:`frgd.restore.upscale_photo`) and the applied faces ``pastes`` (``(crop, image,
+    paste mask)``) pasted (:func:`frgd.restore.paste_faces`), in ``photo``'s dtype ``(sH, sW, 3)``. The faces
+    themselves are 8-bit. Worker thread (torch)."""
+    from frgd.restore import paste_faces, upscale_photo
+
+    base = repaired_photo(photo, damage, cancel=cancel)
+    canvas = base if scale == 1 else upscale_photo(base, int(scale), sr_model, device=device, progress=progress,
+                                                   cancel=cancel)[0]  # fmt: skip
+    check_cancel(cancel)
+    return paste_faces(canvas, pastes, float(scale))
 
 
 def _face(pf: PhotoFace) -> Face:

@@ -236,8 +236,8 @@ class Document:
         self.icc_profile: bytes | None = None
         """The photo file's colour profile (ICC), carried into every export (the pixels are never converted)."""
         self.photo_bits = 8
-        """The photo file's bits per channel (8 or 16). The editor works in 8 bits, so a 16-bit photo's exports are
-        8-bit: the open status and the export's description say so (``frgd enhance`` keeps 16 bits)."""
+        """The photo file's bits per channel (8 or 16). The editor shows and edits in 8 bits; a 16-bit photo's Result
+        and Original are exported in 16 bits, made again from the file (``EditorModel.export_bits``)."""
         self.photo_path: str | None = None
         self.photo_sha256: str | None = None
         self.turn = 0
@@ -698,11 +698,12 @@ class Document:
 
 
 def depth_note(bits: int) -> str:
-    """What the editor tells of a photo of ``bits`` per channel: nothing for 8; for more, that it works in 8 bits and
-    what keeps them (the open status; :meth:`EditorModel.export_plan` says "8-bit" of each export)."""
+    """What the editor tells of a photo of ``bits`` per channel: nothing for 8; for more, that it shows and edits in 8
+    bits and what Export keeps (the open status; :meth:`EditorModel.export_plan` says it of each export)."""
     if bits <= 8:
         return ""
-    return f"; a {bits}-bit photo: the editor works in 8 bits and exports 8-bit files (frgd enhance keeps {bits} bits)"
+    return (f"; a {bits}-bit photo: the editor shows it in 8 bits; Export writes the Result and the Original in "
+            f"{bits} bits as PNG or TIFF")  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------------- the composite's boxes

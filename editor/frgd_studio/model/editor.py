@@ -47,6 +47,22 @@ class ExportPlan:
     description: str
 
 
+def _fit_alpha(alpha: np.ndarray | None, size: tuple[int, int]) -> np.ndarray | None:
+    """The photo's ``alpha`` ``(H, W)`` brought to an exported image of ``size`` ``(sH, sW)``: an integer upscale as
+    ``frgd enhance`` / ``upscale`` do (:func:`frgd.sr.upscale.upscale_alpha`), any other size linearly; ``None``
+    passes."""
+    if alpha is None or alpha.shape == size:
+        return alpha
+    (h, w), k = size, size[0] // alpha.shape[0]
+    if (h, w) == (alpha.shape[0] * k, alpha.shape[1] * k):
+        from frgd.sr.upscale import upscale_alpha
+
+        return upscale_alpha(alpha, k)
+    import cv2
+
+    return cv2.resize(alpha, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
 class EditorModel:
     """The document, its actions and the panes (every pane the same way: :class:`~.panes.Pane`)."""
 
@@ -907,9 +923,29 @@ class EditorModel:
             model = doc.pane_params.get(choice, {}).get("model")
             what = "whole-photo pane result" + (f" of {model}" if model else "")
         changed = "yes" if doc.identity_changed(choice) else "no"
-        bits = "" if doc.photo_bits <= 8 else f", 8-bit (the photo is {doc.photo_bits}-bit)"
-        text = f"{choice}: {what} — {img.shape[1]}×{img.shape[0]}{bits}, identity changed: {changed}"
+        depth = self._depth_text(choice)
+        text = f"{choice}: {what} — {img.shape[1]}×{img.shape[0]}{depth}, identity changed: {changed}"
         return ExportPlan(choice, img, text)
+
+    def export_bits(self, choice: str) -> int:
+        """The bits per channel Export writes ``choice`` in to a format that holds them (PNG, TIFF:
+        :func:`frgd.io.keeps_16_bits`; the others hold 8): the photo file's for the Original and for a Result built on
+        the photo (made again from the file's pixels at export, :func:`backend.deep_result`), 8 for a pane result and
+        a Result pasted on one (made in 8 bits)."""
+        doc = self.doc
+        if choice == "Original" or (choice == "Result" and not doc.background):
+            return max(8, doc.photo_bits)
+        return 8
+
+    def _depth_text(self, choice: str) -> str:
+        """What :meth:`export_plan` says of ``choice``'s depth: nothing for an 8-bit photo."""
+        bits = self.doc.photo_bits
+        if bits <= 8:
+            return ""
+        if self.export_bits(choice) <= 8:
+            return f", 8-bit (pane results are made in 8 bits; the photo is {bits}-bit)"
+        how = "the photo file's pixels" if choice == "Original" else "made again from the photo file; faces are 8-bit"
+        return f", {bits}-bit as PNG or TIFF ({how})"
 
     def default_export_path(self) -> Path:
         src = Path(self.doc.photo_path or "result.png")
@@ -967,13 +1003,19 @@ class EditorModel:
         encoding and writing, seconds for a large upscale, run on the ``"io"`` lane, so an export is written at once
         even while a sampling run of minutes goes on. The job's result is the written path. A result built on the
         photo's damage fill or its upscale to the result's size waits for them (:meth:`when_result_ready`; ``None`` is
-        returned then and the export follows by itself)."""
-        from frgd.io import save_image
+        returned then and the export follows by itself).
 
-        if self.doc.photo is None:
+        A 16-bit photo's Original and Result go to PNG and TIFF in 16 bits (:meth:`export_bits`): the Result is made
+        again from the file's pixels on the ``"compute"`` lane, after the jobs queued before it
+        (:func:`backend.deep_result`: the fill, the upscale by the shown result's model and the paste of the faces as
+        they are now); when the file is gone or changed, the 8-bit image is written and the status says why."""
+        from frgd.io import keeps_16_bits, save_image
+
+        doc = self.doc
+        if doc.photo is None:
             return None
         if choice == "Result" and not self.result_ready():
-            first = "Filling the marked damage" if not self.doc.repair_current() else "Upscaling the result"
+            first = "Filling the marked damage" if not doc.repair_current() else "Upscaling the result"
             self.status(f"{first} first; the export follows.", 0)
             self.when_result_ready(lambda: self.export(path, choice, overwrite))
             return None
@@ -983,26 +1025,38 @@ class EditorModel:
         except FRGDError as err:
             self.error(str(err))
             return None
-        alpha, icc = self.doc.alpha, self.doc.icc_profile
-        protect = [self.doc.photo_path] if self.doc.photo_path else []
+        alpha, icc = doc.alpha, doc.icc_profile
+        protect = [doc.photo_path] if doc.photo_path else []
+        deep = self.export_bits(choice) > 8 and keeps_16_bits(path)
+        source, turn = (doc.photo_path, doc.photo_sha256), doc.turn
+        damage = doc.damage if choice == "Result" and doc.damage_marked() else None
+        scale, model = (doc.upscaled_scale, doc.upscaled_model) if doc.upscale_used() else (1, "")
+        pastes = [(f.crop_obj, f.applied, f.applied_mask) for f in doc.faces if f.applied is not None]
+        why_8 = []  # the reason a 16-bit export was written in 8 bits
 
-        def write(_device: Any, _progress: Any, _cancel: Any) -> Path:
-            a, (h, w) = alpha, img.shape[:2]
-            if a is not None and a.shape != (h, w):
-                k = h // a.shape[0]
-                if (h, w) == (a.shape[0] * k, a.shape[1] * k):  # an upscaled result: as frgd enhance / upscale do
-                    from frgd.sr.upscale import upscale_alpha
-
-                    a = upscale_alpha(a, k)
+        def write(device: Any, progress: Any, cancel: Any) -> Path:
+            rgb, a = img, alpha
+            if deep:
+                try:
+                    rgb, a = backend.deep_photo(*source, turn)
+                except FRGDError as err:
+                    why_8.append(str(err))
+                    rgb, a = img, alpha
                 else:
-                    import cv2
+                    if choice == "Result":
+                        rgb = backend.deep_result(rgb, damage, scale, model, pastes, device, progress, cancel)
+            return save_image(path, rgb, alpha=_fit_alpha(a, rgb.shape[:2]), provenance=prov, overwrite=overwrite,
+                              protect=protect, icc_profile=icc)  # fmt: skip
 
-                    a = cv2.resize(a, (w, h), interpolation=cv2.INTER_LINEAR)
-            return save_image(path, img, alpha=a, provenance=prov, overwrite=overwrite, protect=protect,
-                              icc_profile=icc)  # fmt: skip
+        def done(out: Path) -> None:
+            if why_8:
+                self.status(f"Exported {choice} to {out} in 8 bits: {why_8[0]}.", 30000)
+            else:
+                self.status(f"Exported {choice} to {out}" + (" (16-bit)" if deep else ""))
 
-        return self.run_job(f"Export {choice}", write, lambda out: self.status(f"Exported {choice} to {out}"),
-                            same_photo=False, lane="io")  # fmt: skip
+        name = f"Export {choice}" + (" (16-bit)" if deep else "")
+        lane = "compute" if deep and choice == "Result" else "io"  # torch (the fill, the upscale) / files only
+        return self.run_job(name, write, done, same_photo=False, lane=lane)
 
     def faces_stem(self) -> str:
         """The name the photo's face files start with (File > Export Faces): the photo file's stem."""

@@ -29,7 +29,7 @@ from .decode import (
     load_mask,
     load_rgb,
 )
-from .encode import SAVE_EXTENSIONS, save_image
+from .encode import SAVE_EXTENSIONS, SIXTEEN_BIT_FORMATS, keeps_16_bits, save_image
 from .exif import apply_orientation
 from .files import (
     MAX_FILE_BYTES,
@@ -51,6 +51,7 @@ __all__ = [
     "MAX_FILE_BYTES",
     "PROVENANCE_KEY",
     "SAVE_EXTENSIONS",
+    "SIXTEEN_BIT_FORMATS",
     "STALE_TEMP_SECONDS",
     "SUPPORTED_FORMATS",
     "ImageLoadError",
@@ -58,6 +59,7 @@ __all__ = [
     "Provenance",
     "apply_orientation",
     "check_output",
+    "keeps_16_bits",
     "file_sha256",
     "load_image",
     "load_image_bytes",

@@ -30,6 +30,13 @@ SAVE_EXTENSIONS = {
     ".bmp": "BMP",
 }
 """File extensions :func:`save_image` writes, mapped to their format."""
+SIXTEEN_BIT_FORMATS = ("PNG", "TIFF")
+"""The formats :func:`save_image` writes 16-bit pixels in; the others get them rounded to 8 bits."""
+
+
+def keeps_16_bits(path: str | os.PathLike[str]) -> bool:
+    """True when :func:`save_image` writes 16-bit pixels to ``path`` as 16 bits (by its extension)."""
+    return SAVE_EXTENSIONS.get(Path(path).suffix.lower()) in SIXTEEN_BIT_FORMATS
 
 
 def _prepare_pixels(rgb: np.ndarray, alpha: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
@@ -74,7 +81,7 @@ def _encode(fmt: str, rgb: np.ndarray, alpha: np.ndarray | None, provenance: Pro
     from PIL import Image
 
     sixteen = rgb.dtype == np.uint16
-    if sixteen and fmt in ("PNG", "TIFF"):
+    if sixteen and fmt in SIXTEEN_BIT_FORMATS:
         import cv2
 
         arr = rgb[:, :, ::-1] if alpha is None else np.dstack([rgb[:, :, ::-1], alpha])
