@@ -30,7 +30,7 @@ from frgd.scratch.detect import (
     mask_scores,
     save_detector,
 )
-from frgd.scratch.synth import VISIBLE, DamageConfig, GlassesConfig, damage_photo, draw_glasses
+from frgd.scratch.synth import VISIBLE, DamageConfig, GlassesConfig, damage_layers, damage_photo, draw_glasses
 
 NO_SCAN = {"blur_prob": 0.0, "grain": (0.0, 0.0), "jpeg_prob": 0.0}
 
@@ -72,6 +72,80 @@ def test_synthetic_mask_is_exactly_the_visible_change():
     for x, y in zip(a, b):
         np.testing.assert_array_equal(x, y)
     assert not np.array_equal(a[0], c[0])
+
+
+ONLY = {"clean_prob": 0.0, "cracks": (0.0, 0.0), "scratches": (0.0, 0.0), "spots_prob": 0.0, "tear_prob": 0.0,
+        "grey_prob": 0.0, "fade": (1.0, 1.0), **NO_SCAN}  # fmt: skip
+"""Settings that draw no damage but what a test turns on, on the photo as it is."""
+
+
+def _line_fit(cover: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The covered pixels (> 0.5) of ``cover`` ``(H, W)``: their positions along and their distances across the
+    least-squares line through them."""
+    ys, xs = np.nonzero(cover > 0.5)
+    centred = np.stack([xs, ys], 1).astype(np.float64)
+    centred -= centred.mean(0)
+    vt = np.linalg.svd(centred, full_matrices=False)[2]
+    return centred @ vt[0], np.abs(centred @ vt[1])
+
+
+def test_a_crease_is_a_long_straight_fold_with_its_shadow_beside_it():
+    """Creases, for many draws (each its own layer): nearly straight (every covered pixel within the largest bend
+    plus the width of the line through them), most at least 40 % of the photo's side long; a shadow is a dark layer
+    right beside its bright one; a broken crease has gaps along it; and the mask is still exactly the visible change."""
+    h = w = 128
+    spans, gaps = [], []
+    for seed in range(12):
+        for shadow, broken in ((0.0, 0.0), (1.0, 0.0), (0.0, 1.0)):
+            cfg = DamageConfig(crease_prob=1.0, crease_shadow_prob=shadow, crease_broken_prob=broken, **ONLY)
+            layers = damage_layers(h, w, np.random.default_rng(seed), cfg)
+            assert layers and len(layers) % (2 if shadow else 1) == 0
+            brights = layers[:: 2 if shadow else 1]
+            for k, (cover, colour, _alpha) in enumerate(brights):
+                assert colour.max() >= 0.72, "the broken emulsion shows the paper"
+                if (cover > 0.5).sum() < 8:  # a fold that only grazes the photo
+                    continue
+                along, across = _line_fit(cover)
+                assert across.max() < 0.06 * 1.5 * max(h, w) + 4, (seed, across.max())
+                if not shadow and not broken:
+                    spans.append(np.ptp(along))
+                if broken:
+                    gaps.append(np.diff(np.sort(along)).max())
+                if shadow:
+                    dark_cover, dark_colour, _ = layers[2 * k + 1]
+                    assert dark_colour.max() < 0.35
+                    dy, dx = np.nonzero(dark_cover > 0.5)
+                    by, bx = np.nonzero(cover > 0.5)
+                    if len(dy):
+                        near = np.hypot(dy[:, None] - by[None], dx[:, None] - bx[None]).min(1)
+                        assert np.median(near) <= 1.6 * 2.5 + 1, (seed, np.median(near))
+        flat = np.full((h, w, 3), 0.5, np.float32)
+        damaged, mask, _ = damage_photo(flat, np.random.default_rng(seed), DamageConfig(crease_prob=1.0, **ONLY))
+        assert np.array_equal(mask, (np.abs(damaged - 0.5).max(axis=2) >= VISIBLE).astype(np.float32))
+    assert np.median(spans) >= 0.4 * 128, spans
+    assert max(gaps) > 3, gaps
+
+
+def test_flakes_widen_cracks_and_at_zero_draw_nothing():
+    """Flaking chips emulsion off along a crack: the crack's coverage with flakes is its coverage without them plus
+    the chips (the same path: at least as covered everywhere, more somewhere); with ``crease_prob`` and
+    ``flake_prob`` 0 an example is the same whatever the other crease settings (no numbers are drawn for them)."""
+    base = {**ONLY, "cracks": (2.0, 2.0), "branch_prob": 0.0, "crease_prob": 0.0}
+    wider, cracked = 0, 0
+    for seed in range(12):
+        plain = damage_layers(128, 128, np.random.default_rng(seed), DamageConfig(flake_prob=0.0, **base))
+        flaked = damage_layers(128, 128, np.random.default_rng(seed), DamageConfig(flake_prob=1.0, **base))
+        if plain:
+            assert np.all(flaked[0][0] >= plain[0][0] - 1e-6), seed
+            wider += int(flaked[0][0].sum() > plain[0][0].sum() + 1)
+            cracked += 1
+    assert cracked >= 6 and wider >= cracked - 2, (wider, cracked)
+    off = {"crease_prob": 0.0, "flake_prob": 0.0, "clean_prob": 0.0}
+    a = damage_photo(_photo(), np.random.default_rng(7), DamageConfig(**off))
+    b = damage_photo(_photo(), np.random.default_rng(7), DamageConfig(crease_width=(3.0, 4.0), crease_shadow_prob=1.0,
+                                                                      **off))  # fmt: skip
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x, y)
 
 
 def _framed(changed: np.ndarray, eyes: np.ndarray) -> bool:
@@ -194,8 +268,16 @@ def test_scores_and_threshold_choice():
     assert s["f1"] == pytest.approx(2 / 3, abs=1e-4) and s["iou"] == pytest.approx(0.5, abs=1e-4)
     assert s["marked"] == pytest.approx(3 / 8, abs=1e-4)
     # marked where prob > t. F0.5 for t in 0.6..0.75: P = 1, R = 2/3 -> 1.25 * (2/3) / (0.25 + 2/3) = 0.909, the
-    # best; below 0.6 the false alarm is marked, from 0.8 R = 1/3. Ties go to the lowest threshold.
-    assert best_threshold(prob, truth) == 0.6
+    # best; below 0.6 the false alarm is marked, from 0.8 R = 1/3. Ties go to the highest threshold (fewest marks).
+    assert best_threshold(prob, truth) == 0.75
+    # 100 true marks at 0.91, 10 false alarms at 0.88: F0.5 is 0.926 at 0.85 (all found, 10 false), 1 at 0.9
+    truth = np.r_[np.ones(100), np.zeros(1000)].astype(np.float32)
+    clear = np.r_[np.full(100, 0.91), np.full(10, 0.88), np.zeros(990)].astype(np.float32)
+    assert best_threshold(clear, truth) == 0.9
+    # a near tie: 89 found at 0.9 (F0.5 0.97588) against all 100 and 3 false alarms at 0.85 (0.97656)
+    near = np.r_[np.full(89, 0.91), np.full(11, 0.87), np.full(3, 0.86), np.zeros(997)].astype(np.float32)
+    f85, f90 = (mask_scores(near, truth, t)["f0.5"] for t in (0.85, 0.9))
+    assert 0 < f85 - f90 < 0.002 and best_threshold(near, truth) == 0.9 and best_threshold(near, truth, tie=0) == 0.85
     assert mask_scores(np.zeros(4), np.zeros(4), 0.5)["precision"] == 1.0  # nothing to find, nothing found
 
 
@@ -370,6 +452,19 @@ def test_training_continues_an_exported_detector(tmp_path):
     assert damage_train.main(["export", "--run", str(run), "--out", str(out)]) == 0
     training = json.loads((out / "config.json").read_text())["training"]
     assert training["glasses_prob"] == 0.5 and training["earlier"]["weights"] == str(det)
+    assert (training["crease_prob"], training["flake_prob"]) == (DamageConfig().crease_prob, DamageConfig().flake_prob)
+    # validate: the run's final validation made again from the run's own shares (glasses 0.5 here, not the default
+    # 0.3): the same examples and weights, so the same figures, and the shares recorded
+    (run / "state.json").unlink()
+    again = ["validate", "--run", str(run), "--faces", str(faces), "--val-photos", str(held_out)]
+    assert damage_train.main(again) == 0
+    revalidated = load_run(run)[1]
+    assert revalidated["val"] == state["val"] and revalidated["glasses_prob"] == 0.5
+    assert json.loads((run / "state.json").read_text())["val"] == state["val"]
+    net = ScratchUNet(**state["config"])
+    net.load_state_dict(weights)
+    default = damage_train.validation_examples(faces, [str(held_out)], DamageConfig())  # glasses at 0.3
+    assert damage_train.validate(net, default) != state["val"], "the default share's examples score otherwise"
     with pytest.raises(InputError, match="glasses-prob"):
         damage_train.main([*argv, "--glasses-prob", "1.5"])
 
@@ -377,12 +472,18 @@ def test_training_continues_an_exported_detector(tmp_path):
 @pytest.mark.parametrize("bias, share", [(-20.0, 0.0), (20.0, 1.0)])
 def test_evaluation_counts_marks_on_glasses_frames(tmp_path, bias, share):
     """``frgd eval damage``'s glasses part with detectors that mark nothing or everything: none or all of the frames'
-    pixels marked, on no face or on every face, and the frames are a small share of the faces."""
+    pixels marked, on no face or on every face, and the frames are a small share of the faces; the creases and the
+    flaked cracks are found not at all or wholly (recall 0 or 1, a precision of their damaged share)."""
     from frgd.eval.damage import evaluate_damage
 
     faces, scenes, _ = _folders(tmp_path)
     det = save_detector(_constant_net(bias), tmp_path / "det", 0.5, {})
-    g = evaluate_damage(faces, [str(scenes)], det, n=3, seed=5)["glasses"]
+    result = evaluate_damage(faces, [str(scenes)], det, n=3, seed=5)
+    for kind in ("creases", "flaked_cracks"):
+        k = result["synthetic"]["kinds"][kind]
+        assert 0 < k["damaged_share"] < 0.2 and k["at_threshold"]["recall"] == share
+        assert k["at_threshold"]["precision"] == pytest.approx(k["damaged_share"] if share else 1.0, abs=1e-4)
+    g = result["glasses"]
     assert g["faces"] == 3 and 0.001 < g["frame_share"] < 0.2
     assert g["frame_marked"] == share and g["marked"] == share and g["frame_marked_at_0.5"] == share
     assert g["faces_with_frame_marks"] == 3 * share

@@ -1,11 +1,13 @@
 """``frgd eval damage``: how well the damage detector finds damage, and how little it marks that is not damage.
 
-Three parts, all at the detector's own threshold unless said otherwise:
+Four parts, all at the detector's own threshold unless said otherwise:
 
 1. **synthetic**: damage drawn by :mod:`frgd.scratch.synth` (seed ``seed``, not the training's validation seed) on
    crops of scenes the detector never saw (``photos``: Set5 and Set14) and of faces128 val faces it never saw
    (other faces than its validation's), quantised to 8 bits as a photo is: pixel precision, recall, F1 and IoU for
-   the scenes and the faces apart and together, and the same at a few other thresholds;
+   the scenes and the faces apart and together, and the same at a few other thresholds. Drawn without creases and
+   flakes (and glasses), so the examples are those of every earlier evaluation; **creases** and **flaked cracks**
+   (seeds ``seed + 3`` and ``seed + 4``, only those marks on the same crops) are scored apart, as ``kinds``;
 2. **clean faces**: faces128 val faces upscaled twice (256 px, a portrait's face) and aged like an old print but
    never damaged: the share of pixels marked, overall and inside the eye and mouth boxes of the alignment template
    (where a false mark costs most: the restorers ignore the photo there);
@@ -91,7 +93,9 @@ def evaluate_damage(
     faces = load_split_faces(faces_root, "val")[0]
     step = max(1, len(faces) // n)
     eval_faces = faces[step // 2 :: step][:n]  # between the validation's faces (faces[::36])
-    x, m = val_set(eval_faces, read_photos(photos), n=n, seed=seed, cfg=DamageConfig(glasses_prob=0.0))
+    scenes = read_photos(photos)
+    cfg = DamageConfig(glasses_prob=0.0, crease_prob=0.0, flake_prob=0.0)
+    x, m = val_set(eval_faces, scenes, n=n, seed=seed, cfg=cfg)
     images = to_uint8(x.numpy().transpose(0, 2, 3, 1))
     truth = m.numpy()[:, 0]
     prob, secs = _prob_of(net, images)
@@ -105,6 +109,17 @@ def evaluate_damage(
         "at_thresholds": {f"{t:g}": mask_scores(prob, truth, t) for t in THRESHOLDS},
     }
     mp_s = images.shape[1] * images.shape[2] * len(images) / 1e6 / secs
+    only = {"glasses_prob": 0.0, "clean_prob": 0.0, "cracks": (0.0, 0.0), "scratches": (0.0, 0.0), "spots_prob": 0.0,
+            "tear_prob": 0.0, "crease_prob": 0.0, "flake_prob": 0.0}  # fmt: skip
+    kinds = {}
+    for k, (kind, extra) in enumerate((("creases", {"crease_prob": 1.0}),
+                                       ("flaked_cracks", {"cracks": (1.0, 2.0), "flake_prob": 1.0}))):  # fmt: skip
+        kx, km = val_set(eval_faces, scenes, n=n, seed=seed + 3 + k, cfg=DamageConfig(**{**only, **extra}))
+        kimages, ktruth = to_uint8(kx.numpy().transpose(0, 2, 3, 1)), km.numpy()[:, 0]
+        kprob = _prob_of(net, kimages)[0]
+        kinds[kind] = {"damaged_share": round(float(ktruth.mean()), 5), "at_threshold": mask_scores(kprob, ktruth, thr),
+                       "at_0.5": mask_scores(kprob, ktruth, 0.5)}  # fmt: skip
+    synthetic["kinds"] = kinds
 
     rng = np.random.default_rng(seed + 1)
     clean_cfg = DamageConfig(clean_prob=1.0)

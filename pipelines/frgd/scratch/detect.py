@@ -43,6 +43,9 @@ DETECT_OVERLAP = 48
 """Context around each tile: about the network's receptive-field radius."""
 THRESHOLD_BETA = 0.5
 """The threshold maximises the F-beta score of the validation masks with this beta: below 1, precision counts more."""
+THRESHOLD_TIE = 0.002
+"""Thresholds whose F-beta is within this of the best tie, and the highest of them wins: where marking more finds
+as much damage as it adds false marks, fewer marks (a restorer ignores the photo under a mark)."""
 
 
 def build_detector(config: dict[str, Any]) -> ScratchUNet:
@@ -192,10 +195,14 @@ def mask_scores(prob: np.ndarray, truth: np.ndarray, threshold: float, beta: flo
     }
 
 
-def best_threshold(prob: np.ndarray, truth: np.ndarray, beta: float = THRESHOLD_BETA) -> float:
-    """The threshold in 0.05..0.95 (steps of 0.05) with the highest F-beta of :func:`mask_scores`."""
+def best_threshold(prob: np.ndarray, truth: np.ndarray, beta: float = THRESHOLD_BETA,
+                   tie: float = THRESHOLD_TIE) -> float:  # fmt: skip
+    """The threshold in 0.05..0.95 (steps of 0.05) with the highest F-beta of :func:`mask_scores`; of those within
+    ``tie`` of it, the highest (:data:`THRESHOLD_TIE`)."""
     grid = [round(0.05 * k, 2) for k in range(1, 20)]
-    return max(grid, key=lambda t: mask_scores(prob, truth, t, beta)[f"f{beta:g}"])
+    score = {t: mask_scores(prob, truth, t, beta)[f"f{beta:g}"] for t in grid}
+    top = max(score.values())
+    return max(t for t in grid if score[t] >= top - tie)
 
 
 __all__ = [
@@ -204,6 +211,7 @@ __all__ = [
     "DETECT_OVERLAP",
     "DETECT_TILE",
     "THRESHOLD_BETA",
+    "THRESHOLD_TIE",
     "WORK_PIXELS",
     "DamageDetection",
     "best_threshold",

@@ -6,7 +6,10 @@ exactly. What is drawn follows what scanned prints show (``../shared/real/old_ph
 * **cracks**: the emulsion broken along a jagged, branching path, 0.6-3 px wide, showing the paper (cream or white);
 * **scratches**: long smooth curves, thinner and often fainter, bright or dark;
 * **spots**: dust and emulsion flecks, 1-8 px across;
-* **tears**: a paper-coloured piece missing at the photo's edge.
+* **tears**: a paper-coloured piece missing at the photo's edge;
+* **creases**: a fold across the print, long and nearly straight, seen as a bright line (the broken emulsion) often
+  with a dark shadow line beside it (the fold's relief), often broken into pieces (:data:`DamageConfig.crease_prob`);
+* **flaking**: a crack whose emulsion has chipped off along stretches, wider there (``flake_prob``).
 
 Faces may also wear **glasses** (:func:`draw_glasses`): a *decoy*, part of the photo before it ages and never
 marked. A glasses frame is a thin dark or metallic line around the eyes, just what a dark scratch looks like to a
@@ -66,6 +69,17 @@ class DamageConfig:
     grain: tuple[float, float] = (0.0, 0.035)
     jpeg_prob: float = 0.5
     jpeg_quality: tuple[int, int] = (40, 95)
+    crease_prob: float = 0.3
+    """Share of damaged examples with creases (1 + Poisson(0.5) of them, across the image)."""
+    crease_width: tuple[float, float] = (0.6, 2.5)
+    crease_shadow_prob: float = 0.6
+    """Share of creases with a dark shadow line beside the bright one."""
+    crease_broken_prob: float = 0.5
+    """Share of creases drawn as pieces with gaps (the emulsion broke in places along the fold)."""
+    flake_prob: float = 0.35
+    """Share of cracks with flakes: stretches of 1-8 steps along them 1.6-3 times as wide (at least 1.5 px). At 0
+    (and ``crease_prob`` 0) no numbers are drawn for creases and flakes: the examples are those of the detector
+    trained before them (the evaluation's synthetic part keeps them so)."""
     glasses_prob: float = 0.3
     """Share of face examples wearing glasses (:func:`draw_glasses`; drawn by :func:`frgd.scratch.data.make_example`,
     which knows where the eyes are). At 0 no numbers are drawn for them: the examples are those of the detector
@@ -128,6 +142,37 @@ def _bezier(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
     return (1 - t) ** 2 * p[0] + 2 * (1 - t) * t * p[1] + t**2 * p[2]
 
 
+def _crease(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
+    """A fold ``(N, 2)`` (x, y): a nearly straight line (a slight bend) through a random point, 0.4-1.5 times the
+    image's larger side long, so most run off its edges."""
+    length = _u(rng, (0.4, 1.5)) * max(w, h)
+    c = rng.uniform(0, 1, 2) * np.array([w, h])
+    angle = rng.uniform(0, math.pi)
+    along = np.array([math.cos(angle), math.sin(angle)])
+    normal = np.array([-along[1], along[0]])
+    bend = _u(rng, (-0.06, 0.06)) * length
+    n = max(8, int(length / 2))
+    t = np.linspace(-0.5, 0.5, n)[:, None]
+    return c + t * length * along + (1 - 4 * t**2) * bend * normal
+
+
+def _pieces(rng: np.random.Generator, path: np.ndarray) -> list[np.ndarray]:
+    """``path`` (points about 2 px apart) cut into pieces 10-60 px long with gaps of 3-20 px between them."""
+    out, i = [], 0
+    while i < len(path) - 1:
+        j = i + max(2, int(_u(rng, (10.0, 60.0)) / 2))
+        out.append(path[i:j])
+        i = j + max(1, int(_u(rng, (3.0, 20.0)) / 2))
+    return [p for p in out if len(p) > 1]
+
+
+def _normal_offset(path: np.ndarray, d: float) -> np.ndarray:
+    """``path`` moved ``d`` px along its normal (from its overall direction)."""
+    v = path[-1] - path[0]
+    v = v / max(float(np.linalg.norm(v)), 1e-9)
+    return path + d * np.array([-v[1], v[0]])
+
+
 def _draw_path(canvas: np.ndarray, path: np.ndarray, width: float) -> None:
     """Draw ``path`` (image px) ``width`` px wide into the supersampled coverage ``canvas`` (max-combined)."""
     k = SUPERSAMPLE
@@ -161,7 +206,27 @@ def damage_layers(
             turn = rng.choice([-1.0, 1.0]) * _u(rng, (0.5, 1.6))
             sub = _crack_path(rng, at, angle + turn, _log_u(rng, (8.0, 80.0)), _u(rng, (0.1, 0.5)))
             _draw_path(canvas, sub, max(0.5, width * _u(rng, (0.5, 1.0))))
+        if cfg.flake_prob > 0 and rng.random() < cfg.flake_prob:  # the emulsion chipped off along stretches
+            for _ in range(1 + int(rng.poisson(len(path) / 20.0))):
+                i = int(rng.integers(len(path) - 1))
+                stretch = path[i : i + int(rng.integers(2, 9))]
+                _draw_path(canvas, stretch, max(1.5, width * _u(rng, (1.6, 3.0))))
         layers.append((finish(canvas), _paper(rng, rng.random() < cfg.dark_prob), _u(rng, cfg.alpha)))
+    if cfg.crease_prob > 0 and rng.random() < cfg.crease_prob:
+        for _ in range(1 + int(rng.poisson(0.5))):
+            fold = _crease(rng, w, h)
+            parts = _pieces(rng, fold) if rng.random() < cfg.crease_broken_prob else [fold]
+            width = _log_u(rng, cfg.crease_width)
+            canvas = np.zeros((h * k, w * k), np.float32)
+            for part in parts:
+                _draw_path(canvas, part, width)
+            layers.append((finish(canvas), _paper(rng, False), _u(rng, (0.3, 0.9))))
+            if rng.random() < cfg.crease_shadow_prob:  # the fold's relief: a dark line beside the bright one
+                side = rng.choice([-1.0, 1.0]) * width * _u(rng, (0.8, 1.6))
+                canvas = np.zeros((h * k, w * k), np.float32)
+                for part in parts:
+                    _draw_path(canvas, _normal_offset(part, side), width * _u(rng, (0.6, 1.2)))
+                layers.append((finish(canvas), _paper(rng, True), _u(rng, (0.2, 0.6))))
     for _ in range(_count(rng, cfg.scratches, units)):
         canvas = np.zeros((h * k, w * k), np.float32)
         _draw_path(canvas, _bezier(rng, w, h), _log_u(rng, cfg.scratch_width))

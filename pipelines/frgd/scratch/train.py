@@ -19,6 +19,11 @@ Command used for the shipped weights (README, "Damage detection")::
     python -m frgd.scratch.train train ... --run runs/damage_c --init resources/frgd_resources/weights/frgd-damage \
         --lr 0.0005 --seed 2 --time-budget-min 35   # faces wear glasses (glasses_prob 0.3, today's default)
     python -m frgd.scratch.train export --run runs/damage_c --out resources/frgd_resources/weights/frgd-damage
+    python -m frgd.scratch.train train ... --run runs/damage_d --init resources/frgd_resources/weights/frgd-damage \
+        --lr 0.0005 --seed 3 --time-budget-min 40   # creases and flakes (crease_prob 0.3, flake_prob 0.35)
+    python -m frgd.scratch.train validate --run runs/damage_d --faces ../shared/data/faces128 \
+        --val-photos ../shared/data/sr/bench/B100/HR   # the threshold again with the tie rule (THRESHOLD_TIE)
+    python -m frgd.scratch.train export --run runs/damage_d --out resources/frgd_resources/weights/frgd-damage
 """
 
 from __future__ import annotations
@@ -77,6 +82,33 @@ def validate(net: ScratchUNet, val: tuple[torch.Tensor, torch.Tensor]) -> dict[s
     }
 
 
+def validation_examples(faces_root: str | Path, val_photos: list[str], cfg: DamageConfig) -> (
+    tuple[torch.Tensor, torch.Tensor]
+):  # fmt: skip
+    """The validation's fixed examples (:func:`.data.val_set`, seed 1234): ``val_photos``' scenes and every
+    ``1/VAL_PER_SOURCE``-th faces128 val face, damaged as ``cfg`` draws."""
+    from ..diffusion.training.train_prior import load_split_faces
+
+    val_faces = load_split_faces(faces_root, "val")[0]
+    val_faces = val_faces[:: max(1, len(val_faces) // VAL_PER_SOURCE)]
+    return val_set(val_faces, read_photos(val_photos), cfg=cfg)
+
+
+def revalidate(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``validate`` subcommand: the run's final validation made again (its examples, drawn with the run's glasses,
+    crease and flake shares, and today's threshold rule, :func:`.detect.best_threshold`) and written into the run,
+    so that ``export`` ships its threshold. Returns it."""
+    weights, st = load_run(args.run)
+    net = ScratchUNet(**st["config"])
+    net.load_state_dict(weights)
+    defaults = DamageConfig()
+    shares = {k: st.get(k, getattr(defaults, k)) for k in ("glasses_prob", "crease_prob", "flake_prob")}
+    st["val"] = validate(net, validation_examples(args.faces, args.val_photos, DamageConfig(**shares)))
+    st.update(shares)  # what it was validated with (a run made before a share existed gets today's default)
+    save_run(Path(args.run), net, st)
+    return st["val"]
+
+
 def train(args: argparse.Namespace) -> dict[str, Any]:
     """Train in ``args.run`` (from random weights, or from ``args.init``'s with a fresh optimiser and schedule);
     returns the state (also ``RUN/state.json``)."""
@@ -89,12 +121,10 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     run.mkdir(parents=True, exist_ok=True)
     faces = load_split_faces(args.faces, "train", args.limit)[0]
     photos = read_photos(args.photos)
-    val_faces = load_split_faces(args.faces, "val")[0]
-    val_faces = val_faces[:: max(1, len(val_faces) // VAL_PER_SOURCE)]
     if not 0.0 <= args.glasses_prob <= 1.0:
         raise InputError(f"--glasses-prob must be in [0, 1], got {args.glasses_prob}")
     cfg = DamageConfig(glasses_prob=args.glasses_prob)
-    val = val_set(val_faces, read_photos(args.val_photos), cfg=cfg)
+    val = validation_examples(args.faces, args.val_photos, cfg)
     earlier = None
     if args.init and not (Path(args.init) / "last.pt").exists():  # an exported detector (a weights folder)
         from .. import weights as weights_io
@@ -116,6 +146,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     state: dict[str, Any] = {"step": 0, "images": 0, "loss_curve": [], "val_curve": [], "config": net.config(),
                              "batch": args.batch, "lr": args.lr, "crop": CROP, "train_faces": len(faces),
                              "train_photos": len(photos), "dark_prob": cfg.dark_prob, "glasses_prob": cfg.glasses_prob,
+                             "crease_prob": cfg.crease_prob, "flake_prob": cfg.flake_prob,
                              "earlier": earlier}  # fmt: skip
     t0 = time.perf_counter()
 
@@ -152,7 +183,7 @@ def export(run: str | Path, out: str | Path) -> Path:
     net.load_state_dict(weights)
     training = training_record(
         st, ("step", "images", "seconds", "batch", "lr", "crop", "train_faces", "train_photos", "dark_prob",
-             "glasses_prob", "earlier", "val"),
+             "glasses_prob", "crease_prob", "flake_prob", "earlier", "val"),
         data="synthetic damage (frgd.scratch.synth) on BSDS400 + T91 scenes and faces128 train faces; validated on "
              "B100 scenes and faces128 val faces (research data; weights only are shipped)",
         loss="binary cross-entropy + soft Dice",
@@ -182,11 +213,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="share of face examples wearing glasses, never marked (default %(default)s)",
     )
     t.add_argument("--val-every", type=int, default=500)
+    v = sub.add_parser("validate", help="make RUN's final validation again (today's threshold rule) for export")
+    v.add_argument("--run", required=True)
+    v.add_argument("--faces", required=True, help="faces128 root (labels.csv, train/, val/)")
+    v.add_argument("--val-photos", nargs="+", required=True, help="folders of held-out scenes")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_command(build_parser(), argv, train, lambda a: export(a.run, a.out))
+    return run_command(build_parser(), argv, train,
+                       lambda a: revalidate(a) if a.cmd == "validate" else export(a.run, a.out))  # fmt: skip
 
 
 if __name__ == "__main__":
