@@ -1039,9 +1039,8 @@ class EditorModel:
             if deep:
                 try:
                     rgb, a = backend.deep_photo(*source, turn)
-                except FRGDError as err:
+                except FRGDError as err:  # the 8-bit image is written
                     why_8.append(str(err))
-                    rgb, a = img, alpha
                 else:
                     if choice == "Result":
                         rgb = backend.deep_result(rgb, damage, scale, model, pastes, device, progress, cancel)

@@ -82,11 +82,19 @@ def validate(net: ScratchUNet, val: tuple[torch.Tensor, torch.Tensor]) -> dict[s
     }
 
 
+def run_detector(run: str | Path) -> tuple[ScratchUNet, dict[str, Any]]:
+    """``(detector, state)`` of the run ``run`` (its ``last.pt``)."""
+    weights, st = load_run(run)
+    net = ScratchUNet(**st["config"])
+    net.load_state_dict(weights)
+    return net, st
+
+
 def validation_examples(faces_root: str | Path, val_photos: list[str], cfg: DamageConfig) -> (
     tuple[torch.Tensor, torch.Tensor]
 ):  # fmt: skip
-    """The validation's fixed examples (:func:`.data.val_set`, seed 1234): ``val_photos``' scenes and every
-    ``1/VAL_PER_SOURCE``-th faces128 val face, damaged as ``cfg`` draws."""
+    """The validation's fixed examples (:func:`.data.val_set`, seed 1234): ``val_photos``' scenes and faces128 val
+    faces taken at an even step (about :data:`.data.VAL_PER_SOURCE` of them), damaged as ``cfg`` draws."""
     from ..diffusion.training.train_prior import load_split_faces
 
     val_faces = load_split_faces(faces_root, "val")[0]
@@ -98,9 +106,7 @@ def revalidate(args: argparse.Namespace) -> dict[str, Any]:
     """The ``validate`` subcommand: the run's final validation made again (its examples, drawn with the run's glasses,
     crease and flake shares, and today's threshold rule, :func:`.detect.best_threshold`) and written into the run,
     so that ``export`` ships its threshold. Returns it."""
-    weights, st = load_run(args.run)
-    net = ScratchUNet(**st["config"])
-    net.load_state_dict(weights)
+    net, st = run_detector(args.run)
     defaults = DamageConfig()
     shares = {k: st.get(k, getattr(defaults, k)) for k in ("glasses_prob", "crease_prob", "flake_prob")}
     st["val"] = validate(net, validation_examples(args.faces, args.val_photos, DamageConfig(**shares)))
@@ -135,9 +141,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         earlier = {"weights": str(args.init), "step": t.get("step"), "images": t.get("images"),
                    "earlier": t.get("earlier")}  # fmt: skip
     elif args.init:
-        weights, st = load_run(args.init)
-        net = ScratchUNet(**st["config"])
-        net.load_state_dict(weights)
+        net, st = run_detector(args.init)
         earlier = {"run": str(args.init), "step": st["step"], "images": st["images"], "earlier": st.get("earlier")}
     else:
         net = ScratchUNet(tuple(args.channels))
@@ -178,9 +182,7 @@ def export(run: str | Path, out: str | Path) -> Path:
     """Write the run's detector (float16) with its validated threshold and training record to ``out``."""
     from .detect import save_detector
 
-    weights, st = load_run(run)
-    net = ScratchUNet(**st["config"])
-    net.load_state_dict(weights)
+    net, st = run_detector(run)
     training = training_record(
         st, ("step", "images", "seconds", "batch", "lr", "crop", "train_faces", "train_photos", "dark_prob",
              "glasses_prob", "crease_prob", "flake_prob", "earlier", "val"),
